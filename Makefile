@@ -1,0 +1,41 @@
+# make demo  - install what is needed, start the embedded stack, show offers arriving
+# make test  - run every test (unit, integration, e2e)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+APT_PACKAGES := chromium libusb-1.0-0
+
+.PHONY: setup demo test test-unit lint bench up clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@bash scripts/apt-install.sh $(APT_PACKAGES)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/instore demo --seconds $${SECONDS_TO_RUN:-60}
+
+up: setup
+	$(VENV)/bin/instore up
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(VENV)/bin/instore bench proximity --json | tee -a bench/results.jsonl
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from instore.cli import main
+
+main()

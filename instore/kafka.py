@@ -1,0 +1,165 @@
+"""confluent-kafka producer/consumer/admin factories that work unchanged on Confluent Cloud.
+
+Every producer gets ``linger.ms >= 5`` (tiny batches stall the embedded broker) and the
+murmur2 partitioner, so keys land on the same partitions as from Java, Faust and ksqlDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from instore import topics as t
+from instore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        cfg["sasl.username"] = settings.kafka_sasl_username or ""
+        cfg["sasl.password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        )
+    if settings.kafka_ssl_ca_location:
+        cfg["ssl.ca.location"] = settings.kafka_ssl_ca_location
+    return cfg
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    cfg = client_config(settings) | {
+        "linger.ms": 5,
+        "partitioner": "murmur2_random",
+        "enable.idempotence": False,  # the embedded broker's idempotence/transactions are not trusted
+        "acks": "all",
+        "compression.type": "none",
+        "message.timeout.ms": 120_000,
+        "queue.buffering.max.messages": 1_000_000,
+    }
+    cfg.update(overrides)
+    if float(cfg.get("linger.ms", 5)) < 5:
+        cfg["linger.ms"] = 5
+    return cfg
+
+
+def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    cfg = client_config(settings) | {
+        "group.id": group_id or f"instore-reader-{time.time_ns()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, **overrides))
+
+
+def make_consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings))
+
+
+def wait_for_broker(settings: Settings, timeout_s: float = 20.0) -> None:
+    admin = make_admin(settings)
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except KafkaException as exc:
+            last = exc
+            time.sleep(0.2)
+    msg = (
+        f"no Kafka broker answers at {settings.bootstrap_servers} ({last}); "
+        "run `instore up` or set KAFKA_BOOTSTRAP_SERVERS"
+    )
+    raise KafkaUnavailable(msg)
+
+
+def ensure_topics(settings: Settings, wanted: Iterable[t.Topic] = t.ALL) -> list[str]:
+    """Create the contract's topics that are missing; returns the names created."""
+    admin = make_admin(settings)
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [
+        NewTopic(
+            topic.name,
+            num_partitions=t.partitions_of(topic, settings.kafka_partitions),
+            replication_factor=settings.kafka_replication_factor,
+            config=topic.config(),
+        )
+        for topic in wanted
+        if topic.name not in existing
+    ]
+    if not new:
+        return []
+    created = []
+    for name, fut in admin.create_topics(new, operation_timeout=10).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    # The embedded broker can take a moment before metadata shows new topics.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        have = set(admin.list_topics(timeout=5).topics)
+        if all(n.topic in have for n in new):
+            break
+        time.sleep(0.1)
+    return created
+
+
+def delivery_logger(counter: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
+    """A delivery callback that logs failures (topic/partition, never the value) and counts."""
+
+    def _cb(err, msg) -> None:  # type: ignore[no-untyped-def]
+        if err is not None:
+            log.error("delivery failed topic=%s partition=%s: %s", msg.topic(), msg.partition(), err)
+            if counter is not None:
+                counter["failed"] = counter.get("failed", 0) + 1
+        elif counter is not None:
+            counter["delivered"] = counter.get("delivered", 0) + 1
+
+    return _cb
+
+
+def produce(producer: Producer, topic: t.Topic, record: Any, key: str | None = None,
+            timestamp_ms: int | None = None, on_delivery: Any = None) -> None:
+    """Produce one record (or a tombstone when ``record`` is None), waiting out a full queue."""
+    value = None if record is None else (record if isinstance(record, bytes) else record.to_json())
+    if key is None and record is not None and not isinstance(record, bytes):
+        key = topic.key_of(record)
+    kwargs: dict[str, Any] = {"key": key.encode() if key is not None else None, "value": value}
+    if timestamp_ms is not None:
+        kwargs["timestamp"] = timestamp_ms
+    if on_delivery is not None:
+        kwargs["on_delivery"] = on_delivery
+    while True:
+        try:
+            producer.produce(topic.name, **kwargs)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)

@@ -1,0 +1,224 @@
+"""One typed record per topic of the contract (DESIGN.md "The topic contract").
+
+JSON on the wire with the seed demo's field names. ``decode`` turns raw bytes into a record or
+raises ``RecordError`` with a reason a dead letter can carry.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+EpochMs = Annotated[int, Field(ge=0, le=32_503_680_000_000)]  # up to year 3000
+Uid = Annotated[str, Field(min_length=1, max_length=128)]
+ShortText = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, frozen=False)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+class CustomerLocation(Record):
+    """`customers_locations`, key ``uid``."""
+
+    uid: Uid
+    store_id: ShortText | None = None
+    latitude: Latitude
+    longitude: Longitude
+    country: str | None = None
+    ts: EpochMs | None = None
+    source: Literal["camera", "phone", "sim"] = "sim"
+    accuracy_m: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+class StoreProduct(Record):
+    """`stores_products`, compacted, key ``store_id:sku``."""
+
+    sku: Annotated[int, Field(ge=0)]
+    store_id: ShortText
+    segment: ShortText
+    variant: str | None = None
+    name: ShortText
+    latitude: Latitude
+    longitude: Longitude
+    country: str | None = None
+
+
+class Promotion(Record):
+    """`products_promotions`, compacted, key ``pid``; tombstone = withdrawn."""
+
+    pid: ShortText
+    sku: Annotated[int, Field(ge=0)] | None = None
+    segment: ShortText | None = None
+    title: ShortText
+    discount_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+    radius_ft: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 100.0
+    starts_at: EpochMs | None = None
+    ends_at: EpochMs | None = None
+
+    @model_validator(mode="after")
+    def _target_and_schedule(self) -> Promotion:
+        if self.sku is None and self.segment is None:
+            msg = "a promotion needs a sku or a segment"
+            raise ValueError(msg)
+        if self.starts_at is not None and self.ends_at is not None and self.starts_at >= self.ends_at:
+            msg = "starts_at must be before ends_at"
+            raise ValueError(msg)
+        return self
+
+    def active_at(self, t: int) -> bool:
+        return (self.starts_at is None or self.starts_at <= t) and (
+            self.ends_at is None or t < self.ends_at
+        )
+
+
+class KioskInteraction(Record):
+    """`kiosk_interactions`, key ``store_id:kiosk_id``."""
+
+    store_id: ShortText
+    kiosk_id: ShortText
+    uid: Uid | None = None
+    action: Literal["checkin", "view", "tap", "scan", "checkout"]
+    sku: Annotated[int, Field(ge=0)] | None = None
+    ts: EpochMs
+
+
+class ShopperConsent(Record):
+    """`shopper_consents`, compacted, key ``uid``; tombstone = erased."""
+
+    uid: Uid
+    opted_in: bool
+    channels: list[Literal["phone", "kiosk"]] = Field(default_factory=lambda: ["phone", "kiosk"])
+    updated_at: EpochMs
+
+
+class NearbyCustomer(Record):
+    """`NEARBY_CUSTOMERS`, key ``uid``."""
+
+    uid: Uid
+    store_id: ShortText
+    pid: ShortText
+    sku: int
+    segment: str
+    distance_ft: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    latitude: Latitude
+    longitude: Longitude
+    product_latitude: Latitude
+    product_longitude: Longitude
+    country: str | None = None
+    ts: EpochMs
+
+
+class Offer(Record):
+    """`offers`, key ``uid``. ``ts`` is the event time of the position that earned it."""
+
+    offer_id: ShortText
+    uid: Uid
+    store_id: ShortText
+    pid: ShortText
+    sku: int
+    title: str
+    discount_pct: float
+    distance_ft: float
+    ts: EpochMs
+    expires_at: EpochMs
+
+
+class OfferEvent(Record):
+    """`offer_events`, key ``offer_id``."""
+
+    offer_id: ShortText
+    uid: Uid
+    event: Literal["delivered", "opened", "redeemed"]
+    ts: EpochMs
+
+
+class DeadLetter(Record):
+    """`dead_letters`: whatever failed validation, with the reason."""
+
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    error: str
+    raw: str | None = None
+
+    @field_validator("raw", mode="before")
+    @classmethod
+    def _bytes_to_text(cls, v: Any) -> Any:
+        if isinstance(v, bytes | bytearray):
+            return bytes(v).decode("utf-8", errors="replace")[:65536]
+        return v
+
+
+class RecordError(ValueError):
+    """A record that cannot be decoded; ``reason`` is short and safe to log (no values)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode(model: type[R], raw: bytes | str | None) -> R:
+    """Bytes -> record, or ``RecordError`` saying why (invalid JSON, missing field, range)."""
+    if raw is None:
+        reason = "empty value (tombstone) where a record was expected"
+        raise RecordError(reason)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = f"invalid JSON: {exc.args[0] if exc.args else exc}"[:200]
+        raise RecordError(reason) from None
+    return validate(model, data)
+
+
+def validate(model: type[R], data: Any) -> R:
+    if not isinstance(data, dict):
+        reason = f"expected a JSON object, got {type(data).__name__}"
+        raise RecordError(reason)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RecordError(f"invalid {model.__name__}: {_describe(exc)}") from None
+    except (RecursionError, ValueError) as exc:
+        raise RecordError(f"invalid {model.__name__}: {type(exc).__name__}") from None
+
+
+def dead_letter(source_topic: str, error: str, raw: bytes | str | None,
+                partition: int | None = None, offset: int | None = None) -> DeadLetter:
+    return DeadLetter(source_topic=source_topic, partition=partition, offset=offset,
+                      error=error, raw=raw)
+
+
+def is_finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)

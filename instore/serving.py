@@ -1,0 +1,59 @@
+"""The Redis serving store's key layout (derived state; rebuildable from the topics).
+
+Writers: the Faust worker (offers, per-store live shoppers, counters) and the push sink
+(delivered). Readers: the API and pages. Keys hold no personal data beyond the opaque uid.
+"""
+
+from __future__ import annotations
+
+PREFIX = "instore"
+LATEST_OFFERS_KEEP = 20
+LIVE_WINDOW_MS = 60_000
+
+
+def offers_of(uid: str) -> str:
+    """LIST of the shopper's latest offers (JSON, newest first, capped)."""
+    return f"{PREFIX}:offers:{uid}"
+
+
+def offer(offer_id: str) -> str:
+    """STRING: one offer's JSON by id (for pages and event handling)."""
+    return f"{PREFIX}:offer:{offer_id}"
+
+
+def store_live(store_id: str) -> str:
+    """ZSET uid -> last seen ms: shoppers seen in a store (live count = ZCOUNT of recent)."""
+    return f"{PREFIX}:store:{store_id}:live"
+
+
+def store_positions(store_id: str) -> str:
+    """HASH uid -> JSON {lat, lon, ts}: last position per shopper, for the floor map."""
+    return f"{PREFIX}:store:{store_id}:positions"
+
+
+def promo_stats(pid: str) -> str:
+    """HASH counters for one promotion: nearby, sent, delivered, opened, redeemed."""
+    return f"{PREFIX}:stats:promo:{pid}"
+
+
+def store_stats(store_id: str) -> str:
+    """HASH counters for one store: positions, nearby, sent, delivered, opened, redeemed."""
+    return f"{PREFIX}:stats:store:{store_id}"
+
+
+def totals() -> str:
+    """HASH global counters: positions, nearby, offers, dead_letters, dead:<reason>."""
+    return f"{PREFIX}:stats:totals"
+
+
+def offers_feed() -> str:
+    """LIST of the latest offers across stores (JSON, newest first, capped at 200)."""
+    return f"{PREFIX}:feed:offers"
+
+
+def shopper_keys(uid: str) -> list[str]:
+    """Every key that holds this shopper's data, for erasure."""
+    return [offers_of(uid)]
+
+
+COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")

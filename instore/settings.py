@@ -1,0 +1,130 @@
+"""All configuration, read once from the environment and `.env` (pydantic-settings).
+
+No other module reads ``os.environ``. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_KEYS = {
+    "marketer": "dev-marketer-key",
+    "analyst": "dev-analyst-key",
+    "ops": "dev-ops-key",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    environment: Literal["development", "production"] = Field(
+        default="development", validation_alias="INSTORE_ENV"
+    )
+
+    # Kafka: unset bootstrap servers = the embedded broker started by `instore up`.
+    kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_partitions: int = Field(default=4, ge=1, le=256)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=5)
+
+    # Redis serving store: unset = the embedded redis-server.
+    redis_url: str | None = None
+
+    # Ably: unset host = the local push hub.
+    ably_api_key: SecretStr | None = None
+    ably_rest_host: str | None = None
+    ably_port: int | None = None
+    ably_tls: bool | None = None
+
+    # ksqlDB: unset = the local ksqlDB-compatible endpoint.
+    ksqldb_url: str | None = None
+    ksqldb_api_key: str | None = None
+    ksqldb_api_secret: SecretStr | None = None
+
+    # Embedded stack ports (loopback only) and data.
+    host: str = "127.0.0.1"
+    broker_port: int = 19092
+    redis_port: int = 16379
+    hub_port: int = 8090
+    api_port: int = 8080
+    ksql_port: int = 8088
+    worker_web_port: int = 6066
+    data_dir: Path = Field(default_factory=lambda: Path(".instore"))
+
+    # Offer policy (see DESIGN.md "From near to offer").
+    dwell_s: float = Field(default=5.0, ge=0)
+    dwell_gap_s: float = Field(default=5.0, gt=0)
+    cooldown_s: float = Field(default=1800.0, ge=0)
+    cap_per_hour: int = Field(default=3, ge=0)
+    offer_ttl_s: float = Field(default=900.0, gt=0)
+    geofence_margin_m: float = Field(default=30.0, ge=0)
+
+    # Faust worker.
+    app_id: str = "instore-stream"
+    worker_batch: int = Field(default=500, ge=1)
+    worker_batch_within_s: float = Field(default=0.005, gt=0)
+
+    # API keys per role.
+    api_key_marketer: SecretStr | None = None
+    api_key_analyst: SecretStr | None = None
+    api_key_ops: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _no_default_secrets_outside_development(self) -> Settings:
+        if self.environment == "production":
+            missing = [
+                role
+                for role in DEV_KEYS
+                if getattr(self, f"api_key_{role}") is None
+                or getattr(self, f"api_key_{role}").get_secret_value() == DEV_KEYS[role]
+            ]
+            if missing:
+                msg = (
+                    "INSTORE_ENV=production needs API_KEY_"
+                    + ", API_KEY_".join(r.upper() for r in missing)
+                    + " set to non-default values"
+                )
+                raise ValueError(msg)
+        return self
+
+    # Derived addresses -------------------------------------------------------------------
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.host}:{self.broker_port}"
+
+    @property
+    def redis_address(self) -> str:
+        return self.redis_url or f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def ksqldb_address(self) -> str:
+        return self.ksqldb_url or f"http://{self.host}:{self.ksql_port}"
+
+    def api_key(self, role: str) -> str | None:
+        """The API key for a role; development falls back to well-known dev keys."""
+        value: SecretStr | None = getattr(self, f"api_key_{role}")
+        if value is not None:
+            return value.get_secret_value()
+        return DEV_KEYS[role] if self.environment == "development" else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

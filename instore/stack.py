@@ -1,0 +1,48 @@
+"""Which services `instore up` runs, in order, and how each is started.
+
+Each service is an `instore` sub-command in its own process. A part whose package is not
+installed is skipped with a note, so the stack still comes up with what is there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from instore.embedded import ServiceSpec, core_specs, instore_cmd
+from instore.settings import Settings
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> list[ServiceSpec]:
+    h = settings.host
+    specs = list(core_specs(settings, data_dir))
+    for i in range(workers):
+        specs.append(ServiceSpec(f"worker-{i + 1}" if workers > 1 else "worker",
+                                 instore_cmd("worker"), port=None))
+    if _has("mobile_push.hub") and settings.ably_rest_host is None:
+        specs.append(ServiceSpec("hub", instore_cmd("push", "hub"), port=settings.hub_port, host=h,
+                                 url=f"http://{h}:{settings.hub_port}"))
+    if _has("mobile_push.sink"):
+        specs.append(ServiceSpec("sink", instore_cmd("push", "sink")))
+    if _has("stream_apps.ksqldb") and settings.ksqldb_url is None:
+        specs.append(ServiceSpec("ksql", instore_cmd("ksql", "serve"), port=settings.ksql_port, host=h,
+                                 url=f"http://{h}:{settings.ksql_port}"))
+    if _has("api.main"):
+        specs.append(ServiceSpec("api", instore_cmd("api", "serve"), port=settings.api_port, host=h,
+                                 url=f"http://{h}:{settings.api_port}/docs"))
+    return specs
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """Environment that points every child at the embedded broker and Redis."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "REDIS_URL": settings.redis_address,
+    }

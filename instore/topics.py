@@ -1,0 +1,99 @@
+"""The topic contract: every topic's name, key, partitioning, cleanup and record type.
+
+Every part imports topics from here; nobody spells a topic name of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from instore import records as r
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    record: type[r.Record]
+    key_fields: tuple[str, ...]
+    compacted: bool = False
+    partitions: int | None = None  # None = the configured default (settings.kafka_partitions)
+    retention_ms: int | None = 7 * 24 * 3600 * 1000  # streams; compacted tables keep forever
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "table" if self.compacted else "stream"
+
+    def key_of(self, record: r.Record | dict[str, Any]) -> str | None:
+        data = record if isinstance(record, dict) else record.model_dump()
+        if not self.key_fields:
+            return None
+        return ":".join(str(data[f]) for f in self.key_fields)
+
+    def config(self) -> dict[str, str]:
+        if self.compacted:
+            return {"cleanup.policy": "compact"}
+        cfg = {"cleanup.policy": "delete"}
+        if self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+CUSTOMERS_LOCATIONS = Topic(
+    "customers_locations", r.CustomerLocation, ("uid",),
+    description="where each shopper stands (camera, phone or simulator)",
+)
+STORES_PRODUCTS = Topic(
+    "stores_products", r.StoreProduct, ("store_id", "sku"), compacted=True, retention_ms=None,
+    description="the catalog: every product's place on the floor",
+)
+PRODUCTS_PROMOTIONS = Topic(
+    "products_promotions", r.Promotion, ("pid",), compacted=True, retention_ms=None,
+    description="the marketers' promotions; tombstone = withdrawn",
+)
+KIOSK_INTERACTIONS = Topic(
+    "kiosk_interactions", r.KioskInteraction, ("store_id", "kiosk_id"),
+    description="check-ins, views, taps and scans at kiosks",
+)
+SHOPPER_CONSENTS = Topic(
+    "shopper_consents", r.ShopperConsent, ("uid",), compacted=True, retention_ms=None,
+    description="opt in/out per shopper; tombstone = erased",
+)
+NEARBY_CUSTOMERS = Topic(
+    "NEARBY_CUSTOMERS", r.NearbyCustomer, ("uid",),
+    description="a shopper near a promoted product (the proximity rule)",
+)
+OFFERS = Topic(
+    "offers", r.Offer, ("uid",),
+    description="what the policy decided to tell a shopper",
+)
+OFFER_EVENTS = Topic(
+    "offer_events", r.OfferEvent, ("offer_id",),
+    description="delivered / opened / redeemed",
+)
+DEAD_LETTERS = Topic(
+    "dead_letters", r.DeadLetter, (), partitions=1,
+    description="anything that failed validation, with the reason",
+)
+
+ALL: tuple[Topic, ...] = (
+    CUSTOMERS_LOCATIONS,
+    STORES_PRODUCTS,
+    PRODUCTS_PROMOTIONS,
+    KIOSK_INTERACTIONS,
+    SHOPPER_CONSENTS,
+    NEARBY_CUSTOMERS,
+    OFFERS,
+    OFFER_EVENTS,
+    DEAD_LETTERS,
+)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
+
+
+def partitions_of(topic: Topic, default: int) -> int:
+    return topic.partitions if topic.partitions is not None else default
+
+
+KeyFn = Callable[[r.Record], str | None]

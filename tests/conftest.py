@@ -1,0 +1,120 @@
+"""Session fixtures: the real embedded broker (Tansu) and a real redis-server on free loopback
+ports. Set KAFKA_BOOTSTRAP_SERVERS / REDIS_URL to run the suite against existing ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from instore.embedded import free_port, port_open, redis_argv, tansu_argv
+from instore.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+        if port_open("127.0.0.1", port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class BrokerHandle:
+    """A Tansu broker on a free port that a test may stop and start again (memory is lost)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(tansu_argv("127.0.0.1", self.port), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_port(self.port, self.proc, "tansu")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+@pytest.fixture(scope="session")
+def broker_factory() -> Iterator[Callable[[], BrokerHandle]]:
+    """Start a fresh, isolated broker (for tests that need their own topics' state)."""
+    started: list[BrokerHandle] = []
+
+    def _make() -> BrokerHandle:
+        handle = BrokerHandle()
+        handle.start()
+        started.append(handle)
+        return handle
+
+    yield _make
+    for handle in started:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(broker_factory: Callable[[], BrokerHandle]) -> str:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        return external
+    return broker_factory().bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    external = os.environ.get("REDIS_URL")
+    if external:
+        yield external
+        return
+    port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        proc = subprocess.Popen(redis_argv("127.0.0.1", port, Path(d)), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_port(port, proc, "redis-server")
+        yield f"redis://127.0.0.1:{port}/0"
+        _stop(proc)
+
+
+def make_settings(bootstrap: str, redis: str, **overrides: object) -> Settings:
+    return Settings(kafka_bootstrap_servers=bootstrap, redis_url=redis, _env_file=None,  # type: ignore[call-arg]
+                    **overrides)
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for an `instore` child process pointing at the test's broker and Redis."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "REDIS_URL": settings.redis_address,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env |= extra
+    return env
+
+
+def instore_proc(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    out = log_path.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "instore", *args], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
