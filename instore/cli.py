@@ -40,6 +40,11 @@ app.add_typer(api_cmds.app, name="api")
 app.add_typer(ksql_cmds.app, name="ksql")
 app.add_typer(cloud_cmds.app, name="cloud")
 app.add_typer(edge_cmds.app, name="edge")
+# A part's commands module may offer `bench` (-> `instore bench <part>`).
+for _name, _mod in (("push", push_cmds), ("ksql", ksql_cmds), ("edge", edge_cmds),
+                    ("api", api_cmds), ("cloud", cloud_cmds)):
+    if hasattr(_mod, "bench"):
+        bench_app.command(_name)(_mod.bench)
 
 console = Console(stderr=True)
 

@@ -51,9 +51,20 @@ def offers_feed() -> str:
     return f"{PREFIX}:feed:offers"
 
 
+def checkin(uid: str) -> str:
+    """STRING "store_id:kiosk_id": the kiosk a shopper is checked in at (set by the push sink
+    from `kiosk_interactions`, expires after an idle hour)."""
+    return f"{PREFIX}:checkin:{uid}"
+
+
+def delivered(offer_id: str) -> str:
+    """STRING marker: the push sink has published this offer (idempotency across restarts)."""
+    return f"{PREFIX}:delivered:{offer_id}"
+
+
 def shopper_keys(uid: str) -> list[str]:
-    """Every key that holds this shopper's data, for erasure."""
-    return [offers_of(uid)]
+    """Every key that holds this shopper's data, for erasure (plus their uid in store sets)."""
+    return [offers_of(uid), checkin(uid)]
 
 
 COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")

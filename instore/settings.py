@@ -16,7 +16,10 @@ DEV_KEYS = {
     "marketer": "dev-marketer-key",
     "analyst": "dev-analyst-key",
     "ops": "dev-ops-key",
+    "kiosk": "dev-kiosk-key",
 }
+DEV_ABLY_KEY = "instore-dev.embedded:dev-secret-not-for-production"
+DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,9 @@ class Settings(BaseSettings):
     api_key_marketer: SecretStr | None = None
     api_key_analyst: SecretStr | None = None
     api_key_ops: SecretStr | None = None
+    api_key_kiosk: SecretStr | None = None
+    # HMAC secret for shopper session tokens (scoped to one uid).
+    shopper_token_secret: SecretStr | None = None
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> Settings:
@@ -116,6 +122,30 @@ class Settings(BaseSettings):
     @property
     def ksqldb_address(self) -> str:
         return self.ksqldb_url or f"http://{self.host}:{self.ksql_port}"
+
+    @property
+    def ably_key(self) -> str:
+        """The Ably API key; in development the local push hub's well-known dev key."""
+        if self.ably_api_key is not None:
+            return self.ably_api_key.get_secret_value()
+        if self.environment == "development":
+            return DEV_ABLY_KEY
+        msg = "ABLY_API_KEY is not set"
+        raise ValueError(msg)
+
+    @property
+    def push_hub_local(self) -> bool:
+        """True when the SDK talks to the local push hub rather than Ably itself."""
+        return self.ably_rest_host is None and self.ably_api_key is None
+
+    @property
+    def shopper_secret(self) -> bytes:
+        if self.shopper_token_secret is not None:
+            return self.shopper_token_secret.get_secret_value().encode()
+        if self.environment == "development":
+            return DEV_SHOPPER_TOKEN_SECRET.encode()
+        msg = "SHOPPER_TOKEN_SECRET is not set"
+        raise ValueError(msg)
 
     def api_key(self, role: str) -> str | None:
         """The API key for a role; development falls back to well-known dev keys."""
