@@ -163,3 +163,22 @@ def produce(producer: Producer, topic: t.Topic, record: Any, key: str | None = N
         except BufferError:
             producer.poll(0.05)
     producer.poll(0)
+
+
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    """The same connection settings for aiokafka (used by the Faust worker's readers)."""
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context  # noqa: PLC0415
+
+        cfg["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_ca_location)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        cfg["sasl_plain_username"] = settings.kafka_sasl_username
+        cfg["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    return cfg

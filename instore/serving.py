@@ -68,3 +68,33 @@ def shopper_keys(uid: str) -> list[str]:
 
 
 COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")
+
+
+# API-owned keys (catalog metadata, event idempotency) and the analytics agent's buckets ----
+ANALYTICS_BUCKET_S = 60
+ANALYTICS_WINDOW_S = 3600
+
+
+def store_meta(store_id: str) -> str:
+    """STRING: a store's metadata JSON (name, anchor lat/lon, geofence radius, country)."""
+    return f"{PREFIX}:store:{store_id}:meta"
+
+
+def stores_index() -> str:
+    """SET of the store ids that have metadata."""
+    return f"{PREFIX}:stores"
+
+
+def offer_event_mark(offer_id: str, event: str) -> str:
+    """STRING marker: this offer's opened/redeemed was counted once (funnel idempotency)."""
+    return f"{PREFIX}:offer:{offer_id}:event:{event}"
+
+
+def analytics_dwell(bucket: int) -> str:
+    """ZSET "store_id:sku" -> seconds shoppers dwelt near it in minute ``bucket`` (epoch s//60)."""
+    return f"{PREFIX}:analytics:dwell:{bucket}"
+
+
+def analytics_redemptions(bucket: int) -> str:
+    """ZSET "store_id:sku" -> redemptions in minute ``bucket`` (epoch s // 60)."""
+    return f"{PREFIX}:analytics:redeemed:{bucket}"

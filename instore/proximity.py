@@ -1,0 +1,184 @@
+"""The proximity rule (DESIGN.md), over a per-store spatial index. Pure: no I/O.
+
+A position of shopper ``uid`` in store ``s`` at time ``t`` is NEAR product ``p`` for promotion ``q``
+when ``p.store_id == s``; ``q.sku == p.sku`` or (``q.sku`` is null and ``q.segment == p.segment``);
+``q.starts_at <= t < q.ends_at``; and ``haversine(e, p) * 3280.8399 <= q.radius_ft``.
+
+``ProximityState`` holds the catalog and promotions as the compacted topics deliver them
+(upserts and tombstones) and answers ``match(position)`` through a grid index per store that
+holds only promoted products, so the work per position grows with the promoted products near
+the shopper, not with the catalog.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from instore.geo import GridIndex, LocalFrame, distance_ft
+from instore.records import CustomerLocation, NearbyCustomer, Promotion, StoreProduct
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: int
+    store_id: str
+    segment: str
+    latitude: float
+    longitude: float
+    country: str | None
+
+    @classmethod
+    def of(cls, p: StoreProduct) -> Product:
+        return cls(p.sku, p.store_id, p.segment, p.latitude, p.longitude, p.country)
+
+
+@dataclass(frozen=True, slots=True)
+class Geofence:
+    store_id: str
+    frame: LocalFrame
+    radius_m: float
+
+    def holds(self, lat: float, lon: float) -> bool:
+        x, y = self.frame.to_xy(lat, lon)
+        return math.hypot(x, y) <= self.radius_m
+
+
+class UnknownStore(LookupError):
+    pass
+
+
+class ProximityState:
+    def __init__(self, geofence_margin_m: float = 30.0) -> None:
+        self.products: dict[str, dict[int, Product]] = defaultdict(dict)
+        self.by_segment: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+        self.promotions: dict[str, Promotion] = {}
+        self.geofence_margin_m = geofence_margin_m
+        self._index: dict[str, GridIndex[tuple[str, int]]] = {}
+        self._dirty: set[str] = set()
+        self._all_dirty = False
+        self._geofences: dict[str, Geofence] | None = None
+
+    # Updates from the compacted topics --------------------------------------------------
+    def upsert_product(self, p: StoreProduct) -> None:
+        store = self.products[p.store_id]
+        old = store.get(p.sku)
+        if old is not None:
+            self.by_segment[p.store_id][old.segment].discard(p.sku)
+        store[p.sku] = Product.of(p)
+        self.by_segment[p.store_id][p.segment].add(p.sku)
+        self._dirty.add(p.store_id)
+        self._geofences = None
+
+    def delete_product(self, store_id: str, sku: int) -> None:
+        old = self.products.get(store_id, {}).pop(sku, None)
+        if old is not None:
+            self.by_segment[store_id][old.segment].discard(sku)
+            self._dirty.add(store_id)
+            self._geofences = None
+
+    def upsert_promotion(self, q: Promotion) -> None:
+        self.promotions[q.pid] = q
+        self._all_dirty = True
+
+    def delete_promotion(self, pid: str) -> None:
+        if self.promotions.pop(pid, None) is not None:
+            self._all_dirty = True
+
+    # Queries -------------------------------------------------------------------------------
+    @property
+    def stores(self) -> list[str]:
+        return [s for s, prods in self.products.items() if prods]
+
+    def geofences(self) -> dict[str, Geofence]:
+        """Each store's fence: the circle around its products' centroid, plus a margin."""
+        if self._geofences is None:
+            fences = {}
+            for store_id, prods in self.products.items():
+                if not prods:
+                    continue
+                lat0 = sum(p.latitude for p in prods.values()) / len(prods)
+                lon0 = sum(p.longitude for p in prods.values()) / len(prods)
+                frame = LocalFrame(lat0, lon0)
+                extent = max(math.hypot(*frame.to_xy(p.latitude, p.longitude)) for p in prods.values())
+                fences[store_id] = Geofence(store_id, frame, extent + self.geofence_margin_m)
+            self._geofences = fences
+        return self._geofences
+
+    def locate_store(self, lat: float, lon: float) -> str | None:
+        for store_id, fence in self.geofences().items():
+            if fence.holds(lat, lon):
+                return store_id
+        return None
+
+    def _promoted_in(self, store_id: str) -> list[tuple[tuple[str, int], float, float, float]]:
+        prods = self.products.get(store_id, {})
+        segments = self.by_segment.get(store_id, {})
+        points = []
+        for q in self.promotions.values():
+            if q.sku is not None:
+                skus: set[int] | tuple[int, ...] = (q.sku,) if q.sku in prods else ()
+            else:
+                skus = segments.get(q.segment or "", set())
+            for sku in skus:
+                p = prods[sku]
+                points.append(((q.pid, sku), p.latitude, p.longitude, q.radius_ft))
+        return points
+
+    def index_for(self, store_id: str) -> GridIndex[tuple[str, int]]:
+        if self._all_dirty:
+            self._index.clear()
+            self._dirty.clear()
+            self._all_dirty = False
+        elif store_id in self._dirty:
+            self._index.pop(store_id, None)
+            self._dirty.discard(store_id)
+        index = self._index.get(store_id)
+        if index is None:
+            index = GridIndex.build(self._promoted_in(store_id))
+            self._index[store_id] = index
+        return index
+
+    def resolve_store(self, pos: CustomerLocation) -> str:
+        if pos.store_id is not None:
+            if not self.products.get(pos.store_id):
+                msg = f"unknown store {pos.store_id!r}"
+                raise UnknownStore(msg)
+            return pos.store_id
+        store_id = self.locate_store(pos.latitude, pos.longitude)
+        if store_id is None:
+            msg = "position is outside every store's geofence"
+            raise UnknownStore(msg)
+        return store_id
+
+    def match(self, pos: CustomerLocation, ts: int) -> list[NearbyCustomer]:
+        """Every NEARBY_CUSTOMERS row for this position (raises UnknownStore)."""
+        store_id = self.resolve_store(pos)
+        rows = []
+        for (pid, sku), d_ft in self.index_for(store_id).within(pos.latitude, pos.longitude):
+            q = self.promotions[pid]
+            if not q.active_at(ts):
+                continue
+            p = self.products[store_id][sku]
+            rows.append(NearbyCustomer(
+                uid=pos.uid, store_id=store_id, pid=pid, sku=sku, segment=p.segment,
+                distance_ft=d_ft, latitude=pos.latitude, longitude=pos.longitude,
+                product_latitude=p.latitude, product_longitude=p.longitude,
+                country=pos.country if pos.country is not None else p.country, ts=ts,
+            ))
+        return rows
+
+    def brute_force(self, pos: CustomerLocation, ts: int) -> list[tuple[str, int, float]]:
+        """The rule by a full scan of every product and promotion (tests and --naive)."""
+        store_id = self.resolve_store(pos)
+        out = []
+        for q in self.promotions.values():
+            if not q.active_at(ts):
+                continue
+            for p in self.products[store_id].values():
+                if (q.sku == p.sku) or (q.sku is None and q.segment == p.segment):
+                    d = distance_ft(pos.latitude, pos.longitude, p.latitude, p.longitude)
+                    if d <= q.radius_ft:
+                        out.append((q.pid, p.sku, d))
+        return out

@@ -1,0 +1,115 @@
+"""The offer policy: from "near" to "worth telling". Pure: no I/O, state passed in and out.
+
+Consent (opted in, not erased), dwell (near the same promotion continuously for ``dwell_s``),
+cooldown per (uid, pid), a cap per shopper per hour, and a stable ``offer_id`` =
+hash(uid, pid, cooldown window) so a replay after a restart yields the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from instore.records import NearbyCustomer, Offer, Promotion, ShopperConsent
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    dwell_s: float = 5.0
+    dwell_gap_s: float = 5.0
+    cooldown_s: float = 1800.0
+    cap_per_hour: int = 3
+    offer_ttl_s: float = 900.0
+
+    @property
+    def dwell_ms(self) -> int:
+        return int(self.dwell_s * 1000)
+
+    @property
+    def gap_ms(self) -> int:
+        return int(self.dwell_gap_s * 1000)
+
+    @property
+    def cooldown_ms(self) -> int:
+        return max(1, int(self.cooldown_s * 1000))
+
+
+@dataclass
+class ShopperState:
+    """Per shopper: dwell episodes per promotion, last offer per promotion, offers this hour."""
+
+    near: dict[str, list[int]] = field(default_factory=dict)  # pid -> [first_ts, last_ts]
+    last_offer: dict[str, int] = field(default_factory=dict)  # pid -> ts
+    recent: list[int] = field(default_factory=list)  # offer ts within the last hour
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"near": self.near, "last_offer": self.last_offer, "recent": self.recent}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ShopperState:
+        if not data:
+            return cls()
+        return cls(
+            near={k: list(v) for k, v in data.get("near", {}).items()},
+            last_offer=dict(data.get("last_offer", {})),
+            recent=list(data.get("recent", [])),
+        )
+
+    def prune(self, now_ts: int, cfg: PolicyConfig) -> None:
+        self.near = {k: v for k, v in self.near.items() if now_ts - v[1] <= cfg.gap_ms}
+        self.last_offer = {k: v for k, v in self.last_offer.items() if now_ts - v < cfg.cooldown_ms}
+        self.recent = [x for x in self.recent if now_ts - x < HOUR_MS]
+
+
+def offer_id_for(uid: str, pid: str, ts: int, cfg: PolicyConfig) -> str:
+    window = ts // cfg.cooldown_ms
+    return hashlib.sha256(f"{uid}|{pid}|{window}".encode()).hexdigest()[:24]
+
+
+def consented(consent: ShopperConsent | None) -> bool:
+    return consent is not None and consent.opted_in
+
+
+Decision = str  # "offer" or why not: "no_consent", "dwelling", "cooldown", "cap", "withdrawn", ...
+
+
+def decide(
+    row: NearbyCustomer,
+    state: ShopperState,
+    consent: ShopperConsent | None,
+    promotion: Promotion | None,
+    cfg: PolicyConfig,
+) -> tuple[Decision, Offer | None]:
+    """Update ``state`` with this NEARBY row and say whether it earns an offer now."""
+    ts = row.ts
+    if promotion is None:
+        return "withdrawn", None
+    if not promotion.active_at(ts):
+        return "inactive", None
+    if not consented(consent):
+        return "no_consent", None
+    episode = state.near.get(row.pid)
+    if episode is None or ts - episode[1] > cfg.gap_ms:
+        episode = [ts, ts]
+        state.near[row.pid] = episode
+    elif ts > episode[1]:
+        episode[1] = ts
+    if ts - episode[0] < cfg.dwell_ms:
+        return "dwelling", None
+    last = state.last_offer.get(row.pid)
+    if last is not None and ts - last < cfg.cooldown_ms:
+        return "cooldown", None
+    state.recent = [x for x in state.recent if ts - x < HOUR_MS]
+    if len(state.recent) >= cfg.cap_per_hour:
+        return "cap", None
+    state.last_offer[row.pid] = ts
+    state.recent.append(ts)
+    offer = Offer(
+        offer_id=offer_id_for(row.uid, row.pid, ts, cfg), uid=row.uid, store_id=row.store_id,
+        pid=row.pid, sku=row.sku, title=promotion.title, discount_pct=promotion.discount_pct,
+        distance_ft=round(row.distance_ft, 1), ts=ts, expires_at=ts + int(cfg.offer_ttl_s * 1000),
+    )
+    return "offer", offer
