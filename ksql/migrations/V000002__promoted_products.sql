@@ -1,0 +1,81 @@
+-- Which product of which store is promoted by which promotion.
+--
+-- Where ksqlDB's SQL forces a different shape than the Faust engine: the rule pairs products
+-- with promotions many-to-many (a SKU promotion covers that SKU in every store, a segment
+-- promotion every product of the segment), and ksqlDB joins tables only 1:1 on the primary
+-- key or n:1 on a foreign key. So the promotions are first grouped per target (one row per
+-- SKU, one per segment, each holding the list of its promotions with COLLECT_LIST), then every
+-- product picks up the lists of its SKU and of its segment with two foreign-key LEFT JOINs.
+-- Faust keeps the same pairs in an in-memory index instead.
+
+-- SKU promotions, one row per SKU.
+CREATE TABLE PROMOTIONS_BY_SKU AS
+  SELECT
+    sku,
+    COLLECT_LIST(STRUCT(
+      pid := pid, title := title, discount_pct := discount_pct,
+      radius_ft := COALESCE(radius_ft, CAST(100 AS DOUBLE)),
+      starts_at := starts_at, ends_at := ends_at)) AS promos
+  FROM PROMOTIONS
+  WHERE sku IS NOT NULL
+  GROUP BY sku
+  EMIT CHANGES;
+
+-- Segment promotions (no SKU), one row per segment.
+CREATE TABLE PROMOTIONS_BY_SEGMENT AS
+  SELECT
+    segment,
+    COLLECT_LIST(STRUCT(
+      pid := pid, title := title, discount_pct := discount_pct,
+      radius_ft := COALESCE(radius_ft, CAST(100 AS DOUBLE)),
+      starts_at := starts_at, ends_at := ends_at)) AS promos
+  FROM PROMOTIONS
+  WHERE sku IS NULL AND segment IS NOT NULL
+  GROUP BY segment
+  EMIT CHANGES;
+
+-- Every product with the promotions of its SKU (foreign-key join on PROMOTIONS_BY_SKU's key).
+CREATE TABLE PRODUCTS_SKU_PROMOS AS
+  SELECT
+    p.id AS id,
+    p.store_id AS store_id,
+    p.sku AS sku,
+    p.segment AS segment,
+    p.latitude AS latitude,
+    p.longitude AS longitude,
+    p.country AS country,
+    s.promos AS sku_promos
+  FROM PRODUCTS p
+  LEFT JOIN PROMOTIONS_BY_SKU s ON p.sku = s.sku
+  EMIT CHANGES;
+
+-- ... and of its segment; only products with at least one promotion remain (a product that
+-- loses its last promotion becomes a tombstone here).
+CREATE TABLE PROMOTED_PRODUCTS AS
+  SELECT
+    p.id AS id,
+    p.store_id AS store_id,
+    p.sku AS sku,
+    p.segment AS segment,
+    p.latitude AS latitude,
+    p.longitude AS longitude,
+    p.country AS country,
+    ARRAY_CONCAT(p.sku_promos, g.promos) AS promos
+  FROM PRODUCTS_SKU_PROMOS p
+  LEFT JOIN PROMOTIONS_BY_SEGMENT g ON p.segment = g.segment
+  WHERE p.sku_promos IS NOT NULL OR g.promos IS NOT NULL
+  EMIT CHANGES;
+
+-- The promoted products of each store in one row keyed by store_id: a stream-table join must
+-- be on the table's primary key, and positions carry store_id, so this is the table positions
+-- join. MAX_RADIUS_FT bounds the first, per-product distance filter in V000003.
+CREATE TABLE STORE_PROMOTED_PRODUCTS AS
+  SELECT
+    store_id,
+    COLLECT_LIST(STRUCT(
+      sku := sku, segment := segment, latitude := latitude, longitude := longitude,
+      country := country, max_radius_ft := ARRAY_MAX(TRANSFORM(promos, q => q->radius_ft)),
+      promos := promos)) AS products
+  FROM PROMOTED_PRODUCTS
+  GROUP BY store_id
+  EMIT CHANGES;
