@@ -1,0 +1,79 @@
+"""The FastAPI app: ``create_app(settings)`` builds it; ``app`` is the one from the environment.
+
+Run it with ``instore api serve`` (``instore up`` starts it). OpenAPI docs at ``/docs``, the
+marketer dashboard at ``/dashboard``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import redis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.publisher import Publisher
+from api.routes import kiosks, offers, push, shoppers
+from api.services import Services, ably_client
+from api.tables import TableView
+from instore.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def allowed_origins(settings: Settings) -> list[str]:
+    hosts = {settings.host}
+    if settings.host in ("127.0.0.1", "localhost"):
+        hosts |= {"127.0.0.1", "localhost"}
+    return sorted(f"http://{h}:{port}" for h in hosts
+                  for port in (settings.hub_port, settings.api_port))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tables = TableView(settings)
+        tables.start()
+        services = Services(
+            settings=settings,
+            redis=redis.Redis.from_url(settings.redis_address, decode_responses=True,
+                                       socket_timeout=5, socket_connect_timeout=3),
+            publisher=Publisher(settings),
+            tables=tables,
+            ably=ably_client(settings),
+        )
+        app.state.services = services
+        log.info("api started (kafka %s, push %s)", settings.bootstrap_servers,
+                 "hub" if settings.push_hub_local else "ably")
+        try:
+            yield
+        finally:
+            tables.stop()
+            services.publisher.close()
+            services.redis.close()
+            await services.ably.close()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="instore API",
+        version="0.1.0",
+        description="Promotions, catalog, consent and erasure, offers and funnel, analytics and "
+        "ops for in-store personalization on Kafka. Roles authenticate with `X-API-Key`; "
+        "shoppers with `Authorization: Bearer <shopper token>`.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(CORSMiddleware, allow_origins=allowed_origins(settings),
+                       allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    for module in (shoppers, offers, kiosks, push):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

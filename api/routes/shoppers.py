@@ -1,0 +1,132 @@
+"""Shoppers: consent (the registration that yields a shopper token), Ably token requests for
+their own channel, their latest offers, and erasure."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, HTTPException, Path, status
+
+from api import tokens
+from api.deps import MaybeShopper, ServicesDep, Shopper, ShopperOrOps
+from api.models import ConsentIn, ConsentPublic, ErasurePublic, TokenRequestPublic, Uid
+from api.publisher import PublishError
+from api.services import Services
+from instore import records as r
+from instore import serving
+from instore import topics as t
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/shoppers", tags=["shoppers"])
+
+UidPath = Annotated[Uid, Path(description="the shopper's opaque id")]
+TOKEN_TTL_MS = 3600 * 1000
+
+
+def unavailable(exc: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc))
+
+
+@router.post("/{uid}/consent", response_model=ConsentPublic)
+def set_consent(uid: UidPath, body: ConsentIn, services: ServicesDep,
+                caller: MaybeShopper) -> ConsentPublic:
+    """Opt in or out. The first opt-in is the registration (no auth); changing an existing
+    consent needs that shopper's bearer token. Answers with a fresh shopper token."""
+    existing = services.tables.consents.get(uid)
+    if existing is not None and caller != uid:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            detail="this shopper has a consent already: send their bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    record = r.ShopperConsent(uid=uid, opted_in=body.opted_in,
+                              channels=list(dict.fromkeys(body.channels)), updated_at=r.now_ms())
+    try:
+        services.publisher.send(t.SHOPPER_CONSENTS, record)
+    except PublishError as exc:
+        raise unavailable(exc) from None
+    services.tables.apply(t.SHOPPER_CONSENTS, uid, record)
+    log.info("consent recorded opted_in=%s", record.opted_in)
+    return ConsentPublic(**record.model_dump(),
+                         shopper_token=tokens.issue(services.settings.shopper_secret, uid))
+
+
+@router.get("/{uid}/consent", response_model=ConsentPublic)
+def get_consent(uid: UidPath, services: ServicesDep, _caller: Shopper) -> ConsentPublic:
+    """The shopper's current consent (their own token only)."""
+    existing = services.tables.consents.get(uid)
+    if existing is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail="no consent recorded for this shopper")
+    return ConsentPublic(**existing.model_dump(),
+                         shopper_token=tokens.issue(services.settings.shopper_secret, uid))
+
+
+@router.post("/{uid}/ably-token", response_model=TokenRequestPublic)
+async def shopper_ably_token(uid: UidPath, services: ServicesDep,
+                             _caller: Shopper) -> TokenRequestPublic:
+    """An Ably TokenRequest for the shopper's own channel ``shopper:{uid}`` (subscribe, history),
+    valid one hour. Works with Ably itself and the local push hub."""
+    req = await services.ably.auth.create_token_request(
+        token_params={"capability": {f"shopper:{uid}": ["subscribe", "history"]},
+                      "client_id": uid, "ttl": TOKEN_TTL_MS})
+    return TokenRequestPublic(**req.to_dict())
+
+
+@router.get("/{uid}/offers")
+def shopper_offers(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) -> list[dict]:
+    """The shopper's latest offers, newest first (the shopper's own token, or role ops)."""
+    raw = services.redis.lrange(serving.offers_of(uid), 0, serving.LATEST_OFFERS_KEEP - 1)
+    return [orjson.loads(item) for item in raw]
+
+
+@router.delete("/{uid}", response_model=ErasurePublic)
+def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) -> ErasurePublic:
+    """Erase a shopper: a tombstone in ``shopper_consents`` (the worker stops offering at once),
+    and every trace in the serving store. The answer lists what was erased."""
+    try:
+        services.publisher.send(t.SHOPPER_CONSENTS, None, key=uid)
+    except PublishError as exc:
+        raise unavailable(exc) from None
+    services.tables.apply(t.SHOPPER_CONSENTS, uid, None)
+    report = erase_from_serving(services, uid)
+    log.info("shopper erased: %d keys, %d offers, %d stores", len(report.redis_keys_deleted),
+             report.offers_deleted, len(report.store_sets_cleaned))
+    return report
+
+
+def erase_from_serving(services: Services, uid: str) -> ErasurePublic:
+    rds = services.redis
+    offer_ids = set()
+    for item in rds.lrange(serving.offers_of(uid), 0, -1):
+        try:
+            offer_ids.add(orjson.loads(item)["offer_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+    deleted_keys = [key for key in serving.shopper_keys(uid) if rds.delete(key)]
+    offers_deleted = sum(int(rds.delete(serving.offer(oid))) for oid in offer_ids)
+    cleaned = []
+    live_pattern = serving.store_live("*")
+    prefix, suffix = live_pattern.split("*")
+    for key in rds.scan_iter(match=live_pattern, count=500):
+        store_id = key[len(prefix):len(key) - len(suffix)]
+        removed = rds.zrem(key, uid) + rds.hdel(serving.store_positions(store_id), uid)
+        if removed:
+            cleaned.append(store_id)
+    pos_pattern = serving.store_positions("*")
+    pprefix, psuffix = pos_pattern.split("*")
+    for key in rds.scan_iter(match=pos_pattern, count=500):
+        store_id = key[len(pprefix):len(key) - len(psuffix)]
+        if rds.hdel(key, uid) and store_id not in cleaned:
+            cleaned.append(store_id)
+    feed_removed = 0
+    for item in rds.lrange(serving.offers_feed(), 0, -1):
+        try:
+            owner = orjson.loads(item).get("uid")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if owner == uid:
+            feed_removed += rds.lrem(serving.offers_feed(), 0, item)
+    return ErasurePublic(uid=uid, tombstoned=[t.SHOPPER_CONSENTS.name],
+                         redis_keys_deleted=deleted_keys, offers_deleted=offers_deleted,
+                         store_sets_cleaned=sorted(cleaned), feed_entries_removed=feed_removed)

@@ -1,0 +1,163 @@
+"""The API's in-memory view of the compacted topics: catalog, promotions and consents.
+
+A background thread reads ``stores_products``, ``products_promotions`` and
+``shopper_consents`` from the beginning with ``assign()`` (no consumer group to join) and keeps
+the latest value per key; a tombstone removes the key. The API's own writes are applied at
+once as well (``apply``), so a product created through the API can be promoted right away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from instore import records as r
+from instore import topics as t
+from instore.kafka import ensure_topics, make_consumer
+from instore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VIEWED: tuple[t.Topic, ...] = (t.STORES_PRODUCTS, t.PRODUCTS_PROMOTIONS, t.SHOPPER_CONSENTS)
+
+
+class TableView:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.RLock()
+        self.products: dict[str, r.StoreProduct] = {}
+        self.promotions: dict[str, r.Promotion] = {}
+        self.consents: dict[str, r.ShopperConsent] = {}
+        self._skus: Counter[int] = Counter()
+        self._segments: Counter[str] = Counter()
+        self.caught_up = threading.Event()
+        self.connected = threading.Event()
+        self.invalid = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="api-table-view", daemon=True)
+
+    # lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        return self.caught_up.wait(timeout_s)
+
+    # reads -----------------------------------------------------------------------------
+    def sku_known(self, sku: int) -> bool:
+        with self._lock:
+            return self._skus[sku] > 0
+
+    def segment_known(self, segment: str) -> bool:
+        with self._lock:
+            return self._segments[segment] > 0
+
+    def segments(self) -> list[str]:
+        with self._lock:
+            return sorted(s for s, n in self._segments.items() if n > 0)
+
+    def products_of(self, store_id: str | None = None) -> list[r.StoreProduct]:
+        with self._lock:
+            items = list(self.products.values())
+        if store_id is not None:
+            items = [p for p in items if p.store_id == store_id]
+        return sorted(items, key=lambda p: (p.store_id, p.sku))
+
+    # writes ----------------------------------------------------------------------------
+    def apply(self, topic: t.Topic, key: str, record: r.Record | None) -> None:
+        with self._lock:
+            if topic is t.STORES_PRODUCTS:
+                old = self.products.pop(key, None)
+                if old is not None:
+                    self._skus[old.sku] -= 1
+                    self._segments[old.segment] -= 1
+                if isinstance(record, r.StoreProduct):
+                    self.products[key] = record
+                    self._skus[record.sku] += 1
+                    self._segments[record.segment] += 1
+            elif topic is t.PRODUCTS_PROMOTIONS:
+                if isinstance(record, r.Promotion):
+                    self.promotions[key] = record
+                else:
+                    self.promotions.pop(key, None)
+            elif topic is t.SHOPPER_CONSENTS:
+                if isinstance(record, r.ShopperConsent):
+                    self.consents[key] = record
+                else:
+                    self.consents.pop(key, None)
+
+    # the reader ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+                return
+            except KafkaException as exc:
+                log.warning("table view: broker unavailable (%s); retrying", exc.args[0])
+                self.connected.clear()
+                self._stop.wait(2.0)
+
+    def _follow(self) -> None:
+        ensure_topics(self._settings, VIEWED)
+        consumer = make_consumer(self._settings, **{"fetch.wait.max.ms": 100})
+        try:
+            md = consumer.list_topics(timeout=10)
+            tps = [TopicPartition(topic.name, p, OFFSET_BEGINNING)
+                   for topic in VIEWED for p in md.topics[topic.name].partitions]
+            pending: dict[tuple[str, int], int] = {}
+            for tp in tps:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=10)
+                if high > 0:
+                    pending[(tp.topic, tp.partition)] = high
+            consumer.assign(tps)
+            self.connected.set()
+            log.info("table view: following %d partitions", len(tps))
+            if not pending:
+                self.caught_up.set()
+            by_name = {topic.name: topic for topic in VIEWED}
+            while not self._stop.is_set():
+                msgs = consumer.consume(500, 0.2)
+                if not msgs and pending:
+                    for tp in consumer.position([TopicPartition(a, b) for a, b in pending]):
+                        if tp.offset >= pending[(tp.topic, tp.partition)]:
+                            del pending[(tp.topic, tp.partition)]
+                    if not pending:
+                        self.caught_up.set()
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    self._ingest(by_name[msg.topic()], msg.key(), msg.value())
+                    where = (msg.topic(), msg.partition())
+                    if where in pending and msg.offset() + 1 >= pending[where]:
+                        del pending[where]
+                        if not pending:
+                            self.caught_up.set()
+                            log.info("table view: caught up (%d products, %d promotions)",
+                                     len(self.products), len(self.promotions))
+        finally:
+            consumer.close()
+
+    def _ingest(self, topic: t.Topic, raw_key: bytes | None, raw_value: bytes | None) -> None:
+        if raw_key is None:
+            self.invalid += 1
+            return
+        key = raw_key.decode("utf-8", errors="replace")
+        if raw_value is None:
+            self.apply(topic, key, None)
+            return
+        try:
+            record: Any = r.decode(topic.record, raw_value)
+        except r.RecordError:
+            self.invalid += 1
+            return
+        self.apply(topic, key, record)
+

@@ -1,0 +1,267 @@
+# ruff: noqa: F811  (pytest fixtures imported from the harness)
+"""Shopper, offer-event, kiosk and push routes against the real broker and Redis."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import orjson
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from instore import records as r
+from instore import serving
+from instore import topics as t
+from instore.kafka import make_consumer
+from instore.settings import DEV_ABLY_KEY
+from tests.integration.api_harness import (  # noqa: F401
+    KIOSK,
+    MARKETER,
+    OPS,
+    api_settings,
+    bearer,
+    client,
+    poll,
+    rds,
+    unique,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def read_topic(settings, topic, key: str) -> list[bytes | None]:
+    """Every value with ``key`` in ``topic`` (assign from the beginning, no group)."""
+    consumer = make_consumer(settings)
+    try:
+        md = consumer.list_topics(topic.name, timeout=10)
+        tps = [
+            TopicPartition(topic.name, p, OFFSET_BEGINNING)
+            for p in md.topics[topic.name].partitions
+        ]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        consumer.assign(tps)
+        out: list[bytes | None] = []
+        left = {p for p, end in ends.items() if end > 0}
+        while left:
+            msg = consumer.poll(5)
+            if msg is None:
+                break
+            if msg.error():
+                continue
+            if msg.key() == key.encode():
+                out.append(msg.value())
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                left.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def register(client, uid: str) -> str:
+    res = client.post(
+        f"/shoppers/{uid}/consent", json={"opted_in": True, "channels": ["phone", "kiosk"]}
+    )
+    assert res.status_code == 200, res.text
+    return res.json()["shopper_token"]
+
+
+def test_opt_in_registers_and_returns_a_token_for_that_uid_only(client, api_settings):
+    uid = unique("shopper")
+    res = client.post(f"/shoppers/{uid}/consent", json={"opted_in": True, "channels": ["phone"]})
+    assert res.status_code == 200
+    body = res.json()
+    assert body["uid"] == uid and body["opted_in"] is True and body["channels"] == ["phone"]
+    token = body["shopper_token"]
+    assert token.startswith(f"{uid}.")
+    values = poll(lambda: read_topic(api_settings, t.SHOPPER_CONSENTS, uid))
+    assert r.decode(r.ShopperConsent, values[-1]).opted_in is True
+    # the token works for its uid and no other
+    other = unique("shopper")
+    assert client.post(f"/shoppers/{other}/ably-token", headers=bearer(token)).status_code == 403
+    assert (
+        client.post(f"/shoppers/{uid}/ably-token", headers=bearer(token + "x")).status_code == 401
+    )
+
+
+def test_changing_an_existing_consent_needs_the_bearer(client, api_settings):
+    uid = unique("shopper")
+    token = register(client, uid)
+    assert client.post(f"/shoppers/{uid}/consent", json={"opted_in": False}).status_code == 401
+    intruder = register(client, unique("shopper"))
+    assert (
+        client.post(
+            f"/shoppers/{uid}/consent", json={"opted_in": False}, headers=bearer(intruder)
+        ).status_code
+        == 403
+    )
+    res = client.post(f"/shoppers/{uid}/consent", json={"opted_in": False}, headers=bearer(token))
+    assert res.status_code == 200 and res.json()["opted_in"] is False
+    assert client.get(f"/shoppers/{uid}/consent", headers=bearer(token)).json()["opted_in"] is False
+    values = poll(
+        lambda: (v := read_topic(api_settings, t.SHOPPER_CONSENTS, uid)) and len(v) >= 2 and v
+    )
+    assert r.decode(r.ShopperConsent, values[-1]).opted_in is False
+
+
+def _check_mac(req: dict) -> None:
+    secret = DEV_ABLY_KEY.split(":", 1)[1]
+    text = "\n".join(
+        [
+            req["keyName"],
+            str(req["ttl"]),
+            req["capability"],
+            req["clientId"],
+            str(req["timestamp"]),
+            req["nonce"],
+            "",
+        ]
+    )
+    mac = base64.b64encode(
+        hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
+    ).decode()
+    assert req["mac"] == mac
+
+
+def test_shopper_ably_token_request_is_scoped_to_their_channel(client):
+    uid = unique("shopper")
+    token = register(client, uid)
+    assert client.post(f"/shoppers/{uid}/ably-token").status_code == 401
+    res = client.post(f"/shoppers/{uid}/ably-token", headers=bearer(token))
+    assert res.status_code == 200
+    req = res.json()
+    assert req["keyName"] == DEV_ABLY_KEY.split(":")[0]
+    assert req["clientId"] == uid and req["ttl"] == 3600 * 1000
+    assert json.loads(req["capability"]) == {f"shopper:{uid}": ["history", "subscribe"]}
+    _check_mac(req)
+
+
+def test_shopper_offers_are_read_from_redis_for_the_shopper_or_ops(client, rds):
+    uid = unique("shopper")
+    token = register(client, uid)
+    offers = [{"offer_id": f"o{i}", "uid": uid, "pid": "p1", "title": "t"} for i in range(3)]
+    for offer in offers:
+        rds.lpush(serving.offers_of(uid), orjson.dumps(offer))
+    mine = client.get(f"/shoppers/{uid}/offers", headers=bearer(token))
+    assert mine.status_code == 200
+    assert [o["offer_id"] for o in mine.json()] == ["o2", "o1", "o0"]
+    assert client.get(f"/shoppers/{uid}/offers", headers=OPS).json() == mine.json()
+    assert client.get(f"/shoppers/{uid}/offers", headers=MARKETER).status_code == 403
+    assert client.get(f"/shoppers/{uid}/offers").status_code == 401
+
+
+def _store_offer(rds, uid: str, pid: str, store_id: str) -> str:
+    offer_id = unique("offer")
+    offer = r.Offer(
+        offer_id=offer_id,
+        uid=uid,
+        store_id=store_id,
+        pid=pid,
+        sku=7,
+        title="10% off",
+        discount_pct=10,
+        distance_ft=12.5,
+        ts=r.now_ms(),
+        expires_at=r.now_ms() + 60_000,
+    )
+    rds.set(serving.offer(offer_id), offer.to_json())
+    rds.lpush(serving.offers_of(uid), offer.to_json())
+    return offer_id
+
+
+def test_offer_events_produce_and_count_once(client, rds, api_settings):
+    uid, pid, store = unique("shopper"), unique("promo"), unique("store")
+    token = register(client, uid)
+    offer_id = _store_offer(rds, uid, pid, store)
+    for _ in range(2):
+        res = client.post(
+            f"/offers/{offer_id}/events", json={"event": "opened"}, headers=bearer(token)
+        )
+        assert res.status_code == 200
+    assert res.json()["counted"] is False
+    res = client.post(
+        f"/offers/{offer_id}/events", json={"event": "redeemed"}, headers=bearer(token)
+    )
+    assert res.json()["counted"] is True
+    assert rds.hgetall(serving.promo_stats(pid)) == {"opened": "1", "redeemed": "1"}
+    assert rds.hgetall(serving.store_stats(store)) == {"opened": "1", "redeemed": "1"}
+    events = poll(
+        lambda: (v := read_topic(api_settings, t.OFFER_EVENTS, offer_id)) and len(v) >= 3 and v
+    )
+    assert [r.decode(r.OfferEvent, v).event for v in events] == ["opened", "opened", "redeemed"]
+    assert all(r.decode(r.OfferEvent, v).uid == uid for v in events)
+
+
+def test_offer_events_only_for_the_offers_owner(client, rds):
+    owner, other = unique("shopper"), unique("shopper")
+    register(client, owner)
+    other_token = register(client, other)
+    offer_id = _store_offer(rds, owner, unique("promo"), unique("store"))
+    res = client.post(
+        f"/offers/{offer_id}/events", json={"event": "opened"}, headers=bearer(other_token)
+    )
+    assert res.status_code == 403
+    res = client.post("/offers/nope/events", json={"event": "opened"}, headers=bearer(other_token))
+    assert res.status_code == 404
+    res = client.post(
+        f"/offers/{offer_id}/events", json={"event": "delivered"}, headers=bearer(other_token)
+    )
+    assert res.status_code == 422
+
+
+def test_kiosk_interactions_and_token(client, api_settings):
+    store, kiosk = unique("store"), "k1"
+    res = client.post(
+        f"/kiosks/{store}/{kiosk}/interactions",
+        json={"action": "checkin", "uid": "u-1"},
+        headers=KIOSK,
+    )
+    assert res.status_code == 201
+    values = poll(lambda: read_topic(api_settings, t.KIOSK_INTERACTIONS, f"{store}:{kiosk}"))
+    rec = r.decode(r.KioskInteraction, values[-1])
+    assert (rec.action, rec.uid, rec.store_id) == ("checkin", "u-1", store)
+    assert (
+        client.post(
+            f"/kiosks/{store}/{kiosk}/interactions", json={"action": "dance"}, headers=KIOSK
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            f"/kiosks/{store}/{kiosk}/interactions", json={"action": "tap"}, headers=MARKETER
+        ).status_code
+        == 403
+    )
+    tok = client.post(f"/kiosks/{store}/{kiosk}/ably-token", headers=KIOSK)
+    assert tok.status_code == 200
+    assert json.loads(tok.json()["capability"]) == {
+        f"kiosk:{store}:{kiosk}": ["history", "subscribe"]
+    }
+    _check_mac(tok.json())
+
+
+def test_push_config_and_cors(client, api_settings):
+    res = client.get("/push/config")
+    assert res.json() == {
+        "mode": "hub",
+        "rest_host": api_settings.host,
+        "port": api_settings.hub_port,
+        "tls": False,
+    }
+    origin = f"http://{api_settings.host}:{api_settings.hub_port}"
+    pre = client.options(
+        "/shoppers/u/ably-token",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert pre.headers.get("access-control-allow-origin") == origin
+    evil = client.options(
+        "/shoppers/u/ably-token",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in evil.headers
