@@ -1,0 +1,381 @@
+"""The local push hub: the small part of Ably's REST API the `ably` SDK uses here, plus a
+Server-Sent Events stream per channel for browsers, and the phone and kiosk pages.
+
+Routes (Ably's shapes): ``GET /time``, ``POST /keys/{keyName}/requestToken``,
+``POST /channels/{name}/messages`` (Basic or Bearer; capability ``publish``; message ``id``
+de-duplicated per channel), ``GET /channels/{name}/messages`` (capability ``history``).
+Ours: ``GET /channels/{name}/stream?accessToken=..&rewind=N`` (SSE; capability ``subscribe``),
+``/phone``, ``/kiosk``, ``/config.json``, ``/health``.
+
+Memory only: history and de-duplication ids live as long as the process (Ably keeps
+de-duplication ids for two minutes, so the sink's redelivery window is covered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sse_starlette.sse import EventSourceResponse
+
+from instore.settings import Settings
+from mobile_push.ably_client import page_config
+from mobile_push.tokens import ApiKey, AuthError, Grant, TokenAuthority, unauthorized
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_MESSAGE_BYTES = 65_536  # Ably's default maximum message size
+HISTORY_KEEP = 200
+DEDUPE_KEEP = 20_000
+SUBSCRIBER_QUEUE = 1_000
+
+
+@dataclass
+class Channel:
+    name: str
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEEP))
+    seen_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    serial: int = 0
+
+    def seen(self, message_id: str) -> bool:
+        return message_id in self.seen_ids
+
+    def remember(self, message_id: str) -> None:
+        self.seen_ids[message_id] = None
+        while len(self.seen_ids) > DEDUPE_KEEP:
+            self.seen_ids.popitem(last=False)
+
+
+@dataclass
+class HubStats:
+    published: int = 0
+    duplicates: int = 0
+    fanout: int = 0
+    dropped_subscribers: int = 0
+    auth_failures: int = 0
+
+
+class Hub:
+    """Channels, their history and live subscribers (one process, one event loop)."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+        self.stats = HubStats()
+
+    def channel(self, name: str) -> Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            ch = self.channels[name] = Channel(name)
+        return ch
+
+    def publish(
+        self, name: str, messages: list[dict[str, Any]], client_id: str | None
+    ) -> list[str]:
+        ch = self.channel(name)
+        now = time.time_ns() // 1_000_000
+        serials: list[str] = []
+        for raw in messages:
+            msg_id = raw.get("id")
+            if msg_id is not None and ch.seen(str(msg_id)):
+                self.stats.duplicates += 1
+                serials.append("")
+                continue
+            ch.serial += 1
+            serial = f"{now:013d}-{ch.serial:09d}"
+            msg = {
+                k: v
+                for k, v in raw.items()
+                if k in ("id", "name", "data", "encoding", "extras", "clientId")
+            }
+            msg.setdefault("id", f"{serial}:0")
+            msg["timestamp"] = raw.get("timestamp") or now
+            msg["serial"] = serial
+            if client_id and "clientId" not in msg:
+                msg["clientId"] = client_id
+            ch.remember(str(msg["id"]))
+            ch.history.append(msg)
+            self.stats.published += 1
+            serials.append(serial)
+            for queue in list(ch.subscribers):
+                try:
+                    queue.put_nowait(msg)
+                    self.stats.fanout += 1
+                except asyncio.QueueFull:
+                    ch.subscribers.discard(queue)
+                    self.stats.dropped_subscribers += 1
+                    with contextlib.suppress(asyncio.QueueFull):
+                        queue.put_nowait(None)
+        return serials
+
+
+def _error(exc: AuthError) -> JSONResponse:
+    return JSONResponse(
+        exc.as_json(),
+        status_code=exc.status,
+        headers={"X-Ably-ErrorCode": str(exc.code), "X-Ably-ErrorMessage": exc.message[:200]},
+    )
+
+
+def _grant(request: Request, authority: TokenAuthority) -> Grant:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic" and value:
+        return authority.basic(value.strip())
+    if scheme.lower() == "bearer" and value:
+        return authority.bearer(value.strip())
+    token = request.query_params.get("accessToken")
+    if token:
+        return authority.bearer(token)
+    key = request.query_params.get("key")
+    if key:
+        import base64  # noqa: PLC0415
+
+        return authority.basic(base64.b64encode(key.encode()).decode())
+    msg = "Authentication required: Basic key or Bearer token"
+    raise unauthorized(msg, 40101)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > 4 * MAX_MESSAGE_BYTES:
+        raise AuthError(413, 40009, "Maximum message length exceeded")
+    ctype = request.headers.get("content-type", "")
+    try:
+        if ctype.startswith("application/x-msgpack"):
+            return msgpack.unpackb(raw, raw=False)
+        return json.loads(raw or b"null")
+    except (ValueError, msgpack.UnpackException):
+        raise AuthError(400, 40000, "Request body is not valid JSON/msgpack") from None
+
+
+def _reply(request: Request, data: Any, status: int = 200) -> Response:
+    if request.headers.get("accept", "").startswith("application/x-msgpack"):
+        return Response(
+            msgpack.packb(data, use_bin_type=True),
+            status_code=status,
+            media_type="application/x-msgpack",
+        )
+    return JSONResponse(data, status_code=status)
+
+
+def _message_size(msg: dict[str, Any]) -> int:
+    data = msg.get("data")
+    size = len(str(msg.get("name") or "").encode()) + len(str(msg.get("clientId") or "").encode())
+    if isinstance(data, bytes | bytearray):
+        size += len(data)
+    elif isinstance(data, str):
+        size += len(data.encode())
+    elif data is not None:
+        size += len(json.dumps(data).encode())
+    if msg.get("extras") is not None:
+        size += len(json.dumps(msg["extras"]).encode())
+    return size
+
+
+def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> FastAPI:
+    keys = [ApiKey.parse(settings.ably_key)] + [ApiKey.parse(k) for k in (extra_keys or [])]
+    authority = TokenAuthority(keys)
+    hub = Hub()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "push hub ready on %s:%s (keys: %s)",
+            settings.host,
+            settings.hub_port,
+            ", ".join(k.name for k in keys),
+        )
+        yield
+        s = hub.stats
+        log.info(
+            "push hub stopped: published=%d duplicates=%d fanout=%d dropped_subscribers=%d "
+            "auth_failures=%d channels=%d",
+            s.published,
+            s.duplicates,
+            s.fanout,
+            s.dropped_subscribers,
+            s.auth_failures,
+            len(hub.channels),
+        )
+
+    app = FastAPI(title="instore push hub", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+    app.state.authority = authority
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Ably-ErrorCode", "X-Ably-ErrorMessage"],
+    )
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:
+        if exc.status in (401, 403):
+            hub.stats.auth_failures += 1
+        return _error(exc)
+
+    @app.get("/time")
+    async def server_time() -> list[int]:
+        return [time.time_ns() // 1_000_000]
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        s = hub.stats
+        return {
+            "ok": True,
+            "channels": len(hub.channels),
+            "published": s.published,
+            "duplicates": s.duplicates,
+            "subscribers": sum(len(c.subscribers) for c in hub.channels.values()),
+        }
+
+    @app.post("/keys/{key_name}/requestToken")
+    async def request_token(key_name: str, request: Request) -> Response:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise AuthError(400, 40000, "TokenRequest must be a JSON object")
+        return _reply(request, authority.request_token(key_name, body))
+
+    @app.post("/channels/{name}/messages")
+    async def publish(name: str, request: Request) -> Response:
+        grant = _grant(request, authority)
+        grant.require(name, "publish")
+        body = await _body(request)
+        messages = body if isinstance(body, list) else [body]
+        if not messages or not all(isinstance(m, dict) for m in messages):
+            raise AuthError(400, 40000, "Expected a message object or a list of them")
+        for m in messages:
+            if _message_size(m) > MAX_MESSAGE_BYTES:
+                raise AuthError(
+                    400, 40009, f"Maximum message length exceeded ({MAX_MESSAGE_BYTES} bytes)"
+                )
+            cid = m.get("clientId")
+            if cid is not None and grant.client_id not in (None, "*", cid):
+                raise AuthError(
+                    400, 40012, "Message clientId is incompatible with the token's clientId"
+                )
+        serials = hub.publish(name, messages, grant.client_id)
+        return _reply(
+            request,
+            {"channel": name, "messageId": messages[0].get("id"), "serials": serials},
+            status=201,
+        )
+
+    @app.get("/channels/{name}/messages")
+    async def history(
+        name: str, request: Request, limit: int = 100, direction: str = "backwards"
+    ) -> Response:
+        grant = _grant(request, authority)
+        grant.require(name, "history")
+        limit = max(1, min(limit, 1000))
+        items = list(hub.channel(name).history)
+        items = list(reversed(items))[:limit] if direction != "forwards" else items[:limit]
+        return _reply(request, items)
+
+    @app.get("/channels/{name}/stream")
+    async def stream(name: str, request: Request, rewind: int = 0) -> EventSourceResponse:
+        grant = _grant(request, authority)
+        grant.require(name, "subscribe")
+        ch = hub.channel(name)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        backlog: list[dict[str, Any]] = []
+        last_id = request.headers.get("last-event-id")
+        past = list(ch.history)
+        if last_id:
+            ids = [m.get("id") for m in past]
+            if last_id in ids:
+                backlog = past[ids.index(last_id) + 1 :]
+            else:
+                backlog = past[-max(rewind, 0) :] if rewind > 0 else []
+        elif rewind > 0:
+            backlog = past[-min(rewind, HISTORY_KEEP) :]
+        ch.subscribers.add(queue)
+        expires = grant.expires
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            try:
+                yield {
+                    "event": "attached",
+                    "data": json.dumps({"channel": name, "expires": expires}),
+                }
+                for msg in backlog:
+                    yield {"id": str(msg["id"]), "data": json.dumps(msg)}
+                while True:
+                    timeout = None
+                    if expires is not None:
+                        timeout = max(0.0, expires / 1000 - time.time())
+                    try:
+                        msg = await asyncio.wait_for(queue.get(), timeout=timeout)
+                    except TimeoutError:
+                        err = unauthorized("Token expired", 40142).as_json()
+                        yield {"event": "error", "data": json.dumps(err)}
+                        return
+                    if msg is None:  # dropped for being too slow
+                        yield {
+                            "event": "error",
+                            "data": json.dumps(
+                                {
+                                    "error": {
+                                        "message": "subscriber too slow",
+                                        "code": 80020,
+                                        "statusCode": 500,
+                                    }
+                                }
+                            ),
+                        }
+                        return
+                    yield {"id": str(msg["id"]), "data": json.dumps(msg)}
+            finally:
+                ch.subscribers.discard(queue)
+
+        return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+
+    # -- pages ----------------------------------------------------------------------------------
+    @app.get("/config.json")
+    async def config() -> dict[str, Any]:
+        return page_config(settings)
+
+    @app.get("/phone", include_in_schema=False)
+    async def phone() -> FileResponse:
+        return FileResponse(STATIC / "phone.html")
+
+    @app.get("/kiosk", include_in_schema=False)
+    async def kiosk() -> FileResponse:
+        return FileResponse(STATIC / "kiosk.html")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/phone")
+
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    return app
+
+
+def serve(settings: Settings, *, port: int | None = None) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=port or settings.hub_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )

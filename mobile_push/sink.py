@@ -1,0 +1,366 @@
+"""The push sink: `offers` -> Ably channels ``shopper:{uid}`` (and ``kiosk:{store}:{kiosk}``
+while the shopper is checked in there), and `kiosk_interactions` -> check-ins in Redis.
+
+At-least-once with idempotent effects:
+1. consume a batch (group ``instore-push-sink``, no auto-commit);
+2. skip offers whose ``serving.delivered(offer_id)`` marker exists (already done);
+3. publish per channel in batches, message ``id`` = ``offer_id`` (Ably de-duplicates a
+   redelivery), retrying 5xx/timeouts with backoff; 4xx and over-size -> `dead_letters`;
+4. produce ``delivered`` to `offer_events` and flush;
+5. set the marker and count ``delivered`` once (one Lua script: SET NX + HINCRBY);
+6. commit the batch's offsets.
+A crash anywhere re-runs the batch; steps 3 and 5 make the re-run harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from instore import serving
+from instore import topics as t
+from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
+from instore.records import (
+    KioskInteraction,
+    Offer,
+    OfferEvent,
+    RecordError,
+    dead_letter,
+    decode,
+    now_ms,
+)
+from instore.settings import Settings
+from mobile_push import routing
+from mobile_push.ably_client import make_rest, target
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "instore-push-sink"
+DELIVERED_MARKER_TTL_S = 7 * 24 * 3600
+BATCH_MAX = 500
+BACKOFF_START_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+# SET the marker if absent; only then count the delivery (so a re-run never double counts).
+MARK_DELIVERED = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[2], 'delivered', 1)
+  redis.call('HINCRBY', KEYS[3], 'delivered', 1)
+  return 1
+end
+return 0
+"""
+
+
+@dataclass
+class SinkStats:
+    batches: int = 0
+    offers: int = 0
+    published: int = 0
+    skipped_delivered: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    checkins: int = 0
+
+    def line(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.__dict__.items())
+
+
+class PermanentPublishError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PushSink:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str = GROUP_ID,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.consumer_overrides = consumer_overrides or {}
+        self.stats = SinkStats()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        s = self.settings
+        await asyncio.to_thread(wait_for_broker, s, 60.0)
+        await asyncio.to_thread(
+            ensure_topics, s, [t.OFFERS, t.KIOSK_INTERACTIONS, t.OFFER_EVENTS, t.DEAD_LETTERS]
+        )
+        consumer = make_consumer(
+            s,
+            self.group_id,
+            **(
+                {
+                    "fetch.wait.max.ms": 10,
+                    "fetch.min.bytes": 1,
+                    "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 500,
+                    "max.poll.interval.ms": 300_000,
+                    "topic.metadata.refresh.interval.ms": 5000,
+                }
+                | self.consumer_overrides
+            ),
+        )
+        self.producer = make_producer(s)
+        self.redis = aioredis.from_url(
+            s.redis_address, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
+        self.mark = self.redis.register_script(MARK_DELIVERED)
+        self.rest = make_rest(s)
+        consumer.subscribe(
+            [t.OFFERS.name, t.KIOSK_INTERACTIONS.name],
+            on_assign=lambda _c, parts: log.info("assigned %d partitions", len(parts)),
+            on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
+        )
+        log.info("push sink started: group=%s target=%s", self.group_id, target(s).mode)
+        try:
+            while not self._stop.is_set():
+                msgs = await asyncio.to_thread(consumer.consume, BATCH_MAX, 0.1)
+                good = [m for m in msgs if self._ok(m)]
+                if not good:
+                    continue
+                await self.handle_batch(good)
+                self._commit(consumer, good)
+        finally:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.close()
+            self.producer.flush(10)
+            with contextlib.suppress(Exception):
+                await self.rest.close()
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+            log.info("push sink stopped: %s", self.stats.line())
+
+    @staticmethod
+    def _ok(msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    def _commit(self, consumer: Any, msgs: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            key = (m.topic(), m.partition())
+            last[key] = max(last.get(key, -1), m.offset())
+        offsets = [TopicPartition(topic, p, off + 1) for (topic, p), off in last.items()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # A rebalance or broker restart: the batch will be redelivered and de-duplicated.
+            log.warning("offset commit failed (batch will be redelivered): %s", exc)
+
+    # -- one batch ------------------------------------------------------------------------------
+    async def handle_batch(self, msgs: list[Message]) -> None:
+        self.stats.batches += 1
+        offers: dict[str, Offer] = {}
+        for m in msgs:
+            if m.topic() == t.KIOSK_INTERACTIONS.name:
+                await self._kiosk(m)
+            elif m.topic() == t.OFFERS.name:
+                try:
+                    offer = decode(Offer, m.value())
+                except RecordError as exc:
+                    self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
+                    continue
+                offers.setdefault(offer.offer_id, offer)
+        if offers:
+            await self._offers(list(offers.values()))
+        self._flush()
+
+    async def _kiosk(self, m: Message) -> None:
+        try:
+            event = decode(KioskInteraction, m.value())
+        except RecordError as exc:
+            self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
+            return
+        change = routing.checkin_change(event)
+        if change is None:
+            return
+        key = serving.checkin(change.uid)
+
+        async def apply() -> None:
+            if change.op == "set":
+                await self.redis.set(key, change.value, ex=routing.CHECKIN_TTL_S)
+            elif change.op == "clear":
+                current = await self.redis.get(key)
+                if current is not None and current.decode() == change.value:
+                    await self.redis.delete(key)
+            else:
+                current = await self.redis.get(key)
+                if current is not None and current.decode() == change.value:
+                    await self.redis.expire(key, routing.CHECKIN_TTL_S)
+
+        await self._retrying("redis check-in", apply)
+        self.stats.checkins += 1
+
+    async def _offers(self, offers: list[Offer]) -> None:
+        self.stats.offers += len(offers)
+        ids = [o.offer_id for o in offers]
+
+        async def lookup() -> tuple[list[Any], list[Any]]:
+            done = await self.redis.mget([serving.delivered(i) for i in ids])
+            where = await self.redis.mget([serving.checkin(o.uid) for o in offers])
+            return done, where
+
+        done, where = await self._retrying("redis lookup", lookup)
+        todo = [o for o, d in zip(offers, done, strict=True) if d is None]
+        self.stats.skipped_delivered += len(offers) - len(todo)
+        if not todo:
+            return
+        checkins = {o.uid: routing.parse_checkin(w) for o, w in zip(offers, where, strict=True)}
+        payloads = {o.offer_id: o.model_dump(mode="json") for o in todo}
+        sizes = {i: len(orjson.dumps(p)) for i, p in payloads.items()}
+        plan = routing.plan(todo, checkins, sizes)
+        for o in plan.oversize:
+            self._dead(
+                t.OFFERS.name,
+                f"offer over Ably's {routing.MAX_MESSAGE_BYTES}-byte message limit",
+                o.to_json(),
+            )
+        results = await asyncio.gather(
+            *(self._publish(ch, chunk, payloads) for ch, chunk in plan.chunks)
+        )
+        failed: set[str] = set()
+        for (ch, chunk), err in zip(plan.chunks, results, strict=True):
+            if err is None:
+                continue
+            for o in chunk:
+                self._dead(
+                    t.OFFERS.name,
+                    f"ably publish to {ch.split(':')[0]} channel refused: {err}",
+                    o.to_json(),
+                )
+            if ch.startswith("shopper:"):
+                failed.update(o.offer_id for o in chunk)
+        failed.update(o.offer_id for o in plan.oversize)
+        delivered = [o for o in todo if o.offer_id not in failed]
+        if not delivered:
+            return
+        ts = now_ms()
+        for o in delivered:
+            produce(
+                self.producer,
+                t.OFFER_EVENTS,
+                OfferEvent(offer_id=o.offer_id, uid=o.uid, event="delivered", ts=ts),
+            )
+        self._flush()
+
+        async def mark() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            for o in delivered:
+                await self.mark(
+                    keys=[
+                        serving.delivered(o.offer_id),
+                        serving.promo_stats(o.pid),
+                        serving.store_stats(o.store_id),
+                    ],
+                    args=[str(ts), DELIVERED_MARKER_TTL_S],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+        await self._retrying("redis mark delivered", mark)
+        self.stats.published += len(delivered)
+
+    async def _publish(
+        self, channel: str, chunk: list[Offer], payloads: dict[str, Any]
+    ) -> str | None:
+        """Publish one chunk; None on success, else the reason it was refused for good."""
+        from ably.types.message import Message as AblyMessage  # noqa: PLC0415
+        from ably.util.exceptions import AblyException  # noqa: PLC0415
+
+        ch = self.rest.channels.get(channel)
+        delay = BACKOFF_START_S
+        while True:
+            messages = [
+                AblyMessage(name=routing.MESSAGE_NAME, data=payloads[o.offer_id], id=o.offer_id)
+                for o in chunk
+            ]
+            try:
+                await ch.publish(messages=messages, timeout=10)
+                return None
+            except AblyException as exc:
+                if routing.is_permanent(exc.status_code, exc.code):
+                    return f"{exc.code} {exc.status_code} {exc.message}"[:300]
+                reason = f"{exc.code} {exc.status_code}"
+            except (httpx.HTTPError, OSError, TimeoutError) as exc:
+                reason = type(exc).__name__
+            self.stats.retries += 1
+            log.warning("publish failed (%s); retrying in %.1fs", reason, delay)
+            if self._stop.is_set() and delay >= BACKOFF_MAX_S:
+                msg = "stopping while Ably is unreachable"
+                raise RuntimeError(msg)
+            await asyncio.sleep(delay)
+            delay = min(BACKOFF_MAX_S, delay * 2)
+
+    async def _retrying(self, what: str, fn: Any) -> Any:
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                return await fn()
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                self.stats.retries += 1
+                log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+                if self._stop.is_set() and delay >= BACKOFF_MAX_S:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(BACKOFF_MAX_S, delay * 2)
+
+    # -- outputs --------------------------------------------------------------------------------
+    def _dead(
+        self,
+        source: str,
+        reason: str,
+        raw: Any,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.stats.dead_letters += 1
+        log.warning("dead letter from %s: %s", source, reason)
+        produce(self.producer, t.DEAD_LETTERS, dead_letter(source, reason, raw, partition, offset))
+
+    def _flush(self) -> None:
+        deadline = time.monotonic() + 300
+        while self.producer.flush(5) > 0:
+            if time.monotonic() > deadline:
+                msg = "could not deliver offer_events/dead_letters to Kafka for 5 minutes"
+                raise RuntimeError(msg)
+            log.warning("waiting for Kafka to take offer_events/dead_letters")
+
+
+def run_sink(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM."""
+    import signal  # noqa: PLC0415
+
+    sink = PushSink(settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, sink.stop)
+        await sink.run()
+
+    asyncio.run(main())

@@ -1,0 +1,318 @@
+"""Ably-compatible key and token auth for the local push hub (pure logic, no I/O).
+
+- An API key is ``appId.keyId:secret``; its *key name* is the part before ``:``.
+- A TokenRequest is signed exactly as Ably signs it: ``mac = base64(HMAC-SHA256(secret,
+  keyName\\nttl\\ncapability\\nclientId\\ntimestamp\\nnonce\\n))``.
+- The hub's tokens are self-contained and signed with the key secret
+  (``<base64url(json)>.<base64url(hmac)>``), so a restarted hub still honours them. The SDK
+  sends them base64-encoded in ``Authorization: Bearer``; browsers pass them raw as
+  ``?accessToken=``; both are accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from mobile_push import capability as cap
+
+DEFAULT_TTL_MS = 60 * 60 * 1000
+MAX_TTL_MS = 24 * 60 * 60 * 1000
+TIMESTAMP_SKEW_MS = 10 * 60 * 1000  # how far a TokenRequest's timestamp may be from the hub clock
+
+
+class AuthError(Exception):
+    """An Ably error: HTTP status, Ably error code and a message safe to return to callers."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "code": self.code,
+                "statusCode": self.status,
+                "href": f"https://help.ably.io/error/{self.code}",
+            }
+        }
+
+
+def unauthorized(message: str, code: int = 40101) -> AuthError:
+    return AuthError(401, code, message)
+
+
+def forbidden(message: str) -> AuthError:
+    return AuthError(403, 40160, message)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str  # appId.keyId
+    secret: str
+    capability: cap.Capability
+
+    @classmethod
+    def parse(cls, key: str, capability: cap.Capability | None = None) -> ApiKey:
+        name, sep, secret = key.partition(":")
+        if not sep or not name or not secret:
+            msg = "an Ably key looks like appId.keyId:secret"
+            raise ValueError(msg)
+        return cls(name, secret, capability if capability is not None else {"*": frozenset({"*"})})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a request is allowed to do, from a key (Basic) or a token (Bearer)."""
+
+    key_name: str
+    capability: cap.Capability
+    client_id: str | None
+    expires: int | None  # epoch ms; None for Basic auth
+
+    def require(self, channel: str, operation: str, now_ms: int | None = None) -> None:
+        if (
+            self.expires is not None
+            and (now_ms if now_ms is not None else _now_ms()) >= self.expires
+        ):
+            msg = "Token expired"
+            raise unauthorized(msg, 40142)
+        if not cap.allows(self.capability, channel, operation):
+            msg = (
+                f"Unable to perform channel operation '{operation}' on channel '{channel}' "
+                "(permission denied)"
+            )
+            raise forbidden(msg)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def token_request_mac(
+    secret: str,
+    key_name: str,
+    ttl: Any,
+    capability: str | None,
+    client_id: str | None,
+    timestamp: Any,
+    nonce: str | None,
+) -> str:
+    """The MAC of a TokenRequest, exactly as the Ably SDKs compute it."""
+    text = "\n".join(
+        [
+            key_name or "",
+            "" if ttl in (None, "", 0) else str(ttl),
+            capability or "",
+            client_id or "",
+            str(timestamp or 0),
+            nonce or "",
+            "",
+        ]
+    )
+    digest = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def sign_token_request(
+    key: ApiKey,
+    *,
+    capability: dict[str, list[str]] | None = None,
+    client_id: str | None = None,
+    ttl_ms: int | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """A TokenRequest dict (what an auth server hands a browser); the ably SDK's
+    ``create_token_request`` produces the same."""
+    cap_text = json.dumps(capability, separators=(",", ":")) if capability is not None else None
+    req = {
+        "keyName": key.name,
+        "ttl": ttl_ms,
+        "capability": cap_text,
+        "clientId": client_id,
+        "timestamp": timestamp if timestamp is not None else _now_ms(),
+        "nonce": nonce or _b64url(hashlib.sha256(str(time.time_ns()).encode()).digest()[:12]),
+    }
+    req["mac"] = token_request_mac(
+        key.secret, key.name, ttl_ms, cap_text, client_id, req["timestamp"], req["nonce"]
+    )
+    return req
+
+
+class NonceCache:
+    """Nonces seen within the timestamp window (Ably refuses a replayed TokenRequest)."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._max = max_entries
+
+    def check_and_add(self, key: str, now_ms: int) -> bool:
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now_ms - at > 2 * TIMESTAMP_SKEW_MS or len(self._seen) > self._max:
+                self._seen.pop(oldest)
+            else:
+                break
+        if key in self._seen:
+            return False
+        self._seen[key] = now_ms
+        return True
+
+
+class TokenAuthority:
+    """Verifies keys and TokenRequests and issues/validates the hub's tokens."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self.keys = {k.name: k for k in keys}
+        self.nonces = NonceCache()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def basic(self, credentials_b64: str) -> Grant:
+        try:
+            text = base64.b64decode(credentials_b64, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            msg = "Invalid credentials: malformed Basic auth"
+            raise unauthorized(msg) from None
+        name, _, secret = text.partition(":")
+        key = self.keys.get(name)
+        if key is None or not hmac.compare_digest(key.secret.encode(), secret.encode()):
+            msg = "Invalid credentials: unknown key or wrong secret"
+            raise unauthorized(msg)
+        return Grant(key.name, key.capability, None, None)
+
+    # -- token requests -----------------------------------------------------------------------
+    def request_token(
+        self, key_name: str, body: dict[str, Any], now_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Verify a signed TokenRequest and return TokenDetails JSON (Ably's shape)."""
+        now = now_ms if now_ms is not None else _now_ms()
+        key = self.keys.get(key_name)
+        if key is None or body.get("keyName") not in (None, key_name):
+            msg = "Invalid key in request: unknown key name"
+            raise unauthorized(msg, 40101)
+        mac = body.get("mac")
+        if not isinstance(mac, str):
+            raise AuthError(400, 40000, "TokenRequest has no mac")
+        ttl = body.get("ttl")
+        capability_text = body.get("capability")
+        client_id = body.get("clientId")
+        timestamp = body.get("timestamp")
+        nonce = body.get("nonce")
+        if capability_text is not None and not isinstance(capability_text, str):
+            capability_text = json.dumps(capability_text, separators=(",", ":"))
+        expected = token_request_mac(
+            key.secret, key_name, ttl, capability_text, client_id, timestamp, nonce
+        )
+        if not hmac.compare_digest(expected.encode(), mac.encode()):
+            msg = "Invalid mac: the TokenRequest was not signed with this key's secret"
+            raise unauthorized(msg, 40101)
+        try:
+            ts = int(timestamp)
+        except (TypeError, ValueError):
+            raise AuthError(400, 40001, "TokenRequest timestamp is not a number") from None
+        if abs(now - ts) > TIMESTAMP_SKEW_MS:
+            msg = "Timestamp not current"
+            raise unauthorized(msg, 40104)
+        if not isinstance(nonce, str) or len(nonce) < 16:
+            raise AuthError(400, 40001, "TokenRequest nonce must be at least 16 characters")
+        if not self.nonces.check_and_add(f"{key_name}:{nonce}", now):
+            msg = "Nonce value replayed"
+            raise unauthorized(msg, 40105)
+        try:
+            ttl_ms = DEFAULT_TTL_MS if ttl in (None, "") else int(ttl)
+        except (TypeError, ValueError):
+            raise AuthError(400, 40001, "TokenRequest ttl is not a number") from None
+        if ttl_ms <= 0 or ttl_ms > MAX_TTL_MS:
+            raise AuthError(400, 40003, f"ttl must be between 1 and {MAX_TTL_MS} ms")
+        try:
+            requested = cap.parse(capability_text)
+        except cap.CapabilityError as exc:
+            raise AuthError(400, 40000, f"Invalid capability: {exc}") from None
+        granted = cap.intersect(requested, key.capability)
+        if not granted:
+            msg = "Requested capability is not permitted by the key"
+            raise forbidden(msg)
+        return self.issue(key, granted, client_id, ttl_ms, now)
+
+    def issue(
+        self,
+        key: ApiKey,
+        capability: cap.Capability,
+        client_id: str | None,
+        ttl_ms: int,
+        now_ms: int,
+    ) -> dict[str, Any]:
+        cap_text = cap.dumps(capability)
+        payload = {"k": key.name, "i": now_ms, "x": now_ms + ttl_ms, "c": cap_text, "u": client_id}
+        body = _b64url(json.dumps(payload, separators=(",", ":")).encode())
+        sig = _b64url(hmac.new(key.secret.encode(), body.encode(), hashlib.sha256).digest())
+        return {
+            "token": f"{body}.{sig}",
+            "keyName": key.name,
+            "issued": now_ms,
+            "expires": now_ms + ttl_ms,
+            "capability": cap_text,
+            "clientId": client_id,
+        }
+
+    # -- tokens -------------------------------------------------------------------------------
+    def bearer(self, token: str, now_ms: int | None = None) -> Grant:
+        """A token as sent by the SDK (base64 of the token) or raw (browsers)."""
+        candidates = [token]
+        try:
+            decoded = base64.b64decode(token, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            decoded = None
+        if decoded:
+            candidates.insert(0, decoded)
+        for candidate in candidates:
+            grant = self._verify(candidate)
+            if grant is not None:
+                now = now_ms if now_ms is not None else _now_ms()
+                if grant.expires is not None and now >= grant.expires:
+                    msg = "Token expired"
+                    raise unauthorized(msg, 40142)
+                return grant
+        msg = "Invalid token: not issued by this hub or tampered with"
+        raise unauthorized(msg, 40140)
+
+    def _verify(self, token: str) -> Grant | None:
+        body, dot, sig = token.partition(".")
+        if not dot:
+            return None
+        try:
+            payload = json.loads(_unb64url(body))
+        except (binascii.Error, ValueError):
+            return None
+        if not isinstance(payload, dict):
+            return None
+        key = self.keys.get(str(payload.get("k")))
+        if key is None:
+            return None
+        expected = _b64url(hmac.new(key.secret.encode(), body.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected.encode(), sig.encode()):
+            return None
+        try:
+            capability = cap.parse(payload.get("c"))
+        except cap.CapabilityError:
+            return None
+        return Grant(key.name, capability, payload.get("u"), int(payload["x"]))
