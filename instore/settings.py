@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     ksqldb_api_key: str | None = None
     ksqldb_api_secret: SecretStr | None = None
 
+    # Confluent Cloud resource-management key: only `instore cloud` (Terraform) uses it.
+    confluent_cloud_api_key: str | None = None
+    confluent_cloud_api_secret: SecretStr | None = None
+
     # Embedded stack ports (loopback only) and data.
     host: str = "127.0.0.1"
     broker_port: int = 19092
@@ -75,6 +79,7 @@ class Settings(BaseSettings):
     app_id: str = "instore-stream"
     worker_batch: int = Field(default=500, ge=1)
     worker_batch_within_s: float = Field(default=0.005, gt=0)
+    worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
 
     # API keys per role.
     api_key_marketer: SecretStr | None = None
