@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip
 	@$(PIP) install -q -e '.[dev]'
+	@bash scripts/install-ably-js.sh
 	@touch $(STAMP)
 
 demo: setup

@@ -65,4 +65,7 @@ def page_config(settings: Settings) -> dict[str, Any]:
         "mode": where.mode,
         "hub_url": "" if where.mode == "hub" else None,
         "rewind": 20,
+        "rest_host": where.rest_host if where.mode == "ably" else None,
+        # Only the well-known development kiosk key is ever handed to a page.
+        "kiosk_key": settings.api_key("kiosk") if settings.environment == "development" else None,
     }
