@@ -12,11 +12,25 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
+from api.metrics import make_registry
 from api.publisher import Publisher
-from api.routes import kiosks, offers, push, shoppers
+from api.routes import (
+    analytics,
+    funnel,
+    kiosks,
+    offers,
+    ops,
+    products,
+    promotions,
+    push,
+    shoppers,
+    stores,
+)
 from api.services import Services, ably_client
 from api.tables import TableView
 from instore.settings import Settings, get_settings
@@ -71,8 +85,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=allowed_origins(settings),
                        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                        allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    for module in (shoppers, offers, kiosks, push):
+    for module in (promotions, stores, products, funnel, offers, analytics, shoppers, kiosks,
+                   push, ops):
         app.include_router(module.router)
+
+    registry, requests = make_registry(lambda: getattr(app.state, "services", None))
+    app.state.metrics_registry = registry
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        requests.labels(request.method, template, str(response.status_code)).inc()
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The marketer dashboard (its data calls need the marketer key)."""
+        return FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
+
     return app
 
 

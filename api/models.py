@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Uid = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Channel = Literal["phone", "kiosk"]
+MAX_MS = 32_503_680_000_000  # year 3000, as the contract's EpochMs
 
 
 class Strict(BaseModel):
@@ -86,3 +88,157 @@ class PushConfig(BaseModel):
 
 class Problem(BaseModel):
     detail: Any
+
+
+# promotions -----------------------------------------------------------------------------
+Timestamp = Annotated[
+    int | AwareDatetime,
+    Field(description="epoch milliseconds, or an ISO 8601 date-time with a time zone"),
+]
+Sku = Annotated[int, Field(ge=0, le=2**53)]
+Segment = Annotated[str, Field(min_length=1, max_length=128)]
+Title = Annotated[str, Field(min_length=1, max_length=256)]
+Discount = Annotated[float, Field(ge=1, le=90, allow_inf_nan=False, description="percent, 1-90")]
+Radius = Annotated[float, Field(ge=3, le=1000, allow_inf_nan=False, description="feet, 3-1000")]
+
+
+def epoch_ms(value: int | datetime | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    return int(value.timestamp() * 1000)
+
+
+class PromotionCreate(Strict):
+    pid: Ident | None = Field(default=None, description="generated when absent")
+    sku: Sku | None = None
+    segment: Segment | None = None
+    title: Title
+    discount_pct: Discount
+    radius_ft: Radius = 100.0
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _target_and_schedule(self) -> PromotionCreate:
+        if self.sku is None and self.segment is None:
+            msg = "a promotion needs a sku or a segment"
+            raise ValueError(msg)
+        start, end = epoch_ms(self.starts_at), epoch_ms(self.ends_at)
+        if start is not None and not 0 <= start <= MAX_MS:
+            msg = "starts_at is out of range"
+            raise ValueError(msg)
+        if end is not None and not 0 <= end <= MAX_MS:
+            msg = "ends_at is out of range"
+            raise ValueError(msg)
+        if start is not None and end is not None and start >= end:
+            msg = "starts_at must be before ends_at"
+            raise ValueError(msg)
+        return self
+
+
+class PromotionUpdate(Strict):
+    sku: Sku | None = None
+    segment: Segment | None = None
+    title: Title | None = None
+    discount_pct: Discount | None = None
+    radius_ft: Radius | None = None
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+
+
+class Funnel(BaseModel):
+    nearby: int = 0
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    redeemed: int = 0
+    open_rate: float | None = Field(default=None, description="opened / sent")
+    conversion: float | None = Field(default=None, description="redeemed / sent")
+
+
+class PromotionPublic(BaseModel):
+    pid: str
+    sku: int | None
+    segment: str | None
+    title: str
+    discount_pct: float
+    radius_ft: float
+    starts_at: int | None
+    ends_at: int | None
+    status: Literal["scheduled", "active", "expired"]
+    stats: Funnel
+
+
+# catalog --------------------------------------------------------------------------------
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Country = Annotated[str, Field(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$",
+                               description="ISO 3166-1 alpha-2")]
+
+
+class StoreIn(Strict):
+    name: Title
+    latitude: Lat = Field(description="anchor latitude (the store's centre)")
+    longitude: Lon = Field(description="anchor longitude")
+    geofence_radius_m: Annotated[float, Field(gt=0, le=5000, allow_inf_nan=False)] = 100.0
+    country: Country
+
+
+class StorePublic(BaseModel):
+    store_id: str
+    name: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    geofence_radius_m: float | None = None
+    country: str | None = None
+    products: int = 0
+    live_shoppers: int = 0
+
+
+class ProductIn(Strict):
+    sku: Sku
+    store_id: Ident
+    segment: Segment
+    variant: Annotated[str, Field(max_length=128)] | None = None
+    name: Title
+    latitude: Lat
+    longitude: Lon
+    country: Country | None = Field(default=None, description="defaults to the store's country")
+
+
+class ProductPublic(BaseModel):
+    sku: int
+    store_id: str
+    segment: str
+    variant: str | None
+    name: str
+    latitude: float
+    longitude: float
+    country: str | None
+    promoted_by: list[str] = Field(default_factory=list, description="live promotions on it")
+
+
+class RowError(BaseModel):
+    row: int = Field(description="1-based line number in the file (the header is line 1)")
+    error: str
+
+
+class BulkReport(BaseModel):
+    rows: int
+    accepted: int
+    rejected: int
+    errors: list[RowError]
+
+
+class ShopperDot(BaseModel):
+    """A shopper on the floor map: a position and its age, never who it is."""
+
+    latitude: float
+    longitude: float
+    age_ms: int
+
+
+class FloorPublic(BaseModel):
+    store: StorePublic
+    products: list[ProductPublic]
+    shoppers: list[ShopperDot]

@@ -1,0 +1,36 @@
+"""Funnel figures from the serving store's counters, and a promotion's schedule status."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import redis
+
+from api.models import Funnel
+from instore import serving
+from instore.records import Promotion
+
+
+def funnel_of(counters: dict[str, str]) -> Funnel:
+    values = {f: int(counters.get(f, 0) or 0) for f in serving.COUNTER_FIELDS}
+    sent = values["sent"]
+    return Funnel(**values,
+                  open_rate=round(values["opened"] / sent, 4) if sent else None,
+                  conversion=round(values["redeemed"] / sent, 4) if sent else None)
+
+
+def funnels(rds: redis.Redis, keys: list[str]) -> list[Funnel]:
+    if not keys:
+        return []
+    pipe = rds.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    return [funnel_of(c) for c in pipe.execute()]
+
+
+def status_of(promo: Promotion, now_ms: int) -> Literal["scheduled", "active", "expired"]:
+    if promo.starts_at is not None and now_ms < promo.starts_at:
+        return "scheduled"
+    if promo.ends_at is not None and now_ms >= promo.ends_at:
+        return "expired"
+    return "active"

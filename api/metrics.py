@@ -1,0 +1,105 @@
+"""Prometheus metrics: the pipeline's counters from the serving store (positions, nearby,
+offers, dead letters per reason, offer events), the worker's lag, events/s, and the API's own
+requests (labelled by route template, never by a path holding a uid)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from api.services import Services
+from instore import health, serving
+from instore import topics as t
+
+log = logging.getLogger(__name__)
+LAG_CACHE_S = 10.0
+
+
+class PipelineCollector(Collector):
+    def __init__(self, services_of: object) -> None:
+        self._services_of = services_of
+        self._lock = threading.Lock()
+        self._lag: dict[str, int] = {}
+        self._lag_at = 0.0
+        self._last: tuple[float, int] | None = None
+        self._rate = 0.0
+
+    def _services(self) -> Services | None:
+        return self._services_of()  # type: ignore[operator,no-any-return]
+
+    def _worker_lag(self, services: Services) -> dict[str, int]:
+        with self._lock:
+            if time.monotonic() - self._lag_at > LAG_CACHE_S:
+                self._lag_at = time.monotonic()
+                try:
+                    self._lag = health.consumer_lag(
+                        services.settings, services.settings.app_id,
+                        [t.CUSTOMERS_LOCATIONS.name, t.NEARBY_CUSTOMERS.name])
+                except Exception as exc:  # noqa: BLE001 (a scrape must never fail on lag)
+                    log.warning("metrics: worker lag unavailable: %s", type(exc).__name__)
+                    self._lag = {}
+            return dict(self._lag)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        services = self._services()
+        if services is None:
+            return
+        try:
+            raw = services.redis.hgetall(serving.totals())
+        except Exception as exc:  # noqa: BLE001
+            log.warning("metrics: serving store unavailable: %s", type(exc).__name__)
+            raw = {}
+        for name, help_text in (("positions", "positions processed by the worker"),
+                                ("nearby", "NEARBY_CUSTOMERS rows"),
+                                ("offers", "offers produced")):
+            c = CounterMetricFamily(f"instore_{name}", help_text)
+            c.add_metric([], float(raw.get(name, 0)))
+            yield c
+        dead = CounterMetricFamily("instore_dead_letters", "dead letters by reason",
+                                   labels=["reason"])
+        for key, value in raw.items():
+            if key.startswith("dead:"):
+                dead.add_metric([key.removeprefix("dead:")], float(value))
+        yield dead
+        events = CounterMetricFamily("instore_offer_events", "offer events", labels=["event"])
+        for event in ("delivered", "opened", "redeemed"):
+            events.add_metric([event], float(raw.get(event, 0)))
+        yield events
+        now, positions = time.monotonic(), int(raw.get("positions", 0))
+        with self._lock:
+            if self._last is not None and now > self._last[0]:
+                self._rate = max(0.0, (positions - self._last[1]) / (now - self._last[0]))
+            self._last = (now, positions)
+            rate = self._rate
+        g = GaugeMetricFamily("instore_events_per_second",
+                              "positions per second between the last two scrapes")
+        g.add_metric([], rate)
+        yield g
+        lag = GaugeMetricFamily("instore_worker_lag", "worker consumer lag (records) by topic",
+                                labels=["topic"])
+        for topic, value in self._worker_lag(services).items():
+            lag.add_metric([topic], float(value))
+        yield lag
+        view = GaugeMetricFamily("instore_api_catalog_loaded",
+                                 "1 when the API's table view has caught up")
+        view.add_metric([], 1.0 if services.tables.caught_up.is_set() else 0.0)
+        yield view
+        writes = CounterMetricFamily("instore_api_writes", "records the API wrote, by topic",
+                                     labels=["topic"])
+        for topic, n in services.publisher.sent.items():
+            writes.add_metric([topic], float(n))
+        yield writes
+
+
+def make_registry(services_of: object) -> tuple[CollectorRegistry, Counter]:
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(services_of))
+    requests = Counter("instore_api_requests", "API requests by route template and status",
+                       ["method", "route", "status"], registry=registry)
+    return registry, requests
