@@ -1,0 +1,131 @@
+"""Analytics agents ("top items"): dwell seconds and redemptions per product, in minute buckets
+in Redis, so the API can rank the top 10 % over any sliding window up to a day.
+
+- dwell: from ``NEARBY_CUSTOMERS``: while a shopper keeps reporting near a promoted product, the
+  time between consecutive rows (at most ``dwell_gap_s`` apart) is dwell time for that product
+  (``store_id:sku``). A product near several promotions is counted once per shopper.
+- redemptions: from ``offer_events`` with event ``redeemed``, the offer's product (looked up in
+  the serving store), counted once per offer even when the event is redelivered.
+
+Registered by ``stream_apps.app.create_app`` through ``agents(app, settings)``. The counting is
+pure (``DwellTracker``, ``bucket_of``) and tested without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from instore import serving
+from instore import topics as t
+from instore.records import NearbyCustomer, OfferEvent, RecordError, decode
+from instore.settings import Settings
+
+log = logging.getLogger(__name__)
+BUCKET_TTL_S = 25 * 3600
+COUNTED_MARK = "analytics-redeemed"
+
+
+def bucket_of(ts_ms: int) -> int:
+    return ts_ms // 1000 // serving.ANALYTICS_BUCKET_S
+
+
+class DwellTracker:
+    """Dwell seconds per (bucket, ``store_id:sku``) from NEARBY rows. Pure."""
+
+    def __init__(self, gap_s: float, max_entries: int = 200_000) -> None:
+        self.gap_ms = int(gap_s * 1000)
+        self.max_entries = max_entries
+        self._last: dict[tuple[str, str, int], int] = {}
+
+    def add(self, uid: str, store_id: str, sku: int, ts: int,
+            out: Counter[tuple[int, str]]) -> None:
+        key = (uid, store_id, sku)
+        last = self._last.get(key)
+        if last is not None and ts <= last:
+            return  # the same moment seen through another promotion, or a replay
+        self._last[key] = ts
+        if last is not None and ts - last <= self.gap_ms:
+            out[(bucket_of(ts), f"{store_id}:{sku}")] += (ts - last) / 1000.0
+
+    def prune(self, now_ts: int) -> None:
+        if len(self._last) <= self.max_entries:
+            return
+        self._last = {k: v for k, v in self._last.items() if now_ts - v <= self.gap_ms}
+        if len(self._last) > self.max_entries:
+            self._last.clear()
+
+
+def agents(app: Any, settings: Settings) -> None:
+    """Register the analytics agents on the worker's Faust app."""
+    import redis.asyncio as aioredis  # noqa: PLC0415
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    rds = aioredis.Redis.from_url(settings.redis_address, socket_timeout=2,
+                                  socket_connect_timeout=2)
+    nearby_topic = app.topic(t.NEARBY_CUSTOMERS.name, value_serializer="raw", key_serializer="raw")
+    events_topic = app.topic(t.OFFER_EVENTS.name, value_serializer="raw", key_serializer="raw")
+    tracker = DwellTracker(settings.dwell_gap_s)
+    errors: Counter[str] = Counter()
+
+    async def write(sums: Counter[tuple[int, str]], key_of: Any) -> None:
+        if not sums:
+            return
+        pipe = rds.pipeline(transaction=False)
+        for bucket in {b for b, _ in sums}:
+            pipe.expire(key_of(bucket), BUCKET_TTL_S)
+        for (bucket, member), value in sums.items():
+            pipe.zincrby(key_of(bucket), value, member)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            errors["redis"] += 1
+            if errors["redis"] % 100 == 1:
+                log.warning("analytics: serving store unavailable (%s), %d batches lost",
+                            type(exc).__name__, errors["redis"])
+
+    @app.agent(nearby_topic, name="analytics-dwell")
+    async def dwell(stream: Any) -> None:
+        async for values in stream.take(settings.worker_batch,
+                                        within=settings.worker_batch_within_s):
+            sums: Counter[tuple[int, str]] = Counter()
+            newest = 0
+            for raw in values:
+                try:
+                    row = decode(NearbyCustomer, raw)
+                except RecordError:
+                    continue  # the policy agent dead-letters it
+                tracker.add(row.uid, row.store_id, row.sku, row.ts, sums)
+                newest = max(newest, row.ts)
+            tracker.prune(newest)
+            await write(sums, serving.analytics_dwell)
+
+    @app.agent(events_topic, name="analytics-redemptions")
+    async def redemptions(stream: Any) -> None:
+        async for values in stream.take(settings.worker_batch,
+                                        within=settings.worker_batch_within_s):
+            sums: Counter[tuple[int, str]] = Counter()
+            for raw in values:
+                try:
+                    event = decode(OfferEvent, raw)
+                except RecordError:
+                    continue
+                if event.event != "redeemed":
+                    continue
+                try:
+                    offer_raw = await rds.get(serving.offer(event.offer_id))
+                    if offer_raw is None:
+                        continue
+                    first = await rds.set(serving.offer_event_mark(event.offer_id, COUNTED_MARK),
+                                          1, nx=True, ex=BUCKET_TTL_S)
+                except (RedisError, OSError):
+                    errors["redis"] += 1
+                    continue
+                if not first:
+                    continue
+                offer = orjson.loads(offer_raw)
+                sums[(bucket_of(event.ts), f"{offer['store_id']}:{offer['sku']}")] += 1
+            await write(sums, serving.analytics_redemptions)
