@@ -38,8 +38,9 @@ DEFAULT_DIR = Path("terraform")
 # `instore ksql migrate` against the cloud ksqlDB, as its own process (the ksql part owns it).
 MIGRATE_ARGV: tuple[str, ...] = (sys.executable, "-m", "instore", "ksql", "migrate")
 MIGRATE_TIMEOUT_S = 900.0
-# Only to let `down` plan a destroy without the Ably key: the value is never used by Ably.
-DESTROY_ONLY_ABLY_KEY = "destroy-only.unused:not-a-key"
+# The ably_api_key variable is required, but only the connector uses it: with the connector
+# off, or to destroy, this stand-in value lets Terraform run without a real key.
+UNUSED_ABLY_KEY = "unused.unused:connector-off-or-destroying"
 
 INSTALL_HINT = ("Terraform is not on PATH: install Terraform 1.5 or newer from "
                 "https://developer.hashicorp.com/terraform/install and run this again.")
@@ -276,7 +277,7 @@ def _variables(settings: Settings, workdir: Path, overrides: dict[str, Any], *,
     if not ably:
         if connector and not destroying:
             raise CloudError(ABLY_HINT)
-        ably = DESTROY_ONLY_ABLY_KEY
+        ably = UNUSED_ABLY_KEY
     if connector and not destroying:
         plugin = str(overrides.get("ably_connector_plugin_path")
                      or tfvars.get("ably_connector_plugin_path") or "")
