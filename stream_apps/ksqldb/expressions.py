@@ -1,0 +1,715 @@
+"""Expressions compiled to Python closures over a row.
+
+A row is a tuple of slots: one dict per source of the query (column -> value, with ROWTIME,
+ROWPARTITION, ROWOFFSET and the key columns), then the values of lambda parameters, then (in
+aggregate queries) the list of aggregate results. Three-valued logic and null propagation follow
+ksqlDB: a null comparison is null, WHERE keeps only true.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from instore.geo import FT_PER_KM, GeoError, GridIndex
+from stream_apps.ksqldb.errors import EvalError, StatementError
+from stream_apps.ksqldb.functions import AGGREGATES, LAMBDA_FUNCTIONS, SCALARS, TABLE_FUNCTIONS
+from stream_apps.ksqldb.syntax import (
+    BIGINT,
+    BOOLEAN,
+    DOUBLE,
+    INT,
+    STRING,
+    UNKNOWN,
+    Expr,
+    SqlType,
+    expr_sql,
+)
+
+log = logging.getLogger(__name__)
+
+Fn = Callable[[tuple], Any]
+PSEUDO = {"ROWTIME": BIGINT, "ROWPARTITION": INT, "ROWOFFSET": BIGINT}
+WINDOW_COLS = {"WINDOWSTART": BIGINT, "WINDOWEND": BIGINT}
+
+
+@dataclass
+class Slot:
+    alias: str
+    source: str
+    columns: dict[str, SqlType]
+
+
+@dataclass
+class Scope:
+    slots: list[Slot]
+    params: dict[str, int] = field(default_factory=dict)  # lambda parameter -> slot index
+    param_types: dict[str, SqlType] = field(default_factory=dict)
+    width: int = 0  # slots in use (sources + lambda params)
+
+    def __post_init__(self) -> None:
+        self.width = self.width or len(self.slots)
+
+    def with_params(self, names: tuple[str, ...], types: list[SqlType]) -> Scope:
+        params = dict(self.params)
+        ptypes = dict(self.param_types)
+        width = self.width
+        for n, t in zip(names, types, strict=False):
+            params[n] = width
+            ptypes[n] = t
+            width += 1
+        return Scope(self.slots, params, ptypes, width)
+
+    def resolve(self, qualifier: str | None, name: str) -> tuple[int, str, SqlType]:
+        if qualifier is None and name in self.params:
+            return self.params[name], "", self.param_types.get(name, UNKNOWN)
+        if qualifier is not None:
+            for i, s in enumerate(self.slots):
+                if qualifier in (s.alias, s.source):
+                    col = _find(s.columns, name)
+                    if col is None:
+                        if name in PSEUDO or name in WINDOW_COLS:
+                            return i, name, PSEUDO.get(name) or WINDOW_COLS[name]
+                        msg = f"Column '{qualifier}.{name}' cannot be resolved."
+                        raise StatementError(msg)
+                    return i, col, s.columns[col]
+            msg = f"Source '{qualifier}' is not in the FROM clause of the query."
+            raise StatementError(msg)
+        hits = [(i, _find(s.columns, name)) for i, s in enumerate(self.slots)]
+        hits = [(i, c) for i, c in hits if c is not None]
+        if len(hits) > 1:
+            msg = f"Column '{name}' is ambiguous. Could be any of: " + ", ".join(
+                f"{self.slots[i].alias}.{c}" for i, c in hits)
+            raise StatementError(msg)
+        if hits:
+            i, c = hits[0]
+            return i, c, self.slots[i].columns[c]  # type: ignore[index]
+        if name in PSEUDO or name in WINDOW_COLS:
+            return 0, name, PSEUDO.get(name) or WINDOW_COLS[name]
+        msg = f"Column '{name}' cannot be resolved."
+        raise StatementError(msg)
+
+
+def _find(columns: dict[str, SqlType], name: str) -> str | None:
+    if name in columns:
+        return name
+    return None
+
+
+@dataclass
+class AggCall:
+    name: str
+    arg: Fn | None  # None for COUNT(*)
+    distinct: bool
+    expr: Expr
+
+
+class Compiler:
+    """Compiles expressions for one query; collects aggregate calls and table functions."""
+
+    def __init__(self, scope: Scope, *, allow_aggregates: bool = False,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.scope = scope
+        self.allow_aggregates = allow_aggregates
+        self.aggs: list[AggCall] = []
+        self.agg_slot = len(scope.slots)
+        self.on_error = on_error or (lambda msg: log.debug("processing error: %s", msg))
+
+    # -- type inference -----------------------------------------------------------------------
+    def infer(self, e: Expr, scope: Scope | None = None) -> SqlType:  # noqa: PLR0911, PLR0912
+        scope = scope or self.scope
+        k = e[0]
+        if k == "lit":
+            v = e[1]
+            if isinstance(v, bool):
+                return BOOLEAN
+            if isinstance(v, int):
+                return INT if -(2**31) <= v < 2**31 else BIGINT
+            if isinstance(v, float):
+                return DOUBLE
+            return STRING
+        if k == "col":
+            return scope.resolve(e[1], e[2])[2]
+        if k == "deref":
+            t = self.infer(e[1], scope)
+            return t.field_type(e[2]) or UNKNOWN
+        if k == "index":
+            t = self.infer(e[1], scope)
+            return t.params[0] if t.name == "ARRAY" else (t.params[1] if t.name == "MAP" else UNKNOWN)
+        if k == "bin":
+            op = e[1]
+            if op in ("AND", "OR", "=", "<>", "<", "<=", ">", ">="):
+                return BOOLEAN
+            if op == "||":
+                return STRING
+            a, b = self.infer(e[2], scope), self.infer(e[3], scope)
+            if STRING in (a, b) and op == "+":
+                return STRING
+            if DOUBLE in (a, b) or op == "/" and DOUBLE in (a, b):
+                return DOUBLE
+            if BIGINT in (a, b):
+                return BIGINT
+            return a
+        if k in ("not", "isnull", "between", "in", "like", "distinct"):
+            return BOOLEAN
+        if k == "neg":
+            return self.infer(e[1], scope)
+        if k == "cast":
+            return e[2]
+        if k == "case":
+            return self.infer(e[2][0][1], scope)
+        if k == "struct":
+            return SqlType("STRUCT", tuple((n, self.infer(x, scope)) for n, x in e[1]))
+        if k == "array":
+            return SqlType("ARRAY", (self.infer(e[1][0], scope) if e[1] else STRING,))
+        if k == "map":
+            return SqlType("MAP", (STRING, self.infer(e[1][0][1], scope) if e[1] else STRING))
+        if k == "call":
+            return self._infer_call(e, scope)
+        return UNKNOWN
+
+    def _infer_call(self, e: Expr, scope: Scope) -> SqlType:  # noqa: PLR0911
+        name, args = e[1], e[2]
+        if name in AGGREGATES:
+            ret = AGGREGATES[name].return_type
+            if ret is not None:
+                return ret
+            if not args or args[0][0] == "star":
+                return BIGINT
+            at = self.infer(args[0], scope)
+            if name in ("COLLECT_LIST", "COLLECT_SET"):
+                return SqlType("ARRAY", (at,))
+            if name == "SUM" and at == INT:
+                return INT
+            return at
+        if name == "EXPLODE":
+            t = self.infer(args[0], scope)
+            return t.params[0] if t.name == "ARRAY" and t.params else UNKNOWN
+        if name in ("TRANSFORM", "FILTER"):
+            at = self.infer(args[0], scope)
+            if name == "FILTER":
+                return at
+            item = at.params[0] if at.name == "ARRAY" and at.params else UNKNOWN
+            lam = args[1]
+            inner = scope.with_params(lam[1], [item])
+            return SqlType("ARRAY", (self.infer(lam[2], inner),))
+        if name == "REDUCE":
+            return self.infer(args[1], scope)
+        if name in SCALARS:
+            ret = SCALARS[name][1]
+            if ret is not None:
+                return ret
+            if name in ("ARRAY_MAX", "ARRAY_MIN") and args:
+                t = self.infer(args[0], scope)
+                return t.params[0] if t.name == "ARRAY" and t.params else UNKNOWN
+            return self.infer(args[0], scope) if args else UNKNOWN
+        return UNKNOWN
+
+    # -- compilation --------------------------------------------------------------------------
+    def compile(self, e: Expr, scope: Scope | None = None) -> Fn:  # noqa: PLR0911, PLR0912, PLR0915
+        scope = scope or self.scope
+        k = e[0]
+        if k == "lit":
+            v = e[1]
+            return lambda r: v
+        if k == "col":
+            slot, col, _ = scope.resolve(e[1], e[2])
+            if not col:  # a lambda parameter
+                return lambda r: r[slot]
+            return lambda r: r[slot].get(col) if r[slot] is not None else None
+        if k == "deref":
+            inner = self.compile(e[1], scope)
+            fname = e[2]
+            upper = fname.upper()
+
+            def deref(r: tuple) -> Any:
+                s = inner(r)
+                if s is None:
+                    return None
+                v = s.get(fname)
+                if v is None and upper != fname:
+                    v = s.get(upper)
+                return v
+            return deref
+        if k == "index":
+            arr = self.compile(e[1], scope)
+            idx = self.compile(e[2], scope)
+
+            def index(r: tuple) -> Any:
+                a, i = arr(r), idx(r)
+                if a is None or i is None:
+                    return None
+                if isinstance(a, dict):
+                    return a.get(i)
+                n = len(a)
+                j = i - 1 if i > 0 else n + i  # 1-based; negative from the end
+                return a[j] if 0 <= j < n else None
+            return index
+        if k == "bin":
+            return self._binary(e, scope)
+        if k == "not":
+            inner = self.compile(e[1], scope)
+
+            def not_(r: tuple) -> Any:
+                v = inner(r)
+                return None if v is None else not v
+            return not_
+        if k == "neg":
+            inner = self.compile(e[1], scope)
+
+            def neg(r: tuple) -> Any:
+                v = inner(r)
+                return None if v is None else -v
+            return neg
+        if k == "isnull":
+            inner = self.compile(e[1], scope)
+            if e[2]:
+                return lambda r: inner(r) is not None
+            return lambda r: inner(r) is None
+        if k == "distinct":
+            a, b = self.compile(e[1], scope), self.compile(e[2], scope)
+            neg_ = e[3]
+            return lambda r: (a(r) == b(r)) if neg_ else (a(r) != b(r))
+        if k == "between":
+            v, lo, hi = (self.compile(x, scope) for x in e[1:4])
+            negate = e[4]
+
+            def between(r: tuple) -> Any:
+                x, a, b = v(r), lo(r), hi(r)
+                if x is None or a is None or b is None:
+                    return None
+                res = a <= x <= b
+                return not res if negate else res
+            return between
+        if k == "in":
+            v = self.compile(e[1], scope)
+            items = [self.compile(x, scope) for x in e[2]]
+            negate = e[3]
+
+            def in_(r: tuple) -> Any:
+                x = v(r)
+                if x is None:
+                    return None
+                res = any(x == f(r) for f in items)
+                return not res if negate else res
+            return in_
+        if k == "like":
+            v = self.compile(e[1], scope)
+            pat = self.compile(e[2], scope)
+            negate = e[3]
+            cache: dict[str, re.Pattern[str]] = {}
+
+            def like(r: tuple) -> Any:
+                x, p = v(r), pat(r)
+                if x is None or p is None:
+                    return None
+                rx = cache.get(p)
+                if rx is None:
+                    rx = re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c)
+                                            for c in p), re.DOTALL)
+                    cache[p] = rx
+                res = rx.fullmatch(str(x)) is not None
+                return not res if negate else res
+            return like
+        if k == "case":
+            return self._case(e, scope)
+        if k == "cast":
+            return self._cast(self.compile(e[1], scope), e[2])
+        if k == "struct":
+            parts = [(n, self.compile(x, scope)) for n, x in e[1]]
+            return lambda r: {n: f(r) for n, f in parts}
+        if k == "array":
+            items = [self.compile(x, scope) for x in e[1]]
+            return lambda r: [f(r) for f in items]
+        if k == "map":
+            pairs = [(self.compile(a, scope), self.compile(b, scope)) for a, b in e[1]]
+            return lambda r: {ka(r): vb(r) for ka, vb in pairs}
+        if k == "call":
+            return self._call(e, scope)
+        if k == "lambda":
+            msg = "A lambda can only be an argument of TRANSFORM, FILTER or REDUCE."
+            raise StatementError(msg)
+        if k == "star":
+            msg = "'*' is only valid as a select item or in COUNT(*)."
+            raise StatementError(msg)
+        msg = f"Unsupported expression: {expr_sql(e)}"
+        raise StatementError(msg)
+
+    def _binary(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912
+        op = e[1]
+        a = self.compile(e[2], scope)
+        b = self.compile(e[3], scope)
+        if op == "AND":
+            def and_(r: tuple) -> Any:
+                x = a(r)
+                if x is False:
+                    return False
+                y = b(r)
+                if y is False:
+                    return False
+                return None if x is None or y is None else True
+            return and_
+        if op == "OR":
+            def or_(r: tuple) -> Any:
+                x = a(r)
+                if x is True:
+                    return True
+                y = b(r)
+                if y is True:
+                    return True
+                return None if x is None or y is None else False
+            return or_
+        if op in ("+", "-", "*", "/", "%", "||"):
+            is_str = op == "||" or (op == "+" and STRING in (self.infer(e[2], scope),
+                                                              self.infer(e[3], scope)))
+            int_div = op == "/" and self.infer(e[2], scope) in (INT, BIGINT) and \
+                self.infer(e[3], scope) in (INT, BIGINT)
+            on_error = self.on_error
+
+            def arith(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                if x is None or y is None:
+                    return None
+                if is_str:
+                    return f"{x}{y}"
+                if op == "+":
+                    return x + y
+                if op == "-":
+                    return x - y
+                if op == "*":
+                    return x * y
+                if op == "/":
+                    if y == 0:
+                        if int_div:
+                            on_error("division by zero")
+                            return None
+                        return math.copysign(math.inf, x) if x else math.nan
+                    return int(x / y) if int_div else x / y
+                if y == 0:
+                    return None
+                return math.fmod(x, y) if isinstance(x, float) or isinstance(y, float) else \
+                    int(math.fmod(x, y))
+            return arith
+        if op == "<=":
+            def le(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                return None if x is None or y is None else x <= y
+            return le
+        if op == "<":
+            def lt(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                return None if x is None or y is None else x < y
+            return lt
+        if op == ">=":
+            def ge(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                return None if x is None or y is None else x >= y
+            return ge
+        if op == ">":
+            def gt(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                return None if x is None or y is None else x > y
+            return gt
+        if op == "=":
+            def eq(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                return None if x is None or y is None else x == y
+            return eq
+        if op == "<>":
+            def ne(r: tuple) -> Any:
+                x, y = a(r), b(r)
+                return None if x is None or y is None else x != y
+            return ne
+        msg = f"Unsupported operator {op}"
+        raise StatementError(msg)
+
+    def _case(self, e: Expr, scope: Scope) -> Fn:
+        operand = self.compile(e[1], scope) if e[1] is not None else None
+        whens = [(self.compile(w, scope), self.compile(t, scope)) for w, t in e[2]]
+        default = self.compile(e[3], scope) if e[3] is not None else (lambda r: None)
+
+        def case(r: tuple) -> Any:
+            if operand is not None:
+                v = operand(r)
+                for w, t in whens:
+                    if v is not None and v == w(r):
+                        return t(r)
+                return default(r)
+            for w, t in whens:
+                if w(r) is True:
+                    return t(r)
+            return default(r)
+        return case
+
+    def _cast(self, inner: Fn, ty: SqlType) -> Fn:
+        on_error = self.on_error
+        conv = caster(ty)
+
+        def cast(r: tuple) -> Any:
+            v = inner(r)
+            if v is None:
+                return None
+            try:
+                return conv(v)
+            except (ValueError, TypeError, OverflowError):
+                on_error(f"cannot cast '{v}' to {ty}")
+                return None
+        return cast
+
+    def _call(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912
+        name, args, distinct = e[1], e[2], e[3]
+        if name in AGGREGATES:
+            if not self.allow_aggregates:
+                msg = f"Aggregate functions can not be used here: {expr_sql(e)}"
+                raise StatementError(msg)
+            star = not args or args[0][0] == "star"
+            arg = None if star else self.compile(args[0], scope)
+            if name == "COUNT" and distinct:
+                name = "COUNT_DISTINCT"
+            idx = len(self.aggs)
+            self.aggs.append(AggCall(name, arg, distinct, e))
+            slot = self.agg_slot
+            return lambda r: r[slot][idx]
+        if name in TABLE_FUNCTIONS:
+            msg = f"Table function {name} can only be used as a top-level select item."
+            raise StatementError(msg)
+        if name in LAMBDA_FUNCTIONS:
+            return self._lambda_call(name, args, scope)
+        if name not in SCALARS:
+            msg = f"Can't find any functions with the name '{name}'"
+            raise StatementError(msg)
+        fn = SCALARS[name][0]
+        compiled = [self.compile(a, scope) for a in args]
+        on_error = self.on_error
+        if name == "GEO_DISTANCE" and len(compiled) not in (4, 5):
+            msg = "Function 'GEO_DISTANCE' does not accept parameters " \
+                  f"({len(compiled)} given); expected (lat1, lon1, lat2, lon2[, unit])"
+            raise StatementError(msg)
+        if len(compiled) == 1:
+            f0 = compiled[0]
+
+            def call1(r: tuple) -> Any:
+                try:
+                    return fn(f0(r))
+                except EvalError as exc:
+                    on_error(str(exc))
+                    return None
+            return call1
+
+        def call(r: tuple) -> Any:
+            try:
+                return fn(*[f(r) for f in compiled])
+            except EvalError as exc:
+                on_error(str(exc))
+                return None
+        return call
+
+    def _lambda_call(self, name: str, args: tuple, scope: Scope) -> Fn:  # noqa: PLR0912
+        if name in ("TRANSFORM", "FILTER"):
+            if len(args) != 2 or args[1][0] != "lambda" or len(args[1][1]) != 1:
+                msg = f"{name} expects (array, x => expression)"
+                raise StatementError(msg)
+            arr = self.compile(args[0], scope)
+            at = self.infer(args[0], scope)
+            lam = args[1]
+            inner = scope.with_params(lam[1], [at.params[0] if at.name == "ARRAY" and at.params
+                                               else UNKNOWN])
+            body = self.compile(lam[2], inner)
+            if name == "TRANSFORM":
+                def transform(r: tuple) -> Any:
+                    a = arr(r)
+                    if a is None:
+                        return None
+                    return [body((*r, x)) for x in a]
+                return transform
+            spatial = self._spatial_filter(lam, scope, inner)
+            if spatial is not None:
+                return _grid_filter(arr, body, *spatial)
+
+            def filter_(r: tuple) -> Any:
+                a = arr(r)
+                if a is None:
+                    return None
+                return [x for x in a if body((*r, x)) is True]
+            return filter_
+        # REDUCE(array, initial, (acc, x) => ...)
+        if len(args) != 3 or args[2][0] != "lambda" or len(args[2][1]) != 2:
+            msg = "REDUCE expects (array, initial, (acc, x) => expression)"
+            raise StatementError(msg)
+        arr = self.compile(args[0], scope)
+        init = self.compile(args[1], scope)
+        lam = args[2]
+        inner = scope.with_params(lam[1], [self.infer(args[1], scope), UNKNOWN])
+        body = self.compile(lam[2], inner)
+
+        def reduce_(r: tuple) -> Any:
+            a = arr(r)
+            acc = init(r)
+            if a is None:
+                return acc
+            for x in a:
+                acc = body((*r, acc, x))
+            return acc
+        return reduce_
+
+    def _spatial_filter(self, lam: Expr, scope: Scope,
+                        inner: Scope) -> tuple[Fn, Fn, str, str, str, float] | None:
+        """Recognise ``GEO_DISTANCE(a, b, x->LAT, x->LON, 'km') * k <= x->R`` in a FILTER lambda.
+
+        Returns (lat_fn, lon_fn, LAT, LON, R, k) so the filter can use a grid index per array:
+        elements farther than their own R cannot pass, so only the grid's candidates are then
+        checked with the whole lambda body (the result is exactly the SQL's).
+        """
+        param = lam[1][0]
+        conjuncts: list[Expr] = []
+
+        def split(x: Expr) -> None:
+            if x[0] == "bin" and x[1] == "AND":
+                split(x[2])
+                split(x[3])
+            else:
+                conjuncts.append(x)
+        split(lam[2])
+
+        def is_field(x: Expr) -> str | None:
+            if x[0] == "deref" and x[1] == ("col", None, param):
+                return x[2]
+            return None
+
+        def uses_param(x: Any) -> bool:
+            if isinstance(x, tuple):
+                if x == ("col", None, param):
+                    return True
+                return any(uses_param(y) for y in x)
+            return False
+
+        for c in conjuncts:
+            if c[0] != "bin" or c[1] != "<=":
+                continue
+            left, right = c[2], c[3]
+            radius = is_field(right)
+            if radius is None:
+                continue
+            k = 1.0
+            if left[0] == "bin" and left[1] == "*" and left[3][0] == "lit" and \
+                    isinstance(left[3][1], int | float) and left[3][1] > 0:
+                k = float(left[3][1])
+                left = left[2]
+            if left[0] != "call" or left[1] != "GEO_DISTANCE" or len(left[2]) not in (4, 5):
+                continue
+            gargs = left[2]
+            if len(gargs) == 5 and not (gargs[4][0] == "lit" and
+                                        str(gargs[4][1]).lower() in ("km", "kilometers")):
+                continue
+            lat_f, lon_f = is_field(gargs[2]), is_field(gargs[3])
+            if lat_f is None or lon_f is None or uses_param(gargs[0]) or uses_param(gargs[1]):
+                continue
+            return (self.compile(gargs[0], scope), self.compile(gargs[1], scope),
+                    lat_f, lon_f, radius, k)
+        return None
+
+
+def _field(d: dict[str, Any], name: str) -> Any:
+    v = d.get(name)
+    if v is None:
+        v = d.get(name.upper())
+    return v
+
+
+class _GridCache:
+    """Grid indexes of recently seen arrays (a table row's array object is reused until the row
+    changes, so the index is built once per row version)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.items: OrderedDict[int, tuple[list[Any], GridIndex[int] | None]] = OrderedDict()
+
+    def get(self, arr: list[Any], lat_f: str, lon_f: str, r_f: str, k: float) -> GridIndex[int] | None:
+        key = id(arr)
+        hit = self.items.get(key)
+        if hit is not None and hit[0] is arr:
+            self.items.move_to_end(key)
+            return hit[1]
+        points = []
+        for i, x in enumerate(arr):
+            if not isinstance(x, dict):
+                continue
+            lat, lon, r = _field(x, lat_f), _field(x, lon_f), _field(x, r_f)
+            if not isinstance(lat, int | float) or not isinstance(lon, int | float) or \
+                    not isinstance(r, int | float) or r < 0 or not math.isfinite(r):
+                continue
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                continue
+            # distance_ft(p, x) <= r * FT_PER_KM / k  <=>  haversine * k <= r (plus a hair)
+            points.append((i, float(lat), float(lon), r * FT_PER_KM / k * (1 + 1e-9) + 1e-9))
+        index = GridIndex.build(points) if points else None
+        self.items[key] = (arr, index)
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return index
+
+
+def _grid_filter(arr_fn: Fn, body: Fn, lat_fn: Fn, lon_fn: Fn, lat_f: str, lon_f: str,
+                 r_f: str, k: float) -> Fn:
+    cache = _GridCache()
+
+    def grid_filter(r: tuple) -> Any:
+        a = arr_fn(r)
+        if a is None:
+            return None
+        lat, lon = lat_fn(r), lon_fn(r)
+        if lat is None or lon is None:
+            return []
+        index = cache.get(a, lat_f, lon_f, r_f, k)
+        if index is None:
+            return []
+        try:
+            hits = sorted(i for i, _ in index.within(float(lat), float(lon)))
+        except (GeoError, TypeError, ValueError):
+            return [x for x in a if body((*r, x)) is True]  # let the exact path report it
+        return [a[i] for i in hits if body((*r, a[i])) is True]
+    return grid_filter
+
+
+def caster(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911
+    n = ty.name
+    if n in ("INTEGER", "BIGINT"):
+        def to_int(v: Any) -> int:
+            if isinstance(v, str):
+                return int(v.strip())
+            return int(v)
+        return to_int
+    if n in ("DOUBLE", "DECIMAL"):
+        return float
+    if n == "STRING":
+        def to_str(v: Any) -> str:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            return str(v)
+        return to_str
+    if n == "BOOLEAN":
+        def to_bool(v: Any) -> bool:
+            if isinstance(v, str):
+                if v.lower() in ("true", "false"):
+                    return v.lower() == "true"
+                raise ValueError(v)
+            return bool(v)
+        return to_bool
+    return lambda v: v
+
+
+def contains_aggregate(e: Any) -> bool:
+    if isinstance(e, tuple) and e:
+        if e[0] == "call" and e[1] in AGGREGATES:
+            return True
+        return any(contains_aggregate(x) for x in e if isinstance(x, tuple))
+    return False
+
+
+def find_table_function(e: Expr) -> bool:
+    return e[0] == "call" and e[1] in TABLE_FUNCTIONS

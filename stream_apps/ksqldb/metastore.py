@@ -1,0 +1,263 @@
+"""Streams and tables known to the endpoint, and how their records are read and written.
+
+Formats: KEY_FORMAT 'KAFKA' (a single STRING key is its UTF-8 bytes, INTEGER/BIGINT/DOUBLE are
+big-endian binary, as Kafka's serializers write them), 'JSON' (one column: the bare JSON value,
+several: an object), 'NONE'; VALUE_FORMAT 'JSON'. Windowed keys carry the window start as 8
+more big-endian bytes. JSON field names match columns case-insensitively, like ksqlDB.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream_apps.ksqldb.errors import StatementError
+from stream_apps.ksqldb.expressions import caster
+from stream_apps.ksqldb.syntax import SqlType, WindowSpec
+
+
+class DeserializationError(ValueError):
+    pass
+
+
+@dataclass
+class Source:
+    name: str
+    kind: str  # STREAM | TABLE
+    topic: str
+    key_columns: list[tuple[str, SqlType]]
+    value_columns: list[tuple[str, SqlType]]
+    key_format: str = "KAFKA"
+    value_format: str = "JSON"
+    partitions: int = 1
+    replicas: int = 1
+    timestamp: str | None = None
+    window: WindowSpec | None = None
+    statement: str = ""
+    read_only: bool = False
+    typed: bool = True  # declared with a schema (coerce on read) or derived (read as written)
+    owner_query: str | None = None  # the persistent query that writes it (CSAS/CTAS)
+    _value_lookup: dict[str, str] = field(default_factory=dict, repr=False)
+    _casters: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        self._value_lookup = {}
+        for name, _ in self.value_columns:
+            self._value_lookup[name] = name
+        for name, _ in self.value_columns:
+            self._value_lookup.setdefault(name.upper(), name)
+        self._casters = {name: _coercer(t) for name, t in self.value_columns}
+
+    @property
+    def columns(self) -> dict[str, SqlType]:
+        return dict(self.key_columns) | dict(self.value_columns)
+
+    @property
+    def windowed(self) -> bool:
+        return self.window is not None
+
+    def schema_string(self) -> str:
+        parts = [f"`{n}` {t} {'PRIMARY KEY' if self.kind == 'TABLE' else 'KEY'}"
+                 for n, t in self.key_columns]
+        parts += [f"`{n}` {t}" for n, t in self.value_columns]
+        return ", ".join(parts)
+
+    # -- values -------------------------------------------------------------------------------
+    def decode_value(self, raw: bytes) -> dict[str, Any]:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            msg = f"Failed to deserialize value from topic: {self.topic}. Invalid JSON: {exc}"
+            raise DeserializationError(msg) from None
+        if not isinstance(obj, dict):
+            if len(self.value_columns) == 1:
+                obj = {self.value_columns[0][0]: obj}
+            else:
+                msg = f"Failed to deserialize value from topic: {self.topic}. Can't convert " \
+                      f"type. sourceType: {type(obj).__name__}, requiredType: STRUCT"
+                raise DeserializationError(msg)
+        out: dict[str, Any] = {}
+        lookup = self._value_lookup
+        if not self.typed:
+            for k, v in obj.items():
+                col = lookup.get(k) or lookup.get(k.upper())
+                if col is not None:
+                    out[col] = v
+            return out
+        casters = self._casters
+        for k, v in obj.items():
+            col = lookup.get(k)
+            if col is None:
+                col = lookup.get(k.upper())
+                if col is None:
+                    continue
+            if v is None:
+                out[col] = None
+                continue
+            try:
+                out[col] = casters[col](v)
+            except (ValueError, TypeError, OverflowError):
+                msg = f"Failed to deserialize value from topic: {self.topic}. Can't convert " \
+                      f"field '{col}' of type {type(v).__name__} to {self.columns[col]}"
+                raise DeserializationError(msg) from None
+        return out
+
+    def encode_value(self, row: dict[str, Any]) -> bytes:
+        return orjson.dumps({n: row.get(n) for n, _ in self.value_columns})
+
+    # -- keys ---------------------------------------------------------------------------------
+    def decode_key(self, raw: bytes | None) -> tuple[tuple[Any, ...], int | None]:
+        """(key column values, window start or None)."""
+        if raw is None or not self.key_columns:
+            return tuple(None for _ in self.key_columns), None
+        wstart = None
+        if self.window is not None and len(raw) >= 8:
+            wstart = struct.unpack(">q", raw[-8:])[0]
+            raw = raw[:-8]
+        if self.key_format == "JSON":
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                msg = f"Failed to deserialize key from topic: {self.topic}: {exc}"
+                raise DeserializationError(msg) from None
+            if len(self.key_columns) == 1 and not isinstance(obj, dict):
+                return (obj,), wstart
+            if isinstance(obj, dict):
+                return tuple(obj.get(n, obj.get(n.upper())) for n, _ in self.key_columns), wstart
+            msg = f"Failed to deserialize key from topic: {self.topic}"
+            raise DeserializationError(msg)
+        (name, ty), = self.key_columns[:1]
+        return (_kafka_decode(raw, ty, self.topic),), wstart
+
+    def encode_key(self, values: tuple[Any, ...], wstart: int | None = None) -> bytes | None:
+        if not self.key_columns or all(v is None for v in values):
+            return None if wstart is None else struct.pack(">q", wstart)
+        if self.key_format == "JSON":
+            if len(self.key_columns) == 1:
+                raw = orjson.dumps(values[0])
+            else:
+                raw = orjson.dumps({n: v for (n, _), v in zip(self.key_columns, values, strict=False)})
+        else:
+            raw = _kafka_encode(values[0], self.key_columns[0][1])
+        if wstart is not None:
+            raw += struct.pack(">q", wstart)
+        return raw
+
+
+def _coercer(t: SqlType) -> Any:
+    n = t.name
+    if n in ("INTEGER", "BIGINT"):
+        def to_int(v: Any) -> int:
+            if isinstance(v, bool):
+                raise TypeError(v)
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise ValueError(v)
+                return int(v)
+            if isinstance(v, str):
+                return int(v.strip())
+            if isinstance(v, int):
+                return v
+            raise TypeError(v)
+        return to_int
+    if n in ("DOUBLE", "DECIMAL"):
+        def to_float(v: Any) -> float:
+            if isinstance(v, bool) or isinstance(v, dict | list):
+                raise TypeError(v)
+            return float(v)
+        return to_float
+    if n == "STRING":
+        def to_str(v: Any) -> str:
+            if isinstance(v, dict | list):
+                return orjson.dumps(v).decode()
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            return str(v)
+        return to_str
+    if n == "BOOLEAN":
+        return caster(t)
+    if n == "ARRAY":
+        item = _coercer(t.params[0])
+
+        def to_list(v: Any) -> list[Any]:
+            if not isinstance(v, list):
+                raise TypeError(v)
+            return [None if x is None else item(x) for x in v]
+        return to_list
+    if n == "STRUCT":
+        fields = [(fn, fn.upper(), _coercer(ft)) for fn, ft in t.params]
+
+        def to_struct(v: Any) -> dict[str, Any]:
+            if not isinstance(v, dict):
+                raise TypeError(v)
+            up = {k.upper(): x for k, x in v.items()}
+            out = {}
+            for fn, fu, conv in fields:
+                x = v.get(fn, up.get(fu))
+                out[fn] = None if x is None else conv(x)
+            return out
+        return to_struct
+    if n == "MAP":
+        val = _coercer(t.params[1])
+
+        def to_map(v: Any) -> dict[str, Any]:
+            if not isinstance(v, dict):
+                raise TypeError(v)
+            return {str(k): None if x is None else val(x) for k, x in v.items()}
+        return to_map
+    return lambda v: v
+
+
+def _kafka_decode(raw: bytes, ty: SqlType, topic: str) -> Any:
+    try:
+        if ty.name == "STRING":
+            return raw.decode("utf-8")
+        if ty.name == "INTEGER":
+            return struct.unpack(">i", raw)[0]
+        if ty.name == "BIGINT":
+            return struct.unpack(">q", raw)[0]
+        if ty.name == "DOUBLE":
+            return struct.unpack(">d", raw)[0]
+    except (UnicodeDecodeError, struct.error) as exc:
+        msg = f"Failed to deserialize key from topic: {topic}. {exc}"
+        raise DeserializationError(msg) from None
+    msg = f"KAFKA key format does not support {ty}"
+    raise DeserializationError(msg)
+
+
+def _kafka_encode(v: Any, ty: SqlType) -> bytes:
+    if v is None:
+        return b""
+    if ty.name == "INTEGER":
+        return struct.pack(">i", int(v))
+    if ty.name == "BIGINT":
+        return struct.pack(">q", int(v))
+    if ty.name == "DOUBLE":
+        return struct.pack(">d", float(v))
+    if isinstance(v, bool):
+        return b"true" if v else b"false"
+    return str(v).encode("utf-8")
+
+
+def check_key_format(key_format: str, key_columns: list[tuple[str, SqlType]]) -> None:
+    if key_format not in ("KAFKA", "JSON", "NONE"):
+        msg = f"Unsupported KEY_FORMAT '{key_format}': the local endpoint supports KAFKA, JSON, NONE"
+        raise StatementError(msg)
+    if key_format == "KAFKA" and len(key_columns) > 1:
+        msg = "The 'KAFKA' format only supports a single field. Got: " + \
+              str([f"`{n}` {t}" for n, t in key_columns])
+        raise StatementError(msg)
+    if key_format == "KAFKA" and key_columns and key_columns[0][1].name not in \
+            ("STRING", "INTEGER", "BIGINT", "DOUBLE"):
+        msg = f"The 'KAFKA' format does not support type '{key_columns[0][1].name}'"
+        raise StatementError(msg)
+    if key_format == "NONE" and key_columns:
+        msg = "The 'NONE' format can only be used when no columns are defined. Got: " + \
+              str([n for n, _ in key_columns])
+        raise StatementError(msg)

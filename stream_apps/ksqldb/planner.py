@@ -1,0 +1,312 @@
+"""From a SELECT and the metastore to a compiled plan: input slots, joins, filter, grouping,
+projection and the output key. Validation errors read like ksqlDB's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_apps.ksqldb.errors import StatementError
+from stream_apps.ksqldb.expressions import (
+    PSEUDO,
+    WINDOW_COLS,
+    Compiler,
+    Fn,
+    Scope,
+    Slot,
+    contains_aggregate,
+    find_table_function,
+)
+from stream_apps.ksqldb.metastore import Source
+from stream_apps.ksqldb.syntax import BIGINT, Expr, Select, SqlType, WindowSpec, expr_sql
+
+DEFAULT_GRACE_MS = 24 * 3600 * 1000  # ksqlDB's default grace when none is given
+
+
+@dataclass
+class Binding:
+    slot: int
+    source: Source
+    alias: str
+    role: str  # driver | table | stream2
+
+
+@dataclass
+class JoinOp:
+    slot: int
+    kind: str  # INNER | LEFT
+    left_key: Fn  # over the row so far
+    right_key: Fn | None = None  # stream-stream: the right row's key (evaluated on its slot)
+    stream: bool = False
+    before_ms: int = 0
+    after_ms: int = 0
+    grace_ms: int = DEFAULT_GRACE_MS
+    foreign_key: bool = False
+
+
+@dataclass
+class OutputColumn:
+    name: str
+    type: SqlType
+    fn: Fn
+    is_key: bool = False
+    table_function: bool = False
+    expr: Expr | None = None
+
+
+@dataclass
+class Plan:
+    select: Select
+    bindings: list[Binding]
+    joins: list[JoinOp]
+    where: Fn | None
+    columns: list[OutputColumn]
+    key_names: list[str]
+    kind: str  # stream | stream_agg | table | table_agg
+    group_fns: list[Fn] = field(default_factory=list)
+    aggs: list[Any] = field(default_factory=list)
+    having: Fn | None = None
+    window: WindowSpec | None = None
+    compiler: Compiler | None = None
+
+    @property
+    def output_kind(self) -> str:
+        return "STREAM" if self.kind == "stream" else "TABLE"
+
+    @property
+    def has_table_function(self) -> bool:
+        return any(c.table_function for c in self.columns)
+
+    @property
+    def key_columns(self) -> list[tuple[str, SqlType]]:
+        return [(c.name, c.type) for c in self.columns if c.is_key]
+
+    @property
+    def value_columns(self) -> list[tuple[str, SqlType]]:
+        return [(c.name, c.type) for c in self.columns if not c.is_key]
+
+
+def _same(a: Expr, b: Expr, scope: Scope) -> bool:
+    if a == b:
+        return True
+    if a[0] == "col" and b[0] == "col":
+        try:
+            return scope.resolve(a[1], a[2])[:2] == scope.resolve(b[1], b[2])[:2]
+        except StatementError:
+            return False
+    return False
+
+
+def _slots_used(e: Any, scope: Scope) -> set[int]:
+    out: set[int] = set()
+    if isinstance(e, tuple) and e:
+        if e[0] == "col":
+            try:
+                out.add(scope.resolve(e[1], e[2])[0])
+            except StatementError:
+                pass
+            return out
+        if e[0] == "lambda":
+            return out | _slots_used(e[2], scope.with_params(e[1], [BIGINT] * len(e[1])))
+        for x in e:
+            if isinstance(x, tuple):
+                out |= _slots_used(x, scope)
+    return out
+
+
+def plan_select(select: Select, lookup: Any, *, persistent: bool,  # noqa: PLR0912, PLR0915
+                on_error: Any = None) -> Plan:
+    """``lookup(name) -> Source`` (raises for unknown sources)."""
+    sources = [(select.source, lookup(select.source.name))]
+    for j in select.joins:
+        sources.append((j.source, lookup(j.source.name)))
+    aliases = [ref.alias for ref, _ in sources]
+    if len(set(aliases)) != len(aliases):
+        msg = "Each side of the join must have a distinct alias: " + ", ".join(aliases)
+        raise StatementError(msg)
+    slots = []
+    for ref, src in sources:
+        cols = dict(src.columns)
+        for p, t in PSEUDO.items():
+            cols.setdefault(p, t)
+        if src.windowed:
+            cols |= WINDOW_COLS
+        slots.append(Slot(ref.alias, src.name, cols))
+    scope = Scope(slots)
+    driver = sources[0][1]
+    bindings = [Binding(0, driver, aliases[0], "driver")]
+    joins: list[JoinOp] = []
+    compiler = Compiler(scope, allow_aggregates=False, on_error=on_error)
+    for i, j in enumerate(select.joins, start=1):
+        right = sources[i][1]
+        on = j.on
+        if on[0] != "bin" or on[1] != "=":
+            msg = f"Unsupported join expression: {expr_sql(on)}. Only equi-joins are supported."
+            raise StatementError(msg)
+        a, b = on[2], on[3]
+        ua, ub = _slots_used(a, scope), _slots_used(b, scope)
+        if ua == {i} and ub <= set(range(i)):
+            a, b = b, a
+            ua, ub = ub, ua
+        if not (ua <= set(range(i)) and ub == {i}):
+            msg = f"Invalid comparison expression '{expr_sql(on)}' in join: each side of the " \
+                  "join must reference a different source."
+            raise StatementError(msg)
+        kind = j.kind
+        if driver.kind == "STREAM" and right.kind == "STREAM":
+            if j.within is None:
+                msg = "Stream-Stream joins must have a WITHIN clause specified. None was provided."
+                raise StatementError(msg)
+            if i != 1:
+                msg = "The local endpoint supports a stream-stream join only as the first join."
+                raise StatementError(msg)
+            if kind not in ("INNER", "LEFT"):
+                msg = f"The local endpoint does not support {kind} OUTER stream-stream joins yet."
+                raise StatementError(msg)
+            bindings.append(Binding(i, right, aliases[i], "stream2"))
+            joins.append(JoinOp(i, kind, compiler.compile(a), compiler.compile(b), stream=True,
+                                before_ms=j.within[0], after_ms=j.within[1],
+                                grace_ms=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS))
+            continue
+        if j.within is not None:
+            msg = "A WITHIN clause is only valid for stream-stream joins."
+            raise StatementError(msg)
+        if driver.kind == "TABLE" and right.kind == "STREAM":
+            msg = f"Invalid join order: table-stream joins are not supported; only stream-table " \
+                  f"joins. Got {driver.name} [TABLE] {kind} JOIN {right.name} [STREAM]."
+            raise StatementError(msg)
+        if kind not in ("INNER", "LEFT"):
+            msg = f"{kind} OUTER joins with a table on the right are not supported by the local " \
+                  "endpoint."
+            raise StatementError(msg)
+        # The right side is a table: the join must be on its primary key.
+        pk = [n for n, _ in right.key_columns]
+        if not (b[0] == "col" and len(pk) == 1 and scope.resolve(b[1], b[2])[1] == pk[0]):
+            what = "stream-table" if driver.kind == "STREAM" else "table-table"
+            msg = f"Invalid join condition: {what} joins require to join on the table's " \
+                  f"primary key. Got {expr_sql(a)} = {expr_sql(b)}."
+            raise StatementError(msg)
+        fk = False
+        if driver.kind == "TABLE":
+            if ua != {0}:
+                msg = "The local endpoint supports table-table join conditions on the FROM " \
+                      "table's columns only."
+                raise StatementError(msg)
+            dpk = [n for n, _ in driver.key_columns]
+            fk = not (a[0] == "col" and len(dpk) == 1 and scope.resolve(a[1], a[2])[1] == dpk[0])
+        bindings.append(Binding(i, right, aliases[i], "table"))
+        joins.append(JoinOp(i, kind, compiler.compile(a), foreign_key=fk))
+
+    where = None
+    if select.where is not None:
+        if contains_aggregate(select.where):
+            msg = "WHERE clause can not contain aggregate functions; use HAVING."
+            raise StatementError(msg)
+        where = compiler.compile(select.where)
+
+    aggregate = bool(select.group_by) or any(contains_aggregate(it.expr) for it in select.items)
+    if select.window is not None and not aggregate:
+        msg = "WINDOW clause requires a GROUP BY clause."
+        raise StatementError(msg)
+    if select.window is not None and select.window.kind == "SESSION":
+        msg = "SESSION windows are not supported by the local endpoint yet."
+        raise StatementError(msg)
+    if select.window is not None and driver.kind == "TABLE":
+        msg = "WINDOW clause is not supported on a table source."
+        raise StatementError(msg)
+    if select.emit_final:
+        msg = "EMIT FINAL is not supported by the local endpoint yet; use EMIT CHANGES."
+        raise StatementError(msg)
+    if aggregate and not select.group_by:
+        msg = "Aggregate functions need a GROUP BY clause in the local endpoint."
+        raise StatementError(msg)
+    if aggregate and select.partition_by:
+        msg = "PARTITION BY and GROUP BY can not be used together."
+        raise StatementError(msg)
+    kind = ("stream" if driver.kind == "STREAM" else "table") + ("_agg" if aggregate else "")
+    pcompiler = Compiler(scope, allow_aggregates=aggregate, on_error=on_error)
+    if aggregate and select.window is not None:
+        pscope = scope  # WINDOWSTART/WINDOWEND are in slot 0 of the windowed row copy
+        for s in scope.slots[:1]:
+            s.columns |= WINDOW_COLS
+    else:
+        pscope = scope
+
+    columns: list[OutputColumn] = []
+    unnamed = 0
+    for item in select.items:
+        e = item.expr
+        if e[0] == "star":
+            for si, slot in enumerate(scope.slots):
+                if e[1] is not None and e[1] not in (slot.alias, slot.source):
+                    continue
+                src = sources[si][1]
+                for name, ty in src.columns.items():
+                    out = name if len(scope.slots) == 1 else f"{slot.alias}_{name}"
+                    col = pcompiler.compile(("col", slot.alias, name), pscope)
+                    columns.append(OutputColumn(out, ty, col, expr=("col", slot.alias, name)))
+            continue
+        tf = find_table_function(e)
+        if tf:
+            if aggregate:
+                msg = "Table functions can not be used with aggregations."
+                raise StatementError(msg)
+            if len(e[2]) != 1:
+                msg = f"Function '{e[1]}' expects one argument."
+                raise StatementError(msg)
+            fn = pcompiler.compile(e[2][0], pscope)
+            ty = pcompiler.infer(e, pscope)
+        else:
+            fn = pcompiler.compile(e, pscope)
+            ty = pcompiler.infer(e, pscope)
+        if item.alias:
+            name = item.alias
+        elif e[0] == "col":
+            name = e[2]
+        elif e[0] == "deref":
+            name = e[2]
+        else:
+            name = f"KSQL_COL_{unnamed}"
+            unnamed += 1
+        if any(c.name == name for c in columns):
+            msg = f"Duplicate value columns found in schema: `{name}` {ty}"
+            raise StatementError(msg)
+        columns.append(OutputColumn(name, ty, fn, table_function=tf, expr=e))
+
+    # Which projected columns are the output key.
+    key_exprs: list[Expr]
+    if aggregate:
+        key_exprs = list(select.group_by)
+    elif select.partition_by:
+        key_exprs = list(select.partition_by)
+    elif driver.kind == "TABLE":
+        key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
+    elif joins and not joins[0].stream:
+        key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
+    else:
+        key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
+    key_names: list[str] = []
+    if persistent or aggregate:
+        for ke in key_exprs:
+            hit = next((c for c in columns if c.expr is not None and not c.table_function
+                        and _same(c.expr, ke, scope)), None)
+            if hit is None:
+                if aggregate or select.partition_by:
+                    clause = "GROUP BY" if aggregate else "PARTITION BY"
+                    msg = f"Key missing from projection (ie, SELECT). The query used to build " \
+                          f"the output must include the {clause} expression {expr_sql(ke)} in " \
+                          f"its projection (eg, SELECT {expr_sql(ke)}...)."
+                    raise StatementError(msg)
+                continue
+            hit.is_key = True
+            key_names.append(hit.name)
+    group_fns: list[Fn] = []
+    if aggregate:
+        gcomp = Compiler(scope, on_error=on_error)
+        group_fns = [gcomp.compile(g) for g in select.group_by]
+    having = pcompiler.compile(select.having, pscope) if select.having is not None else None
+    window = select.window
+    if window is not None and window.grace_ms is None:
+        window.grace_ms = DEFAULT_GRACE_MS
+    return Plan(select, bindings, joins, where, columns, key_names, kind, group_fns,
+                pcompiler.aggs, having, window, pcompiler)
