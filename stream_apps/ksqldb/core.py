@@ -1,0 +1,325 @@
+"""The processing of one query, with no I/O: records in, changelog/stream records out.
+
+``QueryCore.on_record(slot, key, window_start, row, rowtime)`` takes a decoded input record
+(``row`` None = a tombstone) and calls ``emit(key_values, window_start, out_row, rowtime)``
+(``out_row`` None = a tombstone) for every output record. The Kafka runner and the semantic
+case tests both drive it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from stream_apps.ksqldb.functions import AGGREGATES, Agg, Count
+from stream_apps.ksqldb.planner import JoinOp, Plan
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[tuple, "int | None", "dict[str, Any] | None", int], None]
+
+
+def _new_aggs(plan: Plan) -> list[Agg]:
+    out: list[Agg] = []
+    for a in plan.aggs:
+        if a.name == "COUNT":
+            out.append(Count(star=a.arg is None))
+        else:
+            out.append(AGGREGATES[a.name]())
+    return out
+
+
+class QueryCore:
+    def __init__(self, plan: Plan, emit: Emit) -> None:
+        self.plan = plan
+        self.emit = emit
+        self.kind = plan.kind
+        n = len(plan.bindings)
+        self.tables: list[dict[Any, dict[str, Any]]] = [{} for _ in range(n)]
+        self.stream_time = -(2**63)
+        self.dropped_late = 0
+        self.errors = 0
+        # table queries: last output per key (also what pull queries read)
+        self.materialized: dict[Any, dict[str, Any]] = {}
+        # table-table joins: join j -> fk value -> left keys
+        self.fk_index: list[dict[Any, set[Any]]] = [defaultdict(set) for _ in range(n)]
+        self.fk_of: list[dict[Any, Any]] = [{} for _ in range(n)]
+        # table aggregations
+        self.members: dict[tuple, OrderedDict[Any, tuple]] = {}
+        self.member_group: dict[Any, tuple] = {}
+        # stream aggregations: (group key, window start) -> (aggs)
+        self.agg_state: dict[tuple, list[Agg]] = {}
+        # stream-stream join buffers: side -> key -> list[(rowtime, row)]
+        self.buffers: list[dict[Any, list[tuple[int, dict[str, Any], list[bool]]]]] = [
+            defaultdict(list), defaultdict(list)]
+        self.columns = plan.columns
+        self.key_names = plan.key_names
+        self.table_join_ops = [j for j in plan.joins if not j.stream]
+        self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
+
+    # -- entry ---------------------------------------------------------------------------------
+    def on_record(self, slot: int, key: tuple, wstart: int | None, row: dict[str, Any] | None,
+                  rowtime: int) -> None:
+        role = self.plan.bindings[slot].role
+        if self.kind.startswith("table"):
+            self._table_update(slot, key, row, rowtime)
+            return
+        if role == "table":
+            k = key[0] if len(key) == 1 else key
+            if row is None:
+                self.tables[slot].pop(k, None)
+            else:
+                self.tables[slot][k] = row
+            return
+        if row is None:  # a tombstone in a stream is ignored
+            return
+        if rowtime > self.stream_time:
+            self.stream_time = rowtime
+        sj = self.stream_join
+        if sj is None:
+            self._continue((row,), rowtime)
+            return
+        self._stream_join(slot, row, rowtime, sj)
+
+    # -- stream side ----------------------------------------------------------------------------
+    def _stream_join(self, slot: int, row: dict[str, Any], rowtime: int, j: JoinOp) -> None:
+        limit = max(j.before_ms, j.after_ms) + j.grace_ms
+        if rowtime < self.stream_time - limit:
+            self.dropped_late += 1
+            return
+        if slot == 0:
+            k = j.left_key((row,))
+            if k is None:
+                return
+            matched = [False]
+            for rt, other, _flag in self.buffers[1].get(k, ()):
+                if rowtime - j.before_ms <= rt <= rowtime + j.after_ms:
+                    matched[0] = True
+                    self._continue((row, other), max(rowtime, rt), done_joins=1)
+            self.buffers[0][k].append((rowtime, row, matched))
+        else:
+            k = j.right_key((None, row))
+            if k is None:
+                return
+            for rt, other, flag in self.buffers[0].get(k, ()):
+                if rt - j.before_ms <= rowtime <= rt + j.after_ms:
+                    flag[0] = True
+                    self._continue((other, row), max(rowtime, rt), done_joins=1)
+            self.buffers[1][k].append((rowtime, row, [False]))
+        self._expire(j, limit)
+
+    def _expire(self, j: JoinOp, limit: int) -> None:
+        horizon = self.stream_time - limit
+        for side in (0, 1):
+            buf = self.buffers[side]
+            for k in list(buf):
+                items = buf[k]
+                if items and items[0][0] < horizon:
+                    keep = []
+                    for it in items:
+                        if it[0] < horizon:
+                            if side == 0 and j.kind == "LEFT" and not it[2][0]:
+                                self._continue((it[1], None), it[0], done_joins=1)
+                        else:
+                            keep.append(it)
+                    if keep:
+                        buf[k] = keep
+                    else:
+                        del buf[k]
+
+    def _continue(self, r: tuple, rowtime: int, done_joins: int = 0) -> None:
+        for j in self.table_join_ops:
+            k = j.left_key(r)
+            right = self.tables[j.slot].get(k) if k is not None else None
+            if right is None and j.kind == "INNER":
+                return
+            r = (*r, right)
+        w = self.plan.where
+        if w is not None and w(r) is not True:
+            return
+        if self.kind == "stream_agg":
+            self._stream_aggregate(r, rowtime)
+            return
+        self._project_emit(r, rowtime)
+
+    def _project_emit(self, r: tuple, rowtime: int) -> None:
+        cols = self.columns
+        emit = self.emit
+        if not self.plan.has_table_function:
+            out = {c.name: c.fn(r) for c in cols}
+            emit(tuple(out[k] for k in self.key_names), None, out, rowtime)
+            return
+        base: dict[str, Any] = {}
+        arrays: list[tuple[str, list[Any]]] = []
+        for c in cols:
+            v = c.fn(r)
+            if c.table_function:
+                arrays.append((c.name, v if isinstance(v, list) else []))
+            else:
+                base[c.name] = v
+        n = max((len(a) for _, a in arrays), default=0)
+        for i in range(n):
+            out = {}
+            for c in cols:
+                if c.table_function:
+                    arr = next(a for name, a in arrays if name == c.name)
+                    out[c.name] = arr[i] if i < len(arr) else None
+                else:
+                    out[c.name] = base[c.name]
+            emit(tuple(out[k] for k in self.key_names), None, out, rowtime)
+
+    def _stream_aggregate(self, r: tuple, rowtime: int) -> None:
+        gk = tuple(f(r) for f in self.plan.group_fns)
+        if any(v is None for v in gk):
+            self.errors += 1  # ksqlDB drops rows with a null grouping key
+            return
+        plan = self.plan
+        win = plan.window
+        if win is None:
+            starts: list[int | None] = [None]
+        else:
+            size = win.size_ms
+            adv = win.advance_ms or size
+            last = rowtime - rowtime % adv
+            starts = []
+            s = last
+            while s > rowtime - size:
+                starts.append(s)
+                s -= adv
+            starts.reverse()
+        values = [a.arg(r) if a.arg is not None else None for a in plan.aggs]
+        for ws in starts:
+            if win is not None and ws is not None and \
+                    ws + win.size_ms + (win.grace_ms or 0) <= self.stream_time:
+                self.dropped_late += 1
+                continue
+            skey = (gk, ws)
+            aggs = self.agg_state.get(skey)
+            if aggs is None:
+                aggs = _new_aggs(plan)
+                self.agg_state[skey] = aggs
+            for a, v in zip(aggs, values, strict=False):
+                a.add(v)
+            rr = r
+            if ws is not None and win is not None:
+                first = dict(r[0])
+                first["WINDOWSTART"] = ws
+                first["WINDOWEND"] = ws + win.size_ms
+                rr = (first, *r[1:])
+            self._emit_agg(gk, ws, rr, [a.result() for a in aggs], rowtime)
+
+    def _emit_agg(self, gk: tuple, ws: int | None, r: tuple, results: list[Any],
+                  rowtime: int) -> None:
+        rr = (*r, results)
+        mkey = gk if ws is None else (gk, ws)
+        if self.plan.having is not None and self.plan.having(rr) is not True:
+            if mkey in self.materialized:
+                del self.materialized[mkey]
+                self.emit(gk, ws, None, rowtime)
+            return
+        out = {c.name: c.fn(rr) for c in self.columns}
+        if ws is not None and self.plan.window is not None:
+            out_w = dict(out)
+            out_w["WINDOWSTART"] = ws
+            out_w["WINDOWEND"] = ws + self.plan.window.size_ms
+            self.materialized[mkey] = out_w
+        else:
+            self.materialized[mkey] = out
+        self.emit(tuple(out.get(k, gk[i] if i < len(gk) else None)
+                        for i, k in enumerate(self.key_names)), ws, out, rowtime)
+
+    # -- table side -----------------------------------------------------------------------------
+    def _table_update(self, slot: int, key: tuple, row: dict[str, Any] | None, rowtime: int) -> None:
+        k = key[0] if len(key) == 1 else key
+        state = self.tables[slot]
+        if row is None:
+            if k not in state:
+                return
+            del state[k]
+        else:
+            state[k] = row
+        if slot == 0:
+            for j in self.table_join_ops:
+                old = self.fk_of[j.slot].pop(k, None)
+                if old is not None:
+                    s = self.fk_index[j.slot].get(old)
+                    if s is not None:
+                        s.discard(k)
+                        if not s:
+                            del self.fk_index[j.slot][old]
+                if row is not None:
+                    fk = j.left_key((row,))
+                    if fk is not None:
+                        self.fk_of[j.slot][k] = fk
+                        self.fk_index[j.slot][fk].add(k)
+            self._recompute(k, rowtime)
+            return
+        for lk in list(self.fk_index[slot].get(k, ())):
+            self._recompute(lk, rowtime)
+
+    def _joined(self, k: Any) -> tuple | None:
+        row0 = self.tables[0].get(k)
+        if row0 is None:
+            return None
+        r: tuple = (row0,)
+        for j in self.table_join_ops:
+            fk = self.fk_of[j.slot].get(k)
+            right = self.tables[j.slot].get(fk) if fk is not None else None
+            if right is None and j.kind == "INNER":
+                return None
+            r = (*r, right)
+        w = self.plan.where
+        if w is not None and w(r) is not True:
+            return None
+        return r
+
+    def _recompute(self, k: Any, rowtime: int) -> None:
+        r = self._joined(k)
+        if self.kind == "table_agg":
+            self._table_aggregate(k, r, rowtime)
+            return
+        if r is None:
+            if k in self.materialized:
+                del self.materialized[k]
+                self.emit(k if isinstance(k, tuple) else (k,), None, None, rowtime)
+            return
+        out = {c.name: c.fn(r) for c in self.columns}
+        if self.materialized.get(k) == out:
+            return
+        self.materialized[k] = out
+        self.emit(tuple(out[n] for n in self.key_names), None, out, rowtime)
+
+    def _table_aggregate(self, k: Any, r: tuple | None, rowtime: int) -> None:
+        affected: list[tuple] = []
+        old = self.member_group.pop(k, None)
+        if old is not None:
+            grp = self.members.get(old)
+            if grp is not None:
+                grp.pop(k, None)
+            affected.append(old)
+        if r is not None:
+            gk = tuple(f(r) for f in self.plan.group_fns)
+            if any(v is None for v in gk):
+                self.errors += 1
+            else:
+                self.members.setdefault(gk, OrderedDict())[k] = r
+                self.member_group[k] = gk
+                if gk not in affected:
+                    affected.append(gk)
+        for gk in affected:
+            grp = self.members.get(gk)
+            if not grp:
+                self.members.pop(gk, None)
+                if gk in self.materialized:
+                    del self.materialized[gk]
+                    self.emit(gk, None, None, rowtime)
+                continue
+            aggs = _new_aggs(self.plan)
+            last_r: tuple = ()
+            for rr in grp.values():
+                for a, spec in zip(aggs, self.plan.aggs, strict=False):
+                    a.add(spec.arg(rr) if spec.arg is not None else None)
+                last_r = rr
+            self._emit_agg(gk, None, last_r, [a.result() for a in aggs], rowtime)

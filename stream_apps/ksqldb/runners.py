@@ -1,0 +1,317 @@
+"""Queries on Kafka: a thread per query that consumes its input topics, drives its QueryCore
+and writes the output topic (persistent) or hands rows to a callback (transient push query).
+
+At-least-once: a persistent query commits the offsets of its stream inputs (group
+``_confluent-ksql-default_query_<ID>``) only after its producer has flushed what they produced.
+Table inputs are always read from the beginning, so a restart rebuilds their state; tables are
+bootstrapped to their end offsets before stream records are processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, TopicPartition
+
+from instore.kafka import make_consumer, make_producer
+from instore.settings import Settings
+from stream_apps.ksqldb.core import QueryCore
+from stream_apps.ksqldb.metastore import DeserializationError, Source
+from stream_apps.ksqldb.planner import Plan
+
+log = logging.getLogger(__name__)
+
+RowSink = Callable[[tuple, "int | None", "dict[str, Any] | None", int], None]
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """High watermarks of every partition of ``topics``."""
+    consumer = make_consumer(settings)
+    try:
+        md = consumer.list_topics(timeout=10)
+        out: dict[tuple[str, int], int] = {}
+        for t in topics:
+            tmd = md.topics.get(t)
+            if tmd is None or tmd.error is not None:
+                continue
+            for p in tmd.partitions:
+                _lo, hi = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10,
+                                                         cached=False)
+                out[(t, p)] = hi
+        return out
+    finally:
+        consumer.close()
+
+
+class QueryRunner:
+    """One running query. ``sink`` is a Source to write (persistent) or a callback (transient)."""
+
+    def __init__(self, query_id: str, plan: Plan, settings: Settings, *,
+                 sink: Source | None = None, on_row: RowSink | None = None,
+                 offset_reset: str = "latest", start_offsets: dict[tuple[str, int], int] | None = None,
+                 limit: int | None = None, statement: str = "", persistent: bool = True) -> None:
+        self.id = query_id
+        self.plan = plan
+        self.settings = settings
+        self.sink = sink
+        self.on_row = on_row
+        self.offset_reset = offset_reset
+        self.start_offsets = start_offsets or {}
+        self.limit = limit
+        self.statement = statement
+        self.persistent = persistent
+        self.state = "PENDING"
+        self.error: str | None = None
+        self.processing_errors = 0
+        self.last_processing_error: str | None = None
+        self.records_in = 0
+        self.records_out = 0
+        self.caught_up = False
+        self.limit_reached = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._producer: Any = None
+        self._lock = threading.Lock()
+        plan_errors = plan.compiler.on_error if plan.compiler else None  # noqa: F841
+        self.core = QueryCore(plan, self._emit)
+        if plan.compiler is not None:
+            plan.compiler.on_error = self._processing_error
+        self.by_topic: dict[str, list[int]] = {}
+        for b in plan.bindings:
+            self.by_topic.setdefault(b.source.topic, []).append(b.slot)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.state = "RUNNING"
+        self._thread = threading.Thread(target=self._run, name=f"ksql-{self.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self.state == "RUNNING":
+            self.state = "TERMINATED"
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _processing_error(self, message: str) -> None:
+        self.processing_errors += 1
+        self.last_processing_error = message
+        if self.processing_errors <= 5 or self.processing_errors % 1000 == 0:
+            log.warning("query %s processing error (%d so far): %s", self.id,
+                        self.processing_errors, message)
+
+    # -- output ---------------------------------------------------------------------------------
+    def _emit(self, key: tuple, wstart: int | None, row: dict[str, Any] | None, rowtime: int) -> None:
+        if self.limit_reached:
+            return
+        self.records_out += 1
+        if self.on_row is not None:
+            self.on_row(key, wstart, row, rowtime)
+            if self.limit is not None and self.records_out >= self.limit:
+                self.limit_reached = True
+                self._stop.set()
+            return
+        sink = self.sink
+        assert sink is not None
+        value = None if row is None else sink.encode_value(row)
+        kbytes = sink.encode_key(key, wstart)
+        ts = rowtime if rowtime >= 0 else None
+        while True:
+            try:
+                if ts is None:
+                    self._producer.produce(sink.topic, key=kbytes, value=value)
+                else:
+                    self._producer.produce(sink.topic, key=kbytes, value=value, timestamp=ts)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _delivery(self, err: Any, msg: Any) -> None:
+        if err is not None and self.error is None:
+            self.error = f"Error producing to {msg.topic()}: {err}"
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _assignment(self, consumer: Any) -> tuple[list[TopicPartition], dict[tuple[str, int], int], set[str]]:
+        md = consumer.list_topics(timeout=10)
+        tps: list[TopicPartition] = []
+        table_topics = {b.source.topic for b in self.plan.bindings
+                        if b.role == "table" or self.plan.kind.startswith("table")}
+        stream_topics = set(self.by_topic) - table_topics
+        committed: dict[tuple[str, int], int] = {}
+        parts: list[TopicPartition] = []
+        for topic in self.by_topic:
+            tmd = md.topics.get(topic)
+            if tmd is None or tmd.error is not None:
+                msg = f"topic {topic} does not exist"
+                raise RuntimeError(msg)
+            parts.extend(TopicPartition(topic, p) for p in sorted(tmd.partitions))
+        aggregating = self.plan.kind == "stream_agg"
+        if self.persistent and not aggregating:
+            stream_parts = [tp for tp in parts if tp.topic in stream_topics]
+            if stream_parts:
+                try:
+                    for tp in consumer.committed(stream_parts, timeout=10):
+                        if tp.offset >= 0:
+                            committed[(tp.topic, tp.partition)] = tp.offset
+                except KafkaException as exc:
+                    log.warning("query %s could not read committed offsets: %s", self.id, exc)
+        table_ends: dict[tuple[str, int], int] = {}
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            if tp.topic in table_topics:
+                tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
+                _lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                if hi > 0:
+                    table_ends[key] = hi
+            elif key in committed:
+                tps.append(TopicPartition(tp.topic, tp.partition, committed[key]))
+            elif self.offset_reset == "earliest":
+                tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
+            elif key in self.start_offsets:
+                tps.append(TopicPartition(tp.topic, tp.partition, self.start_offsets[key]))
+            else:
+                tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_END))
+        return tps, table_ends, stream_topics
+
+    def _run(self) -> None:  # noqa: PLR0912, PLR0915
+        consumer = None
+        try:
+            group = f"_confluent-ksql-default_query_{self.id}" if self.persistent else \
+                f"_confluent-ksql-default_transient_{self.id}_{time.time_ns()}"
+            consumer = make_consumer(self.settings, group_id=group,
+                                     **{"fetch.wait.max.ms": 20, "enable.auto.offset.store": False})
+            if self.on_row is None:
+                self._producer = make_producer(self.settings, on_delivery=self._delivery)
+            tps, table_ends, stream_topics = self._assignment(consumer)
+            consumer.assign(tps)
+            bootstrapping = bool(table_ends) and bool(stream_topics)
+            paused: list[TopicPartition] = []
+            if bootstrapping:
+                paused = [TopicPartition(tp.topic, tp.partition) for tp in tps
+                          if tp.topic in stream_topics]
+                consumer.pause(paused)
+            positions: dict[tuple[str, int], int] = {}
+            last_commit = time.monotonic()
+            last_check = 0.0
+            dirty = False
+            while not self._stop.is_set():
+                if self.error is not None:
+                    raise RuntimeError(self.error)
+                msgs = consumer.consume(500, timeout=0.05)
+                for m in msgs:
+                    err = m.error()
+                    if err is not None:
+                        if err.code() in (KafkaError._PARTITION_EOF,):  # noqa: SLF001
+                            continue
+                        raise KafkaException(err)
+                    self._process(m)
+                    positions[(m.topic(), m.partition())] = m.offset() + 1
+                    if self._stop.is_set():
+                        break
+                if msgs:
+                    self.caught_up = False
+                    dirty = True
+                    self.records_in += len(msgs)
+                if self._producer is not None:
+                    self._producer.poll(0)
+                if bootstrapping and all(positions.get(k, 0) >= hi for k, hi in table_ends.items()):
+                    consumer.resume(paused)
+                    bootstrapping = False
+                now = time.monotonic()
+                if dirty and self.persistent and (now - last_commit > 1.0 or not msgs):
+                    self._commit(consumer, positions, stream_topics)
+                    last_commit = now
+                    dirty = False
+                if not msgs and now - last_check > 0.1:
+                    last_check = now
+                    self.caught_up = not bootstrapping and self._at_end(consumer, tps, positions)
+            if self._producer is not None:
+                self._producer.flush(10)
+            if self.persistent and dirty:
+                self._commit(consumer, positions, stream_topics)
+        except Exception as exc:  # a failing query is reported, it never takes the others down
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+            self.state = "ERROR"
+            log.exception("query %s failed", self.id)
+        finally:
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError):
+                    log.debug("query %s: consumer close failed", self.id)
+            if self.state == "RUNNING" and not self.persistent:
+                self.state = "DONE"
+
+    def _process(self, m: Any) -> None:
+        slots = self.by_topic.get(m.topic(), ())
+        for slot in slots:
+            src = self.plan.bindings[slot].source
+            try:
+                key, wstart = src.decode_key(m.key())
+                raw = m.value()
+                row = None
+                if raw is not None:
+                    row = src.decode_value(raw)
+                    for (name, _), v in zip(src.key_columns, key, strict=False):
+                        row[name] = v
+                    ts_type, ts = m.timestamp()
+                    if src.timestamp:
+                        tv = row.get(src.timestamp)
+                        if tv is None:
+                            self._processing_error(f"null timestamp column {src.timestamp}")
+                            continue
+                        ts = int(tv)
+                    row["ROWTIME"] = ts
+                    row["ROWPARTITION"] = m.partition()
+                    row["ROWOFFSET"] = m.offset()
+                    if wstart is not None and src.window is not None:
+                        row["WINDOWSTART"] = wstart
+                        row["WINDOWEND"] = wstart + src.window.size_ms
+                    rowtime = ts
+                else:
+                    rowtime = m.timestamp()[1]
+            except DeserializationError as exc:
+                self._processing_error(str(exc))
+                continue
+            self.core.on_record(slot, key, wstart, row, rowtime)
+
+    def _commit(self, consumer: Any, positions: dict[tuple[str, int], int], stream_topics: set[str]) -> None:
+        if self._producer is not None:
+            remaining = self._producer.flush(10)
+            if remaining:
+                return
+        offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items() if t in stream_topics]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.debug("query %s commit failed: %s", self.id, exc)
+
+    def _at_end(self, consumer: Any, tps: list[TopicPartition], positions: dict[tuple[str, int], int]) -> bool:
+        if self._producer is not None and len(self._producer) > 0:
+            self._producer.flush(5)
+            return False
+        for tp in tps:
+            try:
+                lo, hi = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                        timeout=5, cached=False)
+            except KafkaException:
+                return False
+            pos = positions.get((tp.topic, tp.partition))
+            if pos is None:
+                # never read: at end only if empty (or we started at the end)
+                if hi > lo and (tp.offset == OFFSET_BEGINNING or (tp.offset >= 0 and tp.offset < hi)):
+                    return False
+                continue
+            if pos < hi:
+                return False
+        return True
