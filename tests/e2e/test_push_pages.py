@@ -1,0 +1,233 @@
+"""The phone and kiosk pages in headless Chromium against the whole embedded push path:
+broker, Redis, the Faust worker, the push sink, the push hub and the API, all real.
+
+A shopper opts in on the phone page and checks in at a kiosk; positions near a promoted
+product are produced; the offer card appears on the phone and on the kiosk; redeeming it
+writes ``redeemed`` to ``offer_events``. Screenshots go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from instore import serving
+from instore import topics as t
+from instore.embedded import free_port
+from instore.kafka import ensure_topics, make_consumer, make_producer, produce
+from instore.records import CustomerLocation, OfferEvent, Promotion, StoreProduct, decode, now_ms
+from mobile_push.local_stack import Child, wait_http
+from tests.conftest import ROOT, child_env, make_settings
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAT, LON = 40.741895, -73.989308  # the chocolate shelf
+
+
+def wait_for(cond, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def world(broker_factory, redis_url, tmp_path_factory):
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is missing: run `make setup`")
+    if not (ROOT / "stream_apps" / "app.py").exists():
+        pytest.skip("the Faust worker (stream_apps/app.py) is not there yet")
+    broker = broker_factory()
+    hub_port, api_port = free_port(), free_port()
+    run = uuid.uuid4().hex[:6]
+    settings = make_settings(broker.bootstrap, redis_url, hub_port=hub_port, api_port=api_port)
+    ensure_topics(settings)
+    env = child_env(
+        settings,
+        HUB_PORT=str(hub_port),
+        API_PORT=str(api_port),
+        DWELL_S="0.5",
+        APP_ID=f"instore-e2e-{run}",
+    )
+    logs = tmp_path_factory.mktemp("e2e-push")
+    children = [
+        Child("hub", ["push", "hub"], env, logs / "hub.log", cwd=logs),
+        Child("api", ["api", "serve", "--log-level", "warning"], env, logs / "api.log", cwd=logs),
+        Child("worker", ["worker", "--loglevel", "warn"], env, logs / "worker.log", cwd=logs),
+        Child("sink", ["push", "sink"], env, logs / "sink.log", cwd=logs),
+    ]
+    for c in children:
+        c.start()
+    try:
+        wait_http(f"http://127.0.0.1:{hub_port}/time", children[0], 60)
+        wait_http(f"http://127.0.0.1:{api_port}/healthz", children[1], 60)
+        store, kiosk = f"store-{run}", "k1"
+        p = make_producer(settings)
+        products = [
+            StoreProduct(
+                sku=4242,
+                store_id=store,
+                segment="snacks",
+                name="Dark chocolate 70%",
+                latitude=LAT,
+                longitude=LON,
+                country="US",
+            ),
+            StoreProduct(
+                sku=4243,
+                store_id=store,
+                segment="snacks",
+                name="Sea-salt caramels",
+                latitude=LAT + 0.00002,
+                longitude=LON,
+                country="US",
+            ),
+        ]
+        for prod in products:
+            produce(p, t.STORES_PRODUCTS, prod)
+        produce(
+            p,
+            t.PRODUCTS_PROMOTIONS,
+            Promotion(
+                pid=f"choc-{run}",
+                sku=4242,
+                title="Dark chocolate 70%",
+                discount_pct=25,
+                radius_ft=50,
+            ),
+        )
+        produce(
+            p,
+            t.PRODUCTS_PROMOTIONS,
+            Promotion(
+                pid=f"caramel-{run}",
+                sku=4243,
+                title="Sea-salt caramels, 2 for 1",
+                discount_pct=50,
+                radius_ft=50,
+            ),
+        )
+        p.flush(10)
+        yield {
+            "settings": settings,
+            "hub": f"http://127.0.0.1:{hub_port}",
+            "store": store,
+            "kiosk": kiosk,
+            "run": run,
+            "children": children,
+        }
+    finally:
+        for c in reversed(children):
+            c.stop()
+
+
+def _positions_until(settings, uid: str, store: str, stop: threading.Event) -> None:
+    p = make_producer(settings)
+    while not stop.is_set():
+        produce(
+            p,
+            t.CUSTOMERS_LOCATIONS,
+            CustomerLocation(
+                uid=uid,
+                store_id=store,
+                latitude=LAT,
+                longitude=LON,
+                ts=now_ms(),
+                source="phone",
+                accuracy_m=1.0,
+            ),
+        )
+        p.flush(5)
+        stop.wait(0.2)
+
+
+def _offer_events(settings, offer_id: str, event: str, timeout: float = 30.0) -> bool:
+    consumer = make_consumer(settings)
+    meta = consumer.list_topics(t.OFFER_EVENTS.name, timeout=10)
+    parts = list(meta.topics[t.OFFER_EVENTS.name].partitions)
+    consumer.assign([TopicPartition(t.OFFER_EVENTS.name, i, OFFSET_BEGINNING) for i in parts])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for m in consumer.consume(200, 0.5):
+                if m.error() is None:
+                    ev = decode(OfferEvent, m.value())
+                    if ev.offer_id == offer_id and ev.event == event:
+                        return True
+    finally:
+        consumer.close()
+    return False
+
+
+def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
+    from playwright.sync_api import expect, sync_playwright
+
+    settings, hub = world["settings"], world["hub"]
+    uid = f"ana-{world['run']}"
+    r = redis.Redis.from_url(settings.redis_address)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            phone = browser.new_page(viewport={"width": 390, "height": 780})
+            phone.goto(f"{hub}/phone?uid={uid}")
+            phone.get_by_test_id("opt-in").click()
+            expect(phone.get_by_test_id("state")).to_have_text("live", timeout=30_000)
+            expect(phone.get_by_test_id("opt-out")).to_be_enabled()
+
+            kiosk = browser.new_page(viewport={"width": 1100, "height": 700})
+            kiosk.goto(f"{hub}/kiosk?store={world['store']}&kiosk={world['kiosk']}")
+            expect(kiosk.get_by_test_id("state")).to_have_text("live", timeout=30_000)
+            kiosk.get_by_test_id("uid").fill(uid)
+            kiosk.get_by_test_id("checkin").click()
+            expect(kiosk.get_by_test_id("who")).to_contain_text("Welcome", timeout=10_000)
+            # The sink has seen the check-in (so the offer also goes to this kiosk's channel).
+            wait_for(lambda: r.get(serving.checkin(uid)), 60, "the check-in in Redis")
+
+            walker = threading.Thread(
+                target=_positions_until, args=(settings, uid, world["store"], stop), daemon=True
+            )
+            walker.start()
+            cards = phone.locator(".offer-card")
+            expect(cards).to_have_count(2, timeout=120_000)
+            expect(phone.locator(".offer-card .title").first).to_be_visible()
+            titles = sorted(phone.locator(".offer-card .title").all_inner_texts())
+            assert titles == ["Dark chocolate 70%", "Sea-salt caramels, 2 for 1"]
+            stop.set()
+
+            kiosk_cards = kiosk.locator(".offer-card")
+            expect(kiosk_cards).to_have_count(2, timeout=30_000)
+
+            card = phone.locator(".offer-card", has_text="Dark chocolate 70%")
+            offer_id = card.get_attribute("data-offer-id")
+            assert offer_id
+            card.get_by_test_id("open").click()
+            expect(card.locator(".badge")).to_have_text("Opened", timeout=10_000)
+            card.get_by_test_id("redeem").click()
+            expect(card.locator(".badge")).to_have_text("Redeemed ✓", timeout=10_000)
+            phone.screenshot(path=str(SHOTS / "phone.png"))
+            kiosk.screenshot(path=str(SHOTS / "kiosk.png"))
+        finally:
+            stop.set()
+            browser.close()
+    assert _offer_events(settings, offer_id, "redeemed"), "redeemed is in offer_events"
+    assert _offer_events(settings, offer_id, "delivered"), "delivered is in offer_events"
