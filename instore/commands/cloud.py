@@ -441,6 +441,9 @@ def up(
             console.print("[cyan]cloud[/] skipped the ksqlDB migrations (--skip-migrate)")
         elif workload == "operator":
             _migrate(driver, env)
+        else:
+            console.print("[cyan]cloud[/] the ksqlDB migrations need the operator's ksqlDB key: "
+                          "run `instore cloud env` and then `instore ksql migrate`")
         console.print(f"[bold green]cloud is up[/]: every instore command now uses {env_file}")
     except CloudError as exc:
         raise _fail(exc) from None
