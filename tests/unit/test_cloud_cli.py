@@ -59,7 +59,13 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
                             "CONFLUENT_", "SHOPPER_", "APP_ID", "FAKE_TF_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PATH", f"{FAKE_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+    # The stand-in runs with this interpreter, whatever the checkout did to its mode.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "terraform").write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_DIR / "terraform"}" "$@"\n')
+    (bin_dir / "terraform").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_TF_LOG", str(r.log))
     monkeypatch.setenv("CONFLUENT_CLOUD_API_KEY", CC_KEY)
     monkeypatch.setenv("CONFLUENT_CLOUD_API_SECRET", CC_SECRET)
