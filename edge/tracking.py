@@ -1,0 +1,142 @@
+"""Tracks on the floor: a constant-velocity Kalman filter per person, Hungarian assignment.
+
+A detection joins the track whose predicted position is nearest (scipy's
+``linear_sum_assignment`` over gated distances); unmatched detections start tentative tracks,
+which are confirmed after ``confirm_hits`` hits; a track coasts on its prediction through
+``max_misses`` frames without a detection (a crossing, a short occlusion) before it ends.
+Each track has a random anonymous id that is never reused and carries no personal data.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+FloatArray = np.ndarray
+_H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    gate_m: float = 0.75          # a detection farther than this from a prediction is not it
+    confirm_hits: int = 4
+    max_misses_s: float = 1.0     # coast this long without a detection, then end
+    tentative_misses: int = 2
+    accel_std: float = 2.5        # m/s^2, process noise of the constant-velocity model
+    meas_std: float = 0.05        # m, detection noise
+    max_speed: float = 2.5        # m/s, velocities are clamped to a walking pace
+    spawn_clearance_m: float = 0.45  # no new track this close to a live one
+
+
+@dataclass
+class Track:
+    track_id: int
+    anon_id: str
+    x: FloatArray                 # state: x, y, vx, vy (floor metres, m/s)
+    p: FloatArray                 # covariance 4x4
+    hits: int = 1
+    misses: int = 0
+    age: int = 1
+    confirmed: bool = False
+    uid: str | None = None        # set by a kiosk check-in
+    last_emit_s: float = -1e9
+    bound_at_s: float | None = None
+
+    @property
+    def xy(self) -> FloatArray:
+        return self.x[:2]
+
+    @property
+    def public_id(self) -> str:
+        """What leaves the box: the checked-in uid, else the anonymous id."""
+        return self.uid or self.anon_id
+
+
+def new_anon_id(store_id: str) -> str:
+    return f"anon-{store_id}-{secrets.token_hex(6)}"
+
+
+@dataclass
+class Tracker:
+    store_id: str = "store"
+    params: TrackerParams = field(default_factory=TrackerParams)
+    tracks: list[Track] = field(default_factory=list)
+    _next_id: int = 1
+    ended: int = 0
+
+    def _predict(self, dt: float) -> None:
+        f = np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+        q = self.params.accel_std ** 2
+        g = np.array([[dt * dt / 2, 0], [0, dt * dt / 2], [dt, 0], [0, dt]])
+        qm = g @ g.T * q
+        for tr in self.tracks:
+            tr.x = f @ tr.x
+            tr.p = f @ tr.p @ f.T + qm
+
+    def _update(self, tr: Track, z: FloatArray) -> None:
+        r = np.eye(2) * self.params.meas_std ** 2
+        s = _H @ tr.p @ _H.T + r
+        k = tr.p @ _H.T @ np.linalg.inv(s)
+        tr.x = tr.x + k @ (z - _H @ tr.x)
+        tr.p = (np.eye(4) - k @ _H) @ tr.p
+        speed = float(np.hypot(tr.x[2], tr.x[3]))
+        if speed > self.params.max_speed:
+            tr.x[2:] *= self.params.max_speed / speed
+
+    def step(self, detections: FloatArray, dt: float) -> list[Track]:
+        """Advance by ``dt`` seconds with this frame's detections (N, 2); returns live tracks."""
+        pr = self.params
+        dets = np.asarray(detections, dtype=np.float64).reshape(-1, 2)
+        self._predict(dt)
+        matched_t: set[int] = set()
+        matched_d: set[int] = set()
+        if self.tracks and len(dets):
+            pred = np.array([tr.xy for tr in self.tracks])
+            cost = np.linalg.norm(pred[:, None, :] - dets[None, :, :], axis=2)
+            # confirmed tracks win ties against tentative ones
+            bias = np.array([0.0 if tr.confirmed else 0.05 for tr in self.tracks])[:, None]
+            big = 1e6
+            c = np.where(cost <= pr.gate_m, cost + bias, big)
+            rows, cols = linear_sum_assignment(c)
+            for ti, di in zip(rows, cols, strict=True):
+                if c[ti, di] >= big:
+                    continue
+                tr = self.tracks[ti]
+                self._update(tr, dets[di])
+                tr.hits += 1
+                tr.misses = 0
+                if tr.hits >= pr.confirm_hits:
+                    tr.confirmed = True
+                matched_t.add(ti)
+                matched_d.add(di)
+        max_misses = max(1, int(round(pr.max_misses_s / max(dt, 1e-3))))
+        alive: list[Track] = []
+        for ti, tr in enumerate(self.tracks):
+            tr.age += 1
+            if ti not in matched_t:
+                tr.misses += 1
+                tr.x[2:] *= 0.9  # coasting: slow down rather than run off
+            limit = max_misses if tr.confirmed else pr.tentative_misses
+            if tr.misses > limit:
+                self.ended += 1
+                continue
+            alive.append(tr)
+        self.tracks = alive
+        for di in range(len(dets)):
+            if di in matched_d:
+                continue
+            if self.tracks:
+                near = min(float(np.hypot(*(tr.xy - dets[di]))) for tr in self.tracks)
+                if near < pr.spawn_clearance_m:
+                    continue
+            p0 = np.diag([pr.meas_std ** 2, pr.meas_std ** 2, 1.0, 1.0])
+            x0 = np.array([dets[di, 0], dets[di, 1], 0.0, 0.0])
+            self.tracks.append(Track(self._next_id, new_anon_id(self.store_id), x0, p0))
+            self._next_id += 1
+        return list(self.tracks)
+
+    def confirmed(self) -> list[Track]:
+        return [tr for tr in self.tracks if tr.confirmed]
