@@ -303,7 +303,11 @@ def _driver(workdir: Path, settings: Settings, overrides: dict[str, Any], *,
 def _check_contract(workdir: Path) -> None:
     path = workdir / CONTRACT_FILE
     current = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if json.loads(current or "{}").get("locals", {}).get("contract_topics") is None:
+    try:
+        declared = json.loads(current or "{}").get("locals", {}).get("contract_topics")
+    except json.JSONDecodeError:
+        declared = None
+    if declared is None:
         msg = f"{path} is missing: run `instore cloud topics-tf`."
         raise CloudError(msg)
     partitions = json.loads(current)["locals"].get("default_partitions")
@@ -445,7 +449,7 @@ def up(
             console.print("[cyan]cloud[/] the ksqlDB migrations need the operator's ksqlDB key: "
                           "run `instore cloud env` and then `instore ksql migrate`")
         console.print(f"[bold green]cloud is up[/]: every instore command now uses {env_file}")
-    except CloudError as exc:
+    except (CloudError, cloudenv.CloudEnvError) as exc:
         raise _fail(exc) from None
 
 
