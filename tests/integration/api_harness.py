@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from instore.settings import DEV_KEYS, Settings
-from tests.conftest import make_settings
+from tests.conftest import child_env, make_settings
 
 MARKETER = {"X-API-Key": DEV_KEYS["marketer"]}
 ANALYST = {"X-API-Key": DEV_KEYS["analyst"]}
@@ -58,3 +64,72 @@ def rds(redis_url: str) -> Iterator[redis.Redis]:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     yield r
     r.close()
+
+
+def stop_proc(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a child we started (its own process group), politely then firmly."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+WORKER_POLICY = {"DWELL_S": "0", "COOLDOWN_S": "1", "CAP_PER_HOUR": "100000"}
+
+
+@pytest.fixture(scope="module")
+def worker(api_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Faust worker (`instore worker`) as a child, with its own consumer group and a policy
+    that offers again every second (so a missing offer means the policy said no)."""
+    workdir = tmp_path_factory.mktemp("worker")  # Faust keeps its data dir in the cwd
+    log_path = workdir / "worker.log"
+    env = child_env(api_settings, APP_ID=unique("api-test-worker"), **WORKER_POLICY)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "instore", "worker", "--loglevel", "warn"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+                                start_new_session=True)
+    yield log_path
+    stop_proc(proc)
+
+
+class PositionFeed:
+    """Produces positions for some shoppers every ``every_s`` on a thread, until stopped."""
+
+    def __init__(self, settings: Settings, store_id: str, lat: float, lon: float,
+                 every_s: float = 0.2) -> None:
+        from instore.kafka import make_producer  # noqa: PLC0415
+
+        self._producer = make_producer(settings)
+        self.uids: list[str] = []
+        self._where = (store_id, lat, lon)
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PositionFeed:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from instore import records as r  # noqa: PLC0415
+        from instore import topics as t  # noqa: PLC0415
+        from instore.kafka import produce  # noqa: PLC0415
+
+        store_id, lat, lon = self._where
+        while not self._stop.is_set():
+            ts = r.now_ms()
+            for uid in list(self.uids):
+                rec = r.CustomerLocation(uid=uid, store_id=store_id, latitude=lat, longitude=lon,
+                                         ts=ts, source="sim")
+                produce(self._producer, t.CUSTOMERS_LOCATIONS, rec, timestamp_ms=ts)
+            self._producer.poll(0)
+            self._stop.wait(self._every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._producer.flush(10)
