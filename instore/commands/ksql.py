@@ -1,7 +1,548 @@
-"""`instore ksql ...`: ksqlDB: migrations, queries, and the local ksqlDB-compatible endpoint."""
+"""`instore ksql ...`: ksqlDB: migrations, queries, and the local ksqlDB-compatible endpoint.
+
+The client is ksql-python-ng (imported as ``ksql``). Its 0.29.0.1 release passes ``cert=`` to
+httpx calls that httpx 0.28 no longer accepts, so ``make_client`` wraps it with a small
+compatible transport layer (same requests, same bodies). Target: ``KSQLDB_URL`` (+
+``KSQLDB_API_KEY``/``KSQLDB_API_SECRET`` for Confluent Cloud); unset = the local endpoint.
+
+Migrations follow Confluent's ksql-migrations tool: files ``V<6 digits>__<name>.sql``, history
+in the ``MIGRATION_EVENTS`` stream and the ``MIGRATION_SCHEMA_VERSIONS`` table (one row per
+version plus ``CURRENT``), states PENDING/RUNNING/MIGRATED/ERROR, checksum = MD5 of the file,
+so either tool can continue what the other started.
+"""
 
 from __future__ import annotations
 
-import typer
+import hashlib
+import json
+import re
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
-app = typer.Typer(help="ksqlDB: migrations, queries, and the local ksqlDB-compatible endpoint.", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from instore.settings import Settings, get_settings
+
+app = typer.Typer(help="ksqlDB: migrations, queries, and the local ksqlDB-compatible endpoint.",
+                  no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+
+ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = ROOT / "ksql" / "migrations"
+SEED_DEMO_DIR = ROOT / "ksql" / "seed_demo"
+FILE_RE = re.compile(r"^V(\d{6})__(\w+)\.sql$")
+EVENTS = "MIGRATION_EVENTS"
+VERSIONS = "MIGRATION_SCHEMA_VERSIONS"
+NONE_VERSION = "<none>"
+
+
+class KsqlCommandError(RuntimeError):
+    pass
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+
+def make_client(settings: Settings | None = None, url: str | None = None) -> Any:
+    """A ``ksql.KSQLAPI`` for the configured endpoint (compatible with httpx 0.28)."""
+    import httpx  # noqa: PLC0415
+    from ksql import KSQLAPI  # noqa: PLC0415
+    from ksql.api import SimplifiedAPI  # noqa: PLC0415
+
+    settings = settings or get_settings()
+    target = (url or settings.ksqldb_address).rstrip("/")
+    key = settings.ksqldb_api_key
+    secret = settings.ksqldb_api_secret.get_secret_value() if settings.ksqldb_api_secret else None
+
+    class _CompatAPI(SimplifiedAPI):  # type: ignore[misc]
+        """ksql-python-ng's API without the ``cert=`` argument httpx 0.28 rejects."""
+
+        def _auth(self) -> Any:
+            return (self.api_key, self.secret) if self.api_key and self.secret else None
+
+        def get_request(self, endpoint: str) -> Any:
+            return httpx.get(endpoint, headers=self.headers, auth=self._auth(), timeout=self.timeout)
+
+        def _http1_request(self, endpoint: str, method: str = "POST", sql_string: str = "",
+                           stream_properties: Any = None, encoding: str = "utf-8") -> Any:
+            sql_string = self._validate_sql_string(sql_string)
+            body = {"ksql": sql_string, "streamsProperties": stream_properties or {}}
+            return httpx.request(method.upper(), f"{self.url}/{endpoint}",
+                                 content=json.dumps(body).encode(encoding), headers=self.headers,
+                                 auth=self._auth(), timeout=self.timeout)
+
+        @contextmanager
+        def _http1_stream(self, endpoint: str, method: str = "POST", sql_string: str = "",
+                          stream_properties: Any = None, encoding: str = "utf-8") -> Any:
+            sql_string = self._validate_sql_string(sql_string)
+            body = {"ksql": sql_string, "streamsProperties": stream_properties or {}}
+            with httpx.stream(method.upper(), f"{self.url}/{endpoint}",
+                              content=json.dumps(body).encode(encoding), headers=self.headers,
+                              auth=self._auth(), timeout=httpx.Timeout(self.timeout, read=None)
+                              ) as response:
+                yield response
+
+        def close_query(self, query_id: str) -> bool:
+            r = httpx.post(f"{self.url}/close-query", json={"queryId": query_id},
+                           auth=self._auth(), timeout=self.timeout)
+            return r.status_code == 200
+
+    client = KSQLAPI(target, check_version=False, api_key=key, secret=secret, timeout=60)
+    client.sa = _CompatAPI(target, api_key=key, secret=secret, timeout=60)
+    return client
+
+
+def _ksql(client: Any, sql: str, props: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    from ksql.errors import KSQLError  # noqa: PLC0415
+
+    try:
+        return client.ksql(sql, stream_properties=props or None)
+    except KSQLError as exc:
+        raise KsqlCommandError(exc.msg) from None
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def migration_files(directory: Path) -> list[tuple[str, str, Path]]:
+    """(version, name, path) in version order; version is the number without zero padding."""
+    files = []
+    for p in sorted(directory.glob("*.sql")):
+        m = FILE_RE.match(p.name)
+        if m is None:
+            continue
+        files.append((str(int(m.group(1))), m.group(2).replace("_", " "), p))
+    return sorted(files, key=lambda f: int(f[0]))
+
+
+def checksum(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - the tool's checksum is MD5
+
+
+def ensure_metadata(client: Any) -> None:
+    """Create MIGRATION_EVENTS / MIGRATION_SCHEMA_VERSIONS like `ksql-migrations initialize-metadata`."""
+    listed = _ksql(client, "SHOW STREAMS;")[0]["streams"]
+    if not any(s["name"] == EVENTS for s in listed):
+        _ksql(client, f"""CREATE STREAM {EVENTS} (
+  version_key  STRING KEY,
+  version      STRING,
+  name         STRING,
+  state        STRING,
+  checksum     STRING,
+  started_on   STRING,
+  completed_on STRING,
+  previous     STRING,
+  error_reason STRING
+) WITH (KAFKA_TOPIC='default_ksql_{EVENTS}', VALUE_FORMAT='JSON', PARTITIONS=1, REPLICAS=1);""")
+    tables = _ksql(client, "SHOW TABLES;")[0]["tables"]
+    if not any(s["name"] == VERSIONS for s in tables):
+        _ksql(client, f"""CREATE TABLE {VERSIONS}
+  WITH (KAFKA_TOPIC='default_ksql_{VERSIONS}')
+  AS SELECT
+    version_key,
+    latest_by_offset(version) AS version,
+    latest_by_offset(name) AS name,
+    latest_by_offset(state) AS state,
+    latest_by_offset(checksum) AS checksum,
+    latest_by_offset(started_on) AS started_on,
+    latest_by_offset(completed_on) AS completed_on,
+    latest_by_offset(previous) AS previous,
+    latest_by_offset(error_reason) AS error_reason
+  FROM {EVENTS}
+  GROUP BY version_key;""", {"auto.offset.reset": "earliest"})
+
+
+def applied_versions(client: Any) -> dict[str, dict[str, Any]]:
+    """version_key -> row of MIGRATION_SCHEMA_VERSIONS (a pull query)."""
+    rows = list(client.query(f"SELECT * FROM {VERSIONS};"))
+    return _pull_rows(rows)
+
+
+def _pull_rows(chunks: list[str]) -> dict[str, dict[str, Any]]:
+    text = "".join(chunks).strip()
+    if not text:
+        return {}
+    data = json.loads(text)
+    header = data[0]["header"]
+    names = [c.split("`")[1] if "`" in c else c.split()[0]
+             for c in _split_schema(header["schema"])]
+    out: dict[str, dict[str, Any]] = {}
+    for item in data[1:]:
+        if "row" not in item:
+            continue
+        row = {n.upper(): v for n, v in zip(names, item["row"]["columns"], strict=False)}
+        out[str(row.get("VERSION_KEY"))] = row
+    return out
+
+
+def _split_schema(schema: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in schema:
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+def _sql_str(v: str | None) -> str:
+    return "NULL" if v is None else "'" + v.replace("'", "''") + "'"
+
+
+def _event(client: Any, version: str, name: str, state: str, chk: str, started: str | None,
+           completed: str | None, previous: str, error: str | None = None) -> None:
+    for key in (version, "CURRENT"):
+        _ksql(client, f"INSERT INTO {EVENTS} (version_key, version, name, state, checksum, "
+                      f"started_on, completed_on, previous, error_reason) VALUES ("
+                      f"{_sql_str(key)}, {_sql_str(version)}, {_sql_str(name)}, {_sql_str(state)}, "
+                      f"{_sql_str(chk)}, {_sql_str(started)}, {_sql_str(completed)}, "
+                      f"{_sql_str(previous)}, {_sql_str(error)});")
+
+
+def _now() -> str:
+    return str(int(datetime.now(tz=UTC).timestamp() * 1000))
+
+
+def _statements_of(path: Path) -> list[str]:
+    from stream_apps.ksqldb.syntax import split_statements  # noqa: PLC0415
+
+    return split_statements(path.read_text())
+
+
+def _wait_versions(client: Any, version: str, state: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = applied_versions(client).get(version)
+        if row is not None and row.get("STATE") == state:
+            return
+        time.sleep(0.2)
+
+
+def migrate(client: Any, directory: Path, *, until: str | None = None,
+            report: Any = None) -> list[str]:
+    """Apply pending migrations in order; returns the versions applied."""
+    ensure_metadata(client)
+    history = applied_versions(client)
+    current = history.get("CURRENT")
+    previous = current["VERSION"] if current and current.get("STATE") == "MIGRATED" else NONE_VERSION
+    done: list[str] = []
+    for version, name, path in migration_files(directory):
+        chk = checksum(path)
+        row = history.get(version)
+        if row is not None and row.get("STATE") == "MIGRATED":
+            if row.get("CHECKSUM") != chk:
+                msg = f"migration V{int(version):06d} was changed after it was applied " \
+                      f"(checksum {row.get('CHECKSUM')} != {chk}); write a new migration instead"
+                raise KsqlCommandError(msg)
+            previous = version
+            continue
+        started = _now()
+        _event(client, version, name, "RUNNING", chk, started, None, previous)
+        props: dict[str, Any] = {}
+        try:
+            for stmt in _statements_of(path):
+                m = re.match(r"^\s*(UN)?SET\s+'([^']+)'\s*(?:=\s*'([^']*)')?\s*;", stmt, re.I)
+                if m:  # the tool applies SET/UNSET client-side to the rest of the file
+                    if m.group(1):
+                        props.pop(m.group(2), None)
+                    else:
+                        props[m.group(2)] = m.group(3)
+                    continue
+                _ksql(client, stmt, props)
+        except KsqlCommandError as exc:
+            _event(client, version, name, "ERROR", chk, started, _now(), previous, str(exc)[:1000])
+            msg = f"migration V{int(version):06d} ({name}) failed: {exc}"
+            raise KsqlCommandError(msg) from None
+        _event(client, version, name, "MIGRATED", chk, started, _now(), previous)
+        _wait_versions(client, version, "MIGRATED")
+        if report is not None:
+            report(version, name)
+        done.append(version)
+        previous = version
+        if until is not None and version == str(int(until)):
+            break
+    return done
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _dir_option(seed_demo: bool, directory: Path | None) -> Path:
+    if directory is not None:
+        return directory
+    return SEED_DEMO_DIR if seed_demo else MIGRATIONS_DIR
+
+
+@app.command("migrate")
+def migrate_cmd(
+    seed_demo: Annotated[bool, typer.Option("--seed-demo", help="Apply ksql/seed_demo/ instead.")] = False,
+    directory: Annotated[Path | None, typer.Option(help="A migrations directory.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this version.")] = None,
+) -> None:
+    """Apply pending migrations in order (records MIGRATION_EVENTS like ksql-migrations)."""
+    client = make_client()
+    try:
+        done = migrate(client, _dir_option(seed_demo, directory), until=until,
+                       report=lambda v, n: console.print(f"[green]migrated[/] V{int(v):06d} {n}"))
+    except KsqlCommandError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot reach ksqlDB at {get_settings().ksqldb_address} ({exc}); run "
+                    "`instore up` or set KSQLDB_URL") from None
+    console.print(f"{len(done)} migration(s) applied" if done else "already up to date")
+
+
+@app.command("status")
+def status_cmd(
+    seed_demo: Annotated[bool, typer.Option("--seed-demo", help="Compare with ksql/seed_demo/.")] = False,
+    directory: Annotated[Path | None, typer.Option(help="A migrations directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Which migrations are applied, pending, or changed since they were applied."""
+    client = make_client()
+    try:
+        ensure_metadata(client)
+        history = applied_versions(client)
+    except (KsqlCommandError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    rows = []
+    for version, name, path in migration_files(_dir_option(seed_demo, directory)):
+        h = history.get(version)
+        state = h.get("STATE") if h else "PENDING"
+        if h and h.get("CHECKSUM") != checksum(path) and state == "MIGRATED":
+            state = "MIGRATED (file changed)"
+        rows.append({"version": version, "name": name, "state": state,
+                     "started_on": h.get("STARTED_ON") if h else None,
+                     "completed_on": h.get("COMPLETED_ON") if h else None})
+    current = history.get("CURRENT", {}).get("VERSION")
+    if as_json:
+        sys.stdout.write(json.dumps({"current": current, "migrations": rows}) + "\n")
+        return
+    table = Table("version", "name", "state", "completed")
+    for r in rows:
+        done = r["completed_on"]
+        when = datetime.fromtimestamp(int(done) / 1000, tz=UTC).isoformat() if done else ""
+        table.add_row(r["version"], r["name"], r["state"], when)
+    out.print(table)
+    out.print(f"current version: {current or NONE_VERSION}")
+
+
+def _render(columns: list[str], rows: list[list[Any]], title: str | None = None) -> Table:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*("null" if v is None else json.dumps(v) if isinstance(v, dict | list)
+                        else str(v) for v in row))
+    return table
+
+
+@app.command("query")
+def query_cmd(
+    sql: Annotated[str, typer.Argument(help="A statement: SELECT (pull, or push with EMIT "
+                                            "CHANGES), SHOW, DESCRIBE, CREATE...")],
+    earliest: Annotated[bool, typer.Option(help="Push queries start from the earliest offset.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop a push query after N rows.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON lines.")] = False,
+) -> None:
+    """Run a statement; push queries stream rows until Ctrl-C (or LIMIT)."""
+    from stream_apps.ksqldb.syntax import Query, parse  # noqa: PLC0415
+
+    client = make_client()
+    text = sql.strip()
+    if not text.endswith(";"):
+        text += ";"
+    try:
+        stmts = parse(text)
+        is_select = len(stmts) == 1 and isinstance(stmts[0], Query)
+        push = is_select and stmts[0].select is not None and stmts[0].select.emit_changes
+    except Exception:  # noqa: BLE001 - let the server report the syntax error
+        is_select = text.lstrip().upper().startswith("SELECT")
+        push = "EMIT CHANGES" in text.upper()
+    if not is_select:
+        try:
+            entities = _ksql(client, text)
+        except KsqlCommandError as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"cannot reach ksqlDB ({exc})") from None
+        _print_entities(entities, as_json)
+        return
+    props = {"auto.offset.reset": "earliest"} if earliest else {}
+    _run_select(client, text, props, push, limit, as_json)
+
+
+def _run_select(client: Any, text: str, props: dict[str, Any], push: bool, limit: int | None,
+                as_json: bool) -> None:
+    from ksql.errors import KSQLError  # noqa: PLC0415
+
+    names: list[str] = []
+    rows: list[list[Any]] = []
+    buf = ""
+    count = 0
+    try:
+        for chunk in client.query(text, stream_properties=props):
+            buf += chunk
+            while "\n" in buf:
+                line, buf = buf.split("\n", 1)
+                item = _parse_line(line)
+                if item is None:
+                    continue
+                if "header" in item:
+                    names = [c.split("`")[1] for c in _split_schema(item["header"]["schema"])]
+                    continue
+                if "row" in item:
+                    values = item["row"]["columns"]
+                    count += 1
+                    if as_json:
+                        sys.stdout.write(json.dumps(dict(zip(names, values, strict=False))) + "\n")
+                        sys.stdout.flush()
+                    elif push:
+                        out.print(" | ".join("null" if v is None else str(v) for v in values))
+                    else:
+                        rows.append(values)
+                    if limit is not None and count >= limit:
+                        raise KeyboardInterrupt
+                elif "errorMessage" in item or "@type" in item:
+                    err = item.get("errorMessage", item)
+                    raise _fail(str(err.get("message")))
+        tail = _parse_line(buf)
+        if tail is not None and "@type" in tail:
+            raise _fail(str(tail.get("message")))
+    except KeyboardInterrupt:
+        console.print(f"[cyan]query ended[/] after {count} row(s)")
+    except (KSQLError, ValueError) as exc:
+        msg = getattr(exc, "msg", None) or str(exc)
+        m = re.search(r"HTTP error encountered: \d+: (.*)$", msg, re.S)
+        if m:
+            try:
+                msg = json.loads(m.group(1)).get("message", msg)
+            except json.JSONDecodeError:
+                pass
+        raise _fail(msg) from None
+    if not push and not as_json:
+        if names and (names[0] or rows):
+            out.print(_render(names, rows))
+        console.print(f"{len(rows)} row(s)")
+
+
+def _parse_line(line: str) -> dict[str, Any] | None:
+    s = line.strip().lstrip("[").rstrip(",").rstrip("]").strip()
+    if not s:
+        return None
+    try:
+        v = json.loads(s)
+    except json.JSONDecodeError:
+        return None
+    return v if isinstance(v, dict) else None
+
+
+def _print_entities(entities: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(entities) + "\n")
+        return
+    for e in entities:
+        kind = e.get("@type")
+        if kind in ("streams", "tables"):
+            items = e[kind]
+            out.print(_render(["name", "topic", "key format", "value format", "windowed"],
+                              [[i["name"], i["topic"], i["keyFormat"], i["valueFormat"],
+                                i["isWindowed"]] for i in items], kind))
+        elif kind == "queries":
+            out.print(_render(["id", "state", "sinks"],
+                              [[q["id"], q["state"], ",".join(q["sinks"])] for q in e["queries"]],
+                              "queries"))
+        elif kind == "kafka_topics":
+            out.print(_render(["topic", "partitions"],
+                              [[t["name"], len(t["replicaInfo"])] for t in e["topics"]], "topics"))
+        elif kind == "sourceDescription":
+            d = e["sourceDescription"]
+            out.print(_render(["field", "type"],
+                              [[f["name"] + (" (key)" if f.get("type") == "KEY" else ""),
+                                f["schema"]["type"]] for f in d["fields"]],
+                              f"{d['type']} {d['name']} (topic {d['topic']})"))
+        elif kind == "currentStatus":
+            out.print(e["commandStatus"]["message"])
+        else:
+            out.print_json(json.dumps(e))
+
+
+@app.command("info")
+def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
+    """The ksqlDB server's version, cluster and health."""
+    import httpx  # noqa: PLC0415
+
+    settings = get_settings()
+    client = make_client(settings)
+    try:
+        info = client.sa.get_request(client.url + "/info").json()
+        health = client.sa.get_request(client.url + "/healthcheck").json()
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach ksqlDB at {settings.ksqldb_address} ({exc}); run `instore up` "
+                    "or set KSQLDB_URL") from None
+    body = {"url": settings.ksqldb_address, **info, "health": health}
+    if as_json:
+        sys.stdout.write(json.dumps(body) + "\n")
+        return
+    s = info.get("KsqlServerInfo", {})
+    table = Table("key", "value")
+    table.add_row("url", settings.ksqldb_address)
+    table.add_row("version", str(s.get("version")))
+    table.add_row("service id", str(s.get("ksqlServiceId")))
+    table.add_row("kafka cluster", str(s.get("kafkaClusterId")))
+    table.add_row("status", str(s.get("serverStatus")))
+    table.add_row("healthy", str(health.get("isHealthy")))
+    out.print(table)
+
+
+@app.command("serve")
+def serve_cmd(
+    port: Annotated[int | None, typer.Option(help="Port (default: settings.ksql_port).")] = None,
+) -> None:
+    """Run the local ksqlDB-compatible endpoint on the embedded broker (started by `instore up`)."""
+    from instore.logs import setup_logging  # noqa: PLC0415
+
+    setup_logging()
+    try:
+        from stream_apps.ksqldb.server import serve  # noqa: PLC0415
+    except ImportError as exc:
+        raise _fail(f"the local ksqlDB endpoint is not installed ({exc}); run `make setup`") from None
+    serve(get_settings(), port=port)
+
+
+def bench(
+    products: Annotated[int, typer.Option(help="Products per store.")] = 10_000,
+    promoted: Annotated[int, typer.Option(help="Promoted products per store.")] = 200,
+    stores: Annotated[int, typer.Option(help="Stores.")] = 10,
+    events: Annotated[int, typer.Option(help="Positions to process.")] = 20_000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint: positions/s, rows/s, latency."""
+    from stream_apps.ksqldb.bench import run_bench  # noqa: PLC0415
+
+    result = run_bench(products=products, promoted=promoted, stores=stores, events=events,
+                       progress=None if as_json else console.print)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    table = Table("figure", "value")
+    for k, v in result.items():
+        table.add_row(k, f"{v:,.2f}" if isinstance(v, float) else str(v))
+    out.print(table)

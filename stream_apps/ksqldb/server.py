@@ -1,0 +1,288 @@
+"""ksqlDB's REST API over the engine (Starlette + uvicorn, HTTP/1.1).
+
+``/info``, ``/healthcheck``, ``/ksql``, ``/query`` (chunked JSON array), ``/query-stream``
+(HTTP/1.1, ``application/vnd.ksqlapi.delimited.v1`` or ``application/json``),
+``/close-query``, ``/status``. Errors are ksqlDB's ``{"@type", "error_code", "message"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from instore.settings import Settings
+from stream_apps.ksqldb.engine import VERSION, Engine, schema_string
+from stream_apps.ksqldb.errors import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    SERVER_ERROR,
+    KsqlError,
+)
+from stream_apps.ksqldb.syntax import Query, parse
+
+log = logging.getLogger(__name__)
+
+KSQL_JSON = "application/vnd.ksql.v1+json"
+DELIMITED = "application/vnd.ksqlapi.delimited.v1"
+
+
+def _json(body: Any, status: int = 200, media: str = "application/json") -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=media)
+
+
+def error_body(exc: KsqlError, statement: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"@type": exc.error_type, "error_code": exc.code, "message": exc.message}
+    if exc.error_type == "statement_error":
+        body["statementText"] = statement if statement is not None else \
+            getattr(exc, "statement", "")
+        body["entities"] = getattr(exc, "entities", [])
+    return body
+
+
+def _error(exc: KsqlError, statement: str | None = None) -> Response:
+    status = 404 if exc.code == NOT_FOUND else 500 if exc.code >= SERVER_ERROR else 400
+    return _json(error_body(exc, statement), status)
+
+
+def _bad_request(message: str) -> Response:
+    return _json({"@type": "generic_error", "error_code": BAD_REQUEST, "message": message}, 400)
+
+
+async def _body(request: Request) -> dict[str, Any] | None:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
+    def info_body() -> dict[str, Any]:
+        return {"KsqlServerInfo": {"version": VERSION, "kafkaClusterId": "instore-embedded",
+                                   "ksqlServiceId": engine.service_id, "serverStatus": "RUNNING"}}
+
+    async def info(_request: Request) -> Response:
+        return _json(info_body())
+
+    async def healthcheck(_request: Request) -> Response:
+        def check() -> bool:
+            try:
+                engine._topics()  # noqa: SLF001
+                return True
+            except Exception:  # noqa: BLE001 - any broker failure means unhealthy
+                return False
+        kafka_ok = await run_in_threadpool(check)
+        body = {"isHealthy": kafka_ok, "details": {"metastore": {"isHealthy": True},
+                                                    "kafka": {"isHealthy": kafka_ok}},
+                "ksqlServiceId": engine.service_id}
+        return _json(body, 200 if kafka_ok else 503)
+
+    async def ksql(request: Request) -> Response:
+        body = await _body(request)
+        if body is None or not isinstance(body.get("ksql"), str):
+            return _bad_request("Request body must be a JSON object with a 'ksql' string")
+        text = body["ksql"]
+        props = body.get("streamsProperties") or {}
+        try:
+            entities = await run_in_threadpool(engine.execute, text, props)
+        except KsqlError as exc:
+            return _error(exc, getattr(exc, "statement", text))
+        except Exception as exc:
+            log.exception("statement failed")
+            return _json({"@type": "generic_error", "error_code": SERVER_ERROR,
+                          "message": f"{type(exc).__name__}: {exc}"}, 500)
+        return _json(entities, media=KSQL_JSON)
+
+    def _start_query(text: str, props: dict[str, Any], out: queue.Queue[Any]) -> dict[str, Any]:
+        """Run a pull query to completion, or start a push query; returns the header."""
+        select = engine.parse_query(text)
+        if not select.emit_changes:
+            res = engine.pull(select)
+            for row in res.rows:
+                out.put(("row", row))
+            out.put(("end", None))
+            return {"queryId": res.query_id, "columns": res.columns, "pull": True}
+
+        def on_row(values: list[Any] | None, tomb: list[Any] | None) -> None:
+            if values is not None:
+                out.put(("row", values))
+            else:
+                out.put(("tombstone", tomb))
+
+        qid, columns, runner = engine.push(select, props, text, on_row)
+        return {"queryId": qid, "columns": columns, "pull": False, "runner": runner}
+
+    async def _rows(out: queue.Queue[Any], header: dict[str, Any], request: Request
+                    ) -> AsyncIterator[tuple[str, Any]]:
+        runner = header.get("runner")
+        try:
+            while True:
+                try:
+                    item = out.get_nowait()
+                except queue.Empty:
+                    if runner is not None and not runner.alive:
+                        if runner.state == "ERROR":
+                            yield ("error", runner.error)
+                        elif runner.limit_reached:
+                            yield ("end", "Limit Reached")
+                        return
+                    if await request.is_disconnected():
+                        return
+                    await asyncio.sleep(0.02)
+                    continue
+                if item[0] == "end":
+                    return
+                yield item
+        finally:
+            if runner is not None:
+                await run_in_threadpool(engine.close_transient, header["queryId"])
+
+    async def query(request: Request) -> Response:
+        body = await _body(request)
+        if body is None or not isinstance(body.get("ksql"), str):
+            return _bad_request("Request body must be a JSON object with a 'ksql' string")
+        text = body["ksql"]
+        props = body.get("streamsProperties") or {}
+        out: queue.Queue[Any] = queue.Queue()
+        try:
+            header = await run_in_threadpool(_start_query, text, props, out)
+        except KsqlError as exc:
+            return _error(exc, text)
+
+        async def gen() -> AsyncIterator[bytes]:
+            head = {"header": {"queryId": header["queryId"],
+                               "schema": schema_string(header["columns"])}}
+            yield b"[" + orjson.dumps(head)
+            async for kind, item in _rows(out, header, request):
+                if kind == "row":
+                    yield b",\n" + orjson.dumps({"row": {"columns": item}})
+                elif kind == "tombstone":
+                    yield b",\n" + orjson.dumps({"row": {"columns": item, "tombstone": True}})
+                elif kind == "error":
+                    yield b",\n" + orjson.dumps({"errorMessage": {
+                        "@type": "generic_error", "error_code": SERVER_ERROR, "message": item}})
+                elif kind == "end":
+                    yield b",\n" + orjson.dumps({"finalMessage": item})
+            yield b"]\n"
+
+        return StreamingResponse(gen(), media_type="application/json")
+
+    async def query_stream(request: Request) -> Response:
+        body = await _body(request)
+        if body is None or not isinstance(body.get("sql"), str):
+            return _bad_request("Request body must be a JSON object with a 'sql' string")
+        text = body["sql"]
+        props = body.get("properties") or {}
+        accept = request.headers.get("accept", "")
+        as_json = "application/json" in accept and DELIMITED not in accept
+        out: queue.Queue[Any] = queue.Queue()
+        try:
+            header = await run_in_threadpool(_start_query, text, props, out)
+        except KsqlError as exc:
+            return _error(exc, text)
+        head = {"queryId": header["queryId"], "columnNames": [n for n, _ in header["columns"]],
+                "columnTypes": [str(t) for _, t in header["columns"]]}
+
+        async def gen() -> AsyncIterator[bytes]:
+            if as_json:
+                yield b"[" + orjson.dumps(head)
+            else:
+                yield orjson.dumps(head) + b"\n"
+            async for kind, item in _rows(out, header, request):
+                if kind in ("row", "tombstone"):
+                    yield (b",\n" if as_json else b"") + orjson.dumps(item) + \
+                        (b"" if as_json else b"\n")
+                elif kind == "error":
+                    err = orjson.dumps({"@type": "generic_error", "error_code": SERVER_ERROR,
+                                        "message": item})
+                    yield (b",\n" + err) if as_json else err + b"\n"
+            if as_json:
+                yield b"]\n"
+
+        return StreamingResponse(gen(), media_type="application/json" if as_json else DELIMITED)
+
+    async def close_query(request: Request) -> Response:
+        body = await _body(request)
+        if body is None or not isinstance(body.get("queryId"), str):
+            return _bad_request("Request body must be a JSON object with a 'queryId' string")
+        ok = await run_in_threadpool(engine.close_transient, body["queryId"])
+        if not ok:
+            return _bad_request(f"No query with id {body['queryId']}")
+        return _json({})
+
+    async def status(_request: Request) -> Response:
+        return _json({"commandStatuses": {k: v["status"]
+                                          for k, v in engine.command_status.items()}})
+
+    async def status_one(request: Request) -> Response:
+        p = request.path_params
+        cid = f"{p['type']}/{p['entity']}/{p['action']}"
+        st = engine.command_status.get(cid)
+        if st is None:
+            return _json({"@type": "generic_error", "error_code": NOT_FOUND,
+                          "message": f"Command not found: {cid}"}, 404)
+        return _json(st)
+
+    async def terminate(request: Request) -> Response:
+        await _body(request)
+        try:
+            await run_in_threadpool(engine.execute, "TERMINATE ALL;", {})
+        except KsqlError as exc:
+            return _error(exc)
+        return _json({"status": "SUCCESS"})
+
+    routes = [
+        Route("/info", info, methods=["GET"]),
+        Route("/healthcheck", healthcheck, methods=["GET"]),
+        Route("/ksql", ksql, methods=["POST"]),
+        Route("/query", query, methods=["POST"]),
+        Route("/query-stream", query_stream, methods=["POST"]),
+        Route("/close-query", close_query, methods=["POST"]),
+        Route("/status", status, methods=["GET"]),
+        Route("/status/{type}/{entity}/{action}", status_one, methods=["GET"]),
+        Route("/ksql/terminate", terminate, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.engine = engine
+    return app
+
+
+def is_query(text: str) -> bool:
+    try:
+        stmts = parse(text)
+    except KsqlError:
+        return False
+    return len(stmts) == 1 and isinstance(stmts[0], Query)
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the endpoint until SIGINT/SIGTERM (``instore ksql serve``)."""
+    import uvicorn  # noqa: PLC0415
+
+    from instore.kafka import wait_for_broker  # noqa: PLC0415
+
+    wait_for_broker(settings, timeout_s=60)
+    started = time.monotonic()
+    engine = Engine(settings)
+    app = build_app(engine)
+    h = host or settings.host
+    p = port or settings.ksql_port
+    log.info("ksqlDB-compatible endpoint listening on http://%s:%d (%d sources, %d queries)",
+             h, p, len(engine.sources), len(engine.queries))
+    try:
+        uvicorn.run(app, host=h, port=p, log_level="warning", access_log=False)
+    finally:
+        engine.close()
+        log.info("ksqlDB-compatible endpoint stopped after %.0f s", time.monotonic() - started)
