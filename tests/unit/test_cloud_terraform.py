@@ -5,6 +5,7 @@ sink reads `offers` into per-shopper channels, and no secret is written anywhere
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -234,3 +235,67 @@ def test_terraform_fmt_check(tmp_path: Path) -> None:
     done = subprocess.run(["terraform", "fmt", "-check", "-diff", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def real_terraform() -> str | None:
+    binary = shutil.which("terraform")
+    if binary is None:
+        return None
+    version = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=60,
+                             check=False)
+    return None if "stand-in" in version.stdout else binary
+
+
+def console(tmp_path: Path, expression: str, tfvars: str) -> subprocess.CompletedProcess:
+    """Evaluate ``expression`` with the real binary over variables.tf, the generated contract
+    and the locals of acls.tf/service_accounts.tf: no resources, so no provider is needed."""
+    work = tmp_path / "eval"
+    work.mkdir(exist_ok=True)
+    shutil.copy(TF_DIR / "variables.tf", work)
+    shutil.copy(TF_DIR / cloud.CONTRACT_FILE, work)
+    found = []
+    for name in ("acls.tf", "service_accounts.tf"):
+        found += re.findall(r"^locals \{.*?^\}", (TF_DIR / name).read_text(), flags=re.S | re.M)
+    (work / "locals.tf").write_text("\n\n".join(found) + "\n")
+    (work / "test.tfvars").write_text(tfvars)
+    return subprocess.run(["terraform", "console", "-var-file=test.tfvars"], cwd=work,
+                          input=expression + "\n", capture_output=True, text=True, timeout=120,
+                          check=False, env={**os.environ, "TF_IN_AUTOMATION": "1",
+                                            "NO_COLOR": "1"})
+
+
+REQUIRED = ('confluent_cloud_api_key = "k"\nconfluent_cloud_api_secret = "s"\n'
+            'ably_api_key = "app.key:s"\n')
+
+
+@pytest.mark.skipif(real_terraform() is None, reason="no real terraform binary on PATH")
+def test_acl_locals_evaluate_to_the_workload_access(tmp_path: Path) -> None:
+    done = console(tmp_path, "jsonencode(local.acls)", REQUIRED)
+    assert done.returncode == 0, done.stderr
+    acls = json.loads(json.loads(done.stdout.strip()))
+    topic_grants = {(r["workload"], r["resource_name"], r["operation"]) for r in acls.values()
+                    if r["resource_type"] == "TOPIC" and r["pattern_type"] == "LITERAL"}
+    expected = {(w, tp.name, op.upper()) for w, modes in cloud.WORKLOAD_ACCESS.items()
+                for op, topics in modes.items() for tp in topics}
+    assert topic_grants == expected
+    groups = {(r["workload"], r["resource_name"]) for r in acls.values()
+              if r["resource_type"] == "GROUP"}
+    assert ("stream_app", "instore-stream") in groups  # Faust's group = APP_ID
+    assert all(r["operation"] != "ALL" for r in acls.values())
+
+
+@pytest.mark.skipif(real_terraform() is None, reason="no real terraform binary on PATH")
+def test_variable_validations_reject_bad_values(tmp_path: Path) -> None:
+    bad = ('confluent_cloud_api_key = "k"\nconfluent_cloud_api_secret = "s"\n'
+           'ably_api_key = "not-a-key"\nkafka_cluster_type = "huge"\nksqldb_csu = 3\n'
+           'name_prefix = "Bad Prefix"\nably_connector_plugin_path = "plugin.tar"\n')
+    done = console(tmp_path, "1", bad)
+    # console reports invalid variables as errors in its output (its exit code stays 0).
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m|[│╷╵]", " ", done.stdout + done.stderr).split())
+    assert "Invalid value for variable" in text
+    for message in ("ably_api_key must look like", "kafka_cluster_type must be",
+                    "ksqldb_csu must be one of", "name_prefix must be",
+                    "ably_connector_plugin_path must point"):
+        assert message in text, message
+    good = console(tmp_path, "1", REQUIRED)  # and the defaults pass their own validations
+    assert "Invalid value" not in good.stdout + good.stderr
