@@ -4,6 +4,7 @@ sink reads `offers` into per-shopper channels, and no secret is written anywhere
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -28,12 +29,19 @@ def unquote(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def parsed() -> tuple[dict[str, Any], ...]:
+    docs = []
+    for path in sorted(TF_DIR.glob("*.tf")):
+        with path.open() as fh:
+            docs.append(hcl2.load(fh))
+    return tuple(docs)
+
+
 def blocks(kind: str) -> dict[str, Any]:
     """Every `kind` block (variable, output, ...) of every .tf file, by unquoted label."""
     found: dict[str, Any] = {}
-    for path in sorted(TF_DIR.glob("*.tf")):
-        with path.open() as fh:
-            doc = hcl2.load(fh)
+    for doc in parsed():
         for block in doc.get(kind, []):
             for label, body in block.items():
                 found[unquote(label)] = body
@@ -42,9 +50,7 @@ def blocks(kind: str) -> dict[str, Any]:
 
 def resources(rtype: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for path in sorted(TF_DIR.glob("*.tf")):
-        with path.open() as fh:
-            doc = hcl2.load(fh)
+    for doc in parsed():
         for block in doc.get("resource", []):
             for label, named in block.items():
                 if unquote(label) == rtype:
