@@ -172,7 +172,9 @@ def bench_run(resolution: str = "640x480", *, seconds: float = 30.0, people: int
             n += 1
             truth = frame.truth
             assert truth is not None
-            vis = visible_mask(scene, renderer, truth, renderer.depth_m(truth))
+            clean = renderer.last_depth_m
+            vis = visible_mask(scene, renderer, truth,
+                               clean if clean is not None else renderer.depth_m(truth))
             live = [tr for tr in proc.tracker.tracks if tr.confirmed and tr.misses == 0]
             tr_xy = (cal.floor_to_store_xy(np.array([tr.xy for tr in live])) if live
                      else np.zeros((0, 2)))

@@ -224,18 +224,22 @@ def run_pipeline(settings: Settings, source: FrameSource | str, stop_event: thre
                  calibration_path: Path | None = None, background_m: np.ndarray | None = None,
                  rate_hz: float = 2.0, produce: bool = True, checkins: bool = True,
                  anonymous: bool = True, max_buffer: int = 10_000, max_frames: int | None = None,
+                 store_id: str | None = None,
                  on_frame: Callable[[DepthFrame | None, EdgeProcessor], None] | None = None,
                  **source_kw: Any) -> EdgeStats:
     """Run the edge box until ``stop_event`` is set or the source ends; returns the stats.
 
     ``source`` is a ``FrameSource`` or ``"synthetic"`` / ``"bag"`` (with ``path``) / ``"live"``.
     With ``produce`` the positions go to ``customers_locations`` through the bounded buffer;
-    with ``checkins`` kiosk check-ins for this store bind uids to tracks.
+    with ``checkins`` kiosk check-ins for this store bind uids to tracks. ``store_id``
+    overrides the calibration's (e.g. to place a synthetic camera in the demo's store).
     """
     src, cal, bg = resolve_source(settings, source, path, calibration, calibration_path,
                                   **source_kw)
     if background_m is not None:
         bg = background_m
+    if store_id:
+        cal = cal.model_copy(update={"store_id": store_id})
     proc = EdgeProcessor(cal, bg, rate_hz=rate_hz, nominal_fps=src.fps, anonymous=anonymous)
     sink = None
     consumer = None

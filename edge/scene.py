@@ -278,6 +278,7 @@ class Renderer:
     _drop_bank: list[FloatArray] = field(init=False, repr=False)
     _dead: FloatArray = field(init=False, repr=False)
     _frame: int = 0
+    last_depth_m: FloatArray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         intr = self.scene.intrinsics
@@ -342,6 +343,7 @@ class Renderer:
     def render(self, truth: Truth) -> FloatArray:
         """One z16 depth image (uint16, depth units of ``DEPTH_SCALE``) with sensor artefacts."""
         depth = self.depth_m(truth)
+        self.last_depth_m = depth  # noise-free, for ground-truth visibility
         k = self._frame % len(self._noise_bank)
         self._frame += 1
         if self.noise:
