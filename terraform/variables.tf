@@ -128,9 +128,9 @@ variable "ksqldb_csu" {
 }
 
 variable "ksqldb_topic_prefixes" {
-  description = "Prefixes of extra topics the ksqlDB migrations may create and own (the contract topics are granted separately)."
+  description = "Prefixes of extra topics the ksqlDB migrations create and own: their explicit KAFKA_TOPIC names and `instore ksql migrate`'s metadata stream/table (contract topics are granted separately)."
   type        = list(string)
-  default     = ["NEARBY_", "VALID_", "MIGRATION_"]
+  default     = ["NEARBY_", "VALID_", "MIGRATION_", "default_ksql_MIGRATION_"]
 
   validation {
     condition     = alltrue([for p in var.ksqldb_topic_prefixes : can(regex("^[A-Za-z0-9._-]{3,}$", p))])
