@@ -305,3 +305,15 @@ def test_variable_validations_reject_bad_values(tmp_path: Path) -> None:
         assert message in text, message
     good = console(tmp_path, "1", REQUIRED)  # and the defaults pass their own validations
     assert "Invalid value" not in good.stdout + good.stderr
+
+
+def test_ksqldb_may_write_every_topic_the_ksql_migrations_name() -> None:
+    contract = {tp.name for tp in t.ALL}
+    prefixes = [unquote(p) for p in blocks("variable")["ksqldb_topic_prefixes"]["default"]]
+    ksql_dir = TF_DIR.parent / "ksql"
+    named = {m for f in ksql_dir.rglob("*.sql")
+             for m in re.findall(r"KAFKA_TOPIC\s*=\s*'([^']+)'", f.read_text(), flags=re.I)}
+    for topic in named - contract:
+        assert any(topic.startswith(p) for p in prefixes), topic
+    written = set(contract_locals()["workload_access"]["ksqldb"]["write"])
+    assert t.NEARBY_CUSTOMERS.name in written
