@@ -132,6 +132,39 @@ def worker(
     run_worker(loglevel)
 
 
+@bench_app.command("proximity")
+def bench_proximity(
+    stores: Annotated[int, typer.Option(help="Stores in the world.")] = 10,
+    products: Annotated[int, typer.Option(help="Products per store.")] = 10_000,
+    promoted: Annotated[int, typer.Option(help="Promoted products per store.")] = 200,
+    events: Annotated[int, typer.Option(help="Positions for the throughput run.")] = 100_000,
+    naive: Annotated[bool, typer.Option("--naive", help="The seed demo's scan (baseline).")] = False,
+    workers: Annotated[int, typer.Option(help="Faust workers.")] = 1,
+    rate: Annotated[float, typer.Option(help="Positions/s for the latency run.")] = 2000.0,
+    latency_seconds: Annotated[float, typer.Option(help="Length of the latency run.")] = 10.0,
+    ceiling: Annotated[bool, typer.Option(help="Measure the Faust consume-only ceiling.")] = True,
+    seed: Annotated[int, typer.Option(help="World and walks seed.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
+) -> None:
+    """Positions -> Faust worker -> NEARBY_CUSTOMERS on a private embedded stack: positions/s,
+    rows/s, matches per position, p50/p99 latency, and the Faust consume-only ceiling."""
+    from bench.proximity import run  # noqa: PLC0415
+
+    fig = run(stores=stores, products=products, promoted=promoted, events=events, naive=naive,
+              workers=workers, rate=rate, latency_seconds=latency_seconds,
+              ceiling=ceiling, seed=seed, progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
+    _print_figures(fig)
+    if as_json:
+        sys.stdout.write(json.dumps(fig) + "\n")
+
+
+def _print_figures(fig: dict[str, object]) -> None:
+    table = Table("figure", "value")
+    for key, value in fig.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    console.print(table)
+
+
 def main() -> None:
     app()
 

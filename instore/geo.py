@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 EARTH_RADIUS_KM = 6371.0
 FT_PER_KM = 3280.8399
@@ -61,64 +61,84 @@ class LocalFrame:
 
 K = TypeVar("K", bound=Hashable)
 
+# Planar pre-filter slack: the local frame is good to ~1e-4 over kilometres; 1 % + 0.5 m keeps
+# every true neighbour, and the exact haversine decides.
+_PREFILTER_REL = 1.01
+_PREFILTER_ABS_M = 0.5
+
+
+class _Grid:
+    """One square grid for points whose radius is at most ``cell_m``."""
+
+    __slots__ = ("cell_m", "cells")
+
+    def __init__(self, cell_m: float) -> None:
+        self.cell_m = cell_m
+        self.cells: dict[tuple[int, int], list[tuple[Any, float, float, float, float, float, float]]] = (
+            defaultdict(list)
+        )
+
 
 @dataclass
 class GridIndex(Generic[K]):
-    """Points on a square grid whose cell is no smaller than the largest query radius.
+    """Points with a radius each, in square grids whose cell is no smaller than the radius.
 
-    A query looks at the 3x3 cells around the point, then checks the exact haversine distance,
-    so the work per query grows with the points nearby, not with how many there are.
+    Points are grouped by radius class (powers of two in metres), each class in its own grid,
+    so small-radius points are not searched with a large radius's cells. A query looks at the
+    3x3 cells around the point in each class, pre-filters by planar distance in the store's
+    local frame, then checks the exact haversine distance: the work per query grows with the
+    points nearby, not with how many there are.
     """
 
     frame: LocalFrame
-    cell_m: float
-    _cells: dict[tuple[int, int], list[tuple[K, float, float, float]]] = field(  # key,lat,lon,r_ft
-        default_factory=lambda: defaultdict(list)
-    )
+    _grids: dict[int, _Grid] = field(default_factory=dict)
     size: int = 0
 
-    # Projection error allowance: a 5 % larger cell plus a metre keeps every true neighbour
-    # inside the 3x3 block even where the local frame is slightly off.
-    SAFETY = 1.05
-
     @classmethod
-    def build(
-        cls, points: Iterable[tuple[K, float, float, float]]
-    ) -> GridIndex[K]:
-        """``points`` are (key, lat, lon, radius_ft); the cell fits the largest radius."""
+    def build(cls, points: Iterable[tuple[K, float, float, float]]) -> GridIndex[K]:
+        """``points`` are (key, lat, lon, radius_ft)."""
         pts = list(points)
         if pts:
             lat0 = sum(p[1] for p in pts) / len(pts)
             lon0 = sum(p[2] for p in pts) / len(pts)
         else:
             lat0 = lon0 = 0.0
-        max_radius_m = max((p[3] for p in pts), default=1.0) * M_PER_FT
-        index: GridIndex[K] = cls(LocalFrame(lat0, lon0), max(max_radius_m, 1.0) * cls.SAFETY + 1)
+        index: GridIndex[K] = cls(LocalFrame(lat0, lon0))
         for key, lat, lon, radius_ft in pts:
             index.add(key, lat, lon, radius_ft)
         return index
 
-    def _cell(self, lat: float, lon: float) -> tuple[int, int]:
-        x, y = self.frame.to_xy(lat, lon)
-        return math.floor(x / self.cell_m), math.floor(y / self.cell_m)
-
     def add(self, key: K, lat: float, lon: float, radius_ft: float) -> None:
-        if radius_ft * M_PER_FT > self.cell_m / self.SAFETY:
-            msg = "radius larger than the grid cell: rebuild the index"
-            raise ValueError(msg)
-        self._cells[self._cell(lat, lon)].append((key, lat, lon, radius_ft))
+        radius_m = max(radius_ft * M_PER_FT, 0.01)
+        cls_ = math.ceil(math.log2(radius_m))
+        grid = self._grids.get(cls_)
+        if grid is None:
+            grid = self._grids[cls_] = _Grid((2.0**cls_) * _PREFILTER_REL + _PREFILTER_ABS_M)
+        x, y = self.frame.to_xy(lat, lon)
+        cell = (math.floor(x / grid.cell_m), math.floor(y / grid.cell_m))
+        pre = radius_m * _PREFILTER_REL + _PREFILTER_ABS_M
+        grid.cells[cell].append((key, x, y, lat, lon, radius_ft, pre * pre))
         self.size += 1
 
-    def within(self, lat: float, lon: float) -> Iterator[tuple[K, float]]:
+    def within(self, lat: float, lon: float) -> list[tuple[K, float]]:
         """Every (key, distance_ft) whose own radius covers (lat, lon)."""
-        cx, cy = self._cell(lat, lon)
-        cells = self._cells
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                bucket = cells.get((cx + dx, cy + dy))
-                if not bucket:
-                    continue
-                for key, plat, plon, radius_ft in bucket:
-                    d_ft = distance_ft(lat, lon, plat, plon)
-                    if d_ft <= radius_ft:
-                        yield key, d_ft
+        x, y = self.frame.to_xy(lat, lon)
+        out: list[tuple[K, float]] = []
+        for grid in self._grids.values():
+            cm = grid.cell_m
+            cx, cy = math.floor(x / cm), math.floor(y / cm)
+            cells = grid.cells
+            for gx in (cx - 1, cx, cx + 1):
+                for gy in (cy - 1, cy, cy + 1):
+                    bucket = cells.get((gx, gy))
+                    if not bucket:
+                        continue
+                    for key, px, py, plat, plon, radius_ft, pre2 in bucket:
+                        dx = x - px
+                        dy = y - py
+                        if dx * dx + dy * dy > pre2:
+                            continue
+                        d_ft = distance_ft(lat, lon, plat, plon)
+                        if d_ft <= radius_ft:
+                            out.append((key, d_ft))
+        return out

@@ -152,21 +152,55 @@ class ProximityState:
             raise UnknownStore(msg)
         return store_id
 
-    def match(self, pos: CustomerLocation, ts: int) -> list[NearbyCustomer]:
-        """Every NEARBY_CUSTOMERS row for this position (raises UnknownStore)."""
+    def match_rows(self, pos: CustomerLocation, ts: int) -> list[dict[str, object]]:
+        """Every NEARBY_CUSTOMERS value for this position, as dicts (raises UnknownStore)."""
         store_id = self.resolve_store(pos)
+        promotions = self.promotions
+        products = self.products[store_id]
+        lat, lon = pos.latitude, pos.longitude
         rows = []
-        for (pid, sku), d_ft in self.index_for(store_id).within(pos.latitude, pos.longitude):
-            q = self.promotions[pid]
-            if not q.active_at(ts):
+        for (pid, sku), d_ft in self.index_for(store_id).within(lat, lon):
+            if not promotions[pid].active_at(ts):
                 continue
-            p = self.products[store_id][sku]
-            rows.append(NearbyCustomer(
-                uid=pos.uid, store_id=store_id, pid=pid, sku=sku, segment=p.segment,
-                distance_ft=d_ft, latitude=pos.latitude, longitude=pos.longitude,
-                product_latitude=p.latitude, product_longitude=p.longitude,
-                country=pos.country if pos.country is not None else p.country, ts=ts,
-            ))
+            rows.append(nearby_row(pos.uid, store_id, lat, lon, pos.country, ts, pid,
+                                   products[sku], d_ft))
+        return rows
+
+    def match(self, pos: CustomerLocation, ts: int) -> list[NearbyCustomer]:
+        """Every NEARBY_CUSTOMERS row for this position, as records (raises UnknownStore)."""
+        return [NearbyCustomer.model_validate(row) for row in self.match_rows(pos, ts)]
+
+    def _country_candidates(self) -> dict[str | None, list[tuple[str, str, Product, float]]]:
+        if getattr(self, "_naive_built", None) is not self._index_version():
+            by_country: dict[str | None, list[tuple[str, str, Product, float]]] = defaultdict(list)
+            for store_id in self.stores:
+                for (pid, sku), _lat, _lon, radius_ft in self._promoted_in(store_id):
+                    p = self.products[store_id][sku]
+                    by_country[p.country].append((pid, store_id, p, radius_ft))
+            self._naive = by_country
+            self._naive_built = self._index_version()
+        return self._naive
+
+    def _index_version(self) -> tuple[int, int]:
+        return (sum(len(v) for v in self.products.values()), len(self.promotions))
+
+    def match_rows_naive(self, pos: CustomerLocation, ts: int) -> list[dict[str, object]]:
+        """The seed demo's approach: scan every promoted product in the position's country.
+
+        Same rule and same rows as ``match_rows``; only the candidate set differs (baseline).
+        """
+        store_id = self.resolve_store(pos)
+        lat, lon = pos.latitude, pos.longitude
+        rows = []
+        candidates = self._country_candidates()
+        country = pos.country if pos.country is not None else None
+        pool = candidates.get(country) if country is not None else None
+        if pool is None:
+            pool = [c for cs in candidates.values() for c in cs]
+        for pid, p_store, p, radius_ft in pool:
+            d_ft = distance_ft(lat, lon, p.latitude, p.longitude)
+            if d_ft <= radius_ft and p_store == store_id and self.promotions[pid].active_at(ts):
+                rows.append(nearby_row(pos.uid, store_id, lat, lon, pos.country, ts, pid, p, d_ft))
         return rows
 
     def brute_force(self, pos: CustomerLocation, ts: int) -> list[tuple[str, int, float]]:
@@ -182,3 +216,14 @@ class ProximityState:
                     if d <= q.radius_ft:
                         out.append((q.pid, p.sku, d))
         return out
+
+
+def nearby_row(uid: str, store_id: str, lat: float, lon: float, country: str | None, ts: int,
+               pid: str, product: Product, d_ft: float) -> dict[str, object]:
+    """A NEARBY_CUSTOMERS value as a plain dict (the hot path; same fields as NearbyCustomer)."""
+    return {
+        "uid": uid, "store_id": store_id, "pid": pid, "sku": product.sku,
+        "segment": product.segment, "distance_ft": d_ft, "latitude": lat, "longitude": lon,
+        "product_latitude": product.latitude, "product_longitude": product.longitude,
+        "country": country if country is not None else product.country, "ts": ts,
+    }

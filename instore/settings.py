@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=500, ge=1)
     worker_batch_within_s: float = Field(default=0.005, gt=0)
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    # Which agents a worker runs (benchmarks isolate one): proximity, policy.
+    worker_agents: str = "proximity,policy"
+    # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).
+    proximity_index: Literal["grid", "naive"] = "grid"
 
     # API keys per role.
     api_key_marketer: SecretStr | None = None

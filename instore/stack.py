@@ -46,3 +46,32 @@ def stack_env(settings: Settings) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "REDIS_URL": settings.redis_address,
     }
+
+
+def isolated_settings(base: Settings, **overrides: object) -> Settings:
+    """Settings for a private embedded stack on free loopback ports (benchmarks, demo --isolated)."""
+    from instore.embedded import free_port  # noqa: PLC0415
+
+    data = base.model_dump()
+    data.update(
+        kafka_bootstrap_servers=None, redis_url=None, broker_port=free_port(),
+        redis_port=free_port(), hub_port=free_port(), api_port=free_port(),
+        ksql_port=free_port(),
+    )
+    data.update(overrides)
+    return Settings.model_validate(data)
+
+
+def child_env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a child `instore` process that must use exactly these settings."""
+    env = stack_env(settings)
+    env.update({
+        "BROKER_PORT": str(settings.broker_port), "REDIS_PORT": str(settings.redis_port),
+        "HUB_PORT": str(settings.hub_port), "API_PORT": str(settings.api_port),
+        "KSQL_PORT": str(settings.ksql_port), "KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "DWELL_S": str(settings.dwell_s), "COOLDOWN_S": str(settings.cooldown_s),
+        "CAP_PER_HOUR": str(settings.cap_per_hour), "WORKER_AGENTS": settings.worker_agents,
+        "PROXIMITY_INDEX": settings.proximity_index, "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env

@@ -9,13 +9,13 @@ idempotent by key and ``offer_id``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections import Counter
 from typing import Any
 
 import faust
+import orjson
 
 from instore import topics as t
 from instore.geo import GeoError
@@ -29,6 +29,7 @@ from instore.records import (
     decode,
 )
 from instore.settings import Settings, get_settings
+from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
@@ -75,6 +76,11 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         table_standby_replicas=0,
+        # The embedded broker completes a group join only after the rebalance timeout, so
+        # keep it short (a setting, for real clusters with slow members).
+        broker_rebalance_timeout=settings.worker_rebalance_timeout_s,
+        broker_session_timeout=max(settings.worker_rebalance_timeout_s, 10.0),
+        broker_heartbeat_interval=1.0,
     )
     policy_cfg = PolicyConfig(settings.dwell_s, settings.dwell_gap_s, settings.cooldown_s,
                               settings.cap_per_hour, settings.offer_ttl_s)
@@ -88,17 +94,24 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     )
     stats: Counter[str] = Counter()
     writer = ServingWriter(settings.redis_address)
+    out_nearby = Output(settings, "proximity")
+    out_offers = Output(settings, "policy")
+    enabled = {a.strip() for a in settings.worker_agents.split(",") if a.strip()}
 
-    async def send_dead_letter(source: str, error: str, raw: bytes | None,
-                               partition: int, offset: int) -> None:
+    def send_dead_letter(out: Output, source: str, error: str, raw: bytes | None,
+                         partition: int, offset: int) -> None:
         stats["dead_letters"] += 1
         reason = error.split(":", 1)[0][:60]
         stats[f"dead:{reason}"] += 1
         record = dead_letter(source, error, raw, partition, offset)
-        fut = await app.producer.send(t.DEAD_LETTERS.name, None, record.to_json(), None, None, None)
-        await fut
+        out.send(t.DEAD_LETTERS.name, None, record.to_json(), None)
 
-    views = Views(settings, send_dead_letter)
+    async def view_dead_letter(source: str, error: str, raw: bytes | None,
+                               partition: int, offset: int) -> None:
+        send_dead_letter(out_offers, source, error, raw, partition, offset)
+        await out_offers.drain()
+
+    views = Views(settings, view_dead_letter)
     app.views = views  # type: ignore[attr-defined]
     app.stats = stats  # type: ignore[attr-defined]
 
@@ -106,72 +119,69 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     async def replicate_views() -> None:
         await views.run()
 
-    def kafka_ts(ts_ms: int) -> float:
-        # Faust takes seconds; +0.5 ms so the driver's int(ts * 1000) lands exactly on ts_ms.
-        return (ts_ms + 0.5) / 1000.0
-
-    @app.agent(positions_topic)
     async def proximity(stream: faust.StreamT) -> None:
         await views.ready.wait()
         state = views.proximity
+        match = state.match_rows_naive if settings.proximity_index == "naive" else state.match_rows
+        nearby_name = t.NEARBY_CUSTOMERS.name
+        dumps = orjson.dumps
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):
-            futs = []
-            dead: list[tuple[str, bytes | None, int, int]] = []
             live: list[tuple[str, str, float, float, int]] = []
-            rows_out: list[NearbyCustomer] = []
             batch = Counter[str]()
+            n_rows = 0
             for event in events:
                 msg = event.message
                 try:
                     pos = decode(CustomerLocation, msg.value)
                     ts = pos.ts if pos.ts is not None else int(msg.timestamp * 1000)
-                    rows = state.match(pos, ts)
+                    rows = match(pos, ts)
                 except RecordError as exc:
-                    dead.append((exc.reason, msg.value, msg.partition, msg.offset))
+                    send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name, exc.reason,
+                                     msg.value, msg.partition, msg.offset)
                     continue
                 except UnknownStore as exc:
                     if pos.store_id is None:
                         batch["outside_stores"] += 1
                     else:
-                        dead.append((str(exc), msg.value, msg.partition, msg.offset))
+                        send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name, str(exc),
+                                         msg.value, msg.partition, msg.offset)
                     continue
                 except GeoError as exc:
-                    dead.append((f"invalid position: {exc}", msg.value, msg.partition, msg.offset))
+                    send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name,
+                                     f"invalid position: {exc}", msg.value, msg.partition,
+                                     msg.offset)
                     continue
-                batch["positions"] += 1
-                live.append((pos.uid, rows[0].store_id if rows else (pos.store_id or ""),
-                             pos.latitude, pos.longitude, ts))
                 key = pos.uid.encode()
                 for row in rows:
-                    futs.append(await app.producer.send(
-                        t.NEARBY_CUSTOMERS.name, key, row.to_json(), None, kafka_ts(ts), None))
-                rows_out.extend(rows)
-            for reason, raw, partition, offset in dead:
-                await send_dead_letter(t.CUSTOMERS_LOCATIONS.name, reason, raw, partition, offset)
-            if futs:
-                await asyncio.gather(*futs)
-            batch["nearby"] += len(rows_out)
+                    out_nearby.send(nearby_name, key, dumps(row), ts)
+                n_rows += len(rows)
+                if pos.store_id is not None or rows:
+                    live.append((pos.uid, pos.store_id or str(rows[0]["store_id"]),
+                                 pos.latitude, pos.longitude, ts))
+            batch["positions"] += len(live)
+            batch["nearby"] += n_rows
+            await out_nearby.drain()
             stats.update(batch)
-            await writer.write_batch([p for p in live if p[1]], rows_out, [], batch)
+            await writer.write_batch(live, [], [], batch)
 
-    @app.agent(nearby_topic)
     async def policy(stream: faust.StreamT) -> None:
         await views.ready.wait()
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):
-            futs = []
             offers: list[Offer] = []
             touched: dict[str, ShopperState] = {}
             batch = Counter[str]()
+            per_promo: Counter[tuple[str, str]] = Counter()
             for event in events:
                 msg = event.message
                 try:
                     row = decode(NearbyCustomer, msg.value)
                 except RecordError as exc:
-                    await send_dead_letter(t.NEARBY_CUSTOMERS.name, exc.reason, msg.value,
-                                           msg.partition, msg.offset)
+                    send_dead_letter(out_offers, t.NEARBY_CUSTOMERS.name, exc.reason, msg.value,
+                                     msg.partition, msg.offset)
                     continue
+                per_promo[(row.pid, row.store_id)] += 1
                 consent = views.consents.get(row.uid)
                 shopper = touched.get(row.uid)
                 if shopper is None:
@@ -182,9 +192,7 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                 batch[f"policy:{verdict}"] += 1
                 if offer is not None:
                     offers.append(offer)
-                    futs.append(await app.producer.send(
-                        t.OFFERS.name, offer.uid.encode(), offer.to_json(), None,
-                        kafka_ts(offer.ts), None))
+                    out_offers.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
             for uid, shopper in touched.items():
                 key = uid.encode()
                 if views.consents.get(uid) is None:
@@ -194,11 +202,16 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                 newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
                 shopper.prune(newest, policy_cfg)
                 policy_state[key] = shopper.to_dict()
-            if futs:
-                await asyncio.gather(*futs)
+            await out_offers.drain()
             batch["offers"] += len(offers)
             stats.update(batch)
-            await writer.write_batch([], [], offers, Counter(offers=len(offers)))
+            await writer.write_batch([], [], offers, Counter(offers=len(offers)),
+                                     per_promo=per_promo)
+
+    if "proximity" in enabled:
+        app.agent(positions_topic, name="proximity")(proximity)
+    if "policy" in enabled:
+        app.agent(nearby_topic, name="policy")(policy)
 
     @app.timer(interval=30.0)
     async def report() -> None:
@@ -219,5 +232,6 @@ def run_worker(loglevel: str = "warning") -> None:
     """Run one worker in this process (the `instore worker` command)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(get_settings())
-    sys.argv = [sys.argv[0], "worker", "-l", loglevel]
+    level = {"warning": "warn", "critical": "crit"}.get(loglevel.lower(), loglevel.lower())
+    sys.argv = [sys.argv[0], "worker", "-l", level]
     app.main()

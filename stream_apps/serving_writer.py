@@ -36,6 +36,7 @@ class ServingWriter:
         nearby: list[NearbyCustomer],
         offers: list[Offer],
         totals: Counter[str],
+        per_promo: Counter[tuple[str, str]] | None = None,
     ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for uid, store_id, lat, lon, ts in positions:
@@ -47,7 +48,7 @@ class ServingWriter:
                       orjson.dumps({"latitude": lat, "longitude": lon, "ts": ts}))
         if len(self._last_pos) > 200_000:
             self._last_pos.clear()
-        per_promo: Counter[tuple[str, str]] = Counter()
+        per_promo = Counter(per_promo or {})
         for row in nearby:
             per_promo[(row.pid, row.store_id)] += 1
         for (pid, store_id), n in per_promo.items():

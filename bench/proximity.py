@@ -1,0 +1,332 @@
+"""`instore bench proximity`: the real path, measured.
+
+Builds the benchmark world (DESIGN.md) on a private embedded stack (Tansu + Redis on free
+ports), loads the catalog and promotions, starts the Faust worker(s), then:
+
+1. throughput: produces ``events`` positions as fast as the producer goes and consumes the
+   NEARBY_CUSTOMERS rows back; positions/s = events / (last row - first produce);
+2. latency: produces positions at ``--rate`` (default 2,000/s) for ``--latency-seconds`` and
+   measures position ts -> NEARBY row consumed (p50/p99), and -> offer when the policy runs;
+3. the Faust ceiling: a Faust agent on the same broker that only consumes and decodes the same
+   positions, in its own process, after the worker is stopped (so both had the machine alone).
+
+It prints the figures and appends them as one JSON line to ``bench/results/proximity.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+from instore import topics as t
+from instore.embedded import Stack, ServiceSpec
+from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
+from instore.proximity import ProximityState
+from instore.records import CustomerLocation, now_ms
+from instore.settings import Settings, get_settings
+from instore.stack import child_env_for, isolated_settings
+from producers.shoppers import walk_positions
+from producers.world import build_world
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Figures:
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+def _tail_consumer(settings: Settings, topic: t.Topic) -> Consumer:
+    c = make_consumer(settings, **{"fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
+    parts = t.partitions_of(topic, settings.kafka_partitions)
+    c.assign([TopicPartition(topic.name, p, OFFSET_END) for p in range(parts)])
+    return c
+
+
+def _positions(world: Any, n: int, seed: int) -> list[CustomerLocation]:
+    shoppers = max(50, n // 400)
+    out: list[CustomerLocation] = []
+    for pos in walk_positions(world, shoppers=shoppers, seed=seed, hz=2.0):
+        out.append(pos)
+        if len(out) >= n:
+            break
+    return out
+
+
+def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events: int = 100_000,
+        naive: bool = False, workers: int = 1, rate: float = 2000.0, latency_seconds: float = 10.0,
+        ceiling: bool = True, seed: int = 7,
+        progress: Progress = lambda m: None) -> dict[str, Any]:
+    base = get_settings()
+    # The policy agent reads every NEARBY row; at ~20 matches per position it would compete
+    # with proximity for the worker's core, so this benchmark runs proximity alone.
+    settings = isolated_settings(base, worker_agents="proximity",
+                                 proximity_index="naive" if naive else "grid", dwell_s=0.0)
+    world = build_world(stores, products, promoted, seed=seed)
+    tmp = Path(tempfile.mkdtemp(prefix="instore-bench-"))
+    stack = Stack(tmp / "logs", env=child_env_for(settings), on_event=progress)
+    fig: dict[str, Any] = {
+        "bench": "proximity", "engine": "faust", "index": "naive" if naive else "grid",
+        "stores": stores, "products": products, "promoted": promoted, "events": events,
+        "workers": workers, "partitions": settings.kafka_partitions, "at": now_ms(),
+    }
+    try:
+        stack.start(ServiceSpec("broker", _tansu(settings), port=settings.broker_port))
+        stack.start(ServiceSpec("redis", _redis(settings, tmp), port=settings.redis_port))
+        wait_for_broker(settings)
+        ensure_topics(settings)
+        producer = make_producer(settings)
+        progress(f"loading {len(world.products):,} products and {len(world.promotions)} promotions")
+        for p in world.products:
+            produce(producer, t.STORES_PRODUCTS, p)
+        for q in world.promotions:
+            produce(producer, t.PRODUCTS_PROMOTIONS, q)
+        producer.flush(60)
+
+        # In-process figures: the rule's cost per position, index vs naive, no Kafka involved.
+        state = ProximityState()
+        for p in world.products:
+            state.upsert_product(p)
+        for q in world.promotions:
+            state.upsert_promotion(q)
+        positions = _positions(world, events, seed)
+        fig.update(_micro(state, positions[:5000]))
+
+        for i in range(workers):
+            stack.start(ServiceSpec(f"worker-{i + 1}", [sys.executable, "-m", "instore", "worker"]))
+        nearby = _tail_consumer(settings, t.NEARBY_CUSTOMERS)
+        _warm_up(settings, producer, world, nearby, progress)
+
+        progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
+        fig.update(_latency(producer, nearby, positions, rate, latency_seconds))
+        progress(f"throughput: {events:,} positions")
+        fig.update(_throughput(settings, producer, nearby, state, positions))
+        fig["worker_max_rss_mb"] = _rss_mb(stack)
+        for name in [n for n in stack.services if n.startswith("worker")]:
+            stack.services[name].spec.restart = False
+        _stop_workers(stack)
+        if ceiling:
+            progress("Faust ceiling: a consume-and-decode agent on the same positions")
+            fig.update(_ceiling(settings, tmp, events))
+            if fig.get("faust_ceiling_events_per_s"):
+                fig["ratio_to_ceiling"] = round(
+                    fig["events_per_s"] / fig["faust_ceiling_events_per_s"], 3)
+    finally:
+        for client in (locals().get("nearby"),):
+            if client is not None:
+                with contextlib.suppress(RuntimeError):
+                    client.close()
+        stack.stop()
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / "proximity.jsonl").open("a") as f:
+        f.write(json.dumps(fig) + "\n")
+    return fig
+
+
+def _tansu(settings: Settings) -> list[str]:
+    from instore.embedded import tansu_argv  # noqa: PLC0415
+
+    return tansu_argv(settings.host, settings.broker_port)
+
+
+def _redis(settings: Settings, tmp: Path) -> list[str]:
+    from instore.embedded import redis_argv  # noqa: PLC0415
+
+    return redis_argv(settings.host, settings.redis_port, tmp / "redis")
+
+
+def _micro(state: ProximityState, sample: list[CustomerLocation]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    rows = sum(len(state.match_rows(p, p.ts or 0)) for p in sample)
+    grid_us = (time.perf_counter() - t0) / len(sample) * 1e6
+    few = sample[:300]
+    t0 = time.perf_counter()
+    for p in few:
+        state.match_rows_naive(p, p.ts or 0)
+    naive_us = (time.perf_counter() - t0) / len(few) * 1e6
+    return {"match_us_per_position": round(grid_us, 2), "naive_match_us_per_position":
+            round(naive_us, 2), "matches_per_position": round(rows / len(sample), 3)}
+
+
+def _warm_up(settings: Settings, producer: Any, world: Any, nearby: Consumer,
+             progress: Progress) -> None:
+    """Wait until the worker has joined and loaded the views: a probe position comes back."""
+    q = world.promotions[0]
+    p = next(x for x in world.products if x.sku == q.sku)
+    progress("waiting for the worker to join and load the catalog")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        probe = CustomerLocation(uid="probe", store_id=p.store_id, latitude=p.latitude,
+                                 longitude=p.longitude, ts=now_ms())
+        produce(producer, t.CUSTOMERS_LOCATIONS, probe)
+        producer.flush(10)
+        t_end = time.monotonic() + 2
+        while time.monotonic() < t_end:
+            msg = nearby.poll(0.1)
+            if msg is not None and not msg.error() and msg.key() == b"probe":
+                _drain(nearby, 1.0)
+                return
+    msg = "the worker did not produce NEARBY rows within 180 s (see its log)"
+    raise RuntimeError(msg)
+
+
+def _drain(consumer: Consumer, quiet_s: float) -> int:
+    n = 0
+    last = time.monotonic()
+    while time.monotonic() - last < quiet_s:
+        msgs = consumer.consume(10_000, 0.1)
+        if msgs:
+            n += len(msgs)
+            last = time.monotonic()
+    return n
+
+
+def _throughput(settings: Settings, producer: Any, nearby: Consumer, state: ProximityState,
+                positions: list[CustomerLocation]) -> dict[str, Any]:
+    now = now_ms()
+    expected = 0
+    payloads = []
+    for i, p in enumerate(positions):
+        ts = now + i // 50  # spread over time like a live feed, ~50 positions per ms
+        expected += len(state.match_rows(p, ts))
+        payloads.append((p.uid.encode(), orjson.dumps(p.model_dump() | {"ts": ts}), ts))
+    t0 = time.perf_counter()
+    for key, value, ts in payloads:
+        while True:
+            try:
+                producer.produce(t.CUSTOMERS_LOCATIONS.name, value, key, timestamp=ts)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
+    t_produced = time.perf_counter() - t0
+    got = 0
+    t_last = t0
+    deadline = time.monotonic() + max(120, len(positions) / 500)
+    while got < expected and time.monotonic() < deadline:
+        msgs = nearby.consume(10_000, 0.2)
+        if msgs:
+            got += sum(1 for m in msgs if not m.error())
+            t_last = time.perf_counter()
+    seconds = t_last - t0
+    return {
+        "events_per_s": round(len(positions) / seconds, 1),
+        "rows_per_s": round(got / seconds, 1),
+        "nearby_rows": got, "nearby_rows_expected": expected,
+        "produce_events_per_s": round(len(positions) / t_produced, 1),
+        "throughput_seconds": round(seconds, 3),
+    }
+
+
+def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation], rate: float, seconds: float) -> dict[str, Any]:
+    n = int(rate * seconds)
+    sent_at: dict[tuple[str, int], float] = {}
+    lat_nearby: dict[tuple[str, int], float] = {}
+    interval = 1.0 / rate
+    t_start = time.perf_counter()
+    i = 0
+
+    def poll_outputs() -> None:
+        for m in nearby.consume(10_000, 0):
+            if m.error():
+                continue
+            row = orjson.loads(m.value())
+            k = (row["uid"], row["ts"])
+            if k in sent_at and k not in lat_nearby:
+                lat_nearby[k] = (time.time() * 1000 - row["ts"])
+
+    while i < n:
+        due = t_start + i * interval
+        now = time.perf_counter()
+        if now < due:
+            poll_outputs()
+            time.sleep(min(0.001, max(0.0, due - time.perf_counter())))
+            continue
+        p = positions[i % len(positions)]
+        ts = now_ms()
+        uid = f"lat-{p.uid}"
+        sent_at[(uid, ts)] = time.perf_counter()
+        value = orjson.dumps(p.model_dump() | {"uid": uid, "ts": ts})
+        while True:
+            try:
+                producer.produce(t.CUSTOMERS_LOCATIONS.name, value, uid.encode(), timestamp=ts)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        i += 1
+    producer.flush(30)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        poll_outputs()
+        time.sleep(0.01)
+    vals = list(lat_nearby.values())
+    out: dict[str, Any] = {
+        "latency_rate_per_s": rate, "latency_positions": n,
+        "positions_with_rows": len(vals),
+        "p50_ms": round(_percentile(vals, 0.50), 2), "p99_ms": round(_percentile(vals, 0.99), 2),
+    }
+    return out
+
+
+def _rss_mb(stack: Stack) -> float:
+    import psutil  # noqa: PLC0415
+
+    rss = 0.0
+    for name, r in stack.services.items():
+        if name.startswith("worker"):
+            try:
+                rss = max(rss, psutil.Process(r.proc.pid).memory_info().rss / 2**20)
+            except psutil.Error:
+                continue
+    return round(rss, 1)
+
+
+def _stop_workers(stack: Stack) -> None:
+    from instore.embedded import _terminate  # noqa: PLC0415
+
+    for name in [n for n in stack.services if n.startswith("worker")]:
+        _terminate(stack.services.pop(name).proc, 10)
+
+
+def _ceiling(settings: Settings, tmp: Path, events: int) -> dict[str, Any]:
+    out = tmp / "ceiling.json"
+    env = child_env_for(settings)
+    import os  # noqa: PLC0415
+
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "bench.faust_ceiling", "--events", str(events), "--out", str(out)],
+        env=os.environ | env, stdout=(tmp / "ceiling.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        proc.wait(timeout=max(180, events / 1000))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return {"faust_ceiling_events_per_s": None}
+    data = json.loads(out.read_text()) if out.exists() else {}
+    return {"faust_ceiling_events_per_s": round(data.get("events_per_s", 0.0), 1) or None}
+
+
+def max_rss_self_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
