@@ -75,7 +75,7 @@ class ShopperGuard:
 
     With a ``uid`` path parameter the token must be that shopper's. Returns the uid of the
     token, or ``"role:<role>"`` for a role caller. With ``optional=True`` an anonymous caller
-    gets ``None`` (the route decides).
+    gets ``None`` (the route decides); without roles an API key then counts as anonymous.
     """
 
     def __init__(self, *roles: str, optional: bool = False) -> None:
@@ -96,7 +96,7 @@ class ShopperGuard:
             if path_uid is not None and uid != path_uid:
                 _forbidden("this shopper token is for another shopper")
             return uid
-        if key:
+        if key and (self.roles or not self.optional):
             role = role_of_key(services.settings, key)
             if role is None:
                 _unauthorized("unknown X-API-Key")
