@@ -106,7 +106,7 @@ class TableView:
                 self._stop.wait(2.0)
 
     def _follow(self) -> None:
-        ensure_topics(self._settings, VIEWED)
+        ensure_topics(self._settings)  # the whole contract: the API writes to several topics
         consumer = make_consumer(self._settings, **{"fetch.wait.max.ms": 100})
         try:
             md = consumer.list_topics(timeout=10)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from api import catalog
 from api.deps import Marketer, MarketerOrAnalyst, ServicesDep
+from api.errors import unprocessable
 from api.models import BulkReport, Ident, ProductIn, ProductPublic, RowError, Segment
 from api.publisher import PublishError
 from api.services import Services
@@ -124,14 +125,12 @@ def bulk_products(file: UploadFile, services: ServicesDep, _role: Marketer) -> B
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail="the file is not UTF-8 text") from None
+        unprocessable(["body", "file"], "the file is not UTF-8 text")
     reader = csv.DictReader(io.StringIO(text))
     header = {h.strip() for h in (reader.fieldnames or [])}
     missing = REQUIRED_COLUMNS - header
     if missing:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"CSV header lacks: {', '.join(sorted(missing))}")
+        unprocessable(["body", "file"], f"CSV header lacks: {', '.join(sorted(missing))}")
     errors: list[RowError] = []
     good: list[r.StoreProduct] = []
     countries: dict[str, str | None] = {}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import ValidationError
 
 from api.deps import Marketer, MarketerOrAnalyst, ServicesDep
+from api.errors import unprocessable
 from api.funnel import funnels, status_of
 from api.models import Ident, PromotionCreate, PromotionPublic, PromotionUpdate, epoch_ms
 from api.publisher import PublishError
@@ -30,21 +31,17 @@ PidPath = Annotated[Ident, Path(description="promotion id")]
 CATALOG_WAIT_S = 10.0
 
 
-def _unprocessable(field: str, message: str) -> NoReturn:
-    detail = [{"loc": ["body", field], "msg": message, "type": "value_error"}]
-    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
-
-
 def _check_target(services: Services, promo: r.Promotion) -> None:
     if not services.tables.wait_caught_up(CATALOG_WAIT_S):
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail="the catalog is still loading from stores_products; retry")
     if promo.sku is not None:
         if not services.tables.sku_known(promo.sku):
-            _unprocessable("sku", f"SKU {promo.sku} is not in the catalog (stores_products)")
+            unprocessable(["body", "sku"],
+                          f"SKU {promo.sku} is not in the catalog (stores_products)")
     elif promo.segment is not None and not services.tables.segment_known(promo.segment):
         known = ", ".join(services.tables.segments()[:20]) or "none yet"
-        _unprocessable("segment", f"unknown segment {promo.segment!r} (known: {known})")
+        unprocessable(["body", "segment"], f"unknown segment {promo.segment!r} (known: {known})")
 
 
 def _publish(services: Services, promo: r.Promotion) -> None:

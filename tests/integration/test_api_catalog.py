@@ -89,7 +89,7 @@ def test_bulk_csv_reports_rows_in_error(client, api_settings):
     bad = client.post(
         "/products/bulk", headers=MARKETER, files={"file": ("c.csv", "sku,name\n1,x\n", "text/csv")}
     )
-    assert bad.status_code == 422 and "store_id" in bad.json()["detail"]
+    assert bad.status_code == 422 and "store_id" in bad.json()["detail"][0]["msg"]
 
 
 def test_promotion_lifecycle(client, rds, api_settings):
