@@ -29,6 +29,10 @@ class TrackerParams:
     meas_std: float = 0.05        # m, detection noise
     max_speed: float = 2.5        # m/s, velocities are clamped to a walking pace
     spawn_clearance_m: float = 0.45  # no new track this close to a live one
+    merge_m: float = 0.55         # another track predicted this close to a detection: a merge
+    merge_meas_std: float = 0.15  # m, how loosely a track follows a merged blob
+    max_merged_s: float = 3.0     # a track hidden in a merged blob lives this long
+    coast_keep_s: float = 0.5     # velocity kept unchanged this long while coasting
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Track:
     p: FloatArray                 # covariance 4x4
     hits: int = 1
     misses: int = 0
+    merged: bool = False          # hidden in a blob shared with another track this frame
     age: int = 1
     confirmed: bool = False
     uid: str | None = None        # set by a kiosk check-in
@@ -76,8 +81,8 @@ class Tracker:
             tr.x = f @ tr.x
             tr.p = f @ tr.p @ f.T + qm
 
-    def _update(self, tr: Track, z: FloatArray) -> None:
-        r = np.eye(2) * self.params.meas_std ** 2
+    def _update(self, tr: Track, z: FloatArray, meas_std: float | None = None) -> None:
+        r = np.eye(2) * (meas_std if meas_std is not None else self.params.meas_std) ** 2
         s = _H @ tr.p @ _H.T + r
         k = tr.p @ _H.T @ np.linalg.inv(s)
         tr.x = tr.x + k @ (z - _H @ tr.x)
@@ -93,6 +98,8 @@ class Tracker:
         self._predict(dt)
         matched_t: set[int] = set()
         matched_d: set[int] = set()
+        for tr in self.tracks:
+            tr.merged = False
         if self.tracks and len(dets):
             pred = np.array([tr.xy for tr in self.tracks])
             cost = np.linalg.norm(pred[:, None, :] - dets[None, :, :], axis=2)
@@ -101,25 +108,49 @@ class Tracker:
             big = 1e6
             c = np.where(cost <= pr.gate_m, cost + bias, big)
             rows, cols = linear_sum_assignment(c)
-            for ti, di in zip(rows, cols, strict=True):
-                if c[ti, di] >= big:
-                    continue
+            pairs = [(int(ti), int(di)) for ti, di in zip(rows, cols, strict=True)
+                     if c[ti, di] < big]
+            matched_t = {ti for ti, _ in pairs}
+            matched_d = {di for _, di in pairs}
+            for tr in self.tracks:
+                tr.merged = False
+            for ti, di in pairs:
                 tr = self.tracks[ti]
-                self._update(tr, dets[di])
+                # a confirmed track left without a detection whose prediction is also on this
+                # one: two people in one blob. The hidden one is not gone, and the blob's
+                # position is neither person's.
+                others = [oj for oj, o in enumerate(self.tracks)
+                          if oj != ti and oj not in matched_t and o.confirmed
+                          and float(np.hypot(*(o.xy - dets[di]))) < pr.merge_m]
+                if others and tr.confirmed:
+                    # the blob is the group: move the group's centre onto it, keeping each
+                    # member's offset within the group (so who is on which side survives)
+                    group = [tr] + [self.tracks[oj] for oj in others]
+                    shift = dets[di] - np.mean([g.xy for g in group], axis=0)
+                    for g in group:
+                        self._update(g, g.xy + shift, pr.merge_meas_std)
+                    for oj in others:
+                        self.tracks[oj].merged = True
+                else:
+                    self._update(tr, dets[di])
                 tr.hits += 1
                 tr.misses = 0
                 if tr.hits >= pr.confirm_hits:
                     tr.confirmed = True
-                matched_t.add(ti)
-                matched_d.add(di)
         max_misses = max(1, int(round(pr.max_misses_s / max(dt, 1e-3))))
+        max_merged = max(1, int(round(pr.max_merged_s / max(dt, 1e-3))))
+        keep_frames = int(round(pr.coast_keep_s / max(dt, 1e-3)))
         alive: list[Track] = []
         for ti, tr in enumerate(self.tracks):
             tr.age += 1
             if ti not in matched_t:
                 tr.misses += 1
-                tr.x[2:] *= 0.9  # coasting: slow down rather than run off
-            limit = max_misses if tr.confirmed else pr.tentative_misses
+                if tr.misses > keep_frames and not tr.merged:
+                    tr.x[2:] *= 0.9  # coasting a while: slow down rather than run off
+            if tr.confirmed:
+                limit = max_merged if tr.merged else max_misses
+            else:
+                limit = pr.tentative_misses
             if tr.misses > limit:
                 self.ended += 1
                 continue
