@@ -444,7 +444,7 @@ def _run_select(client: Any, text: str, props: dict[str, Any], push: bool, limit
 
 
 def _parse_line(line: str) -> dict[str, Any] | None:
-    s = line.strip().lstrip("[").rstrip(",").rstrip("]").strip()
+    s = line.strip().lstrip("[").lstrip(",").rstrip(",").rstrip("]").strip()
     if not s:
         return None
     try:

@@ -164,17 +164,18 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
         async def gen() -> AsyncIterator[bytes]:
             head = {"header": {"queryId": header["queryId"],
                                "schema": schema_string(header["columns"])}}
-            yield b"[" + orjson.dumps(head)
+            # One complete JSON value per line, so a client can act on each line as it comes.
+            yield b"[" + orjson.dumps(head) + b"\n"
             async for kind, item in _rows(out, header, request):
                 if kind == "row":
-                    yield b",\n" + orjson.dumps({"row": {"columns": item}})
+                    yield b"," + orjson.dumps({"row": {"columns": item}}) + b"\n"
                 elif kind == "tombstone":
-                    yield b",\n" + orjson.dumps({"row": {"columns": item, "tombstone": True}})
+                    yield b"," + orjson.dumps({"row": {"columns": item, "tombstone": True}}) + b"\n"
                 elif kind == "error":
-                    yield b",\n" + orjson.dumps({"errorMessage": {
-                        "@type": "generic_error", "error_code": SERVER_ERROR, "message": item}})
+                    yield b"," + orjson.dumps({"errorMessage": {
+                        "@type": "generic_error", "error_code": SERVER_ERROR, "message": item}}) + b"\n"
                 elif kind == "end":
-                    yield b",\n" + orjson.dumps({"finalMessage": item})
+                    yield b"," + orjson.dumps({"finalMessage": item}) + b"\n"
             yield b"]\n"
 
         return StreamingResponse(gen(), media_type="application/json")
@@ -196,18 +197,14 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
                 "columnTypes": [str(t) for _, t in header["columns"]]}
 
         async def gen() -> AsyncIterator[bytes]:
-            if as_json:
-                yield b"[" + orjson.dumps(head)
-            else:
-                yield orjson.dumps(head) + b"\n"
+            yield (b"[" if as_json else b"") + orjson.dumps(head) + b"\n"
+            sep = b"," if as_json else b""
             async for kind, item in _rows(out, header, request):
                 if kind in ("row", "tombstone"):
-                    yield (b",\n" if as_json else b"") + orjson.dumps(item) + \
-                        (b"" if as_json else b"\n")
+                    yield sep + orjson.dumps(item) + b"\n"
                 elif kind == "error":
-                    err = orjson.dumps({"@type": "generic_error", "error_code": SERVER_ERROR,
-                                        "message": item})
-                    yield (b",\n" + err) if as_json else err + b"\n"
+                    yield sep + orjson.dumps({"@type": "generic_error",
+                                              "error_code": SERVER_ERROR, "message": item}) + b"\n"
             if as_json:
                 yield b"]\n"
 
