@@ -19,6 +19,7 @@ import faust
 from instore import topics as t
 from instore.records import CustomerLocation, RecordError, decode
 from instore.settings import get_settings
+from stream_apps import transport
 
 
 def main() -> None:
@@ -28,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     app = faust.App(
-        f"instore-ceiling-{os.getpid()}", broker=f"kafka://{settings.bootstrap_servers}",
+        f"instore-ceiling-{os.getpid()}",
+        broker=f"{transport.register(settings.consumer_fetch_wait_ms)}://{settings.bootstrap_servers}",
         store="memory://", key_serializer="raw", value_serializer="raw", web_enabled=False,
         consumer_auto_offset_reset="earliest", broker_rebalance_timeout=3.0,
         broker_session_timeout=10.0, broker_heartbeat_interval=1.0,

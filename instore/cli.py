@@ -59,15 +59,14 @@ def up(
     workers: Annotated[int, typer.Option(help="Faust workers to run (scale by partitions).")] = 1,
     data_dir: Annotated[Path | None, typer.Option(help="Where logs and Redis data go.")] = None,
 ) -> None:
-    """Start the embedded stack (broker, Redis, Faust worker, push hub and sink, API) until Ctrl-C."""
-    from instore.embedded import Stack, StackError  # noqa: PLC0415
-    from instore.kafka import ensure_topics, wait_for_broker  # noqa: PLC0415
-    from instore.stack import service_specs, stack_env  # noqa: PLC0415
+    """Start the embedded stack (broker, Redis, Faust worker, push hub and sink, ksqlDB-compatible
+    endpoint, API) and keep it running until Ctrl-C; a crashed service is restarted."""
+    from instore.embedded import StackError  # noqa: PLC0415
+    from instore.kafka import KafkaUnavailable  # noqa: PLC0415
+    from instore.stack import start_stack  # noqa: PLC0415
 
     setup_logging()
     settings = get_settings()
-    data = data_dir or settings.data_dir
-    stack = Stack(data / "logs", env=stack_env(settings), on_event=lambda m: console.print(f"[cyan]up[/] {m}"))
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
@@ -77,22 +76,16 @@ def up(
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        specs = service_specs(settings, data, workers=workers)
-        for spec in specs:
-            if spec.name == "worker" or spec.name.startswith("worker-"):
-                wait_for_broker(settings)
-                created = ensure_topics(settings)
-                if created:
-                    console.print(f"[cyan]up[/] created topics: {', '.join(created)}")
-            stack.start(spec)
+        stack = start_stack(settings, data_dir or settings.data_dir, workers=workers,
+                            on_event=lambda m: console.print(f"[cyan]up[/] {m}"))
+    except (StackError, KafkaUnavailable) as exc:
+        raise fail(str(exc)) from None
+    try:
         console.print("[bold green]stack is up[/] (Ctrl-C stops it)")
         _print_status(stack.status())
         while not stopping:
             stack.supervise_once()
             time.sleep(0.5)
-    except StackError as exc:
-        stack.stop()
-        raise fail(str(exc)) from None
     finally:
         stack.stop()
         console.print("[cyan]up[/] stack stopped")
@@ -130,6 +123,144 @@ def worker(
     from stream_apps.app import run_worker  # noqa: PLC0415
 
     run_worker(loglevel)
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="How long shoppers walk.")] = 60.0,
+    shoppers: Annotated[int, typer.Option(help="Simulated shoppers (4 in 5 opt in).")] = 40,
+    seed: Annotated[int, typer.Option(help="Same seed, same store and walks.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON summary.")] = False,
+    camera: Annotated[bool, typer.Option("--camera",
+                                         help="Shoppers from the synthetic depth camera.")] = False,
+) -> None:
+    """Start the embedded stack, walk simulated shoppers through a store, show offers arriving."""
+    from instore.embedded import StackError  # noqa: PLC0415
+    from instore.kafka import KafkaUnavailable  # noqa: PLC0415
+
+    setup_logging("WARNING")
+    settings = get_settings()
+    if camera:
+        from producers.camera_demo import run_camera_demo  # noqa: PLC0415
+
+        runner = run_camera_demo
+    else:
+        from producers.demo import run_demo  # noqa: PLC0415
+
+        runner = run_demo
+    try:
+        summary = runner(settings, seconds=seconds, shoppers=shoppers, seed=seed,
+                         console=console, live=not as_json and console.is_terminal,
+                         on_event=lambda m: console.print(f"[cyan]demo[/] {m}"))
+    except (StackError, KafkaUnavailable) as exc:
+        raise fail(str(exc)) from None
+    _print_figures(summary)
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+
+
+@produce_app.command("catalog")
+def produce_catalog(
+    stores: Annotated[int, typer.Option(help="Stores.")] = 2,
+    products: Annotated[int, typer.Option(help="Products per store.")] = 400,
+    promoted: Annotated[int, typer.Option(help="Promoted SKUs (chain-wide).")] = 12,
+    segment_promotions: Annotated[int, typer.Option(help="Segment-wide promotions.")] = 0,
+    seed: Annotated[int, typer.Option(help="Same seed, same catalog.")] = 7,
+) -> None:
+    """Write stores' products (aisles with real lat/lon) and promotions."""
+    from instore.kafka import make_producer  # noqa: PLC0415
+    from producers.publish import publish_world  # noqa: PLC0415
+    from producers.world import build_world  # noqa: PLC0415
+
+    world = build_world(stores, products, promoted, seed=seed,
+                        segment_promotions=segment_promotions)
+    n_p, n_q = publish_world(make_producer(get_settings()), world.products, world.promotions)
+    console.print(f"wrote {n_p:,} products in {stores} stores and {n_q} promotions")
+
+
+@produce_app.command("shoppers")
+def produce_shoppers(
+    shoppers: Annotated[int, typer.Option(help="Shoppers.")] = 40,
+    hz: Annotated[float, typer.Option(min=1, max=10, help="Positions per second each.")] = 2.0,
+    seconds: Annotated[float, typer.Option(help="Stop after this much (sim) time.")] = 60.0,
+    stores: Annotated[int, typer.Option(help="Stores (as for `produce catalog`).")] = 2,
+    products: Annotated[int, typer.Option(help="Products per store.")] = 400,
+    promoted: Annotated[int, typer.Option(help="Promoted SKUs.")] = 12,
+    opt_in: Annotated[bool, typer.Option(help="Also write their consents (opted in).")] = True,
+    realtime: Annotated[bool, typer.Option(help="Pace in real time (else: as fast as possible).")] = True,
+    seed: Annotated[int, typer.Option(help="Same seed, same walks.")] = 7,
+) -> None:
+    """Walk shoppers through the aisles with stops at shelves, writing `customers_locations`."""
+    import itertools  # noqa: PLC0415
+
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from instore.kafka import make_producer  # noqa: PLC0415
+    from producers.publish import publish_consents, publish_positions  # noqa: PLC0415
+    from producers.shoppers import walk_positions  # noqa: PLC0415
+    from producers.world import build_world  # noqa: PLC0415
+
+    settings = get_settings()
+    world = build_world(stores, products, promoted, seed=seed)
+    producer = make_producer(settings)
+    if opt_in:
+        publish_consents(producer, [f"shopper-{i + 1:05d}" for i in range(shoppers)])
+    horizon = int(seconds * 1000)
+    walks = itertools.takewhile(lambda p: (p.ts or 0) < horizon,
+                                walk_positions(world, shoppers=shoppers, hz=hz, seed=seed,
+                                               start_anywhere=True))
+    with Progress(console=console) as progress:
+        task = progress.add_task("positions", total=int(shoppers * hz * seconds))
+        n = publish_positions(producer, walks, realtime=realtime,
+                              on_sent=lambda _p: progress.advance(task))
+    console.print(f"wrote {n:,} positions")
+
+
+@produce_app.command("kiosks")
+def produce_kiosks(
+    shoppers: Annotated[int, typer.Option(help="Shoppers who check in.")] = 5,
+    seed: Annotated[int, typer.Option(help="Same seed, same sessions.")] = 7,
+) -> None:
+    """Kiosk sessions: check in, views and taps of promoted products, check out."""
+    from instore import topics as t  # noqa: PLC0415
+    from instore.kafka import make_producer, produce  # noqa: PLC0415
+    from instore.records import now_ms  # noqa: PLC0415
+    from producers.kiosks import kiosk_sessions  # noqa: PLC0415
+    from producers.world import build_world  # noqa: PLC0415
+
+    producer = make_producer(get_settings())
+    world = build_world(2, 400, 12, seed=seed)
+    n = 0
+    for event in kiosk_sessions(world, [f"shopper-{i + 1:05d}" for i in range(shoppers)],
+                                seed=seed, start_ms=now_ms()):
+        produce(producer, t.KIOSK_INTERACTIONS, event)
+        n += 1
+    producer.flush(30)
+    console.print(f"wrote {n} kiosk interactions")
+
+
+@produce_app.command("seed-demo")
+def produce_seed_demo(
+    positions: Annotated[int, typer.Option(help="Positions to write.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same records.")] = 7,
+) -> None:
+    """The seed demo's three generators' shape: customers_locations (uid/lat/lon/country),
+    stores_products, products_promotions (segment promotions)."""
+    from instore import topics as t  # noqa: PLC0415
+    from instore.kafka import make_producer, produce  # noqa: PLC0415
+    from producers.publish import publish_world  # noqa: PLC0415
+    from producers.seed_demo import seed_catalog, seed_positions  # noqa: PLC0415
+
+    producer = make_producer(get_settings())
+    products, promos = seed_catalog(seed)
+    publish_world(producer, products, promos)
+    n = 0
+    for pos in seed_positions(positions, seed):
+        produce(producer, t.CUSTOMERS_LOCATIONS, pos.model_dump_json(exclude_none=True,
+                exclude={"source", "accuracy_m"}).encode(), key=pos.uid)
+        n += 1
+    producer.flush(30)
+    console.print(f"wrote {len(products)} products, {len(promos)} promotions, {n} positions")
 
 
 @bench_app.command("proximity")

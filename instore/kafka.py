@@ -62,6 +62,8 @@ def consumer_config(settings: Settings, group_id: str | None = None, **overrides
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "enable.partition.eof": False,
+        # The embedded broker answers an empty fetch only when the wait is over.
+        "fetch.wait.max.ms": settings.consumer_fetch_wait_ms,
     }
     cfg.update(overrides)
     return cfg

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=500, ge=1)
     worker_batch_within_s: float = Field(default=0.005, gt=0)
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    # Longest a consumer waits on an empty fetch (the embedded broker never answers early).
+    consumer_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy"
     # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from instore.embedded import ServiceSpec, core_specs, instore_cmd
+from collections.abc import Callable
+
+from instore.embedded import ServiceSpec, Stack, core_specs, instore_cmd
 from instore.settings import Settings
 
 
@@ -41,10 +43,13 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
 
 
 def stack_env(settings: Settings) -> dict[str, str]:
-    """Environment that points every child at the embedded broker and Redis."""
+    """Environment that points every child at the embedded broker, Redis and ports."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "REDIS_URL": settings.redis_address,
+        "BROKER_PORT": str(settings.broker_port), "REDIS_PORT": str(settings.redis_port),
+        "HUB_PORT": str(settings.hub_port), "API_PORT": str(settings.api_port),
+        "KSQL_PORT": str(settings.ksql_port),
     }
 
 
@@ -66,12 +71,40 @@ def child_env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a child `instore` process that must use exactly these settings."""
     env = stack_env(settings)
     env.update({
-        "BROKER_PORT": str(settings.broker_port), "REDIS_PORT": str(settings.redis_port),
-        "HUB_PORT": str(settings.hub_port), "API_PORT": str(settings.api_port),
-        "KSQL_PORT": str(settings.ksql_port), "KAFKA_PARTITIONS": str(settings.kafka_partitions),
+        "KAFKA_PARTITIONS": str(settings.kafka_partitions),
         "DWELL_S": str(settings.dwell_s), "COOLDOWN_S": str(settings.cooldown_s),
         "CAP_PER_HOUR": str(settings.cap_per_hour), "WORKER_AGENTS": settings.worker_agents,
         "PROXIMITY_INDEX": settings.proximity_index, "PYTHONUNBUFFERED": "1",
     })
     env.update(extra)
     return env
+
+
+def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
+                on_event: Callable[[str], None] | None = None,
+                only: set[str] | None = None) -> Stack:
+    """Start every service in order (broker and Redis first, topics created before the worker).
+
+    ``only`` limits the services started (by name; workers match "worker"). On failure the
+    services already started are stopped and the StackError propagates.
+    """
+    from instore.kafka import ensure_topics, wait_for_broker  # noqa: PLC0415
+
+    stack = Stack(data_dir / "logs", env=stack_env(settings), on_event=on_event)
+    try:
+        topics_ready = False
+        for spec in service_specs(settings, data_dir, workers=workers):
+            base = "worker" if spec.name.startswith("worker") else spec.name
+            if only is not None and base not in only:
+                continue
+            if base not in ("broker", "redis") and not topics_ready:
+                wait_for_broker(settings)
+                created = ensure_topics(settings)
+                if created and on_event:
+                    on_event(f"created topics: {', '.join(created)}")
+                topics_ready = True
+            stack.start(spec)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

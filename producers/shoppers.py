@@ -32,11 +32,14 @@ class Leg:
 
 
 def _plan(rng: random.Random, world: World, store: Store, visits: int,
-          promoted_bias: float) -> list[Leg]:
+          promoted_bias: float, start_anywhere: bool = False) -> list[Leg]:
     aisles = aisle_xs()
     promoted = world.promoted_skus
     legs: list[Leg] = []
     x, y, t = aisles[0], FRONT_Y, 0.0
+    if start_anywhere:  # already in the store (demo: offers show up sooner)
+        x = rng.choice(aisles)
+        y = rng.uniform(SHELF_MARGIN_M, FLOOR_D_M - SHELF_MARGIN_M)
 
     def walk(nx: float, ny: float) -> None:
         nonlocal x, y, t
@@ -60,8 +63,9 @@ def _plan(rng: random.Random, world: World, store: Store, visits: int,
         else:
             ax = rng.choice(aisles)
             ty = rng.uniform(SHELF_MARGIN_M, FLOOR_D_M - SHELF_MARGIN_M)
-        walk(x, FRONT_Y)  # back to the front cross-aisle
-        walk(ax, FRONT_Y)
+        if abs(ax - x) > 0.01:  # change aisle through the front cross-aisle
+            walk(x, FRONT_Y)
+            walk(ax, FRONT_Y)
         walk(ax, ty)
         stop(rng.uniform(5.0, 60.0))
     walk(x, FRONT_Y)
@@ -72,14 +76,15 @@ def _plan(rng: random.Random, world: World, store: Store, visits: int,
 def walk_positions(world: World, *, shoppers: int, hz: float = 2.0, seed: int = 7,
                    start_ms: int = 0, visits: int = 6, promoted_bias: float = 0.6,
                    stagger_s: float = 10.0, noise_m: float = 0.3,
-                   uid_prefix: str = "shopper") -> Iterator[CustomerLocation]:
+                   uid_prefix: str = "shopper",
+                   start_anywhere: bool = False) -> Iterator[CustomerLocation]:
     """Every shopper's positions, merged in time order (ts in ms from ``start_ms``)."""
     rng = random.Random(seed)
     heap: list[tuple[int, int, int]] = []
     plans = []
     for i in range(shoppers):
         store = world.stores[i % len(world.stores)]
-        legs = _plan(rng, world, store, visits, promoted_bias)
+        legs = _plan(rng, world, store, visits, promoted_bias, start_anywhere)
         offset = rng.uniform(0, stagger_s)
         plans.append((store, legs, offset, random.Random(seed * 1_000_003 + i)))
         heapq.heappush(heap, (start_ms + int(offset * 1000), i, 0))

@@ -29,6 +29,7 @@ from instore.records import (
     decode,
 )
 from instore.settings import Settings, get_settings
+from stream_apps import transport
 from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide
 from stream_apps.serving_writer import ServingWriter
@@ -38,7 +39,8 @@ log = logging.getLogger("stream_apps")
 
 
 def _broker_url(settings: Settings) -> str:
-    return ";".join(f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(","))
+    scheme = transport.register(settings.consumer_fetch_wait_ms)
+    return ";".join(f"{scheme}://{h.strip()}" for h in settings.bootstrap_servers.split(","))
 
 
 def _credentials(settings: Settings) -> Any:

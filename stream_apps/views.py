@@ -43,6 +43,7 @@ class Views:
             consumer = AIOKafkaConsumer(
                 **aiokafka_config(self.settings), group_id=None, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_poll_records=5000,
+                fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
             )
             try:
                 await consumer.start()

@@ -44,7 +44,7 @@ class QueryCore:
         # table queries: last output per key (also what pull queries read)
         self.materialized: dict[Any, dict[str, Any]] = {}
         # table-table joins: join j -> fk value -> left keys
-        self.fk_index: list[dict[Any, set[Any]]] = [defaultdict(set) for _ in range(n)]
+        self.fk_index: list[dict[Any, dict[Any, None]]] = [defaultdict(dict) for _ in range(n)]
         self.fk_of: list[dict[Any, Any]] = [{} for _ in range(n)]
         # table aggregations
         self.members: dict[tuple, OrderedDict[Any, tuple]] = {}
@@ -246,14 +246,14 @@ class QueryCore:
                 if old is not None:
                     s = self.fk_index[j.slot].get(old)
                     if s is not None:
-                        s.discard(k)
+                        s.pop(k, None)
                         if not s:
                             del self.fk_index[j.slot][old]
                 if row is not None:
                     fk = j.left_key((row,))
                     if fk is not None:
                         self.fk_of[j.slot][k] = fk
-                        self.fk_index[j.slot][fk].add(k)
+                        self.fk_index[j.slot][fk][k] = None
             self._recompute(k, rowtime)
             return
         for lk in list(self.fk_index[slot].get(k, ())):
@@ -292,13 +292,16 @@ class QueryCore:
         self.emit(tuple(out[n] for n in self.key_names), None, out, rowtime)
 
     def _table_aggregate(self, k: Any, r: tuple | None, rowtime: int) -> None:
-        affected: list[tuple] = []
+        # ksqlDB undoes the old row's contribution and adds the new one; a group whose last row
+        # left stays with the aggregates of no rows (COUNT 0): use HAVING COUNT(*) > 0 to drop it.
+        affected: dict[tuple, tuple] = {}
         old = self.member_group.pop(k, None)
         if old is not None:
             grp = self.members.get(old)
             if grp is not None:
-                grp.pop(k, None)
-            affected.append(old)
+                old_r = grp.pop(k, None)
+                if old_r is not None:
+                    affected[old] = old_r
         if r is not None:
             gk = tuple(f(r) for f in self.plan.group_fns)
             if any(v is None for v in gk):
@@ -306,20 +309,15 @@ class QueryCore:
             else:
                 self.members.setdefault(gk, OrderedDict())[k] = r
                 self.member_group[k] = gk
-                if gk not in affected:
-                    affected.append(gk)
-        for gk in affected:
-            grp = self.members.get(gk)
-            if not grp:
-                self.members.pop(gk, None)
-                if gk in self.materialized:
-                    del self.materialized[gk]
-                    self.emit(gk, None, None, rowtime)
-                continue
+                affected[gk] = r
+        for gk, rep in affected.items():
+            grp = self.members.get(gk) or OrderedDict()
             aggs = _new_aggs(self.plan)
-            last_r: tuple = ()
+            last_r: tuple = rep
             for rr in grp.values():
                 for a, spec in zip(aggs, self.plan.aggs, strict=False):
                     a.add(spec.arg(rr) if spec.arg is not None else None)
                 last_r = rr
+            if not grp:
+                self.members.pop(gk, None)
             self._emit_agg(gk, None, last_r, [a.result() for a in aggs], rowtime)

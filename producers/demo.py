@@ -1,0 +1,187 @@
+"""`instore demo`: the embedded stack plus simulated shoppers, with a live view of offers.
+
+Starts the stack (or uses one already running on the configured ports), writes a small store
+world, opts most shoppers in, checks one shopper in at a kiosk, walks the shoppers in real time
+and shows positions/s, NEARBY rows, offers and dead letters as they happen. The summary's
+latency is position ts -> offer consumed from the `offers` topic (an upper bound of "produced").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_END, TopicPartition
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from instore import topics as t
+from instore.embedded import Stack, port_open
+from instore.kafka import make_consumer, make_producer, produce
+from instore.records import KioskInteraction, now_ms
+from instore.settings import Settings
+from instore.stack import start_stack
+from producers.publish import (
+    publish_consents,
+    publish_positions,
+    publish_world,
+    wait_for_worker,
+)
+from producers.shoppers import walk_positions
+from producers.world import build_world
+
+DEMO_UID = "shopper-00001"
+
+
+@dataclass
+class DemoStats:
+    positions: int = 0
+    nearby: int = 0
+    offers: int = 0
+    dead_letters: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    latest: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=8))
+    started: float = field(default_factory=time.monotonic)
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        s = sorted(self.latencies_ms)
+        return round(s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))], 1)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "positions": self.positions, "nearby": self.nearby, "offers": self.offers,
+            "dead_letters": self.dead_letters, "p50_ms": self.percentile(0.50),
+            "p99_ms": self.percentile(0.99),
+            "seconds": round(time.monotonic() - self.started, 1),
+        }
+
+
+def _watch(settings: Settings, stats: DemoStats, stop: threading.Event) -> None:
+    consumer = make_consumer(settings, **{"fetch.wait.max.ms": 10})
+    md = consumer.list_topics(timeout=10)
+    names = (t.NEARBY_CUSTOMERS.name, t.OFFERS.name, t.DEAD_LETTERS.name)
+    consumer.assign([TopicPartition(n, p, OFFSET_END) for n in names
+                     for p in md.topics[n].partitions])
+    try:
+        while not stop.is_set():
+            for msg in consumer.consume(5000, 0.1):
+                if msg.error():
+                    continue
+                topic = msg.topic()
+                if topic == t.NEARBY_CUSTOMERS.name:
+                    stats.nearby += 1
+                elif topic == t.OFFERS.name:
+                    offer = orjson.loads(msg.value())
+                    stats.offers += 1
+                    stats.latencies_ms.append(now_ms() - offer["ts"])
+                    stats.latest.appendleft(offer)
+                else:
+                    stats.dead_letters += 1
+    finally:
+        consumer.close()
+
+
+def _view(stats: DemoStats, urls: list[str]) -> Group:
+    elapsed = max(0.1, time.monotonic() - stats.started)
+    head = Table.grid(padding=(0, 2))
+    for label, value in (
+        ("positions", f"{stats.positions:,} ({stats.positions / elapsed:,.0f}/s)"),
+        ("nearby rows", f"{stats.nearby:,}"), ("offers", f"{stats.offers:,}"),
+        ("dead letters", f"{stats.dead_letters:,}"),
+        ("position -> offer p50 / p99", f"{stats.percentile(0.5)} / {stats.percentile(0.99)} ms"),
+    ):
+        head.add_row(f"[bold]{label}[/]", value)
+    offers = Table("shopper", "store", "offer", "distance", title="latest offers")
+    for o in stats.latest:
+        offers.add_row(o["uid"], o["store_id"], o["title"], f"{o['distance_ft']:.0f} ft")
+    return Group(head, offers, *[f"[dim]{u}[/]" for u in urls])
+
+
+def page_urls(settings: Settings) -> list[str]:
+    h = settings.host
+    return [
+        f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID}",
+        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store_id=store-001&kiosk_id=kiosk-1",
+        f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
+        f"API docs:    http://{h}:{settings.api_port}/docs",
+    ]
+
+
+def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
+             console: Console, live: bool = True, data_dir: Path | None = None,
+             on_event: Callable[[str], None] | None = None) -> dict[str, Any]:
+    stack: Stack | None = None
+    if settings.embedded_kafka and port_open(settings.host, settings.broker_port):
+        console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
+    else:
+        stack = start_stack(settings, data_dir or settings.data_dir, on_event=on_event)
+    stats = DemoStats()
+    stop = threading.Event()
+    try:
+        world = build_world(stores=2, products=400, promoted=12, seed=seed)
+        producer = make_producer(settings)
+        publish_world(producer, world.products, world.promotions)
+        uids = [f"shopper-{i + 1:05d}" for i in range(shoppers)]
+        opted = [u for i, u in enumerate(uids) if i % 5 != 4]  # 4 in 5 opt in
+        publish_consents(producer, opted)
+        promoted = next(p for p in world.products if p.sku == world.promotions[0].sku)
+        console.print("[cyan]demo[/] waiting for the Faust worker to join and load the catalog")
+        if not wait_for_worker(settings, promoted):
+            console.print("[yellow]demo[/] the worker has not answered yet; walking anyway")
+        produce(producer, t.KIOSK_INTERACTIONS, KioskInteraction(
+            store_id="store-001", kiosk_id="kiosk-1", uid=DEMO_UID, action="checkin", ts=now_ms()))
+        producer.flush(10)
+        watcher = threading.Thread(target=_watch, args=(settings, stats, stop), daemon=True)
+        watcher.start()
+        time.sleep(0.5)
+        deadline = time.monotonic() + seconds
+        walks = walk_positions(world, shoppers=shoppers, seed=seed, hz=2.0, stagger_s=5.0,
+                               visits=20, start_anywhere=True)
+
+        def sent(_pos: object) -> None:
+            stats.positions += 1
+
+        sender = threading.Thread(target=publish_positions, args=(producer, walks), kwargs={
+            "realtime": True, "stop": lambda: stop.is_set() or time.monotonic() > deadline,
+            "on_sent": sent}, daemon=True)
+        sender.start()
+        urls = page_urls(settings)
+        if live:
+            with Live(_view(stats, urls), console=console, refresh_per_second=4) as view:
+                while sender.is_alive():
+                    view.update(_view(stats, urls))
+                    time.sleep(0.25)
+                _settle(stats, view, urls)
+        else:
+            sender.join()
+            _settle(stats, None, urls)
+    finally:
+        stop.set()
+        if stack is not None:
+            stack.stop()
+    return stats.summary()
+
+
+def _settle(stats: DemoStats, view: Live | None, urls: list[str]) -> None:
+    """Let the last offers come out (the pipeline drains within a few seconds)."""
+    last = (stats.nearby, stats.offers)
+    quiet_since = time.monotonic()
+    end = time.monotonic() + 10
+    while time.monotonic() < end and time.monotonic() - quiet_since < 2:
+        time.sleep(0.25)
+        now = (stats.nearby, stats.offers)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        if view is not None:
+            with contextlib.suppress(Exception):
+                view.update(_view(stats, urls))

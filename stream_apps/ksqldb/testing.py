@@ -1,0 +1,227 @@
+"""An in-memory engine for tests: the same parser, planner and QueryCore as the endpoint, with
+topics replaced by lists. Records written by a query are serialised and read back exactly as
+the Kafka runner would, then fed to the queries reading that sink.
+
+    engine = MemoryEngine()
+    engine.execute("CREATE STREAM S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
+    engine.execute("CREATE STREAM T AS SELECT K, V * 2 AS D FROM S;")
+    engine.insert("S", key="a", value={"V": 2}, timestamp=0)
+    engine.output("T")  # -> [{"key": "a", "value": {"D": 4}, "timestamp": 0}]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream_apps.ksqldb import syntax as sx
+from stream_apps.ksqldb.core import QueryCore
+from stream_apps.ksqldb.errors import StatementError
+from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
+from stream_apps.ksqldb.metastore import DeserializationError, Source, check_key_format
+from stream_apps.ksqldb.planner import plan_select
+
+
+@dataclass
+class MemoryQuery:
+    id: str
+    core: QueryCore
+    sink: Source
+    sources: list[str]
+
+
+@dataclass
+class MemoryEngine:
+    sources: dict[str, Source] = field(default_factory=dict)
+    queries: list[MemoryQuery] = field(default_factory=list)
+    topics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    processing_errors: list[str] = field(default_factory=list)
+
+    def lookup(self, name: str) -> Source:
+        if name not in self.sources:
+            msg = f"{name} does not exist."
+            raise StatementError(msg)
+        return self.sources[name]
+
+    def execute(self, text: str) -> None:
+        for stmt in sx.parse(text):
+            self._execute(stmt)
+
+    def _execute(self, stmt: sx.Statement) -> None:
+        if isinstance(stmt, sx.CreateSource):
+            if stmt.name in self.sources:
+                msg = f"Cannot add {stmt.kind.lower()} '{stmt.name}': A " \
+                      f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+                raise StatementError(msg)
+            keys = [(c.name, c.type) for c in stmt.columns if c.key]
+            values = [(c.name, c.type) for c in stmt.columns if not c.key]
+            if stmt.kind == "TABLE" and not keys:
+                msg = "Tables require a PRIMARY KEY. Please define the PRIMARY KEY."
+                raise StatementError(msg)
+            key_format = str(stmt.props.get("KEY_FORMAT", "KAFKA")).upper()
+            check_key_format(key_format, keys)
+            topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
+            ts = stmt.props.get("TIMESTAMP")
+            self.sources[stmt.name] = Source(stmt.name, stmt.kind, topic, keys, values, key_format,
+                                             timestamp=str(ts).upper() if ts else None,
+                                             statement=stmt.text)
+            self.topics.setdefault(topic, [])
+            return
+        if isinstance(stmt, sx.CreateAs):
+            assert stmt.select is not None
+            if stmt.name in self.sources:
+                msg = f"Cannot add {stmt.kind.lower()} '{stmt.name}': A " \
+                      f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+                raise StatementError(msg)
+            plan = plan_select(stmt.select, self.lookup, persistent=True,
+                               on_error=self.processing_errors.append)
+            if plan.output_kind != stmt.kind:
+                msg = f"Invalid result type. Your SELECT query produces a {plan.output_kind}. " \
+                      f"Please use CREATE {plan.output_kind} AS SELECT statement instead."
+                raise StatementError(msg)
+            driver = plan.bindings[0].source
+            key_format = str(stmt.props.get("KEY_FORMAT") or driver.key_format).upper()
+            if len(plan.key_columns) > 1 and "KEY_FORMAT" not in stmt.props:
+                key_format = "JSON"
+            check_key_format(key_format, plan.key_columns)
+            topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
+            sink = Source(stmt.name, stmt.kind, topic, plan.key_columns, plan.value_columns,
+                          key_format, window=plan.window, statement=stmt.text, typed=False)
+            self.topics.setdefault(topic, [])
+            q = MemoryQuery(f"Q{len(self.queries)}", None, sink,  # type: ignore[arg-type]
+                            [b.source.name for b in plan.bindings])
+            q.core = QueryCore(plan, lambda k, ws, row, rt, q=q: self._emit(q, k, ws, row, rt))
+            self.queries.append(q)
+            self.sources[stmt.name] = sink
+            return
+        if isinstance(stmt, sx.InsertInto):
+            assert stmt.select is not None
+            target = self.lookup(stmt.target)
+            plan = plan_select(stmt.select, self.lookup, persistent=True,
+                               on_error=self.processing_errors.append)
+            q = MemoryQuery(f"Q{len(self.queries)}", None, target,  # type: ignore[arg-type]
+                            [b.source.name for b in plan.bindings])
+            q.core = QueryCore(plan, lambda k, ws, row, rt, q=q: self._emit(q, k, ws, row, rt))
+            self.queries.append(q)
+            return
+        if isinstance(stmt, sx.Drop):
+            self.sources.pop(stmt.name, None)
+            self.queries = [q for q in self.queries if q.sink.name != stmt.name]
+            return
+        msg = f"MemoryEngine does not run {type(stmt).__name__} statements"
+        raise StatementError(msg)
+
+    # -- records -------------------------------------------------------------------------------
+    def insert(self, source: str, key: Any = None, value: dict[str, Any] | None = None,
+               timestamp: int = 0, raw: str | None = None) -> None:
+        """Write a record to ``source``'s topic (``value`` None = tombstone; ``raw`` = bytes as is)."""
+        src = self.lookup(source)
+        keys = key if isinstance(key, list | tuple) else (key,)
+        kbytes = src.encode_key(tuple(keys)) if key is not None else None
+        vbytes = raw.encode() if raw is not None else \
+            (None if value is None else orjson.dumps(value))
+        self._deliver(src.topic, kbytes, vbytes, timestamp)
+
+    def _deliver(self, topic: str, kbytes: bytes | None, vbytes: bytes | None, ts: int) -> None:
+        log = self.topics.setdefault(topic, [])
+        offset = len(log)
+        log.append({"key": kbytes, "value": vbytes, "timestamp": ts})
+        for q in list(self.queries):
+            for b in q.core.plan.bindings:
+                if b.source.topic != topic:
+                    continue
+                src = b.source
+                try:
+                    key, ws = src.decode_key(kbytes)
+                    row = None
+                    if vbytes is not None:
+                        row = src.decode_value(vbytes)
+                        for (n, _), v in zip(src.key_columns, key, strict=False):
+                            row[n] = v
+                        rowtime = ts
+                        if src.timestamp:
+                            tv = row.get(src.timestamp)
+                            if tv is None:
+                                self.processing_errors.append("null timestamp")
+                                continue
+                            rowtime = int(tv)
+                        row["ROWTIME"] = rowtime
+                        row["ROWPARTITION"] = 0
+                        row["ROWOFFSET"] = offset
+                        if ws is not None and src.window is not None:
+                            row["WINDOWSTART"] = ws
+                            row["WINDOWEND"] = ws + src.window.size_ms
+                    else:
+                        rowtime = ts
+                except DeserializationError as exc:
+                    self.processing_errors.append(str(exc))
+                    continue
+                q.core.on_record(b.slot, key, ws, row, rowtime)
+
+    def _emit(self, q: MemoryQuery, key: tuple, ws: int | None, row: dict[str, Any] | None,
+              rowtime: int) -> None:
+        sink = q.sink
+        kbytes = sink.encode_key(key, ws)
+        vbytes = None if row is None else sink.encode_value(row)
+        self._deliver(sink.topic, kbytes, vbytes, rowtime)
+
+    def output(self, name: str) -> list[dict[str, Any]]:
+        """The records of a source's topic, decoded: key (a value or a list), window, value."""
+        src = self.lookup(name)
+        out = []
+        for rec in self.topics[src.topic]:
+            key, ws = src.decode_key(rec["key"])
+            item: dict[str, Any] = {
+                "key": key[0] if len(key) == 1 else list(key) if key else None,
+                "value": None if rec["value"] is None else orjson.loads(rec["value"]),
+                "timestamp": rec["timestamp"],
+            }
+            if ws is not None and src.window is not None:
+                item["window"] = {"start": ws, "end": ws + src.window.size_ms}
+            out.append(item)
+        return out
+
+    def pull(self, sql: str) -> list[list[Any]]:
+        """A pull query on a table materialized by one of the queries."""
+        stmts = sx.parse(sql)
+        if len(stmts) != 1 or not isinstance(stmts[0], sx.Query) or stmts[0].select is None:
+            msg = "expected one SELECT"
+            raise StatementError(msg)
+        sel = stmts[0].select
+        if sel.joins:
+            msg = "Pull queries don't support JOIN clauses."
+            raise StatementError(msg)
+        if sel.group_by or sel.window is not None:
+            msg = "Pull queries don't support GROUP BY clauses."
+            raise StatementError(msg)
+        src = self.lookup(sel.source.name)
+        owner = next((q for q in self.queries if q.sink is src), None)
+        if src.kind != "TABLE" or owner is None:
+            msg = f"The {src.kind.lower()} {src.name} is not materialized."
+            raise StatementError(msg)
+        cols = dict(src.columns) | dict(PSEUDO)
+        if src.windowed:
+            cols |= WINDOW_COLS
+        comp = Compiler(Scope([Slot(sel.source.alias, src.name, cols)]))
+        where = comp.compile(sel.where) if sel.where is not None else None
+        fns = []
+        for it in sel.items:
+            if it.expr[0] == "star":
+                names = [n for n, _ in src.key_columns]
+                if src.windowed:
+                    names += ["WINDOWSTART", "WINDOWEND"]
+                names += [n for n, _ in src.value_columns]
+                fns += [comp.compile(("col", None, n)) for n in names]
+            else:
+                fns.append(comp.compile(it.expr))
+        rows = []
+        for row in owner.core.materialized.values():
+            r = (row,)
+            if where is not None and where(r) is not True:
+                continue
+            rows.append([f(r) for f in fns])
+            if sel.limit is not None and len(rows) >= sel.limit:
+                break
+        return rows
