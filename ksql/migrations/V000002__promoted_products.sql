@@ -19,6 +19,7 @@ CREATE TABLE PROMOTIONS_BY_SKU AS
   FROM PROMOTIONS
   WHERE sku IS NOT NULL
   GROUP BY sku
+  HAVING COUNT(*) > 0               -- a SKU whose last promotion is withdrawn leaves the table
   EMIT CHANGES;
 
 -- Segment promotions (no SKU), one row per segment.
@@ -32,6 +33,7 @@ CREATE TABLE PROMOTIONS_BY_SEGMENT AS
   FROM PROMOTIONS
   WHERE sku IS NULL AND segment IS NOT NULL
   GROUP BY segment
+  HAVING COUNT(*) > 0
   EMIT CHANGES;
 
 -- Every product with the promotions of its SKU (foreign-key join on PROMOTIONS_BY_SKU's key).
@@ -78,4 +80,5 @@ CREATE TABLE STORE_PROMOTED_PRODUCTS AS
       promos := promos)) AS products
   FROM PROMOTED_PRODUCTS
   GROUP BY store_id
+  HAVING COUNT(*) > 0
   EMIT CHANGES;

@@ -86,16 +86,19 @@ class Source:
         lookup = self._value_lookup
         if not self.typed:
             for k, v in obj.items():
-                col = lookup.get(k) or lookup.get(k.upper())
-                if col is not None:
-                    out[col] = v
+                col = lookup.get(k)
+                if col is None:
+                    col = lookup.get(k.upper())
+                    if col is None or col in obj:
+                        continue
+                out[col] = v
             return out
         casters = self._casters
         for k, v in obj.items():
             col = lookup.get(k)
-            if col is None:
+            if col is None:  # case-insensitive match; an exact match elsewhere wins
                 col = lookup.get(k.upper())
-                if col is None:
+                if col is None or col in out or col in obj:
                     continue
             if v is None:
                 out[col] = None
