@@ -41,17 +41,17 @@ class Source:
     typed: bool = True  # declared with a schema (coerce on read) or derived (read as written)
     owner_query: str | None = None  # the persistent query that writes it (CSAS/CTAS)
     _value_lookup: dict[str, str] = field(default_factory=dict, repr=False)
+    _upper_lookup: dict[str, str] = field(default_factory=dict, repr=False)
     _casters: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.reindex()
 
     def reindex(self) -> None:
-        self._value_lookup = {}
+        self._value_lookup = {name: name for name, _ in self.value_columns}
+        self._upper_lookup = {}
         for name, _ in self.value_columns:
-            self._value_lookup[name] = name
-        for name, _ in self.value_columns:
-            self._value_lookup.setdefault(name.upper(), name)
+            self._upper_lookup.setdefault(name.upper(), name)
         self._casters = {name: _coercer(t) for name, t in self.value_columns}
 
     @property
@@ -84,11 +84,12 @@ class Source:
                 raise DeserializationError(msg)
         out: dict[str, Any] = {}
         lookup = self._value_lookup
+        upper = self._upper_lookup
         if not self.typed:
             for k, v in obj.items():
                 col = lookup.get(k)
                 if col is None:
-                    col = lookup.get(k.upper())
+                    col = upper.get(k.upper())
                     if col is None or col in obj:
                         continue
                 out[col] = v
@@ -97,7 +98,7 @@ class Source:
         for k, v in obj.items():
             col = lookup.get(k)
             if col is None:  # case-insensitive match; an exact match elsewhere wins
-                col = lookup.get(k.upper())
+                col = upper.get(k.upper())
                 if col is None or col in out or col in obj:
                     continue
             if v is None:
