@@ -750,7 +750,7 @@ class Engine:
             counts = tuple(q.records_in for q in qs) + tuple(q.records_out for q in qs)
             if all(q.caught_up for q in qs) and counts == last:
                 stable += 1
-                if stable >= 2:
+                if stable >= 3:
                     return True
             else:
                 stable = 0
