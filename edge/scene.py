@@ -430,3 +430,21 @@ def visible_mask(scene: Scene, renderer: Renderer, truth: Truth, depth_m: FloatA
         z = depth_m[int(v), int(u)]
         out[i] = bool(abs(z - cam[2]) < 0.12)
     return out
+
+
+def shelf_products(scene: Scene, *, first_sku: int = 90_000, every_m: float = 1.0
+                   ) -> list[tuple[int, str, str, float, float]]:
+    """Products on the synthetic shelves' faces as (sku, segment, name, latitude, longitude),
+    one every ``every_m`` along each shelf in view, so a demo run from the synthetic camera
+    (`instore demo --camera`) can put a catalog where its shoppers walk."""
+    segments = ("coffee", "tea", "snacks", "bakery", "dairy")
+    cx, cy = scene.pose.position[0], scene.pose.position[1]
+    out = []
+    sku = first_sku
+    for face_x in (cx - 1.9, cx + 1.9):
+        for k, y in enumerate(np.arange(cy - 0.5, cy + 3.0, every_m)):
+            lat, lon = scene.anchor.to_latlon(face_x, float(y))
+            seg = segments[(sku - first_sku) % len(segments)]
+            out.append((sku, seg, f"{seg.title()} #{k + 1}", lat, lon))
+            sku += 1
+    return out
