@@ -765,6 +765,7 @@ class Engine:
             q.stop(timeout=10)
         if self._cmd_producer is not None:
             self._cmd_producer.flush(5)
+            self._cmd_producer = None
 
 
 def _schema_json(t: sx.SqlType) -> dict[str, Any]:

@@ -247,6 +247,7 @@ class QueryRunner:
                     consumer.close()
                 except (KafkaException, RuntimeError):
                     log.debug("query %s: consumer close failed", self.id)
+            self._producer = None  # drop the client now, not whenever GC runs
             if self.state == "RUNNING" and not self.persistent:
                 self.state = "DONE"
 

@@ -1,0 +1,286 @@
+"""The local ksqlDB-compatible endpoint over HTTP on the real broker: the real `ksql` client
+(ksql-python-ng), curl-style calls, ksqlDB-shaped errors, a failing persistent query, the
+migrations tool, a restart, and the seed demo end to end with `instore produce seed-demo`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from instore.commands.ksql import (
+    KsqlCommandError,
+    applied_versions,
+    make_client,
+    migrate,
+)
+from instore.embedded import free_port, port_open
+from instore.kafka import ensure_topics
+from stream_apps.ksqldb.engine import Engine
+from stream_apps.ksqldb.server import build_app
+from tests.conftest import child_env, instore_proc, make_settings
+from tests.integration.test_ksql_scenarios import read_all
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Endpoint:
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.engine = Engine(settings)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.engine), host="127.0.0.1",
+                                                    port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", self.port):
+            assert time.monotonic() < deadline, "endpoint did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.engine.close()
+
+    def ksql(self, sql: str, props: dict[str, Any] | None = None) -> httpx.Response:
+        return httpx.post(f"{self.url}/ksql", json={"ksql": sql, "streamsProperties": props or {}},
+                          timeout=60)
+
+
+def _start(broker_factory: Callable[[], Any], redis_url: str) -> tuple[Any, Endpoint]:
+    broker = broker_factory()
+    settings = make_settings(broker.bootstrap, redis_url)
+    ensure_topics(settings)
+    return broker, Endpoint(settings)
+
+
+@pytest.fixture(scope="module")
+def endpoint(broker_factory: Callable[[], Any], redis_url: str) -> Iterator[Endpoint]:
+    broker, ep = _start(broker_factory, redis_url)
+    yield ep
+    ep.stop()
+    broker.stop()
+
+
+def _wait(cond: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_info_healthcheck_status(endpoint: Endpoint) -> None:
+    info = httpx.get(f"{endpoint.url}/info").json()
+    assert info["KsqlServerInfo"]["version"].startswith("0.")
+    assert info["KsqlServerInfo"]["serverStatus"] == "RUNNING"
+    health = httpx.get(f"{endpoint.url}/healthcheck").json()
+    assert health["isHealthy"] is True and health["details"]["kafka"]["isHealthy"] is True
+    r = endpoint.ksql("CREATE STREAM ST_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='st_s', "
+                      "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    assert r.status_code == 200
+    entity = r.json()[0]
+    assert entity["@type"] == "currentStatus"
+    assert entity["commandStatus"]["status"] == "SUCCESS"
+    statuses = httpx.get(f"{endpoint.url}/status").json()["commandStatuses"]
+    assert statuses[entity["commandId"]] == "SUCCESS"
+    one = httpx.get(f"{endpoint.url}/status/stream/`ST_S`/create").json()
+    assert one["status"] == "SUCCESS"
+
+
+def test_ksql_client_ddl_insert_pull_and_push(endpoint: Endpoint) -> None:
+    client = make_client(endpoint.settings, endpoint.url)
+    assert client.get_ksql_version().startswith("0.")
+    client.ksql("CREATE STREAM CL_CLICKS (UID STRING KEY, PAGE STRING, MS INT) WITH "
+                "(KAFKA_TOPIC='cl_clicks', PARTITIONS=2, VALUE_FORMAT='JSON');")
+    res = client.ksql("CREATE TABLE CL_PER_USER AS SELECT UID, COUNT(*) AS N, SUM(MS) AS TOTAL "
+                      "FROM CL_CLICKS GROUP BY UID EMIT CHANGES;",
+                      stream_properties={"auto.offset.reset": "earliest"})
+    assert res[0]["commandStatus"]["queryId"].startswith("CTAS_CL_PER_USER")
+    client.ksql("INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u1', 'home', 10);"
+                "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u1', 'cart', 5);"
+                "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u2', 'home', 7);")
+
+    def pull() -> dict[str, Any]:
+        text = "".join(client.query("SELECT * FROM CL_PER_USER;"))
+        rows = [item["row"]["columns"] for item in json.loads(text) if "row" in item]
+        return {r[0]: r for r in rows} if len(rows) == 2 and {r[1] for r in rows} == {2, 1} else {}
+    rows = _wait(pull)
+    assert rows["u1"] == ["u1", 2, 15] and rows["u2"] == ["u2", 1, 7]
+
+    # push query over /query (chunked JSON array) ends at LIMIT with a final message
+    with httpx.stream("POST", f"{endpoint.url}/query", timeout=30, json={
+            "ksql": "SELECT UID, PAGE FROM CL_CLICKS EMIT CHANGES LIMIT 3;",
+            "streamsProperties": {"auto.offset.reset": "earliest"}}) as r:
+        body = json.loads(r.read())
+    assert "queryId" in body[0]["header"] and "`PAGE` STRING" in body[0]["header"]["schema"]
+    assert sorted(tuple(b["row"]["columns"]) for b in body[1:4]) == \
+        [("u1", "cart"), ("u1", "home"), ("u2", "home")]
+    assert body[-1] == {"finalMessage": "Limit Reached"}
+
+    # /query-stream, HTTP/1.1 delimited: a header line then one JSON array per row
+    with httpx.stream("POST", f"{endpoint.url}/query-stream", timeout=30,
+                      headers={"Accept": "application/vnd.ksqlapi.delimited.v1"},
+                      json={"sql": "SELECT * FROM CL_PER_USER WHERE UID = 'u2';",
+                            "properties": {}}) as r:
+        lines = [json.loads(line) for line in r.read().decode().splitlines() if line]
+    assert lines[0]["columnNames"] == ["UID", "N", "TOTAL"]
+    assert lines[0]["columnTypes"] == ["STRING", "BIGINT", "INTEGER"]
+    assert lines[1:] == [["u2", 1, 7]]
+
+
+def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
+    endpoint.ksql("CREATE STREAM PQ_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='pq_s', "
+                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    got: list[Any] = []
+    header: dict[str, Any] = {}
+
+    def consume() -> None:
+        with httpx.stream("POST", f"{endpoint.url}/query-stream", timeout=60,
+                          json={"sql": "SELECT K, V * 2 AS D FROM PQ_S WHERE V > 0 EMIT CHANGES;",
+                                "properties": {}}) as r:
+            for line in r.iter_lines():
+                if not line:
+                    continue
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    header.update(item)
+                else:
+                    got.append(item)
+                    return
+
+    th = threading.Thread(target=consume, daemon=True)
+    th.start()
+    _wait(lambda: header.get("queryId"))
+    time.sleep(0.5)
+    endpoint.ksql("INSERT INTO PQ_S (K, V) VALUES ('a', -1); INSERT INTO PQ_S (K, V) VALUES ('b', 4);")
+    th.join(30)
+    assert got == [["b", 8]]
+    qid = header["queryId"]
+    r = httpx.post(f"{endpoint.url}/close-query", json={"queryId": qid})
+    assert r.status_code in (200, 400)  # closed now, or already closed by the disconnect
+    _wait(lambda: qid not in endpoint.engine.transient)
+    r = httpx.post(f"{endpoint.url}/close-query", json={"queryId": "nope"})
+    assert r.status_code == 400 and r.json()["@type"] == "generic_error"
+
+
+def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
+    r = endpoint.ksql("CREATE STREAM BAD (K STRING KEY) WITH (KAFKA_TOPIC='bad', PARTITIONS=1, "
+                      "VALUE_FORMAT='JSON');\nSELEC * FROM BAD;")
+    assert r.status_code == 400
+    body = r.json()
+    assert body["@type"] == "statement_error" and body["error_code"] == 40001
+    assert body["message"].startswith("line 2:0:")
+    r = endpoint.ksql("SELECT * FROM BAD;")
+    assert r.status_code == 400 and r.json()["error_code"] == 40002
+    r = endpoint.ksql("DESCRIBE NOPE;")
+    assert r.status_code == 400 and "NOPE" in r.json()["message"]
+    assert r.json()["statementText"] == "DESCRIBE NOPE;"
+    r = httpx.post(f"{endpoint.url}/ksql", content=b"{not json")
+    assert r.status_code == 400 and r.json()["@type"] == "generic_error"
+    r = httpx.post(f"{endpoint.url}/query", json={"ksql": "SELECT * FROM NOPE;"})
+    assert r.status_code == 400 and r.json()["@type"] == "statement_error"
+    from ksql.errors import KSQLError  # noqa: PLC0415
+
+    client = make_client(endpoint.settings, endpoint.url)
+    with pytest.raises(KSQLError) as info:
+        client.ksql("CREATE TABLE T_NO_KEY (A STRING) WITH (KAFKA_TOPIC='x', PARTITIONS=1, "
+                    "VALUE_FORMAT='JSON');")
+    assert info.value.error_code == 40001 and "PRIMARY KEY" in info.value.msg
+
+
+def test_failing_query_is_reported_and_others_keep_running(endpoint: Endpoint) -> None:
+    endpoint.ksql("CREATE STREAM FQ_IN (K STRING KEY, V INT) WITH (KAFKA_TOPIC='fq_in', "
+                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    # a 2 MB value is more than the producer's message.max.bytes: producing it fails the query
+    r1 = endpoint.ksql("CREATE STREAM FQ_HUGE AS SELECT K, LPAD('x', 2000000, 'y') AS PAD "
+                       "FROM FQ_IN;", {"auto.offset.reset": "earliest"})
+    r2 = endpoint.ksql("CREATE STREAM FQ_OK AS SELECT K, V + 1 AS W FROM FQ_IN;",
+                       {"auto.offset.reset": "earliest"})
+    assert r1.status_code == 200 and r2.status_code == 200
+    endpoint.ksql("INSERT INTO FQ_IN (K, V) VALUES ('a', 1);")
+
+    def states() -> dict[str, str]:
+        qs = endpoint.ksql("SHOW QUERIES;").json()[0]["queries"]
+        return {q["sinks"][0]: q["state"] for q in qs if q["sinks"] and q["sinks"][0].startswith("FQ_")}
+    st = _wait(lambda: (s := states()).get("FQ_HUGE") == "ERROR" and s)
+    assert st["FQ_OK"] == "RUNNING"
+    endpoint.ksql("INSERT INTO FQ_IN (K, V) VALUES ('b', 2);")
+    rows = _wait(lambda: len(read_all(endpoint.settings, "FQ_OK")) == 2 and
+                 read_all(endpoint.settings, "FQ_OK"))
+    assert sorted(r["W"] for r in rows) == [2, 3]
+    desc = endpoint.ksql("DESCRIBE FQ_HUGE EXTENDED;").json()[0]["sourceDescription"]
+    assert desc["writeQueries"][0]["state"] == "ERROR"
+    assert "queryErrors" in desc["writeQueries"][0]
+
+
+def test_migrations_tool_records_history_like_ksql_migrations(endpoint: Endpoint,
+                                                              tmp_path: Path) -> None:
+    client = make_client(endpoint.settings, endpoint.url)
+    migrations = tmp_path / "migrations"
+    shutil.copytree(ROOT / "ksql" / "migrations", migrations)
+    done = migrate(client, migrations)
+    assert done == ["1", "2", "3", "4"]
+    history = applied_versions(client)
+    assert history["CURRENT"]["VERSION"] == "4" and history["CURRENT"]["STATE"] == "MIGRATED"
+    assert history["2"]["PREVIOUS"] == "1" and history["1"]["PREVIOUS"] == "<none>"
+    import hashlib  # noqa: PLC0415
+    first = migrations / "V000001__sources.sql"
+    assert history["1"]["CHECKSUM"] == hashlib.md5(first.read_bytes()).hexdigest()  # noqa: S324
+    assert migrate(client, migrations) == []  # nothing pending
+    # the CLI (a real child process) sees the same history
+    env = child_env(endpoint.settings, KSQLDB_URL=endpoint.url)
+    log = tmp_path / "status.log"
+    proc = instore_proc(["ksql", "status", "--json", "--directory", str(migrations)], env, log)
+    assert proc.wait(60) == 0, log.read_text()
+    status = json.loads(log.read_text().strip().splitlines()[-1])
+    assert status["current"] == "4"
+    assert [m["state"] for m in status["migrations"]] == ["MIGRATED"] * 4
+    # a new file is pending; an edited applied file is refused
+    (migrations / "V000005__extra.sql").write_text(
+        "CREATE STREAM MIG_EXTRA AS SELECT * FROM POSITIONS;\n")
+    assert migrate(client, migrations) == ["5"]
+    first.write_text(first.read_text() + "\n-- edited\n")
+    with pytest.raises(KsqlCommandError, match="changed after it was applied"):
+        migrate(client, migrations)
+    # restart: a new engine replays the command topic
+    replayed = Engine(endpoint.settings)
+    try:
+        assert "NEARBY_CUSTOMERS" in replayed.sources and "MIG_EXTRA" in replayed.sources
+        assert any(q.startswith("CSAS_NEARBY_CUSTOMERS") for q in replayed.queries)
+    finally:
+        replayed.close()
+
+
+def test_seed_demo_end_to_end(broker_factory: Callable[[], Any], redis_url: str,
+                              tmp_path: Path) -> None:
+    broker, ep = _start(broker_factory, redis_url)
+    try:
+        client = make_client(ep.settings, ep.url)
+        assert migrate(client, ROOT / "ksql" / "seed_demo") == ["1", "2", "3"]
+        env = child_env(ep.settings, KSQLDB_URL=ep.url)
+        log = tmp_path / "seed.log"
+        proc = instore_proc(["produce", "seed-demo", "--positions", "300"], env, log)
+        assert proc.wait(120) == 0, log.read_text()
+        assert ep.engine.wait_idle(90)
+        rows = _wait(lambda: read_all(ep.settings, "NEARBY_CUSTOMERS"), timeout=60)
+        assert rows and all(r["uid"] and r["pid"] for r in rows)
+        assert all(r["distance_ft"] <= 100 for r in rows)
+        valid = read_all(ep.settings, "VALID_PROMOTIONS")
+        assert valid and all(v["SEGMENT"] for v in valid)
+    finally:
+        ep.stop()
+        broker.stop()
