@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
         producer_linger=0.005,
         producer_acks=-1,
         topic_partitions=settings.kafka_partitions,
