@@ -84,7 +84,7 @@ function projector(points, anchor) {
   const kx = Math.cos((lat0 * Math.PI) / 180);
   const minX = Math.min(...lons) * kx, maxX = Math.max(...lons) * kx;
   const minY = Math.min(...lats), maxY = Math.max(...lats);
-  const span = Math.max(maxX - minX, (maxY - minY) * (1000 / 600), 1e-6) * 1.1;
+  const span = Math.max(maxX - minX, (maxY - minY) * (1000 / 600), 1e-6) * 1.25;
   const scale = 1000 / span;
   const cx = (minX + maxX) / 2, cy = (minY + maxY) / 2;
   return {
@@ -255,7 +255,7 @@ async function connect(key) {
   schedule(async () => { await refreshStores(); await refreshFloor(); }, 2000);
   schedule(refreshPromotions, 3000);
   schedule(refreshFeed, 2000);
-  schedule(refreshTop, 10000);
+  schedule(refreshTop, 4000);
   tick(async () => {
     const segments = await getJson("/products/segments");
     $("#segment-list").replaceChildren(...segments.map((s) => el("option", { value: s })));

@@ -78,6 +78,14 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def faust_web_env() -> dict[str, str]:
+    """Faust's worker always serves its web view: give it a free loopback port (6066 may be
+    taken by another worker running on this machine)."""
+    from instore.embedded import free_port  # noqa: PLC0415
+
+    return {"FAUST_WEB_PORT": str(free_port()), "FAUST_WEB_BIND": "127.0.0.1"}
+
+
 WORKER_POLICY = {"DWELL_S": "0", "COOLDOWN_S": "1", "CAP_PER_HOUR": "100000"}
 
 
@@ -87,7 +95,8 @@ def worker(api_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     that offers again every second (so a missing offer means the policy said no)."""
     workdir = tmp_path_factory.mktemp("worker")  # Faust keeps its data dir in the cwd
     log_path = workdir / "worker.log"
-    env = child_env(api_settings, APP_ID=unique("api-test-worker"), **WORKER_POLICY)
+    env = child_env(api_settings, APP_ID=unique("api-test-worker"), DATA_DIR=str(workdir),
+                    **WORKER_POLICY, **faust_web_env())
     with log_path.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "instore", "worker", "--loglevel", "warn"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,

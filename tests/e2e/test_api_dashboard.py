@@ -1,0 +1,267 @@
+"""The marketer dashboard in headless Chromium against the real API (`instore api serve`), the
+Faust worker, broker and Redis: the marketer connects with their key, creates a promotion
+through the form, sees it listed, and sees an offer for it appear in the feed once simulated
+shoppers stand near the product; the floor map shows them. Screenshot: docs/screenshots/."""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from instore import records as r
+from instore import topics as t
+from instore.embedded import free_port
+from instore.kafka import ensure_topics, make_producer, produce
+from instore.settings import DEV_KEYS
+from tests.conftest import ROOT, child_env, make_settings
+from tests.integration.api_harness import faust_web_env, stop_proc
+
+pytestmark = pytest.mark.e2e
+
+SHOT = ROOT / "docs" / "screenshots" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAT0, LON0 = 52.5200, 13.4050  # the store's anchor (Berlin)
+M_LAT = 111_320.0
+M_LON = M_LAT * math.cos(math.radians(LAT0))
+SEGMENTS = ["coffee", "bakery", "dairy", "snacks", "produce", "wine"]
+TARGET_SKU = 1013
+MARKETER = {"X-API-Key": DEV_KEYS["marketer"]}
+
+
+def at(x_m: float, y_m: float) -> tuple[float, float]:
+    return LAT0 + y_m / M_LAT, LON0 + x_m / M_LON
+
+
+def wait_for(check: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def spawn(args: list[str], env: dict[str, str], logs: Path, name: str) -> subprocess.Popen[bytes]:
+    with (logs / f"{name}.log").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "instore", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=logs,
+            start_new_session=True,
+        )
+
+
+class Shoppers:
+    """Two shoppers stand at the promoted shelf, four wander the aisles; positions at 4 Hz."""
+
+    def __init__(self, settings: Any, store: str, target: tuple[float, float]) -> None:
+        self.producer = make_producer(settings)
+        self.store = store
+        run = uuid.uuid4().hex[:6]
+        self.standing = [f"stand-{run}-{i}" for i in range(2)]
+        self.walking = [f"walk-{run}-{i}" for i in range(4)]
+        self.target = target
+        self.rng = random.Random(7)
+        self.spots = {
+            uid: [self.rng.uniform(-45, 45), self.rng.uniform(-25, 25)] for uid in self.walking
+        }
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            ts = r.now_ms()
+            for uid in self.standing:
+                lat, lon = self.target
+                self.send(uid, lat + self.rng.uniform(-3e-6, 3e-6), lon, ts)
+            for uid, spot in self.spots.items():
+                spot[0] = max(-48, min(48, spot[0] + self.rng.uniform(-1.5, 1.5)))
+                spot[1] = max(-28, min(28, spot[1] + self.rng.uniform(-1.5, 1.5)))
+                self.send(uid, *at(spot[0], spot[1]), ts)
+            self.producer.poll(0)
+            self.stop.wait(0.25)
+        self.producer.flush(10)
+
+    def send(self, uid: str, lat: float, lon: float, ts: int) -> None:
+        rec = r.CustomerLocation(
+            uid=uid,
+            store_id=self.store,
+            latitude=lat,
+            longitude=lon,
+            ts=ts,
+            source="sim",
+            accuracy_m=0.5,
+        )
+        produce(self.producer, t.CUSTOMERS_LOCATIONS, rec, timestamp_ms=ts)
+
+
+@pytest.fixture(scope="module")
+def stack(broker_factory, redis_url, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is missing: run `make setup`")
+    broker = broker_factory()
+    api_port = free_port()
+    settings = make_settings(broker.bootstrap, redis_url, api_port=api_port)
+    ensure_topics(settings)
+    logs = tmp_path_factory.mktemp("e2e-dashboard")
+    env = child_env(
+        settings,
+        API_PORT=str(api_port),
+        DWELL_S="1",
+        COOLDOWN_S="20",
+        CAP_PER_HOUR="1000",
+        APP_ID=f"instore-dash-{uuid.uuid4().hex[:6]}",
+        DATA_DIR=str(logs),
+        **faust_web_env(),
+    )
+    procs = [
+        spawn(["api", "serve", "--log-level", "warning"], env, logs, "api"),
+        spawn(["worker", "--loglevel", "warn"], env, logs, "worker"),
+    ]
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+
+        def healthy() -> bool:
+            assert all(p.poll() is None for p in procs), (logs / "api.log").read_text()[-2000:]
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "the API")
+        yield {"settings": settings, "base": base, "logs": logs}
+    finally:
+        for p in reversed(procs):
+            stop_proc(p)
+
+
+def seed_store(base: str) -> tuple[str, tuple[float, float]]:
+    """A 100 m x 60 m store: double-sided shelves every 6 m, 60 products, via the API."""
+    store = f"berlin-{uuid.uuid4().hex[:4]}"
+    with httpx.Client(base_url=base, headers=MARKETER, timeout=30) as c:
+        res = c.put(
+            f"/stores/{store}",
+            json={
+                "name": "Berlin Mitte",
+                "latitude": LAT0,
+                "longitude": LON0,
+                "geofence_radius_m": 70,
+                "country": "DE",
+            },
+        )
+        assert res.status_code == 200, res.text
+        lines = ["sku,store_id,segment,variant,name,latitude,longitude,country"]
+        target = (0.0, 0.0)
+        for i in range(60):
+            x = -42 + (i % 10) * 9.3
+            y = -24 + (i // 10) * 9.6
+            lat, lon = at(x, y)
+            sku = 1000 + i
+            lines.append(
+                f"{sku},{store},{SEGMENTS[i // 10]},,{SEGMENTS[i // 10]} item {i},"
+                f"{lat:.7f},{lon:.7f},DE"
+            )
+            if sku == TARGET_SKU:
+                target = (lat, lon)
+        report = c.post(
+            "/products/bulk", files={"file": ("catalog.csv", "\n".join(lines), "text/csv")}
+        ).json()
+        assert report["accepted"] == 60, report
+        # another promotion already running, so the table and map are not a single row
+        res = c.post(
+            "/promotions",
+            json={"segment": "wine", "title": "Wine weekend", "discount_pct": 10, "radius_ft": 20},
+        )
+        assert res.status_code == 201, res.text
+    return store, target
+
+
+def test_marketer_creates_a_promotion_and_sees_offers(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    base = stack["base"]
+    store, target = seed_store(base)
+    shoppers = Shoppers(stack["settings"], store, target)
+    for uid in shoppers.standing + shoppers.walking:
+        res = httpx.post(f"{base}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
+        assert res.status_code == 200
+    shoppers.thread.start()
+    SHOT.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{base}/dashboard")
+                page.fill("#api-key", DEV_KEYS["marketer"])
+                page.click("#key-form button")
+                expect(page.locator("#who")).to_have_text("connected", timeout=15_000)
+                page.select_option("#store-select", store)
+                expect(page.locator("#floor .product").first).to_be_attached(timeout=15_000)
+
+                form = page.locator("#promo-form")
+                form.locator("input[name=title]").fill("Espresso beans -30%")
+                form.locator("input[name=sku]").fill(str(TARGET_SKU))
+                form.locator("input[name=discount_pct]").fill("30")
+                form.locator("input[name=radius_ft]").fill("15")
+                form.locator("button[type=submit]").click()
+                expect(page.locator("#promo-result")).to_contain_text("created", timeout=15_000)
+                row = page.locator("#promotions tbody tr", has_text="Espresso beans -30%")
+                expect(row).to_be_visible(timeout=10_000)
+                expect(row.locator(".status")).to_have_text("active")
+                expect(page.locator("#floor .promoted-product").first).to_be_attached(
+                    timeout=10_000
+                )
+
+                # a bad promotion is refused with the reason on the form
+                form.locator("input[name=title]").fill("Too generous")
+                form.locator("input[name=sku]").fill(str(TARGET_SKU))
+                form.locator("input[name=discount_pct]").fill("95")
+                form.locator("button[type=submit]").click()
+                expect(page.locator("#promo-result")).to_contain_text(
+                    "discount_pct", timeout=10_000
+                )
+                form.locator("input[name=discount_pct]").fill("30")
+                page.locator("#promo-form").evaluate("f => f.reset()")
+                page.locator("#promo-result").evaluate("el => el.textContent = ''")
+
+                # shoppers standing at the shelf get an offer; the feed and funnel show it
+                feed = page.locator("#feed li", has_text="Espresso beans -30%")
+                expect(feed.first).to_be_visible(timeout=90_000)
+                expect(page.locator("#floor .shopper-dot").first).to_be_attached(timeout=30_000)
+                expect(row.locator("td").nth(7)).not_to_have_text("0", timeout=15_000)
+                # the analytics agent ranks the shelf where shoppers dwell
+                expect(page.locator("#top-dwell li").first).to_contain_text(
+                    f"item {TARGET_SKU - 1000}", timeout=30_000
+                )
+                page.wait_for_timeout(2500)  # let the map and totals refresh once more
+                page.screenshot(path=str(SHOT), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        shoppers.stop.set()
+        shoppers.thread.join(10)
+    assert SHOT.exists() and SHOT.stat().st_size > 10_000
