@@ -69,16 +69,33 @@ CREATE TABLE PROMOTED_PRODUCTS AS
   EMIT CHANGES;
 
 -- The promoted products of each store in one row keyed by store_id: a stream-table join must
--- be on the table's primary key, and positions carry store_id, so this is the table positions
--- join. MAX_RADIUS_FT bounds the first, per-product distance filter in V000003.
+-- be on the table's primary key, and positions carry store_id.
 CREATE TABLE STORE_PROMOTED_PRODUCTS AS
   SELECT
     store_id,
     COLLECT_LIST(STRUCT(
       sku := sku, segment := segment, latitude := latitude, longitude := longitude,
-      country := country, max_radius_ft := ARRAY_MAX(TRANSFORM(promos, q => q->radius_ft)),
       promos := promos)) AS products
   FROM PROMOTED_PRODUCTS
   GROUP BY store_id
   HAVING COUNT(*) > 0
+  EMIT CHANGES;
+
+-- ... flattened to one element per (product, promotion) pair, the table positions join.
+-- ksqlDB has no FLATTEN: REDUCE folds each product's pairs into one array, starting from a
+-- typed NULL array (ARRAY_CONCAT(NULL, a) = a). This runs when the catalog or a promotion
+-- changes, not per position.
+CREATE TABLE STORE_PROMOTION_PAIRS AS
+  SELECT
+    store_id,
+    REDUCE(products,
+      CAST(NULL AS ARRAY<STRUCT<pid STRING, sku INT, segment STRING, latitude DOUBLE,
+                                longitude DOUBLE, radius_ft DOUBLE, starts_at BIGINT,
+                                ends_at BIGINT>>),
+      (acc, x) => ARRAY_CONCAT(acc, TRANSFORM(x->promos, q => STRUCT(
+        pid := q->pid, sku := x->sku, segment := x->segment, latitude := x->latitude,
+        longitude := x->longitude, radius_ft := q->radius_ft, starts_at := q->starts_at,
+        ends_at := q->ends_at))))
+    AS pairs
+  FROM STORE_PROMOTED_PRODUCTS
   EMIT CHANGES;

@@ -147,28 +147,31 @@ class QueryCore:
     def _project_emit(self, r: tuple, rowtime: int) -> None:
         cols = self.columns
         emit = self.emit
+        key_names = self.key_names
         if not self.plan.has_table_function:
             out = {c.name: c.fn(r) for c in cols}
-            emit(tuple(out[k] for k in self.key_names), None, out, rowtime)
+            emit(tuple(out[k] for k in key_names), None, out, rowtime)
             return
-        base: dict[str, Any] = {}
-        arrays: list[tuple[str, list[Any]]] = []
-        for c in cols:
-            v = c.fn(r)
+        # Table functions of one SELECT are zipped: row i takes element i of each (null when an
+        # array is shorter); the other columns repeat.
+        values = [c.fn(r) for c in cols]
+        n = 0
+        for c, v in zip(cols, values, strict=True):
             if c.table_function:
-                arrays.append((c.name, v if isinstance(v, list) else []))
-            else:
-                base[c.name] = v
-        n = max((len(a) for _, a in arrays), default=0)
+                if not isinstance(v, list):
+                    v = []
+                n = max(n, len(v))
+        if n == 0:
+            return
+        names = [c.name for c in cols]
+        tf = [i for i, c in enumerate(cols) if c.table_function]
         for i in range(n):
-            out = {}
-            for c in cols:
-                if c.table_function:
-                    arr = next(a for name, a in arrays if name == c.name)
-                    out[c.name] = arr[i] if i < len(arr) else None
-                else:
-                    out[c.name] = base[c.name]
-            emit(tuple(out[k] for k in self.key_names), None, out, rowtime)
+            row = list(values)
+            for j in tf:
+                arr = values[j]
+                row[j] = arr[i] if isinstance(arr, list) and i < len(arr) else None
+            out = dict(zip(names, row, strict=True))
+            emit(tuple(out[k] for k in key_names), None, out, rowtime)
 
     def _stream_aggregate(self, r: tuple, rowtime: int) -> None:
         gk = tuple(f(r) for f in self.plan.group_fns)

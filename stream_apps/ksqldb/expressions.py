@@ -118,6 +118,7 @@ class Compiler:
         self.allow_aggregates = allow_aggregates
         self.aggs: list[AggCall] = []
         self.agg_slot = len(scope.slots)
+        self._memo: dict[Any, Fn] = {}
         self.on_error = on_error or (lambda msg: log.debug("processing error: %s", msg))
 
     # -- type inference -----------------------------------------------------------------------
@@ -479,7 +480,14 @@ class Compiler:
             msg = f"Table function {name} can only be used as a top-level select item."
             raise StatementError(msg)
         if name in LAMBDA_FUNCTIONS:
-            return self._lambda_call(name, args, scope)
+            # The same lambda call written twice in a query (e.g. one FILTER under several
+            # EXPLODEs) is evaluated once per row.
+            key = (e, tuple(sorted(scope.params.items())))
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = _per_row(self._lambda_call(name, args, scope))
+                self._memo[key] = hit
+            return hit
         if name not in SCALARS:
             msg = f"Can't find any functions with the name '{name}'"
             raise StatementError(msg)
@@ -612,6 +620,20 @@ class Compiler:
             return (self.compile(gargs[0], scope), self.compile(gargs[1], scope),
                     lat_f, lon_f, radius, k)
         return None
+
+
+def _per_row(fn: Fn) -> Fn:
+    """Remember the last row's result (rows are tuples evaluated column by column)."""
+    last: list[Any] = [None, None]
+
+    def memo(r: tuple) -> Any:
+        if r is last[0]:
+            return last[1]
+        v = fn(r)
+        last[0] = r
+        last[1] = v
+        return v
+    return memo
 
 
 def _field(d: dict[str, Any], name: str) -> Any:

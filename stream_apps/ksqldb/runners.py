@@ -71,6 +71,7 @@ class QueryRunner:
         self.records_in = 0
         self.records_out = 0
         self.caught_up = False
+        self.last_active = time.monotonic()
         self.limit_reached = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -220,6 +221,7 @@ class QueryRunner:
                     self.caught_up = False
                     dirty = True
                     self.records_in += len(msgs)
+                    self.last_active = time.monotonic()
                 if self._producer is not None:
                     self._producer.poll(0)
                 if bootstrapping and all(positions.get(k, 0) >= hi for k, hi in table_ends.items()):

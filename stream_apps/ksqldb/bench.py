@@ -1,0 +1,173 @@
+"""`instore bench ksql`: NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint's engine.
+
+On a private Tansu broker (free port, stopped at the end): applies V000001-V000003 (sources,
+promoted products per store, NEARBY_CUSTOMERS), loads the benchmark world (DESIGN.md: S stores,
+P products per store, K promoted per store, radii 10/25/50/100 ft), waits until the tables are
+built, then
+
+1. throughput: produces ``events`` shopper positions (2 Hz walks) as fast as the producer
+   goes; positions/s = events / (last record processed by the NEARBY queries - first produce);
+2. latency: produces positions at ``rate``/s for ``latency_s`` seconds with ts = now, and
+   measures ts -> NEARBY_CUSTOMERS row consumed (p50/p99).
+
+Same JSON keys as the spine's bench (`instore bench proximity`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_END, TopicPartition
+
+from instore import topics as t
+from instore.embedded import free_port, port_open, tansu_argv
+from instore.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from instore.records import now_ms
+from instore.settings import Settings, get_settings
+from stream_apps.ksqldb.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+Progress = Callable[[str], None] | None
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+def _say(progress: Progress, msg: str) -> None:
+    if progress is not None:
+        progress(f"[cyan]bench ksql[/] {msg}")
+
+
+def run_bench(*, products: int = 10_000, promoted: int = 200, stores: int = 10,
+              events: int = 20_000, rate: float = 2000.0, latency_s: float = 5.0, seed: int = 7,
+              progress: Progress = None) -> dict[str, Any]:
+    from producers.shoppers import walk_positions  # noqa: PLC0415
+    from producers.world import build_world  # noqa: PLC0415
+
+    port = free_port()
+    broker = subprocess.Popen(tansu_argv("127.0.0.1", port), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    engine: Engine | None = None
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port):
+            if broker.poll() is not None or time.monotonic() > deadline:
+                msg = "the embedded broker did not start"
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        base = get_settings()
+        settings = Settings(**{**base.model_dump(), "kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+        wait_for_broker(settings)
+        ensure_topics(settings)
+        engine = Engine(settings, replay=False)
+        for path in sorted((ROOT / "ksql" / "migrations").glob("V00000[123]__*.sql")):
+            engine.execute(path.read_text(), {})
+        world = build_world(stores=stores, products=products, promoted=promoted, seed=seed)
+        _say(progress, f"loading {len(world.products):,} products, {len(world.promotions)} "
+                       "promotions")
+        producer = make_producer(settings)
+        t_load = time.monotonic()
+        for p in world.products:
+            producer.produce(t.STORES_PRODUCTS.name, key=t.STORES_PRODUCTS.key_of(p).encode(),
+                             value=p.to_json())
+            producer.poll(0)
+        for q in world.promotions:
+            producer.produce(t.PRODUCTS_PROMOTIONS.name, key=q.pid.encode(), value=q.to_json())
+        producer.flush(60)
+        if not engine.wait_idle(600):
+            msg = "the engine did not build the promoted-products tables in time"
+            raise RuntimeError(msg)
+        setup_s = time.monotonic() - t_load
+        _say(progress, f"tables built in {setup_s:.1f} s; producing {events:,} positions")
+
+        positions = []
+        for pos in walk_positions(world, shoppers=max(50, events // 400), seed=seed, hz=2.0):
+            positions.append(pos)
+            if len(positions) >= events:
+                break
+        payloads = [(p.uid.encode(), p.to_json(), p.ts) for p in positions]
+        nearby_q = [q for q in engine.queries.values() if "NEARBY" in q.id]
+        before_out = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id)
+        t0 = time.monotonic()
+        for key, value, ts in payloads:
+            while True:
+                try:
+                    producer.produce(t.CUSTOMERS_LOCATIONS.name, key=key, value=value,
+                                     timestamp=ts or 0)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+        producer.flush(60)
+        if not engine.wait_idle(600, settle=0.2):
+            msg = "the engine did not catch up with the positions"
+            raise RuntimeError(msg)
+        t_end = max(q.last_active for q in nearby_q)
+        elapsed = max(t_end - t0, 1e-9)
+        rows = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id) - before_out
+        fig: dict[str, Any] = {
+            "engine": "ksql-local", "stores": stores, "products": products,
+            "promoted": promoted, "events": len(payloads),
+            "events_per_s": round(len(payloads) / elapsed, 1),
+            "rows_per_s": round(rows / elapsed, 1),
+            "matches_per_position": round(rows / len(payloads), 3),
+            "setup_s": round(setup_s, 2),
+        }
+        _say(progress, f"{fig['events_per_s']:,.0f} positions/s; latency run at {rate:.0f}/s")
+        fig |= _latency(settings, producer, positions, rate, latency_s)
+        fig["measured_at"] = now_ms()
+        with contextlib.suppress(OSError):
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            with (RESULTS / "ksql.jsonl").open("a") as fh:
+                fh.write(json.dumps(fig) + "\n")
+        return fig
+    finally:
+        if engine is not None:
+            engine.close()
+        broker.terminate()
+        try:
+            broker.wait(10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+
+
+def _latency(settings: Settings, producer: Any, positions: list[Any], rate: float,
+             seconds: float) -> dict[str, Any]:
+    consumer = make_consumer(settings, **{"fetch.wait.max.ms": 5})
+    md = consumer.list_topics(t.NEARBY_CUSTOMERS.name, timeout=10).topics[t.NEARBY_CUSTOMERS.name]
+    consumer.assign([TopicPartition(t.NEARBY_CUSTOMERS.name, p, OFFSET_END) for p in md.partitions])
+    time.sleep(1.0)
+    lat: list[float] = []
+    n = int(rate * seconds)
+    start = time.monotonic()
+    sent = 0
+    try:
+        while sent < n or time.monotonic() - start < seconds + 3:
+            due = int((time.monotonic() - start) * rate)
+            while sent < min(due, n):
+                pos = positions[sent % len(positions)]
+                value = orjson.loads(pos.to_json())
+                value["ts"] = now_ms()
+                producer.produce(t.CUSTOMERS_LOCATIONS.name, key=pos.uid.encode(),
+                                 value=orjson.dumps(value), timestamp=value["ts"])
+                sent += 1
+            producer.poll(0)
+            for m in consumer.consume(500, timeout=0.002):
+                if m.error() is None and m.value() is not None:
+                    lat.append(now_ms() - orjson.loads(m.value())["ts"])
+    finally:
+        consumer.close()
+    return {"p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "latency_rows": len(lat),
+            "latency_rate": rate}
