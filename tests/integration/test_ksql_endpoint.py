@@ -265,6 +265,31 @@ def test_migrations_tool_records_history_like_ksql_migrations(endpoint: Endpoint
         replayed.close()
 
 
+def _readme_queries() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## ksqlDB", 1)[1]
+    block = section.split("```sql", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_readme_analyst_queries_run(endpoint: Endpoint) -> None:
+    client = make_client(endpoint.settings, endpoint.url)
+    migrate(client, ROOT / "ksql" / "migrations")  # no-op when already applied
+    queries = _readme_queries()
+    assert len(queries) >= 5
+    for sql in queries:
+        if "EMIT CHANGES" not in sql:
+            r = httpx.post(f"{endpoint.url}/query", json={"ksql": sql}, timeout=30)
+            assert r.status_code == 200, (sql, r.text)
+            assert "header" in json.loads(r.text)[0]
+            continue
+        with httpx.stream("POST", f"{endpoint.url}/query", json={"ksql": sql},
+                          timeout=30) as r:
+            assert r.status_code == 200, (sql, r.read())
+            first = next(r.iter_lines())
+            assert json.loads(first.lstrip("["))["header"]["schema"]
+
+
 def test_seed_demo_end_to_end(broker_factory: Callable[[], Any], redis_url: str,
                               tmp_path: Path) -> None:
     broker, ep = _start(broker_factory, redis_url)
