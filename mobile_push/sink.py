@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -71,9 +71,23 @@ class SinkStats:
     dead_letters: int = 0
     retries: int = 0
     checkins: int = 0
+    # offer ts -> consumed / -> acknowledged by Ably, in ms (bounded sample for the summary)
+    consumed_ms: list[int] = field(default_factory=list)
+    acked_ms: list[int] = field(default_factory=list)
+
+    def sample(self, into: list[int], value: int) -> None:
+        if len(into) < 200_000:
+            into.append(value)
 
     def line(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.__dict__.items())
+        parts = [f"{k}={v}" for k, v in self.__dict__.items() if isinstance(v, int)]
+        for name in ("consumed_ms", "acked_ms"):
+            vals = sorted(getattr(self, name))
+            if vals:
+                p50 = vals[len(vals) // 2]
+                p99 = vals[min(len(vals) - 1, int(len(vals) * 0.99))]
+                parts.append(f"{name}_p50={p50} {name}_p99={p99}")
+        return " ".join(parts)
 
 
 class PermanentPublishError(Exception):
@@ -133,15 +147,26 @@ class PushSink:
             on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
         )
         log.info("push sink started: group=%s target=%s", self.group_id, target(s).mode)
+        # Publishing is the latency path; the follow-up of batch N (offer_events, markers,
+        # commit) runs while batch N+1 is consumed and published. At most one follow-up is in
+        # flight, so commits stay in order.
+        pending: asyncio.Task[None] | None = None
         try:
             while not self._stop.is_set():
-                msgs = await asyncio.to_thread(consumer.consume, BATCH_MAX, 0.1)
+                msgs = await asyncio.to_thread(self._poll_batch, consumer)
                 good = [m for m in msgs if self._ok(m)]
                 if not good:
                     continue
-                await self.handle_batch(good)
-                self._commit(consumer, good)
+                delivered = await self.handle_batch(good)
+                if pending is not None:
+                    await pending
+                pending = asyncio.create_task(self._finish(consumer, delivered, good))
+            if pending is not None:
+                await pending
+                pending = None
         finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
             with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.close()
             self.producer.flush(10)
@@ -150,6 +175,14 @@ class PushSink:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
             log.info("push sink stopped: %s", self.stats.line())
+
+    @staticmethod
+    def _poll_batch(consumer: Any) -> list[Message]:
+        """Wait up to 100 ms for one record, then take whatever else is already fetched."""
+        first = consumer.poll(0.1)
+        if first is None:
+            return []
+        return [first, *consumer.consume(BATCH_MAX - 1, 0)]
 
     @staticmethod
     def _ok(msg: Message) -> bool:
@@ -167,13 +200,15 @@ class PushSink:
             last[key] = max(last.get(key, -1), m.offset())
         offsets = [TopicPartition(topic, p, off + 1) for (topic, p), off in last.items()]
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             # A rebalance or broker restart: the batch will be redelivered and de-duplicated.
             log.warning("offset commit failed (batch will be redelivered): %s", exc)
 
     # -- one batch ------------------------------------------------------------------------------
-    async def handle_batch(self, msgs: list[Message]) -> None:
+    async def handle_batch(self, msgs: list[Message]) -> list[Offer]:
+        """Apply check-ins and publish the batch's offers; returns the offers now on their
+        shopper's channel (their follow-up is ``_finish``)."""
         self.stats.batches += 1
         offers: dict[str, Offer] = {}
         for m in msgs:
@@ -186,9 +221,39 @@ class PushSink:
                     self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
                     continue
                 offers.setdefault(offer.offer_id, offer)
-        if offers:
-            await self._offers(list(offers.values()))
-        self._flush()
+        if not offers:
+            return []
+        return await self._offers(list(offers.values()))
+
+    async def _finish(self, consumer: Any, delivered: list[Offer], msgs: list[Message]) -> None:
+        """After publishing: ``delivered`` events (flushed), markers and counters, then commit."""
+        ts = now_ms()
+        for o in delivered:
+            produce(
+                self.producer,
+                t.OFFER_EVENTS,
+                OfferEvent(offer_id=o.offer_id, uid=o.uid, event="delivered", ts=ts),
+            )
+        await asyncio.to_thread(self._flush)
+
+        async def mark() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            for o in delivered:
+                await self.mark(
+                    keys=[
+                        serving.delivered(o.offer_id),
+                        serving.promo_stats(o.pid),
+                        serving.store_stats(o.store_id),
+                    ],
+                    args=[str(ts), DELIVERED_MARKER_TTL_S],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+        if delivered:
+            await self._retrying("redis mark delivered", mark)
+        self.stats.published += len(delivered)
+        self._commit(consumer, msgs)
 
     async def _kiosk(self, m: Message) -> None:
         try:
@@ -216,20 +281,24 @@ class PushSink:
         await self._retrying("redis check-in", apply)
         self.stats.checkins += 1
 
-    async def _offers(self, offers: list[Offer]) -> None:
+    async def _offers(self, offers: list[Offer]) -> list[Offer]:
         self.stats.offers += len(offers)
+        start = now_ms()
+        for o in offers:
+            self.stats.sample(self.stats.consumed_ms, start - o.ts)
         ids = [o.offer_id for o in offers]
 
         async def lookup() -> tuple[list[Any], list[Any]]:
-            done = await self.redis.mget([serving.delivered(i) for i in ids])
-            where = await self.redis.mget([serving.checkin(o.uid) for o in offers])
-            return done, where
+            found = await self.redis.mget(
+                [serving.delivered(i) for i in ids] + [serving.checkin(o.uid) for o in offers]
+            )
+            return found[: len(ids)], found[len(ids) :]
 
         done, where = await self._retrying("redis lookup", lookup)
         todo = [o for o, d in zip(offers, done, strict=True) if d is None]
         self.stats.skipped_delivered += len(offers) - len(todo)
         if not todo:
-            return
+            return []
         checkins = {o.uid: routing.parse_checkin(w) for o, w in zip(offers, where, strict=True)}
         payloads = {o.offer_id: o.model_dump(mode="json") for o in todo}
         sizes = {i: len(orjson.dumps(p)) for i, p in payloads.items()}
@@ -243,6 +312,7 @@ class PushSink:
         results = await asyncio.gather(
             *(self._publish(ch, chunk, payloads) for ch, chunk in plan.chunks)
         )
+        acked = now_ms()
         failed: set[str] = set()
         for (ch, chunk), err in zip(plan.chunks, results, strict=True):
             if err is None:
@@ -256,34 +326,10 @@ class PushSink:
             if ch.startswith("shopper:"):
                 failed.update(o.offer_id for o in chunk)
         failed.update(o.offer_id for o in plan.oversize)
-        delivered = [o for o in todo if o.offer_id not in failed]
-        if not delivered:
-            return
-        ts = now_ms()
-        for o in delivered:
-            produce(
-                self.producer,
-                t.OFFER_EVENTS,
-                OfferEvent(offer_id=o.offer_id, uid=o.uid, event="delivered", ts=ts),
-            )
-        self._flush()
-
-        async def mark() -> None:
-            pipe = self.redis.pipeline(transaction=False)
-            for o in delivered:
-                await self.mark(
-                    keys=[
-                        serving.delivered(o.offer_id),
-                        serving.promo_stats(o.pid),
-                        serving.store_stats(o.store_id),
-                    ],
-                    args=[str(ts), DELIVERED_MARKER_TTL_S],
-                    client=pipe,
-                )
-            await pipe.execute()
-
-        await self._retrying("redis mark delivered", mark)
-        self.stats.published += len(delivered)
+        done_now = [o for o in todo if o.offer_id not in failed]
+        for o in done_now:
+            self.stats.sample(self.stats.acked_ms, acked - o.ts)
+        return done_now
 
     async def _publish(
         self, channel: str, chunk: list[Offer], payloads: dict[str, Any]

@@ -66,8 +66,11 @@ def world(broker_factory, redis_url, tmp_path_factory):
         API_PORT=str(api_port),
         DWELL_S="0.5",
         APP_ID=f"instore-e2e-{run}",
+        WEB_PORT=str(free_port()),
+        WEB_BIND="127.0.0.1",
     )
     logs = tmp_path_factory.mktemp("e2e-push")
+    (logs / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
     children = [
         Child("hub", ["push", "hub"], env, logs / "hub.log", cwd=logs),
         Child("api", ["api", "serve", "--log-level", "warning"], env, logs / "api.log", cwd=logs),

@@ -1,0 +1,481 @@
+"""`instore bench push`: position produced -> offer received by a browser-like subscriber on
+the hub's SSE stream, on a fresh embedded stack (Tansu, redis-server, `instore worker`, the push
+sink and the push hub, each its own process).
+
+The world: one store with ``K`` promoted products on a 5 m grid (radius 10 ft, so a shopper is
+near one product at a time); every shopper is opted in and cycles "stop at a product for
+dwell + 1 s, walk for 2 s", reporting positions so the total rate is ``rate``/s. Each offer
+carries the event time of the position that earned it (``Offer.ts``); latency = the local
+receive time at the subscriber - that ts (one clock: everything runs on this machine).
+With ``offers_only`` the worker is skipped and offers are produced directly (offer produced ->
+received).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from instore import topics as t
+from instore.embedded import free_port, redis_argv, tansu_argv
+from instore.kafka import ensure_topics, make_producer, produce, wait_for_broker
+from instore.records import (
+    CustomerLocation,
+    Offer,
+    Promotion,
+    ShopperConsent,
+    StoreProduct,
+    now_ms,
+)
+from instore.settings import Settings
+from mobile_push.local_stack import Child, wait_http, wait_port
+from mobile_push.tokens import ApiKey, TokenAuthority
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "push.jsonl"
+LAT0, LON0 = 51.5072, -0.1276
+M_LAT = 1 / 111_111.0
+SPACING_M = 5.0
+WALK_S = 2.0
+
+
+def _percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+class World:
+    def __init__(self, store: str, products: int, shoppers: int, dwell_s: float) -> None:
+        self.store = store
+        self.k = products
+        self.cols = max(1, int(math.sqrt(products)))
+        self.m_lon = 1 / (111_111.0 * math.cos(math.radians(LAT0)))
+        self.uids = [f"bench-{i:05d}" for i in range(shoppers)]
+        self.stop_s = dwell_s + 1.0
+        self.cycle_s = self.stop_s + WALK_S
+
+    def xy(self, p: int) -> tuple[float, float]:
+        return (p % self.cols) * SPACING_M + 5.0, (p // self.cols) * SPACING_M + 5.0
+
+    def latlon(self, x: float, y: float) -> tuple[float, float]:
+        return LAT0 + y * M_LAT, LON0 + x * self.m_lon
+
+    def products(self) -> list[StoreProduct]:
+        out = []
+        for p in range(self.k):
+            lat, lon = self.latlon(*self.xy(p))
+            out.append(
+                StoreProduct(
+                    sku=p,
+                    store_id=self.store,
+                    segment="bench",
+                    name=f"Product {p}",
+                    latitude=lat,
+                    longitude=lon,
+                    country="GB",
+                )
+            )
+        return out
+
+    def promotions(self) -> list[Promotion]:
+        return [
+            Promotion(
+                pid=f"bench-p{p}",
+                sku=p,
+                title=f"Deal on product {p}",
+                discount_pct=10 + p % 40,
+                radius_ft=10,
+            )
+            for p in range(self.k)
+        ]
+
+    def position(self, i: int, t_s: float) -> tuple[float, float]:
+        t_i = t_s + (i * 0.37) % self.cycle_s  # shoppers out of phase
+        k, phase = divmod(t_i, self.cycle_s)
+        p = (i * 7 + int(k) * 13) % self.k
+        x, y = self.xy(p)
+        if phase < self.stop_s:
+            return self.latlon(x + 0.3, y)
+        return self.latlon(x + SPACING_M / 2, y + SPACING_M / 2)  # in the aisle, near nothing
+
+
+class Collector:
+    """Async SSE subscribers for many channels in one thread (one token: ``shopper:*``)."""
+
+    def __init__(self, base: str, channels: list[str], token: str) -> None:
+        self.base, self.channels, self.token = base, channels, token
+        self.latencies: list[float] = []
+        self.ids: Counter[str] = Counter()
+        self.attached = 0
+        self.measure_from_ms = 0
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-collector")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=20)
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        limits = httpx.Limits(
+            max_connections=len(self.channels) + 10,
+            max_keepalive_connections=len(self.channels) + 10,
+        )
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=None), limits=limits
+        ) as client:
+            tasks = [asyncio.create_task(self._one(client, ch)) for ch in self.channels]
+            await self._stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _one(self, client: httpx.AsyncClient, channel: str) -> None:
+        url = f"{self.base}/channels/{channel}/stream"
+        async with client.stream("GET", url, params={"accessToken": self.token}) as resp:
+            resp.raise_for_status()
+            event, data = "message", []
+            async for line in resp.aiter_lines():
+                if line == "":
+                    if event == "attached":
+                        self.attached += 1
+                    elif event == "message" and data:
+                        self._message(json.loads("\n".join(data)))
+                    event, data = "message", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+
+    def _message(self, msg: dict[str, Any]) -> None:
+        received = time.time_ns() // 1_000_000
+        payload = msg.get("data")
+        offer = json.loads(payload) if isinstance(payload, str) else payload
+        self.ids[msg["id"]] += 1
+        if self.ids[msg["id"]] == 1 and offer["ts"] >= self.measure_from_ms:
+            self.latencies.append(received - offer["ts"])
+
+
+def _proc(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    out = log_path.open("ab")
+    proc = subprocess.Popen(
+        argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    out.close()
+    return proc
+
+
+def run_bench(
+    *,
+    rate: float = 2000.0,
+    seconds: float = 20.0,
+    shoppers: int = 400,
+    products: int = 200,
+    dwell_s: float = 2.0,
+    offers_only: bool = False,
+    results_path: Path | None = RESULTS,
+) -> dict[str, Any]:
+    with_worker = not offers_only and (ROOT / "stream_apps" / "app.py").exists()
+    with tempfile.TemporaryDirectory(prefix="instore-bench-push-") as tmp:
+        work = Path(tmp)
+        (work / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
+        broker_port, redis_port, hub_port = free_port(), free_port(), free_port()
+        settings = Settings(
+            _env_file=None,
+            kafka_bootstrap_servers=f"127.0.0.1:{broker_port}",  # type: ignore[call-arg]
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            hub_port=hub_port,
+            dwell_s=dwell_s,
+        )
+        env = {
+            k: v
+            for k, v in __import__("os").environ.items()
+            if not k.startswith(("KAFKA_", "REDIS_", "ABLY_", "HUB_", "DWELL_"))
+        }
+        env |= {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "REDIS_URL": settings.redis_address,
+            "HUB_PORT": str(hub_port),
+            "DWELL_S": str(dwell_s),
+            "APP_ID": f"instore-bench-push-{hub_port}",
+            "WEB_PORT": str(free_port()),  # the Faust worker's web server, loopback only
+            "WEB_BIND": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        procs = [
+            _proc(tansu_argv("127.0.0.1", broker_port), work / "broker.log"),
+            _proc(redis_argv("127.0.0.1", redis_port, work / "redis"), work / "redis.log"),
+        ]
+        children: list[Child] = []
+        collector: Collector | None = None
+        try:
+            wait_port("127.0.0.1", broker_port)
+            wait_port("127.0.0.1", redis_port)
+            wait_for_broker(settings, 60)
+            ensure_topics(settings)
+            children.append(Child("hub", ["push", "hub"], env, work / "hub.log", cwd=work).start())
+            children.append(
+                Child("sink", ["push", "sink"], env, work / "sink.log", cwd=work).start()
+            )
+            if with_worker:
+                children.append(
+                    Child(
+                        "worker",
+                        ["worker", "--loglevel", "warn"],
+                        env,
+                        work / "worker.log",
+                        cwd=work,
+                    ).start()
+                )
+            base = f"http://127.0.0.1:{hub_port}"
+            wait_http(f"{base}/time", children[0], 60)
+
+            world = World("bench-s1", products, shoppers, dwell_s)
+            producer = make_producer(settings)
+            if with_worker:
+                for prod in world.products():
+                    produce(producer, t.STORES_PRODUCTS, prod)
+                for promo in world.promotions():
+                    produce(producer, t.PRODUCTS_PROMOTIONS, promo)
+                for uid in [*world.uids, "bench-warmup"]:
+                    produce(
+                        producer,
+                        t.SHOPPER_CONSENTS,
+                        ShopperConsent(uid=uid, opted_in=True, updated_at=now_ms()),
+                    )
+                producer.flush(30)
+
+            key = ApiKey.parse(settings.ably_key)
+            token = TokenAuthority([key]).issue(
+                key, {"shopper:*": frozenset({"subscribe"})}, "bench", 3_600_000, now_ms()
+            )["token"]
+            collector = Collector(
+                base, [f"shopper:{u}" for u in [*world.uids, "bench-warmup"]], token
+            )
+            collector.start()
+            deadline = time.monotonic() + 30
+            while collector.attached < len(collector.channels) and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+            try:
+                _warm_up(settings, producer, world, collector, with_worker, children)
+            except RuntimeError as exc:
+                tails = "\n".join(f"--- {c.name} ---\n{c.tail(15)}" for c in children)
+                msg = f"{exc}\n{tails}"
+                raise RuntimeError(msg) from None
+            collector.measure_from_ms = now_ms()
+            produced, elapsed = _drive(producer, world, rate, seconds, with_worker)
+            # Let the tail arrive: wait until nothing new arrives for 3 s (bounded).
+            last, quiet_since, end = -1, time.monotonic(), time.monotonic() + 30
+            while time.monotonic() < end and time.monotonic() - quiet_since < 3:
+                n = sum(collector.ids.values())
+                if n != last:
+                    last, quiet_since = n, time.monotonic()
+                time.sleep(0.2)
+        finally:
+            if collector is not None:
+                collector.stop()
+            for c in reversed(children):
+                c.stop()
+            sink_summary = _sink_summary(work / "sink.log")
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(10)
+                if p.poll() is None:
+                    p.kill()
+
+    assert collector is not None
+    lat = sorted(collector.latencies)
+    result = {
+        "bench": "push",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "measures": "position ts -> offer received on hub SSE"
+        if with_worker
+        else "offer produced -> received on hub SSE (worker skipped)",
+        "rate_target": rate,
+        "rate_actual": round(produced / elapsed, 1) if elapsed else 0.0,
+        "produced": produced,
+        "seconds": seconds,
+        "shoppers": shoppers,
+        "products": products,
+        "dwell_s": dwell_s,
+        "received": len(lat),
+        "duplicates": sum(c - 1 for c in collector.ids.values() if c > 1),
+        "p50_ms": round(_percentile(lat, 0.50), 1),
+        "p90_ms": round(_percentile(lat, 0.90), 1),
+        "p99_ms": round(_percentile(lat, 0.99), 1),
+        "max_ms": round(lat[-1], 1) if lat else None,
+        # where the time goes: offer ts -> consumed by the sink / -> acknowledged by the hub
+        "sink": sink_summary,
+    }
+    if results_path is not None:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        with results_path.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+    return result
+
+
+def _sink_summary(log_path: Path) -> dict[str, int]:
+    if not log_path.exists():
+        return {}
+    lines = [x for x in log_path.read_text(errors="replace").splitlines() if "sink stopped" in x]
+    if not lines:
+        return {}
+    out = {}
+    for part in lines[-1].split("stopped:", 1)[1].split():
+        k, _, v = part.partition("=")
+        if k.endswith(("_p50", "_p99")) and v.lstrip("-").isdigit():
+            out[k] = int(v)
+    return out
+
+
+def _warm_up(
+    settings: Settings,
+    producer: Any,
+    world: World,
+    collector: Collector,
+    with_worker: bool,
+    children: list[Child],
+) -> None:
+    """Wait until the whole path delivers (the worker's group join and table loads take a while
+    on the embedded broker)."""
+    deadline = time.monotonic() + 180
+    n = 0
+    while time.monotonic() < deadline:
+        if any(i.startswith("warm") for i in collector.ids):
+            return
+        dead = [c.name for c in children if not c.alive]
+        if dead:
+            msg = f"{', '.join(dead)} exited during warm-up"
+            raise RuntimeError(msg)
+        if with_worker:
+            lat, lon = world.latlon(*world.xy(0))
+            produce(
+                producer,
+                t.CUSTOMERS_LOCATIONS,
+                CustomerLocation(
+                    uid="bench-warmup",
+                    store_id=world.store,
+                    latitude=lat,
+                    longitude=lon,
+                    ts=now_ms(),
+                    source="sim",
+                ),
+            )
+        else:
+            ts = now_ms()
+            produce(
+                producer,
+                t.OFFERS,
+                Offer(
+                    offer_id=f"warm-{n}",
+                    uid="bench-warmup",
+                    store_id=world.store,
+                    pid="warm",
+                    sku=0,
+                    title="warm",
+                    discount_pct=1,
+                    distance_ft=0,
+                    ts=ts,
+                    expires_at=ts + 60_000,
+                ),
+            )
+        n += 1
+        producer.flush(5)
+        time.sleep(0.2)
+        if with_worker and collector.ids:
+            return
+    msg = "the push path did not deliver a warm-up offer within 180 s (see the service logs)"
+    raise RuntimeError(msg)
+
+
+def _drive(
+    producer: Any, world: World, rate: float, seconds: float, with_worker: bool
+) -> tuple[int, float]:
+    """Produce at ``rate``/s for ``seconds`` in 10 ms ticks; returns (records, elapsed)."""
+    start = time.monotonic()
+    tick = 0.01
+    per_tick = rate * tick
+    owed = 0.0
+    produced = 0
+    cursor = 0
+    n_offer = 0
+    while (now := time.monotonic()) - start < seconds:
+        owed += per_tick
+        ts = now_ms()
+        t_s = now - start
+        while owed >= 1:
+            owed -= 1
+            i = cursor % len(world.uids)
+            cursor += 1
+            uid = world.uids[i]
+            if with_worker:
+                lat, lon = world.position(i, t_s)
+                produce(
+                    producer,
+                    t.CUSTOMERS_LOCATIONS,
+                    CustomerLocation(
+                        uid=uid,
+                        store_id=world.store,
+                        latitude=lat,
+                        longitude=lon,
+                        ts=ts,
+                        source="sim",
+                    ),
+                )
+            else:
+                # offers-only: a fixed fraction of the rate becomes offers (about what the
+                # worker emits for this world), each unique.
+                if cursor % 20:
+                    continue
+                n_offer += 1
+                produce(
+                    producer,
+                    t.OFFERS,
+                    Offer(
+                        offer_id=f"o-{n_offer}",
+                        uid=uid,
+                        store_id=world.store,
+                        pid="p",
+                        sku=1,
+                        title="Deal",
+                        discount_pct=10,
+                        distance_ft=3,
+                        ts=ts,
+                        expires_at=ts + 900_000,
+                    ),
+                )
+            produced += 1
+        producer.poll(0)
+        sleep = start + (math.floor((now - start) / tick) + 1) * tick - time.monotonic()
+        if sleep > 0:
+            time.sleep(sleep)
+    producer.flush(30)
+    return produced, time.monotonic() - start
