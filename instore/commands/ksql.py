@@ -29,8 +29,10 @@ from rich.table import Table
 
 from instore.settings import Settings, get_settings
 
-app = typer.Typer(help="ksqlDB: migrations, queries, and the local ksqlDB-compatible endpoint.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="ksqlDB: migrations, queries, and the local ksqlDB-compatible endpoint.",
+    no_args_is_help=True,
+)
 console = Console(stderr=True)
 out = Console()
 
@@ -53,8 +55,9 @@ class KsqlCommandError(RuntimeError):
 def make_client(settings: Settings | None = None, url: str | None = None) -> Any:
     """A ``ksql.KSQLAPI`` for the configured endpoint (compatible with httpx 0.28)."""
     import httpx  # noqa: PLC0415
-    from ksql import KSQLAPI  # noqa: PLC0415
     from ksql.api import SimplifiedAPI  # noqa: PLC0415
+
+    from ksql import KSQLAPI  # noqa: PLC0415
 
     settings = settings or get_settings()
     target = (url or settings.ksqldb_address).rstrip("/")
@@ -68,30 +71,57 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
             return (self.api_key, self.secret) if self.api_key and self.secret else None
 
         def get_request(self, endpoint: str) -> Any:
-            return httpx.get(endpoint, headers=self.headers, auth=self._auth(), timeout=self.timeout)
+            return httpx.get(
+                endpoint, headers=self.headers, auth=self._auth(), timeout=self.timeout
+            )
 
-        def _http1_request(self, endpoint: str, method: str = "POST", sql_string: str = "",
-                           stream_properties: Any = None, encoding: str = "utf-8") -> Any:
+        def _http1_request(
+            self,
+            endpoint: str,
+            method: str = "POST",
+            sql_string: str = "",
+            stream_properties: Any = None,
+            encoding: str = "utf-8",
+        ) -> Any:
             sql_string = self._validate_sql_string(sql_string)
             body = {"ksql": sql_string, "streamsProperties": stream_properties or {}}
-            return httpx.request(method.upper(), f"{self.url}/{endpoint}",
-                                 content=json.dumps(body).encode(encoding), headers=self.headers,
-                                 auth=self._auth(), timeout=self.timeout)
+            return httpx.request(
+                method.upper(),
+                f"{self.url}/{endpoint}",
+                content=json.dumps(body).encode(encoding),
+                headers=self.headers,
+                auth=self._auth(),
+                timeout=self.timeout,
+            )
 
         @contextmanager
-        def _http1_stream(self, endpoint: str, method: str = "POST", sql_string: str = "",
-                          stream_properties: Any = None, encoding: str = "utf-8") -> Any:
+        def _http1_stream(
+            self,
+            endpoint: str,
+            method: str = "POST",
+            sql_string: str = "",
+            stream_properties: Any = None,
+            encoding: str = "utf-8",
+        ) -> Any:
             sql_string = self._validate_sql_string(sql_string)
             body = {"ksql": sql_string, "streamsProperties": stream_properties or {}}
-            with httpx.stream(method.upper(), f"{self.url}/{endpoint}",
-                              content=json.dumps(body).encode(encoding), headers=self.headers,
-                              auth=self._auth(), timeout=httpx.Timeout(self.timeout, read=None)
-                              ) as response:
+            with httpx.stream(
+                method.upper(),
+                f"{self.url}/{endpoint}",
+                content=json.dumps(body).encode(encoding),
+                headers=self.headers,
+                auth=self._auth(),
+                timeout=httpx.Timeout(self.timeout, read=None),
+            ) as response:
                 yield response
 
         def close_query(self, query_id: str) -> bool:
-            r = httpx.post(f"{self.url}/close-query", json={"queryId": query_id},
-                           auth=self._auth(), timeout=self.timeout)
+            r = httpx.post(
+                f"{self.url}/close-query",
+                json={"queryId": query_id},
+                auth=self._auth(),
+                timeout=self.timeout,
+            )
             return r.status_code == 200
 
     client = KSQLAPI(target, check_version=False, api_key=key, secret=secret, timeout=60)
@@ -132,10 +162,12 @@ def checksum(path: Path) -> str:
 
 
 def ensure_metadata(client: Any) -> None:
-    """Create MIGRATION_EVENTS / MIGRATION_SCHEMA_VERSIONS like `ksql-migrations initialize-metadata`."""
+    """Create MIGRATION_EVENTS / MIGRATION_SCHEMA_VERSIONS as `ksql-migrations` does."""
     listed = _ksql(client, "SHOW STREAMS;")[0]["streams"]
     if not any(s["name"] == EVENTS for s in listed):
-        _ksql(client, f"""CREATE STREAM {EVENTS} (
+        _ksql(
+            client,
+            f"""CREATE STREAM {EVENTS} (
   version_key  STRING KEY,
   version      STRING,
   name         STRING,
@@ -145,10 +177,13 @@ def ensure_metadata(client: Any) -> None:
   completed_on STRING,
   previous     STRING,
   error_reason STRING
-) WITH (KAFKA_TOPIC='default_ksql_{EVENTS}', VALUE_FORMAT='JSON', PARTITIONS=1, REPLICAS=1);""")
+) WITH (KAFKA_TOPIC='default_ksql_{EVENTS}', VALUE_FORMAT='JSON', PARTITIONS=1, REPLICAS=1);""",
+        )
     tables = _ksql(client, "SHOW TABLES;")[0]["tables"]
     if not any(s["name"] == VERSIONS for s in tables):
-        _ksql(client, f"""CREATE TABLE {VERSIONS}
+        _ksql(
+            client,
+            f"""CREATE TABLE {VERSIONS}
   WITH (KAFKA_TOPIC='default_ksql_{VERSIONS}')
   AS SELECT
     version_key,
@@ -161,12 +196,14 @@ def ensure_metadata(client: Any) -> None:
     latest_by_offset(previous) AS previous,
     latest_by_offset(error_reason) AS error_reason
   FROM {EVENTS}
-  GROUP BY version_key;""", {"auto.offset.reset": "earliest"})
+  GROUP BY version_key;""",  # noqa: S608 - constant names
+            {"auto.offset.reset": "earliest"},
+        )
 
 
 def applied_versions(client: Any) -> dict[str, dict[str, Any]]:
     """version_key -> row of MIGRATION_SCHEMA_VERSIONS (a pull query)."""
-    rows = list(client.query(f"SELECT * FROM {VERSIONS};"))
+    rows = list(client.query(f"SELECT * FROM {VERSIONS};"))  # noqa: S608 - a constant name
     return _pull_rows(rows)
 
 
@@ -176,8 +213,7 @@ def _pull_rows(chunks: list[str]) -> dict[str, dict[str, Any]]:
         return {}
     data = json.loads(text)
     header = data[0]["header"]
-    names = [c.split("`")[1] if "`" in c else c.split()[0]
-             for c in _split_schema(header["schema"])]
+    names = [c.split("`")[1] if "`" in c else c.split()[0] for c in _split_schema(header["schema"])]
     out: dict[str, dict[str, Any]] = {}
     for item in data[1:]:
         if "row" not in item:
@@ -208,14 +244,26 @@ def _sql_str(v: str | None) -> str:
     return "NULL" if v is None else "'" + v.replace("'", "''") + "'"
 
 
-def _event(client: Any, version: str, name: str, state: str, chk: str, started: str | None,
-           completed: str | None, previous: str, error: str | None = None) -> None:
+def _event(
+    client: Any,
+    version: str,
+    name: str,
+    state: str,
+    chk: str,
+    started: str | None,
+    completed: str | None,
+    previous: str,
+    error: str | None = None,
+) -> None:
     for key in (version, "CURRENT"):
-        _ksql(client, f"INSERT INTO {EVENTS} (version_key, version, name, state, checksum, "
-                      f"started_on, completed_on, previous, error_reason) VALUES ("
-                      f"{_sql_str(key)}, {_sql_str(version)}, {_sql_str(name)}, {_sql_str(state)}, "
-                      f"{_sql_str(chk)}, {_sql_str(started)}, {_sql_str(completed)}, "
-                      f"{_sql_str(previous)}, {_sql_str(error)});")
+        _ksql(
+            client,
+            f"INSERT INTO {EVENTS} (version_key, version, name, state, checksum, "  # noqa: S608
+            f"started_on, completed_on, previous, error_reason) VALUES ("
+            f"{_sql_str(key)}, {_sql_str(version)}, {_sql_str(name)}, {_sql_str(state)}, "
+            f"{_sql_str(chk)}, {_sql_str(started)}, {_sql_str(completed)}, "
+            f"{_sql_str(previous)}, {_sql_str(error)});",
+        )
 
 
 def _now() -> str:
@@ -237,21 +285,26 @@ def _wait_versions(client: Any, version: str, state: str, timeout: float = 15.0)
         time.sleep(0.2)
 
 
-def migrate(client: Any, directory: Path, *, until: str | None = None,
-            report: Any = None) -> list[str]:
+def migrate(
+    client: Any, directory: Path, *, until: str | None = None, report: Any = None
+) -> list[str]:
     """Apply pending migrations in order; returns the versions applied."""
     ensure_metadata(client)
     history = applied_versions(client)
     current = history.get("CURRENT")
-    previous = current["VERSION"] if current and current.get("STATE") == "MIGRATED" else NONE_VERSION
+    previous = (
+        current["VERSION"] if current and current.get("STATE") == "MIGRATED" else NONE_VERSION
+    )
     done: list[str] = []
     for version, name, path in migration_files(directory):
         chk = checksum(path)
         row = history.get(version)
         if row is not None and row.get("STATE") == "MIGRATED":
             if row.get("CHECKSUM") != chk:
-                msg = f"migration V{int(version):06d} was changed after it was applied " \
-                      f"(checksum {row.get('CHECKSUM')} != {chk}); write a new migration instead"
+                msg = (
+                    f"migration V{int(version):06d} was changed after it was applied "
+                    f"(checksum {row.get('CHECKSUM')} != {chk}); write a new migration instead"
+                )
                 raise KsqlCommandError(msg)
             previous = version
             continue
@@ -294,26 +347,37 @@ def _dir_option(seed_demo: bool, directory: Path | None) -> Path:
 
 @app.command("migrate")
 def migrate_cmd(
-    seed_demo: Annotated[bool, typer.Option("--seed-demo", help="Apply ksql/seed_demo/ instead.")] = False,
+    seed_demo: Annotated[
+        bool, typer.Option("--seed-demo", help="Apply ksql/seed_demo/ instead.")
+    ] = False,
     directory: Annotated[Path | None, typer.Option(help="A migrations directory.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this version.")] = None,
 ) -> None:
     """Apply pending migrations in order (records MIGRATION_EVENTS like ksql-migrations)."""
     client = make_client()
     try:
-        done = migrate(client, _dir_option(seed_demo, directory), until=until,
-                       report=lambda v, n: console.print(f"[green]migrated[/] V{int(v):06d} {n}"))
+        done = migrate(
+            client,
+            _dir_option(seed_demo, directory),
+            until=until,
+            report=lambda v, n: console.print(f"[green]migrated[/] V{int(v):06d} {n}"),
+        )
     except KsqlCommandError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
-        raise _fail(f"cannot reach ksqlDB at {get_settings().ksqldb_address} ({exc}); run "
-                    "`instore up` or set KSQLDB_URL") from None
+        msg = (
+            f"cannot reach ksqlDB at {get_settings().ksqldb_address} ({exc}); run "
+            "`instore up` or set KSQLDB_URL"
+        )
+        raise _fail(msg) from None
     console.print(f"{len(done)} migration(s) applied" if done else "already up to date")
 
 
 @app.command("status")
 def status_cmd(
-    seed_demo: Annotated[bool, typer.Option("--seed-demo", help="Compare with ksql/seed_demo/.")] = False,
+    seed_demo: Annotated[
+        bool, typer.Option("--seed-demo", help="Compare with ksql/seed_demo/.")
+    ] = False,
     directory: Annotated[Path | None, typer.Option(help="A migrations directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
@@ -330,9 +394,15 @@ def status_cmd(
         state = h.get("STATE") if h else "PENDING"
         if h and h.get("CHECKSUM") != checksum(path) and state == "MIGRATED":
             state = "MIGRATED (file changed)"
-        rows.append({"version": version, "name": name, "state": state,
-                     "started_on": h.get("STARTED_ON") if h else None,
-                     "completed_on": h.get("COMPLETED_ON") if h else None})
+        rows.append(
+            {
+                "version": version,
+                "name": name,
+                "state": state,
+                "started_on": h.get("STARTED_ON") if h else None,
+                "completed_on": h.get("COMPLETED_ON") if h else None,
+            }
+        )
     current = history.get("CURRENT", {}).get("VERSION")
     if as_json:
         sys.stdout.write(json.dumps({"current": current, "migrations": rows}) + "\n")
@@ -349,16 +419,26 @@ def status_cmd(
 def _render(columns: list[str], rows: list[list[Any]], title: str | None = None) -> Table:
     table = Table(*columns, title=title)
     for row in rows:
-        table.add_row(*("null" if v is None else json.dumps(v) if isinstance(v, dict | list)
-                        else str(v) for v in row))
+        table.add_row(
+            *(
+                "null" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v)
+                for v in row
+            )
+        )
     return table
 
 
 @app.command("query")
 def query_cmd(
-    sql: Annotated[str, typer.Argument(help="A statement: SELECT (pull, or push with EMIT "
-                                            "CHANGES), SHOW, DESCRIBE, CREATE...")],
-    earliest: Annotated[bool, typer.Option(help="Push queries start from the earliest offset.")] = False,
+    sql: Annotated[
+        str,
+        typer.Argument(
+            help="A statement: SELECT (pull, or push with EMIT CHANGES), SHOW, DESCRIBE, CREATE..."
+        ),
+    ],
+    earliest: Annotated[
+        bool, typer.Option(help="Push queries start from the earliest offset.")
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="Stop a push query after N rows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON lines.")] = False,
 ) -> None:
@@ -382,15 +462,17 @@ def query_cmd(
         except KsqlCommandError as exc:
             raise _fail(str(exc)) from None
         except OSError as exc:
-            raise _fail(f"cannot reach ksqlDB ({exc})") from None
+            msg = f"cannot reach ksqlDB ({exc})"
+            raise _fail(msg) from None
         _print_entities(entities, as_json)
         return
     props = {"auto.offset.reset": "earliest"} if earliest else {}
     _run_select(client, text, props, push, limit, as_json)
 
 
-def _run_select(client: Any, text: str, props: dict[str, Any], push: bool, limit: int | None,
-                as_json: bool) -> None:
+def _run_select(
+    client: Any, text: str, props: dict[str, Any], push: bool, limit: int | None, as_json: bool
+) -> None:
     from ksql.errors import KSQLError  # noqa: PLC0415
 
     names: list[str] = []
@@ -462,22 +544,47 @@ def _print_entities(entities: list[dict[str, Any]], as_json: bool) -> None:
         kind = e.get("@type")
         if kind in ("streams", "tables"):
             items = e[kind]
-            out.print(_render(["name", "topic", "key format", "value format", "windowed"],
-                              [[i["name"], i["topic"], i["keyFormat"], i["valueFormat"],
-                                i["isWindowed"]] for i in items], kind))
+            out.print(
+                _render(
+                    ["name", "topic", "key format", "value format", "windowed"],
+                    [
+                        [i["name"], i["topic"], i["keyFormat"], i["valueFormat"], i["isWindowed"]]
+                        for i in items
+                    ],
+                    kind,
+                )
+            )
         elif kind == "queries":
-            out.print(_render(["id", "state", "sinks"],
-                              [[q["id"], q["state"], ",".join(q["sinks"])] for q in e["queries"]],
-                              "queries"))
+            out.print(
+                _render(
+                    ["id", "state", "sinks"],
+                    [[q["id"], q["state"], ",".join(q["sinks"])] for q in e["queries"]],
+                    "queries",
+                )
+            )
         elif kind == "kafka_topics":
-            out.print(_render(["topic", "partitions"],
-                              [[t["name"], len(t["replicaInfo"])] for t in e["topics"]], "topics"))
+            out.print(
+                _render(
+                    ["topic", "partitions"],
+                    [[t["name"], len(t["replicaInfo"])] for t in e["topics"]],
+                    "topics",
+                )
+            )
         elif kind == "sourceDescription":
             d = e["sourceDescription"]
-            out.print(_render(["field", "type"],
-                              [[f["name"] + (" (key)" if f.get("type") == "KEY" else ""),
-                                f["schema"]["type"]] for f in d["fields"]],
-                              f"{d['type']} {d['name']} (topic {d['topic']})"))
+            out.print(
+                _render(
+                    ["field", "type"],
+                    [
+                        [
+                            f["name"] + (" (key)" if f.get("type") == "KEY" else ""),
+                            f["schema"]["type"],
+                        ]
+                        for f in d["fields"]
+                    ],
+                    f"{d['type']} {d['name']} (topic {d['topic']})",
+                )
+            )
         elif kind == "currentStatus":
             out.print(e["commandStatus"]["message"])
         else:
@@ -485,7 +592,9 @@ def _print_entities(entities: list[dict[str, Any]], as_json: bool) -> None:
 
 
 @app.command("info")
-def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
+def info_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
     """The ksqlDB server's version, cluster and health."""
     import httpx  # noqa: PLC0415
 
@@ -495,8 +604,11 @@ def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
         info = client.sa.get_request(client.url + "/info").json()
         health = client.sa.get_request(client.url + "/healthcheck").json()
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach ksqlDB at {settings.ksqldb_address} ({exc}); run `instore up` "
-                    "or set KSQLDB_URL") from None
+        msg = (
+            f"cannot reach ksqlDB at {settings.ksqldb_address} ({exc}); run `instore up` "
+            "or set KSQLDB_URL"
+        )
+        raise _fail(msg) from None
     body = {"url": settings.ksqldb_address, **info, "health": health}
     if as_json:
         sys.stdout.write(json.dumps(body) + "\n")
@@ -523,7 +635,8 @@ def serve_cmd(
     try:
         from stream_apps.ksqldb.server import serve  # noqa: PLC0415
     except ImportError as exc:
-        raise _fail(f"the local ksqlDB endpoint is not installed ({exc}); run `make setup`") from None
+        msg = f"the local ksqlDB endpoint is not installed ({exc}); run `make setup`"
+        raise _fail(msg) from None
     serve(get_settings(), port=port)
 
 
@@ -534,11 +647,16 @@ def bench(
     events: Annotated[int, typer.Option(help="Positions to process.")] = 20_000,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint: positions/s, rows/s, latency."""
+    """NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint: positions/s, rows/s."""
     from stream_apps.ksqldb.bench import run_bench  # noqa: PLC0415
 
-    result = run_bench(products=products, promoted=promoted, stores=stores, events=events,
-                       progress=None if as_json else console.print)
+    result = run_bench(
+        products=products,
+        promoted=promoted,
+        stores=stores,
+        events=events,
+        progress=None if as_json else console.print,
+    )
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return

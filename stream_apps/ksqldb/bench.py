@@ -50,15 +50,27 @@ def _say(progress: Progress, msg: str) -> None:
         progress(f"[cyan]bench ksql[/] {msg}")
 
 
-def run_bench(*, products: int = 10_000, promoted: int = 200, stores: int = 10,
-              events: int = 20_000, rate: float = 2000.0, latency_s: float = 5.0, seed: int = 7,
-              progress: Progress = None) -> dict[str, Any]:
+def run_bench(
+    *,
+    products: int = 10_000,
+    promoted: int = 200,
+    stores: int = 10,
+    events: int = 20_000,
+    rate: float = 2000.0,
+    latency_s: float = 5.0,
+    seed: int = 7,
+    progress: Progress = None,
+) -> dict[str, Any]:
     from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
 
     port = free_port()
-    broker = subprocess.Popen(tansu_argv("127.0.0.1", port), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    broker = subprocess.Popen(
+        tansu_argv("127.0.0.1", port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     engine: Engine | None = None
     try:
         deadline = time.monotonic() + 20
@@ -75,13 +87,16 @@ def run_bench(*, products: int = 10_000, promoted: int = 200, stores: int = 10,
         for path in sorted((ROOT / "ksql" / "migrations").glob("V00000[123]__*.sql")):
             engine.execute(path.read_text(), {})
         world = build_world(stores=stores, products=products, promoted=promoted, seed=seed)
-        _say(progress, f"loading {len(world.products):,} products, {len(world.promotions)} "
-                       "promotions")
+        _say(
+            progress,
+            f"loading {len(world.products):,} products, {len(world.promotions)} promotions",
+        )
         producer = make_producer(settings)
         t_load = time.monotonic()
         for p in world.products:
-            producer.produce(t.STORES_PRODUCTS.name, key=t.STORES_PRODUCTS.key_of(p).encode(),
-                             value=p.to_json())
+            producer.produce(
+                t.STORES_PRODUCTS.name, key=t.STORES_PRODUCTS.key_of(p).encode(), value=p.to_json()
+            )
             producer.poll(0)
         for q in world.promotions:
             producer.produce(t.PRODUCTS_PROMOTIONS.name, key=q.pid.encode(), value=q.to_json())
@@ -104,8 +119,9 @@ def run_bench(*, products: int = 10_000, promoted: int = 200, stores: int = 10,
         for key, value, ts in payloads:
             while True:
                 try:
-                    producer.produce(t.CUSTOMERS_LOCATIONS.name, key=key, value=value,
-                                     timestamp=ts or 0)
+                    producer.produce(
+                        t.CUSTOMERS_LOCATIONS.name, key=key, value=value, timestamp=ts or 0
+                    )
                     break
                 except BufferError:
                     producer.poll(0.01)
@@ -118,8 +134,11 @@ def run_bench(*, products: int = 10_000, promoted: int = 200, stores: int = 10,
         elapsed = max(t_end - t0, 1e-9)
         rows = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id) - before_out
         fig: dict[str, Any] = {
-            "engine": "ksql-local", "stores": stores, "products": products,
-            "promoted": promoted, "events": len(payloads),
+            "engine": "ksql-local",
+            "stores": stores,
+            "products": products,
+            "promoted": promoted,
+            "events": len(payloads),
             "events_per_s": round(len(payloads) / elapsed, 1),
             "rows_per_s": round(rows / elapsed, 1),
             "matches_per_position": round(rows / len(payloads), 3),
@@ -143,8 +162,9 @@ def run_bench(*, products: int = 10_000, promoted: int = 200, stores: int = 10,
             broker.kill()
 
 
-def _latency(settings: Settings, producer: Any, positions: list[Any], rate: float,
-             seconds: float) -> dict[str, Any]:
+def _latency(
+    settings: Settings, producer: Any, positions: list[Any], rate: float, seconds: float
+) -> dict[str, Any]:
     consumer = make_consumer(settings, **{"fetch.wait.max.ms": 5})
     md = consumer.list_topics(t.NEARBY_CUSTOMERS.name, timeout=10).topics[t.NEARBY_CUSTOMERS.name]
     consumer.assign([TopicPartition(t.NEARBY_CUSTOMERS.name, p, OFFSET_END) for p in md.partitions])
@@ -160,8 +180,12 @@ def _latency(settings: Settings, producer: Any, positions: list[Any], rate: floa
                 pos = positions[sent % len(positions)]
                 value = orjson.loads(pos.to_json())
                 value["ts"] = now_ms()
-                producer.produce(t.CUSTOMERS_LOCATIONS.name, key=pos.uid.encode(),
-                                 value=orjson.dumps(value), timestamp=value["ts"])
+                producer.produce(
+                    t.CUSTOMERS_LOCATIONS.name,
+                    key=pos.uid.encode(),
+                    value=orjson.dumps(value),
+                    timestamp=value["ts"],
+                )
                 sent += 1
             producer.poll(0)
             for m in consumer.consume(500, timeout=0.002):
@@ -169,5 +193,9 @@ def _latency(settings: Settings, producer: Any, positions: list[Any], rate: floa
                     lat.append(now_ms() - orjson.loads(m.value())["ts"])
     finally:
         consumer.close()
-    return {"p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "latency_rows": len(lat),
-            "latency_rate": rate}
+    return {
+        "p50_ms": _pct(lat, 0.5),
+        "p99_ms": _pct(lat, 0.99),
+        "latency_rows": len(lat),
+        "latency_rate": rate,
+    }

@@ -53,15 +53,18 @@ class QueryCore:
         self.agg_state: dict[tuple, list[Agg]] = {}
         # stream-stream join buffers: side -> key -> list[(rowtime, row)]
         self.buffers: list[dict[Any, list[tuple[int, dict[str, Any], list[bool]]]]] = [
-            defaultdict(list), defaultdict(list)]
+            defaultdict(list),
+            defaultdict(list),
+        ]
         self.columns = plan.columns
         self.key_names = plan.key_names
         self.table_join_ops = [j for j in plan.joins if not j.stream]
         self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
 
     # -- entry ---------------------------------------------------------------------------------
-    def on_record(self, slot: int, key: tuple, wstart: int | None, row: dict[str, Any] | None,
-                  rowtime: int) -> None:
+    def on_record(
+        self, slot: int, key: tuple, wstart: int | None, row: dict[str, Any] | None, rowtime: int
+    ) -> None:
         role = self.plan.bindings[slot].role
         if self.kind.startswith("table"):
             self._table_update(slot, key, row, rowtime)
@@ -194,8 +197,11 @@ class QueryCore:
             starts.reverse()
         values = [a.arg(r) if a.arg is not None else None for a in plan.aggs]
         for ws in starts:
-            if win is not None and ws is not None and \
-                    ws + win.size_ms + (win.grace_ms or 0) <= self.stream_time:
+            if (
+                win is not None
+                and ws is not None
+                and ws + win.size_ms + (win.grace_ms or 0) <= self.stream_time
+            ):
                 self.dropped_late += 1
                 continue
             skey = (gk, ws)
@@ -213,8 +219,9 @@ class QueryCore:
                 rr = (first, *r[1:])
             self._emit_agg(gk, ws, rr, [a.result() for a in aggs], rowtime)
 
-    def _emit_agg(self, gk: tuple, ws: int | None, r: tuple, results: list[Any],
-                  rowtime: int) -> None:
+    def _emit_agg(
+        self, gk: tuple, ws: int | None, r: tuple, results: list[Any], rowtime: int
+    ) -> None:
         rr = (*r, results)
         mkey = gk if ws is None else (gk, ws)
         if self.plan.having is not None and self.plan.having(rr) is not True:
@@ -230,11 +237,17 @@ class QueryCore:
             self.materialized[mkey] = out_w
         else:
             self.materialized[mkey] = out
-        self.emit(tuple(out.get(k, gk[i] if i < len(gk) else None)
-                        for i, k in enumerate(self.key_names)), ws, out, rowtime)
+        self.emit(
+            tuple(out.get(k, gk[i] if i < len(gk) else None) for i, k in enumerate(self.key_names)),
+            ws,
+            out,
+            rowtime,
+        )
 
     # -- table side -----------------------------------------------------------------------------
-    def _table_update(self, slot: int, key: tuple, row: dict[str, Any] | None, rowtime: int) -> None:
+    def _table_update(
+        self, slot: int, key: tuple, row: dict[str, Any] | None, rowtime: int
+    ) -> None:
         k = key[0] if len(key) == 1 else key
         state = self.tables[slot]
         if row is None:

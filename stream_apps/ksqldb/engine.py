@@ -65,8 +65,9 @@ def _prop(props: dict[str, Any], *names: str) -> Any:
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, service_id: str = "default_",
-                 replay: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, service_id: str = "default_", replay: bool = True
+    ) -> None:
         self.settings = settings
         self.service_id = service_id
         self.sources: dict[str, Source] = {}
@@ -94,49 +95,63 @@ class Engine:
     def _topics(self) -> dict[str, Any]:
         return self._admin.list_topics(timeout=10).topics
 
-    def _ensure_topic(self, name: str, partitions: int | None, replicas: int, *,
-                      compact: bool, kind: str) -> int:
+    def _ensure_topic(
+        self, name: str, partitions: int | None, replicas: int, *, compact: bool, kind: str
+    ) -> int:
         topics = self._topics()
         if name in topics:
             have = len(topics[name].partitions)
             if partitions is not None and partitions != have:
-                msg = f"A Kafka topic with the name '{name}' already exists, with different " \
-                      f"partition/replica configuration than required. KSQL expects " \
-                      f"{partitions} partitions (topic has {have})."
+                msg = (
+                    f"A Kafka topic with the name '{name}' already exists, with different "
+                    f"partition/replica configuration than required. KSQL expects "
+                    f"{partitions} partitions (topic has {have})."
+                )
                 raise StatementError(msg)
             return have
         if partitions is None:
-            msg = f"Topic '{name}' does not exist. If you want to create a new topic for the " \
-                  f"{kind.lower()} please re-run the statement providing the required " \
-                  "'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). " \
-                  "For example: CREATE STREAM FOO (ID INT, VALUE STRING) WITH (KAFKA_TOPIC='foo', " \
-                  "PARTITIONS=1, REPLICAS=1, VALUE_FORMAT='JSON');"
+            msg = (
+                f"Topic '{name}' does not exist. If you want to create a new topic for the "
+                f"{kind.lower()} please re-run the statement providing the required "
+                "'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). "
+                "For example: CREATE STREAM FOO (ID INT, VALUE STRING) WITH (KAFKA_TOPIC='foo', "
+                "PARTITIONS=1, REPLICAS=1, VALUE_FORMAT='JSON');"
+            )
             raise StatementError(msg)
         cfg = {"cleanup.policy": "compact"} if compact else {}
-        futs = self._admin.create_topics([NewTopic(name, num_partitions=partitions,
-                                                   replication_factor=replicas, config=cfg)],
-                                         operation_timeout=10)
+        futs = self._admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=replicas, config=cfg)],
+            operation_timeout=10,
+        )
         for fut in futs.values():
             try:
                 fut.result()
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise StatementError(f"Could not create topic {name}: {exc}") from None
+                    msg_0 = f"Could not create topic {name}: {exc}"
+                    raise StatementError(msg_0) from None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and name not in self._topics():
             time.sleep(0.05)
         return partitions
 
-    def _status(self, entity_type: str, name: str, action: str, message: str,
-                query_id: str | None = None) -> dict[str, Any]:
+    def _status(
+        self, entity_type: str, name: str, action: str, message: str, query_id: str | None = None
+    ) -> dict[str, Any]:
         self.seq += 1
         command_id = f"{entity_type}/`{name}`/{action}"
         self.command_status[command_id] = {"status": "SUCCESS", "message": message}
-        return {"@type": "currentStatus", "commandId": command_id,
-                "commandStatus": {"status": "SUCCESS", "message": message, "queryId": query_id},
-                "commandSequenceNumber": self.seq, "warnings": []}
+        return {
+            "@type": "currentStatus",
+            "commandId": command_id,
+            "commandStatus": {"status": "SUCCESS", "message": message, "queryId": query_id},
+            "commandSequenceNumber": self.seq,
+            "warnings": [],
+        }
 
-    def _record(self, stmt: sx.Statement, props: dict[str, Any], query_id: str | None = None) -> None:
+    def _record(
+        self, stmt: sx.Statement, props: dict[str, Any], query_id: str | None = None
+    ) -> None:
         if self._cmd_producer is None:
             self._ensure_topic(self.command_topic, 1, 1, compact=False, kind="stream")
             self._cmd_producer = make_producer(self.settings)
@@ -172,12 +187,20 @@ class Engine:
         for rec in records:
             try:
                 for stmt in sx.parse(rec["statement"]):
-                    self.execute_statement(stmt, rec.get("streamsProperties") or {}, replay=True,
-                                           query_id=rec.get("queryId"))
+                    self.execute_statement(
+                        stmt,
+                        rec.get("streamsProperties") or {},
+                        replay=True,
+                        query_id=rec.get("queryId"),
+                    )
             except KsqlError as exc:
                 log.warning("replay of a command failed: %s", exc.message)
-        log.info("replayed %d commands: %d sources, %d queries", len(records), len(self.sources),
-                 len(self.queries))
+        log.info(
+            "replayed %d commands: %d sources, %d queries",
+            len(records),
+            len(self.sources),
+            len(self.queries),
+        )
 
     # -- entry points ---------------------------------------------------------------------------
     def execute(self, text: str, props: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -204,8 +227,14 @@ class Engine:
                 raise
         return entities
 
-    def execute_statement(self, stmt: sx.Statement, props: dict[str, Any], *,  # noqa: PLR0911
-                          replay: bool = False, query_id: str | None = None) -> dict[str, Any]:
+    def execute_statement(
+        self,
+        stmt: sx.Statement,
+        props: dict[str, Any],
+        *,  # noqa: PLR0911
+        replay: bool = False,
+        query_id: str | None = None,
+    ) -> dict[str, Any]:
         if isinstance(stmt, sx.CreateSource):
             return self._create_source(stmt, props, replay)
         if isinstance(stmt, sx.CreateAs):
@@ -215,8 +244,10 @@ class Engine:
         if isinstance(stmt, sx.InsertValues):
             return self._insert_values(stmt)
         if isinstance(stmt, sx.Query):
-            msg = "The following statement types should be issued to the websocket endpoint " \
-                  "'/query':\n\t* PRINT\n\t* SELECT"
+            msg = (
+                "The following statement types should be issued to the websocket endpoint "
+                "'/query':\n\t* PRINT\n\t* SELECT"
+            )
             raise QueryEndpointError(msg)
         if isinstance(stmt, sx.Show):
             return self._show(stmt)
@@ -229,44 +260,63 @@ class Engine:
         if isinstance(stmt, sx.Explain):
             q = self.queries.get(stmt.query_id)
             if q is None:
-                msg = f"Query with id:{stmt.query_id} does not exist, use SHOW QUERIES to view " \
-                      "the full set of running queries."
+                msg = (
+                    f"Query with id:{stmt.query_id} does not exist, use SHOW QUERIES to view "
+                    "the full set of running queries."
+                )
                 raise StatementError(msg)
-            return {"@type": "queryDescription", "queryDescription": self._query_entity(q),
-                    "warnings": []}
+            return {
+                "@type": "queryDescription",
+                "queryDescription": self._query_entity(q),
+                "warnings": [],
+            }
         if isinstance(stmt, sx.SetProperty):
-            return {"@type": "currentStatus", "commandStatus": {"status": "SUCCESS",
-                                                                "message": "Property set"}}
+            return {
+                "@type": "currentStatus",
+                "commandStatus": {"status": "SUCCESS", "message": "Property set"},
+            }
         msg = f"Unsupported statement: {stmt.text}"
         raise StatementError(msg)
 
     # -- DDL ------------------------------------------------------------------------------------
-    def _formats(self, props: dict[str, Any], default_key: str = "KAFKA",
-                 default_value: str | None = None) -> tuple[str, str]:
+    def _formats(
+        self, props: dict[str, Any], default_key: str = "KAFKA", default_value: str | None = None
+    ) -> tuple[str, str]:
         fmt = props.get("FORMAT")
         key_format = str(props.get("KEY_FORMAT") or fmt or default_key).upper()
         value_format = props.get("VALUE_FORMAT") or fmt or default_value
         if value_format is None:
-            msg = "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. " \
-                  "Either provide one or set a default via the 'ksql.persistence.default.format.value' config."
+            msg = (
+                "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. "
+                "Either provide one or set a default via the "
+                "'ksql.persistence.default.format.value' config."
+            )
             raise StatementError(msg)
         value_format = str(value_format).upper()
         if value_format not in ("JSON",):
-            msg = f"Unsupported VALUE_FORMAT '{value_format}': the local endpoint reads and writes JSON."
+            msg = f"Unsupported VALUE_FORMAT '{value_format}': the local endpoint uses JSON."
             raise StatementError(msg)
         return key_format, value_format
 
-    def _create_source(self, stmt: sx.CreateSource, props: dict[str, Any], replay: bool) -> dict[str, Any]:
+    def _create_source(
+        self, stmt: sx.CreateSource, props: dict[str, Any], replay: bool
+    ) -> dict[str, Any]:
         kind = stmt.kind
         noun = kind.capitalize()
         if stmt.name in self.sources and not stmt.or_replace:
             if stmt.if_not_exists:
-                return self._status(kind.lower(), stmt.name, "create",
-                                    f"Cannot add {kind.lower()} `{stmt.name}`: A {kind.lower()} "
-                                    "with the same name already exists.")
+                return self._status(
+                    kind.lower(),
+                    stmt.name,
+                    "create",
+                    f"Cannot add {kind.lower()} `{stmt.name}`: A {kind.lower()} "
+                    "with the same name already exists.",
+                )
             existing = self.sources[stmt.name]
-            msg = f"Cannot add {kind.lower()} '{stmt.name}': A {existing.kind.lower()} with the " \
-                  "same name already exists"
+            msg = (
+                f"Cannot add {kind.lower()} '{stmt.name}': A {existing.kind.lower()} with the "
+                "same name already exists"
+            )
             raise StatementError(msg)
         if not stmt.columns:
             msg = f"The statement does not define any columns. Got: {stmt.text}"
@@ -284,8 +334,11 @@ class Engine:
         p = stmt.props
         topic = p.get("KAFKA_TOPIC")
         if not topic:
-            msg = "Missing required property \"KAFKA_TOPIC\" for the " + noun.lower() + \
-                  " (and no topic with the default name exists)."
+            msg = (
+                'Missing required property "KAFKA_TOPIC" for the '
+                + noun.lower()
+                + " (and no topic with the default name exists)."
+            )
             raise StatementError(msg)
         key_format, value_format = self._formats(p)
         check_key_format(key_format, keys)
@@ -294,12 +347,31 @@ class Engine:
         if ts_col is not None:
             ts_col = str(ts_col).upper() if str(ts_col).upper() in names else str(ts_col)
             if ts_col not in names:
-                msg = f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
+                msg = ("The TIMESTAMP column set in the WITH clause does not exist in the "
+                       f"schema: '{ts_col}'")
                 raise StatementError(msg)
-        nparts = self._ensure_topic(str(topic), int(partitions) if partitions else None,
-                                    int(p.get("REPLICAS") or 1), compact=False, kind=kind)
-        src = Source(stmt.name, kind, str(topic), keys, values, key_format, value_format, nparts,
-                     int(p.get("REPLICAS") or 1), ts_col, None, stmt.text, read_only=stmt.source)
+        nparts = self._ensure_topic(
+            str(topic),
+            int(partitions) if partitions else None,
+            int(p.get("REPLICAS") or 1),
+            compact=False,
+            kind=kind,
+        )
+        src = Source(
+            stmt.name,
+            kind,
+            str(topic),
+            keys,
+            values,
+            key_format,
+            value_format,
+            nparts,
+            int(p.get("REPLICAS") or 1),
+            ts_col,
+            None,
+            stmt.text,
+            read_only=stmt.source,
+        )
         self.sources[stmt.name] = src
         if not replay:
             self._record(stmt, props)
@@ -309,24 +381,33 @@ class Engine:
         v = _prop(props, "auto.offset.reset") or self.properties["ksql.streams.auto.offset.reset"]
         return str(v).lower()
 
-    def _create_as(self, stmt: sx.CreateAs, props: dict[str, Any], replay: bool,
-                   query_id: str | None) -> dict[str, Any]:
+    def _create_as(
+        self, stmt: sx.CreateAs, props: dict[str, Any], replay: bool, query_id: str | None
+    ) -> dict[str, Any]:
         kind = stmt.kind
         if stmt.name in self.sources:
             if stmt.if_not_exists:
-                return self._status(kind.lower(), stmt.name, "create",
-                                    f"Cannot add {kind.lower()} `{stmt.name}`: already exists.")
+                return self._status(
+                    kind.lower(),
+                    stmt.name,
+                    "create",
+                    f"Cannot add {kind.lower()} `{stmt.name}`: already exists.",
+                )
             if not stmt.or_replace:
                 existing = self.sources[stmt.name]
-                msg = f"Cannot add {kind.lower()} '{stmt.name}': A {existing.kind.lower()} with " \
-                      "the same name already exists"
+                msg = (
+                    f"Cannot add {kind.lower()} '{stmt.name}': A {existing.kind.lower()} with "
+                    "the same name already exists"
+                )
                 raise StatementError(msg)
         assert stmt.select is not None
         plan = plan_select(stmt.select, self.lookup, persistent=True)
         if plan.output_kind != kind:
             produced = plan.output_kind
-            msg = f"Invalid result type. Your SELECT query produces a {produced}. Please use " \
-                  f"CREATE {produced} AS SELECT statement instead."
+            msg = (
+                f"Invalid result type. Your SELECT query produces a {produced}. Please use "
+                f"CREATE {produced} AS SELECT statement instead."
+            )
             raise StatementError(msg)
         driver = plan.bindings[0].source
         p = stmt.props
@@ -340,10 +421,24 @@ class Engine:
             old = self.sources[stmt.name]
             if old.owner_query and old.owner_query in self.queries:
                 self.queries.pop(old.owner_query).stop()
-        nparts = self._ensure_topic(topic, partitions, int(p.get("REPLICAS") or 1),
-                                    compact=kind == "TABLE", kind=kind)
-        sink = Source(stmt.name, kind, topic, plan.key_columns, plan.value_columns, key_format,
-                      value_format, nparts, 1, None, plan.window, stmt.text, typed=False)
+        nparts = self._ensure_topic(
+            topic, partitions, int(p.get("REPLICAS") or 1), compact=kind == "TABLE", kind=kind
+        )
+        sink = Source(
+            stmt.name,
+            kind,
+            topic,
+            plan.key_columns,
+            plan.value_columns,
+            key_format,
+            value_format,
+            nparts,
+            1,
+            None,
+            plan.window,
+            stmt.text,
+            typed=False,
+        )
         prefix = "CSAS" if kind == "STREAM" else "CTAS"
         qid = query_id or f"{prefix}_{stmt.name}_{self.seq + 1}"
         runner = self._start_persistent(qid, plan, sink, props, stmt.text)
@@ -351,24 +446,34 @@ class Engine:
         self.sources[stmt.name] = sink
         if not replay:
             self._record(stmt, props, qid)
-        return self._status(kind.lower(), stmt.name, "create",
-                            f"Created query with ID {runner.id}", runner.id)
+        return self._status(
+            kind.lower(), stmt.name, "create", f"Created query with ID {runner.id}", runner.id
+        )
 
-    def _start_persistent(self, qid: str, plan: Plan, sink: Source, props: dict[str, Any],
-                          text: str) -> QueryRunner:
+    def _start_persistent(
+        self, qid: str, plan: Plan, sink: Source, props: dict[str, Any], text: str
+    ) -> QueryRunner:
         reset = self._offset_reset(props)
         starts = {}
         if reset != "earliest":
             starts = end_offsets(self.settings, [b.source.topic for b in plan.bindings])
-        runner = QueryRunner(qid, plan, self.settings, sink=sink, offset_reset=reset,
-                             start_offsets=starts, statement=text)
+        runner = QueryRunner(
+            qid,
+            plan,
+            self.settings,
+            sink=sink,
+            offset_reset=reset,
+            start_offsets=starts,
+            statement=text,
+        )
         self.queries[qid] = runner
         runner.start()
         log.info("started persistent query %s", qid)
         return runner
 
-    def _insert_into(self, stmt: sx.InsertInto, props: dict[str, Any], replay: bool,
-                     query_id: str | None) -> dict[str, Any]:
+    def _insert_into(
+        self, stmt: sx.InsertInto, props: dict[str, Any], replay: bool, query_id: str | None
+    ) -> dict[str, Any]:
         target = self.lookup(stmt.target)
         if target.kind != "STREAM":
             msg = f"INSERT INTO can only be used to insert into a stream. {target.name} is a table."
@@ -381,8 +486,10 @@ class Engine:
         want = [n for n, _ in target.key_columns + target.value_columns]
         got = [n for n, _ in plan.key_columns + plan.value_columns]
         if sorted(want) != sorted(got):
-            msg = f"Incompatible schema between results and sink. Result schema is " \
-                  f"{got}, but the sink schema is {want}."
+            msg = (
+                f"Incompatible schema between results and sink. Result schema is "
+                f"{got}, but the sink schema is {want}."
+            )
             raise StatementError(msg)
         qid = query_id or stmt.query_id or f"INSERTQUERY_{self.seq + 1}"
         self._start_persistent(qid, plan, target, props, stmt.text)
@@ -397,8 +504,10 @@ class Engine:
             raise StatementError(msg)
         cols = stmt.columns or [n for n, _ in target.key_columns + target.value_columns]
         if len(cols) != len(stmt.values):
-            msg = f"Expected number columns and values to match: {cols}, " \
-                  f"{[sx.expr_sql(v) for v in stmt.values]}"
+            msg = (
+                f"Expected number columns and values to match: {cols}, "
+                f"{[sx.expr_sql(v) for v in stmt.values]}"
+            )
             raise StatementError(msg)
         comp = Compiler(Scope([Slot("", "", {})]))
         row: dict[str, Any] = {}
@@ -421,9 +530,12 @@ class Engine:
             kwargs["timestamp"] = rowtime
         producer.produce(target.topic, **kwargs)
         producer.flush(10)
-        return {"@type": "currentStatus", "commandStatus": {"status": "SUCCESS",
-                                                            "message": "Inserted"},
-                "commandId": f"stream/`{target.name}`/insert", "warnings": []}
+        return {
+            "@type": "currentStatus",
+            "commandStatus": {"status": "SUCCESS", "message": "Inserted"},
+            "commandId": f"stream/`{target.name}`/insert",
+            "warnings": [],
+        }
 
     def _readers_writers(self, name: str) -> tuple[list[str], list[str]]:
         readers, writers = [], []
@@ -438,20 +550,28 @@ class Engine:
         src = self.sources.get(stmt.name)
         if src is None:
             if stmt.if_exists:
-                return self._status(stmt.kind.lower(), stmt.name, "drop",
-                                    f"Source `{stmt.name}` does not exist.")
+                return self._status(
+                    stmt.kind.lower(), stmt.name, "drop", f"Source `{stmt.name}` does not exist."
+                )
             msg = f"{stmt.kind.capitalize()} {stmt.name} does not exist."
             raise StatementError(msg)
         if src.kind != stmt.kind:
             msg = f"Incompatible data source type is {src.kind}, but statement was DROP {stmt.kind}"
             raise StatementError(msg)
         readers, writers = self._readers_writers(stmt.name)
-        sinks = sorted({self.queries[q].sink.name for q in readers  # type: ignore[union-attr]
-                        if self.queries[q].sink is not None})
+        sinks = sorted(
+            {
+                self.queries[q].sink.name
+                for q in readers  # type: ignore[union-attr]
+                if self.queries[q].sink is not None
+            }
+        )
         if sinks:
-            msg = f"Cannot drop {stmt.name}.\nThe following streams and/or tables read from " \
-                  f"this source: [{', '.join(sinks)}].\nYou need to drop them before dropping " \
-                  f"{stmt.name}."
+            msg = (
+                f"Cannot drop {stmt.name}.\nThe following streams and/or tables read from "
+                f"this source: [{', '.join(sinks)}].\nYou need to drop them before dropping "
+                f"{stmt.name}."
+            )
             raise StatementError(msg)
         for qid in writers:
             self.queries.pop(qid).stop()
@@ -465,8 +585,12 @@ class Engine:
                     log.warning("could not delete topic %s: %s", src.topic, exc)
         if not replay:
             self._record(stmt, props)
-        return self._status(stmt.kind.lower(), stmt.name, "drop",
-                            f"Source `{stmt.name}` (topic: {src.topic}) was dropped.")
+        return self._status(
+            stmt.kind.lower(),
+            stmt.name,
+            "drop",
+            f"Source `{stmt.name}` (topic: {src.topic}) was dropped.",
+        )
 
     def _terminate(self, stmt: sx.Terminate, props: dict[str, Any], replay: bool) -> dict[str, Any]:
         ids = list(self.queries) if stmt.query_id == "ALL" else [stmt.query_id]
@@ -485,10 +609,13 @@ class Engine:
         if not replay:
             self._record(stmt, props)
         self.seq += 1
-        return {"@type": "currentStatus", "commandId": f"terminate/{stmt.query_id}/execute",
-                "commandStatus": {"status": "SUCCESS", "message": "Query terminated.",
-                                  "queryId": None},
-                "commandSequenceNumber": self.seq, "warnings": []}
+        return {
+            "@type": "currentStatus",
+            "commandId": f"terminate/{stmt.query_id}/execute",
+            "commandStatus": {"status": "SUCCESS", "message": "Query terminated.", "queryId": None},
+            "commandSequenceNumber": self.seq,
+            "warnings": [],
+        }
 
     # -- SHOW / DESCRIBE ------------------------------------------------------------------------
     def _query_entity(self, q: QueryRunner) -> dict[str, Any]:
@@ -496,50 +623,83 @@ class Engine:
         if q.state == "RUNNING" and not q.alive and q.error:
             state = "ERROR"
         entity: dict[str, Any] = {
-            "queryString": q.statement, "id": q.id,
+            "queryString": q.statement,
+            "id": q.id,
             "sinks": [q.sink.name] if q.sink else [],
             "sinkKafkaTopics": [q.sink.topic] if q.sink else [],
             "sources": sorted({b.source.name for b in q.plan.bindings}),
-            "statusCount": {state: 1}, "queryType": "PERSISTENT", "state": state,
+            "statusCount": {state: 1},
+            "queryType": "PERSISTENT",
+            "state": state,
         }
         if q.error:
-            entity["queryErrors"] = [{"timestamp": int(time.time() * 1000),
-                                      "errorMessage": q.error, "type": "UNKNOWN"}]
+            entity["queryErrors"] = [
+                {"timestamp": int(time.time() * 1000), "errorMessage": q.error, "type": "UNKNOWN"}
+            ]
         return entity
 
     def _source_list_entry(self, s: Source) -> dict[str, Any]:
-        return {"type": s.kind, "name": s.name, "topic": s.topic, "keyFormat": s.key_format,
-                "valueFormat": s.value_format, "isWindowed": s.windowed}
+        return {
+            "type": s.kind,
+            "name": s.name,
+            "topic": s.topic,
+            "keyFormat": s.key_format,
+            "valueFormat": s.value_format,
+            "isWindowed": s.windowed,
+        }
 
     def _show(self, stmt: sx.Show) -> dict[str, Any]:
         what = stmt.what
         if what in ("STREAMS", "TABLES"):
             kind = what[:-1]
-            items = [self._source_list_entry(s) for s in sorted(self.sources.values(),
-                                                                 key=lambda s: s.name)
-                     if s.kind == kind]
+            items = [
+                self._source_list_entry(s)
+                for s in sorted(self.sources.values(), key=lambda s: s.name)
+                if s.kind == kind
+            ]
             if stmt.extended:
-                return {"@type": "source_descriptions",
-                        "sourceDescriptions": [self._description(self.sources[i["name"]], True)
-                                               for i in items], "warnings": []}
+                return {
+                    "@type": "source_descriptions",
+                    "sourceDescriptions": [
+                        self._description(self.sources[i["name"]], True) for i in items
+                    ],
+                    "warnings": [],
+                }
             return {"@type": what.lower(), what.lower(): items, "warnings": []}
         if what == "QUERIES":
             queries = [self._query_entity(q) for q in self.queries.values()]
             for qid, t in self.transient.items():
-                queries.append({"queryString": t.statement, "id": qid, "sinks": [],
-                                "sinkKafkaTopics": [], "statusCount": {"RUNNING": 1},
-                                "queryType": "PUSH", "state": "RUNNING"})
+                queries.append(
+                    {
+                        "queryString": t.statement,
+                        "id": qid,
+                        "sinks": [],
+                        "sinkKafkaTopics": [],
+                        "statusCount": {"RUNNING": 1},
+                        "queryType": "PUSH",
+                        "state": "RUNNING",
+                    }
+                )
             return {"@type": "queries", "queries": queries, "warnings": []}
         if what == "TOPICS":
             topics = self._topics()
-            items = [{"name": n, "replicaInfo": [1] * len(t.partitions)}
-                     for n, t in sorted(topics.items()) if not n.startswith("_")]
+            items = [
+                {"name": n, "replicaInfo": [1] * len(t.partitions)}
+                for n, t in sorted(topics.items())
+                if not n.startswith("_")
+            ]
             return {"@type": "kafka_topics", "topics": items, "warnings": []}
         if what == "PROPERTIES":
-            return {"@type": "properties",
-                    "properties": [{"name": k, "scope": "KSQL", "value": v}
-                                   for k, v in sorted(self.properties.items())],
-                    "overwrittenProperties": [], "defaultProperties": [], "warnings": []}
+            return {
+                "@type": "properties",
+                "properties": [
+                    {"name": k, "scope": "KSQL", "value": v}
+                    for k, v in sorted(self.properties.items())
+                ],
+                "overwrittenProperties": [],
+                "defaultProperties": [],
+                "warnings": [],
+            }
         if what == "FUNCTIONS":
             return {"@type": "function_names", "functions": function_names(), "warnings": []}
         if what == "TYPES":
@@ -564,13 +724,22 @@ class Engine:
             stats = f"messages-per-sec: 0, total-messages: {q.records_out}"
             errors = f"failed-messages: {q.processing_errors}"
         return {
-            "name": s.name, "windowType": s.window.kind if s.window else None,
+            "name": s.name,
+            "windowType": s.window.kind if s.window else None,
             "readQueries": [self._query_entity(self.queries[q]) for q in readers],
             "writeQueries": [self._query_entity(self.queries[q]) for q in writers],
-            "fields": fields, "type": s.kind, "timestamp": s.timestamp or "",
-            "statistics": stats, "errorStats": errors, "extended": extended,
-            "keyFormat": s.key_format, "valueFormat": s.value_format, "topic": s.topic,
-            "partitions": s.partitions, "replication": s.replicas, "statement": s.statement,
+            "fields": fields,
+            "type": s.kind,
+            "timestamp": s.timestamp or "",
+            "statistics": stats,
+            "errorStats": errors,
+            "extended": extended,
+            "keyFormat": s.key_format,
+            "valueFormat": s.value_format,
+            "topic": s.topic,
+            "partitions": s.partitions,
+            "replication": s.replicas,
+            "statement": s.statement,
             "sourceConstraints": [],
         }
 
@@ -580,15 +749,26 @@ class Engine:
             if stmt.name not in names:
                 msg = f"Can't find any functions with the name '{stmt.name}'"
                 raise StatementError(msg)
-            return {"@type": "describe_function", "name": stmt.name,
-                    "type": names[stmt.name]["type"], "description": "", "author": "instore",
-                    "version": VERSION, "path": "internal", "functions": [], "warnings": []}
+            return {
+                "@type": "describe_function",
+                "name": stmt.name,
+                "type": names[stmt.name]["type"],
+                "description": "",
+                "author": "instore",
+                "version": VERSION,
+                "path": "internal",
+                "functions": [],
+                "warnings": [],
+            }
         src = self.sources.get(stmt.name)
         if src is None:
             msg = f"Could not find STREAM/TABLE '{stmt.name}' in the Metastore"
             raise StatementError(msg)
-        return {"@type": "sourceDescription",
-                "sourceDescription": self._description(src, stmt.extended), "warnings": []}
+        return {
+            "@type": "sourceDescription",
+            "sourceDescription": self._description(src, stmt.extended),
+            "warnings": [],
+        }
 
     # -- queries --------------------------------------------------------------------------------
     def parse_query(self, text: str) -> sx.Select:
@@ -705,8 +885,13 @@ class Engine:
             return [r for r in latest.values() if r is not None]
         return rows
 
-    def push(self, select: sx.Select, props: dict[str, Any], text: str,
-             on_row: Callable[[list[Any] | None, list[Any] | None], None]) -> tuple[str, list[tuple[str, sx.SqlType]], QueryRunner]:
+    def push(
+        self,
+        select: sx.Select,
+        props: dict[str, Any],
+        text: str,
+        on_row: Callable[[list[Any] | None, list[Any] | None], None],
+    ) -> tuple[str, list[tuple[str, sx.SqlType]], QueryRunner]:
         """Start a transient push query; ``on_row(values, tombstone_key)`` gets every row."""
         plan = plan_select(select, self.lookup, persistent=False)
         columns = [(c.name, c.type) for c in plan.columns]
@@ -725,9 +910,17 @@ class Engine:
         starts = {}
         if reset != "earliest":
             starts = end_offsets(self.settings, [b.source.topic for b in plan.bindings])
-        runner = QueryRunner(qid, plan, self.settings, on_row=deliver, offset_reset=reset,
-                             start_offsets=starts, limit=select.limit, statement=text,
-                             persistent=False)
+        runner = QueryRunner(
+            qid,
+            plan,
+            self.settings,
+            on_row=deliver,
+            offset_reset=reset,
+            start_offsets=starts,
+            limit=select.limit,
+            statement=text,
+            persistent=False,
+        )
         self.transient[qid] = runner
         runner.start()
         return qid, columns, runner
@@ -774,8 +967,11 @@ def _schema_json(t: sx.SqlType) -> dict[str, Any]:
     if t.name == "MAP":
         return {"type": "MAP", "fields": None, "memberSchema": _schema_json(t.params[1])}
     if t.name == "STRUCT":
-        return {"type": "STRUCT", "memberSchema": None,
-                "fields": [{"name": n, "schema": _schema_json(ft)} for n, ft in t.params]}
+        return {
+            "type": "STRUCT",
+            "memberSchema": None,
+            "fields": [{"name": n, "schema": _schema_json(ft)} for n, ft in t.params],
+        }
     return {"type": t.name, "fields": None, "memberSchema": None}
 
 

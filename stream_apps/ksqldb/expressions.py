@@ -84,7 +84,8 @@ class Scope:
         hits = [(i, c) for i, c in hits if c is not None]
         if len(hits) > 1:
             msg = f"Column '{name}' is ambiguous. Could be any of: " + ", ".join(
-                f"{self.slots[i].alias}.{c}" for i, c in hits)
+                f"{self.slots[i].alias}.{c}" for i, c in hits
+            )
             raise StatementError(msg)
         if hits:
             i, c = hits[0]
@@ -112,8 +113,13 @@ class AggCall:
 class Compiler:
     """Compiles expressions for one query; collects aggregate calls and table functions."""
 
-    def __init__(self, scope: Scope, *, allow_aggregates: bool = False,
-                 on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        *,
+        allow_aggregates: bool = False,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.scope = scope
         self.allow_aggregates = allow_aggregates
         self.aggs: list[AggCall] = []
@@ -141,7 +147,9 @@ class Compiler:
             return t.field_type(e[2]) or UNKNOWN
         if k == "index":
             t = self.infer(e[1], scope)
-            return t.params[0] if t.name == "ARRAY" else (t.params[1] if t.name == "MAP" else UNKNOWN)
+            return (
+                t.params[0] if t.name == "ARRAY" else (t.params[1] if t.name == "MAP" else UNKNOWN)
+            )
         if k == "bin":
             op = e[1]
             if op in ("AND", "OR", "=", "<>", "<", "<=", ">", ">="):
@@ -236,6 +244,7 @@ class Compiler:
                 if v is None and upper != fname:
                     v = s.get(upper)
                 return v
+
             return deref
         if k == "index":
             arr = self.compile(e[1], scope)
@@ -250,6 +259,7 @@ class Compiler:
                 n = len(a)
                 j = i - 1 if i > 0 else n + i  # 1-based; negative from the end
                 return a[j] if 0 <= j < n else None
+
             return index
         if k == "bin":
             return self._binary(e, scope)
@@ -259,6 +269,7 @@ class Compiler:
             def not_(r: tuple) -> Any:
                 v = inner(r)
                 return None if v is None else not v
+
             return not_
         if k == "neg":
             inner = self.compile(e[1], scope)
@@ -266,6 +277,7 @@ class Compiler:
             def neg(r: tuple) -> Any:
                 v = inner(r)
                 return None if v is None else -v
+
             return neg
         if k == "isnull":
             inner = self.compile(e[1], scope)
@@ -286,6 +298,7 @@ class Compiler:
                     return None
                 res = a <= x <= b
                 return not res if negate else res
+
             return between
         if k == "in":
             v = self.compile(e[1], scope)
@@ -298,6 +311,7 @@ class Compiler:
                     return None
                 res = any(x == f(r) for f in items)
                 return not res if negate else res
+
             return in_
         if k == "like":
             v = self.compile(e[1], scope)
@@ -311,11 +325,14 @@ class Compiler:
                     return None
                 rx = cache.get(p)
                 if rx is None:
-                    rx = re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c)
-                                            for c in p), re.DOTALL)
+                    rx = re.compile(
+                        "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in p),
+                        re.DOTALL,
+                    )
                     cache[p] = rx
                 res = rx.fullmatch(str(x)) is not None
                 return not res if negate else res
+
             return like
         if k == "case":
             return self._case(e, scope)
@@ -346,6 +363,7 @@ class Compiler:
         a = self.compile(e[2], scope)
         b = self.compile(e[3], scope)
         if op == "AND":
+
             def and_(r: tuple) -> Any:
                 x = a(r)
                 if x is False:
@@ -354,8 +372,10 @@ class Compiler:
                 if y is False:
                     return False
                 return None if x is None or y is None else True
+
             return and_
         if op == "OR":
+
             def or_(r: tuple) -> Any:
                 x = a(r)
                 if x is True:
@@ -364,12 +384,17 @@ class Compiler:
                 if y is True:
                     return True
                 return None if x is None or y is None else False
+
             return or_
         if op in ("+", "-", "*", "/", "%", "||"):
-            is_str = op == "||" or (op == "+" and STRING in (self.infer(e[2], scope),
-                                                              self.infer(e[3], scope)))
-            int_div = op == "/" and self.infer(e[2], scope) in (INT, BIGINT) and \
-                self.infer(e[3], scope) in (INT, BIGINT)
+            is_str = op == "||" or (
+                op == "+" and STRING in (self.infer(e[2], scope), self.infer(e[3], scope))
+            )
+            int_div = (
+                op == "/"
+                and self.infer(e[2], scope) in (INT, BIGINT)
+                and self.infer(e[3], scope) in (INT, BIGINT)
+            )
             on_error = self.on_error
 
             def arith(r: tuple) -> Any:
@@ -393,38 +418,54 @@ class Compiler:
                     return int(x / y) if int_div else x / y
                 if y == 0:
                     return None
-                return math.fmod(x, y) if isinstance(x, float) or isinstance(y, float) else \
-                    int(math.fmod(x, y))
+                return (
+                    math.fmod(x, y)
+                    if isinstance(x, float) or isinstance(y, float)
+                    else int(math.fmod(x, y))
+                )
+
             return arith
         if op == "<=":
+
             def le(r: tuple) -> Any:
                 x, y = a(r), b(r)
                 return None if x is None or y is None else x <= y
+
             return le
         if op == "<":
+
             def lt(r: tuple) -> Any:
                 x, y = a(r), b(r)
                 return None if x is None or y is None else x < y
+
             return lt
         if op == ">=":
+
             def ge(r: tuple) -> Any:
                 x, y = a(r), b(r)
                 return None if x is None or y is None else x >= y
+
             return ge
         if op == ">":
+
             def gt(r: tuple) -> Any:
                 x, y = a(r), b(r)
                 return None if x is None or y is None else x > y
+
             return gt
         if op == "=":
+
             def eq(r: tuple) -> Any:
                 x, y = a(r), b(r)
                 return None if x is None or y is None else x == y
+
             return eq
         if op == "<>":
+
             def ne(r: tuple) -> Any:
                 x, y = a(r), b(r)
                 return None if x is None or y is None else x != y
+
             return ne
         msg = f"Unsupported operator {op}"
         raise StatementError(msg)
@@ -445,6 +486,7 @@ class Compiler:
                 if w(r) is True:
                     return t(r)
             return default(r)
+
         return case
 
     def _cast(self, inner: Fn, ty: SqlType) -> Fn:
@@ -460,6 +502,7 @@ class Compiler:
             except (ValueError, TypeError, OverflowError):
                 on_error(f"cannot cast '{v}' to {ty}")
                 return None
+
         return cast
 
     def _call(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912
@@ -495,8 +538,10 @@ class Compiler:
         compiled = [self.compile(a, scope) for a in args]
         on_error = self.on_error
         if name == "GEO_DISTANCE" and len(compiled) not in (4, 5):
-            msg = "Function 'GEO_DISTANCE' does not accept parameters " \
-                  f"({len(compiled)} given); expected (lat1, lon1, lat2, lon2[, unit])"
+            msg = (
+                "Function 'GEO_DISTANCE' does not accept parameters "
+                f"({len(compiled)} given); expected (lat1, lon1, lat2, lon2[, unit])"
+            )
             raise StatementError(msg)
         if len(compiled) == 1:
             f0 = compiled[0]
@@ -507,6 +552,7 @@ class Compiler:
                 except EvalError as exc:
                     on_error(str(exc))
                     return None
+
             return call1
 
         def call(r: tuple) -> Any:
@@ -515,6 +561,7 @@ class Compiler:
             except EvalError as exc:
                 on_error(str(exc))
                 return None
+
         return call
 
     def _lambda_call(self, name: str, args: tuple, scope: Scope) -> Fn:  # noqa: PLR0912
@@ -525,15 +572,18 @@ class Compiler:
             arr = self.compile(args[0], scope)
             at = self.infer(args[0], scope)
             lam = args[1]
-            inner = scope.with_params(lam[1], [at.params[0] if at.name == "ARRAY" and at.params
-                                               else UNKNOWN])
+            inner = scope.with_params(
+                lam[1], [at.params[0] if at.name == "ARRAY" and at.params else UNKNOWN]
+            )
             body = self.compile(lam[2], inner)
             if name == "TRANSFORM":
+
                 def transform(r: tuple) -> Any:
                     a = arr(r)
                     if a is None:
                         return None
                     return [body((*r, x)) for x in a]
+
                 return transform
             spatial = self._spatial_filter(lam, scope, inner)
             if spatial is not None:
@@ -544,6 +594,7 @@ class Compiler:
                 if a is None:
                     return None
                 return [x for x in a if body((*r, x)) is True]
+
             return filter_
         # REDUCE(array, initial, (acc, x) => ...)
         if len(args) != 3 or args[2][0] != "lambda" or len(args[2][1]) != 2:
@@ -563,10 +614,12 @@ class Compiler:
             for x in a:
                 acc = body((*r, acc, x))
             return acc
+
         return reduce_
 
-    def _spatial_filter(self, lam: Expr, scope: Scope,
-                        inner: Scope) -> tuple[Fn, Fn, str, str, str, float] | None:
+    def _spatial_filter(
+        self, lam: Expr, scope: Scope, inner: Scope
+    ) -> tuple[Fn, Fn, str, str, str, float] | None:
         """Recognise ``GEO_DISTANCE(a, b, x->LAT, x->LON, 'km') * k <= x->R`` in a FILTER lambda.
 
         Returns (lat_fn, lon_fn, LAT, LON, R, k) so the filter can use a grid index per array:
@@ -582,6 +635,7 @@ class Compiler:
                 split(x[3])
             else:
                 conjuncts.append(x)
+
         split(lam[2])
 
         def is_field(x: Expr) -> str | None:
@@ -604,21 +658,33 @@ class Compiler:
             if radius is None:
                 continue
             k = 1.0
-            if left[0] == "bin" and left[1] == "*" and left[3][0] == "lit" and \
-                    isinstance(left[3][1], int | float) and left[3][1] > 0:
+            if (
+                left[0] == "bin"
+                and left[1] == "*"
+                and left[3][0] == "lit"
+                and isinstance(left[3][1], int | float)
+                and left[3][1] > 0
+            ):
                 k = float(left[3][1])
                 left = left[2]
             if left[0] != "call" or left[1] != "GEO_DISTANCE" or len(left[2]) not in (4, 5):
                 continue
             gargs = left[2]
-            if len(gargs) == 5 and not (gargs[4][0] == "lit" and
-                                        str(gargs[4][1]).lower() in ("km", "kilometers")):
+            if len(gargs) == 5 and not (
+                gargs[4][0] == "lit" and str(gargs[4][1]).lower() in ("km", "kilometers")
+            ):
                 continue
             lat_f, lon_f = is_field(gargs[2]), is_field(gargs[3])
             if lat_f is None or lon_f is None or uses_param(gargs[0]) or uses_param(gargs[1]):
                 continue
-            return (self.compile(gargs[0], scope), self.compile(gargs[1], scope),
-                    lat_f, lon_f, radius, k)
+            return (
+                self.compile(gargs[0], scope),
+                self.compile(gargs[1], scope),
+                lat_f,
+                lon_f,
+                radius,
+                k,
+            )
         return None
 
 
@@ -633,6 +699,7 @@ def _per_row(fn: Fn) -> Fn:
         last[0] = r
         last[1] = v
         return v
+
     return memo
 
 
@@ -651,7 +718,9 @@ class _GridCache:
         self.size = size
         self.items: OrderedDict[int, tuple[list[Any], GridIndex[int] | None]] = OrderedDict()
 
-    def get(self, arr: list[Any], lat_f: str, lon_f: str, r_f: str, k: float) -> GridIndex[int] | None:
+    def get(
+        self, arr: list[Any], lat_f: str, lon_f: str, r_f: str, k: float
+    ) -> GridIndex[int] | None:
         key = id(arr)
         hit = self.items.get(key)
         if hit is not None and hit[0] is arr:
@@ -662,8 +731,13 @@ class _GridCache:
             if not isinstance(x, dict):
                 continue
             lat, lon, r = _field(x, lat_f), _field(x, lon_f), _field(x, r_f)
-            if not isinstance(lat, int | float) or not isinstance(lon, int | float) or \
-                    not isinstance(r, int | float) or r < 0 or not math.isfinite(r):
+            if (
+                not isinstance(lat, int | float)
+                or not isinstance(lon, int | float)
+                or not isinstance(r, int | float)
+                or r < 0
+                or not math.isfinite(r)
+            ):
                 continue
             if not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 continue
@@ -676,8 +750,9 @@ class _GridCache:
         return index
 
 
-def _grid_filter(arr_fn: Fn, body: Fn, lat_fn: Fn, lon_fn: Fn, lat_f: str, lon_f: str,
-                 r_f: str, k: float) -> Fn:
+def _grid_filter(
+    arr_fn: Fn, body: Fn, lat_fn: Fn, lon_fn: Fn, lat_f: str, lon_f: str, r_f: str, k: float
+) -> Fn:
     cache = _GridCache()
 
     def grid_filter(r: tuple) -> Any:
@@ -695,32 +770,39 @@ def _grid_filter(arr_fn: Fn, body: Fn, lat_fn: Fn, lon_fn: Fn, lat_f: str, lon_f
         except (GeoError, TypeError, ValueError):
             return [x for x in a if body((*r, x)) is True]  # let the exact path report it
         return [a[i] for i in hits if body((*r, a[i])) is True]
+
     return grid_filter
 
 
 def caster(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911
     n = ty.name
     if n in ("INTEGER", "BIGINT"):
+
         def to_int(v: Any) -> int:
             if isinstance(v, str):
                 return int(v.strip())
             return int(v)
+
         return to_int
     if n in ("DOUBLE", "DECIMAL"):
         return float
     if n == "STRING":
+
         def to_str(v: Any) -> str:
             if isinstance(v, bool):
                 return "true" if v else "false"
             return str(v)
+
         return to_str
     if n == "BOOLEAN":
+
         def to_bool(v: Any) -> bool:
             if isinstance(v, str):
                 if v.lower() in ("true", "false"):
                     return v.lower() == "true"
                 raise ValueError(v)
             return bool(v)
+
         return to_bool
     return lambda v: v
 

@@ -29,7 +29,8 @@ def geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any = "km") -
     try:
         km = haversine_km(float(lat1), float(lon1), float(lat2), float(lon2))
     except GeoError as exc:
-        raise EvalError(f"GEO_DISTANCE: {exc}") from None
+        msg = f"GEO_DISTANCE: {exc}"
+        raise EvalError(msg) from None
     if u in ("km", "kilometers", "kilometer"):
         return km
     if u in ("mi", "miles", "mile"):
@@ -45,7 +46,8 @@ def _nullsafe(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args)
         except (ValueError, TypeError, ZeroDivisionError, OverflowError, IndexError) as exc:
-            raise EvalError(f"{fn.__name__}: {exc}") from None
+            msg = f"{fn.__name__}: {exc}"
+            raise EvalError(msg) from None
 
     wrapper.__name__ = fn.__name__
     return wrapper
@@ -62,13 +64,21 @@ def _round(x: Any, digits: Any = 0) -> Any:
 def _substring(s: str, pos: int, length: int | None = None) -> str:
     start = pos - 1 if pos > 0 else len(s) + pos
     start = max(start, 0)
-    return s[start:] if length is None else s[start:start + length]
+    return s[start:] if length is None else s[start : start + length]
 
 
 def _ts_to_string(ts: int, fmt: str, tz: str = "UTC") -> str:
-    py = (fmt.replace("yyyy", "%Y").replace("MM", "%m").replace("dd", "%d").replace("HH", "%H")
-          .replace("mm", "%M").replace("ss", "%S").replace("SSS", "%f").replace("'T'", "T")
-          .replace("'Z'", "Z"))
+    py = (
+        fmt.replace("yyyy", "%Y")
+        .replace("MM", "%m")
+        .replace("dd", "%d")
+        .replace("HH", "%H")
+        .replace("mm", "%M")
+        .replace("ss", "%S")
+        .replace("SSS", "%f")
+        .replace("'T'", "T")
+        .replace("'Z'", "Z")
+    )
     text = datetime.fromtimestamp(ts / 1000, tz=UTC).strftime(py)
     if "%f" in py:
         text = text.replace(f"{ts % 1000:03d}000", f"{ts % 1000:03d}")
@@ -159,9 +169,15 @@ SCALARS: dict[str, tuple[Callable[..., Any], SqlType | None]] = {
     "TRIM": (_nullsafe(lambda s: str(s).strip()), STRING),
     "SUBSTRING": (_nullsafe(_substring), STRING),
     "REPLACE": (_nullsafe(lambda s, a, b: str(s).replace(a, b)), STRING),
-    "SPLIT": (_nullsafe(lambda s, d: str(s).split(d) if d else list(str(s))), SqlType("ARRAY", (STRING,))),
+    "SPLIT": (
+        _nullsafe(lambda s, d: str(s).split(d) if d else list(str(s))),
+        SqlType("ARRAY", (STRING,)),
+    ),
     "INSTR": (_nullsafe(lambda s, sub: str(s).find(sub) + 1), INT),
-    "LPAD": (_nullsafe(lambda s, n, p: (p * n + str(s))[-n:] if len(str(s)) < n else str(s)[:n]), STRING),
+    "LPAD": (
+        _nullsafe(lambda s, n, p: (p * n + str(s))[-n:] if len(str(s)) < n else str(s)[:n]),
+        STRING,
+    ),
     "RPAD": (_nullsafe(lambda s, n, p: (str(s) + p * n)[:n]), STRING),
     "CONCAT": (_concat, STRING),
     "CONCAT_WS": (_concat_ws, STRING),
@@ -177,7 +193,10 @@ SCALARS: dict[str, tuple[Callable[..., Any], SqlType | None]] = {
     "ARRAY_MIN": (_array_min, None),
     "ARRAY_CONCAT": (_array_concat, None),
     "ARRAY_DISTINCT": (_nullsafe(lambda a: list(dict.fromkeys(a))), None),
-    "ARRAY_JOIN": (_nullsafe(lambda a, sep=",": sep.join("null" if v is None else str(v) for v in a)), STRING),
+    "ARRAY_JOIN": (
+        _nullsafe(lambda a, sep=",": sep.join("null" if v is None else str(v) for v in a)),
+        STRING,
+    ),
     "TIMESTAMPTOSTRING": (_nullsafe(_ts_to_string), STRING),
     "UNIX_TIMESTAMP": (lambda *a: int(datetime.now(tz=UTC).timestamp() * 1000), BIGINT),
     "EXTRACTJSONFIELD": (_nullsafe(_extract_json), STRING),
@@ -331,9 +350,16 @@ class Histogram(Agg):
 
 
 AGGREGATES: dict[str, type[Agg]] = {
-    "COUNT": Count, "SUM": Sum, "AVG": Avg, "MIN": Min, "MAX": Max,
-    "LATEST_BY_OFFSET": LatestByOffset, "EARLIEST_BY_OFFSET": EarliestByOffset,
-    "COLLECT_LIST": CollectList, "COLLECT_SET": CollectSet, "COUNT_DISTINCT": CountDistinct,
+    "COUNT": Count,
+    "SUM": Sum,
+    "AVG": Avg,
+    "MIN": Min,
+    "MAX": Max,
+    "LATEST_BY_OFFSET": LatestByOffset,
+    "EARLIEST_BY_OFFSET": EarliestByOffset,
+    "COLLECT_LIST": CollectList,
+    "COLLECT_SET": CollectSet,
+    "COUNT_DISTINCT": CountDistinct,
     "HISTOGRAM": Histogram,
 }
 TABLE_FUNCTIONS = {"EXPLODE"}

@@ -63,8 +63,10 @@ class Source:
         return self.window is not None
 
     def schema_string(self) -> str:
-        parts = [f"`{n}` {t} {'PRIMARY KEY' if self.kind == 'TABLE' else 'KEY'}"
-                 for n, t in self.key_columns]
+        parts = [
+            f"`{n}` {t} {'PRIMARY KEY' if self.kind == 'TABLE' else 'KEY'}"
+            for n, t in self.key_columns
+        ]
         parts += [f"`{n}` {t}" for n, t in self.value_columns]
         return ", ".join(parts)
 
@@ -79,8 +81,10 @@ class Source:
             if len(self.value_columns) == 1:
                 obj = {self.value_columns[0][0]: obj}
             else:
-                msg = f"Failed to deserialize value from topic: {self.topic}. Can't convert " \
-                      f"type. sourceType: {type(obj).__name__}, requiredType: STRUCT"
+                msg = (
+                    f"Failed to deserialize value from topic: {self.topic}. Can't convert "
+                    f"type. sourceType: {type(obj).__name__}, requiredType: STRUCT"
+                )
                 raise DeserializationError(msg)
         out: dict[str, Any] = {}
         lookup = self._value_lookup
@@ -107,8 +111,10 @@ class Source:
             try:
                 out[col] = casters[col](v)
             except (ValueError, TypeError, OverflowError):
-                msg = f"Failed to deserialize value from topic: {self.topic}. Can't convert " \
-                      f"field '{col}' of type {type(v).__name__} to {self.columns[col]}"
+                msg = (
+                    f"Failed to deserialize value from topic: {self.topic}. Can't convert "
+                    f"field '{col}' of type {type(v).__name__} to {self.columns[col]}"
+                )
                 raise DeserializationError(msg) from None
         return out
 
@@ -136,7 +142,7 @@ class Source:
                 return tuple(obj.get(n, obj.get(n.upper())) for n, _ in self.key_columns), wstart
             msg = f"Failed to deserialize key from topic: {self.topic}"
             raise DeserializationError(msg)
-        (name, ty), = self.key_columns[:1]
+        ((name, ty),) = self.key_columns[:1]
         return (_kafka_decode(raw, ty, self.topic),), wstart
 
     def encode_key(self, values: tuple[Any, ...], wstart: int | None = None) -> bytes | None:
@@ -146,7 +152,9 @@ class Source:
             if len(self.key_columns) == 1:
                 raw = orjson.dumps(values[0])
             else:
-                raw = orjson.dumps({n: v for (n, _), v in zip(self.key_columns, values, strict=False)})
+                raw = orjson.dumps(
+                    {n: v for (n, _), v in zip(self.key_columns, values, strict=False)}
+                )
         else:
             raw = _kafka_encode(values[0], self.key_columns[0][1])
         if wstart is not None:
@@ -157,6 +165,7 @@ class Source:
 def _coercer(t: SqlType) -> Any:
     n = t.name
     if n in ("INTEGER", "BIGINT"):
+
         def to_int(v: Any) -> int:
             if isinstance(v, bool):
                 raise TypeError(v)
@@ -169,20 +178,25 @@ def _coercer(t: SqlType) -> Any:
             if isinstance(v, int):
                 return v
             raise TypeError(v)
+
         return to_int
     if n in ("DOUBLE", "DECIMAL"):
+
         def to_float(v: Any) -> float:
             if isinstance(v, bool) or isinstance(v, dict | list):
                 raise TypeError(v)
             return float(v)
+
         return to_float
     if n == "STRING":
+
         def to_str(v: Any) -> str:
             if isinstance(v, dict | list):
                 return orjson.dumps(v).decode()
             if isinstance(v, bool):
                 return "true" if v else "false"
             return str(v)
+
         return to_str
     if n == "BOOLEAN":
         return caster(t)
@@ -193,6 +207,7 @@ def _coercer(t: SqlType) -> Any:
             if not isinstance(v, list):
                 raise TypeError(v)
             return [None if x is None else item(x) for x in v]
+
         return to_list
     if n == "STRUCT":
         fields = [(fn, fn.upper(), _coercer(ft)) for fn, ft in t.params]
@@ -206,6 +221,7 @@ def _coercer(t: SqlType) -> Any:
                 x = v.get(fn, up.get(fu))
                 out[fn] = None if x is None else conv(x)
             return out
+
         return to_struct
     if n == "MAP":
         val = _coercer(t.params[1])
@@ -214,6 +230,7 @@ def _coercer(t: SqlType) -> Any:
             if not isinstance(v, dict):
                 raise TypeError(v)
             return {str(k): None if x is None else val(x) for k, x in v.items()}
+
         return to_map
     return lambda v: v
 
@@ -251,17 +268,24 @@ def _kafka_encode(v: Any, ty: SqlType) -> bytes:
 
 def check_key_format(key_format: str, key_columns: list[tuple[str, SqlType]]) -> None:
     if key_format not in ("KAFKA", "JSON", "NONE"):
-        msg = f"Unsupported KEY_FORMAT '{key_format}': the local endpoint supports KAFKA, JSON, NONE"
+        msg = (
+            f"Unsupported KEY_FORMAT '{key_format}': the local endpoint supports KAFKA, JSON, NONE"
+        )
         raise StatementError(msg)
     if key_format == "KAFKA" and len(key_columns) > 1:
-        msg = "The 'KAFKA' format only supports a single field. Got: " + \
-              str([f"`{n}` {t}" for n, t in key_columns])
+        msg = "The 'KAFKA' format only supports a single field. Got: " + str(
+            [f"`{n}` {t}" for n, t in key_columns]
+        )
         raise StatementError(msg)
-    if key_format == "KAFKA" and key_columns and key_columns[0][1].name not in \
-            ("STRING", "INTEGER", "BIGINT", "DOUBLE"):
+    if (
+        key_format == "KAFKA"
+        and key_columns
+        and key_columns[0][1].name not in ("STRING", "INTEGER", "BIGINT", "DOUBLE")
+    ):
         msg = f"The 'KAFKA' format does not support type '{key_columns[0][1].name}'"
         raise StatementError(msg)
     if key_format == "NONE" and key_columns:
-        msg = "The 'NONE' format can only be used when no columns are defined. Got: " + \
-              str([n for n, _ in key_columns])
+        msg = "The 'NONE' format can only be used when no columns are defined. Got: " + str(
+            [n for n, _ in key_columns]
+        )
         raise StatementError(msg)

@@ -114,8 +114,13 @@ def _slots_used(e: Any, scope: Scope) -> set[int]:
     return out
 
 
-def plan_select(select: Select, lookup: Any, *, persistent: bool,  # noqa: PLR0912, PLR0915
-                on_error: Any = None) -> Plan:
+def plan_select(
+    select: Select,
+    lookup: Any,
+    *,
+    persistent: bool,  # noqa: PLR0912, PLR0915
+    on_error: Any = None,
+) -> Plan:
     """``lookup(name) -> Source`` (raises for unknown sources)."""
     sources = [(select.source, lookup(select.source.name))]
     for j in select.joins:
@@ -149,8 +154,10 @@ def plan_select(select: Select, lookup: Any, *, persistent: bool,  # noqa: PLR09
             a, b = b, a
             ua, ub = ub, ua
         if not (ua <= set(range(i)) and ub == {i}):
-            msg = f"Invalid comparison expression '{expr_sql(on)}' in join: each side of the " \
-                  "join must reference a different source."
+            msg = (
+                f"Invalid comparison expression '{expr_sql(on)}' in join: each side of the "
+                "join must reference a different source."
+            )
             raise StatementError(msg)
         kind = j.kind
         if driver.kind == "STREAM" and right.kind == "STREAM":
@@ -164,33 +171,50 @@ def plan_select(select: Select, lookup: Any, *, persistent: bool,  # noqa: PLR09
                 msg = f"The local endpoint does not support {kind} OUTER stream-stream joins yet."
                 raise StatementError(msg)
             bindings.append(Binding(i, right, aliases[i], "stream2"))
-            joins.append(JoinOp(i, kind, compiler.compile(a), compiler.compile(b), stream=True,
-                                before_ms=j.within[0], after_ms=j.within[1],
-                                grace_ms=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS))
+            joins.append(
+                JoinOp(
+                    i,
+                    kind,
+                    compiler.compile(a),
+                    compiler.compile(b),
+                    stream=True,
+                    before_ms=j.within[0],
+                    after_ms=j.within[1],
+                    grace_ms=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS,
+                )
+            )
             continue
         if j.within is not None:
             msg = "A WITHIN clause is only valid for stream-stream joins."
             raise StatementError(msg)
         if driver.kind == "TABLE" and right.kind == "STREAM":
-            msg = f"Invalid join order: table-stream joins are not supported; only stream-table " \
-                  f"joins. Got {driver.name} [TABLE] {kind} JOIN {right.name} [STREAM]."
+            msg = (
+                f"Invalid join order: table-stream joins are not supported; only stream-table "
+                f"joins. Got {driver.name} [TABLE] {kind} JOIN {right.name} [STREAM]."
+            )
             raise StatementError(msg)
         if kind not in ("INNER", "LEFT"):
-            msg = f"{kind} OUTER joins with a table on the right are not supported by the local " \
-                  "endpoint."
+            msg = (
+                f"{kind} OUTER joins with a table on the right are not supported by the local "
+                "endpoint."
+            )
             raise StatementError(msg)
         # The right side is a table: the join must be on its primary key.
         pk = [n for n, _ in right.key_columns]
         if not (b[0] == "col" and len(pk) == 1 and scope.resolve(b[1], b[2])[1] == pk[0]):
             what = "stream-table" if driver.kind == "STREAM" else "table-table"
-            msg = f"Invalid join condition: {what} joins require to join on the table's " \
-                  f"primary key. Got {expr_sql(a)} = {expr_sql(b)}."
+            msg = (
+                f"Invalid join condition: {what} joins require to join on the table's "
+                f"primary key. Got {expr_sql(a)} = {expr_sql(b)}."
+            )
             raise StatementError(msg)
         fk = False
         if driver.kind == "TABLE":
             if ua != {0}:
-                msg = "The local endpoint supports table-table join conditions on the FROM " \
-                      "table's columns only."
+                msg = (
+                    "The local endpoint supports table-table join conditions on the FROM "
+                    "table's columns only."
+                )
                 raise StatementError(msg)
             dpk = [n for n, _ in driver.key_columns]
             fk = not (a[0] == "col" and len(dpk) == 1 and scope.resolve(a[1], a[2])[1] == dpk[0])
@@ -288,14 +312,22 @@ def plan_select(select: Select, lookup: Any, *, persistent: bool,  # noqa: PLR09
     key_names: list[str] = []
     if persistent or aggregate:
         for ke in key_exprs:
-            hit = next((c for c in columns if c.expr is not None and not c.table_function
-                        and _same(c.expr, ke, scope)), None)
+            hit = next(
+                (
+                    c
+                    for c in columns
+                    if c.expr is not None and not c.table_function and _same(c.expr, ke, scope)
+                ),
+                None,
+            )
             if hit is None:
                 if aggregate or select.partition_by:
                     clause = "GROUP BY" if aggregate else "PARTITION BY"
-                    msg = f"Key missing from projection (ie, SELECT). The query used to build " \
-                          f"the output must include the {clause} expression {expr_sql(ke)} in " \
-                          f"its projection (eg, SELECT {expr_sql(ke)}...)."
+                    msg = (
+                        f"Key missing from projection (ie, SELECT). The query used to build "
+                        f"the output must include the {clause} expression {expr_sql(ke)} in "
+                        f"its projection (eg, SELECT {expr_sql(ke)}...)."
+                    )
                     raise StatementError(msg)
                 continue
             hit.is_key = True
@@ -308,5 +340,17 @@ def plan_select(select: Select, lookup: Any, *, persistent: bool,  # noqa: PLR09
     window = select.window
     if window is not None and window.grace_ms is None:
         window.grace_ms = DEFAULT_GRACE_MS
-    return Plan(select, bindings, joins, where, columns, key_names, kind, group_fns,
-                pcompiler.aggs, having, window, pcompiler)
+    return Plan(
+        select,
+        bindings,
+        joins,
+        where,
+        columns,
+        key_names,
+        kind,
+        group_fns,
+        pcompiler.aggs,
+        having,
+        window,
+        pcompiler,
+    )

@@ -39,8 +39,9 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
             if tmd is None or tmd.error is not None:
                 continue
             for p in tmd.partitions:
-                _lo, hi = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10,
-                                                         cached=False)
+                _lo, hi = consumer.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=10, cached=False
+                )
                 out[(t, p)] = hi
         return out
     finally:
@@ -50,10 +51,20 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
 class QueryRunner:
     """One running query. ``sink`` is a Source to write (persistent) or a callback (transient)."""
 
-    def __init__(self, query_id: str, plan: Plan, settings: Settings, *,
-                 sink: Source | None = None, on_row: RowSink | None = None,
-                 offset_reset: str = "latest", start_offsets: dict[tuple[str, int], int] | None = None,
-                 limit: int | None = None, statement: str = "", persistent: bool = True) -> None:
+    def __init__(
+        self,
+        query_id: str,
+        plan: Plan,
+        settings: Settings,
+        *,
+        sink: Source | None = None,
+        on_row: RowSink | None = None,
+        offset_reset: str = "latest",
+        start_offsets: dict[tuple[str, int], int] | None = None,
+        limit: int | None = None,
+        statement: str = "",
+        persistent: bool = True,
+    ) -> None:
         self.id = query_id
         self.plan = plan
         self.settings = settings
@@ -106,11 +117,17 @@ class QueryRunner:
         self.processing_errors += 1
         self.last_processing_error = message
         if self.processing_errors <= 5 or self.processing_errors % 1000 == 0:
-            log.warning("query %s processing error (%d so far): %s", self.id,
-                        self.processing_errors, message)
+            log.warning(
+                "query %s processing error (%d so far): %s",
+                self.id,
+                self.processing_errors,
+                message,
+            )
 
     # -- output ---------------------------------------------------------------------------------
-    def _emit(self, key: tuple, wstart: int | None, row: dict[str, Any] | None, rowtime: int) -> None:
+    def _emit(
+        self, key: tuple, wstart: int | None, row: dict[str, Any] | None, rowtime: int
+    ) -> None:
         if self.limit_reached:
             return
         self.records_out += 1
@@ -140,11 +157,16 @@ class QueryRunner:
             self.error = f"Error producing to {msg.topic()}: {err}"
 
     # -- the loop -------------------------------------------------------------------------------
-    def _assignment(self, consumer: Any) -> tuple[list[TopicPartition], dict[tuple[str, int], int], set[str]]:
+    def _assignment(
+        self, consumer: Any
+    ) -> tuple[list[TopicPartition], dict[tuple[str, int], int], set[str]]:
         md = consumer.list_topics(timeout=10)
         tps: list[TopicPartition] = []
-        table_topics = {b.source.topic for b in self.plan.bindings
-                        if b.role == "table" or self.plan.kind.startswith("table")}
+        table_topics = {
+            b.source.topic
+            for b in self.plan.bindings
+            if b.role == "table" or self.plan.kind.startswith("table")
+        }
         stream_topics = set(self.by_topic) - table_topics
         committed: dict[tuple[str, int], int] = {}
         parts: list[TopicPartition] = []
@@ -185,10 +207,16 @@ class QueryRunner:
     def _run(self) -> None:  # noqa: PLR0912, PLR0915
         consumer = None
         try:
-            group = f"_confluent-ksql-default_query_{self.id}" if self.persistent else \
-                f"_confluent-ksql-default_transient_{self.id}_{time.time_ns()}"
-            consumer = make_consumer(self.settings, group_id=group,
-                                     **{"fetch.wait.max.ms": 20, "enable.auto.offset.store": False})
+            group = (
+                f"_confluent-ksql-default_query_{self.id}"
+                if self.persistent
+                else f"_confluent-ksql-default_transient_{self.id}_{time.time_ns()}"
+            )
+            consumer = make_consumer(
+                self.settings,
+                group_id=group,
+                **{"fetch.wait.max.ms": 20, "enable.auto.offset.store": False},
+            )
             if self.on_row is None:
                 self._producer = make_producer(self.settings, on_delivery=self._delivery)
             tps, table_ends, stream_topics = self._assignment(consumer)
@@ -196,8 +224,11 @@ class QueryRunner:
             bootstrapping = bool(table_ends) and bool(stream_topics)
             paused: list[TopicPartition] = []
             if bootstrapping:
-                paused = [TopicPartition(tp.topic, tp.partition) for tp in tps
-                          if tp.topic in stream_topics]
+                paused = [
+                    TopicPartition(tp.topic, tp.partition)
+                    for tp in tps
+                    if tp.topic in stream_topics
+                ]
                 consumer.pause(paused)
             positions: dict[tuple[str, int], int] = {}
             last_commit = time.monotonic()
@@ -286,12 +317,16 @@ class QueryRunner:
                 continue
             self.core.on_record(slot, key, wstart, row, rowtime)
 
-    def _commit(self, consumer: Any, positions: dict[tuple[str, int], int], stream_topics: set[str]) -> None:
+    def _commit(
+        self, consumer: Any, positions: dict[tuple[str, int], int], stream_topics: set[str]
+    ) -> None:
         if self._producer is not None:
             remaining = self._producer.flush(10)
             if remaining:
                 return
-        offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items() if t in stream_topics]
+        offsets = [
+            TopicPartition(t, p, off) for (t, p), off in positions.items() if t in stream_topics
+        ]
         if not offsets:
             return
         try:
@@ -299,20 +334,25 @@ class QueryRunner:
         except KafkaException as exc:
             log.debug("query %s commit failed: %s", self.id, exc)
 
-    def _at_end(self, consumer: Any, tps: list[TopicPartition], positions: dict[tuple[str, int], int]) -> bool:
+    def _at_end(
+        self, consumer: Any, tps: list[TopicPartition], positions: dict[tuple[str, int], int]
+    ) -> bool:
         if self._producer is not None and len(self._producer) > 0:
             self._producer.flush(5)
             return False
         for tp in tps:
             try:
-                lo, hi = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                        timeout=5, cached=False)
+                lo, hi = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
+                )
             except KafkaException:
                 return False
             pos = positions.get((tp.topic, tp.partition))
             if pos is None:
                 # never read: at end only if empty (or we started at the end)
-                if hi > lo and (tp.offset == OFFSET_BEGINNING or (tp.offset >= 0 and tp.offset < hi)):
+                if hi > lo and (
+                    tp.offset == OFFSET_BEGINNING or (tp.offset >= 0 and tp.offset < hi)
+                ):
                     return False
                 continue
             if pos < hi:

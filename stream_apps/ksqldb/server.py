@@ -44,8 +44,9 @@ def _json(body: Any, status: int = 200, media: str = "application/json") -> Resp
 def error_body(exc: KsqlError, statement: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"@type": exc.error_type, "error_code": exc.code, "message": exc.message}
     if exc.error_type == "statement_error":
-        body["statementText"] = statement if statement is not None else \
-            getattr(exc, "statement", "")
+        body["statementText"] = (
+            statement if statement is not None else getattr(exc, "statement", "")
+        )
         body["entities"] = getattr(exc, "entities", [])
     return body
 
@@ -70,8 +71,14 @@ async def _body(request: Request) -> dict[str, Any] | None:
 
 def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
     def info_body() -> dict[str, Any]:
-        return {"KsqlServerInfo": {"version": VERSION, "kafkaClusterId": "instore-embedded",
-                                   "ksqlServiceId": engine.service_id, "serverStatus": "RUNNING"}}
+        return {
+            "KsqlServerInfo": {
+                "version": VERSION,
+                "kafkaClusterId": "instore-embedded",
+                "ksqlServiceId": engine.service_id,
+                "serverStatus": "RUNNING",
+            }
+        }
 
     async def info(_request: Request) -> Response:
         return _json(info_body())
@@ -83,10 +90,13 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
                 return True
             except Exception:  # noqa: BLE001 - any broker failure means unhealthy
                 return False
+
         kafka_ok = await run_in_threadpool(check)
-        body = {"isHealthy": kafka_ok, "details": {"metastore": {"isHealthy": True},
-                                                    "kafka": {"isHealthy": kafka_ok}},
-                "ksqlServiceId": engine.service_id}
+        body = {
+            "isHealthy": kafka_ok,
+            "details": {"metastore": {"isHealthy": True}, "kafka": {"isHealthy": kafka_ok}},
+            "ksqlServiceId": engine.service_id,
+        }
         return _json(body, 200 if kafka_ok else 503)
 
     async def ksql(request: Request) -> Response:
@@ -101,8 +111,14 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
             return _error(exc, getattr(exc, "statement", text))
         except Exception as exc:
             log.exception("statement failed")
-            return _json({"@type": "generic_error", "error_code": SERVER_ERROR,
-                          "message": f"{type(exc).__name__}: {exc}"}, 500)
+            return _json(
+                {
+                    "@type": "generic_error",
+                    "error_code": SERVER_ERROR,
+                    "message": f"{type(exc).__name__}: {exc}",
+                },
+                500,
+            )
         return _json(entities, media=KSQL_JSON)
 
     def _start_query(text: str, props: dict[str, Any], out: queue.Queue[Any]) -> dict[str, Any]:
@@ -124,8 +140,9 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
         qid, columns, runner = engine.push(select, props, text, on_row)
         return {"queryId": qid, "columns": columns, "pull": False, "runner": runner}
 
-    async def _rows(out: queue.Queue[Any], header: dict[str, Any], request: Request
-                    ) -> AsyncIterator[tuple[str, Any]]:
+    async def _rows(
+        out: queue.Queue[Any], header: dict[str, Any], request: Request
+    ) -> AsyncIterator[tuple[str, Any]]:
         runner = header.get("runner")
         try:
             while True:
@@ -162,8 +179,9 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
             return _error(exc, text)
 
         async def gen() -> AsyncIterator[bytes]:
-            head = {"header": {"queryId": header["queryId"],
-                               "schema": schema_string(header["columns"])}}
+            head = {
+                "header": {"queryId": header["queryId"], "schema": schema_string(header["columns"])}
+            }
             # One complete JSON value per line, so a client can act on each line as it comes.
             yield b"[" + orjson.dumps(head) + b"\n"
             async for kind, item in _rows(out, header, request):
@@ -172,8 +190,19 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
                 elif kind == "tombstone":
                     yield b"," + orjson.dumps({"row": {"columns": item, "tombstone": True}}) + b"\n"
                 elif kind == "error":
-                    yield b"," + orjson.dumps({"errorMessage": {
-                        "@type": "generic_error", "error_code": SERVER_ERROR, "message": item}}) + b"\n"
+                    yield (
+                        b","
+                        + orjson.dumps(
+                            {
+                                "errorMessage": {
+                                    "@type": "generic_error",
+                                    "error_code": SERVER_ERROR,
+                                    "message": item,
+                                }
+                            }
+                        )
+                        + b"\n"
+                    )
                 elif kind == "end":
                     yield b"," + orjson.dumps({"finalMessage": item}) + b"\n"
             yield b"]\n"
@@ -193,8 +222,11 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
             header = await run_in_threadpool(_start_query, text, props, out)
         except KsqlError as exc:
             return _error(exc, text)
-        head = {"queryId": header["queryId"], "columnNames": [n for n, _ in header["columns"]],
-                "columnTypes": [str(t) for _, t in header["columns"]]}
+        head = {
+            "queryId": header["queryId"],
+            "columnNames": [n for n, _ in header["columns"]],
+            "columnTypes": [str(t) for _, t in header["columns"]],
+        }
 
         async def gen() -> AsyncIterator[bytes]:
             yield (b"[" if as_json else b"") + orjson.dumps(head) + b"\n"
@@ -203,8 +235,13 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
                 if kind in ("row", "tombstone"):
                     yield sep + orjson.dumps(item) + b"\n"
                 elif kind == "error":
-                    yield sep + orjson.dumps({"@type": "generic_error",
-                                              "error_code": SERVER_ERROR, "message": item}) + b"\n"
+                    yield (
+                        sep
+                        + orjson.dumps(
+                            {"@type": "generic_error", "error_code": SERVER_ERROR, "message": item}
+                        )
+                        + b"\n"
+                    )
             if as_json:
                 yield b"]\n"
 
@@ -220,16 +257,23 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
         return _json({})
 
     async def status(_request: Request) -> Response:
-        return _json({"commandStatuses": {k: v["status"]
-                                          for k, v in engine.command_status.items()}})
+        return _json(
+            {"commandStatuses": {k: v["status"] for k, v in engine.command_status.items()}}
+        )
 
     async def status_one(request: Request) -> Response:
         p = request.path_params
         cid = f"{p['type']}/{p['entity']}/{p['action']}"
         st = engine.command_status.get(cid)
         if st is None:
-            return _json({"@type": "generic_error", "error_code": NOT_FOUND,
-                          "message": f"Command not found: {cid}"}, 404)
+            return _json(
+                {
+                    "@type": "generic_error",
+                    "error_code": NOT_FOUND,
+                    "message": f"Command not found: {cid}",
+                },
+                404,
+            )
         return _json(st)
 
     async def terminate(request: Request) -> Response:
@@ -276,8 +320,13 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     app = build_app(engine)
     h = host or settings.host
     p = port or settings.ksql_port
-    log.info("ksqlDB-compatible endpoint listening on http://%s:%d (%d sources, %d queries)",
-             h, p, len(engine.sources), len(engine.queries))
+    log.info(
+        "ksqlDB-compatible endpoint listening on http://%s:%d (%d sources, %d queries)",
+        h,
+        p,
+        len(engine.sources),
+        len(engine.queries),
+    )
     try:
         uvicorn.run(app, host=h, port=p, log_level="warning", access_log=False)
     finally:

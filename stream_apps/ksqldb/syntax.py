@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from stream_apps.ksqldb.errors import ParseError
 
@@ -57,7 +57,8 @@ def tokenize(text: str) -> list[Token]:
     while pos < n:
         m = _TOKEN_RE.match(text, pos)
         if m is None:
-            raise ParseError(f"extraneous input '{text[pos]}'", line, pos - line_start)
+            msg = f"extraneous input '{text[pos]}'"
+            raise ParseError(msg, line, pos - line_start)
         kind = m.lastgroup or ""
         raw = m.group()
         col = pos - line_start
@@ -122,9 +123,17 @@ BOOLEAN = SqlType("BOOLEAN")
 UNKNOWN = SqlType("STRING")  # what we say when inference cannot tell
 
 _TYPE_ALIASES = {
-    "STRING": STRING, "VARCHAR": STRING, "INT": INT, "INTEGER": INT, "BIGINT": BIGINT,
-    "DOUBLE": DOUBLE, "BOOLEAN": BOOLEAN, "TIMESTAMP": SqlType("TIMESTAMP"),
-    "DATE": SqlType("DATE"), "TIME": SqlType("TIME"), "BYTES": SqlType("BYTES"),
+    "STRING": STRING,
+    "VARCHAR": STRING,
+    "INT": INT,
+    "INTEGER": INT,
+    "BIGINT": BIGINT,
+    "DOUBLE": DOUBLE,
+    "BOOLEAN": BOOLEAN,
+    "TIMESTAMP": SqlType("TIMESTAMP"),
+    "DATE": SqlType("DATE"),
+    "TIME": SqlType("TIME"),
+    "BYTES": SqlType("BYTES"),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -276,12 +285,36 @@ class Explain(Statement):
 # Parser
 
 _DURATION_MS = {
-    "MILLISECOND": 1, "MILLISECONDS": 1, "SECOND": 1000, "SECONDS": 1000, "MINUTE": 60_000,
-    "MINUTES": 60_000, "HOUR": 3_600_000, "HOURS": 3_600_000, "DAY": 86_400_000,
+    "MILLISECOND": 1,
+    "MILLISECONDS": 1,
+    "SECOND": 1000,
+    "SECONDS": 1000,
+    "MINUTE": 60_000,
+    "MINUTES": 60_000,
+    "HOUR": 3_600_000,
+    "HOURS": 3_600_000,
+    "DAY": 86_400_000,
     "DAYS": 86_400_000,
 }
-_CLAUSE_END = {"FROM", "WHERE", "GROUP", "PARTITION", "HAVING", "EMIT", "LIMIT", "WINDOW", "JOIN",
-               "LEFT", "RIGHT", "INNER", "FULL", "OUTER", "ON", "WITHIN", "AS"}
+_CLAUSE_END = {
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "PARTITION",
+    "HAVING",
+    "EMIT",
+    "LIMIT",
+    "WINDOW",
+    "JOIN",
+    "LEFT",
+    "RIGHT",
+    "INNER",
+    "FULL",
+    "OUTER",
+    "ON",
+    "WITHIN",
+    "AS",
+}
 _RESERVED_ALIAS = _CLAUSE_END | {"SELECT", "CROSS"}
 
 
@@ -305,11 +338,13 @@ class Parser:
             self.i += 1
         return t
 
-    def fail(self, expecting: str, tok: Token | None = None) -> ParseError:
+    def fail(self, expecting: str, tok: Token | None = None) -> NoReturn:
+        """Raise a ParseError at ``tok`` (default: the current token)."""
         t = tok or self.tok
         what = "mismatched input" if t.kind != "EOF" else "missing"
         shown = t.show()
-        return ParseError(f"{what} '{shown}' expecting {expecting}", t.line, t.col)
+        msg = f"{what} '{shown}' expecting {expecting}"
+        raise ParseError(msg, t.line, t.col)
 
     def accept_kw(self, *words: str) -> bool:
         if self.tok.is_kw(*words):
@@ -319,7 +354,7 @@ class Parser:
 
     def expect_kw(self, word: str) -> None:
         if not self.accept_kw(word):
-            raise self.fail(f"'{word}'")
+            self.fail(f"'{word}'")
 
     def accept_op(self, op: str) -> bool:
         if self.tok.is_op(op):
@@ -329,19 +364,19 @@ class Parser:
 
     def expect_op(self, op: str) -> None:
         if not self.accept_op(op):
-            raise self.fail(f"'{op}'")
+            self.fail(f"'{op}'")
 
     def ident(self, what: str = "an identifier") -> str:
         t = self.tok
         if t.kind in ("ID", "QID"):
             self.advance()
             return t.value
-        raise self.fail(what)
+        self.fail(what)
 
     def integer(self) -> int:
         t = self.tok
         if t.kind != "NUM" or not t.value.isdigit():
-            raise self.fail("an integer")
+            self.fail("an integer")
         self.advance()
         return int(t.value)
 
@@ -354,7 +389,7 @@ class Parser:
             start = self.tok.pos
             stmt = self.statement()
             if not self.tok.is_op(";") and self.tok.kind != "EOF":
-                raise self.fail("';'")
+                self.fail("';'")
             end = self.tok.pos + (1 if self.tok.is_op(";") else 0)
             stmt.text = self.text[start:end].strip()
             if not stmt.text.endswith(";"):
@@ -377,10 +412,21 @@ class Parser:
             if what == "ALL" and self.tok.is_kw("TOPICS"):
                 what = self.ident()
             extended = self.accept_kw("EXTENDED")
-            if what not in {"STREAMS", "TABLES", "QUERIES", "TOPICS", "PROPERTIES", "FUNCTIONS",
-                            "TYPES", "VARIABLES", "CONNECTORS"}:
-                raise self.fail("STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS",
-                                self.toks[self.i - 1])
+            if what not in {
+                "STREAMS",
+                "TABLES",
+                "QUERIES",
+                "TOPICS",
+                "PROPERTIES",
+                "FUNCTIONS",
+                "TYPES",
+                "VARIABLES",
+                "CONNECTORS",
+            }:
+                self.fail(
+                    "STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS",
+                    self.toks[self.i - 1],
+                )
             return Show(what=what, extended=extended)
         if t.is_kw("DESCRIBE"):
             self.advance()
@@ -395,7 +441,7 @@ class Parser:
             self.advance()
             kind = self.ident("STREAM or TABLE")
             if kind not in ("STREAM", "TABLE"):
-                raise self.fail("STREAM or TABLE", self.toks[self.i - 1])
+                self.fail("STREAM or TABLE", self.toks[self.i - 1])
             if_exists = False
             if self.accept_kw("IF"):
                 self.expect_kw("EXISTS")
@@ -413,21 +459,22 @@ class Parser:
             self.advance()
             name = self.tok
             if name.kind != "STR":
-                raise self.fail("a quoted property name")
+                self.fail("a quoted property name")
             self.advance()
             if t.value == "UNSET":
                 return SetProperty(name=name.value, value=None)
             self.expect_op("=")
             val = self.tok
             if val.kind != "STR":
-                raise self.fail("a quoted value")
+                self.fail("a quoted value")
             self.advance()
             return SetProperty(name=name.value, value=val.value)
         if t.is_kw("EXPLAIN"):
             self.advance()
             return Explain(query_id=self.ident("a query id"))
-        raise self.fail("CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, DROP, TERMINATE, SET, "
-                        "UNSET, EXPLAIN")
+        self.fail(
+            "CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, DROP, TERMINATE, SET, UNSET, EXPLAIN"
+        )
 
     def props(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -445,7 +492,7 @@ class Parser:
             elif v.kind == "ID" and v.value in ("TRUE", "FALSE"):
                 out[name.upper()] = v.value == "TRUE"
             else:
-                raise self.fail("a literal")
+                self.fail("a literal")
             self.advance()
             if self.accept_op(")"):
                 return out
@@ -460,7 +507,7 @@ class Parser:
         source = self.accept_kw("SOURCE")
         kind = self.ident("STREAM or TABLE")
         if kind not in ("STREAM", "TABLE"):
-            raise self.fail("STREAM or TABLE", self.toks[self.i - 1])
+            self.fail("STREAM or TABLE", self.toks[self.i - 1])
         if_not_exists = False
         if self.accept_kw("IF"):
             self.expect_kw("NOT")
@@ -488,12 +535,25 @@ class Parser:
         props = self.props()
         if self.accept_kw("AS"):
             if columns:
-                raise self.fail("';'", self.toks[self.i - 1])
+                self.fail("';'", self.toks[self.i - 1])
             select = self.select()
-            return CreateAs(kind=kind, name=name, props=props, select=select,
-                            if_not_exists=if_not_exists, or_replace=or_replace)
-        return CreateSource(kind=kind, name=name, columns=columns, props=props,
-                            if_not_exists=if_not_exists, or_replace=or_replace, source=source)
+            return CreateAs(
+                kind=kind,
+                name=name,
+                props=props,
+                select=select,
+                if_not_exists=if_not_exists,
+                or_replace=or_replace,
+            )
+        return CreateSource(
+            kind=kind,
+            name=name,
+            columns=columns,
+            props=props,
+            if_not_exists=if_not_exists,
+            or_replace=or_replace,
+            source=source,
+        )
 
     def insert(self) -> Statement:
         self.expect_kw("INSERT")
@@ -558,14 +618,14 @@ class Parser:
             return SqlType("DECIMAL", (p, s))
         if name in _TYPE_ALIASES:
             return _TYPE_ALIASES[name]
-        raise self.fail("a type", self.toks[self.i - 1])
+        self.fail("a type", self.toks[self.i - 1])
 
     # -- SELECT -------------------------------------------------------------------------------
     def duration(self) -> int:
         n = self.integer()
         unit = self.ident("a time unit")
         if unit not in _DURATION_MS:
-            raise self.fail("a time unit", self.toks[self.i - 1])
+            self.fail("a time unit", self.toks[self.i - 1])
         return n * _DURATION_MS[unit]
 
     def source_ref(self) -> SourceRef:
@@ -573,7 +633,9 @@ class Parser:
         alias = name
         if self.accept_kw("AS"):
             alias = self.ident("an alias")
-        elif self.tok.kind == "QID" or (self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS):
+        elif self.tok.kind == "QID" or (
+            self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS
+        ):
             alias = self.ident()
         return SourceRef(name, alias)
 
@@ -584,8 +646,11 @@ class Parser:
             if self.tok.is_op("*"):
                 self.advance()
                 items.append(SelectItem(("star", None), None))
-            elif (self.tok.kind in ("ID", "QID") and self.peek().is_op(".")
-                  and self.peek(2).is_op("*")):
+            elif (
+                self.tok.kind in ("ID", "QID")
+                and self.peek().is_op(".")
+                and self.peek(2).is_op("*")
+            ):
                 q = self.ident()
                 self.advance()
                 self.advance()
@@ -595,8 +660,9 @@ class Parser:
                 alias = None
                 if self.accept_kw("AS"):
                     alias = self.ident("an alias")
-                elif self.tok.kind == "QID" or (self.tok.kind == "ID"
-                                                and self.tok.value not in _RESERVED_ALIAS):
+                elif self.tok.kind == "QID" or (
+                    self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS
+                ):
                     alias = self.ident()
                 items.append(SelectItem(e, alias))
             if not self.accept_op(","):
@@ -651,7 +717,7 @@ class Parser:
             elif self.accept_kw("FINAL"):
                 sel.emit_final = True
             else:
-                raise self.fail("CHANGES or FINAL")
+                self.fail("CHANGES or FINAL")
         if self.accept_kw("LIMIT"):
             sel.limit = self.integer()
         return sel
@@ -659,7 +725,7 @@ class Parser:
     def window(self) -> WindowSpec:
         kind = self.ident("TUMBLING, HOPPING or SESSION")
         if kind not in ("TUMBLING", "HOPPING", "SESSION"):
-            raise self.fail("TUMBLING, HOPPING or SESSION", self.toks[self.i - 1])
+            self.fail("TUMBLING, HOPPING or SESSION", self.toks[self.i - 1])
         self.expect_op("(")
         spec = WindowSpec(kind, 0)
         if kind == "SESSION":
@@ -678,11 +744,11 @@ class Parser:
                 self.expect_kw("PERIOD")
                 spec.grace_ms = self.duration()
             else:
-                raise self.fail("SIZE, ADVANCE BY, RETENTION or GRACE PERIOD", self.toks[self.i - 1])
+                self.fail("SIZE, ADVANCE BY, RETENTION or GRACE PERIOD", self.toks[self.i - 1])
         if kind == "HOPPING" and spec.advance_ms is None:
-            raise self.fail("ADVANCE BY")
+            self.fail("ADVANCE BY")
         if spec.size_ms <= 0:
-            raise self.fail("SIZE")
+            self.fail("SIZE")
         return spec
 
     def expr_list(self) -> list[Expr]:
@@ -698,7 +764,7 @@ class Parser:
 
     def _paren_list_ahead(self) -> bool:
         depth = 0
-        for t in self.toks[self.i:]:
+        for t in self.toks[self.i :]:
             if t.is_op("("):
                 depth += 1
             elif t.is_op(")"):
@@ -751,7 +817,7 @@ class Parser:
                     self.expect_kw("FROM")
                     e = ("distinct", e, self.additive(), neg)
                     continue
-                raise self.fail("NULL")
+                self.fail("NULL")
             neg = False
             if t.is_kw("NOT") and self.peek().is_kw("BETWEEN", "IN", "LIKE"):
                 self.advance()
@@ -795,7 +861,11 @@ class Parser:
     def unary(self) -> Expr:
         if self.accept_op("-"):
             inner = self.unary()
-            if inner[0] == "lit" and isinstance(inner[1], int | float) and not isinstance(inner[1], bool):
+            if (
+                inner[0] == "lit"
+                and isinstance(inner[1], int | float)
+                and not isinstance(inner[1], bool)
+            ):
                 return ("lit", -inner[1])
             return ("neg", inner)
         if self.accept_op("+"):
@@ -865,7 +935,7 @@ class Parser:
             self.advance()
             return self._column_rest(t.value)
         if t.kind != "ID":
-            raise self.fail("an expression")
+            self.fail("an expression")
         word = t.value
         if self.peek().is_op("=>"):
             return self.lambda_()
@@ -893,7 +963,7 @@ class Parser:
                 while True:
                     fname = self.ident("a field name")
                     if not self.accept_op(":="):
-                        raise self.fail("':='")
+                        self.fail("':='")
                     fields.append((fname, self.expr()))
                     if not self.accept_op(","):
                         break
@@ -923,7 +993,7 @@ class Parser:
             self.expect_op(")")
             return ("map", tuple(pairs))
         if word in ("SELECT", "FROM", "WHERE") or word in _CLAUSE_END - {"LEFT", "RIGHT"}:
-            raise self.fail("an expression")
+            self.fail("an expression")
         self.advance()
         if self.tok.is_op("("):
             return self.call(word)
@@ -968,7 +1038,7 @@ class Parser:
             self.expect_kw("THEN")
             whens.append((w, self.expr()))
         if not whens:
-            raise self.fail("WHEN")
+            self.fail("WHEN")
         default = None
         if self.accept_kw("ELSE"):
             default = self.expr()
@@ -985,7 +1055,7 @@ def parse_expression(text: str) -> Expr:
     p = Parser(text)
     e = p.expr()
     if p.tok.kind != "EOF":
-        raise p.fail("<EOF>")
+        p.fail("<EOF>")
     return e
 
 
@@ -995,7 +1065,7 @@ def split_statements(text: str) -> list[str]:
     start = 0
     for t in tokenize(text):
         if t.is_op(";"):
-            piece = text[start:t.pos + 1].strip()
+            piece = text[start : t.pos + 1].strip()
             if piece != ";":
                 out.append(piece)
             start = t.pos + 1

@@ -3,7 +3,8 @@ topics replaced by lists. Records written by a query are serialised and read bac
 the Kafka runner would, then fed to the queries reading that sink.
 
     engine = MemoryEngine()
-    engine.execute("CREATE STREAM S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
+    engine.execute("CREATE STREAM S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='s', "
+                   "VALUE_FORMAT='JSON');")
     engine.execute("CREATE STREAM T AS SELECT K, V * 2 AS D FROM S;")
     engine.insert("S", key="a", value={"V": 2}, timestamp=0)
     engine.output("T")  # -> [{"key": "a", "value": {"D": 4}, "timestamp": 0}]
@@ -52,8 +53,10 @@ class MemoryEngine:
     def _execute(self, stmt: sx.Statement) -> None:
         if isinstance(stmt, sx.CreateSource):
             if stmt.name in self.sources:
-                msg = f"Cannot add {stmt.kind.lower()} '{stmt.name}': A " \
-                      f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+                msg = (
+                    f"Cannot add {stmt.kind.lower()} '{stmt.name}': A "
+                    f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+                )
                 raise StatementError(msg)
             keys = [(c.name, c.type) for c in stmt.columns if c.key]
             values = [(c.name, c.type) for c in stmt.columns if not c.key]
@@ -64,22 +67,34 @@ class MemoryEngine:
             check_key_format(key_format, keys)
             topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
             ts = stmt.props.get("TIMESTAMP")
-            self.sources[stmt.name] = Source(stmt.name, stmt.kind, topic, keys, values, key_format,
-                                             timestamp=str(ts).upper() if ts else None,
-                                             statement=stmt.text)
+            self.sources[stmt.name] = Source(
+                stmt.name,
+                stmt.kind,
+                topic,
+                keys,
+                values,
+                key_format,
+                timestamp=str(ts).upper() if ts else None,
+                statement=stmt.text,
+            )
             self.topics.setdefault(topic, [])
             return
         if isinstance(stmt, sx.CreateAs):
             assert stmt.select is not None
             if stmt.name in self.sources:
-                msg = f"Cannot add {stmt.kind.lower()} '{stmt.name}': A " \
-                      f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+                msg = (
+                    f"Cannot add {stmt.kind.lower()} '{stmt.name}': A "
+                    f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+                )
                 raise StatementError(msg)
-            plan = plan_select(stmt.select, self.lookup, persistent=True,
-                               on_error=self.processing_errors.append)
+            plan = plan_select(
+                stmt.select, self.lookup, persistent=True, on_error=self.processing_errors.append
+            )
             if plan.output_kind != stmt.kind:
-                msg = f"Invalid result type. Your SELECT query produces a {plan.output_kind}. " \
-                      f"Please use CREATE {plan.output_kind} AS SELECT statement instead."
+                msg = (
+                    f"Invalid result type. Your SELECT query produces a {plan.output_kind}. "
+                    f"Please use CREATE {plan.output_kind} AS SELECT statement instead."
+                )
                 raise StatementError(msg)
             driver = plan.bindings[0].source
             key_format = str(stmt.props.get("KEY_FORMAT") or driver.key_format).upper()
@@ -87,11 +102,24 @@ class MemoryEngine:
                 key_format = "JSON"
             check_key_format(key_format, plan.key_columns)
             topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
-            sink = Source(stmt.name, stmt.kind, topic, plan.key_columns, plan.value_columns,
-                          key_format, window=plan.window, statement=stmt.text, typed=False)
+            sink = Source(
+                stmt.name,
+                stmt.kind,
+                topic,
+                plan.key_columns,
+                plan.value_columns,
+                key_format,
+                window=plan.window,
+                statement=stmt.text,
+                typed=False,
+            )
             self.topics.setdefault(topic, [])
-            q = MemoryQuery(f"Q{len(self.queries)}", None, sink,  # type: ignore[arg-type]
-                            [b.source.name for b in plan.bindings])
+            q = MemoryQuery(
+                f"Q{len(self.queries)}",
+                None,
+                sink,  # type: ignore[arg-type]
+                [b.source.name for b in plan.bindings],
+            )
             q.core = QueryCore(plan, lambda k, ws, row, rt, q=q: self._emit(q, k, ws, row, rt))
             self.queries.append(q)
             self.sources[stmt.name] = sink
@@ -99,10 +127,15 @@ class MemoryEngine:
         if isinstance(stmt, sx.InsertInto):
             assert stmt.select is not None
             target = self.lookup(stmt.target)
-            plan = plan_select(stmt.select, self.lookup, persistent=True,
-                               on_error=self.processing_errors.append)
-            q = MemoryQuery(f"Q{len(self.queries)}", None, target,  # type: ignore[arg-type]
-                            [b.source.name for b in plan.bindings])
+            plan = plan_select(
+                stmt.select, self.lookup, persistent=True, on_error=self.processing_errors.append
+            )
+            q = MemoryQuery(
+                f"Q{len(self.queries)}",
+                None,
+                target,  # type: ignore[arg-type]
+                [b.source.name for b in plan.bindings],
+            )
             q.core = QueryCore(plan, lambda k, ws, row, rt, q=q: self._emit(q, k, ws, row, rt))
             self.queries.append(q)
             return
@@ -114,14 +147,21 @@ class MemoryEngine:
         raise StatementError(msg)
 
     # -- records -------------------------------------------------------------------------------
-    def insert(self, source: str, key: Any = None, value: dict[str, Any] | None = None,
-               timestamp: int = 0, raw: str | None = None) -> None:
-        """Write a record to ``source``'s topic (``value`` None = tombstone; ``raw`` = bytes as is)."""
+    def insert(
+        self,
+        source: str,
+        key: Any = None,
+        value: dict[str, Any] | None = None,
+        timestamp: int = 0,
+        raw: str | None = None,
+    ) -> None:
+        """Write a record to ``source``'s topic (``value`` None = tombstone; ``raw``: as is)."""
         src = self.lookup(source)
         keys = key if isinstance(key, list | tuple) else (key,)
         kbytes = src.encode_key(tuple(keys)) if key is not None else None
-        vbytes = raw.encode() if raw is not None else \
-            (None if value is None else orjson.dumps(value))
+        vbytes = (
+            raw.encode() if raw is not None else (None if value is None else orjson.dumps(value))
+        )
         self._deliver(src.topic, kbytes, vbytes, timestamp)
 
     def _deliver(self, topic: str, kbytes: bytes | None, vbytes: bytes | None, ts: int) -> None:
@@ -160,8 +200,9 @@ class MemoryEngine:
                     continue
                 q.core.on_record(b.slot, key, ws, row, rowtime)
 
-    def _emit(self, q: MemoryQuery, key: tuple, ws: int | None, row: dict[str, Any] | None,
-              rowtime: int) -> None:
+    def _emit(
+        self, q: MemoryQuery, key: tuple, ws: int | None, row: dict[str, Any] | None, rowtime: int
+    ) -> None:
         sink = q.sink
         kbytes = sink.encode_key(key, ws)
         vbytes = None if row is None else sink.encode_value(row)

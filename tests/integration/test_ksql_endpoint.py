@@ -39,8 +39,11 @@ class Endpoint:
         self.engine = Engine(settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(build_app(self.engine), host="127.0.0.1",
-                                                    port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(self.engine), host="127.0.0.1", port=self.port, log_level="warning"
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
@@ -54,8 +57,9 @@ class Endpoint:
         self.engine.close()
 
     def ksql(self, sql: str, props: dict[str, Any] | None = None) -> httpx.Response:
-        return httpx.post(f"{self.url}/ksql", json={"ksql": sql, "streamsProperties": props or {}},
-                          timeout=60)
+        return httpx.post(
+            f"{self.url}/ksql", json={"ksql": sql, "streamsProperties": props or {}}, timeout=60
+        )
 
 
 def _start(broker_factory: Callable[[], Any], redis_url: str) -> tuple[Any, Endpoint]:
@@ -89,8 +93,10 @@ def test_info_healthcheck_status(endpoint: Endpoint) -> None:
     assert info["KsqlServerInfo"]["serverStatus"] == "RUNNING"
     health = httpx.get(f"{endpoint.url}/healthcheck").json()
     assert health["isHealthy"] is True and health["details"]["kafka"]["isHealthy"] is True
-    r = endpoint.ksql("CREATE STREAM ST_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='st_s', "
-                      "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    r = endpoint.ksql(
+        "CREATE STREAM ST_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='st_s', "
+        "PARTITIONS=1, VALUE_FORMAT='JSON');"
+    )
     assert r.status_code == 200
     entity = r.json()[0]
     assert entity["@type"] == "currentStatus"
@@ -104,38 +110,57 @@ def test_info_healthcheck_status(endpoint: Endpoint) -> None:
 def test_ksql_client_ddl_insert_pull_and_push(endpoint: Endpoint) -> None:
     client = make_client(endpoint.settings, endpoint.url)
     assert client.get_ksql_version().startswith("0.")
-    client.ksql("CREATE STREAM CL_CLICKS (UID STRING KEY, PAGE STRING, MS INT) WITH "
-                "(KAFKA_TOPIC='cl_clicks', PARTITIONS=2, VALUE_FORMAT='JSON');")
-    res = client.ksql("CREATE TABLE CL_PER_USER AS SELECT UID, COUNT(*) AS N, SUM(MS) AS TOTAL "
-                      "FROM CL_CLICKS GROUP BY UID EMIT CHANGES;",
-                      stream_properties={"auto.offset.reset": "earliest"})
+    client.ksql(
+        "CREATE STREAM CL_CLICKS (UID STRING KEY, PAGE STRING, MS INT) WITH "
+        "(KAFKA_TOPIC='cl_clicks', PARTITIONS=2, VALUE_FORMAT='JSON');"
+    )
+    res = client.ksql(
+        "CREATE TABLE CL_PER_USER AS SELECT UID, COUNT(*) AS N, SUM(MS) AS TOTAL "
+        "FROM CL_CLICKS GROUP BY UID EMIT CHANGES;",
+        stream_properties={"auto.offset.reset": "earliest"},
+    )
     assert res[0]["commandStatus"]["queryId"].startswith("CTAS_CL_PER_USER")
-    client.ksql("INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u1', 'home', 10);"
-                "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u1', 'cart', 5);"
-                "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u2', 'home', 7);")
+    client.ksql(
+        "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u1', 'home', 10);"
+        "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u1', 'cart', 5);"
+        "INSERT INTO CL_CLICKS (UID, PAGE, MS) VALUES ('u2', 'home', 7);"
+    )
 
     def pull() -> dict[str, Any]:
         text = "".join(client.query("SELECT * FROM CL_PER_USER;"))
         rows = [item["row"]["columns"] for item in json.loads(text) if "row" in item]
         return {r[0]: r for r in rows} if len(rows) == 2 and {r[1] for r in rows} == {2, 1} else {}
+
     rows = _wait(pull)
     assert rows["u1"] == ["u1", 2, 15] and rows["u2"] == ["u2", 1, 7]
 
     # push query over /query (chunked JSON array) ends at LIMIT with a final message
-    with httpx.stream("POST", f"{endpoint.url}/query", timeout=30, json={
+    with httpx.stream(
+        "POST",
+        f"{endpoint.url}/query",
+        timeout=30,
+        json={
             "ksql": "SELECT UID, PAGE FROM CL_CLICKS EMIT CHANGES LIMIT 3;",
-            "streamsProperties": {"auto.offset.reset": "earliest"}}) as r:
+            "streamsProperties": {"auto.offset.reset": "earliest"},
+        },
+    ) as r:
         body = json.loads(r.read())
     assert "queryId" in body[0]["header"] and "`PAGE` STRING" in body[0]["header"]["schema"]
-    assert sorted(tuple(b["row"]["columns"]) for b in body[1:4]) == \
-        [("u1", "cart"), ("u1", "home"), ("u2", "home")]
+    assert sorted(tuple(b["row"]["columns"]) for b in body[1:4]) == [
+        ("u1", "cart"),
+        ("u1", "home"),
+        ("u2", "home"),
+    ]
     assert body[-1] == {"finalMessage": "Limit Reached"}
 
     # /query-stream, HTTP/1.1 delimited: a header line then one JSON array per row
-    with httpx.stream("POST", f"{endpoint.url}/query-stream", timeout=30,
-                      headers={"Accept": "application/vnd.ksqlapi.delimited.v1"},
-                      json={"sql": "SELECT * FROM CL_PER_USER WHERE UID = 'u2';",
-                            "properties": {}}) as r:
+    with httpx.stream(
+        "POST",
+        f"{endpoint.url}/query-stream",
+        timeout=30,
+        headers={"Accept": "application/vnd.ksqlapi.delimited.v1"},
+        json={"sql": "SELECT * FROM CL_PER_USER WHERE UID = 'u2';", "properties": {}},
+    ) as r:
         lines = [json.loads(line) for line in r.read().decode().splitlines() if line]
     assert lines[0]["columnNames"] == ["UID", "N", "TOTAL"]
     assert lines[0]["columnTypes"] == ["STRING", "BIGINT", "INTEGER"]
@@ -143,15 +168,23 @@ def test_ksql_client_ddl_insert_pull_and_push(endpoint: Endpoint) -> None:
 
 
 def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
-    endpoint.ksql("CREATE STREAM PQ_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='pq_s', "
-                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    endpoint.ksql(
+        "CREATE STREAM PQ_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='pq_s', "
+        "PARTITIONS=1, VALUE_FORMAT='JSON');"
+    )
     got: list[Any] = []
     header: dict[str, Any] = {}
 
     def consume() -> None:
-        with httpx.stream("POST", f"{endpoint.url}/query-stream", timeout=60,
-                          json={"sql": "SELECT K, V * 2 AS D FROM PQ_S WHERE V > 0 EMIT CHANGES;",
-                                "properties": {}}) as r:
+        with httpx.stream(
+            "POST",
+            f"{endpoint.url}/query-stream",
+            timeout=60,
+            json={
+                "sql": "SELECT K, V * 2 AS D FROM PQ_S WHERE V > 0 EMIT CHANGES;",
+                "properties": {},
+            },
+        ) as r:
             for line in r.iter_lines():
                 if not line:
                     continue
@@ -166,7 +199,9 @@ def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
     th.start()
     _wait(lambda: header.get("queryId"))
     time.sleep(0.5)
-    endpoint.ksql("INSERT INTO PQ_S (K, V) VALUES ('a', -1); INSERT INTO PQ_S (K, V) VALUES ('b', 4);")
+    endpoint.ksql(
+        "INSERT INTO PQ_S (K, V) VALUES ('a', -1); INSERT INTO PQ_S (K, V) VALUES ('b', 4);"
+    )
     th.join(30)
     assert got == [["b", 8]]
     qid = header["queryId"]
@@ -178,8 +213,10 @@ def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
 
 
 def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
-    r = endpoint.ksql("CREATE STREAM BAD (K STRING KEY) WITH (KAFKA_TOPIC='bad', PARTITIONS=1, "
-                      "VALUE_FORMAT='JSON');\nSELEC * FROM BAD;")
+    r = endpoint.ksql(
+        "CREATE STREAM BAD (K STRING KEY) WITH (KAFKA_TOPIC='bad', PARTITIONS=1, "
+        "VALUE_FORMAT='JSON');\nSELEC * FROM BAD;"
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["@type"] == "statement_error" and body["error_code"] == 40001
@@ -197,38 +234,52 @@ def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
 
     client = make_client(endpoint.settings, endpoint.url)
     with pytest.raises(KSQLError) as info:
-        client.ksql("CREATE TABLE T_NO_KEY (A STRING) WITH (KAFKA_TOPIC='x', PARTITIONS=1, "
-                    "VALUE_FORMAT='JSON');")
+        client.ksql(
+            "CREATE TABLE T_NO_KEY (A STRING) WITH (KAFKA_TOPIC='x', PARTITIONS=1, "
+            "VALUE_FORMAT='JSON');"
+        )
     assert info.value.error_code == 40001 and "PRIMARY KEY" in info.value.msg
 
 
 def test_failing_query_is_reported_and_others_keep_running(endpoint: Endpoint) -> None:
-    endpoint.ksql("CREATE STREAM FQ_IN (K STRING KEY, V INT) WITH (KAFKA_TOPIC='fq_in', "
-                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    endpoint.ksql(
+        "CREATE STREAM FQ_IN (K STRING KEY, V INT) WITH (KAFKA_TOPIC='fq_in', "
+        "PARTITIONS=1, VALUE_FORMAT='JSON');"
+    )
     # a 2 MB value is more than the producer's message.max.bytes: producing it fails the query
-    r1 = endpoint.ksql("CREATE STREAM FQ_HUGE AS SELECT K, LPAD('x', 2000000, 'y') AS PAD "
-                       "FROM FQ_IN;", {"auto.offset.reset": "earliest"})
-    r2 = endpoint.ksql("CREATE STREAM FQ_OK AS SELECT K, V + 1 AS W FROM FQ_IN;",
-                       {"auto.offset.reset": "earliest"})
+    r1 = endpoint.ksql(
+        "CREATE STREAM FQ_HUGE AS SELECT K, LPAD('x', 2000000, 'y') AS PAD FROM FQ_IN;",
+        {"auto.offset.reset": "earliest"},
+    )
+    r2 = endpoint.ksql(
+        "CREATE STREAM FQ_OK AS SELECT K, V + 1 AS W FROM FQ_IN;", {"auto.offset.reset": "earliest"}
+    )
     assert r1.status_code == 200 and r2.status_code == 200
     endpoint.ksql("INSERT INTO FQ_IN (K, V) VALUES ('a', 1);")
 
     def states() -> dict[str, str]:
         qs = endpoint.ksql("SHOW QUERIES;").json()[0]["queries"]
-        return {q["sinks"][0]: q["state"] for q in qs if q["sinks"] and q["sinks"][0].startswith("FQ_")}
+        return {
+            q["sinks"][0]: q["state"] for q in qs if q["sinks"] and q["sinks"][0].startswith("FQ_")
+        }
+
     st = _wait(lambda: (s := states()).get("FQ_HUGE") == "ERROR" and s)
     assert st["FQ_OK"] == "RUNNING"
     endpoint.ksql("INSERT INTO FQ_IN (K, V) VALUES ('b', 2);")
-    rows = _wait(lambda: len(read_all(endpoint.settings, "FQ_OK")) == 2 and
-                 read_all(endpoint.settings, "FQ_OK"))
+    rows = _wait(
+        lambda: (
+            len(read_all(endpoint.settings, "FQ_OK")) == 2 and read_all(endpoint.settings, "FQ_OK")
+        )
+    )
     assert sorted(r["W"] for r in rows) == [2, 3]
     desc = endpoint.ksql("DESCRIBE FQ_HUGE EXTENDED;").json()[0]["sourceDescription"]
     assert desc["writeQueries"][0]["state"] == "ERROR"
     assert "queryErrors" in desc["writeQueries"][0]
 
 
-def test_migrations_tool_records_history_like_ksql_migrations(endpoint: Endpoint,
-                                                              tmp_path: Path) -> None:
+def test_migrations_tool_records_history_like_ksql_migrations(
+    endpoint: Endpoint, tmp_path: Path
+) -> None:
     client = make_client(endpoint.settings, endpoint.url)
     migrations = tmp_path / "migrations"
     shutil.copytree(ROOT / "ksql" / "migrations", migrations)
@@ -238,6 +289,7 @@ def test_migrations_tool_records_history_like_ksql_migrations(endpoint: Endpoint
     assert history["CURRENT"]["VERSION"] == "4" and history["CURRENT"]["STATE"] == "MIGRATED"
     assert history["2"]["PREVIOUS"] == "1" and history["1"]["PREVIOUS"] == "<none>"
     import hashlib  # noqa: PLC0415
+
     first = migrations / "V000001__sources.sql"
     assert history["1"]["CHECKSUM"] == hashlib.md5(first.read_bytes()).hexdigest()  # noqa: S324
     assert migrate(client, migrations) == []  # nothing pending
@@ -251,7 +303,8 @@ def test_migrations_tool_records_history_like_ksql_migrations(endpoint: Endpoint
     assert [m["state"] for m in status["migrations"]] == ["MIGRATED"] * 4
     # a new file is pending; an edited applied file is refused
     (migrations / "V000005__extra.sql").write_text(
-        "CREATE STREAM MIG_EXTRA AS SELECT * FROM POSITIONS;\n")
+        "CREATE STREAM MIG_EXTRA AS SELECT * FROM POSITIONS;\n"
+    )
     assert migrate(client, migrations) == ["5"]
     first.write_text(first.read_text() + "\n-- edited\n")
     with pytest.raises(KsqlCommandError, match="changed after it was applied"):
@@ -283,15 +336,15 @@ def test_readme_analyst_queries_run(endpoint: Endpoint) -> None:
             assert r.status_code == 200, (sql, r.text)
             assert "header" in json.loads(r.text)[0]
             continue
-        with httpx.stream("POST", f"{endpoint.url}/query", json={"ksql": sql},
-                          timeout=30) as r:
+        with httpx.stream("POST", f"{endpoint.url}/query", json={"ksql": sql}, timeout=30) as r:
             assert r.status_code == 200, (sql, r.read())
             first = next(r.iter_lines())
             assert json.loads(first.lstrip("["))["header"]["schema"]
 
 
-def test_seed_demo_end_to_end(broker_factory: Callable[[], Any], redis_url: str,
-                              tmp_path: Path) -> None:
+def test_seed_demo_end_to_end(
+    broker_factory: Callable[[], Any], redis_url: str, tmp_path: Path
+) -> None:
     broker, ep = _start(broker_factory, redis_url)
     try:
         client = make_client(ep.settings, ep.url)

@@ -61,8 +61,9 @@ def read_all(settings: Any, topic: str, timeout: float = 20.0) -> list[dict[str,
         md = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = []
         for p in md.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
-                                                    cached=False)
+            lo, hi = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10, cached=False
+            )
             if hi > lo:
                 parts.append((p, hi))
         if not parts:
@@ -124,22 +125,33 @@ def run_scenario(engine: Engine, settings: Any, scenario: dict[str, Any]) -> lis
 def check_nearby(scenario: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     got = Counter((r["uid"], r["pid"], r["store_id"]) for r in rows)
     want = Counter((r["uid"], r["pid"], r["store_id"]) for r in scenario["expected_nearby"])
-    assert got == want, f"{scenario['name']}: got {sorted(got.elements())}, " \
-                        f"want {sorted(want.elements())}"
+    assert got == want, (
+        f"{scenario['name']}: got {sorted(got.elements())}, want {sorted(want.elements())}"
+    )
     for exp in scenario["expected_nearby"]:
         if "distance_ft" not in exp:
             continue
-        matches = [r for r in rows if (r["uid"], r["pid"], r["store_id"]) ==
-                   (exp["uid"], exp["pid"], exp["store_id"])]
-        assert any(abs(r["distance_ft"] - exp["distance_ft"]) <= 1e-6 or
-                   abs(r["distance_ft"] - distance_ft(r["latitude"], r["longitude"],
-                                                      r["product_latitude"],
-                                                      r["product_longitude"])) <= 1e-6
-                   and abs(exp["distance_ft"] - r["distance_ft"]) <= 0.01
-                   for r in matches), (exp, matches)
+        matches = [
+            r
+            for r in rows
+            if (r["uid"], r["pid"], r["store_id"]) == (exp["uid"], exp["pid"], exp["store_id"])
+        ]
+        assert any(
+            abs(r["distance_ft"] - exp["distance_ft"]) <= 1e-6
+            or abs(
+                r["distance_ft"]
+                - distance_ft(
+                    r["latitude"], r["longitude"], r["product_latitude"], r["product_longitude"]
+                )
+            )
+            <= 1e-6
+            and abs(exp["distance_ft"] - r["distance_ft"]) <= 0.01
+            for r in matches
+        ), (exp, matches)
     for r in rows:  # every row's distance is the rule's haversine
-        want_ft = distance_ft(r["latitude"], r["longitude"], r["product_latitude"],
-                              r["product_longitude"])
+        want_ft = distance_ft(
+            r["latitude"], r["longitude"], r["product_latitude"], r["product_longitude"]
+        )
         assert abs(r["distance_ft"] - want_ft) <= 1e-6
 
 

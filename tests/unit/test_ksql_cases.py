@@ -31,8 +31,11 @@ def _cases() -> list[Any]:
 
 def _close(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, int | float) and isinstance(b, int | float) and \
-            math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        return (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
@@ -63,13 +66,19 @@ def test_case(case: dict[str, Any]) -> None:
         engine.execute(sql)
     assert err is None, "the failing statement index is past the statements"
     for rec in case.get("inputs", []):
-        engine.insert(rec["source"], key=rec.get("key"), value=rec.get("value"),
-                      timestamp=rec.get("timestamp", 0), raw=rec.get("raw"))
+        engine.insert(
+            rec["source"],
+            key=rec.get("key"),
+            value=rec.get("value"),
+            timestamp=rec.get("timestamp", 0),
+            raw=rec.get("raw"),
+        )
     for sink, expected in case.get("outputs", {}).items():
         got = [_shape(r, e) for r, e in zip(engine.output(sink), expected, strict=False)]
-        assert len(engine.output(sink)) == len(expected), \
-            f"{sink}: {len(engine.output(sink))} records, expected {len(expected)}: " \
+        assert len(engine.output(sink)) == len(expected), (
+            f"{sink}: {len(engine.output(sink))} records, expected {len(expected)}: "
             f"{engine.output(sink)}"
+        )
         assert _close(got, expected), f"{sink}:\n got {got}\nwant {expected}"
     for pq in case.get("pull", []):
         if "error" in pq:
