@@ -35,7 +35,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def poll(check: Callable[[], Any], timeout_s: float = 20.0, step_s: float = 0.1) -> Any:
+def poll(check: Callable[[], Any], timeout_s: float = 45.0, step_s: float = 0.1) -> Any:
     """Wait for behaviour: return the first truthy result of ``check`` or fail."""
     deadline = time.monotonic() + timeout_s
     last = None

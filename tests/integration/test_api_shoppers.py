@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 
 import orjson
 import pytest
@@ -45,11 +46,10 @@ def read_topic(settings, topic, key: str) -> list[bytes | None]:
         consumer.assign(tps)
         out: list[bytes | None] = []
         left = {p for p, end in ends.items() if end > 0}
-        while left:
-            msg = consumer.poll(5)
-            if msg is None:
-                break
-            if msg.error():
+        deadline = time.monotonic() + 20  # a loaded machine can be slow to fetch
+        while left and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
                 continue
             if msg.key() == key.encode():
                 out.append(msg.value())
