@@ -255,7 +255,7 @@ def _event(
     previous: str,
     error: str | None = None,
 ) -> None:
-    for key in (version, "CURRENT"):
+    for key in ("CURRENT", version):  # the version row last: once it shows, CURRENT does too
         _ksql(
             client,
             f"INSERT INTO {EVENTS} (version_key, version, name, state, checksum, "  # noqa: S608
