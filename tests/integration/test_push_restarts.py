@@ -1,0 +1,126 @@
+"""The push sink keeps delivering across a Redis restart and a broker restart (the embedded
+broker loses its memory: topics are recreated, offsets start again)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from instore import topics as t
+from instore.embedded import free_port, redis_argv
+from instore.kafka import ensure_topics, make_producer, produce
+from instore.records import Offer, now_ms
+from mobile_push.local_stack import Child, wait_http, wait_port
+from mobile_push.sse_client import Subscription, request_token
+from mobile_push.tokens import ApiKey, sign_token_request
+from tests.conftest import child_env, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_redis(port: int, data_dir) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        redis_argv("127.0.0.1", port, data_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_port("127.0.0.1", port)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
+    broker = broker_factory()
+    redis_port, hub_port = free_port(), free_port()
+    redis_proc = start_redis(redis_port, tmp_path / "redis")
+    settings = make_settings(
+        broker.bootstrap, f"redis://127.0.0.1:{redis_port}/0", hub_port=hub_port
+    )
+    ensure_topics(settings)
+    env = child_env(settings, HUB_PORT=str(hub_port))
+    hub = Child("hub", ["push", "hub"], env, tmp_path / "hub.log").start()
+    sink = Child("sink", ["push", "sink"], env, tmp_path / "sink.log").start()
+    base = f"http://127.0.0.1:{hub_port}"
+    uid = f"r-{uuid.uuid4().hex[:6]}"
+    got: list = []
+    sub = None
+    try:
+        wait_http(f"{base}/time", hub)
+        tr = sign_token_request(
+            ApiKey.parse(settings.ably_key), capability={f"shopper:{uid}": ["subscribe"]}
+        )
+        sub = Subscription(
+            base,
+            f"shopper:{uid}",
+            request_token(base, tr)["token"],
+            lambda m, _t: got.append(m["id"]),
+        ).start()
+        wait_for(sub.attached.is_set, 10, "the stream")
+
+        def send(phase: str, n: int = 10) -> set[str]:
+            p = make_producer(settings)
+            ids = set()
+            for i in range(n):
+                ts = now_ms()
+                o = Offer(
+                    offer_id=f"{phase}-{i}-{uid}",
+                    uid=uid,
+                    store_id="s1",
+                    pid="p",
+                    sku=1,
+                    title="t",
+                    discount_pct=5,
+                    distance_ft=1,
+                    ts=ts,
+                    expires_at=ts + 60_000,
+                )
+                produce(p, t.OFFERS, o)
+                ids.add(o.offer_id)
+            p.flush(30)
+            return ids
+
+        want = send("before")
+        wait_for(lambda: want <= set(got), 90, "offers before the restarts")
+
+        stop(redis_proc)
+        redis_proc = start_redis(redis_port, tmp_path / "redis")
+        want |= send("after-redis")
+        wait_for(lambda: want <= set(got), 90, "offers after the Redis restart")
+
+        broker.stop()
+        broker.start()
+        ensure_topics(settings)
+        want |= send("after-broker")
+        wait_for(lambda: want <= set(got), 120, "offers after the broker restart")
+        assert sink.alive, sink.tail()
+    finally:
+        if sub is not None:
+            sub.stop()
+        sink.stop()
+        hub.stop()
+        stop(redis_proc)
+    counts = Counter(got)
+    assert set(counts) == want
+    assert max(counts.values()) == 1
