@@ -11,6 +11,8 @@ Per frame (all numpy/OpenCV, on a strided grid of roughly 320 pixels across):
 4. heads = local maxima of the smoothed height map over a window of about a head-and-shoulders
    width, at least ``min_head_m`` above the floor; peaks closer than ``min_separation_m`` on
    the floor are merged (the higher wins). Two people in one blob keep two heads;
+   Heads within ``border_m`` of the image border are skipped: the covered zone is the
+   image's interior, where a whole head is seen;
 5. each head's floor position = mean floor (x, y) of the blob's points within ``head_depth_m``
    of the top of the head.
 """
@@ -39,6 +41,7 @@ class DetectorParams:
     head_depth_m: float = 0.12       # points this far below the top of the head place it
     head_radius_m: float = 0.16
     peak_window_m: float = 0.30      # local-maximum window, at head height
+    border_m: float = 0.0            # heads this close to the image border are skipped
 
 
 @dataclass
@@ -93,8 +96,21 @@ class Detector:
         self._peak_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
         self._open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._head_r_px = max(2, int(round(p.head_radius_m * px_per_m)))
+        self._border_px = int(round(p.border_m * px_per_m))
         # square metres seen by one grid pixel at depth d: (d * stride)^2 / (fx * fy)
         self._area_k = np.float32(self.stride * self.stride / (intr.fx * intr.fy))
+
+    def in_view(self, floor_xy: FloatArray, head_m: float = 1.7) -> bool:
+        """Would a head over this floor point be inside the detection zone of the image?"""
+        cam = self.floor.to_camera(np.array([[floor_xy[0], floor_xy[1], head_m]]))[0]
+        if cam[2] <= 0.05:
+            return False
+        intr = self.intrinsics
+        u = (cam[0] / cam[2] * intr.fx + intr.ppx) / self.stride
+        v = (cam[1] / cam[2] * intr.fy + intr.ppy) / self.stride
+        gh, gw = self._ndot.shape
+        b = self._border_px
+        return bool(b <= v < gh - b and b <= u < gw - b)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -141,6 +157,11 @@ class Detector:
                 if np.min(np.sum((fxy[kk] - fxy[i]) ** 2, axis=1)) < sep2:
                     continue
             keep.append(i)
+        # a head cut by the image border would be placed wrongly: after it has suppressed its
+        # own shoulders and body in the step above, drop it
+        b = self._border_px
+        keep = [i for i in keep
+                if b <= vs[i] < gh - b and b <= us[i] < gw - b]
         out_xy = np.zeros((len(keep), 2))
         out_h = np.zeros(len(keep))
         out_px = np.zeros((len(keep), 2))

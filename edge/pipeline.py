@@ -70,7 +70,8 @@ class EdgeProcessor:
         self.intr = calibration.intr
         self.detector = Detector(self.intr, calibration.floor, background_m,
                                  detector_params or DetectorParams())
-        self.tracker = Tracker(calibration.store_id, tracker_params or TrackerParams())
+        self.tracker = Tracker(calibration.store_id, tracker_params or TrackerParams(),
+                               in_view=self.detector.in_view)
         self.binder = KioskBinder(calibration)
         self.rate_hz = rate_hz
         self.nominal_dt = 1.0 / nominal_fps

@@ -407,12 +407,16 @@ def _ray_box(c: FloatArray, d: FloatArray, box: Box) -> FloatArray:
 
 
 def visible_mask(scene: Scene, renderer: Renderer, truth: Truth, depth_m: FloatArray,
-                 margin_px: int = 8) -> FloatArray:
-    """Which people a camera can see: head centre inside the image and not hidden."""
+                 margin_m: float = 0.2) -> FloatArray:
+    """Which people the box is expected to see: the head's centre at least ``margin_m`` (at
+    head height) inside the image border, the head not hidden, and the body's middle in view."""
     intr = scene.intrinsics
+    head_dist = max(scene.pose.position[2] - 1.7, 0.5)
+    margin_px = int(round(margin_m * intr.fx / head_dist))
     out = np.zeros(len(truth.positions), dtype=bool)
     for i, ((x, y), h) in enumerate(zip(truth.positions, truth.heights, strict=True)):
-        cam = scene.pose.world_to_camera(np.array([[x, y, h - 0.05]]))[0]
+        lx, ly = (truth.leans[i] if truth.leans is not None else (0.0, 0.0))
+        cam = scene.pose.world_to_camera(np.array([[x + lx, y + ly, h - 0.05]]))[0]
         if cam[2] <= 0:
             continue
         u = cam[0] / cam[2] * intr.fx + intr.ppx

@@ -10,6 +10,7 @@ Each track has a random anonymous id that is never reused and carries no persona
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,7 @@ class TrackerParams:
     merge_meas_std: float = 0.15  # m, how loosely a track follows a merged blob
     max_merged_s: float = 3.0     # a track hidden in a merged blob lives this long
     coast_keep_s: float = 0.5     # velocity kept unchanged this long while coasting
+    exit_misses: int = 1_000_000  # a track missed this often where the camera cannot see ends
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Track:
     hits: int = 1
     misses: int = 0
     merged: bool = False          # hidden in a blob shared with another track this frame
+    merge_frames: int = 0         # frames in a row hidden in a shared blob
     age: int = 1
     confirmed: bool = False
     uid: str | None = None        # set by a kiosk check-in
@@ -68,6 +71,8 @@ def new_anon_id(store_id: str) -> str:
 class Tracker:
     store_id: str = "store"
     params: TrackerParams = field(default_factory=TrackerParams)
+    # floor (x, y) -> is it inside the covered zone? (a missed track outside it has left)
+    in_view: Callable[[FloatArray], bool] | None = None
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 1
     ended: int = 0
@@ -119,8 +124,11 @@ class Tracker:
                 # a confirmed track left without a detection whose prediction is also on this
                 # one: two people in one blob. The hidden one is not gone, and the blob's
                 # position is neither person's.
+                # (a track that had been coasting on its own before, e.g. someone who left
+                # the view, does not join a blob: only one lost just now or already in it)
                 others = [oj for oj, o in enumerate(self.tracks)
                           if oj != ti and oj not in matched_t and o.confirmed
+                          and o.misses - o.merge_frames <= 2
                           and float(np.hypot(*(o.xy - dets[di]))) < pr.merge_m]
                 if others and tr.confirmed:
                     # the blob is the group: move the group's centre onto it, keeping each
@@ -145,10 +153,16 @@ class Tracker:
             tr.age += 1
             if ti not in matched_t:
                 tr.misses += 1
+                tr.merge_frames = tr.merge_frames + 1 if tr.merged else 0
                 if tr.misses > keep_frames and not tr.merged:
                     tr.x[2:] *= 0.9  # coasting a while: slow down rather than run off
+            else:
+                tr.merge_frames = 0
             if tr.confirmed:
                 limit = max_merged if tr.merged else max_misses
+                if (not tr.merged and tr.misses >= pr.exit_misses and self.in_view is not None
+                        and not self.in_view(tr.xy)):
+                    limit = 0  # walked out of the camera's view
             else:
                 limit = pr.tentative_misses
             if tr.misses > limit:
