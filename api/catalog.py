@@ -3,10 +3,14 @@ products from the table view of ``stores_products``; which live promotions cover
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
+
 import orjson
 import redis
 
 from api.models import ProductPublic, StoreIn, StorePublic
+from api.services import Services
 from api.tables import TableView
 from instore import records as r
 from instore import serving
@@ -41,13 +45,28 @@ def store_public(rds: redis.Redis, tables: TableView, store_id: str,
                        live_shoppers=live_count(rds, store_id, r.now_ms()))
 
 
-def promoted_by(product: r.StoreProduct, promotions: list[r.Promotion], now_ms: int) -> list[str]:
-    return [q.pid for q in promotions
-            if q.active_at(now_ms)
-            and (q.sku == product.sku or (q.sku is None and q.segment == product.segment))]
+class LivePromotions:
+    """The promotions live at one moment, indexed by SKU and by segment (one pass per request,
+    so listing a large catalog stays linear)."""
+
+    def __init__(self, promotions: Iterable[r.Promotion], now_ms: int) -> None:
+        self.by_sku: dict[int, list[str]] = defaultdict(list)
+        self.by_segment: dict[str, list[str]] = defaultdict(list)
+        for q in sorted(promotions, key=lambda q: q.pid):
+            if not q.active_at(now_ms):
+                continue
+            if q.sku is not None:
+                self.by_sku[q.sku].append(q.pid)
+            elif q.segment is not None:
+                self.by_segment[q.segment].append(q.pid)
+
+    def on(self, product: r.StoreProduct) -> list[str]:
+        return self.by_sku.get(product.sku, []) + self.by_segment.get(product.segment, [])
 
 
-def product_public(product: r.StoreProduct, promotions: list[r.Promotion],
-                   now_ms: int) -> ProductPublic:
-    return ProductPublic(**product.model_dump(),
-                         promoted_by=promoted_by(product, promotions, now_ms))
+def product_public(product: r.StoreProduct, live: LivePromotions) -> ProductPublic:
+    return ProductPublic(**product.model_dump(), promoted_by=live.on(product))
+
+
+def live_now(services: Services) -> LivePromotions:
+    return LivePromotions(list(services.tables.promotions.values()), r.now_ms())

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, UploadFile,
 from pydantic import ValidationError
 
 from api import catalog
+from api.catalog import live_now
 from api.deps import Marketer, MarketerOrAnalyst, ServicesDep
 from api.errors import unprocessable
 from api.models import BulkReport, Ident, ProductIn, ProductPublic, RowError, Segment
@@ -56,7 +57,7 @@ def put_product(body: ProductIn, services: ServicesDep, _role: Marketer) -> Prod
     """Create or replace one product (key ``store_id:sku``)."""
     product = _record(services, body, {})
     _publish(services, [product])
-    return catalog.product_public(product, list(services.tables.promotions.values()), r.now_ms())
+    return catalog.product_public(product, live_now(services))
 
 
 @router.get("", response_model=list[ProductPublic])
@@ -64,12 +65,11 @@ def list_products(services: ServicesDep, _role: MarketerOrAnalyst,
                   store_id: Annotated[Ident | None, Query()] = None,
                   segment: Annotated[Segment | None, Query()] = None,
                   limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[ProductPublic]:
-    now = r.now_ms()
-    promos = list(services.tables.promotions.values())
+    live = live_now(services)
     out = []
     for p in services.tables.products_of(store_id):
         if segment is None or p.segment == segment:
-            out.append(catalog.product_public(p, promos, now))
+            out.append(catalog.product_public(p, live))
             if len(out) >= limit:
                 break
     return out
@@ -87,7 +87,7 @@ def get_product(store_id: StorePath, sku: SkuPath, services: ServicesDep,
     product = services.tables.products.get(f"{store_id}:{sku}")
     if product is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no product {sku} in {store_id}")
-    return catalog.product_public(product, list(services.tables.promotions.values()), r.now_ms())
+    return catalog.product_public(product, live_now(services))
 
 
 @router.delete("/{store_id}/{sku}", status_code=status.HTTP_204_NO_CONTENT)

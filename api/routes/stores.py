@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from api import catalog
+from api.catalog import live_now
 from api.deps import Marketer, MarketerOrAnalyst, ServicesDep
 from api.models import FloorPublic, Ident, ShopperDot, StoreIn, StorePublic
 from instore import records as r
@@ -62,8 +63,8 @@ def store_floor(store_id: StorePath, services: ServicesDep, _role: MarketerOrAna
     """The floor map: products (with the live promotions on each) and anonymous shopper dots
     seen in the last ``window_s`` seconds."""
     now = r.now_ms()
-    promos = list(services.tables.promotions.values())
-    products = [catalog.product_public(p, promos, now)
+    live = live_now(services)
+    products = [catalog.product_public(p, live)
                 for p in services.tables.products_of(store_id)]
     dots = []
     for raw in services.redis.hvals(serving.store_positions(store_id)):
