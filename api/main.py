@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _ = settings.shopper_secret, settings.ably_key  # refuse to start without them
         tables = TableView(settings)
         tables.start()
         services = Services(

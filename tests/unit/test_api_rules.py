@@ -1,0 +1,102 @@
+"""Pure API rules: role of a key, promotion status, funnel figures, promotion validation,
+live promotions per product, and refusing to start without secrets in production."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from api.catalog import LivePromotions
+from api.deps import role_of_key
+from api.funnel import funnel_of, status_of
+from api.main import allowed_origins, create_app
+from api.models import PromotionCreate
+from instore.records import Promotion, StoreProduct
+from instore.settings import DEV_KEYS, Settings
+
+
+def settings(**kw) -> Settings:
+    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
+
+
+def test_role_of_key():
+    s = settings()
+    assert role_of_key(s, DEV_KEYS["analyst"]) == "analyst"
+    assert role_of_key(s, "nope") is None and role_of_key(s, None) is None
+    custom = settings(api_key_ops="s3cret-ops")
+    assert (
+        role_of_key(custom, "s3cret-ops") == "ops" and role_of_key(custom, DEV_KEYS["ops"]) is None
+    )
+
+
+def test_status_and_funnel():
+    p = Promotion(pid="p", sku=1, title="t", discount_pct=10, starts_at=100, ends_at=200)
+    assert [status_of(p, t) for t in (99, 100, 199, 200)] == [
+        "scheduled",
+        "active",
+        "active",
+        "expired",
+    ]
+    f = funnel_of({"sent": "4", "opened": "2", "redeemed": "1"})
+    assert (f.sent, f.open_rate, f.conversion, f.delivered) == (4, 0.5, 0.25, 0)
+    assert funnel_of({}).conversion is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sku": 1, "title": "t", "discount_pct": 0},
+        {"sku": 1, "title": "t", "discount_pct": 90.5},
+        {"sku": 1, "title": "t", "discount_pct": 5, "radius_ft": 2.9},
+        {"sku": 1, "title": "t", "discount_pct": 5, "radius_ft": 1000.1},
+        {"sku": 1, "title": "t", "discount_pct": 5, "starts_at": 5, "ends_at": 5},
+        {"sku": 1, "title": "t", "discount_pct": 5, "starts_at": "2030-01-01T00:00:00"},  # no zone
+        {"title": "t", "discount_pct": 5},
+        {"sku": 1, "title": "", "discount_pct": 5},
+        {"sku": 1, "title": "t", "discount_pct": 5, "colour": "red"},
+    ],
+)
+def test_invalid_promotions(body):
+    with pytest.raises(ValidationError):
+        PromotionCreate.model_validate(body)
+
+
+def test_valid_promotion_bounds_and_iso_times():
+    ok = PromotionCreate.model_validate(
+        {
+            "segment": "tea",
+            "title": "t",
+            "discount_pct": 90,
+            "radius_ft": 3,
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": 1_900_000_000_000,
+        }
+    )
+    assert ok.radius_ft == 3
+
+
+def test_live_promotions_by_sku_and_segment():
+    promos = [
+        Promotion(pid="a", sku=1, title="t", discount_pct=5),
+        Promotion(pid="b", segment="tea", title="t", discount_pct=5),
+        Promotion(pid="c", sku=1, title="t", discount_pct=5, ends_at=10),
+    ]
+    live = LivePromotions(promos, now_ms=50)
+    tea = StoreProduct(sku=1, store_id="s", segment="tea", name="n", latitude=0, longitude=0)
+    coffee = StoreProduct(sku=2, store_id="s", segment="coffee", name="n", latitude=0, longitude=0)
+    assert live.on(tea) == ["a", "b"] and live.on(coffee) == []
+
+
+def test_cors_origins_are_the_hub_and_the_api():
+    origins = allowed_origins(settings(hub_port=8090, api_port=8080))
+    assert "http://127.0.0.1:8090" in origins and "http://localhost:8080" in origins
+
+
+def test_production_refuses_to_start_without_secrets():
+    keys = {f"api_key_{role}": f"real-{role}-key" for role in DEV_KEYS}
+    prod = settings(INSTORE_ENV="production", ably_api_key="app.key:secret", **keys)
+    with pytest.raises(ValueError, match="SHOPPER_TOKEN_SECRET"), TestClient(create_app(prod)):
+        pass
+    with pytest.raises(ValidationError, match="API_KEY_MARKETER"):
+        settings(INSTORE_ENV="production")
