@@ -53,19 +53,39 @@ def checkin_change(event: KioskInteraction) -> CheckinChange | None:
     return CheckinChange(event.uid, "touch", value)  # view/tap/scan keep the session alive
 
 
+def consent_channels_key(uid: str) -> str:
+    """Redis STRING: the channels a shopper consented to ("phone,kiosk"; "" = opted out), kept
+    by the sink from `shopper_consents` and deleted on erasure (the tombstone)."""
+    return f"instore:push:channels:{uid}"
+
+
+def parse_consent_channels(value: str | bytes | None) -> frozenset[str] | None:
+    """None = no consent seen by the sink (the worker only offers to opted-in shoppers, so both
+    channels); otherwise the consented channels (empty = opted out since the offer was made)."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    return frozenset(c for c in text.split(",") if c)
+
+
 @dataclass
 class Plan:
     """Per-channel chunks of offers to publish, and offers refused before publishing."""
 
     chunks: list[tuple[str, list[Offer]]] = field(default_factory=list)
     oversize: list[Offer] = field(default_factory=list)
+    suppressed: list[Offer] = field(default_factory=list)  # no channel the shopper allows
 
 
 def plan(
-    offers: Iterable[Offer], checkins: dict[str, tuple[str, str] | None], size_of: dict[str, int]
+    offers: Iterable[Offer],
+    checkins: dict[str, tuple[str, str] | None],
+    size_of: dict[str, int],
+    consents: dict[str, frozenset[str] | None] | None = None,
 ) -> Plan:
-    """Group offers by channel (shopper's own, plus the kiosk the shopper is checked in at),
-    in input order, in chunks that stay under one publish's size limit."""
+    """Group offers by channel (the shopper's own if they allow "phone", plus the kiosk they are
+    checked in at in the offer's store if they allow "kiosk"), in input order, in chunks that
+    stay under one publish's size limit."""
     out = Plan()
     by_channel: dict[str, list[list[Offer]]] = {}
     bytes_in_chunk: dict[str, int] = {}
@@ -74,10 +94,20 @@ def plan(
         if size > MAX_MESSAGE_BYTES:
             out.oversize.append(offer)
             continue
-        channels = [shopper_channel(offer.uid)]
+        allowed = (consents or {}).get(offer.uid)
+        channels = []
+        if allowed is None or "phone" in allowed:
+            channels.append(shopper_channel(offer.uid))
         where = checkins.get(offer.uid)
-        if where is not None and where[0] == offer.store_id:
+        if (
+            where is not None
+            and where[0] == offer.store_id
+            and (allowed is None or "kiosk" in allowed)
+        ):
             channels.append(kiosk_channel(*where))
+        if not channels:
+            out.suppressed.append(offer)
+            continue
         for ch in channels:
             chunks = by_channel.setdefault(ch, [[]])
             if chunks[-1] and bytes_in_chunk.get(ch, 0) + size > MAX_BATCH_BYTES:

@@ -35,6 +35,7 @@ from instore.records import (
     Offer,
     OfferEvent,
     RecordError,
+    ShopperConsent,
     dead_letter,
     decode,
     now_ms,
@@ -71,6 +72,7 @@ class SinkStats:
     dead_letters: int = 0
     retries: int = 0
     checkins: int = 0
+    suppressed: int = 0  # offers for shoppers who no longer allow any channel
     # offer ts -> consumed / -> acknowledged by Ably, in ms (bounded sample for the summary)
     consumed_ms: list[int] = field(default_factory=list)
     acked_ms: list[int] = field(default_factory=list)
@@ -142,7 +144,7 @@ class PushSink:
         self.mark = self.redis.register_script(MARK_DELIVERED)
         self.rest = make_rest(s)
         consumer.subscribe(
-            [t.OFFERS.name, t.KIOSK_INTERACTIONS.name],
+            [t.OFFERS.name, t.KIOSK_INTERACTIONS.name, t.SHOPPER_CONSENTS.name],
             on_assign=lambda _c, parts: log.info("assigned %d partitions", len(parts)),
             on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
         )
@@ -214,6 +216,8 @@ class PushSink:
         for m in msgs:
             if m.topic() == t.KIOSK_INTERACTIONS.name:
                 await self._kiosk(m)
+            elif m.topic() == t.SHOPPER_CONSENTS.name:
+                await self._consent(m)
             elif m.topic() == t.OFFERS.name:
                 try:
                     offer = decode(Offer, m.value())
@@ -255,6 +259,27 @@ class PushSink:
         self.stats.published += len(delivered)
         self._commit(consumer, msgs)
 
+    async def _consent(self, m: Message) -> None:
+        """Keep the channels each shopper allows; a tombstone (erasure) deletes the entry."""
+        key = m.key()
+        if m.value() is None:
+            if key:
+                uid = key.decode(errors="replace")
+                await self._retrying(
+                    "redis consent", lambda: self.redis.delete(routing.consent_channels_key(uid))
+                )
+            return
+        try:
+            consent = decode(ShopperConsent, m.value())
+        except RecordError as exc:
+            self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
+            return
+        value = ",".join(sorted(consent.channels)) if consent.opted_in else ""
+        await self._retrying(
+            "redis consent",
+            lambda: self.redis.set(routing.consent_channels_key(consent.uid), value),
+        )
+
     async def _kiosk(self, m: Message) -> None:
         try:
             event = decode(KioskInteraction, m.value())
@@ -288,13 +313,17 @@ class PushSink:
             self.stats.sample(self.stats.consumed_ms, start - o.ts)
         ids = [o.offer_id for o in offers]
 
-        async def lookup() -> tuple[list[Any], list[Any]]:
-            found = await self.redis.mget(
-                [serving.delivered(i) for i in ids] + [serving.checkin(o.uid) for o in offers]
-            )
-            return found[: len(ids)], found[len(ids) :]
+        n = len(ids)
 
-        done, where = await self._retrying("redis lookup", lookup)
+        async def lookup() -> tuple[list[Any], list[Any], list[Any]]:
+            found = await self.redis.mget(
+                [serving.delivered(i) for i in ids]
+                + [serving.checkin(o.uid) for o in offers]
+                + [routing.consent_channels_key(o.uid) for o in offers]
+            )
+            return found[:n], found[n : 2 * n], found[2 * n :]
+
+        done, where, consented = await self._retrying("redis lookup", lookup)
         todo = [o for o, d in zip(offers, done, strict=True) if d is None]
         self.stats.skipped_delivered += len(offers) - len(todo)
         if not todo:
@@ -302,7 +331,11 @@ class PushSink:
         checkins = {o.uid: routing.parse_checkin(w) for o, w in zip(offers, where, strict=True)}
         payloads = {o.offer_id: o.model_dump(mode="json") for o in todo}
         sizes = {i: len(orjson.dumps(p)) for i, p in payloads.items()}
-        plan = routing.plan(todo, checkins, sizes)
+        consents = {
+            o.uid: routing.parse_consent_channels(c) for o, c in zip(offers, consented, strict=True)
+        }
+        plan = routing.plan(todo, checkins, sizes, consents)
+        self.stats.suppressed += len(plan.suppressed)
         for o in plan.oversize:
             self._dead(
                 t.OFFERS.name,
@@ -313,9 +346,11 @@ class PushSink:
             *(self._publish(ch, chunk, payloads) for ch, chunk in plan.chunks)
         )
         acked = now_ms()
-        failed: set[str] = set()
+        # An offer is delivered when at least one of its channels took it.
+        on_a_channel: set[str] = set()
         for (ch, chunk), err in zip(plan.chunks, results, strict=True):
             if err is None:
+                on_a_channel.update(o.offer_id for o in chunk)
                 continue
             for o in chunk:
                 self._dead(
@@ -323,10 +358,7 @@ class PushSink:
                     f"ably publish to {ch.split(':')[0]} channel refused: {err}",
                     o.to_json(),
                 )
-            if ch.startswith("shopper:"):
-                failed.update(o.offer_id for o in chunk)
-        failed.update(o.offer_id for o in plan.oversize)
-        done_now = [o for o in todo if o.offer_id not in failed]
+        done_now = [o for o in todo if o.offer_id in on_a_channel]
         for o in done_now:
             self.stats.sample(self.stats.acked_ms, acked - o.ts)
         return done_now

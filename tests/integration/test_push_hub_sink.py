@@ -255,3 +255,47 @@ def test_sink_dead_letters_invalid_offers(stack):
         sink.stop()
     assert found, "the invalid offer went to dead_letters"
     assert b"invalid Offer" in found[0]
+
+
+def test_sink_honours_consented_channels_and_opt_out(stack):
+    from instore.records import ShopperConsent
+
+    settings, env = stack["settings"], stack["env"]
+    run = uuid.uuid4().hex[:6]
+    store, kiosk = f"c-{run}", "k9"
+    phone_only, opted_out = f"phone-{run}", f"out-{run}"
+    got: dict[str, list] = {phone_only: [], opted_out: []}
+    kiosk_got: list = []
+    subs = [subscribe(stack, f"shopper:{u}", got[u]) for u in got]
+    subs.append(subscribe(stack, f"kiosk:{store}:{kiosk}", kiosk_got))
+    p = make_producer(settings)
+    ts = now_ms()
+    produce(
+        p,
+        t.SHOPPER_CONSENTS,
+        ShopperConsent(uid=phone_only, opted_in=True, channels=["phone"], updated_at=ts),
+    )
+    produce(p, t.SHOPPER_CONSENTS, ShopperConsent(uid=opted_out, opted_in=False, updated_at=ts))
+    for u in got:
+        produce(
+            p,
+            t.KIOSK_INTERACTIONS,
+            KioskInteraction(store_id=store, kiosk_id=kiosk, uid=u, action="checkin", ts=ts),
+        )
+    p.flush(10)
+    r = redis.Redis.from_url(settings.redis_address)
+    sink = Child("sink", ["push", "sink"], env, stack["logs"] / "sink-consent.log").start()
+    try:
+        wait_for(lambda: r.get(serving.checkin(opted_out)) is not None, 60, "check-ins")
+        for u in got:
+            produce(p, t.OFFERS, _offer(u, f"p-{run}", store, 1))
+        # A marker offer afterwards shows the sink is past the two above.
+        produce(p, t.OFFERS, _offer(phone_only, f"p-{run}", store, 2))
+        p.flush(10)
+        wait_for(lambda: len(got[phone_only]) >= 2, 60, "the phone-only shopper's offers")
+    finally:
+        sink.stop()
+        for s in subs:
+            s.stop()
+    assert got[opted_out] == [], "an opted-out shopper gets nothing"
+    assert kiosk_got == [], "a phone-only shopper's offers stay off the kiosk"

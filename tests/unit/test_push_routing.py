@@ -84,3 +84,25 @@ def test_connect_config_matches_the_sink():
     assert cfg["errors.deadletterqueue.topic.name"] == "dead_letters"
     assert "${env:" in cfg["client.key"]
     json.dumps(cfg)
+
+
+def test_plan_honours_consented_channels():
+    offers = [offer(1, "ana"), offer(2, "bob"), offer(3, "cy"), offer(4, "dee")]
+    checkins = {u: ("s1", "k1") for u in ("ana", "bob", "cy", "dee")}
+    consents = {
+        "ana": frozenset({"phone"}),
+        "bob": frozenset({"kiosk"}),
+        "cy": frozenset(),  # opted out since the offer was made
+        "dee": None,  # no consent seen: the worker only offers to opted-in shoppers
+    }
+    plan = routing.plan(offers, checkins, {o.offer_id: 10 for o in offers}, consents)
+    got = {(ch, tuple(o.offer_id for o in chunk)) for ch, chunk in plan.chunks}
+    assert got == {
+        ("shopper:ana", ("o1",)),
+        ("kiosk:s1:k1", ("o2", "o4")),
+        ("shopper:dee", ("o4",)),
+    }
+    assert [o.offer_id for o in plan.suppressed] == ["o3"]
+    assert routing.parse_consent_channels(b"kiosk,phone") == {"kiosk", "phone"}
+    assert routing.parse_consent_channels("") == frozenset()
+    assert routing.parse_consent_channels(None) is None
