@@ -110,7 +110,8 @@ def run_all(engine: Engine, settings: Any, scenarios: list[dict[str, Any]]) -> l
 
 
 @pytest.fixture(scope="module")
-def nearby_rows(broker_factory: Callable[[], Any], redis_url: str) -> Iterator[list[dict[str, Any]]]:
+def nearby_rows(broker_factory: Callable[[], Any],
+                redis_url: str) -> Iterator[list[dict[str, Any]]]:
     broker = broker_factory()
     settings = make_settings(broker.bootstrap, redis_url)
     ensure_topics(settings)
