@@ -1,7 +1,7 @@
-"""ksqlDB's REST API over the engine (Starlette + uvicorn, HTTP/1.1).
+"""ksqlDB's REST API over the engine (Starlette on hypercorn: HTTP/1.1 and HTTP/2).
 
 ``/info``, ``/healthcheck``, ``/ksql``, ``/query`` (chunked JSON array), ``/query-stream``
-(HTTP/1.1, ``application/vnd.ksqlapi.delimited.v1`` or ``application/json``),
+(HTTP/2 or HTTP/1.1, ``application/vnd.ksqlapi.delimited.v1`` or ``application/json``),
 ``/close-query``, ``/status``. Errors are ksqlDB's ``{"@type", "error_code", "message"}``.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -308,27 +310,70 @@ def is_query(text: str) -> bool:
     return len(stmts) == 1 and isinstance(stmts[0], Query)
 
 
+class EndpointServer:
+    """The REST API on hypercorn: HTTP/1.1 and HTTP/2 (cleartext, prior knowledge, as
+    ksqlDB's clients use for /query-stream), in a background thread or in the foreground."""
+
+    def __init__(self, engine: Engine, host: str, port: int) -> None:
+        from hypercorn.config import Config  # noqa: PLC0415
+
+        self.app = build_app(engine)
+        self.config = Config()
+        self.config.bind = [f"{host}:{port}"]
+        self.config.accesslog = None
+        self.config.loglevel = "WARNING"
+        self.config.graceful_timeout = 2.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    async def _serve(self) -> None:
+        from hypercorn.asyncio import serve as hypercorn_serve  # noqa: PLC0415
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await hypercorn_serve(self.app, self.config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        """Serve in the foreground until SIGINT/SIGTERM."""
+
+        async def main() -> None:
+            task = asyncio.create_task(self._serve())
+            while self._stop is None:
+                await asyncio.sleep(0.01)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stop.set)
+            await task
+
+        asyncio.run(main())
+
+    def start(self) -> None:
+        """Serve in a daemon thread (tests)."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True,
+                                        name="ksql-endpoint")
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Run the endpoint until SIGINT/SIGTERM (``instore ksql serve``)."""
-    import uvicorn  # noqa: PLC0415
-
     from instore.kafka import wait_for_broker  # noqa: PLC0415
 
     wait_for_broker(settings, timeout_s=60)
     started = time.monotonic()
     engine = Engine(settings)
-    app = build_app(engine)
     h = host or settings.host
     p = port or settings.ksql_port
-    log.info(
-        "ksqlDB-compatible endpoint listening on http://%s:%d (%d sources, %d queries)",
-        h,
-        p,
-        len(engine.sources),
-        len(engine.queries),
-    )
+    log.info("ksqlDB-compatible endpoint listening on http://%s:%d (%d sources, %d queries)",
+             h, p, len(engine.sources), len(engine.queries))
     try:
-        uvicorn.run(app, host=h, port=p, log_level="warning", access_log=False)
+        EndpointServer(engine, h, p).run()
     finally:
         engine.close()
         log.info("ksqlDB-compatible endpoint stopped after %.0f s", time.monotonic() - started)

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from instore.commands.ksql import (
     KsqlCommandError,
@@ -25,7 +24,7 @@ from instore.commands.ksql import (
 from instore.embedded import free_port, port_open
 from instore.kafka import ensure_topics
 from stream_apps.ksqldb.engine import Engine
-from stream_apps.ksqldb.server import build_app
+from stream_apps.ksqldb.server import EndpointServer
 from tests.conftest import child_env, instore_proc, make_settings
 from tests.integration.test_ksql_scenarios import read_all
 
@@ -39,21 +38,15 @@ class Endpoint:
         self.engine = Engine(settings)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                build_app(self.engine), host="127.0.0.1", port=self.port, log_level="warning"
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.server = EndpointServer(self.engine, "127.0.0.1", self.port)
+        self.server.start()
         deadline = time.monotonic() + 20
         while not port_open("127.0.0.1", self.port):
             assert time.monotonic() < deadline, "endpoint did not start"
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.server.stop()
         self.engine.close()
 
     def ksql(self, sql: str, props: dict[str, Any] | None = None) -> httpx.Response:
@@ -165,6 +158,27 @@ def test_ksql_client_ddl_insert_pull_and_push(endpoint: Endpoint) -> None:
     assert lines[0]["columnNames"] == ["UID", "N", "TOTAL"]
     assert lines[0]["columnTypes"] == ["STRING", "BIGINT", "INTEGER"]
     assert lines[1:] == [["u2", 1, 7]]
+
+
+def test_query_stream_over_http2(endpoint: Endpoint) -> None:
+    endpoint.ksql("CREATE STREAM H2_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='h2_s', "
+                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    endpoint.ksql("INSERT INTO H2_S (K, V) VALUES ('a', 1);"
+                  "INSERT INTO H2_S (K, V) VALUES ('b', 2);")
+    with httpx.Client(http2=True, http1=False) as h2:
+        r = h2.post(f"{endpoint.url}/query-stream", timeout=30, json={
+            "sql": "SELECT K, V FROM H2_S EMIT CHANGES LIMIT 2;",
+            "properties": {"auto.offset.reset": "earliest"}})
+        assert r.http_version == "HTTP/2"
+        lines = [json.loads(x) for x in r.text.splitlines() if x]
+    assert lines[0]["columnNames"] == ["K", "V"]
+    assert sorted(lines[1:]) == [["a", 1], ["b", 2]]
+    # the ksql client's HTTP/2 path (KSQLAPI.query(..., use_http2=True))
+    client = make_client(endpoint.settings, endpoint.url)
+    chunks = list(client.query("SELECT K, V FROM H2_S EMIT CHANGES LIMIT 2;", use_http2=True,
+                               stream_properties={"auto.offset.reset": "earliest"}))
+    body = [json.loads(x) for x in "".join(chunks).splitlines() if x]
+    assert body[0]["columnNames"] == ["K", "V"] and len(body) == 3
 
 
 def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
