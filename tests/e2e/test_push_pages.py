@@ -234,3 +234,36 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
             browser.close()
     assert _offer_events(settings, offer_id, "redeemed"), "redeemed is in offer_events"
     assert _offer_events(settings, offer_id, "delivered"), "delivered is in offer_events"
+
+
+def test_simulated_shopper_link_with_token_shows_offers(world):
+    """The demo path: a simulated shopper (consent produced by a simulator, not the page) is
+    opened with a link carrying their shopper token; the page goes live and shows offers."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from api import tokens
+    from instore.records import ShopperConsent
+
+    settings, hub = world["settings"], world["hub"]
+    uid = f"sim-{world['run']}"
+    p = make_producer(settings)
+    produce(p, t.SHOPPER_CONSENTS, ShopperConsent(uid=uid, opted_in=True, updated_at=now_ms()))
+    p.flush(10)
+    token = tokens.issue(settings.shopper_secret, uid)
+    stop = threading.Event()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 780})
+            page.goto(f"{hub}/phone?uid={uid}#token={token}")
+            expect(page.get_by_test_id("state")).to_have_text("live", timeout=30_000)
+            expect(page.get_by_test_id("opt-out")).to_be_enabled()
+            assert "#token" not in page.url
+            walker = threading.Thread(
+                target=_positions_until, args=(settings, uid, world["store"], stop), daemon=True
+            )
+            walker.start()
+            expect(page.locator(".offer-card")).to_have_count(2, timeout=120_000)
+        finally:
+            stop.set()
+            browser.close()
