@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from instore import topics as t
 from instore.embedded import free_port, redis_argv, tansu_argv
@@ -438,18 +439,19 @@ def _drive(
             uid = world.uids[i]
             if with_worker:
                 lat, lon = world.position(i, t_s)
-                produce(
-                    producer,
-                    t.CUSTOMERS_LOCATIONS,
-                    CustomerLocation(
-                        uid=uid,
-                        store_id=world.store,
-                        latitude=lat,
-                        longitude=lon,
-                        ts=ts,
-                        source="sim",
-                    ),
+                # The contract's CustomerLocation fields, serialised directly: the bench's own
+                # CPU is taken from the services it measures.
+                raw = orjson.dumps(
+                    {
+                        "uid": uid,
+                        "store_id": world.store,
+                        "latitude": lat,
+                        "longitude": lon,
+                        "ts": ts,
+                        "source": "sim",
+                    }
                 )
+                produce(producer, t.CUSTOMERS_LOCATIONS, raw, key=uid, timestamp_ms=ts)
             else:
                 # offers-only: a fixed fraction of the rate becomes offers (about what the
                 # worker emits for this world), each unique.
