@@ -46,7 +46,8 @@ class Track:
     hits: int = 1
     misses: int = 0
     merged: bool = False          # hidden in a blob shared with another track this frame
-    merge_frames: int = 0         # frames in a row hidden in a shared blob
+    solo_misses: int = 0          # frames missed since its last detection, outside any blob
+    since_blob: int = 1_000       # frames since it was last hidden in a shared blob
     age: int = 1
     confirmed: bool = False
     uid: str | None = None        # set by a kiosk check-in
@@ -128,7 +129,7 @@ class Tracker:
                 # the view, does not join a blob: only one lost just now or already in it)
                 others = [oj for oj, o in enumerate(self.tracks)
                           if oj != ti and oj not in matched_t and o.confirmed
-                          and o.misses - o.merge_frames <= 2
+                          and (o.solo_misses <= 2 or o.since_blob <= 3)
                           and float(np.hypot(*(o.xy - dets[di]))) < pr.merge_m]
                 if others and tr.confirmed:
                     # the blob is the group: move the group's centre onto it, keeping each
@@ -153,19 +154,23 @@ class Tracker:
             tr.age += 1
             if ti not in matched_t:
                 tr.misses += 1
-                tr.merge_frames = tr.merge_frames + 1 if tr.merged else 0
+                tr.since_blob = 0 if tr.merged else tr.since_blob + 1
+                if tr.since_blob > 3:  # a dropped frame inside a blob is not "alone"
+                    tr.solo_misses += 1
                 if tr.misses > keep_frames and not tr.merged:
                     tr.x[2:] *= 0.9  # coasting a while: slow down rather than run off
             else:
-                tr.merge_frames = 0
+                tr.solo_misses = 0
+                tr.since_blob = 1_000
             if tr.confirmed:
-                limit = max_merged if tr.merged else max_misses
+                # hidden in a blob it may wait longer than alone
+                gone = tr.solo_misses > max_misses or tr.misses > max_merged
                 if (not tr.merged and tr.misses >= pr.exit_misses and self.in_view is not None
                         and not self.in_view(tr.xy)):
-                    limit = 0  # walked out of the camera's view
+                    gone = True  # walked out of the camera's view
             else:
-                limit = pr.tentative_misses
-            if tr.misses > limit:
+                gone = tr.misses > pr.tentative_misses
+            if gone:
                 self.ended += 1
                 continue
             alive.append(tr)

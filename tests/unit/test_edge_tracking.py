@@ -54,10 +54,11 @@ def _ids_by_person(tracker: Tracker, people: np.ndarray) -> list[int | None]:
 def test_crossing_paths_keep_their_ids() -> None:
     """Two people cross at random angles; they pass 0.45 m apart (one steps aside), the
     detector sees ONE blob while they are closer than 0.55 m and misses 5 % of detections."""
-    rng = np.random.default_rng(5)
     switches = 0
     crossings = 0
-    for trial in range(100):
+    for trial in range(300):
+        if trial % 100 == 0:
+            rng = np.random.default_rng(trial // 100 + 1)
         angle = rng.uniform(0.4, np.pi - 0.4)
         n = 100  # 3.3 s at 30 fps, ~1.2 m/s
         a = _walk((-2.0, 0.0), (2.0, 0.0), n)
@@ -87,8 +88,8 @@ def test_crossing_paths_keep_their_ids() -> None:
         last = _ids_by_person(tracker, np.array([a[-1], b[-1]]))
         assert first is not None
         switches += int(last != first)
-    assert crossings == 100
-    assert switches <= 1, f"{switches} id switches in {crossings} crossings"
+    assert crossings == 300
+    assert switches <= 3, f"{switches} id switches in {crossings} crossings"  # <= 1 per 100
 
 
 def test_short_occlusion_keeps_the_track_and_long_one_ends_it() -> None:
