@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -467,6 +468,8 @@ def query_cmd(
         _print_entities(entities, as_json)
         return
     props = {"auto.offset.reset": "earliest"} if earliest else {}
+    # Ctrl-C ends a push query, even when started where SIGINT was ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _run_select(client, text, props, push, limit, as_json)
 
 

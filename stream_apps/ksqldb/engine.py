@@ -925,6 +925,12 @@ class Engine:
         runner.start()
         return qid, columns, runner
 
+    def release_transient(self, qid: str) -> None:
+        """Stop a push query without waiting (safe from a cancelled request handler)."""
+        runner = self.transient.pop(qid, None)
+        if runner is not None:
+            runner.request_stop()
+
     def close_transient(self, qid: str) -> bool:
         runner = self.transient.pop(qid, None)
         if runner is None:

@@ -102,6 +102,12 @@ class QueryRunner:
         self._thread = threading.Thread(target=self._run, name=f"ksql-{self.id}", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to finish (it closes its clients itself); returns at once."""
+        self._stop.set()
+        if self.state == "RUNNING":
+            self.state = "TERMINATED"
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():

@@ -157,16 +157,17 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
                         elif runner.limit_reached:
                             yield ("end", "Limit Reached")
                         return
-                    if await request.is_disconnected():
-                        return
+                    # a client that goes away cancels this generator (Starlette listens for
+                    # http.disconnect while streaming)
                     await asyncio.sleep(0.02)
                     continue
                 if item[0] == "end":
                     return
                 yield item
         finally:
+            # may run in a cancelled task (client gone): nothing here may await
             if runner is not None:
-                await run_in_threadpool(engine.close_transient, header["queryId"])
+                engine.release_transient(header["queryId"])
 
     async def query(request: Request) -> Response:
         body = await _body(request)
@@ -344,6 +345,13 @@ class EndpointServer:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stop.set)
+
+            def quiet(lp: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+                # connections still open at shutdown are cancelled: not an error
+                if not isinstance(ctx.get("exception"), asyncio.CancelledError):
+                    lp.default_exception_handler(ctx)
+
+            loop.set_exception_handler(quiet)
             await task
 
         asyncio.run(main())

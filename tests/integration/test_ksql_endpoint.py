@@ -5,7 +5,9 @@ migrations tool, a restart, and the seed demo end to end with `instore produce s
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -224,6 +226,27 @@ def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
     _wait(lambda: qid not in endpoint.engine.transient)
     r = httpx.post(f"{endpoint.url}/close-query", json={"queryId": "nope"})
     assert r.status_code == 400 and r.json()["@type"] == "generic_error"
+
+
+def test_cli_push_query_ends_on_ctrl_c(endpoint: Endpoint, tmp_path: Path) -> None:
+    endpoint.ksql("CREATE STREAM CLI_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='cli_s', "
+                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    env = child_env(endpoint.settings, KSQLDB_URL=endpoint.url, COLUMNS="200")
+    log = tmp_path / "push.log"
+    proc = instore_proc(["ksql", "query", "SELECT K, V FROM CLI_S EMIT CHANGES"], env, log)
+    try:
+        _wait(lambda: any(q.startswith("transient_CLI_S") for q in endpoint.engine.transient))
+        endpoint.ksql("INSERT INTO CLI_S (K, V) VALUES ('k1', 41);")
+        _wait(lambda: "k1 | 41" in log.read_text())
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text()
+        assert "query ended after 1 row(s)" in log.read_text()
+        _wait(lambda: not any(q.startswith("transient_CLI_S")
+                              for q in endpoint.engine.transient))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
