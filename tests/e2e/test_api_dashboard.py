@@ -21,7 +21,7 @@ import pytest
 
 from instore import records as r
 from instore import topics as t
-from instore.embedded import free_port
+from instore.embedded import free_port, port_open, redis_argv
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.settings import DEV_KEYS
 from tests.conftest import ROOT, child_env, make_settings
@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 LAT0, LON0 = 52.5200, 13.4050  # the store's anchor (Berlin)
 M_LAT = 111_320.0
 M_LON = M_LAT * math.cos(math.radians(LAT0))
-SEGMENTS = ["coffee", "bakery", "dairy", "snacks", "produce", "wine"]
+SEGMENTS = ["bakery", "coffee", "dairy", "snacks", "produce", "wine"]
 TARGET_SKU = 1013
 MARKETER = {"X-API-Key": DEV_KEYS["marketer"]}
 
@@ -119,14 +119,24 @@ class Shoppers:
 
 
 @pytest.fixture(scope="module")
-def stack(broker_factory, redis_url, tmp_path_factory) -> Iterator[dict[str, Any]]:
+def stack(broker_factory, tmp_path_factory) -> Iterator[dict[str, Any]]:
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("Debian's chromium is missing: run `make setup`")
     broker = broker_factory()
-    api_port = free_port()
-    settings = make_settings(broker.bootstrap, redis_url, api_port=api_port)
-    ensure_topics(settings)
     logs = tmp_path_factory.mktemp("e2e-dashboard")
+    # its own Redis too: the dashboard shows global counters and the feed of every store
+    redis_port, api_port = free_port(), free_port()
+    redis_proc = subprocess.Popen(
+        redis_argv("127.0.0.1", redis_port, logs),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for(lambda: port_open("127.0.0.1", redis_port), 20, "redis-server")
+    settings = make_settings(
+        broker.bootstrap, f"redis://127.0.0.1:{redis_port}/0", api_port=api_port
+    )
+    ensure_topics(settings)
     env = child_env(
         settings,
         API_PORT=str(api_port),
@@ -156,6 +166,7 @@ def stack(broker_factory, redis_url, tmp_path_factory) -> Iterator[dict[str, Any
     finally:
         for p in reversed(procs):
             stop_proc(p)
+        stop_proc(redis_proc)
 
 
 def seed_store(base: str) -> tuple[str, tuple[float, float]]:
@@ -205,9 +216,11 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
     base = stack["base"]
     store, target = seed_store(base)
     shoppers = Shoppers(stack["settings"], store, target)
+    tokens = {}
     for uid in shoppers.standing + shoppers.walking:
         res = httpx.post(f"{base}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
         assert res.status_code == 200
+        tokens[uid] = {"Authorization": f"Bearer {res.json()['shopper_token']}"}
     shoppers.thread.start()
     SHOT.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -255,6 +268,20 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
                 expect(row.locator("td").nth(7)).not_to_have_text("0", timeout=15_000)
                 # the analytics agent ranks the shelf where shoppers dwell
                 expect(page.locator("#top-dwell li").first).to_contain_text(
+                    f"item {TARGET_SKU - 1000}", timeout=30_000
+                )
+                # one shopper opens and redeems their offer (as the phone page does)
+                uid = shoppers.standing[0]
+                offers = httpx.get(f"{base}/shoppers/{uid}/offers", headers=tokens[uid]).json()
+                for event in ("opened", "redeemed"):
+                    res = httpx.post(
+                        f"{base}/offers/{offers[0]['offer_id']}/events",
+                        json={"event": event},
+                        headers=tokens[uid],
+                    )
+                    assert res.status_code == 200, res.text
+                expect(row.locator("td").nth(10)).to_have_text("1", timeout=15_000)
+                expect(page.locator("#top-redemptions li").first).to_contain_text(
                     f"item {TARGET_SKU - 1000}", timeout=30_000
                 )
                 page.wait_for_timeout(2500)  # let the map and totals refresh once more
