@@ -321,7 +321,7 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
                     if expires is not None:
                         timeout = max(0.0, expires / 1000 - time.time())
                     try:
-                        msg = await asyncio.wait_for(queue.get(), timeout=timeout)
+                        msg = await asyncio.wait_for(queue.get(), timeout=timeout)  # type: ignore[arg-type]
                     except TimeoutError:
                         err = unauthorized("Token expired", 40142).as_json()
                         yield {"event": "error", "data": json.dumps(err)}

@@ -160,7 +160,7 @@ class Collector:
         url = f"{self.base}/channels/{channel}/stream"
         async with client.stream("GET", url, params={"accessToken": self.token}) as resp:
             resp.raise_for_status()
-            event, data = "message", []
+            event, data = "message", list[str]()
             async for line in resp.aiter_lines():
                 if line == "":
                     if event == "attached":
@@ -176,7 +176,9 @@ class Collector:
     def _message(self, msg: dict[str, Any]) -> None:
         received = time.time_ns() // 1_000_000
         payload = msg.get("data")
-        offer = json.loads(payload) if isinstance(payload, str) else payload
+        offer: dict[str, Any] = (
+            json.loads(payload) if isinstance(payload, str) else dict(payload or {})
+        )
         self.ids[msg["id"]] += 1
         if self.ids[msg["id"]] == 1 and offer["ts"] >= self.measure_from_ms:
             self.latencies.append(received - offer["ts"])

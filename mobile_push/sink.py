@@ -198,8 +198,8 @@ class PushSink:
     def _commit(self, consumer: Any, msgs: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
         for m in msgs:
-            key = (m.topic(), m.partition())
-            last[key] = max(last.get(key, -1), m.offset())
+            key = (str(m.topic()), int(m.partition() or 0))
+            last[key] = max(last.get(key, -1), int(m.offset() or 0))
         offsets = [TopicPartition(topic, p, off + 1) for (topic, p), off in last.items()]
         try:
             consumer.commit(offsets=offsets, asynchronous=True)
@@ -222,7 +222,7 @@ class PushSink:
                 try:
                     offer = decode(Offer, m.value())
                 except RecordError as exc:
-                    self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
+                    self._dead(str(m.topic()), exc.reason, m.value(), m.partition(), m.offset())
                     continue
                 offers.setdefault(offer.offer_id, offer)
         if not offers:
@@ -272,7 +272,7 @@ class PushSink:
         try:
             consent = decode(ShopperConsent, m.value())
         except RecordError as exc:
-            self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
+            self._dead(str(m.topic()), exc.reason, m.value(), m.partition(), m.offset())
             return
         value = ",".join(sorted(consent.channels)) if consent.opted_in else ""
         await self._retrying(
@@ -284,7 +284,7 @@ class PushSink:
         try:
             event = decode(KioskInteraction, m.value())
         except RecordError as exc:
-            self._dead(m.topic(), exc.reason, m.value(), m.partition(), m.offset())
+            self._dead(str(m.topic()), exc.reason, m.value(), m.partition(), m.offset())
             return
         change = routing.checkin_change(event)
         if change is None:
@@ -296,11 +296,11 @@ class PushSink:
                 await self.redis.set(key, change.value, ex=routing.CHECKIN_TTL_S)
             elif change.op == "clear":
                 current = await self.redis.get(key)
-                if current is not None and current.decode() == change.value:
+                if current is not None and _text(current) == change.value:
                     await self.redis.delete(key)
             else:
                 current = await self.redis.get(key)
-                if current is not None and current.decode() == change.value:
+                if current is not None and _text(current) == change.value:
                     await self.redis.expire(key, routing.CHECKIN_TTL_S)
 
         await self._retrying("redis check-in", apply)
@@ -427,6 +427,10 @@ class PushSink:
                 msg = "could not deliver offer_events/dead_letters to Kafka for 5 minutes"
                 raise RuntimeError(msg)
             log.warning("waiting for Kafka to take offer_events/dead_letters")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def run_sink(settings: Settings) -> None:

@@ -153,7 +153,7 @@ def sign_token_request(
         "nonce": nonce or _b64url(hashlib.sha256(str(time.time_ns()).encode()).digest()[:12]),
     }
     req["mac"] = token_request_mac(
-        key.secret, key.name, ttl_ms, cap_text, client_id, req["timestamp"], req["nonce"]
+        key.secret, key.name, ttl_ms, cap_text, client_id, req["timestamp"], str(req["nonce"])
     )
     return req
 
@@ -226,7 +226,7 @@ class TokenAuthority:
             msg = "Invalid mac: the TokenRequest was not signed with this key's secret"
             raise unauthorized(msg, 40101)
         try:
-            ts = int(timestamp)
+            ts = int(timestamp)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise AuthError(400, 40001, "TokenRequest timestamp is not a number") from None
         if abs(now - ts) > TIMESTAMP_SKEW_MS:

@@ -20,6 +20,7 @@ from instore import topics as t
 from instore.embedded import free_port
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce
 from instore.records import KioskInteraction, Offer, OfferEvent, decode, now_ms
+from mobile_push import routing
 from mobile_push.ably_client import make_rest
 from mobile_push.local_stack import Child, wait_http
 from mobile_push.sse_client import Subscription, decode_data, request_token
@@ -287,6 +288,15 @@ def test_sink_honours_consented_channels_and_opt_out(stack):
     sink = Child("sink", ["push", "sink"], env, stack["logs"] / "sink-consent.log").start()
     try:
         wait_for(lambda: r.get(serving.checkin(opted_out)) is not None, 60, "check-ins")
+        # Consents and offers are different topics: wait until the sink holds the consents.
+        wait_for(
+            lambda: (
+                r.get(routing.consent_channels_key(opted_out)) is not None
+                and r.get(routing.consent_channels_key(phone_only)) is not None
+            ),
+            60,
+            "consents",
+        )
         for u in got:
             produce(p, t.OFFERS, _offer(u, f"p-{run}", store, 1))
         # A marker offer afterwards shows the sink is past the two above.
