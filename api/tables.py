@@ -132,6 +132,8 @@ class TableView:
                             del pending[(tp.topic, tp.partition)]
                     if not pending:
                         self.caught_up.set()
+                        log.info("table view: caught up (%d products, %d promotions)",
+                                 len(self.products), len(self.promotions))
                 for msg in msgs:
                     if msg.error() is not None:
                         continue
