@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import orjson
@@ -265,3 +266,25 @@ def test_push_config_and_cors(client, api_settings):
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert "access-control-allow-origin" not in evil.headers
+
+
+def test_no_uid_or_secret_in_logs(client, rds, caplog):
+    caplog.set_level(logging.DEBUG)
+    uid = unique("private")
+    token = register(client, uid)
+    offer_id = _store_offer(rds, uid, unique("promo"), unique("store"))
+    client.post(f"/shoppers/{uid}/ably-token", headers=bearer(token))
+    client.get(f"/shoppers/{uid}/offers", headers=bearer(token))
+    client.post(f"/offers/{offer_id}/events", json={"event": "opened"}, headers=bearer(token))
+    client.post(f"/shoppers/{uid}/consent", json={"opted_in": False}, headers=bearer(token))
+    client.delete(f"/shoppers/{uid}", headers=bearer(token))
+    client.get("/promotions", headers={"X-API-Key": "wrong-key"})
+    # the server's loggers (the test's own HTTP client logs its request lines)
+    text = "\n".join(
+        rec.getMessage()
+        for rec in caplog.records
+        if rec.name.split(".")[0] in ("api", "instore", "uvicorn")
+    )
+    assert "erased" in text  # the lifecycle lines are there...
+    assert uid not in text and token not in text and "wrong-key" not in text  # ...not who
+    assert DEV_ABLY_KEY.split(":")[1] not in text
