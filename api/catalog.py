@@ -28,7 +28,7 @@ def store_meta(rds: redis.Redis, store_id: str) -> StoreIn | None:
 
 def store_ids(rds: redis.Redis, tables: TableView) -> list[str]:
     ids = set(rds.smembers(serving.stores_index()))  # type: ignore[arg-type]
-    ids |= {p.store_id for p in tables.products_of()}
+    ids |= set(tables.store_counts())
     return sorted(ids)
 
 
@@ -39,7 +39,7 @@ def live_count(rds: redis.Redis, store_id: str, now_ms: int) -> int:
 def store_public(rds: redis.Redis, tables: TableView, store_id: str,
                  product_count: int | None = None) -> StorePublic:
     meta = store_meta(rds, store_id)
-    count = product_count if product_count is not None else len(tables.products_of(store_id))
+    count = product_count if product_count is not None else tables.store_counts().get(store_id, 0)
     base = meta.model_dump() if meta is not None else {}
     return StorePublic(store_id=store_id, **base, products=count,
                        live_shoppers=live_count(rds, store_id, r.now_ms()))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from instore import records as r
@@ -26,12 +27,15 @@ VIEWED: tuple[t.Topic, ...] = (t.STORES_PRODUCTS, t.PRODUCTS_PROMOTIONS, t.SHOPP
 
 
 class TableView:
+    """Promotions are kept as records (there are few); products and consents as their JSON
+    bytes (there can be millions), decoded when read."""
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = threading.RLock()
-        self.products: dict[str, r.StoreProduct] = {}
         self.promotions: dict[str, r.Promotion] = {}
-        self.consents: dict[str, r.ShopperConsent] = {}
+        self._catalog: dict[str, dict[int, bytes]] = defaultdict(dict)  # store -> sku -> JSON
+        self._consents: dict[str, bytes] = {}
         self._skus: Counter[int] = Counter()
         self._segments: Counter[str] = Counter()
         self.caught_up = threading.Event()
@@ -64,25 +68,44 @@ class TableView:
         with self._lock:
             return sorted(s for s, n in self._segments.items() if n > 0)
 
-    def products_of(self, store_id: str | None = None) -> list[r.StoreProduct]:
+    def product(self, store_id: str, sku: int) -> r.StoreProduct | None:
         with self._lock:
-            items = list(self.products.values())
-        if store_id is not None:
-            items = [p for p in items if p.store_id == store_id]
-        return sorted(items, key=lambda p: (p.store_id, p.sku))
+            raw = self._catalog.get(store_id, {}).get(sku)
+        return None if raw is None else _product(raw)
+
+    def store_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {store: len(skus) for store, skus in self._catalog.items() if skus}
+
+    def products_of(self, store_id: str | None = None, segment: str | None = None,
+                    limit: int | None = None) -> list[r.StoreProduct]:
+        """Products of one store (or all), optionally of one segment, ordered by store and
+        SKU, at most ``limit``."""
+        with self._lock:
+            stores = [store_id] if store_id is not None else sorted(self._catalog)
+            shelves = [sorted(self._catalog.get(sid, {}).items()) for sid in stores]
+        out: list[r.StoreProduct] = []
+        for shelf in shelves:
+            for _, raw in shelf:
+                data = orjson.loads(raw)
+                if segment is not None and data["segment"] != segment:
+                    continue
+                out.append(r.StoreProduct.model_construct(**data))
+                if limit is not None and len(out) >= limit:
+                    return out
+        return out
+
+    def consent(self, uid: str) -> r.ShopperConsent | None:
+        with self._lock:
+            raw = self._consents.get(uid)
+        return None if raw is None else r.ShopperConsent.model_validate(orjson.loads(raw))
 
     # writes ----------------------------------------------------------------------------
-    def apply(self, topic: t.Topic, key: str, record: r.Record | None) -> None:
+    def apply(self, topic: t.Topic, key: str, record: r.Record | None,
+              raw: bytes | None = None) -> None:
         with self._lock:
             if topic is t.STORES_PRODUCTS:
-                old = self.products.pop(key, None)
-                if old is not None:
-                    self._skus[old.sku] -= 1
-                    self._segments[old.segment] -= 1
-                if isinstance(record, r.StoreProduct):
-                    self.products[key] = record
-                    self._skus[record.sku] += 1
-                    self._segments[record.segment] += 1
+                self._apply_product(key, record, raw)
             elif topic is t.PRODUCTS_PROMOTIONS:
                 if isinstance(record, r.Promotion):
                     self.promotions[key] = record
@@ -90,9 +113,29 @@ class TableView:
                     self.promotions.pop(key, None)
             elif topic is t.SHOPPER_CONSENTS:
                 if isinstance(record, r.ShopperConsent):
-                    self.consents[key] = record
+                    self._consents[key] = raw or record.to_json()
                 else:
-                    self.consents.pop(key, None)
+                    self._consents.pop(key, None)
+
+    def _apply_product(self, key: str, record: r.Record | None, raw: bytes | None) -> None:
+        store_id, _, sku_text = key.rpartition(":")
+        if isinstance(record, r.StoreProduct):
+            store_id, sku = record.store_id, record.sku
+        elif sku_text.isdigit():
+            sku = int(sku_text)
+        else:
+            return
+        old = self._catalog[store_id].pop(sku, None)
+        if old is not None:
+            prev = orjson.loads(old)
+            self._skus[sku] -= 1
+            self._segments[prev["segment"]] -= 1
+        if isinstance(record, r.StoreProduct):
+            self._catalog[store_id][sku] = raw or record.to_json()
+            self._skus[sku] += 1
+            self._segments[record.segment] += 1
+        elif not self._catalog[store_id]:
+            del self._catalog[store_id]
 
     # the reader ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -133,7 +176,7 @@ class TableView:
                     if not pending:
                         self.caught_up.set()
                         log.info("table view: caught up (%d products, %d promotions)",
-                                 len(self.products), len(self.promotions))
+                                 sum(self.store_counts().values()), len(self.promotions))
                 for msg in msgs:
                     if msg.error() is not None:
                         continue
@@ -144,7 +187,7 @@ class TableView:
                         if not pending:
                             self.caught_up.set()
                             log.info("table view: caught up (%d products, %d promotions)",
-                                     len(self.products), len(self.promotions))
+                                     sum(self.store_counts().values()), len(self.promotions))
         finally:
             consumer.close()
 
@@ -161,5 +204,10 @@ class TableView:
         except r.RecordError:
             self.invalid += 1
             return
-        self.apply(topic, key, record)
+        self.apply(topic, key, record)  # stored normalised (to_json), so reads can skip validation
 
+
+
+def _product(raw: bytes) -> r.StoreProduct:
+    # validated when it was read from the topic or written by the API
+    return r.StoreProduct.model_construct(**orjson.loads(raw))

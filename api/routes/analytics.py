@@ -47,7 +47,7 @@ def top_products(services: ServicesDep, _role: MarketerOrAnalyst,
         sid, _, sku = member.rpartition(":")
         if not sku.isdigit():
             continue
-        product = services.tables.products.get(member)
+        product = services.tables.product(sid, int(sku))
         top.append(TopItem(store_id=sid, sku=int(sku), name=product.name if product else None,
                            value=round(value, 3)))
     return TopProducts(metric=metric, window_s=window_s, products_seen=len(totals), top=top)

@@ -66,13 +66,8 @@ def list_products(services: ServicesDep, _role: MarketerOrAnalyst,
                   segment: Annotated[Segment | None, Query()] = None,
                   limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[ProductPublic]:
     live = live_now(services)
-    out = []
-    for p in services.tables.products_of(store_id):
-        if segment is None or p.segment == segment:
-            out.append(catalog.product_public(p, live))
-            if len(out) >= limit:
-                break
-    return out
+    return [catalog.product_public(p, live)
+            for p in services.tables.products_of(store_id, segment, limit)]
 
 
 @router.get("/segments", response_model=list[str])
@@ -84,7 +79,7 @@ def list_segments(services: ServicesDep, _role: MarketerOrAnalyst) -> list[str]:
 @router.get("/{store_id}/{sku}", response_model=ProductPublic)
 def get_product(store_id: StorePath, sku: SkuPath, services: ServicesDep,
                 _role: MarketerOrAnalyst) -> ProductPublic:
-    product = services.tables.products.get(f"{store_id}:{sku}")
+    product = services.tables.product(store_id, sku)
     if product is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no product {sku} in {store_id}")
     return catalog.product_public(product, live_now(services))
@@ -95,7 +90,7 @@ def delete_product(store_id: StorePath, sku: SkuPath, services: ServicesDep,
                    _role: Marketer) -> Response:
     """Remove a product from the catalog: a tombstone in ``stores_products``."""
     key = f"{store_id}:{sku}"
-    if key not in services.tables.products:
+    if services.tables.product(store_id, sku) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no product {sku} in {store_id}")
     try:
         services.publisher.send(t.STORES_PRODUCTS, None, key=key)

@@ -34,7 +34,7 @@ def set_consent(uid: UidPath, body: ConsentIn, services: ServicesDep,
                 caller: MaybeShopper) -> ConsentPublic:
     """Opt in or out. The first opt-in is the registration (no auth); changing an existing
     consent needs that shopper's bearer token. Answers with a fresh shopper token."""
-    existing = services.tables.consents.get(uid)
+    existing = services.tables.consent(uid)
     if existing is not None and caller != uid:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                             detail="this shopper has a consent already: send their bearer token",
@@ -54,7 +54,7 @@ def set_consent(uid: UidPath, body: ConsentIn, services: ServicesDep,
 @router.get("/{uid}/consent", response_model=ConsentPublic)
 def get_consent(uid: UidPath, services: ServicesDep, _caller: Shopper) -> ConsentPublic:
     """The shopper's current consent (their own token only)."""
-    existing = services.tables.consents.get(uid)
+    existing = services.tables.consent(uid)
     if existing is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail="no consent recorded for this shopper")

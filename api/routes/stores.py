@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import orjson
@@ -16,14 +17,13 @@ from instore import serving
 
 router = APIRouter(prefix="/stores", tags=["catalog"])
 StorePath = Annotated[Ident, Path(description="store id")]
+FLOOR_PRODUCTS_MAX = 3000
 
 
 @router.get("", response_model=list[StorePublic])
 def list_stores(services: ServicesDep, _role: MarketerOrAnalyst) -> list[StorePublic]:
     """Stores with metadata or products, with product and live shopper counts."""
-    counts: dict[str, int] = {}
-    for p in services.tables.products_of():
-        counts[p.store_id] = counts.get(p.store_id, 0) + 1
+    counts = services.tables.store_counts()
     return [catalog.store_public(services.redis, services.tables, sid, counts.get(sid, 0))
             for sid in catalog.store_ids(services.redis, services.tables)]
 
@@ -60,12 +60,18 @@ def delete_store(store_id: StorePath, services: ServicesDep, _role: Marketer) ->
 @router.get("/{store_id}/floor", response_model=FloorPublic)
 def store_floor(store_id: StorePath, services: ServicesDep, _role: MarketerOrAnalyst,
                 window_s: Annotated[int, Query(ge=1, le=3600)] = 60) -> FloorPublic:
-    """The floor map: products (with the live promotions on each) and anonymous shopper dots
-    seen in the last ``window_s`` seconds."""
+    """The floor map: products (with the live promotions on each; in a store of more than
+    3,000 products every promoted one and an even sample of the rest) and anonymous shopper
+    dots seen in the last ``window_s`` seconds."""
     now = r.now_ms()
     live = live_now(services)
-    products = [catalog.product_public(p, live)
-                for p in services.tables.products_of(store_id)]
+    every = [catalog.product_public(p, live) for p in services.tables.products_of(store_id)]
+    promoted = [p for p in every if p.promoted_by]
+    others = [p for p in every if not p.promoted_by]
+    room = max(0, FLOOR_PRODUCTS_MAX - len(promoted))
+    if len(others) > room:  # a huge store: every promoted shelf, an even sample of the rest
+        others = others[:: math.ceil(len(others) / room)] if room else []
+    products = promoted + others
     dots = []
     for raw in services.redis.hvals(serving.store_positions(store_id)):
         try:
@@ -76,5 +82,5 @@ def store_floor(store_id: StorePath, services: ServicesDep, _role: MarketerOrAna
             continue
         if dot.age_ms <= window_s * 1000:
             dots.append(dot)
-    store = catalog.store_public(services.redis, services.tables, store_id, len(products))
+    store = catalog.store_public(services.redis, services.tables, store_id, len(every))
     return FloorPublic(store=store, products=products, shoppers=dots)

@@ -100,3 +100,34 @@ def test_production_refuses_to_start_without_secrets():
         pass
     with pytest.raises(ValidationError, match="API_KEY_MARKETER"):
         settings(INSTORE_ENV="production")
+
+
+def test_table_view_keeps_the_latest_value_per_key():
+    from api.tables import TableView
+    from instore import topics as t
+    from instore.records import ShopperConsent
+
+    view = TableView(settings())  # not started: only what is applied
+
+    def prod(store, sku, segment):
+        return StoreProduct(
+            sku=sku, store_id=store, segment=segment, name="n", latitude=0, longitude=0
+        )
+
+    view.apply(t.STORES_PRODUCTS, "s1:1", prod("s1", 1, "tea"))
+    view.apply(t.STORES_PRODUCTS, "s1:2", prod("s1", 2, "tea"))
+    view.apply(t.STORES_PRODUCTS, "s:2:7", prod("s:2", 7, "milk"))
+    view.apply(t.STORES_PRODUCTS, "s1:1", prod("s1", 1, "coffee"))  # moved segment
+    assert view.segments() == ["coffee", "milk", "tea"]
+    view.apply(t.STORES_PRODUCTS, "s1:2", None)  # tombstone
+    assert view.segments() == ["coffee", "milk"] and not view.sku_known(2)
+    view.apply(t.STORES_PRODUCTS, "s:2:7", None)  # a store id with a colon
+    assert view.store_counts() == {"s1": 1}
+    assert view.product("s1", 1).segment == "coffee" and view.product("s1", 2) is None
+    for sku in range(10, 20):
+        view.apply(t.STORES_PRODUCTS, f"s1:{sku}", prod("s1", sku, "tea"))
+    assert [p.sku for p in view.products_of("s1", segment="tea", limit=3)] == [10, 11, 12]
+    view.apply(t.SHOPPER_CONSENTS, "u", ShopperConsent(uid="u", opted_in=True, updated_at=1))
+    assert view.consent("u").opted_in is True
+    view.apply(t.SHOPPER_CONSENTS, "u", None)
+    assert view.consent("u") is None
