@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	@$(PIP) install -q --upgrade pip
 	@$(PIP) install -q -e '.[dev]'
 	@bash scripts/install-ably-js.sh
+	@bash scripts/install-swagger-ui.sh
 	@touch $(STAMP)
 
 demo: setup
@@ -36,7 +37,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	$(VENV)/bin/instore bench proximity --json | tee -a bench/results.jsonl
+	$(VENV)/bin/instore bench proximity --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -110,7 +110,7 @@ def _view(stats: DemoStats, urls: list[str]) -> Group:
 def page_urls(settings: Settings) -> list[str]:
     h = settings.host
     return [
-        f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID}",
+        f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID} (opt in there)",
         f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store_id=store-001&kiosk_id=kiosk-1",
         f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
         f"API docs:    http://{h}:{settings.api_port}/docs",
@@ -132,7 +132,8 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
         producer = make_producer(settings)
         publish_world(producer, world.products, world.promotions)
         uids = [f"shopper-{i + 1:05d}" for i in range(shoppers)]
-        opted = [u for i, u in enumerate(uids) if i % 5 != 4]  # 4 in 5 opt in
+        # 4 in 5 opt in; the first shopper is yours: opt in on the phone page to see offers.
+        opted = [u for i, u in enumerate(uids) if i % 5 != 4 and u != DEMO_UID]
         publish_consents(producer, opted)
         promoted = next(p for p in world.products if p.sku == world.promotions[0].sku)
         console.print("[cyan]demo[/] waiting for the Faust worker to join and load the catalog")

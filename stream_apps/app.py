@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 import orjson
 
 from instore import topics as t
@@ -61,7 +62,19 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+class UidTable(faust.Table):  # type: ignore[misc]
+    """A table keyed by uid whose changelog partition is the uid's partition in the source
+    topics (murmur2 of the raw uid, as every producer of ours and Java's partition it), so the
+    worker that owns a shopper's positions also restores that shopper's state, whatever event
+    of a batch happens to be current when the state is written."""
+
+    def partition_for_key(self, key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
+
+
 def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
+    datadir = (settings.data_dir / "faust").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=_broker_url(settings),
@@ -70,7 +83,9 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
-        datadir=str(settings.data_dir / "faust"),
+        web_bind=settings.host,
+        web_port=settings.worker_web_port,
+        datadir=str(datadir),
         producer_linger=0.005,
         producer_acks=-1,
         topic_partitions=settings.kafka_partitions,
@@ -90,11 +105,13 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     positions_topic = app.topic(t.CUSTOMERS_LOCATIONS.name, value_serializer="raw",
                                 key_serializer="raw")
     nearby_topic = app.topic(t.NEARBY_CUSTOMERS.name, value_serializer="raw", key_serializer="raw")
-    # Keys are the uid's bytes (raw both ways, so a recovered key equals a live one).
-    policy_state = app.Table(
-        "policy-state", default=None, use_partitioner=True, partitions=settings.kafka_partitions,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
-    )
+    # Keys are the uid (JSON both ways: Faust's changelog recovery decodes keys with the
+    # schema's serializer, so a recovered key equals a live one).
+    policy_state = app.tables.add(UidTable(
+        app, name="policy-state", default=None, partitions=settings.kafka_partitions,
+        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+        beacon=app.tables.beacon,
+    ))
     stats: Counter[str] = Counter()
     writer = ServingWriter(settings.redis_address)
     out_nearby = Output(settings, "proximity")
@@ -188,7 +205,7 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                 consent = views.consents.get(row.uid)
                 shopper = touched.get(row.uid)
                 if shopper is None:
-                    shopper = ShopperState.from_dict(policy_state.get(row.uid.encode()))
+                    shopper = ShopperState.from_dict(policy_state.get(row.uid))
                     touched[row.uid] = shopper
                 verdict, offer = decide(row, shopper, consent,
                                         views.proximity.promotions.get(row.pid), policy_cfg)
@@ -197,14 +214,13 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                     offers.append(offer)
                     out_offers.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
             for uid, shopper in touched.items():
-                key = uid.encode()
                 if views.consents.get(uid) is None:
-                    if policy_state.get(key) is not None:
-                        policy_state.pop(key, None)  # erased or never opted in: keep nothing
+                    if policy_state.get(uid) is not None:
+                        policy_state.pop(uid, None)  # erased or never opted in: keep nothing
                     continue
                 newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
                 shopper.prune(newest, policy_cfg)
-                policy_state[key] = shopper.to_dict()
+                policy_state[uid] = shopper.to_dict()
             await out_offers.drain()
             batch["offers"] += len(offers)
             stats.update(batch)
