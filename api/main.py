@@ -14,7 +14,8 @@ from pathlib import Path
 import redis
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.metrics import make_registry
@@ -37,6 +38,7 @@ from instore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+SWAGGER_DIR = STATIC / "vendor" / "swagger-ui"
 
 
 def allowed_origins(settings: Settings) -> list[str]:
@@ -82,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "ops for in-store personalization on Kafka. Roles authenticate with `X-API-Key`; "
         "shoppers with `Authorization: Bearer <shopper token>`.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(CORSMiddleware, allow_origins=allowed_origins(settings),
                        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
@@ -102,6 +106,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI, from api/static/vendor (make setup) so it works offline."""
+        local = SWAGGER_DIR / "swagger-ui-bundle.js"
+        if not local.exists():
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} docs")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{app.title} docs",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png")
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

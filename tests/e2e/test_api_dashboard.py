@@ -292,3 +292,21 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
         shoppers.stop.set()
         shoppers.thread.join(10)
     assert SHOT.exists() and SHOT.stat().st_size > 10_000
+
+
+def test_openapi_docs_render_offline(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not (ROOT / "api" / "static" / "vendor" / "swagger-ui" / "swagger-ui-bundle.js").exists():
+        pytest.skip("Swagger UI is not installed: run `make setup` (scripts/install-swagger-ui.sh)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{stack['base']}/docs")
+            expect(
+                page.locator(".opblock-summary-path", has_text="/promotions").first
+            ).to_be_visible(timeout=20_000)
+            assert page.locator(".opblock").count() >= 30
+        finally:
+            browser.close()
