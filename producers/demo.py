@@ -111,7 +111,7 @@ def page_urls(settings: Settings) -> list[str]:
     h = settings.host
     return [
         f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID} (opt in there)",
-        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store_id=store-001&kiosk_id=kiosk-1",
+        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store=store-001&kiosk=kiosk-1",
         f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
         f"API docs:    http://{h}:{settings.api_port}/docs",
     ]
