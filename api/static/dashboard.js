@@ -263,8 +263,8 @@ async function connect(key) {
 }
 
 function init() {
-  const params = new URLSearchParams(location.search);
-  const key = params.get("key") || localStorage.getItem("instore.marketerKey") || "";
+  // never from the URL: keys in URLs end up in histories and logs
+  const key = localStorage.getItem("instore.marketerKey") || "";
   $("#api-key").value = key;
   $("#key-form").addEventListener("submit", (e) => { e.preventDefault(); connect($("#api-key").value.trim()); });
   $("#promo-form").addEventListener("submit", submitPromotion);
