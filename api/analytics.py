@@ -35,7 +35,7 @@ def window_totals(rds: redis.Redis, metric: Metric, window_s: int, now_ms: int) 
 
 def top_share(totals: Counter[str], share: float = 0.10) -> list[tuple[str, float]]:
     """The top ``share`` of items by value (at least one when there is any), best first."""
-    items = [(k, v) for k, v in totals.items() if v > 0]
+    items: list[tuple[str, float]] = [(k, float(v)) for k, v in totals.items() if v > 0]
     if not items:
         return []
     items.sort(key=lambda kv: (-kv[1], kv[0]))

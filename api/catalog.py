@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import cast
 
 import orjson
 import redis
@@ -27,7 +28,7 @@ def store_meta(rds: redis.Redis, store_id: str) -> StoreIn | None:
 
 
 def store_ids(rds: redis.Redis, tables: TableView) -> list[str]:
-    ids = set(rds.smembers(serving.stores_index()))  # type: ignore[arg-type]
+    ids = cast(set[str], rds.smembers(serving.stores_index()))
     ids |= set(tables.store_counts())
     return sorted(ids)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import redis
 
 from api.models import Funnel
 from instore import serving
 from instore.records import Promotion
+
+
+def hash_of(rds: redis.Redis, key: str) -> dict[str, str]:
+    """A Redis hash as text (the API's client decodes responses)."""
+    return cast(dict[str, str], rds.hgetall(key))
 
 
 def funnel_of(counters: dict[str, str]) -> Funnel:

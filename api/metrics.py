@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.funnel import hash_of
 from api.services import Services
 from instore import health, serving
 from instore import topics as t
@@ -50,11 +51,11 @@ class PipelineCollector(Collector):
         services = self._services()
         if services is None:
             return
+        raw: dict[str, str] = {}
         try:
-            raw = services.redis.hgetall(serving.totals())
+            raw = hash_of(services.redis, serving.totals())
         except Exception as exc:  # noqa: BLE001
             log.warning("metrics: serving store unavailable: %s", type(exc).__name__)
-            raw = {}
         for name, help_text in (("positions", "positions processed by the worker"),
                                 ("nearby", "NEARBY_CUSTOMERS rows"),
                                 ("offers", "offers produced")):
@@ -83,8 +84,8 @@ class PipelineCollector(Collector):
         yield g
         lag = GaugeMetricFamily("instore_worker_lag", "worker consumer lag (records) by topic",
                                 labels=["topic"])
-        for topic, value in self._worker_lag(services).items():
-            lag.add_metric([topic], float(value))
+        for topic, lagged in self._worker_lag(services).items():
+            lag.add_metric([topic], float(lagged))
         yield lag
         view = GaugeMetricFamily("instore_api_catalog_loaded",
                                  "1 when the API's table view has caught up")

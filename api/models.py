@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 Uid = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Channel = Literal["phone", "kiosk"]
+ALL_CHANNELS: tuple[Channel, ...] = ("phone", "kiosk")
 MAX_MS = 32_503_680_000_000  # year 3000, as the contract's EpochMs
 
 
@@ -20,7 +21,7 @@ class Strict(BaseModel):
 # shoppers -------------------------------------------------------------------------------
 class ConsentIn(Strict):
     opted_in: bool
-    channels: list[Channel] = Field(default_factory=lambda: ["phone", "kiosk"], max_length=2)
+    channels: list[Channel] = Field(default_factory=lambda: list(ALL_CHANNELS), max_length=2)
 
 
 class ConsentPublic(BaseModel):

@@ -71,3 +71,12 @@ class Publisher:
         remaining = self._producer.flush(5)
         if remaining:
             log.warning("publisher closed with %d records unacknowledged", remaining)
+        self._producer = _Closed()  # type: ignore[assignment]  # drop the client now
+
+
+class _Closed:
+    """Stands in for the producer after ``close``: any use is a clear error."""
+
+    def __getattr__(self, name: str) -> Any:
+        msg = "the publisher is closed"
+        raise PublishError(msg)

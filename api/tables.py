@@ -150,7 +150,8 @@ class TableView:
 
     def _follow(self) -> None:
         ensure_topics(self._settings)  # the whole contract: the API writes to several topics
-        consumer = make_consumer(self._settings, **{"fetch.wait.max.ms": 100})
+        extra: dict[str, Any] = {"fetch.wait.max.ms": 100}
+        consumer = make_consumer(self._settings, None, **extra)
         try:
             md = consumer.list_topics(timeout=10)
             tps = [TopicPartition(topic.name, p, OFFSET_BEGINNING)
@@ -178,11 +179,12 @@ class TableView:
                         log.info("table view: caught up (%d products, %d promotions)",
                                  sum(self.store_counts().values()), len(self.promotions))
                 for msg in msgs:
-                    if msg.error() is not None:
+                    name, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                    if msg.error() is not None or name is None or offset is None:
                         continue
-                    self._ingest(by_name[msg.topic()], msg.key(), msg.value())
-                    where = (msg.topic(), msg.partition())
-                    if where in pending and msg.offset() + 1 >= pending[where]:
+                    self._ingest(by_name[name], msg.key(), msg.value())
+                    where = (name, partition or 0)
+                    if where in pending and offset + 1 >= pending[where]:
                         del pending[where]
                         if not pending:
                             self.caught_up.set()

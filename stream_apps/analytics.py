@@ -14,7 +14,8 @@ pure (``DwellTracker``, ``bucket_of``) and tested without a broker.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -42,14 +43,16 @@ class DwellTracker:
         self._last: dict[tuple[str, str, int], int] = {}
 
     def add(self, uid: str, store_id: str, sku: int, ts: int,
-            out: Counter[tuple[int, str]]) -> None:
+            out: MutableMapping[tuple[int, str], float]) -> None:
+        """Add this row's dwell to ``out`` (a Counter or ``defaultdict(float)``)."""
         key = (uid, store_id, sku)
         last = self._last.get(key)
         if last is not None and ts <= last:
             return  # the same moment seen through another promotion, or a replay
         self._last[key] = ts
         if last is not None and ts - last <= self.gap_ms:
-            out[(bucket_of(ts), f"{store_id}:{sku}")] += (ts - last) / 1000.0
+            bucket = (bucket_of(ts), f"{store_id}:{sku}")
+            out[bucket] = out.get(bucket, 0.0) + (ts - last) / 1000.0
 
     def prune(self, now_ts: int) -> None:
         if len(self._last) <= self.max_entries:
@@ -71,7 +74,7 @@ def agents(app: Any, settings: Settings) -> None:
     tracker = DwellTracker(settings.dwell_gap_s)
     errors: Counter[str] = Counter()
 
-    async def write(sums: Counter[tuple[int, str]], key_of: Any) -> None:
+    async def write(sums: MutableMapping[tuple[int, str], float], key_of: Any) -> None:
         if not sums:
             return
         pipe = rds.pipeline(transaction=False)
@@ -91,7 +94,7 @@ def agents(app: Any, settings: Settings) -> None:
     async def dwell(stream: Any) -> None:
         async for values in stream.take(settings.worker_batch,
                                         within=settings.worker_batch_within_s):
-            sums: Counter[tuple[int, str]] = Counter()
+            sums: defaultdict[tuple[int, str], float] = defaultdict(float)
             newest = 0
             for raw in values:
                 try:
@@ -107,7 +110,7 @@ def agents(app: Any, settings: Settings) -> None:
     async def redemptions(stream: Any) -> None:
         async for values in stream.take(settings.worker_batch,
                                         within=settings.worker_batch_within_s):
-            sums: Counter[tuple[int, str]] = Counter()
+            sums: defaultdict[tuple[int, str], float] = defaultdict(float)
             for raw in values:
                 try:
                     event = decode(OfferEvent, raw)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api import catalog
 from api.deps import MarketerOrAnalyst, ServicesDep
-from api.funnel import funnel_of, funnels, status_of
+from api.funnel import funnel_of, funnels, hash_of, status_of
 from api.models import Funnel, Ident
 from instore import records as r
 from instore import serving
@@ -39,7 +39,7 @@ class Totals(BaseModel):
 @router.get("/totals", response_model=Totals)
 def totals(services: ServicesDep, _role: MarketerOrAnalyst) -> Totals:
     """Global counters (positions, nearby, offers, dead letters per reason, opened, redeemed)."""
-    raw = services.redis.hgetall(serving.totals())
+    raw = hash_of(services.redis, serving.totals())
     counters = {k: int(v) for k, v in raw.items() if not k.startswith("dead:")}
     dead = {k.removeprefix("dead:"): int(v) for k, v in raw.items() if k.startswith("dead:")}
     as_funnel = dict(raw)
@@ -62,7 +62,7 @@ def promotion_funnel(pid: Annotated[Ident, Path()], services: ServicesDep,
                      _role: MarketerOrAnalyst) -> PromotionFunnel:
     """One promotion's funnel (also for a withdrawn promotion whose counters remain)."""
     promo = services.tables.promotions.get(pid)
-    counters = services.redis.hgetall(serving.promo_stats(pid))
+    counters = hash_of(services.redis, serving.promo_stats(pid))
     if promo is None and not counters:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no promotion {pid}")
     return PromotionFunnel(pid=pid, title=promo.title if promo else None,
@@ -80,7 +80,7 @@ def store_funnels(services: ServicesDep, _role: MarketerOrAnalyst) -> list[Store
 @router.get("/stores/{store_id}", response_model=StoreFunnel)
 def store_funnel(store_id: Annotated[Ident, Path()], services: ServicesDep,
                  _role: MarketerOrAnalyst) -> StoreFunnel:
-    counters = services.redis.hgetall(serving.store_stats(store_id))
+    counters = hash_of(services.redis, serving.store_stats(store_id))
     if not counters and store_id not in catalog.store_ids(services.redis, services.tables):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no store {store_id}")
     return StoreFunnel(store_id=store_id, funnel=funnel_of(counters))

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import Ops, ServicesDep
+from api.funnel import hash_of
 from instore import health, serving
 
 router = APIRouter(tags=["ops"])
@@ -44,7 +45,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
 def ops_status(services: ServicesDep, _role: Ops) -> dict[str, Any]:
     """Readiness with details (addresses, lag per topic) and the pipeline totals."""
     result = _readiness(services)
-    result["totals"] = {k: int(v) for k, v in services.redis.hgetall(serving.totals()).items()}
+    result["totals"] = {k: int(v) for k, v in hash_of(services.redis, serving.totals()).items()}
     result["api_writes"] = dict(services.publisher.sent)
     return result
 

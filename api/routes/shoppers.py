@@ -4,7 +4,7 @@ their own channel, their latest offers, and erasure."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, cast
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, status
@@ -120,7 +120,7 @@ def erase_from_serving(services: Services, uid: str) -> ErasurePublic:
         if rds.hdel(key, uid) and store_id not in cleaned:
             cleaned.append(store_id)
     feed_removed = 0
-    for item in rds.lrange(serving.offers_feed(), 0, -1):
+    for item in cast(list[str], rds.lrange(serving.offers_feed(), 0, -1)):
         try:
             owner = orjson.loads(item).get("uid")
         except (orjson.JSONDecodeError, AttributeError):
