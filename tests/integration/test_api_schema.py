@@ -10,8 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
-import requests
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, Phase, settings
@@ -49,7 +49,7 @@ def server(api_settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def shopper(server: str) -> tuple[str, str]:
     uid = unique("fuzz")
-    res = requests.post(f"{server}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
+    res = httpx.post(f"{server}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
     return uid, res.json()["shopper_token"]
 
 
