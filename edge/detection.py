@@ -135,8 +135,8 @@ class Detector:
         vs, us = np.nonzero(peaks)
         if len(vs) == 0:
             return _empty(fg8 if keep_maps else None, hm if keep_maps else None)
-        area = np.bincount(labels.ravel(), weights=(d * d).ravel(), minlength=n_labels)
-        area *= float(self._area_k)
+        area = np.bincount(labels.ravel(), weights=(d * d).ravel(),
+                           minlength=n_labels).astype(np.float64) * float(self._area_k)
         lab = labels[vs, us]
         ok = area[lab] >= p.min_blob_m2
         vs, us, lab = vs[ok], us[ok], lab[ok]

@@ -39,7 +39,7 @@ class CameraPose:
     """Camera centre in store metres and its rotation (columns: camera x, y, z in the world)."""
 
     position: tuple[float, float, float]
-    rotation: tuple[tuple[float, float, float], ...]
+    rotation: tuple[tuple[float, ...], ...]
 
     @classmethod
     def looking_down(cls, x: float, y: float, height: float, tilt_deg: float = 20.0,
@@ -107,13 +107,13 @@ class Scene:
     country: str = "GB"
     fps: float = 30.0
     seed: int = 0
-    track: FloatArray = field(default=None, repr=False)  # type: ignore[assignment]
-    _headings: FloatArray = field(default=None, repr=False)  # type: ignore[assignment]
-    _leans: FloatArray = field(default=None, repr=False)  # type: ignore[assignment]
+    track: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 2)), repr=False)
+    _headings: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    _leans: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 2)), repr=False)
 
     @property
     def n_frames(self) -> int:
-        return 0 if self.track is None else int(self.track.shape[0])
+        return int(self.track.shape[0])
 
     def truth(self, i: int) -> Truth:
         j = min(i, self.n_frames - 1)

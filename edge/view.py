@@ -70,7 +70,7 @@ def annotate(depth_u16: np.ndarray, depth_scale: float, proc: object) -> np.ndar
                     (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(img, label, (int(hu) + 6, int(hv) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     color, 1, cv2.LINE_AA)
-    cv2.putText(img, f"camera {cam_h:.2f} m above floor  tracks "
-                f"{sum(1 for t in proc.tracker.tracks if t.confirmed)}",  # type: ignore[attr-defined]
+    n_tracks = len([t for t in proc.tracker.tracks if t.confirmed])  # type: ignore[attr-defined]
+    cv2.putText(img, f"camera {cam_h:.2f} m above floor  tracks {n_tracks}",
                 (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return img
