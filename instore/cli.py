@@ -289,6 +289,23 @@ def bench_proximity(
         sys.stdout.write(json.dumps(fig) + "\n")
 
 
+@bench_app.command("fuzz")
+def bench_fuzz(
+    inputs: Annotated[int, typer.Option(help="Inputs per topic decoder.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same inputs.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
+) -> None:
+    """Hostile inputs through every topic decoder and the agents' input path: every one must
+    end as a record or a dead letter (figures appended to bench/results/fuzz.jsonl)."""
+    from bench.fuzz import run as run_fuzz  # noqa: PLC0415
+
+    fig = run_fuzz(inputs, seed, progress=lambda m: console.print(f"[cyan]fuzz[/] {m}"))
+    _print_figures({k: v for k, v in fig.items() if not isinstance(v, dict)})
+    if as_json:
+        sys.stdout.write(json.dumps(fig) + "\n")
+    raise typer.Exit(1 if fig["crashes"] else 0)
+
+
 def _print_figures(fig: dict[str, object]) -> None:
     table = Table("figure", "value")
     for key, value in fig.items():

@@ -14,6 +14,7 @@ from typing import Any
 from instore.records import NearbyCustomer, Offer, Promotion, ShopperConsent
 
 HOUR_MS = 3_600_000
+MAX_EPOCH_MS = 32_503_680_000_000  # records.EpochMs upper bound (year 3000)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def decide(
     offer = Offer(
         offer_id=offer_id_for(row.uid, row.pid, ts, cfg), uid=row.uid, store_id=row.store_id,
         pid=row.pid, sku=row.sku, title=promotion.title, discount_pct=promotion.discount_pct,
-        distance_ft=round(row.distance_ft, 1), ts=ts, expires_at=ts + int(cfg.offer_ttl_s * 1000),
+        distance_ft=round(row.distance_ft, 1), ts=ts,
+        # capped at the latest time a record may carry (a year-3000 ts must not crash the agent)
+        expires_at=min(ts + int(cfg.offer_ttl_s * 1000), MAX_EPOCH_MS),
     )
     return "offer", offer
