@@ -279,10 +279,21 @@ class SyntheticSource(FrameSource):
         gc.collect()
 
 
+def camera_connected() -> bool:
+    try:
+        return len(_rs().context().query_devices()) > 0
+    except (SourceError, RuntimeError):
+        return False
+
+
 def open_source(kind: str, path: Path | None = None, *, resolution: str = "640x480",
                 people: int = 5, seconds: float = 60.0, seed: int = 0, real_time: bool = True,
                 loop: bool = True, scene: Scene | None = None) -> FrameSource:
-    """``synthetic`` | ``bag`` (with ``path``) | ``live``: the source a command asked for."""
+    """``synthetic`` | ``bag`` (with ``path``) | ``live`` | ``auto`` (a connected RealSense,
+    else the synthetic scene): the source a command asked for."""
+    if kind == "auto":
+        kind = "live" if camera_connected() else "synthetic"
+        log.info("source auto: %s", kind)
     if kind == "synthetic":
         from edge.scene import default_scene  # noqa: PLC0415
 
@@ -296,5 +307,5 @@ def open_source(kind: str, path: Path | None = None, *, resolution: str = "640x4
     if kind == "live":
         w, h = (int(v) for v in resolution.split("x"))
         return RealSenseSource(None, width=w, height=h)
-    msg = f"unknown source {kind!r}: use synthetic, bag FILE or live"
+    msg = f"unknown source {kind!r}: use synthetic, bag FILE, live or auto"
     raise SourceError(msg)

@@ -20,7 +20,8 @@ app = typer.Typer(help="The edge box: depth camera to shopper positions, calibra
 console = Console(stderr=True)
 log = logging.getLogger(__name__)
 
-SourceOpt = Annotated[str, typer.Option("--source", help="synthetic | bag | live")]
+SourceOpt = Annotated[str, typer.Option(
+    "--source", help="synthetic | bag (then FILE) | live | auto (live if a camera is plugged in)")]
 FileArg = Annotated[Path | None, typer.Argument(help="The recording for `--source bag` "
                                                      "(.db3 as pyrealsense2 writes, or .bag).")]
 CalOpt = Annotated[Path | None, typer.Option("--calibration",
