@@ -232,9 +232,22 @@ class Compiler:
                 return lambda r: r[slot]
             return lambda r: r[slot].get(col) if r[slot] is not None else None
         if k == "deref":
-            inner = self.compile(e[1], scope)
             fname = e[2]
             upper = fname.upper()
+            if e[1][0] == "col" and e[1][1] is None and e[1][2] in scope.params:
+                pslot = scope.params[e[1][2]]  # x->FIELD on a lambda parameter: one call
+
+                def deref_param(r: tuple) -> Any:
+                    s = r[pslot]
+                    if s is None:
+                        return None
+                    v = s.get(fname)
+                    if v is None and upper != fname:
+                        v = s.get(upper)
+                    return v
+
+                return deref_param
+            inner = self.compile(e[1], scope)
 
             def deref(r: tuple) -> Any:
                 s = inner(r)

@@ -21,8 +21,27 @@ from stream_apps.ksqldb.syntax import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlT
 EARTH_RADIUS_MI = 3959.0
 
 
+_GEO_CACHE: dict[tuple[Any, ...], float] = {}
+
+
 def geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any = "km") -> float | None:
-    """ksqlDB's GEO_DISTANCE: haversine, R = 6371 km (3959 mi); out-of-range input is an error."""
+    """ksqlDB's GEO_DISTANCE: haversine, R = 6371 km (3959 mi); out-of-range input is an error.
+
+    A query often computes the same distance twice for a row (in a FILTER and in the projected
+    column): the last few thousand results are remembered (a pure function of its inputs)."""
+    key = (lat1, lon1, lat2, lon2, unit)
+    hit = _GEO_CACHE.get(key)
+    if hit is not None:
+        return hit
+    value = _geo_distance(lat1, lon1, lat2, lon2, unit)
+    if value is not None:
+        if len(_GEO_CACHE) >= 8192:
+            _GEO_CACHE.clear()
+        _GEO_CACHE[key] = value
+    return value
+
+
+def _geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any) -> float | None:
     if lat1 is None or lon1 is None or lat2 is None or lon2 is None or unit is None:
         return None
     u = str(unit).lower()

@@ -83,6 +83,8 @@ class QueryRunner:
         self.records_out = 0
         self.caught_up = False
         self.last_active = time.monotonic()
+        self._last_live_check = 0.0
+        self.consumed: dict[str, int] = {}  # records read per input topic
         self.limit_reached = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -244,6 +246,9 @@ class QueryRunner:
                 if self.error is not None:
                     raise RuntimeError(self.error)
                 msgs = consumer.consume(500, timeout=0.05)
+                if msgs:  # busy from now on (wait_idle must not see a stale "caught up")
+                    self.caught_up = False
+                    self.records_in += len(msgs)
                 for m in msgs:
                     err = m.error()
                     if err is not None:
@@ -255,9 +260,7 @@ class QueryRunner:
                     if self._stop.is_set():
                         break
                 if msgs:
-                    self.caught_up = False
                     dirty = True
-                    self.records_in += len(msgs)
                     self.last_active = time.monotonic()
                 if self._producer is not None:
                     self._producer.poll(0)
@@ -291,7 +294,9 @@ class QueryRunner:
                 self.state = "DONE"
 
     def _process(self, m: Any) -> None:
-        slots = self.by_topic.get(m.topic(), ())
+        topic = m.topic()
+        self.consumed[topic] = self.consumed.get(topic, 0) + 1
+        slots = self.by_topic.get(topic, ())
         for slot in slots:
             src = self.plan.bindings[slot].source
             try:
@@ -346,6 +351,19 @@ class QueryRunner:
         if self._producer is not None and len(self._producer) > 0:
             self._producer.flush(5)
             return False
+        # Cheap first: the watermarks librdkafka cached from fetch responses (no round trip).
+        for tp in tps:
+            pos = positions.get((tp.topic, tp.partition))
+            if pos is None:
+                continue
+            _lo, hi = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                     cached=True)
+            if hi is not None and hi > pos:
+                return False
+        now = time.monotonic()
+        if now - self._last_live_check < 0.3:
+            return self.caught_up  # nothing new since the last live check said so
+        self._last_live_check = now
         for tp in tps:
             try:
                 lo, hi = consumer.get_watermark_offsets(
@@ -356,9 +374,8 @@ class QueryRunner:
             pos = positions.get((tp.topic, tp.partition))
             if pos is None:
                 # never read: at end only if empty (or we started at the end)
-                if hi > lo and (
-                    tp.offset == OFFSET_BEGINNING or (tp.offset >= 0 and tp.offset < hi)
-                ):
+                started_before_end = tp.offset == OFFSET_BEGINNING or 0 <= tp.offset < hi
+                if hi > lo and started_before_end:
                     return False
                 continue
             if pos < hi:
