@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     # HMAC secret for shopper session tokens (scoped to one uid).
     shopper_token_secret: SecretStr | None = None
 
+    # HTTPS for the API and the push hub (both files, or neither: plain HTTP on loopback).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Rate limits per client address: token/registration routes, and failed authentications.
+    api_token_rate_per_min: int = Field(default=60, ge=1)
+    api_auth_failures_per_min: int = Field(default=30, ge=1)
+
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> Settings:
         if self.environment == "production":
@@ -157,6 +164,12 @@ class Settings(BaseSettings):
             return DEV_SHOPPER_TOKEN_SECRET.encode()
         msg = "SHOPPER_TOKEN_SECRET is not set"
         raise ValueError(msg)
+
+    def uvicorn_tls(self) -> dict[str, str]:
+        """uvicorn's ssl_certfile/ssl_keyfile when TLS_CERT_FILE and TLS_KEY_FILE are set."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return {}
+        return {"ssl_certfile": str(self.tls_cert_file), "ssl_keyfile": str(self.tls_key_file)}
 
     def api_key(self, role: str) -> str | None:
         """The API key for a role; development falls back to well-known dev keys."""

@@ -378,4 +378,5 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=3,
+        **settings.uvicorn_tls(),  # type: ignore[arg-type]
     )

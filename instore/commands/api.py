@@ -24,7 +24,8 @@ def serve(
     setup_logging(log_level.upper())
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.host, port=port or settings.api_port,
-                log_level=log_level, access_log=False, log_config=None)
+                log_level=log_level, access_log=False, log_config=None,
+                **settings.uvicorn_tls())  # type: ignore[arg-type]
 
 
 def bench(
