@@ -159,7 +159,10 @@ def migration_files(directory: Path) -> list[tuple[str, str, Path]]:
 
 
 def checksum(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - the tool's checksum is MD5
+    """The file's checksum as ksql-migrations writes it: the raw MD5 digest read as UTF-8
+    (``new String(md5, UTF_8)`` in its MigrationsDirectoryUtil), so both tools agree."""
+    digest = hashlib.md5(path.read_bytes()).digest()  # noqa: S324 - the tool's checksum is MD5
+    return digest.decode("utf-8", errors="replace")
 
 
 def ensure_metadata(client: Any) -> None:
@@ -262,8 +265,8 @@ def _event(
             f"INSERT INTO {EVENTS} (version_key, version, name, state, checksum, "  # noqa: S608
             f"started_on, completed_on, previous, error_reason) VALUES ("
             f"{_sql_str(key)}, {_sql_str(version)}, {_sql_str(name)}, {_sql_str(state)}, "
-            f"{_sql_str(chk)}, {_sql_str(started)}, {_sql_str(completed)}, "
-            f"{_sql_str(previous)}, {_sql_str(error)});",
+            f"{_sql_str(chk)}, {_sql_str(started)}, {_sql_str(completed or '')}, "
+            f"{_sql_str(previous)}, {_sql_str(error or 'N/A')});",
         )
 
 

@@ -1,8 +1,8 @@
 -- Our sources over the topic contract (instore/topics.py). Products, promotions and consents
 -- are TABLEs over their compacted topics (a tombstone deletes the row: a withdrawn promotion
--- or an erased shopper); positions are a STREAM.
+-- or an erased shopper), positions are a STREAM.
 -- Event time: the contract sets the Kafka record timestamp to `ts`, so ROWTIME is the event
--- time; the rule still reads COALESCE(ts, ROWTIME) so a record without ts keeps working.
+-- time, the rule still reads COALESCE(ts, ROWTIME) so a record without ts keeps working.
 
 CREATE TABLE PRODUCTS (
   id STRING PRIMARY KEY,            -- 'store_id:sku', the topic's key

@@ -51,7 +51,7 @@ CREATE TABLE PRODUCTS_SKU_PROMOS AS
   LEFT JOIN PROMOTIONS_BY_SKU s ON p.sku = s.sku
   EMIT CHANGES;
 
--- ... and of its segment; only products with at least one promotion remain (a product that
+-- ... and of its segment, only products with at least one promotion remain (a product that
 -- loses its last promotion becomes a tombstone here).
 CREATE TABLE PROMOTED_PRODUCTS AS
   SELECT

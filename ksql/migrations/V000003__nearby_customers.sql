@@ -5,17 +5,17 @@
 --
 -- Where ksqlDB's SQL forces a different shape than the Faust engine:
 --  * positions join STORE_PROMOTION_PAIRS on store_id (a stream-table join must use the
---    table's primary key), so one joined row holds every (product, promotion) pair of the store;
+--    table's primary key), so one joined row holds every (product, promotion) pair of the store,
 --  * WHERE runs before a table function, so the rule is a FILTER lambda over the pairs, and the
 --    surviving pairs become rows with EXPLODE. The value of an EXPLODE cannot be referenced in
 --    the same SELECT, so each output column is its own EXPLODE over the same filtered array
---    (ksqlDB zips table functions of one SELECT row by row);
---  * a position without store_id joins nothing (ksqlDB has no geofence lookup; the Faust
---    engine places it by geofence);
+--    (ksqlDB zips table functions of one SELECT row by row),
+--  * a position without store_id joins nothing (ksqlDB has no geofence lookup, the Faust
+--    engine places it by geofence),
 --  * the output columns are quoted in lower case so the topic carries the contract's fields,
 --    and AS_VALUE keeps uid in the value once PARTITION BY moves it into the key.
 -- The local endpoint evaluates the FILTER once per position (the repeated expression is the
--- same) with a grid index over each store's pairs: physical plan choices; the rows are the
+-- same) with a grid index over each store's pairs: physical plan choices, the rows are the
 -- ones the SQL defines.
 
 CREATE STREAM NEARBY_CUSTOMERS WITH (KAFKA_TOPIC='NEARBY_CUSTOMERS', KEY_FORMAT='KAFKA', VALUE_FORMAT='JSON') AS

@@ -1,5 +1,5 @@
 -- The seed demo's sources, as the demo declared them, fixed so they work:
---   * one topic name per source, the names of the topic contract (instore/topics.py);
+--   * one topic name per source, the names of the topic contract (instore/topics.py),
 --   * the key columns declared (uid, store_id:sku, pid) so joins and PARTITION BY see them.
 -- This set and ksql/migrations/ both define NEARBY_CUSTOMERS: apply one set per ksqlDB cluster.
 
