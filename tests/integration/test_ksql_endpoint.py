@@ -278,6 +278,40 @@ def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
     assert info.value.error_code == 40001 and "PRIMARY KEY" in info.value.msg
 
 
+def test_show_describe_explain_terminate_drop(endpoint: Endpoint) -> None:
+    assert endpoint.ksql("CREATE STREAM DD_S (K STRING KEY, V INT) WITH (KAFKA_TOPIC='dd_s', "
+                         "PARTITIONS=2, VALUE_FORMAT='JSON');").status_code == 200
+    r = endpoint.ksql("CREATE TABLE DD_T AS SELECT K, MAX(V) AS TOP FROM DD_S GROUP BY K;")
+    qid = r.json()[0]["commandStatus"]["queryId"]
+    streams = endpoint.ksql("LIST STREAMS;").json()[0]
+    assert streams["@type"] == "streams"
+    assert {"type": "STREAM", "name": "DD_S", "topic": "dd_s", "keyFormat": "KAFKA",
+            "valueFormat": "JSON", "isWindowed": False} in streams["streams"]
+    tables = endpoint.ksql("SHOW TABLES;").json()[0]["tables"]
+    assert any(t["name"] == "DD_T" for t in tables)
+    topics = endpoint.ksql("SHOW TOPICS;").json()[0]
+    assert topics["@type"] == "kafka_topics"
+    assert {"name": "dd_s", "replicaInfo": [1, 1]} in topics["topics"]
+    desc = endpoint.ksql("DESCRIBE DD_T;").json()[0]["sourceDescription"]
+    assert [f["name"] for f in desc["fields"]] == ["K", "TOP"]
+    assert desc["fields"][0]["type"] == "KEY" and desc["writeQueries"][0]["id"] == qid
+    assert endpoint.ksql(f"EXPLAIN {qid};").json()[0]["@type"] == "queryDescription"
+    # a source that a query reads cannot be dropped
+    r = endpoint.ksql("DROP STREAM DD_S;")
+    assert r.status_code == 400 and "DD_T" in r.json()["message"]
+    r = endpoint.ksql(f"TERMINATE {qid};")
+    assert r.status_code == 200 and r.json()[0]["commandStatus"]["status"] == "SUCCESS"
+    ids = [q["id"] for q in endpoint.ksql("SHOW QUERIES;").json()[0]["queries"]]
+    assert qid not in ids
+    assert endpoint.ksql("DROP TABLE DD_T;").status_code == 200
+    assert endpoint.ksql("DROP STREAM DD_S DELETE TOPIC;").status_code == 200
+    assert endpoint.ksql("DROP STREAM IF EXISTS DD_S;").status_code == 200
+    r = endpoint.ksql("DESCRIBE DD_S;")
+    assert r.status_code == 400 and r.json()["error_code"] == 40001
+    r = endpoint.ksql("TERMINATE NO_SUCH_QUERY;")
+    assert r.status_code == 400 and "NO_SUCH_QUERY" in r.json()["message"]
+
+
 def test_failing_query_is_reported_and_others_keep_running(endpoint: Endpoint) -> None:
     endpoint.ksql(
         "CREATE STREAM FQ_IN (K STRING KEY, V INT) WITH (KAFKA_TOPIC='fq_in', "
