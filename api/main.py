@@ -18,6 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from api import ratelimit
 from api.metrics import make_registry
 from api.publisher import Publisher
 from api.routes import (
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=allowed_origins(settings),
                        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                        allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    ratelimit.install(app, settings)  # token routes and credential guessing (429)
     for module in (promotions, stores, products, funnel, offers, analytics, shoppers, kiosks,
                    push, ops):
         app.include_router(module.router)

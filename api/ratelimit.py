@@ -1,0 +1,128 @@
+"""Rate limits per client address for the routes an attacker would hammer.
+
+- Token and registration routes (a shopper token from ``POST /shoppers/{uid}/consent``, Ably
+  token requests for a shopper or a kiosk): at most ``api_token_rate_per_min`` per route and
+  client address, as a token bucket (bursts up to the same number).
+- Guessing: a request that presents an unknown ``X-API-Key`` or an invalid shopper token
+  costs one from a per-address budget of ``api_auth_failures_per_min``; once it is spent, every
+  request from that address is answered 429 until the bucket refills. A missing credential is
+  not a guess (it is a plain 401) and costs nothing.
+
+Answers 429 with ``Retry-After``. In memory, per API process: behind several API processes the
+limit is per process (a shared limiter belongs in the load balancer or the API gateway).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from api import tokens
+from instore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOKEN_ROUTES = (
+    ("POST", re.compile(r"^/shoppers/[^/]+/consent$"), "shopper-consent"),
+    ("POST", re.compile(r"^/shoppers/[^/]+/ably-token$"), "shopper-ably-token"),
+    ("POST", re.compile(r"^/kiosks/[^/]+/[^/]+/ably-token$"), "kiosk-ably-token"),
+)
+MAX_CLIENTS = 100_000  # buckets kept (least recently used dropped first)
+
+
+class TokenBucket:
+    __slots__ = ("level", "updated")
+
+    def __init__(self, capacity: float, now: float) -> None:
+        self.level = capacity
+        self.updated = now
+
+
+class RateLimiter:
+    """Token buckets by key: ``per_min`` tokens a minute, bursts up to ``per_min``."""
+
+    def __init__(self, per_min: int, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self.capacity = float(per_min)
+        self.rate = per_min / 60.0
+        self.clock = clock
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def _bucket(self, key: str) -> TokenBucket:
+        now = self.clock()
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.capacity, now)
+            self.buckets[key] = bucket
+            if len(self.buckets) > MAX_CLIENTS:
+                self.buckets.popitem(last=False)
+        else:
+            self.buckets.move_to_end(key)
+            bucket.level = min(self.capacity, bucket.level + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        return bucket
+
+    def allow(self, key: str, cost: float = 1.0) -> bool:
+        """Take ``cost`` from the bucket; False when there is not that much left."""
+        bucket = self._bucket(key)
+        if bucket.level >= cost:
+            bucket.level -= cost
+            return True
+        return False
+
+    def exhausted(self, key: str) -> bool:
+        return self._bucket(key).level < 1.0
+
+    def retry_after_s(self, key: str) -> int:
+        bucket = self._bucket(key)
+        return max(1, int((1.0 - bucket.level) / self.rate) + 1)
+
+
+def presents_bad_credentials(request: Request, settings: Settings) -> bool:
+    """The request carries an X-API-Key no role has, or a shopper token that does not verify."""
+    from api.deps import role_of_key  # noqa: PLC0415
+
+    key = request.headers.get("x-api-key")
+    if key and role_of_key(settings, key) is None:
+        return True
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        try:
+            tokens.verify(settings.shopper_secret, auth[7:].strip())
+        except tokens.TokenError:
+            return True
+    return False
+
+
+def _too_many(retry_after: int, what: str) -> Response:
+    return JSONResponse({"detail": f"too many {what}: try again later"}, status_code=429,
+                        headers={"Retry-After": str(retry_after)})
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the rate-limiting middleware to ``app``."""
+    token_limit = RateLimiter(settings.api_token_rate_per_min)
+    guess_limit = RateLimiter(settings.api_auth_failures_per_min)
+    app.state.rate_limits = {"token": token_limit, "auth_failures": guess_limit}
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next):  # type: ignore[no-untyped-def]
+        client = request.client.host if request.client else "unknown"
+        if guess_limit.exhausted(client):
+            return _too_many(guess_limit.retry_after_s(client), "failed authentications")
+        if presents_bad_credentials(request, settings):
+            guess_limit.allow(client)
+            if guess_limit.exhausted(client):
+                log.warning("rate limit: failed authentications from one client exhausted")
+        path = request.url.path
+        for method, pattern, name in TOKEN_ROUTES:
+            if request.method == method and pattern.match(path):
+                key = f"{client}|{name}"
+                if not token_limit.allow(key):
+                    return _too_many(token_limit.retry_after_s(key), "token requests")
+                break
+        return await call_next(request)

@@ -1,0 +1,48 @@
+"""Pure security rules: the token-bucket rate limiter and the log scanner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api.ratelimit import RateLimiter
+from instore.logscan import scan, secrets_of
+from instore.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_a_burst_then_refills_with_time() -> None:
+    clock = Clock()
+    limiter = RateLimiter(6, clock=clock)  # 6 a minute = one every 10 s
+    assert all(limiter.allow("ip") for _ in range(6))
+    assert not limiter.allow("ip")
+    assert limiter.allow("other-ip")  # per key
+    assert limiter.retry_after_s("ip") == 11
+    clock.now = 10.0
+    assert limiter.allow("ip") and not limiter.allow("ip")
+    clock.now = 1000.0
+    assert sum(limiter.allow("ip") for _ in range(20)) == 6  # never more than the burst
+
+
+def test_scanner_finds_secrets_and_positions_next_to_a_uid(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    secrets = secrets_of(settings)
+    assert "api key marketer" in secrets and "shopper token secret" in secrets
+    log = tmp_path / "svc.log"
+    log.write_text(
+        "started worker (pid 12)\n"
+        "offer sent to shopper-00001 in store-001\n"  # a uid alone: fine
+        "batch near 51.50123,-0.12345 (4 rows)\n"  # a position alone: fine
+        "shopper-00001 at 51.50123,-0.12345\n"  # both: a finding
+        f"auth with {settings.api_key('ops')}\n"  # a secret: a finding
+    )
+    report = scan([log], secrets, ["shopper-00001"])
+    kinds = [(f.line_no, f.kind, f.what) for f in report.findings]
+    assert kinds == [(4, "uid+position", "shopper-00001"), (5, "secret", "api key ops")]
+    assert report.lines == 5 and not report.ok
