@@ -222,6 +222,7 @@ class Engine:
                 entity.setdefault("statementText", stmt.text)
                 entities.append(entity)
             except KsqlError as exc:
+                exc.message = sx.locate(exc.message, stmt.text)
                 exc.entities = entities  # type: ignore[attr-defined]
                 exc.statement = stmt.text  # type: ignore[attr-defined]
                 raise

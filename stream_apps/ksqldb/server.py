@@ -31,7 +31,7 @@ from stream_apps.ksqldb.errors import (
     SERVER_ERROR,
     KsqlError,
 )
-from stream_apps.ksqldb.syntax import Query, parse
+from stream_apps.ksqldb.syntax import Query, locate, parse
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
         try:
             header = await run_in_threadpool(_start_query, text, props, out)
         except KsqlError as exc:
+            exc.message = locate(exc.message, text)
             return _error(exc, text)
 
         async def gen() -> AsyncIterator[bytes]:
@@ -224,6 +225,7 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
         try:
             header = await run_in_threadpool(_start_query, text, props, out)
         except KsqlError as exc:
+            exc.message = locate(exc.message, text)
             return _error(exc, text)
         head = {
             "queryId": header["queryId"],

@@ -1059,6 +1059,36 @@ def parse_expression(text: str) -> Expr:
     return e
 
 
+_NAMED_IN_ERROR = re.compile(
+    r"^(?:Column '(?:(?P<q>[^'.]+)\.)?(?P<c>[^']+)' cannot be resolved|"
+    r"(?P<s>\S+) does not exist\.|Can't find any functions with the name '(?P<f>[^']+)'|"
+    r"Source '(?P<a>[^']+)' is not in the FROM clause)"
+)
+
+
+def locate(message: str, text: str) -> str:
+    """Prefix a semantic error with ``Line: L, Col: C:`` of the name it is about (ksqlDB's
+    form), found in the statement's tokens; unchanged when the name is not found."""
+    m = _NAMED_IN_ERROR.match(message)
+    if m is None or message.startswith("Line: "):
+        return message
+    name = m.group("c") or m.group("s") or m.group("f") or m.group("a")
+    try:
+        toks = tokenize(text)
+    except ParseError:
+        return message
+    for i, t in enumerate(toks):
+        if t.kind not in ("ID", "QID") or t.value != name:
+            continue
+        if m.group("q"):
+            prev = toks[i - 2] if i >= 2 else None
+            if prev is None or prev.value != m.group("q") or not toks[i - 1].is_op("."):
+                continue
+            t = prev
+        return f"Line: {t.line}, Col: {t.col}: {message}"
+    return message
+
+
 def split_statements(text: str) -> list[str]:
     """Statement texts (with their ';'), split at top-level semicolons."""
     out: list[str] = []

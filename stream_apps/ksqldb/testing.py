@@ -48,7 +48,11 @@ class MemoryEngine:
 
     def execute(self, text: str) -> None:
         for stmt in sx.parse(text):
-            self._execute(stmt)
+            try:
+                self._execute(stmt)
+            except StatementError as exc:
+                exc.message = sx.locate(exc.message, stmt.text)
+                raise
 
     def _execute(self, stmt: sx.Statement) -> None:
         if isinstance(stmt, sx.CreateSource):

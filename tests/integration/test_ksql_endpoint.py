@@ -267,6 +267,11 @@ def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
     assert r.status_code == 400 and r.json()["@type"] == "generic_error"
     r = httpx.post(f"{endpoint.url}/query", json={"ksql": "SELECT * FROM NOPE;"})
     assert r.status_code == 400 and r.json()["@type"] == "statement_error"
+    assert r.json()["message"] == "Line: 1, Col: 14: NOPE does not exist."
+    endpoint.ksql("CREATE STREAM BAD_SRC (K STRING KEY) WITH (KAFKA_TOPIC='bad_src', "
+                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    r = endpoint.ksql("CREATE STREAM BAD2 AS SELECT K,\n  NOPE FROM BAD_SRC;")
+    assert r.json()["message"] == "Line: 2, Col: 2: Column 'NOPE' cannot be resolved."
     from ksql.errors import KSQLError  # noqa: PLC0415
 
     client = make_client(endpoint.settings, endpoint.url)
