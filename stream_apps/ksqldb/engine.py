@@ -538,6 +538,31 @@ class Engine:
             "warnings": [],
         }
 
+    def insert_rows(self, target: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The /inserts-stream endpoint: write JSON rows to a stream; one ack per row."""
+        src = self.lookup(target)
+        if src.kind != "STREAM":
+            msg = f"Cannot insert into a table: {target}"
+            raise StatementError(msg)
+        cols = src.columns
+        upper = {n.upper(): n for n in cols}
+        producer = make_producer(self.settings)
+        acks: list[dict[str, Any]] = []
+        for seq, obj in enumerate(rows):
+            row: dict[str, Any] = {}
+            bad = [k for k in obj if k not in cols and k.upper() not in upper]
+            if bad:
+                acks.append({"status": "error", "seq": seq, "error_code": 40000,
+                             "message": f"Column name {bad[0]} does not exist."})
+                continue
+            for k, v in obj.items():
+                row[k if k in cols else upper[k.upper()]] = v
+            key = tuple(row.get(n) for n, _ in src.key_columns)
+            producer.produce(src.topic, key=src.encode_key(key), value=src.encode_value(row))
+            acks.append({"status": "ok", "seq": seq})
+        producer.flush(10)
+        return acks
+
     def _readers_writers(self, name: str) -> tuple[list[str], list[str]]:
         readers, writers = [], []
         for qid, q in self.queries.items():

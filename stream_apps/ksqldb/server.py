@@ -2,7 +2,8 @@
 
 ``/info``, ``/healthcheck``, ``/ksql``, ``/query`` (chunked JSON array), ``/query-stream``
 (HTTP/2 or HTTP/1.1, ``application/vnd.ksqlapi.delimited.v1`` or ``application/json``),
-``/close-query``, ``/status``. Errors are ksqlDB's ``{"@type", "error_code", "message"}``.
+``/inserts-stream``, ``/close-query``, ``/status``. Errors are ksqlDB's
+``{"@type", "error_code", "message"}``.
 """
 
 from __future__ import annotations
@@ -252,6 +253,27 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
 
         return StreamingResponse(gen(), media_type="application/json" if as_json else DELIMITED)
 
+    async def inserts_stream(request: Request) -> Response:
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        lines = [line for line in raw.splitlines() if line.strip()]
+        try:
+            head = orjson.loads(lines[0]) if lines else None
+            rows = [orjson.loads(line) for line in lines[1:]]
+        except orjson.JSONDecodeError:
+            return _bad_request("Invalid JSON in the request body")
+        if not isinstance(head, dict) or not isinstance(head.get("target"), str) or \
+                not all(isinstance(r, dict) for r in rows):
+            return _bad_request('The first line must be {"target": "<stream>"}, then one JSON '
+                                "object per row")
+        try:
+            acks = await run_in_threadpool(engine.insert_rows, head["target"].upper()
+                                           if head["target"].upper() in engine.sources
+                                           else head["target"], rows)
+        except KsqlError as exc:
+            return _error(exc, "")
+        body = b"".join(orjson.dumps(a) + b"\n" for a in acks)
+        return Response(body, media_type=DELIMITED)
+
     async def close_query(request: Request) -> Response:
         body = await _body(request)
         if body is None or not isinstance(body.get("queryId"), str):
@@ -296,6 +318,7 @@ def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
         Route("/query", query, methods=["POST"]),
         Route("/query-stream", query_stream, methods=["POST"]),
         Route("/close-query", close_query, methods=["POST"]),
+        Route("/inserts-stream", inserts_stream, methods=["POST"]),
         Route("/status", status, methods=["GET"]),
         Route("/status/{type}/{entity}/{action}", status_one, methods=["GET"]),
         Route("/ksql/terminate", terminate, methods=["POST"]),

@@ -181,6 +181,12 @@ def test_query_stream_over_http2(endpoint: Endpoint) -> None:
                                stream_properties={"auto.offset.reset": "earliest"}))
     body = [json.loads(x) for x in "".join(chunks).splitlines() if x]
     assert body[0]["columnNames"] == ["K", "V"] and len(body) == 3
+    # /inserts-stream over HTTP/2, as KSQLAPI.inserts_stream sends it
+    acks = client.inserts_stream("H2_S", [{"K": "c", "V": 3}, {"k": "d", "v": 4}, {"NOPE": 1}])
+    assert [a["status"] for a in acks] == ["ok", "ok", "error"]
+    rows = _wait(lambda: len(read_all(endpoint.settings, "h2_s")) == 4 and
+                 read_all(endpoint.settings, "h2_s"))
+    assert sorted(r["V"] for r in rows) == [1, 2, 3, 4]
 
 
 def test_push_query_sees_new_rows_and_close_query(endpoint: Endpoint) -> None:
