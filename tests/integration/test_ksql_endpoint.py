@@ -402,6 +402,33 @@ def test_migrations_tool_records_history_like_ksql_migrations(
         replayed.close()
 
 
+def test_restart_resumes_persistent_queries(broker_factory: Callable[[], Any],
+                                            redis_url: str) -> None:
+    broker, ep = _start(broker_factory, redis_url)
+    engine2 = None
+    try:
+        ep.ksql("CREATE STREAM RS_IN (K STRING KEY, V INT) WITH (KAFKA_TOPIC='rs_in', "
+                "PARTITIONS=2, VALUE_FORMAT='JSON');")
+        ep.ksql("CREATE STREAM RS_OUT AS SELECT K, V * 10 AS W FROM RS_IN;")
+        ep.ksql("INSERT INTO RS_IN (K, V) VALUES ('a', 1);"
+                "INSERT INTO RS_IN (K, V) VALUES ('b', 2);")
+        _wait(lambda: len(read_all(ep.settings, "RS_OUT")) == 2)
+        assert ep.engine.wait_idle(30)  # offsets committed
+        ep.stop()
+        engine2 = Engine(ep.settings)  # replays the command topic, resumes from the commits
+        assert "RS_OUT" in engine2.sources and len(engine2.queries) == 1
+        engine2.execute("INSERT INTO RS_IN (K, V) VALUES ('c', 3);")
+        rows = _wait(lambda: (r := read_all(ep.settings, "RS_OUT")) and
+                     {x["W"] for x in r} == {10, 20, 30} and r)
+        assert sorted(x["W"] for x in rows) == [10, 20, 30]  # nothing lost, nothing redone
+    finally:
+        if engine2 is not None:
+            engine2.close()
+        else:
+            ep.stop()
+        broker.stop()
+
+
 def _readme_queries() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## ksqlDB", 1)[1]
