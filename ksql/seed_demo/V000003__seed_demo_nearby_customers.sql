@@ -19,7 +19,7 @@ CREATE STREAM NEARBY_CUSTOMERS WITH (KAFKA_TOPIC='NEARBY_CUSTOMERS', KEY_FORMAT=
     cl.country AS `country`,
     COALESCE(cl.ts, cl.ROWTIME) AS `ts`
   FROM CUSTOMERS_LOCATIONS cl
-  JOIN VALID_PROMOTIONS vp WITHIN 30 MINUTES ON cl.country = vp.country
+  JOIN VALID_PROMOTIONS vp WITHIN 30 MINUTES GRACE PERIOD 1 MINUTE ON cl.country = vp.country
   WHERE GEO_DISTANCE(cl.latitude, cl.longitude, vp.product_latitude, vp.product_longitude, 'km') * 3281 <= 100
   PARTITION BY cl.uid
   EMIT CHANGES;

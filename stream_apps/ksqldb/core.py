@@ -39,6 +39,7 @@ class QueryCore:
         n = len(plan.bindings)
         self.tables: list[dict[Any, dict[str, Any]]] = [{} for _ in range(n)]
         self.stream_time = -(2**63)
+        self._last_expiry = -(2**63)
         self.dropped_late = 0
         self.errors = 0
         # table queries: last output per key (also what pull queries read)
@@ -111,7 +112,9 @@ class QueryCore:
                     flag[0] = True
                     self._continue((other, row), max(rowtime, rt), done_joins=1)
             self.buffers[1][k].append((rowtime, row, [False]))
-        self._expire(j, limit)
+        if self.stream_time - self._last_expiry >= 1000:  # sweep at most once per second
+            self._last_expiry = self.stream_time
+            self._expire(j, limit)
 
     def _expire(self, j: JoinOp, limit: int) -> None:
         horizon = self.stream_time - limit
