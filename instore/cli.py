@@ -57,16 +57,21 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def up(
     workers: Annotated[int, typer.Option(help="Faust workers to run (scale by partitions).")] = 1,
-    data_dir: Annotated[Path | None, typer.Option(help="Where logs and Redis data go.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Logs, Redis (append-only) and the durable catalog/promotions/consents "
+        "(default: DATA_DIR, else the per-user data dir).")] = None,
 ) -> None:
     """Start the embedded stack (broker, Redis, Faust worker, push hub and sink, ksqlDB-compatible
     endpoint, API) and keep it running until Ctrl-C; a crashed service is restarted."""
+    from instore.durable import resolve_data_dir  # noqa: PLC0415
     from instore.embedded import StackError  # noqa: PLC0415
+    from instore.health import write_stack_status  # noqa: PLC0415
     from instore.kafka import KafkaUnavailable  # noqa: PLC0415
     from instore.stack import start_stack  # noqa: PLC0415
 
     setup_logging()
     settings = get_settings()
+    data_dir = resolve_data_dir(settings, data_dir)
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
@@ -76,7 +81,7 @@ def up(
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        stack = start_stack(settings, data_dir or settings.data_dir, workers=workers,
+        stack = start_stack(settings, data_dir, workers=workers,
                             on_event=lambda m: console.print(f"[cyan]up[/] {m}"))
     except (StackError, KafkaUnavailable) as exc:
         raise fail(str(exc)) from None
@@ -85,9 +90,11 @@ def up(
         _print_status(stack.status())
         while not stopping:
             stack.supervise_once()
+            write_stack_status(data_dir, stack.status())
             time.sleep(0.5)
     finally:
         stack.stop()
+        write_stack_status(data_dir, stack.status(), stopped=True)
         console.print("[cyan]up[/] stack stopped")
 
 
@@ -100,11 +107,17 @@ def _print_status(rows: list[dict[str, object]]) -> None:
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
-    """Health of the broker, Redis, topics and the Faust worker's consumer lag."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="The data dir `instore up` uses.")] = None,
+) -> None:
+    """Health of the services `instore up` supervises (state, restarts), the broker, Redis,
+    topics, and the consumer lag of the Faust worker and the push sink."""
+    from instore.durable import resolve_data_dir  # noqa: PLC0415
     from instore.health import check  # noqa: PLC0415
 
-    report = check(get_settings())
+    settings = get_settings()
+    report = check(settings, resolve_data_dir(settings, data_dir))
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
@@ -112,7 +125,27 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
         for name, item in report["checks"].items():
             table.add_row(name, "[green]yes[/]" if item["ok"] else "[red]no[/]", str(item["detail"]))
         Console().print(table)
+        services = report["checks"].get("services", {}).get("services")
+        if services:
+            svc = Table("service", "state", "pid", "restarts", "where")
+            for row in services:
+                svc.add_row(str(row["name"]), str(row["state"]), str(row["pid"]),
+                            str(row["restarts"]), str(row.get("url") or ""))
+            Console().print(svc)
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+@app.command()
+def persist(
+    data_dir: Annotated[Path | None, typer.Option(help="Where the durable store lives.")] = None,
+) -> None:
+    """Durable embedded mode: keep catalog, promotions and consents in SQLite under the data dir
+    and write them back when the broker is empty (`instore up` runs this)."""
+    from instore.durable import resolve_data_dir, run_persister  # noqa: PLC0415
+
+    setup_logging()
+    settings = get_settings()
+    run_persister(settings, resolve_data_dir(settings, data_dir))
 
 
 @app.command()

@@ -242,7 +242,9 @@ def core_specs(settings: object, data_dir: Path) -> Sequence[ServiceSpec]:
                                  port=settings.broker_port, host=settings.host,
                                  url=f"kafka://{settings.host}:{settings.broker_port}"))
     if settings.embedded_redis:
-        specs.append(ServiceSpec("redis", redis_argv(settings.host, settings.redis_port, data_dir / "redis"),
+        # Append-only: the sink's offer_id de-duplication markers survive a Redis restart.
+        specs.append(ServiceSpec("redis", redis_argv(settings.host, settings.redis_port, data_dir / "redis",
+                                                     appendonly=True),
                                  port=settings.redis_port, host=settings.host,
                                  url=f"redis://{settings.host}:{settings.redis_port}/0"))
     return specs

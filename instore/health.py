@@ -3,18 +3,25 @@ is the worker."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 from instore import topics as t
 from instore.settings import Settings
 
 
-def check(settings: Settings) -> dict[str, Any]:
+def check(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
+    if data_dir is not None:
+        checks["services"] = services_check(data_dir)
     checks["broker"] = _broker(settings)
     checks["redis"] = _redis(settings)
     if checks["broker"]["ok"]:
         checks["worker_lag"] = _lag(settings)
+        checks["sink_lag"] = sink_lag(settings)
     return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
 
 
@@ -76,6 +83,62 @@ def _lag(settings: Settings) -> dict[str, Any]:
     try:
         lags = consumer_lag(settings, settings.app_id,
                             [t.CUSTOMERS_LOCATIONS.name, t.NEARBY_CUSTOMERS.name])
+    except KafkaException as exc:
+        return {"ok": False, "detail": str(exc)}
+    return {"ok": True, "detail": lags}
+
+
+# The supervisor's view (`instore up` writes it, `instore status` reads it) -------------------
+
+STATUS_FILE = "status.json"
+STALE_AFTER_S = 10.0
+
+
+def write_stack_status(data_dir: Path, services: list[dict[str, Any]], **extra: Any) -> None:
+    """Atomically write what `instore up` knows: each service's state, pid and restarts."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"updated_at": time.time(), "supervisor_pid": os.getpid(), "services": services} | extra
+    tmp = data_dir / f".{STATUS_FILE}.tmp"
+    tmp.write_text(json.dumps(doc, default=str))
+    tmp.replace(data_dir / STATUS_FILE)
+
+
+def read_stack_status(data_dir: Path) -> dict[str, Any] | None:
+    """The last status `instore up` wrote, marked stale when it stopped writing."""
+    path = data_dir / STATUS_FILE
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    doc["stale"] = time.time() - float(doc.get("updated_at", 0)) > STALE_AFTER_S
+    return doc
+
+
+def services_check(data_dir: Path) -> dict[str, Any]:
+    doc = read_stack_status(data_dir)
+    if doc is None:
+        return {"ok": False, "detail": f"no `instore up` status under {data_dir}"}
+    if doc["stale"]:
+        return {"ok": False, "detail": "`instore up` is not running (status is stale)",
+                "services": doc.get("services", [])}
+    services = doc.get("services", [])
+    down = [s["name"] for s in services if s.get("state") != "running"]
+    restarts = sum(int(s.get("restarts", 0)) for s in services)
+    detail = f"{len(services) - len(down)}/{len(services)} running, {restarts} restarts"
+    if down:
+        detail += f"; down: {', '.join(down)}"
+    return {"ok": not down, "detail": detail, "services": services}
+
+
+def sink_lag(settings: Settings) -> dict[str, Any]:
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+
+    try:
+        from mobile_push.sink import GROUP_ID  # noqa: PLC0415
+    except ImportError:
+        return {"ok": True, "detail": "no push sink installed"}
+    try:
+        lags = consumer_lag(settings, GROUP_ID, [t.OFFERS.name])
     except KafkaException as exc:
         return {"ok": False, "detail": str(exc)}
     return {"ok": True, "detail": lags}

@@ -25,6 +25,8 @@ def _has(module: str) -> bool:
 def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> list[ServiceSpec]:
     h = settings.host
     specs = list(core_specs(settings, data_dir))
+    if settings.embedded_kafka:  # durable mode: catalog, promotions, consents under data_dir
+        specs.append(ServiceSpec("persist", instore_cmd("persist", "--data-dir", str(data_dir))))
     for i in range(workers):
         specs.append(ServiceSpec(f"worker-{i + 1}" if workers > 1 else "worker",
                                  instore_cmd("worker"), port=None))
