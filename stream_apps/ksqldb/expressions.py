@@ -556,6 +556,19 @@ class Compiler:
                 f"({len(compiled)} given); expected (lat1, lon1, lat2, lon2[, unit])"
             )
             raise StatementError(msg)
+        if name == "GEO_DISTANCE":
+            # the proximity rule's hot call: no argument list, the unit resolved once
+            a0, a1, a2, a3 = compiled[:4]
+            unit_fn = compiled[4] if len(compiled) == 5 else (lambda r: "km")
+
+            def geo(r: tuple) -> Any:
+                try:
+                    return fn(a0(r), a1(r), a2(r), a3(r), unit_fn(r))
+                except EvalError as exc:
+                    on_error(str(exc))
+                    return None
+
+            return geo
         if len(compiled) == 1:
             f0 = compiled[0]
 

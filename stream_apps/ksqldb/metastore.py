@@ -42,6 +42,7 @@ class Source:
     owner_query: str | None = None  # the persistent query that writes it (CSAS/CTAS)
     _value_lookup: dict[str, str] = field(default_factory=dict, repr=False)
     _upper_lookup: dict[str, str] = field(default_factory=dict, repr=False)
+    _value_names: list[str] | None = field(default=None, repr=False)
     _casters: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,7 +120,10 @@ class Source:
         return out
 
     def encode_value(self, row: dict[str, Any]) -> bytes:
-        return orjson.dumps({n: row.get(n) for n, _ in self.value_columns})
+        names = self._value_names
+        if names is None or len(names) != len(self.value_columns):
+            names = self._value_names = [n for n, _ in self.value_columns]
+        return orjson.dumps({n: row.get(n) for n in names})
 
     # -- keys ---------------------------------------------------------------------------------
     def decode_key(self, raw: bytes | None) -> tuple[tuple[Any, ...], int | None]:
