@@ -57,8 +57,7 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
     """A ``ksql.KSQLAPI`` for the configured endpoint (compatible with httpx 0.28)."""
     import httpx  # noqa: PLC0415
     from ksql.api import SimplifiedAPI  # noqa: PLC0415
-
-    from ksql import KSQLAPI  # noqa: PLC0415
+    from ksql.client import KSQLAPI  # noqa: PLC0415
 
     settings = settings or get_settings()
     target = (url or settings.ksqldb_address).rstrip("/")
@@ -455,8 +454,9 @@ def query_cmd(
         text += ";"
     try:
         stmts = parse(text)
-        is_select = len(stmts) == 1 and isinstance(stmts[0], Query)
-        push = is_select and stmts[0].select is not None and stmts[0].select.emit_changes
+        first = stmts[0] if len(stmts) == 1 else None
+        is_select = isinstance(first, Query)
+        push = isinstance(first, Query) and first.select is not None and first.select.emit_changes
     except Exception:  # noqa: BLE001 - let the server report the syntax error
         is_select = text.lstrip().upper().startswith("SELECT")
         push = "EMIT CHANGES" in text.upper()

@@ -94,9 +94,8 @@ def run_bench(
         producer = make_producer(settings)
         t_load = time.monotonic()
         for p in world.products:
-            producer.produce(
-                t.STORES_PRODUCTS.name, key=t.STORES_PRODUCTS.key_of(p).encode(), value=p.to_json()
-            )
+            key = (t.STORES_PRODUCTS.key_of(p) or "").encode()
+            producer.produce(t.STORES_PRODUCTS.name, key=key, value=p.to_json())
             producer.poll(0)
         for q in world.promotions:
             producer.produce(t.PRODUCTS_PROMOTIONS.name, key=q.pid.encode(), value=q.to_json())
@@ -173,7 +172,7 @@ def run_bench(
 def _latency(
     settings: Settings, producer: Any, positions: list[Any], rate: float, seconds: float
 ) -> dict[str, Any]:
-    consumer = make_consumer(settings, **{"fetch.wait.max.ms": 5})
+    consumer = make_consumer(settings, None, **{"fetch.wait.max.ms": 5})
     md = consumer.list_topics(t.NEARBY_CUSTOMERS.name, timeout=10).topics[t.NEARBY_CUSTOMERS.name]
     consumer.assign([TopicPartition(t.NEARBY_CUSTOMERS.name, p, OFFSET_END) for p in md.partitions])
     time.sleep(1.0)
@@ -199,7 +198,7 @@ def _latency(
             producer.poll(0)
             for m in consumer.consume(500, timeout=0.002):
                 if m.error() is None and m.value() is not None:
-                    ts = orjson.loads(m.value())["ts"]
+                    ts = orjson.loads(m.value() or b"{}").get("ts") or 0
                     if ts >= phase_start:  # rows of this run only
                         lat.append(now_ms() - ts)
     finally:

@@ -104,6 +104,7 @@ class QueryCore:
                     self._continue((row, other), max(rowtime, rt), done_joins=1)
             self.buffers[0][k].append((rowtime, row, matched))
         else:
+            assert j.right_key is not None
             k = j.right_key((None, row))
             if k is None:
                 return

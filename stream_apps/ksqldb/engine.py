@@ -179,8 +179,8 @@ class Engine:
                 m = consumer.poll(0.5)
                 if m is None or m.error() is not None:
                     continue
-                records.append(orjson.loads(m.value()))
-                if m.offset() + 1 >= hi:
+                records.append(orjson.loads(m.value() or b"{}"))
+                if (m.offset() or 0) + 1 >= hi:
                     break
         finally:
             consumer.close()
@@ -585,13 +585,7 @@ class Engine:
             msg = f"Incompatible data source type is {src.kind}, but statement was DROP {stmt.kind}"
             raise StatementError(msg)
         readers, writers = self._readers_writers(stmt.name)
-        sinks = sorted(
-            {
-                self.queries[q].sink.name
-                for q in readers  # type: ignore[union-attr]
-                if self.queries[q].sink is not None
-            }
-        )
+        sinks = sorted({s.name for q in readers if (s := self.queries[q].sink) is not None})
         if sinks:
             msg = (
                 f"Cannot drop {stmt.name}.\nThe following streams and/or tables read from "
@@ -882,15 +876,15 @@ class Engine:
                 for m in consumer.consume(500, timeout=0.2):
                     if m.error() is not None:
                         continue
-                    tp = (m.topic(), m.partition())
-                    if m.offset() + 1 >= todo.get(tp, 0):
+                    tp = (m.topic() or "", m.partition() or 0)
+                    if (m.offset() or 0) + 1 >= todo.get(tp, 0):
                         todo.pop(tp, None)
                     try:
                         key, ws = src.decode_key(m.key())
                         if m.value() is None:
                             latest[(key, ws)] = None
                             continue
-                        row = src.decode_value(m.value())
+                        row = src.decode_value(m.value() or b"")
                     except DeserializationError:
                         continue
                     for (n, _), v in zip(src.key_columns, key, strict=False):

@@ -89,7 +89,8 @@ class Scope:
             raise StatementError(msg)
         if hits:
             i, c = hits[0]
-            return i, c, self.slots[i].columns[c]  # type: ignore[index]
+            assert c is not None
+            return i, c, self.slots[i].columns[c]
         if name in PSEUDO or name in WINDOW_COLS:
             return 0, name, PSEUDO.get(name) or WINDOW_COLS[name]
         msg = f"Column '{name}' cannot be resolved."

@@ -256,7 +256,7 @@ class QueryRunner:
                             continue
                         raise KafkaException(err)
                     self._process(m)
-                    positions[(m.topic(), m.partition())] = m.offset() + 1
+                    positions[(m.topic(), m.partition())] = m.offset() + 1  # type: ignore[index,operator]
                     if self._stop.is_set():
                         break
                 if msgs:

@@ -457,18 +457,18 @@ class Parser:
             return Terminate(query_id=self.ident("a query id or ALL"))
         if t.is_kw("SET", "UNSET", "ALTER") and t.value != "ALTER":
             self.advance()
-            name = self.tok
-            if name.kind != "STR":
+            prop = self.tok
+            if prop.kind != "STR":
                 self.fail("a quoted property name")
             self.advance()
             if t.value == "UNSET":
-                return SetProperty(name=name.value, value=None)
+                return SetProperty(name=prop.value, value=None)
             self.expect_op("=")
             val = self.tok
             if val.kind != "STR":
                 self.fail("a quoted value")
             self.advance()
-            return SetProperty(name=name.value, value=val.value)
+            return SetProperty(name=prop.value, value=val.value)
         if t.is_kw("EXPLAIN"):
             self.advance()
             return Explain(query_id=self.ident("a query id"))
