@@ -139,7 +139,9 @@ class QueryCore:
     def _continue(self, r: tuple, rowtime: int, done_joins: int = 0) -> None:
         for j in self.table_join_ops:
             k = j.left_key(r)
-            right = self.tables[j.slot].get(k) if k is not None else None
+            if k is None:  # ksqlDB drops a stream record whose join key is null (even LEFT)
+                return
+            right = self.tables[j.slot].get(k)
             if right is None and j.kind == "INNER":
                 return
             r = (*r, right)
