@@ -288,7 +288,9 @@ class QueryCore:
         r: tuple = (row0,)
         for j in self.table_join_ops:
             fk = self.fk_of[j.slot].get(k)
-            right = self.tables[j.slot].get(fk) if fk is not None else None
+            if fk is None:  # a null foreign key joins nothing, LEFT included (pre KIP-962)
+                return None
+            right = self.tables[j.slot].get(fk)
             if right is None and j.kind == "INNER":
                 return None
             r = (*r, right)
