@@ -982,6 +982,8 @@ class Engine:
             q.stop(timeout=5)
         for q in list(self.queries.values()):
             q.stop(timeout=10)
+            log.info("query %s stopped: %d records in, %d out, %d processing errors, state %s",
+                     q.id, q.records_in, q.records_out, q.processing_errors, q.state)
         if self._cmd_producer is not None:
             self._cmd_producer.flush(5)
             self._cmd_producer = None

@@ -229,6 +229,17 @@ class QueryRunner:
                 self._producer = make_producer(self.settings, on_delivery=self._delivery)
             tps, table_ends, stream_topics = self._assignment(consumer)
             consumer.assign(tps)
+            if self.persistent and self.plan.kind != "stream_agg":
+                # Pin where a new query starts (e.g. 'latest' = the end when it was created), so
+                # a restart before it processed anything resumes there, not at the new end.
+                start = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
+                         for tp in tps if tp.topic in stream_topics
+                         and (tp.offset >= 0 or tp.offset == OFFSET_BEGINNING)]
+                if start:
+                    try:
+                        consumer.commit(offsets=start, asynchronous=False)
+                    except KafkaException as exc:
+                        log.debug("query %s: initial commit failed: %s", self.id, exc)
             bootstrapping = bool(table_ends) and bool(stream_topics)
             paused: list[TopicPartition] = []
             if bootstrapping:

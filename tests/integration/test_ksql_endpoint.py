@@ -24,7 +24,7 @@ from instore.commands.ksql import (
     migrate,
 )
 from instore.embedded import free_port, port_open
-from instore.kafka import ensure_topics
+from instore.kafka import ensure_topics, make_producer
 from stream_apps.ksqldb.engine import Engine
 from stream_apps.ksqldb.server import EndpointServer
 from tests.conftest import child_env, instore_proc, make_settings
@@ -412,11 +412,19 @@ def test_restart_resumes_persistent_queries(broker_factory: Callable[[], Any],
         ep.ksql("CREATE STREAM RS_OUT AS SELECT K, V * 10 AS W FROM RS_IN;")
         ep.ksql("INSERT INTO RS_IN (K, V) VALUES ('a', 1);"
                 "INSERT INTO RS_IN (K, V) VALUES ('b', 2);")
+        # a second query that has processed nothing yet when the endpoint stops
+        ep.ksql("CREATE STREAM RS_IN2 (K STRING KEY, V INT) WITH (KAFKA_TOPIC='rs_in2', "
+                "PARTITIONS=1, VALUE_FORMAT='JSON');")
+        ep.ksql("CREATE STREAM RS_OUT2 AS SELECT K, V FROM RS_IN2;")
         _wait(lambda: len(read_all(ep.settings, "RS_OUT")) == 2)
         assert ep.engine.wait_idle(30)  # offsets committed
         ep.stop()
+        producer = make_producer(ep.settings)  # written while the endpoint is down
+        producer.produce("rs_in2", key=b"z", value=b'{"V": 9}')
+        producer.flush(10)
         engine2 = Engine(ep.settings)  # replays the command topic, resumes from the commits
-        assert "RS_OUT" in engine2.sources and len(engine2.queries) == 1
+        assert "RS_OUT" in engine2.sources and len(engine2.queries) == 2
+        assert _wait(lambda: read_all(ep.settings, "RS_OUT2")) == [{"V": 9}]
         engine2.execute("INSERT INTO RS_IN (K, V) VALUES ('c', 3);")
         rows = _wait(lambda: (r := read_all(ep.settings, "RS_OUT")) and
                      {x["W"] for x in r} == {10, 20, 30} and r)
