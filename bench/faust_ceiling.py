@@ -57,7 +57,7 @@ def main() -> None:
                                                 "events_per_s": state["n"] / dt}))
                 os._exit(0)
 
-    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+    sys.argv = [sys.argv[0], "worker", "-l", "warn", "--without-web"]
     app.main()
 
 

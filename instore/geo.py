@@ -22,6 +22,16 @@ class GeoError(ValueError):
     pass
 
 
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float,
+                  sin: Any = math.sin, cos: Any = math.cos, sqrt: Any = math.sqrt,
+                  atan2: Any = math.atan2) -> float:
+    """The formula alone (inputs already validated): the hot path of the index."""
+    s1 = sin((lat2 - lat1) * _DEG / 2)
+    s2 = sin((lon2 - lon1) * _DEG / 2)
+    a = s1 * s1 + s2 * s2 * cos(lat1 * _DEG) * cos(lat2 * _DEG)
+    return EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a))
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     if not (-90.0 <= lat1 <= 90.0 and -90.0 <= lat2 <= 90.0):
         msg = "latitude must be in [-90, 90]"
@@ -29,12 +39,7 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     if not (-180.0 <= lon1 <= 180.0 and -180.0 <= lon2 <= 180.0):
         msg = "longitude must be in [-180, 180]"
         raise GeoError(msg)
-    dlat = (lat2 - lat1) * _DEG
-    dlon = (lon2 - lon1) * _DEG
-    a = math.sin(dlat / 2) ** 2 + math.sin(dlon / 2) ** 2 * math.cos(lat1 * _DEG) * math.cos(
-        lat2 * _DEG
-    )
-    return EARTH_RADIUS_KM * 2 * math.atan2(math.sqrt(a), math.sqrt(1 - a))
+    return _haversine_km(lat1, lon1, lat2, lon2)
 
 
 def distance_ft(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -122,6 +127,10 @@ class GridIndex(Generic[K]):
 
     def within(self, lat: float, lon: float) -> list[tuple[K, float]]:
         """Every (key, distance_ft) whose own radius covers (lat, lon)."""
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            msg = "position outside [-90, 90] x [-180, 180]"
+            raise GeoError(msg)
+        hav = _haversine_km
         x, y = self.frame.to_xy(lat, lon)
         out: list[tuple[K, float]] = []
         for grid in self._grids.values():
@@ -138,7 +147,7 @@ class GridIndex(Generic[K]):
                         dy = y - py
                         if dx * dx + dy * dy > pre2:
                             continue
-                        d_ft = distance_ft(lat, lon, plat, plon)
+                        d_ft = hav(lat, lon, plat, plon) * FT_PER_KM
                         if d_ft <= radius_ft:
                             out.append((key, d_ft))
         return out

@@ -24,10 +24,15 @@ class KafkaUnavailable(RuntimeError):
     pass
 
 
+_RDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "security.protocol": settings.kafka_security_protocol,
+        # librdkafka's own log lines go through Python logging, not straight to stderr.
+        "logger": _RDKAFKA_LOG,
     }
     if settings.kafka_security_protocol.startswith("SASL"):
         cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism

@@ -13,6 +13,8 @@ the shopper, not with the catalog.
 from __future__ import annotations
 
 import math
+
+import orjson
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -59,6 +61,7 @@ class ProximityState:
         self._dirty: set[str] = set()
         self._all_dirty = False
         self._geofences: dict[str, Geofence] | None = None
+        self._fragments: dict[str, dict[tuple[str, int], tuple[bytes, bytes]]] = {}
 
     # Updates from the compacted topics --------------------------------------------------
     def upsert_product(self, p: StoreProduct) -> None:
@@ -129,10 +132,12 @@ class ProximityState:
     def index_for(self, store_id: str) -> GridIndex[tuple[str, int]]:
         if self._all_dirty:
             self._index.clear()
+            self._fragments.clear()
             self._dirty.clear()
             self._all_dirty = False
         elif store_id in self._dirty:
             self._index.pop(store_id, None)
+            self._fragments.pop(store_id, None)
             self._dirty.discard(store_id)
         index = self._index.get(store_id)
         if index is None:
@@ -165,6 +170,42 @@ class ProximityState:
             rows.append(nearby_row(pos.uid, store_id, lat, lon, pos.country, ts, pid,
                                    products[sku], d_ft))
         return rows
+
+    def match_json(self, pos: CustomerLocation, ts: int) -> list[bytes]:
+        """The same rows as ``match_rows``, serialized (the worker's hot path): each row is the
+        position's part, the distance, and the (promotion, product) part cached per store."""
+        store_id = self.resolve_store(pos)
+        promotions = self.promotions
+        hits = self.index_for(store_id).within(pos.latitude, pos.longitude)
+        if not hits:
+            return []
+        frags = self._fragments.get(store_id)
+        if frags is None:
+            frags = self._fragments[store_id] = {}
+        own_country = pos.country is not None
+        head: dict[str, object] = {"uid": pos.uid, "store_id": store_id,
+                                   "latitude": pos.latitude, "longitude": pos.longitude, "ts": ts}
+        if own_country:
+            head["country"] = pos.country
+        prefix = orjson.dumps(head)[:-1] + b',"distance_ft":'
+        out = []
+        for key, d_ft in hits:
+            if not promotions[key[0]].active_at(ts):
+                continue
+            frag = frags.get(key)
+            if frag is None:
+                frag = frags[key] = self._fragment(store_id, key)
+            out.append(prefix + repr(d_ft).encode() + frag[0 if own_country else 1])
+        return out
+
+    def _fragment(self, store_id: str, key: tuple[str, int]) -> tuple[bytes, bytes]:
+        pid, sku = key
+        p = self.products[store_id][sku]
+        body = {"pid": pid, "sku": p.sku, "segment": p.segment,
+                "product_latitude": p.latitude, "product_longitude": p.longitude}
+        with_pos_country = b"," + orjson.dumps(body)[1:]
+        with_product_country = b"," + orjson.dumps(body | {"country": p.country})[1:]
+        return with_pos_country, with_product_country
 
     def match(self, pos: CustomerLocation, ts: int) -> list[NearbyCustomer]:
         """Every NEARBY_CUSTOMERS row for this position, as records (raises UnknownStore)."""

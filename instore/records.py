@@ -194,6 +194,10 @@ def decode(model: type[R], raw: bytes | str | None) -> R:
     if raw is None:
         reason = "empty value (tombstone) where a record was expected"
         raise RecordError(reason)
+    try:  # the fast path: pydantic-core parses and validates in one go
+        return model.model_validate_json(raw)
+    except (ValidationError, ValueError, RecursionError):
+        pass  # decode again the slow way, to say why
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -142,14 +142,17 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     async def proximity(stream: faust.StreamT) -> None:
         await views.ready.wait()
         state = views.proximity
-        match = state.match_rows_naive if settings.proximity_index == "naive" else state.match_rows
         nearby_name = t.NEARBY_CUSTOMERS.name
-        dumps = orjson.dumps
+        if settings.proximity_index == "naive":
+            def match(pos: CustomerLocation, ts: int) -> list[bytes]:
+                return [orjson.dumps(r) for r in state.match_rows_naive(pos, ts)]
+        else:
+            match = state.match_json
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):
             live: list[tuple[str, str, float, float, int]] = []
             batch = Counter[str]()
-            n_rows = 0
+            n_rows = positions_ok = 0
             for event in events:
                 msg = event.message
                 try:
@@ -172,14 +175,18 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                                      f"invalid position: {exc}", msg.value, msg.partition,
                                      msg.offset)
                     continue
+                positions_ok += 1
                 key = pos.uid.encode()
                 for row in rows:
-                    out_nearby.send(nearby_name, key, dumps(row), ts)
+                    out_nearby.send(nearby_name, key, row, ts)
                 n_rows += len(rows)
-                if pos.store_id is not None or rows:
-                    live.append((pos.uid, pos.store_id or str(rows[0]["store_id"]),
-                                 pos.latitude, pos.longitude, ts))
-            batch["positions"] += len(live)
+                consent = views.consents.get(pos.uid)
+                if consent is not None and consent.opted_in and (pos.store_id or rows):
+                    # Only opted-in shoppers appear on the live floor map (an erased or
+                    # anonymous shopper's uid never lands in the serving store).
+                    store_id = pos.store_id or state.resolve_store(pos)
+                    live.append((pos.uid, store_id, pos.latitude, pos.longitude, ts))
+            batch["positions"] += positions_ok
             batch["nearby"] += n_rows
             await out_nearby.drain()
             stats.update(batch)
@@ -252,5 +259,6 @@ def run_worker(loglevel: str = "warning") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(get_settings())
     level = {"warning": "warn", "critical": "crit"}.get(loglevel.lower(), loglevel.lower())
-    sys.argv = [sys.argv[0], "worker", "-l", level]
+    # No web server: several workers share a machine, and nothing of ours reads Faust's web.
+    sys.argv = [sys.argv[0], "worker", "-l", level, "--without-web"]
     app.main()

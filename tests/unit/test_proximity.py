@@ -134,3 +134,28 @@ def test_index_matches_brute_force_rule(prods: list, promos: list, queries: list
         want = sorted((pid, sku) for pid, sku, _ in s.brute_force(pos, T0))
         naive = sorted((r["pid"], r["sku"]) for r in s.match_rows_naive(pos, T0))
         assert got == want == naive
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    prods=st.lists(st.tuples(coord, coord, st.sampled_from(["a", "b"])), min_size=1, max_size=20),
+    queries=st.lists(st.tuples(coord, coord, st.booleans(), st.text(min_size=1, max_size=8)),
+                     min_size=1, max_size=8),
+)
+def test_serialized_rows_equal_the_records(prods: list, queries: list) -> None:
+    import orjson
+
+    s = ProximityState()
+    for i, (x, y, seg) in enumerate(prods):
+        s.upsert_product(product(i, x, y, segment=seg))
+    s.upsert_promotion(Promotion(pid="seg-a", segment="a", title="t", discount_pct=5))
+    s.upsert_promotion(Promotion(pid="sku-0", sku=0, title="t", discount_pct=5, radius_ft=50))
+    for x, y, with_country, uid in queries:
+        pos = at(x, y, uid=uid)
+        if not with_country:
+            pos = pos.model_copy(update={"country": None})
+        rows = s.match_rows(pos, T0)
+        blobs = s.match_json(pos, T0)
+        assert [orjson.loads(b) for b in blobs] == rows
+        for b in blobs:
+            NearbyCustomer.model_validate_json(b)
