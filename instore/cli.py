@@ -322,6 +322,30 @@ def bench_proximity(
         sys.stdout.write(json.dumps(fig) + "\n")
 
 
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="How long shoppers walk.")] = 10.0,
+    rate: Annotated[float, typer.Option(help="Positions/s (2 per shopper).")] = 2000.0,
+    faults: Annotated[bool, typer.Option("--faults", help="SIGKILL worker, sink, Redis, API "
+                                         "and the broker, each at least once.")] = False,
+    seed: Annotated[int, typer.Option(help="Same seed, same walks and fault order.")] = 7,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the data dir and logs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
+) -> None:
+    """Embedded stack + simulated shoppers + a subscriber on every shopper channel, with faults;
+    reconciles offers produced vs received (lost, duplicates, consent violations), recovery
+    times, and scans the logs (figures appended to bench/results/soak.jsonl)."""
+    from bench.soak import run as run_soak  # noqa: PLC0415
+
+    fig = run_soak(minutes=minutes, rate=rate, faults=faults, seed=seed, keep_dir=keep,
+                   progress=lambda m: console.print(f"[cyan]soak[/] {m}"))
+    _print_figures({k: v for k, v in fig.items() if not isinstance(v, dict | list)})
+    if as_json:
+        sys.stdout.write(json.dumps(fig) + "\n")
+    bad = fig["lost"] or fig["duplicates"] or fig["consent_violations"] or fig["log_leaks"]
+    raise typer.Exit(1 if bad else 0)
+
+
 @bench_app.command("fuzz")
 def bench_fuzz(
     inputs: Annotated[int, typer.Option(help="Inputs per topic decoder.")] = 100_000,
