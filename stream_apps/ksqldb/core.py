@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
+from itertools import zip_longest
 from typing import Any
 
 from stream_apps.ksqldb.functions import AGGREGATES, Agg, Count
@@ -59,6 +60,9 @@ class QueryCore:
         ]
         self.columns = plan.columns
         self.key_names = plan.key_names
+        self._names = [c.name for c in plan.columns]
+        self._tf_idx = [i for i, c in enumerate(plan.columns) if c.table_function]
+        self._key_idx = [self._names.index(k) for k in plan.key_names]
         self.table_join_ops = [j for j in plan.joins if not j.stream]
         self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
 
@@ -156,31 +160,27 @@ class QueryCore:
     def _project_emit(self, r: tuple, rowtime: int) -> None:
         cols = self.columns
         emit = self.emit
-        key_names = self.key_names
-        if not self.plan.has_table_function:
-            out = {c.name: c.fn(r) for c in cols}
-            emit(tuple(out[k] for k in key_names), None, out, rowtime)
+        key_idx = self._key_idx
+        if not self._tf_idx:
+            values = [c.fn(r) for c in cols]
+            emit(tuple([values[i] for i in key_idx]), None, dict(zip(self._names, values, strict=True)),
+                 rowtime)
             return
         # Table functions of one SELECT are zipped: row i takes element i of each (null when an
         # array is shorter); the other columns repeat.
         values = [c.fn(r) for c in cols]
-        n = 0
-        for c, v in zip(cols, values, strict=True):
-            if c.table_function:
-                if not isinstance(v, list):
-                    v = []
-                n = max(n, len(v))
+        tf = self._tf_idx
+        arrays = [v if isinstance(v, list) else [] for v in (values[j] for j in tf)]
+        n = max(len(a) for a in arrays)
         if n == 0:
             return
-        names = [c.name for c in cols]
-        tf = [i for i, c in enumerate(cols) if c.table_function]
-        for i in range(n):
-            row = list(values)
-            for j in tf:
-                arr = values[j]
-                row[j] = arr[i] if isinstance(arr, list) and i < len(arr) else None
-            out = dict(zip(names, row, strict=True))
-            emit(tuple(out[k] for k in key_names), None, out, rowtime)
+        names = self._names
+        elems_rows = zip(*arrays, strict=True) if all(len(a) == n for a in arrays) else zip_longest(*arrays)
+        for elems in elems_rows:
+            row = values.copy()
+            for j, v in zip(tf, elems, strict=True):
+                row[j] = v
+            emit(tuple([row[i] for i in key_idx]), None, dict(zip(names, row, strict=True)), rowtime)
 
     def _stream_aggregate(self, r: tuple, rowtime: int) -> None:
         gk = tuple(f(r) for f in self.plan.group_fns)

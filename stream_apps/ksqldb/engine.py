@@ -964,6 +964,17 @@ class Engine:
         deadline = time.monotonic() + timeout
         stable = 0
         last: tuple[int, ...] = ()
+        for q in list(self.queries.values()):
+            q.caught_up = False  # a fresh answer, not one from before the last produce
+            q.idle_probe.set()
+        try:
+            return self._wait_idle(deadline, settle, stable, last)
+        finally:
+            for q in list(self.queries.values()):
+                q.idle_probe.clear()
+
+    def _wait_idle(self, deadline: float, settle: float, stable: int, last: tuple[int, ...]
+                   ) -> bool:
         while time.monotonic() < deadline:
             qs = [q for q in self.queries.values() if q.state == "RUNNING" and q.alive]
             counts = tuple(q.records_in for q in qs) + tuple(q.records_out for q in qs)
