@@ -31,7 +31,7 @@ import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from instore import topics as t
-from instore.embedded import Stack, ServiceSpec
+from instore.embedded import ServiceSpec, Stack
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.proximity import ProximityState
 from instore.records import CustomerLocation, now_ms
@@ -119,6 +119,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
 
         progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
         fig.update(_latency(producer, nearby, positions, rate, latency_seconds))
+        _drain(nearby, 3.0)  # the latency run's tail must not count as throughput
         progress(f"throughput: {events:,} positions")
         fig.update(_throughput(settings, producer, nearby, state, positions))
         fig["worker_max_rss_mb"] = _rss_mb(stack)
@@ -238,7 +239,8 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, state: Prox
     }
 
 
-def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation], rate: float, seconds: float) -> dict[str, Any]:
+def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation], rate: float,
+             seconds: float) -> dict[str, Any]:
     n = int(rate * seconds)
     sent_at: dict[tuple[str, int], float] = {}
     lat_nearby: dict[tuple[str, int], float] = {}

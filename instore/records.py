@@ -213,9 +213,11 @@ def validate(model: type[R], data: Any) -> R:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise RecordError(f"invalid {model.__name__}: {_describe(exc)}") from None
+        reason = f"invalid {model.__name__}: {_describe(exc)}"
+        raise RecordError(reason) from None
     except (RecursionError, ValueError) as exc:
-        raise RecordError(f"invalid {model.__name__}: {type(exc).__name__}") from None
+        reason = f"invalid {model.__name__}: {type(exc).__name__}"
+        raise RecordError(reason) from None
 
 
 def dead_letter(source_topic: str, error: str, raw: bytes | str | None,

@@ -19,7 +19,7 @@ DEV_KEYS = {
     "kiosk": "dev-kiosk-key",
 }
 DEV_ABLY_KEY = "instore-dev.embedded:dev-secret-not-for-production"
-DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"
+DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"  # noqa: S105 (development only; refused in production)
 
 
 class Settings(BaseSettings):

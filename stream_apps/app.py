@@ -15,8 +15,8 @@ from collections import Counter
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 import orjson
+from aiokafka.partitioner import murmur2
 
 from instore import topics as t
 from instore.geo import GeoError
@@ -52,7 +52,8 @@ def _credentials(settings: Settings) -> Any:
             if settings.kafka_security_protocol == "SASL_SSL" else None
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
+            password=(settings.kafka_sasl_password.get_secret_value()
+                      if settings.kafka_sasl_password else None),
             ssl_context=ctx, mechanism=settings.kafka_sasl_mechanism,
         )
     if settings.kafka_security_protocol == "SSL":

@@ -33,6 +33,7 @@ class Output:
         self._seen_failed = 0
         self.sent = 0
         self._producer = make_producer(settings, **{"on_delivery": self._on_delivery,
+                                                   "delivery.report.only.error": True,
                                                    "client.id": f"instore-{name}"})
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"flush-{name}")
 
