@@ -41,6 +41,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from instore import topics as t
+from instore.durable import BrokerRestartWatch
 from instore.embedded import Stack, free_port, port_open
 from instore.health import consumer_lag
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
@@ -309,6 +310,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
     tail: OffersTail | None = None
     sent = Counter[str]()
     fault_log: list[dict[str, Any]] = []
+    injected: list[str] = []
     started = time.monotonic()
     try:
         producer = make_producer(settings)
@@ -341,12 +343,13 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
                                visits=10_000, start_anywhere=True)
         sender = threading.Thread(target=publish_positions, args=(make_producer(settings), walks),
                                   kwargs={"realtime": True,
-                                          "stop": lambda: stop.is_set() or time.monotonic() > end,
+                                          "stop": stop.is_set,
                                           "on_sent": lambda _p: sent.update(positions=1)},
                                   daemon=True)
         sender.start()
 
         injector = Faults(settings, stack, subs, promoted, progress)
+        broker_watch = BrokerRestartWatch(settings, stack, on_event=lambda m: progress(f"up: {m}"))
         plan: list[str] = []
         if faults:
             # Random order, the broker last: on Tansu, a worker restarted *after* a broker
@@ -358,16 +361,24 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         next_at = time.monotonic() + min(20.0, run_s * 0.1)
         recovering: threading.Thread | None = None
         last_report = time.monotonic()
-        while time.monotonic() < end or (recovering is not None and recovering.is_alive()):
+        while time.monotonic() < end or plan or (recovering is not None
+                                                 and recovering.is_alive()):
             stack.supervise_once()
+            broker_watch.check()
             if plan and time.monotonic() >= next_at and (recovering is None
                                                          or not recovering.is_alive()):
                 name = plan.pop(0)
                 killed_at = time.monotonic()
                 injector.kill(name)
+                injected.append(name)
 
                 def _measure(name: str = name, killed_at: float = killed_at) -> None:
-                    fault_log.append(injector.recover(name, killed_at))
+                    try:
+                        fault_log.append(injector.recover(name, killed_at))
+                    except Exception as exc:  # noqa: BLE001 - a probe that broke is a failure
+                        progress(f"fault: {name} recovery probe failed: {exc!r}")
+                        fault_log.append({"service": name, "recovered": False,
+                                          "recovery_s": round(time.monotonic() - killed_at, 2)})
 
                 recovering = threading.Thread(target=_measure, daemon=True)
                 recovering.start()
@@ -407,7 +418,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         "offers_produced": len(produced), "offers_received": len(got_ids),
         "lost": len(lost), "duplicates": sum(n - 1 for n in got_ids.values() if n > 1),
         "consent_violations": violations,
-        "faults_injected": len(fault_log),
+        "faults_injected": len(injected),
         "faults": [f"{f['service']}:{f['recovery_s']}s{'' if f['recovered'] else ' NOT'}"
                    for f in fault_log],
         "faults_recovered": sum(1 for f in fault_log if f["recovered"]),

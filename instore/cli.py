@@ -88,8 +88,13 @@ def up(
     try:
         console.print("[bold green]stack is up[/] (Ctrl-C stops it)")
         _print_status(stack.status())
+        from instore.durable import BrokerRestartWatch  # noqa: PLC0415
+
+        broker_watch = BrokerRestartWatch(settings, stack,
+                                          on_event=lambda m: console.print(f"[cyan]up[/] {m}"))
         while not stopping:
             stack.supervise_once()
+            broker_watch.check()
             write_stack_status(data_dir, stack.status())
             time.sleep(0.5)
     finally:
@@ -342,7 +347,8 @@ def bench_soak(
     _print_figures({k: v for k, v in fig.items() if not isinstance(v, dict | list)})
     if as_json:
         sys.stdout.write(json.dumps(fig) + "\n")
-    bad = fig["lost"] or fig["duplicates"] or fig["consent_violations"] or fig["log_leaks"]
+    bad = (fig["lost"] or fig["duplicates"] or fig["consent_violations"] or fig["log_leaks"]
+           or not fig["services_back"] or fig["faults_recovered"] < fig["faults_injected"])
     raise typer.Exit(1 if bad else 0)
 
 

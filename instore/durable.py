@@ -13,11 +13,12 @@ sink's ``offer_id`` de-duplication markers survive a restart too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
@@ -219,3 +220,87 @@ def run_persister(settings: Settings, data_dir: Path) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     persister.run()
+
+
+def faust_changelogs(settings: Settings) -> list[str]:
+    from instore.kafka import make_admin  # noqa: PLC0415
+
+    names = make_admin(settings).list_topics(timeout=10).topics
+    return sorted(n for n in names if n.startswith(f"{settings.app_id}-")
+                  and n.endswith("-changelog"))
+
+
+class BrokerRestartWatch:
+    """What the supervisor does when the embedded broker comes back empty after a restart.
+
+    The broker's memory held the workers' table changelogs too. A worker that outlived the
+    broker writes into changelog topics that the broker re-creates on the fly, and on Tansu a
+    worker started later waits forever in Faust's recovery for records those topics report but
+    never serve. So once the broker is back: drop the workers' changelog topics (their state was
+    lost with the broker anyway) and restart the workers, which recover from empty changelogs;
+    the persister restores catalog, promotions and consents, and offers a worker decides again
+    keep their ``offer_id`` (same cooldown window), which the sink's Redis markers de-duplicate.
+    """
+
+    def __init__(self, settings: Settings, stack: object,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.on_event = on_event or (lambda m: log.info("%s", m))
+        self.seen = self._broker_restarts()
+        self.handled = 0
+        self._thread: threading.Thread | None = None
+
+    def _broker_restarts(self) -> int:
+        running = getattr(self.stack, "services", {}).get("broker")
+        return int(running.restarts) if running is not None else 0
+
+    def check(self) -> None:
+        """Call from the supervision loop; the work runs in a thread."""
+        restarts = self._broker_restarts()
+        if restarts > self.seen and (self._thread is None or not self._thread.is_alive()):
+            self.seen = restarts
+            self._thread = threading.Thread(target=self._handle, daemon=True,
+                                            name="broker-restart")
+            self._thread.start()
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _handle(self) -> None:
+        import os  # noqa: PLC0415
+        import signal  # noqa: PLC0415
+
+        from instore.kafka import ensure_topics, make_admin, wait_for_broker  # noqa: PLC0415
+
+        services = getattr(self.stack, "services", {})
+        workers = [services[name] for name in services if name.startswith("worker")]
+        try:
+            for running in workers:  # hold the supervisor's restarts until the topics are gone
+                running.spec.restart = False
+                if running.proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(running.proc.pid, signal.SIGKILL)
+                    running.proc.wait(10)
+            wait_for_broker(self.settings, timeout_s=60)
+            ensure_topics(self.settings)
+            dropped: list[str] = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                left = faust_changelogs(self.settings)
+                if not left:
+                    break
+                dropped += [n for n in left if n not in dropped]
+                for fut in make_admin(self.settings).delete_topics(
+                        left, operation_timeout=10).values():
+                    with contextlib.suppress(KafkaException):
+                        fut.result()
+                time.sleep(0.5)
+            self.handled += 1
+            self.on_event(f"broker restarted empty: dropped {len(dropped)} changelog topics, "
+                          f"restarting {len(workers)} worker(s)")
+        except Exception as exc:  # noqa: BLE001 - the supervisor must keep running
+            self.on_event(f"broker restart handling failed: {type(exc).__name__}: {exc}")
+        finally:
+            for running in workers:
+                running.spec.restart = True
