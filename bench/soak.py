@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
 from instore import topics as t
 from instore.durable import BrokerRestartWatch
@@ -46,7 +46,7 @@ from instore.embedded import Stack, free_port, port_open
 from instore.health import consumer_lag
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.logscan import log_files, scan, secrets_of
-from instore.records import Offer, ShopperConsent, now_ms
+from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings, service_specs
 from producers.publish import publish_consents, publish_positions, publish_world, wait_for_worker
@@ -245,13 +245,36 @@ class Faults:
         return spec.port is None or port_open(spec.host, spec.port)
 
     def _worker_ok(self, deadline: float) -> bool:
+        """A position with a uid never used before comes back as a NEARBY row."""
+        uid = f"probe-{uuid.uuid4().hex[:12]}"
         while time.monotonic() < deadline:
             try:  # the topics may not be back yet just after a broker restart
-                return wait_for_worker(self.settings, self.product,
-                                       max(1.0, deadline - time.monotonic()))
+                return self._probe(uid, deadline)
             except (KeyError, KafkaException):
                 time.sleep(0.5)
         return False
+
+    def _probe(self, uid: str, deadline: float) -> bool:
+        consumer = make_consumer(self.settings)
+        try:
+            parts = consumer.list_topics(timeout=5).topics[t.NEARBY_CUSTOMERS.name].partitions
+            # From the end: the uid is new, so no older row can match (and probes repeat).
+            consumer.assign([TopicPartition(t.NEARBY_CUSTOMERS.name, p, OFFSET_END)
+                             for p in parts])
+            key = uid.encode()
+            while time.monotonic() < deadline:
+                produce(self.producer, t.CUSTOMERS_LOCATIONS, CustomerLocation(
+                    uid=uid, store_id=self.product.store_id, latitude=self.product.latitude,
+                    longitude=self.product.longitude, ts=now_ms()))
+                self.producer.flush(5)
+                until = time.monotonic() + 1.0
+                while time.monotonic() < until:
+                    for msg in consumer.consume(5000, 0.1):
+                        if msg.error() is None and msg.key() == key:
+                            return True
+            return False
+        finally:
+            consumer.close()
 
     def _push_ok(self, deadline: float) -> bool:
         offer_id = f"canary-{uuid.uuid4().hex[:16]}"
