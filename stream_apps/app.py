@@ -9,9 +9,11 @@ idempotent by key and ``offer_id``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections import Counter
+import time
+from collections import Counter, deque
 from typing import Any
 
 import faust
@@ -117,6 +119,7 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     writer = ServingWriter(settings.redis_address)
     out_nearby = Output(settings, "proximity")
     out_offers = Output(settings, "policy")
+    out_views = Output(settings, "views")
     enabled = {a.strip() for a in settings.worker_agents.split(",") if a.strip()}
 
     def send_dead_letter(out: Output, source: str, error: str, raw: bytes | None,
@@ -129,8 +132,8 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
 
     async def view_dead_letter(source: str, error: str, raw: bytes | None,
                                partition: int, offset: int) -> None:
-        send_dead_letter(out_offers, source, error, raw, partition, offset)
-        await out_offers.drain()
+        send_dead_letter(out_views, source, error, raw, partition, offset)
+        await out_views.drain()
 
     views = Views(settings, view_dead_letter)
     app.views = views  # type: ignore[attr-defined]
@@ -141,6 +144,9 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         await views.run()
 
     async def proximity(stream: faust.StreamT) -> None:
+        """Positions -> NEARBY_CUSTOMERS rows. Pipelined: while the broker acknowledges one
+        batch's rows, the next batch is matched; a batch's input events are acknowledged to
+        Faust (and so committed) only once its rows are acknowledged, in order."""
         await views.ready.wait()
         state = views.proximity
         nearby_name = t.NEARBY_CUSTOMERS.name
@@ -149,8 +155,23 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                 return [orjson.dumps(r) for r in state.match_rows_naive(pos, ts)]
         else:
             match = state.match_json
-        async for events in stream.take_events(settings.worker_batch,
-                                               within=settings.worker_batch_within_s):
+        in_flight: deque[tuple[asyncio.Future[None], list[Any], Counter[str], list[Any]]] = deque()
+
+        async def settle(wait_for_oldest: bool) -> None:
+            while in_flight and (wait_for_oldest or in_flight[0][0].done()):
+                fut, events, batch, live = in_flight.popleft()
+                t_wait = time.perf_counter()
+                await fut  # raises DeliveryFailed: the worker stops, nothing is acknowledged
+                batch["proximity_drain_ms"] += int((time.perf_counter() - t_wait) * 1000)
+                for event in events:
+                    await stream.ack(event)
+                stats.update(batch)
+                await writer.write_batch(live, [], [], batch)
+                wait_for_oldest = False
+
+        async for events in stream.noack_take(settings.worker_batch,
+                                              within=settings.worker_batch_within_s):
+            t_batch = time.perf_counter()
             live: list[tuple[str, str, float, float, int]] = []
             batch = Counter[str]()
             n_rows = positions_ok = 0
@@ -189,9 +210,10 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                     live.append((pos.uid, store_id, pos.latitude, pos.longitude, ts))
             batch["positions"] += positions_ok
             batch["nearby"] += n_rows
-            await out_nearby.drain()
-            stats.update(batch)
-            await writer.write_batch(live, [], [], batch)
+            batch["proximity_batches"] += 1
+            batch["proximity_work_ms"] += int((time.perf_counter() - t_batch) * 1000)
+            in_flight.append((out_nearby.seal(), list(events), batch, live))
+            await settle(wait_for_oldest=len(in_flight) > settings.worker_pipeline_depth)
 
     async def policy(stream: faust.StreamT) -> None:
         await views.ready.wait()
@@ -240,7 +262,24 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     if "policy" in enabled:
         app.agent(nearby_topic, name="policy")(policy)
 
-    @app.timer(interval=30.0)
+    @app.task
+    async def enable_our_logs() -> None:
+        # Faust configures logging when the worker starts (disabling loggers that existed);
+        # ours say lifecycle and totals even when Faust itself logs warnings only.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] "
+                                               "%(name)s: %(message)s"))
+        for name in ("stream_apps", "instore"):
+            logger = logging.getLogger(name)
+            logger.disabled = False
+            logger.setLevel(logging.INFO)
+            logger.handlers = [handler]
+            logger.propagate = False
+        for name in ("stream_apps.views", "stream_apps.output", "stream_apps.serving_writer"):
+            logging.getLogger(name).disabled = False
+        log.info("worker started: agents %s", ", ".join(sorted(enabled)))
+
+    @app.timer(interval=settings.worker_report_interval_s)
     async def report() -> None:
         if stats:
             log.info("worker totals: %s", dict(sorted(stats.items())))
