@@ -178,23 +178,41 @@ def demo(
 
     setup_logging("WARNING")
     settings = get_settings()
-    if camera:
-        from producers.camera_demo import run_camera_demo  # noqa: PLC0415
+    from producers.demo import run_demo  # noqa: PLC0415
 
-        runner = run_camera_demo
-    else:
-        from producers.demo import run_demo  # noqa: PLC0415
-
-        runner = run_demo
+    feed = _camera_feed(seconds) if camera else None
     try:
-        summary = runner(settings, seconds=seconds, shoppers=shoppers, seed=seed,
-                         console=console, live=not as_json and console.is_terminal,
-                         on_event=lambda m: console.print(f"[cyan]demo[/] {m}"))
+        summary = run_demo(settings, seconds=seconds, shoppers=shoppers, seed=seed,
+                           console=console, live=not as_json and console.is_terminal,
+                           on_event=lambda m: console.print(f"[cyan]demo[/] {m}"), camera=feed)
     except (StackError, KafkaUnavailable) as exc:
         raise fail(str(exc)) from None
     _print_figures(summary)
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
+
+
+def _camera_feed(seconds: float) -> object:
+    """`demo --camera`: the synthetic depth camera's check-in scene (one shopper checks in at
+    the kiosk, then stops at a shelf) through the edge pipeline, and a catalog on its shelves."""
+    from edge.pipeline import run_pipeline  # noqa: PLC0415
+    from edge.scene import checkin_scene, shelf_products  # noqa: PLC0415
+    from edge.sources import SyntheticSource  # noqa: PLC0415
+    from instore.records import Promotion, StoreProduct  # noqa: PLC0415
+    from producers.demo import CameraFeed  # noqa: PLC0415
+
+    scene = checkin_scene("640x480", seconds=max(seconds, 60.0), fps=15.0)
+    products = [StoreProduct(sku=sku, store_id=scene.store_id, segment=seg, name=name,
+                             latitude=lat, longitude=lon, country="GB")
+                for sku, seg, name, lat, lon in shelf_products(scene)]
+    promotions = [Promotion(pid=f"camera-{p.sku}", sku=p.sku, title=f"15% off {p.name}",
+                            discount_pct=15, radius_ft=6) for p in products[::2]]
+    kiosk_id = next(iter(scene.kiosks))
+
+    def run(settings: object, stop: object) -> object:
+        return run_pipeline(settings, SyntheticSource(scene, real_time=True), stop)  # type: ignore[arg-type]
+
+    return CameraFeed(products, promotions, scene.store_id, kiosk_id, run)
 
 
 @produce_app.command("catalog")

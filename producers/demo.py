@@ -42,6 +42,19 @@ DEMO_UID = "shopper-00001"
 
 
 @dataclass
+class CameraFeed:
+    """Positions from a camera instead of simulated walks (`instore demo --camera`): the
+    catalog where the camera's shoppers walk, the kiosk they check in at, and the feed itself
+    (``run(settings, stop)`` produces `customers_locations` until ``stop`` is set)."""
+
+    products: list[Any]
+    promotions: list[Any]
+    store_id: str
+    kiosk_id: str
+    run: Callable[[Settings, threading.Event], Any]
+
+
+@dataclass
 class DemoStats:
     positions: int = 0
     nearby: int = 0
@@ -107,11 +120,11 @@ def _view(stats: DemoStats, urls: list[str]) -> Group:
     return Group(head, offers, *[f"[dim]{u}[/]" for u in urls])
 
 
-def page_urls(settings: Settings) -> list[str]:
+def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "kiosk-1") -> list[str]:
     h = settings.host
     return [
         f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID} (opt in there)",
-        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store=store-001&kiosk=kiosk-1",
+        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}",
         f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
         f"API docs:    http://{h}:{settings.api_port}/docs",
     ]
@@ -119,7 +132,8 @@ def page_urls(settings: Settings) -> list[str]:
 
 def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
              console: Console, live: bool = True, data_dir: Path | None = None,
-             on_event: Callable[[str], None] | None = None) -> dict[str, Any]:
+             on_event: Callable[[str], None] | None = None,
+             camera: CameraFeed | None = None) -> dict[str, Any]:
     stack: Stack | None = None
     if settings.embedded_kafka and port_open(settings.host, settings.broker_port):
         console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
@@ -128,35 +142,56 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
     stats = DemoStats()
     stop = threading.Event()
     try:
-        world = build_world(stores=2, products=400, promoted=12, seed=seed)
         producer = make_producer(settings)
-        publish_world(producer, world.products, world.promotions)
-        uids = [f"shopper-{i + 1:05d}" for i in range(shoppers)]
-        # 4 in 5 opt in; the first shopper is yours: opt in on the phone page to see offers.
-        opted = [u for i, u in enumerate(uids) if i % 5 != 4 and u != DEMO_UID]
+        if camera is None:
+            world = build_world(stores=2, products=400, promoted=12, seed=seed)
+            products, promotions = world.products, world.promotions
+            store_id, kiosk_id = "store-001", "kiosk-1"
+            uids = [f"shopper-{i + 1:05d}" for i in range(shoppers)]
+            # 4 in 5 opt in; the first shopper is yours: opt in on the phone page to see offers.
+            opted = [u for i, u in enumerate(uids) if i % 5 != 4 and u != DEMO_UID]
+        else:
+            products, promotions = camera.products, camera.promotions
+            store_id, kiosk_id = camera.store_id, camera.kiosk_id
+            opted = [DEMO_UID]  # the camera's other shoppers are anonymous tracks: no offers
+        publish_world(producer, products, promotions)
         publish_consents(producer, opted)
-        promoted = next(p for p in world.products if p.sku == world.promotions[0].sku)
+        promoted = next(p for p in products if p.sku == promotions[0].sku)
         console.print("[cyan]demo[/] waiting for the Faust worker to join and load the catalog")
         if not wait_for_worker(settings, promoted):
             console.print("[yellow]demo[/] the worker has not answered yet; walking anyway")
         produce(producer, t.KIOSK_INTERACTIONS, KioskInteraction(
-            store_id="store-001", kiosk_id="kiosk-1", uid=DEMO_UID, action="checkin", ts=now_ms()))
+            store_id=store_id, kiosk_id=kiosk_id, uid=DEMO_UID, action="checkin", ts=now_ms()))
         producer.flush(10)
         watcher = threading.Thread(target=_watch, args=(settings, stats, stop), daemon=True)
         watcher.start()
         time.sleep(0.5)
         deadline = time.monotonic() + seconds
-        walks = walk_positions(world, shoppers=shoppers, seed=seed, hz=2.0, stagger_s=5.0,
-                               visits=20, start_anywhere=True)
 
         def sent(_pos: object) -> None:
             stats.positions += 1
 
-        sender = threading.Thread(target=publish_positions, args=(producer, walks), kwargs={
-            "realtime": True, "stop": lambda: stop.is_set() or time.monotonic() > deadline,
-            "on_sent": sent}, daemon=True)
+        if camera is None:
+            walks = walk_positions(world, shoppers=shoppers, seed=seed, hz=2.0, stagger_s=5.0,
+                                   visits=20, start_anywhere=True)
+            sender = threading.Thread(target=publish_positions, args=(producer, walks), kwargs={
+                "realtime": True, "stop": lambda: stop.is_set() or time.monotonic() > deadline,
+                "on_sent": sent}, daemon=True)
+        else:
+            feed_stop = threading.Event()
+
+            def run_camera() -> None:
+                timer = threading.Timer(seconds, feed_stop.set)
+                timer.start()
+                try:
+                    result = camera.run(settings, feed_stop)
+                    stats.positions = int(getattr(result, "positions", 0) or 0)
+                finally:
+                    timer.cancel()
+
+            sender = threading.Thread(target=run_camera, daemon=True)
         sender.start()
-        urls = page_urls(settings)
+        urls = page_urls(settings, store_id, kiosk_id)
         if live:
             with Live(_view(stats, urls), console=console, refresh_per_second=4) as view:
                 while sender.is_alive():
