@@ -7,9 +7,8 @@ installed is skipped with a note, so the stack still comes up with what is there
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from instore.embedded import ServiceSpec, Stack, core_specs, instore_cmd
 from instore.settings import Settings

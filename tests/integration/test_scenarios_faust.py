@@ -12,7 +12,6 @@ from instore.kafka import ensure_topics
 from tests.conftest import child_env, instore_proc, make_settings
 from tests.integration.scenario_runner import (
     Collector,
-    wait_for_probe,
     check_dead_letters,
     check_distances,
     expected_nearby,
@@ -21,6 +20,7 @@ from tests.integration.scenario_runner import (
     got_offers,
     load_all,
     run_scenario,
+    wait_for_probe,
 )
 
 pytestmark = pytest.mark.integration
