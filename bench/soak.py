@@ -316,7 +316,8 @@ class Faults:
 
 
 def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed: int = 7,
-        progress: Progress = lambda m: None, keep_dir: bool = False) -> dict[str, Any]:
+        progress: Progress = lambda m: None, keep_dir: bool = False,
+        drain_max_s: float = 120.0) -> dict[str, Any]:
     settings = isolated_settings(get_settings(), dwell_s=2.0, cooldown_s=900.0, cap_per_hour=50,
                                  kafka_partitions=4)
     data_dir = Path(tempfile.mkdtemp(prefix="instore-soak-"))
@@ -414,7 +415,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         stop.set()
         sender.join(10)
         progress("shoppers stopped; waiting for the pipeline to drain")
-        lag = _drain(settings, stack, tail, subs)
+        lag = _drain(settings, stack, tail, subs, drain_max_s)
         status = stack.status()
     finally:
         stop.set()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_short_soak_reconciles_and_logs_are_clean(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(soak, "RESULTS", tmp_path / "soak.jsonl")
-    fig = soak.run(minutes=0.5, rate=40, faults=False, seed=3)
+    fig = soak.run(minutes=0.5, rate=40, faults=False, seed=3, drain_max_s=45)
     assert fig["positions_sent"] > 0
     assert fig["offers_produced"] > 0, fig
     assert fig["lost"] == 0, fig
