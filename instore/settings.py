@@ -85,8 +85,6 @@ class Settings(BaseSettings):
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy"
     worker_report_interval_s: float = Field(default=30.0, gt=0)
-    # Batches whose outputs may await the broker's acknowledgement while the next is processed.
-    worker_pipeline_depth: int = Field(default=4, ge=0, le=64)
     # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).
     proximity_index: Literal["grid", "naive"] = "grid"
 

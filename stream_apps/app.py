@@ -9,11 +9,10 @@ idempotent by key and ``offer_id``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 import faust
@@ -144,9 +143,8 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         await views.run()
 
     async def proximity(stream: faust.StreamT) -> None:
-        """Positions -> NEARBY_CUSTOMERS rows. Pipelined: while the broker acknowledges one
-        batch's rows, the next batch is matched; a batch's input events are acknowledged to
-        Faust (and so committed) only once its rows are acknowledged, in order."""
+        """Positions -> NEARBY_CUSTOMERS rows. A batch's input events are acknowledged to Faust
+        (and so committed) only once the broker has acknowledged all its rows."""
         await views.ready.wait()
         state = views.proximity
         nearby_name = t.NEARBY_CUSTOMERS.name
@@ -155,22 +153,8 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                 return [orjson.dumps(r) for r in state.match_rows_naive(pos, ts)]
         else:
             match = state.match_json
-        in_flight: deque[tuple[asyncio.Future[None], list[Any], Counter[str], list[Any]]] = deque()
-
-        async def settle(wait_for_oldest: bool) -> None:
-            while in_flight and (wait_for_oldest or in_flight[0][0].done()):
-                fut, events, batch, live = in_flight.popleft()
-                t_wait = time.perf_counter()
-                await fut  # raises DeliveryFailed: the worker stops, nothing is acknowledged
-                batch["proximity_drain_ms"] += int((time.perf_counter() - t_wait) * 1000)
-                for event in events:
-                    await stream.ack(event)
-                stats.update(batch)
-                await writer.write_batch(live, [], [], batch)
-                wait_for_oldest = False
-
-        async for events in stream.noack_take(settings.worker_batch,
-                                              within=settings.worker_batch_within_s):
+        async for events in stream.take_events(settings.worker_batch,
+                                               within=settings.worker_batch_within_s):
             t_batch = time.perf_counter()
             live: list[tuple[str, str, float, float, int]] = []
             batch = Counter[str]()
@@ -211,9 +195,14 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
             batch["positions"] += positions_ok
             batch["nearby"] += n_rows
             batch["proximity_batches"] += 1
-            batch["proximity_work_ms"] += int((time.perf_counter() - t_batch) * 1000)
-            in_flight.append((out_nearby.seal(), list(events), batch, live))
-            await settle(wait_for_oldest=len(in_flight) > settings.worker_pipeline_depth)
+            t_work = time.perf_counter()
+            batch["proximity_work_ms"] += int((t_work - t_batch) * 1000)
+            # Raises DeliveryFailed if a row was not accepted: the agent stops before its
+            # events are acknowledged, so they are processed again (at-least-once).
+            await out_nearby.drain()
+            batch["proximity_drain_ms"] += int((time.perf_counter() - t_work) * 1000)
+            stats.update(batch)
+            await writer.write_batch(live, [], [], batch)
 
     async def policy(stream: faust.StreamT) -> None:
         await views.ready.wait()
