@@ -113,6 +113,11 @@ class TableView:
                     self.promotions.pop(key, None)
             elif topic is t.SHOPPER_CONSENTS:
                 if isinstance(record, r.ShopperConsent):
+                    # Last writer wins by updated_at: the API applies its own writes at once,
+                    # and the topic reader may deliver an older record of the same shopper after.
+                    held = self._consents.get(key)
+                    if held is not None and orjson.loads(held).get("updated_at", 0) > record.updated_at:
+                        return
                     self._consents[key] = raw or record.to_json()
                 else:
                     self._consents.pop(key, None)

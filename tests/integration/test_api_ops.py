@@ -22,6 +22,7 @@ def test_healthz_and_readyz(client):
         "broker": True,
         "redis": True,
         "worker_lag": True,
+        "sink_lag": True,
         "catalog_view": True,
     }
     detail = client.get("/ops/status", headers=OPS).json()
