@@ -37,6 +37,7 @@ from instore.proximity import ProximityState
 from instore.records import CustomerLocation, now_ms
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings
+from producers.publish import wait_for_worker
 from producers.shoppers import walk_positions
 from producers.world import build_world
 
@@ -115,7 +116,12 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         for i in range(workers):
             stack.start(ServiceSpec(f"worker-{i + 1}", [sys.executable, "-m", "instore", "worker"]))
         nearby = _tail_consumer(settings, t.NEARBY_CUSTOMERS)
-        _warm_up(settings, producer, world, nearby, progress)
+        progress("waiting for the worker to join and load the catalog")
+        probe = next(p for p in world.products if p.sku == world.promotions[0].sku)
+        if not wait_for_worker(settings, probe, timeout_s=180):
+            msg = "the worker did not produce NEARBY rows within 180 s (see its log)"
+            raise RuntimeError(msg)
+        _drain(nearby, 1.0)
 
         progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
         fig.update(_latency(producer, nearby, positions, rate, latency_seconds))
@@ -167,28 +173,6 @@ def _micro(state: ProximityState, sample: list[CustomerLocation]) -> dict[str, A
     naive_us = (time.perf_counter() - t0) / len(few) * 1e6
     return {"match_us_per_position": round(grid_us, 2), "naive_match_us_per_position":
             round(naive_us, 2), "matches_per_position": round(rows / len(sample), 3)}
-
-
-def _warm_up(settings: Settings, producer: Any, world: Any, nearby: Consumer,
-             progress: Progress) -> None:
-    """Wait until the worker has joined and loaded the views: a probe position comes back."""
-    q = world.promotions[0]
-    p = next(x for x in world.products if x.sku == q.sku)
-    progress("waiting for the worker to join and load the catalog")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        probe = CustomerLocation(uid="probe", store_id=p.store_id, latitude=p.latitude,
-                                 longitude=p.longitude, ts=now_ms())
-        produce(producer, t.CUSTOMERS_LOCATIONS, probe)
-        producer.flush(10)
-        t_end = time.monotonic() + 2
-        while time.monotonic() < t_end:
-            msg = nearby.poll(0.1)
-            if msg is not None and not msg.error() and msg.key() == b"probe":
-                _drain(nearby, 1.0)
-                return
-    msg = "the worker did not produce NEARBY rows within 180 s (see its log)"
-    raise RuntimeError(msg)
 
 
 def _drain(consumer: Consumer, quiet_s: float) -> int:
