@@ -1,11 +1,12 @@
 """The worker's producer: confluent-kafka (librdkafka) driven from the asyncio loop.
 
 Faust's own producer (aiokafka) costs tens of microseconds per message in Python; the
-proximity agent writes many NEARBY rows per position, so it produces with librdkafka. Sends
-are grouped in batches: ``seal()`` closes the current batch and returns a future that resolves
-when the broker has acknowledged every message of it (or fails if one failed). A poller thread
-serves librdkafka's delivery reports, so the loop never blocks on the broker and producing
-never forces tiny batches (a ``flush()`` per batch would: it overrides ``linger.ms``).
+proximity agent writes many NEARBY rows per position, so it produces with librdkafka.
+``drain()`` waits until librdkafka's queue is empty, i.e. the broker has acknowledged every
+message sent so far (each agent has its own Output and waits before it sends more). It polls the
+queue length instead of calling ``flush()``: a flush overrides ``linger.ms`` and sends tiny
+batches, which the embedded broker handles badly. Delivery reports come only for failures, so
+successful messages cost no Python call; a poller thread serves those reports.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -21,50 +23,24 @@ from instore.kafka import make_producer
 from instore.settings import Settings
 
 log = logging.getLogger(__name__)
+DRAIN_TIMEOUT_S = 120.0
 
 
 class DeliveryFailed(RuntimeError):
     pass
 
 
-class _Batch:
-    __slots__ = ("delivered", "error", "future", "loop", "sealed", "sent")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[None] = loop.create_future()
-        self.sent = 0
-        self.delivered = 0
-        self.sealed = False
-        self.error: str | None = None
-
-    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:  # librdkafka's thread
-        if err is not None and self.error is None:
-            self.error = f"delivery to {msg.topic()} failed: {err}"
-        self.delivered += 1
-        if self.sealed and self.delivered == self.sent:
-            self.loop.call_soon_threadsafe(self._resolve)
-
-    def seal(self) -> None:
-        self.sealed = True
-        if self.delivered == self.sent:
-            self._resolve()
-
-    def _resolve(self) -> None:
-        if self.future.done():
-            return
-        if self.error is not None:
-            self.future.set_exception(DeliveryFailed(self.error))
-        else:
-            self.future.set_result(None)
-
-
 class Output:
     def __init__(self, settings: Settings, name: str) -> None:
         self.name = name
         self.sent = 0
-        self._producer = make_producer(settings, **{"client.id": f"instore-{name}"})
-        self._batch: _Batch | None = None
+        self.failed = 0
+        self._seen_failed = 0
+        self._first_error: str | None = None
+        self._producer = make_producer(settings, **{
+            "client.id": f"instore-{name}", "on_delivery": self._on_delivery,
+            "delivery.report.only.error": True,
+        })
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=f"delivery-{name}", daemon=True)
         self._poller.start()
@@ -73,37 +49,43 @@ class Output:
         while not self._closed.is_set():
             self._producer.poll(0.05)
 
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:  # poller thread
+        if err is not None:
+            self.failed += 1
+            if self._first_error is None:
+                self._first_error = f"delivery to {msg.topic()} failed: {err}"
+            if self.failed - self._seen_failed <= 3:
+                log.error("%s: delivery to %s failed: %s", self.name, msg.topic(), err)
+
     def send(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int | None) -> None:
-        batch = self._batch
-        if batch is None:
-            batch = self._batch = _Batch(asyncio.get_running_loop())
-        cb = batch.on_delivery
         produce = self._producer.produce
         while True:
             try:
                 if ts_ms is None:
-                    produce(topic, value, key, on_delivery=cb)
+                    produce(topic, value, key)
                 else:
-                    produce(topic, value, key, on_delivery=cb, timestamp=ts_ms)
+                    produce(topic, value, key, timestamp=ts_ms)
                 break
-            except BufferError:  # queue full: let the poller catch up
+            except BufferError:  # queue full: let librdkafka catch up
                 self._closed.wait(0.005)
-        batch.sent += 1
         self.sent += 1
-
-    def seal(self) -> asyncio.Future[None]:
-        """Close the current batch; the future resolves once all of it is acknowledged."""
-        batch, self._batch = self._batch, None
-        if batch is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        batch.seal()
-        return batch.future
 
     async def drain(self) -> None:
         """Wait until everything sent so far is acknowledged; raise if anything failed."""
-        await self.seal()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        pause = 0.0005
+        while len(self._producer) > 0:
+            if time.monotonic() > deadline:
+                msg = (f"{self.name}: {len(self._producer)} messages not acknowledged in "
+                       f"{DRAIN_TIMEOUT_S:.0f} s")
+                raise DeliveryFailed(msg)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.005)
+        if self.failed > self._seen_failed:
+            n, self._seen_failed = self.failed - self._seen_failed, self.failed
+            msg = f"{self.name}: {n} messages failed ({self._first_error})"
+            self._first_error = None
+            raise DeliveryFailed(msg)
 
     def close(self) -> None:
         self._producer.flush(10)
