@@ -26,8 +26,10 @@ demo: setup
 up: setup
 	$(VENV)/bin/instore up
 
+# Integration and e2e tests run real brokers, workers and browsers on two shared cores: a test
+# that fails is run again (up to twice) before it counts as failed; reruns are reported.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --reruns 2 --reruns-delay 2 tests
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
