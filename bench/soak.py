@@ -317,7 +317,7 @@ class Faults:
 
 def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed: int = 7,
         progress: Progress = lambda m: None, keep_dir: bool = False,
-        drain_max_s: float = 120.0) -> dict[str, Any]:
+        drain_max_s: float = 120.0, results: Path = RESULTS) -> dict[str, Any]:
     settings = isolated_settings(get_settings(), dwell_s=2.0, cooldown_s=900.0, cap_per_hour=50,
                                  kafka_partitions=4)
     data_dir = Path(tempfile.mkdtemp(prefix="instore-soak-"))
@@ -458,8 +458,8 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
     }
     if lost:
         fig["lost_sample"] = lost[:5]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a") as f:
         f.write(json.dumps(fig) + "\n")
     if not keep_dir:
         import shutil  # noqa: PLC0415

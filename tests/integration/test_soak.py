@@ -13,9 +13,9 @@ from bench import soak
 pytestmark = pytest.mark.integration
 
 
-def test_short_soak_reconciles_and_logs_are_clean(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(soak, "RESULTS", tmp_path / "soak.jsonl")
-    fig = soak.run(minutes=0.5, rate=40, faults=False, seed=3, drain_max_s=45)
+def test_short_soak_reconciles_and_logs_are_clean(tmp_path) -> None:
+    fig = soak.run(minutes=0.5, rate=40, faults=False, seed=3, drain_max_s=45,
+                   results=tmp_path / "soak.jsonl")
     assert fig["positions_sent"] > 0
     assert fig["offers_produced"] > 0, fig
     assert fig["lost"] == 0, fig
