@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # Longest a consumer waits on an empty fetch (the embedded broker never answers early).
     consumer_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
-    worker_agents: str = "proximity,policy"
+    worker_agents: str = "proximity,policy,analytics"
     worker_report_interval_s: float = Field(default=30.0, gt=0)
     # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).
     proximity_index: Literal["grid", "naive"] = "grid"

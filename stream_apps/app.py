@@ -277,7 +277,7 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         from stream_apps import analytics  # noqa: PLC0415
     except ImportError:
         analytics = None  # type: ignore[assignment]
-    if analytics is not None and hasattr(analytics, "agents"):
+    if analytics is not None and "analytics" in enabled:
         analytics.agents(app, settings)
 
     return app
