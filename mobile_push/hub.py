@@ -4,8 +4,12 @@ Server-Sent Events stream per channel for browsers, and the phone and kiosk page
 Routes (Ably's shapes): ``GET /time``, ``POST /keys/{keyName}/requestToken``,
 ``POST /channels/{name}/messages`` (Basic or Bearer; capability ``publish``; message ``id``
 de-duplicated per channel), ``GET /channels/{name}/messages`` (capability ``history``).
-Ours: ``GET /channels/{name}/stream?accessToken=..&rewind=N`` (SSE; capability ``subscribe``),
-``/phone``, ``/kiosk``, ``/config.json``, ``/health``.
+``POST /keys/{keyName}/revokeTokens`` (Basic auth with that key; revocable tokens), and Ably's
+realtime protocol over WebSocket at ``/`` (see ``mobile_push.realtime``: what ably-js and the
+Python SDK need to subscribe and publish).
+Ours: ``GET /channels/{name}/stream?accessToken=..&rewind=N`` (SSE; capability ``subscribe``;
+the pages' fallback when ably-js cannot load), ``/phone``, ``/kiosk``, ``/config.json``,
+``/health``.
 
 Memory only: history and de-duplication ids live as long as the process (Ably keeps
 de-duplication ids for two minutes, so the sink's redelivery window is covered).
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -33,6 +37,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from instore.settings import Settings
 from mobile_push.ably_client import page_config
+from mobile_push.realtime import DISCONNECTED, RealtimeSession, error_info
 from mobile_push.tokens import ApiKey, AuthError, Grant, TokenAuthority, unauthorized
 
 log = logging.getLogger(__name__)
@@ -44,12 +49,54 @@ DEDUPE_KEEP = 20_000
 SUBSCRIBER_QUEUE = 1_000
 
 
+class Subscriber:
+    """A live reader of channels (an SSE stream or a realtime WebSocket connection).
+
+    One unbounded queue carries, in order, control frames ``("frame", dict)``, messages
+    ``("message", channel, msg)`` and a final ``("close", action, error)``. Messages count
+    against ``SUBSCRIBER_QUEUE``: a reader that falls that far behind is closed (Ably
+    disconnects slow consumers too); control frames always fit.
+    """
+
+    def __init__(self, grant: Grant, kind: str) -> None:
+        self.grant = grant
+        self.kind = kind
+        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.channels: set[str] = set()
+        self.closed = False
+
+    def control(self, frame: dict[str, Any]) -> None:
+        if not self.closed:
+            self.queue.put_nowait(("frame", frame))
+
+    def offer(self, channel: str, msg: dict[str, Any]) -> bool:
+        if self.closed:
+            return True
+        if self.queue.qsize() >= SUBSCRIBER_QUEUE:
+            return False
+        self.queue.put_nowait(("message", channel, msg))
+        return True
+
+    def end(self, action: int, error: dict[str, Any] | None) -> None:
+        """Close after what is queued: the reader sends ``action`` (with ``error``) and stops."""
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(("close", action, error))
+
+    def abort(self, action: int, error: dict[str, Any] | None) -> None:
+        """Close now: drop what is queued (revoked, too slow)."""
+        if not self.closed:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.end(action, error)
+
+
 @dataclass
 class Channel:
     name: str
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_KEEP))
     seen_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    subscribers: set[Subscriber] = field(default_factory=set)
     serial: int = 0
 
     def seen(self, message_id: str) -> bool:
@@ -68,6 +115,8 @@ class HubStats:
     fanout: int = 0
     dropped_subscribers: int = 0
     auth_failures: int = 0
+    realtime_connections: int = 0
+    revoked_streams: int = 0
 
 
 class Hub:
@@ -75,6 +124,7 @@ class Hub:
 
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
+        self.subscribers: set[Subscriber] = set()
         self.stats = HubStats()
 
     def channel(self, name: str) -> Channel:
@@ -82,6 +132,34 @@ class Hub:
         if ch is None:
             ch = self.channels[name] = Channel(name)
         return ch
+
+    def add_subscriber(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+
+    def remove_subscriber(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        for name in list(sub.channels):
+            self.unsubscribe(name, sub)
+
+    def subscribe(self, name: str, sub: Subscriber) -> None:
+        self.channel(name).subscribers.add(sub)
+        sub.channels.add(name)
+
+    def unsubscribe(self, name: str, sub: Subscriber) -> None:
+        ch = self.channels.get(name)
+        if ch is not None:
+            ch.subscribers.discard(sub)
+        sub.channels.discard(name)
+
+    def close_revoked(self, authority: TokenAuthority) -> int:
+        """End every live stream and connection whose token is now revoked (40141)."""
+        closed = 0
+        for sub in list(self.subscribers):
+            if not sub.closed and authority.revoked(sub.grant) is not None:
+                sub.abort(DISCONNECTED, error_info(40141, 401, "Token revoked"))
+                closed += 1
+        self.stats.revoked_streams += closed
+        return closed
 
     def publish(
         self, name: str, messages: list[dict[str, Any]], client_id: str | None
@@ -100,26 +178,24 @@ class Hub:
             msg = {
                 k: v
                 for k, v in raw.items()
-                if k in ("id", "name", "data", "encoding", "extras", "clientId")
+                if k in ("id", "name", "data", "encoding", "extras", "clientId", "connectionId")
             }
             msg.setdefault("id", f"{serial}:0")
             msg["timestamp"] = raw.get("timestamp") or now
             msg["serial"] = serial
-            if client_id and "clientId" not in msg:
+            if client_id and client_id != "*" and "clientId" not in msg:
                 msg["clientId"] = client_id
             ch.remember(str(msg["id"]))
             ch.history.append(msg)
             self.stats.published += 1
             serials.append(serial)
-            for queue in list(ch.subscribers):
-                try:
-                    queue.put_nowait(msg)
+            for sub in list(ch.subscribers):
+                if sub.offer(name, msg):
                     self.stats.fanout += 1
-                except asyncio.QueueFull:
-                    ch.subscribers.discard(queue)
+                else:
                     self.stats.dropped_subscribers += 1
-                    with contextlib.suppress(asyncio.QueueFull):
-                        queue.put_nowait(None)
+                    sub.abort(DISCONNECTED, error_info(80020, 500, "subscriber too slow"))
+                    self.remove_subscriber(sub)
         return serials
 
 
@@ -243,6 +319,9 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
             "published": s.published,
             "duplicates": s.duplicates,
             "subscribers": sum(len(c.subscribers) for c in hub.channels.values()),
+            "connections": len(hub.subscribers),
+            "realtime_connections": s.realtime_connections,
+            "revoked_streams": s.revoked_streams,
         }
 
     @app.post("/keys/{key_name}/requestToken")
@@ -293,7 +372,6 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
         grant = _grant(request, authority)
         grant.require(name, "subscribe")
         ch = hub.channel(name)
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
         backlog: list[dict[str, Any]] = []
         last_id = request.headers.get("last-event-id")
         past = list(ch.history)
@@ -305,7 +383,9 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
                 backlog = past[-max(rewind, 0) :] if rewind > 0 else []
         elif rewind > 0:
             backlog = past[-min(rewind, HISTORY_KEEP) :]
-        ch.subscribers.add(queue)
+        sub = Subscriber(grant, kind="sse")
+        hub.add_subscriber(sub)
+        hub.subscribe(name, sub)
         expires = grant.expires
 
         async def events() -> AsyncIterator[dict[str, Any]]:
@@ -321,30 +401,52 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
                     if expires is not None:
                         timeout = max(0.0, expires / 1000 - time.time())
                     try:
-                        msg = await asyncio.wait_for(queue.get(), timeout=timeout)  # type: ignore[arg-type]
+                        item = await asyncio.wait_for(sub.queue.get(), timeout=timeout)
                     except TimeoutError:
                         err = unauthorized("Token expired", 40142).as_json()
                         yield {"event": "error", "data": json.dumps(err)}
                         return
-                    if msg is None:  # dropped for being too slow
-                        yield {
-                            "event": "error",
-                            "data": json.dumps(
-                                {
-                                    "error": {
-                                        "message": "subscriber too slow",
-                                        "code": 80020,
-                                        "statusCode": 500,
-                                    }
-                                }
-                            ),
-                        }
+                    if item[0] == "close":  # revoked, or dropped for being too slow
+                        yield {"event": "error", "data": json.dumps({"error": item[2]})}
                         return
-                    yield {"id": str(msg["id"]), "data": json.dumps(msg)}
+                    if item[0] == "message":
+                        msg = item[2]
+                        yield {"id": str(msg["id"]), "data": json.dumps(msg, default=str)}
             finally:
-                ch.subscribers.discard(queue)
+                hub.remove_subscriber(sub)
 
         return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+
+    @app.post("/keys/{key_name}/revokeTokens")
+    async def revoke_tokens(key_name: str, request: Request) -> Response:
+        """Ably's token revocation: Basic auth with the issuing key; targets ``clientId:<id>``
+        or ``channel:<name>``. Later requests with those tokens get 401/40141, and their open
+        streams and WebSocket connections are closed (at once, or after the reauth margin)."""
+        grant = _grant(request, authority)
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise AuthError(400, 40000, "Expected {targets: [...]}")
+        result = authority.revoke(grant, key_name, body)
+        delays = {
+            r["appliesAt"] - time.time_ns() // 1_000_000
+            for r in result["results"]
+            if "appliesAt" in r
+        }
+        closed = hub.close_revoked(authority)
+        for delay in sorted(d for d in delays if d > 0):
+            asyncio.get_running_loop().call_later(
+                delay / 1000 + 0.01, hub.close_revoked, authority
+            )
+        log.info(
+            "tokens revoked: %d target(s), %d open stream(s) closed",
+            result["successCount"],
+            closed,
+        )
+        return _reply(request, result)
+
+    @app.websocket("/")
+    async def realtime(ws: WebSocket) -> None:
+        await RealtimeSession(ws, hub, authority).run()
 
     # -- pages ----------------------------------------------------------------------------------
     @app.get("/config.json")

@@ -79,6 +79,12 @@ class Grant:
     capability: cap.Capability
     client_id: str | None
     expires: int | None  # epoch ms; None for Basic auth
+    issued: int | None = None  # epoch ms the token was issued; None for Basic auth
+
+    @property
+    def is_key(self) -> bool:
+        """Basic auth with the key itself (not a token derived from it)."""
+        return self.expires is None
 
     def require(self, channel: str, operation: str, now_ms: int | None = None) -> None:
         if (
@@ -178,12 +184,109 @@ class NonceCache:
         return True
 
 
+REVOKE_REAUTH_MARGIN_MS = 30_000  # Ably postpones a revocation this long with allowReauthMargin
+REVOKE_MAX_TARGETS = 100
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """Tokens of ``key_name`` for ``target`` issued before ``issued_before`` are refused from
+    ``applies_at`` on (Ably's revocable tokens; targets ``clientId:<id>`` or ``channel:<name>``)."""
+
+    key_name: str
+    target: str
+    issued_before: int
+    applies_at: int
+
+    def revokes(self, grant: Grant, now_ms: int) -> bool:
+        if grant.is_key or grant.key_name != self.key_name or now_ms < self.applies_at:
+            return False
+        if grant.issued is None or grant.issued >= self.issued_before:
+            return False
+        kind, _, value = self.target.partition(":")
+        if kind == "clientId":
+            return grant.client_id == value
+        if kind == "channel":
+            return any(cap.resource_matches(res, value) for res in grant.capability)
+        return False
+
+
 class TokenAuthority:
     """Verifies keys and TokenRequests and issues/validates the hub's tokens."""
 
     def __init__(self, keys: list[ApiKey]) -> None:
         self.keys = {k.name: k for k in keys}
         self.nonces = NonceCache()
+        # (key name, target) -> the latest revocation for it; memory only, like the hub.
+        self.revocations: dict[tuple[str, str], Revocation] = {}
+
+    # -- revocation ---------------------------------------------------------------------------
+    def revoke(
+        self, grant: Grant, key_name: str, body: dict[str, Any], now_ms: int | None = None
+    ) -> dict[str, Any]:
+        """``POST /keys/{keyName}/revokeTokens``: Basic auth with that key only (Ably: 40162 for
+        token auth). Returns Ably's batch result: successCount, failureCount, results."""
+        now = now_ms if now_ms is not None else _now_ms()
+        if not grant.is_key:
+            raise AuthError(401, 40162, "Cannot revoke tokens when using token auth")
+        if grant.key_name != key_name:
+            raise AuthError(401, 40101, "Token revocation must use the key that issued them")
+        targets = body.get("targets")
+        if (
+            not isinstance(targets, list)
+            or not targets
+            or len(targets) > REVOKE_MAX_TARGETS
+            or not all(isinstance(t, str) for t in targets)
+        ):
+            raise AuthError(
+                400, 40000, f"targets must be a list of 1..{REVOKE_MAX_TARGETS} strings"
+            )
+        issued_before = body.get("issuedBefore")
+        if issued_before is None:
+            issued_before = now
+        elif not isinstance(issued_before, int) or isinstance(issued_before, bool):
+            raise AuthError(400, 40003, "issuedBefore must be a timestamp in milliseconds")
+        elif issued_before > now:
+            raise AuthError(400, 40003, "issuedBefore must not be in the future")
+        applies_at = now + (REVOKE_REAUTH_MARGIN_MS if body.get("allowReauthMargin") else 0)
+        results: list[dict[str, Any]] = []
+        for target in targets:
+            kind, sep, value = target.partition(":")
+            if not sep or not value or kind not in ("clientId", "channel"):
+                err = AuthError(400, 40000, f"Invalid token revocation target {target!r}")
+                results.append({"target": target, "error": err.as_json()["error"]})
+                continue
+            self.revocations[(key_name, target)] = Revocation(
+                key_name, target, issued_before, applies_at
+            )
+            results.append(
+                {"target": target, "issuedBefore": issued_before, "appliesAt": applies_at}
+            )
+        ok = sum(1 for r in results if "error" not in r)
+        return {"successCount": ok, "failureCount": len(results) - ok, "results": results}
+
+    def revoked(self, grant: Grant, now_ms: int | None = None) -> Revocation | None:
+        """The revocation that applies to this token grant, if any."""
+        if grant.is_key or not self.revocations:
+            return None
+        now = now_ms if now_ms is not None else _now_ms()
+        candidates = []
+        if grant.client_id:
+            candidates.append(self.revocations.get((grant.key_name, f"clientId:{grant.client_id}")))
+        candidates += [
+            rev
+            for (k, target), rev in self.revocations.items()
+            if k == grant.key_name and target.startswith("channel:")
+        ]
+        for rev in candidates:
+            if rev is not None and rev.revokes(grant, now):
+                return rev
+        return None
+
+    def check_revoked(self, grant: Grant, now_ms: int | None = None) -> None:
+        if self.revoked(grant, now_ms) is not None:
+            msg = "Token revoked"
+            raise unauthorized(msg, 40141)
 
     # -- keys ---------------------------------------------------------------------------------
     def basic(self, credentials_b64: str) -> Grant:
@@ -291,6 +394,7 @@ class TokenAuthority:
                 if grant.expires is not None and now >= grant.expires:
                     msg = "Token expired"
                     raise unauthorized(msg, 40142)
+                self.check_revoked(grant, now)
                 return grant
         msg = "Invalid token: not issued by this hub or tampered with"
         raise unauthorized(msg, 40140)
@@ -315,4 +419,6 @@ class TokenAuthority:
             capability = cap.parse(payload.get("c"))
         except cap.CapabilityError:
             return None
-        return Grant(key.name, capability, payload.get("u"), int(payload["x"]))
+        return Grant(
+            key.name, capability, payload.get("u"), int(payload["x"]), int(payload.get("i") or 0)
+        )
