@@ -64,7 +64,7 @@ def delivered(offer_id: str) -> str:
 
 def shopper_keys(uid: str) -> list[str]:
     """Every key that holds this shopper's data, for erasure (plus their uid in store sets)."""
-    return [offers_of(uid), checkin(uid)]
+    return [offers_of(uid), checkin(uid), basket_recent(uid), basket_counted(uid)]
 
 
 COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")
@@ -98,3 +98,35 @@ def analytics_dwell(bucket: int) -> str:
 def analytics_redemptions(bucket: int) -> str:
     """ZSET "store_id:sku" -> redemptions in minute ``bucket`` (epoch s // 60)."""
     return f"{PREFIX}:analytics:redeemed:{bucket}"
+
+
+# The basket agent ("bought together", stream_apps/basket.py) ------------------------------
+def basket_recent(uid: str) -> str:
+    """ZSET JSON [store_id, sku, offer_id] -> ts: the shopper's redemptions of the last day."""
+    return f"{PREFIX}:basket:{uid}:recent"
+
+
+def basket_counted(uid: str) -> str:
+    """ZSET pair -> ts: the pairs already counted for this shopper (once per shopper and pair
+    per day, whatever is redelivered)."""
+    return f"{PREFIX}:basket:{uid}:counted"
+
+
+def analytics_pairs(bucket: int) -> str:
+    """ZSET pair (``basket_pair``) -> shoppers who redeemed both products within one basket
+    window, counted in the minute ``bucket`` (epoch s // 60) of the later redemption."""
+    return f"{PREFIX}:analytics:pairs:{bucket}"
+
+
+def basket_pair(store_id: str, sku_a: int, sku_b: int) -> str:
+    """A pair's member name: ``store_id:low_sku:high_sku`` (the same for either order)."""
+    low, high = sorted((sku_a, sku_b))
+    return f"{store_id}:{low}:{high}"
+
+
+def parse_basket_pair(member: str) -> tuple[str, int, int] | None:
+    """(store_id, low_sku, high_sku) of a ``basket_pair`` member, or None if malformed."""
+    parts = member.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not all(x.isdigit() for x in parts[1:]):
+        return None
+    return parts[0], int(parts[1]), int(parts[2])

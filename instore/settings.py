@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy,analytics"
     worker_report_interval_s: float = Field(default=30.0, gt=0)
+    # "Bought together": two redemptions of one shopper at most this far apart (one visit).
+    basket_window_s: int = Field(default=7200, ge=60, le=86_400)
     # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).
     proximity_index: Literal["grid", "naive"] = "grid"
 

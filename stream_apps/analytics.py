@@ -132,3 +132,5 @@ def agents(app: Any, settings: Settings) -> None:
                 offer = orjson.loads(offer_raw)
                 sums[(bucket_of(event.ts), f"{offer['store_id']}:{offer['sku']}")] += 1
             await write(sums, serving.analytics_redemptions)
+
+    __import__("stream_apps.basket", fromlist=["agents"]).agents(app, settings)  # bought together

@@ -1,16 +1,17 @@
 """Analytics (analyst, marketer): the top 10 % of products by dwell time and by redemptions
-over a sliding window, maintained by the analytics Faust agent."""
+over a sliding window, and the products bought together (redeemed by one shopper within one
+visit), maintained by the analytics Faust agents."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.analytics import Metric, top_share, window_totals
+from api.analytics import Metric, bucket_totals, top_pairs, top_share, window_totals
 from api.deps import MarketerOrAnalyst, ServicesDep
-from api.models import Ident
+from api.models import Ident, Sku
 from instore import records as r
 from instore import serving
 
@@ -51,3 +52,49 @@ def top_products(services: ServicesDep, _role: MarketerOrAnalyst,
         top.append(TopItem(store_id=sid, sku=int(sku), name=product.name if product else None,
                            value=round(value, 3)))
     return TopProducts(metric=metric, window_s=window_s, products_seen=len(totals), top=top)
+
+
+class PairProduct(BaseModel):
+    sku: int
+    name: str | None
+
+
+class ProductPair(BaseModel):
+    store_id: str
+    products: list[PairProduct] = Field(
+        description="the two products (the queried SKU first when one was given)")
+    count: int = Field(description="shoppers who redeemed both within one basket window")
+
+
+class BoughtTogether(BaseModel):
+    window_minutes: int = Field(description="the sliding window the counts cover")
+    basket_window_s: int = Field(description="how far apart two redemptions of one shopper may "
+                                             "be to count as bought together (one visit)")
+    store_id: str | None
+    sku: int | None
+    pairs_seen: int = Field(description="pairs matching the filters in the window")
+    pairs: list[ProductPair]
+
+
+@router.get("/bought-together", response_model=BoughtTogether)
+def bought_together(services: ServicesDep, _role: MarketerOrAnalyst,
+                    store_id: Annotated[Ident | None, Query()] = None,
+                    sku: Annotated[Sku | None, Query(description="only pairs with this SKU")] = None,
+                    window_minutes: Annotated[int, Query(ge=1, le=24 * 60)] = 60,
+                    limit: Annotated[int, Query(ge=1, le=100)] = 10) -> BoughtTogether:
+    """Pairs of products one shopper redeemed within one visit, most shoppers first; each
+    shopper counts once per pair, however often an event is redelivered."""
+    totals = bucket_totals(services.redis, serving.analytics_pairs, window_minutes * 60,
+                           r.now_ms())
+    seen, rows = top_pairs(totals, store_id=store_id, sku=sku, limit=limit)
+    pairs = []
+    for sid, low, high, count in rows:
+        skus = (high, low) if sku == high else (low, high)
+        products = []
+        for one in skus:
+            product = services.tables.product(sid, one)
+            products.append(PairProduct(sku=one, name=product.name if product else None))
+        pairs.append(ProductPair(store_id=sid, products=products, count=count))
+    return BoughtTogether(window_minutes=window_minutes,
+                          basket_window_s=services.settings.basket_window_s, store_id=store_id,
+                          sku=sku, pairs_seen=seen, pairs=pairs)

@@ -44,6 +44,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/funnel/stores/{store_id}"): {M, A},
     ("GET", "/offers/feed"): {M, A},
     ("GET", "/analytics/top-products"): {M, A},
+    ("GET", "/analytics/bought-together"): {M, A},
     ("POST", "/offers/{offer_id}/events"): {S},
     ("POST", "/shoppers/{uid}/consent"): {PUBLIC},  # registration; changes need the bearer
     ("GET", "/shoppers/{uid}/consent"): {S},
