@@ -4,7 +4,7 @@ their own channel, their latest offers, and erasure."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, status
@@ -95,6 +95,34 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
     return report
 
 
+def offers_owned_by(rds: Any, uid: str) -> set[str]:
+    """Ids of this shopper's offers stored by id (``serving.offer``, kept a day) that may have
+    left their capped latest-offers list: a scan of the offer keys (erasure is rare)."""
+    prefix = serving.offer("")
+    found: set[str] = set()
+
+    def check(keys: list[str]) -> None:
+        for key, raw in zip(keys, rds.mget(keys), strict=True):
+            try:
+                owner = orjson.loads(raw).get("uid") if raw else None
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if owner == uid:
+                found.add(key[len(prefix):])
+
+    batch: list[str] = []
+    for key in rds.scan_iter(match=serving.offer("*"), count=1000):
+        if ":event:" in key[len(prefix):]:
+            continue  # a funnel mark (offer id and event only)
+        batch.append(key)
+        if len(batch) >= 500:
+            check(batch)
+            batch = []
+    if batch:
+        check(batch)
+    return found
+
+
 def erase_from_serving(services: Services, uid: str) -> ErasurePublic:
     rds = services.redis
     offer_ids = set()
@@ -103,6 +131,7 @@ def erase_from_serving(services: Services, uid: str) -> ErasurePublic:
             offer_ids.add(orjson.loads(item)["offer_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue
+    offer_ids |= offers_owned_by(rds, uid)  # older offers the capped list no longer holds
     deleted_keys = [key for key in serving.shopper_keys(uid) if rds.delete(key)]
     offers_deleted = sum(int(rds.delete(serving.offer(oid))) for oid in offer_ids)
     cleaned = []

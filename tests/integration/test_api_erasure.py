@@ -114,3 +114,26 @@ def test_erasure_stops_offers_and_clears_the_serving_store(client, rds, api_sett
     assert poll(lambda: top("redemptions"), 30)[0]["value"] == 1
     funnel = client.get(f"/funnel/promotions/{pid}", headers=MARKETER).json()["funnel"]
     assert funnel["sent"] >= 2 and funnel["redeemed"] == 1
+
+
+def test_erasure_removes_offers_older_than_the_latest_list(client, rds):
+    """The worker keeps a shopper's latest offers in a capped list but every offer by id for a
+    day: erasure finds and deletes the older ones too, and nobody else's."""
+    uid, other = unique("many-offers"), unique("bystander")
+    now = r.now_ms()
+    ids = [unique("old-offer") for _ in range(serving.LATEST_OFFERS_KEEP + 5)]
+    for owner, offer_id in [(uid, i) for i in ids] + [(other, unique("their-offer"))]:
+        offer = r.Offer(offer_id=offer_id, uid=owner, store_id="s", pid="p", sku=1, title="t",
+                        discount_pct=10, distance_ft=1, ts=now, expires_at=now + 60_000)
+        # as the worker's serving writer stores an offer
+        rds.lpush(serving.offers_of(owner), offer.to_json())
+        rds.ltrim(serving.offers_of(owner), 0, serving.LATEST_OFFERS_KEEP - 1)
+        rds.set(serving.offer(offer_id), offer.to_json(), ex=600)
+        rds.set(serving.offer_event_mark(offer_id, "opened"), now, ex=600)
+    res = client.delete(f"/shoppers/{uid}", headers=OPS)
+    assert res.status_code == 200, res.text
+    assert res.json()["offers_deleted"] == len(ids)
+    assert not any(rds.exists(serving.offer(i)) for i in ids)
+    assert rds.llen(serving.offers_of(other)) == 1
+    their = orjson.loads(rds.lindex(serving.offers_of(other), 0))["offer_id"]
+    assert rds.exists(serving.offer(their))
