@@ -39,6 +39,8 @@ class ErasurePublic(BaseModel):
     offers_deleted: int
     store_sets_cleaned: list[str] = Field(description="stores whose live set / positions held them")
     feed_entries_removed: int
+    push_tokens_revoked: bool = Field(
+        default=False, description="the shopper's Ably/push-hub tokens were revoked (clientId)")
 
 
 class TokenRequestPublic(BaseModel):

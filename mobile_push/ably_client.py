@@ -66,6 +66,10 @@ def page_config(settings: Settings) -> dict[str, Any]:
         "hub_url": "" if where.mode == "hub" else None,
         "rewind": 20,
         "rest_host": where.rest_host if where.mode == "ably" else None,
+        # ably-js (Realtime over WebSocket) in both modes: the hub speaks Ably's realtime
+        # protocol on the page's own host and port. "sse" = the hub's Server-Sent Events
+        # stream, which the pages also fall back to when ably-js is not installed.
+        "transport": "ably-js",
         # Only the well-known development kiosk key is ever handed to a page.
         "kiosk_key": settings.api_key("kiosk") if settings.environment == "development" else None,
     }

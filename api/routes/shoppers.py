@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, cast
 
+import anyio.from_thread
 import orjson
 from fastapi import APIRouter, HTTPException, Path, status
 
@@ -17,6 +18,7 @@ from api.services import Services
 from instore import records as r
 from instore import serving
 from instore import topics as t
+from mobile_push.revocation import RevocationError, revoke_client_tokens
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/shoppers", tags=["shoppers"])
@@ -66,7 +68,11 @@ def get_consent(uid: UidPath, services: ServicesDep, _caller: Shopper) -> Consen
 async def shopper_ably_token(uid: UidPath, services: ServicesDep,
                              _caller: Shopper) -> TokenRequestPublic:
     """An Ably TokenRequest for the shopper's own channel ``shopper:{uid}`` (subscribe, history),
-    valid one hour. Works with Ably itself and the local push hub."""
+    valid one hour. Works with Ably itself and the local push hub. None for a shopper without a
+    consent record (erased, or never registered): 404, so ably-js stops renewing."""
+    if services.tables.consent(uid) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail="no consent recorded for this shopper: no push token")
     req = await services.ably.auth.create_token_request(
         token_params={"capability": {f"shopper:{uid}": ["subscribe", "history"]},
                       "client_id": uid, "ttl": TOKEN_TTL_MS})
@@ -90,9 +96,21 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
         raise unavailable(exc) from None
     services.tables.apply(t.SHOPPER_CONSENTS, uid, None)
     report = erase_from_serving(services, uid)
+    report.push_tokens_revoked = _revoke_push_tokens(services, uid)
     log.info("shopper erased: %d keys, %d offers, %d stores", len(report.redis_keys_deleted),
              report.offers_deleted, len(report.store_sets_cleaned))
     return report
+
+
+def _revoke_push_tokens(services: Services, uid: str) -> bool:
+    """Revoke the shopper's Ably tokens (clientId = uid) at Ably or the local hub, so open
+    connections close now instead of at expiry. A failure is logged; erasure goes on."""
+    try:
+        anyio.from_thread.run(revoke_client_tokens, services.ably, uid)
+    except RevocationError as exc:
+        log.warning("push token revocation failed: %s", exc)
+        return False
+    return True
 
 
 def offers_owned_by(rds: Any, uid: str) -> set[str]:

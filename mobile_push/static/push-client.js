@@ -1,7 +1,10 @@
 // Shared by the phone and kiosk pages: read /config.json, get a token for one channel from
-// the API (an Ably TokenRequest), and receive that channel's messages. Two transports, one
-// interface: the local push hub's Server-Sent Events stream ("hub" mode) or ably-js against
-// Ably itself ("ably" mode). Vanilla JS, no build step.
+// the API (an Ably TokenRequest), and receive that channel's messages with ably-js (Realtime,
+// WebSocket) in both modes: against the local push hub, which speaks Ably's realtime protocol
+// ("hub" mode: endpoint = this page's host, no TLS unless the page has it, no fallback hosts),
+// or against Ably itself ("ably" mode). When ably-js cannot be loaded (not installed by
+// scripts/install-ably-js.sh) the hub mode falls back to the hub's Server-Sent Events stream;
+// `?transport=sse` forces that. Vanilla JS, no build step.
 "use strict";
 
 const InstorePush = (() => {
@@ -53,6 +56,7 @@ const InstorePush = (() => {
   }
 
   // subscribe(channel, getTokenRequest, onMessage(id, name, data), onState(text)) -> {close()}
+  // The transport in use is left in document.body.dataset.transport ("ably-js" or "sse").
   async function subscribe(channel, getTokenRequest, onMessage, onState) {
     const cfg = await loadConfig();
     const seen = new Set(); // offer_id is the idempotency key all the way to the screen
@@ -61,8 +65,49 @@ const InstorePush = (() => {
       if (id) seen.add(id);
       onMessage(id, name, data);
     };
-    if (cfg.mode === "ably") return subscribeAbly(cfg, channel, getTokenRequest, deliver, onState);
+    const wanted = new URLSearchParams(location.search).get("transport") || cfg.transport;
+    if (cfg.mode === "ably" || wanted !== "sse") {
+      try {
+        await loadAbly();
+        document.body.dataset.transport = "ably-js";
+        return subscribeAbly(cfg, channel, getTokenRequest, deliver, onState);
+      } catch (e) {
+        if (cfg.mode === "ably") throw e; // real Ably has no SSE stream of ours
+        console.warn(`ably-js unavailable, using the hub's SSE stream: ${e.message}`);
+      }
+    }
+    document.body.dataset.transport = "sse";
     return subscribeHub(cfg, channel, getTokenRequest, deliver, onState);
+  }
+
+  async function loadAbly() {
+    if (typeof Ably === "undefined") await loadScript("/static/vendor/ably.min.js");
+    if (typeof Ably === "undefined") throw new Error("ably-js did not define Ably");
+  }
+
+  // ably-js client options for the configured mode.
+  function ablyOptions(cfg, getTokenRequest) {
+    const opts = {
+      // The API signs a TokenRequest for this channel only; ably-js exchanges it for a token
+      // at requestToken (Ably, or the hub), again whenever the token expires or is refused.
+      authCallback: (_params, cb) => {
+        getTokenRequest().then((tr) => cb(null, tr), (e) => cb(
+          { message: e.message || String(e), statusCode: e.status || 500, code: 40170 }, null));
+      },
+      useBinaryProtocol: false,
+    };
+    if (cfg.mode === "hub") {
+      const tls = location.protocol === "https:";
+      const port = Number(location.port) || (tls ? 443 : 80);
+      opts.endpoint = cfg.realtime_host || location.hostname;
+      opts.tls = tls;
+      if (tls) opts.tlsPort = cfg.realtime_port || port; else opts.port = cfg.realtime_port || port;
+      opts.fallbackHosts = [];
+      opts.transports = ["web_socket"];
+    } else if (cfg.rest_host) {
+      opts.endpoint = cfg.rest_host;
+    }
+    return opts;
   }
 
   function subscribeHub(cfg, channel, getTokenRequest, deliver, onState) {
@@ -111,19 +156,25 @@ const InstorePush = (() => {
     return { close() { closed = true; if (source) source.close(); } };
   }
 
-  async function subscribeAbly(cfg, channel, getTokenRequest, deliver, onState) {
-    if (typeof Ably === "undefined") await loadScript("/static/vendor/ably.min.js");
-    const opts = {
-      authCallback: (_params, cb) => {
-        getTokenRequest().then((tr) => cb(null, tr), (e) => cb(e.message, null));
-      },
-    };
-    if (cfg.rest_host) opts.endpoint = cfg.rest_host;
-    const client = new Ably.Realtime(opts);
-    client.connection.on((change) => onState(change.current));
+  function subscribeAbly(cfg, channel, getTokenRequest, deliver, onState) {
+    const client = new Ably.Realtime(ablyOptions(cfg, getTokenRequest));
     const ch = client.channels.get(channel, { params: { rewind: String(cfg.rewind || 20) } });
-    await ch.subscribe((msg) => deliver(msg.id, msg.name, msg.data));
-    return { close() { client.close(); } };
+    const show = () => {
+      const conn = client.connection.state;
+      if (conn === "connected" && ch.state === "attached") onState("live");
+      else if (conn === "connected") onState(ch.state);
+      else onState(conn);
+    };
+    client.connection.on(show);
+    ch.on((change) => {
+      if (change.reason && change.current === "failed") {
+        onState(`failed (${change.reason.code}: ${change.reason.message})`);
+      } else show();
+    });
+    ch.subscribe((msg) => deliver(msg.id, msg.name, msg.data)).catch((e) => {
+      onState(`failed (${e.code}: ${e.message})`);
+    });
+    return { close() { client.close(); }, client, channel: ch };
   }
 
   function fmtExpiry(expiresAt) {
@@ -133,5 +184,5 @@ const InstorePush = (() => {
     return `${Math.round(s / 60)} min left`;
   }
 
-  return { loadConfig, api, subscribe, fmtExpiry };
+  return { loadConfig, api, subscribe, loadAbly, ablyOptions, fmtExpiry };
 })();
