@@ -232,6 +232,14 @@ async function refreshTop() {
       `${t.name || "SKU " + t.sku} (${t.store_id}) · ${metric === "dwell" ? Math.round(t.value) + " s" : t.value}`)));
     if (!top.top.length) list.replaceChildren(el("li", { class: "muted" }, "nothing yet"));
   }
+  const together = await getJson("/analytics/bought-together?window_minutes=60&limit=5");
+  const label = (p) => p.name || `SKU ${p.sku}`;
+  $("#bought-together").replaceChildren(...together.pairs.map((pair) => el("li", {},
+    `${label(pair.products[0])} + ${label(pair.products[1])} (${pair.store_id}) · `
+    + `${pair.count} shopper${pair.count === 1 ? "" : "s"}`)));
+  if (!together.pairs.length) {
+    $("#bought-together").replaceChildren(el("li", { class: "muted" }, "nothing yet"));
+  }
 }
 
 // ---- wiring --------------------------------------------------------------------------------

@@ -284,6 +284,10 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
                 expect(page.locator("#top-redemptions li").first).to_contain_text(
                     f"item {TARGET_SKU - 1000}", timeout=30_000
                 )
+                # the bought-together list is served too (one product redeemed: no pair yet)
+                expect(page.locator("#bought-together li").first).to_have_text(
+                    "nothing yet", timeout=15_000
+                )
                 page.wait_for_timeout(2500)  # let the map and totals refresh once more
                 page.screenshot(path=str(SHOT), full_page=True)
             finally:
