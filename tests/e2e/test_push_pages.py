@@ -3,7 +3,10 @@ broker, Redis, the Faust worker, the push sink, the push hub and the API, all re
 
 A shopper opts in on the phone page and checks in at a kiosk; positions near a promoted
 product are produced; the offer card appears on the phone and on the kiosk; redeeming it
-writes ``redeemed`` to ``offer_events``. Screenshots go to docs/screenshots/."""
+writes ``redeemed`` to ``offer_events``. The pages subscribe with ably-js over the hub's Ably
+realtime protocol (the SSE fallback is exercised by the simulated-shopper test); erasing the
+shopper revokes their token, which takes the phone page off the channel. Screenshots go to
+docs/screenshots/."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -132,6 +136,7 @@ def world(broker_factory, redis_url, tmp_path_factory):
         yield {
             "settings": settings,
             "hub": f"http://127.0.0.1:{hub_port}",
+            "api": f"http://127.0.0.1:{api_port}",
             "store": store,
             "kiosk": kiosk,
             "run": run,
@@ -196,10 +201,12 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
             phone.get_by_test_id("opt-in").click()
             expect(phone.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             expect(phone.get_by_test_id("opt-out")).to_be_enabled()
+            assert phone.evaluate("() => document.body.dataset.transport") == "ably-js"
 
             kiosk = browser.new_page(viewport={"width": 1100, "height": 700})
             kiosk.goto(f"{hub}/kiosk?store={world['store']}&kiosk={world['kiosk']}")
             expect(kiosk.get_by_test_id("state")).to_have_text("live", timeout=30_000)
+            assert kiosk.evaluate("() => document.body.dataset.transport") == "ably-js"
             kiosk.get_by_test_id("uid").fill(uid)
             kiosk.get_by_test_id("checkin").click()
             expect(kiosk.get_by_test_id("who")).to_contain_text("Welcome", timeout=10_000)
@@ -229,6 +236,21 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
             expect(card.locator(".badge")).to_have_text("Redeemed ✓", timeout=10_000)
             phone.screenshot(path=str(SHOTS / "phone.png"))
             kiosk.screenshot(path=str(SHOTS / "kiosk.png"))
+
+            # Erasure revokes the shopper's push token: the phone's realtime connection is
+            # closed (40141) and, with no consent left, the API gives it no new token.
+            shopper_token = phone.evaluate(
+                "(uid) => localStorage.getItem(`instore.shopper_token.${uid}`)", uid
+            )
+            erased = httpx.delete(
+                f"{world['api']}/shoppers/{uid}",
+                headers={"Authorization": f"Bearer {shopper_token}"},
+                timeout=30,
+            )
+            assert erased.status_code == 200, erased.text
+            assert erased.json()["push_tokens_revoked"] is True
+            expect(phone.get_by_test_id("state")).not_to_have_text("live", timeout=15_000)
+            expect(kiosk.get_by_test_id("state")).to_have_text("live")
         finally:
             stop.set()
             browser.close()
@@ -238,7 +260,8 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
 
 def test_simulated_shopper_link_with_token_shows_offers(world):
     """The demo path: a simulated shopper (consent produced by a simulator, not the page) is
-    opened with a link carrying their shopper token; the page goes live and shows offers."""
+    opened with a link carrying their shopper token; the page goes live and shows offers
+    (here over the SSE fallback, ``?transport=sse``)."""
     from playwright.sync_api import expect, sync_playwright
 
     from api import tokens
@@ -255,10 +278,12 @@ def test_simulated_shopper_link_with_token_shows_offers(world):
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 390, "height": 780})
-            page.goto(f"{hub}/phone?uid={uid}#token={token}")
+            # The hub's SSE stream: what the pages fall back to without ably-js.
+            page.goto(f"{hub}/phone?uid={uid}&transport=sse#token={token}")
             expect(page.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             expect(page.get_by_test_id("opt-out")).to_be_enabled()
             assert "#token" not in page.url
+            assert page.evaluate("() => document.body.dataset.transport") == "sse"
             walker = threading.Thread(
                 target=_positions_until, args=(settings, uid, world["store"], stop), daemon=True
             )
