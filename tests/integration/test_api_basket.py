@@ -136,7 +136,15 @@ def test_two_products_redeemed_in_one_visit_are_a_pair_counted_once_per_shopper(
     assert with_butter["pairs_seen"] == 2 and len(with_butter["pairs"]) == 1
     assert with_butter["pairs"][0]["products"][0]["sku"] == butter
     assert pairs(store_id=unique("elsewhere"))["pairs"] == []
-    assert rds.zcard(serving.basket_counted(ann)) == 3  # erased with the shopper
+
+    # erasing ann removes her basket state; the anonymous pair counts stay
+    assert rds.zcard(serving.basket_counted(ann)) == 3
+    erased = client.delete(f"/shoppers/{ann}", headers=bearer(token[ann]))
+    assert erased.status_code == 200
+    deleted = set(erased.json()["redis_keys_deleted"])
+    assert {serving.basket_recent(ann), serving.basket_counted(ann)} <= deleted
+    assert not rds.exists(serving.basket_recent(ann), serving.basket_counted(ann))
+    assert counts(pairs()) == {(bread, jam): 2, (bread, butter): 1, (jam, butter): 1}
 
     res = client.get("/analytics/bought-together", headers=MARKETER, params={"window_minutes": 0})
     assert res.status_code == 422
