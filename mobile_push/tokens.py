@@ -249,6 +249,9 @@ class TokenAuthority:
         elif issued_before > now:
             raise AuthError(400, 40003, "issuedBefore must not be in the future")
         applies_at = now + (REVOKE_REAUTH_MARGIN_MS if body.get("allowReauthMargin") else 0)
+        # A revocation older than the longest token lifetime no longer matches a live token.
+        for k in [k for k, r in self.revocations.items() if r.issued_before + MAX_TTL_MS < now]:
+            del self.revocations[k]
         results: list[dict[str, Any]] = []
         for target in targets:
             kind, sep, value = target.partition(":")

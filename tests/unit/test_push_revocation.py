@@ -1,0 +1,110 @@
+"""Revocable tokens in the hub's authority (Ably's rules: Basic auth only, per-target results,
+issuedBefore, allowReauthMargin) and the realtime protocol's rewind/resume helpers."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from mobile_push.realtime import after_serial, rewind_backlog, wire_message
+from mobile_push.tokens import (
+    REVOKE_REAUTH_MARGIN_MS,
+    ApiKey,
+    AuthError,
+    TokenAuthority,
+    sign_token_request,
+)
+
+KEY = ApiKey.parse("app.key:s3cret")
+NOW = 1_800_000_000_000
+
+
+def _token(authority: TokenAuthority, client_id: str, channel: str, at: int) -> str:
+    tr = sign_token_request(
+        KEY, capability={channel: ["subscribe"]}, client_id=client_id, timestamp=at
+    )
+    return authority.request_token(KEY.name, tr, now_ms=at)["token"]
+
+
+def _key_grant(authority: TokenAuthority):
+    return authority.basic(base64.b64encode(b"app.key:s3cret").decode())
+
+
+def test_revoking_a_client_id_refuses_its_older_tokens_only():
+    auth = TokenAuthority([KEY])
+    ana_old = _token(auth, "ana", "shopper:ana", NOW - 5_000)
+    bob = _token(auth, "bob", "shopper:bob", NOW - 5_000)
+    result = auth.revoke(_key_grant(auth), KEY.name, {"targets": ["clientId:ana"]}, now_ms=NOW)
+    assert result == {
+        "successCount": 1,
+        "failureCount": 0,
+        "results": [{"target": "clientId:ana", "issuedBefore": NOW, "appliesAt": NOW}],
+    }
+    with pytest.raises(AuthError) as exc:
+        auth.bearer(ana_old, now_ms=NOW + 1)
+    assert (exc.value.status, exc.value.code) == (401, 40141)
+    assert auth.bearer(bob, now_ms=NOW + 1).client_id == "bob"
+    ana_new = _token(auth, "ana", "shopper:ana", NOW + 10)
+    assert auth.bearer(ana_new, now_ms=NOW + 20).client_id == "ana"
+
+
+def test_token_auth_may_not_revoke_and_bad_targets_fail_alone():
+    auth = TokenAuthority([KEY])
+    grant = auth.bearer(_token(auth, "ana", "shopper:ana", NOW), now_ms=NOW)
+    with pytest.raises(AuthError) as exc:
+        auth.revoke(grant, KEY.name, {"targets": ["clientId:ana"]}, now_ms=NOW)
+    assert exc.value.code == 40162
+    with pytest.raises(AuthError):
+        auth.revoke(_key_grant(auth), KEY.name, {"targets": []}, now_ms=NOW)
+    res = auth.revoke(
+        _key_grant(auth), KEY.name, {"targets": ["clientId:x", "bogus:y"]}, now_ms=NOW
+    )
+    assert (res["successCount"], res["failureCount"]) == (1, 1)
+    assert res["results"][1]["error"]["statusCode"] == 400
+
+
+def test_reauth_margin_postpones_and_issued_before_limits():
+    auth = TokenAuthority([KEY])
+    tok = _token(auth, "ana", "shopper:ana", NOW - 60_000)
+    res = auth.revoke(
+        _key_grant(auth),
+        KEY.name,
+        {"targets": ["clientId:ana"], "allowReauthMargin": True},
+        now_ms=NOW,
+    )
+    assert res["results"][0]["appliesAt"] == NOW + REVOKE_REAUTH_MARGIN_MS
+    assert auth.bearer(tok, now_ms=NOW + 1).client_id == "ana"
+    with pytest.raises(AuthError):
+        auth.bearer(tok, now_ms=NOW + REVOKE_REAUTH_MARGIN_MS)
+    auth2 = TokenAuthority([KEY])
+    tok2 = _token(auth2, "ana", "shopper:ana", NOW - 60_000)
+    auth2.revoke(
+        _key_grant(auth2),
+        KEY.name,
+        {"targets": ["clientId:ana"], "issuedBefore": NOW - 120_000},
+        now_ms=NOW,
+    )
+    assert auth2.bearer(tok2, now_ms=NOW + 1).client_id == "ana"
+
+
+def test_channel_target_revokes_tokens_for_that_channel():
+    auth = TokenAuthority([KEY])
+    kiosk = _token(auth, "kiosk:s1:k1", "kiosk:s1:k1", NOW - 10)
+    other = _token(auth, "kiosk:s1:k2", "kiosk:s1:k2", NOW - 10)
+    auth.revoke(_key_grant(auth), KEY.name, {"targets": ["channel:kiosk:s1:k1"]}, now_ms=NOW)
+    with pytest.raises(AuthError):
+        auth.bearer(kiosk, now_ms=NOW + 1)
+    auth.bearer(other, now_ms=NOW + 1)
+
+
+def test_rewind_and_resume_helpers():
+    history = [{"id": f"m{i}", "serial": f"s{i}", "timestamp": NOW - (10 - i) * 1000} for i in range(10)]
+    assert [m["id"] for m in rewind_backlog(history, "3", NOW)] == ["m7", "m8", "m9"]
+    assert [m["id"] for m in rewind_backlog(history, "2s", NOW)] == ["m8", "m9"]
+    assert rewind_backlog(history, None, NOW) == []
+    assert rewind_backlog(history, "soon", NOW) == []
+    assert [m["id"] for m in after_serial(history, "s7") or []] == ["m8", "m9"]
+    assert after_serial(history, "gone") is None
+    out = wire_message({"id": "b", "data": b"\x00\x01", "encoding": "utf-8"}, binary=False)
+    assert out["data"] == "AAE=" and out["encoding"] == "utf-8/base64"
