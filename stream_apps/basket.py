@@ -97,10 +97,10 @@ class BasketCounter:
             return []
         recent, counted = self.recent[uid], self.counted[uid]
         recent[redemption] = redemption.ts
-        for key in [k for k, ts in recent.items() if ts < cutoff]:
-            del recent[key]
-        for key in [k for k, ts in counted.items() if ts < cutoff]:
-            del counted[key]
+        for old in [k for k, ts in recent.items() if ts < cutoff]:
+            del recent[old]
+        for pair in [k for k, ts in counted.items() if ts < cutoff]:
+            del counted[pair]
         window = [r for r in recent if abs(r.ts - redemption.ts) <= self.window_ms]
         new = []
         for pair, ts in sorted(pairs_with(redemption, window, self.window_ms).items()):
