@@ -175,7 +175,8 @@ class Stack:
         raise StackError(msg)
 
     def supervise_once(self) -> None:
-        """Restart crashed services with exponential backoff (1 s, 2 s, ... 30 s)."""
+        """Restart crashed services with exponential backoff (1 s, 2 s, ... 30 s; 0.25 s after a
+        run of more than a minute)."""
         now = time.monotonic()
         for name, running in self.services.items():
             code = running.proc.poll()
@@ -184,9 +185,9 @@ class Stack:
             if running.next_restart_at is None:
                 delay = min(30.0, 2 ** min(running.restarts, 5))
                 if now - running.started_at > 60:
-                    delay = 1.0
+                    delay = 0.25  # it ran fine for a minute: a crash, not a crash loop
                 running.next_restart_at = now + delay
-                self.on_event(f"{name} exited with code {code}; restarting in {delay:.0f}s")
+                self.on_event(f"{name} exited with code {code}; restarting in {delay:g}s")
             elif now >= running.next_restart_at:
                 proc, _ = self._spawn(running.spec)
                 running.proc, running.started_at = proc, now

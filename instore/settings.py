@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     worker_batch: int = Field(default=500, ge=1)
     worker_batch_within_s: float = Field(default=0.005, gt=0)
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    # Consumer-group session timeout of the worker. The embedded broker holds every JoinGroup
+    # for half of it and drops a dead member only after all of it (Kafka's minimum is 6 s).
+    worker_session_timeout_s: float = Field(default=6.0, gt=0)
     # Longest a consumer waits on an empty fetch (the embedded broker never answers early).
     consumer_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.

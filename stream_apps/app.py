@@ -96,11 +96,13 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         table_standby_replicas=0,
-        # The embedded broker completes a group join only after the rebalance timeout, so
-        # keep it short (a setting, for real clusters with slow members).
+        # The embedded broker answers a JoinGroup only after half the session timeout and
+        # drops a killed member after all of it: keep it short (Kafka's minimum is 6 s).
         broker_rebalance_timeout=settings.worker_rebalance_timeout_s,
-        broker_session_timeout=max(settings.worker_rebalance_timeout_s, 10.0),
+        broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=1.0,
+        # Faust's table manager without its fixed 1 s pause at start (see transport.py).
+        TableManager=transport.TableManager,
     )
     policy_cfg = PolicyConfig(settings.dwell_s, settings.dwell_gap_s, settings.cooldown_s,
                               settings.cap_per_hour, settings.offer_ttl_s)
