@@ -1,6 +1,7 @@
-"""`instore bench push`: position produced -> offer received by a browser-like subscriber on
-the hub's SSE stream, on a fresh embedded stack (Tansu, redis-server, `instore worker`, the push
-sink and the push hub, each its own process).
+"""`instore bench push`: position produced -> offer received by a browser-like subscriber
+(one Ably realtime WebSocket connection per shopper, as the pages' ably-js opens, or the hub's
+SSE stream with ``transport="sse"``), on a fresh embedded stack (Tansu, redis-server,
+`instore worker`, the push sink and the push hub, each its own process).
 
 The world: one store with ``K`` promoted products on a 5 m grid (radius 10 ft, so a shopper is
 near one product at a time); every shopper is opted in and cycles "stop at a product for
@@ -26,6 +27,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -43,6 +45,12 @@ from instore.records import (
 )
 from instore.settings import Settings
 from mobile_push.local_stack import Child, wait_http, wait_port
+from mobile_push.realtime import ATTACH as RT_ATTACH
+from mobile_push.realtime import ATTACHED as RT_ATTACHED
+from mobile_push.realtime import CONNECTED as RT_CONNECTED
+from mobile_push.realtime import DISCONNECTED as RT_DISCONNECTED
+from mobile_push.realtime import ERROR as RT_ERROR
+from mobile_push.realtime import MESSAGE as RT_MESSAGE
 from mobile_push.tokens import ApiKey, TokenAuthority
 
 log = logging.getLogger(__name__)
@@ -118,10 +126,13 @@ class World:
 
 
 class Collector:
-    """Async SSE subscribers for many channels in one thread (one token: ``shopper:*``)."""
+    """Async subscribers for many channels in one thread (one token: ``shopper:*``): one hub
+    SSE stream per channel, or one Ably realtime WebSocket connection per channel (what the
+    pages' ably-js opens: a connection per phone)."""
 
-    def __init__(self, base: str, channels: list[str], token: str) -> None:
+    def __init__(self, base: str, channels: list[str], token: str, transport: str = "sse") -> None:
         self.base, self.channels, self.token = base, channels, token
+        self.transport = transport
         self.latencies: list[float] = []
         self.ids: Counter[str] = Counter()
         self.attached = 0
@@ -150,7 +161,8 @@ class Collector:
         async with httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, read=None), limits=limits
         ) as client:
-            tasks = [asyncio.create_task(self._one(client, ch)) for ch in self.channels]
+            one = self._one_ws if self.transport == "websocket" else self._one
+            tasks = [asyncio.create_task(one(client, ch)) for ch in self.channels]
             await self._stop.wait()
             for task in tasks:
                 task.cancel()
@@ -172,6 +184,26 @@ class Collector:
                     event = line[6:].strip()
                 elif line.startswith("data:"):
                     data.append(line[5:].lstrip())
+
+    async def _one_ws(self, _client: httpx.AsyncClient, channel: str) -> None:
+        import websockets  # noqa: PLC0415
+
+        url = self.base.replace("http://", "ws://", 1) + "/?" + urlencode(
+            {"access_token": self.token, "format": "json", "heartbeats": "true", "v": "6"}
+        )
+        async with websockets.connect(url, max_queue=None) as ws:
+            async for raw in ws:
+                frame = json.loads(raw)
+                action = frame.get("action")
+                if action == RT_CONNECTED:
+                    await ws.send(json.dumps({"action": RT_ATTACH, "channel": channel}))
+                elif action == RT_ATTACHED:
+                    self.attached += 1
+                elif action == RT_MESSAGE:
+                    for msg in frame.get("messages") or []:
+                        self._message(msg)
+                elif action in (RT_ERROR, RT_DISCONNECTED):
+                    return
 
     def _message(self, msg: dict[str, Any]) -> None:
         received = time.time_ns() // 1_000_000
@@ -201,6 +233,7 @@ def run_bench(
     products: int = 200,
     dwell_s: float = 2.0,
     offers_only: bool = False,
+    transport: str = "websocket",
     results_path: Path | None = RESULTS,
 ) -> dict[str, Any]:
     with_worker = not offers_only and (ROOT / "stream_apps" / "app.py").exists()
@@ -278,7 +311,7 @@ def run_bench(
                 key, {"shopper:*": frozenset({"subscribe"})}, "bench", 3_600_000, now_ms()
             )["token"]
             collector = Collector(
-                base, [f"shopper:{u}" for u in [*world.uids, "bench-warmup"]], token
+                base, [f"shopper:{u}" for u in [*world.uids, "bench-warmup"]], token, transport
             )
             collector.start()
             deadline = time.monotonic() + 30
@@ -316,12 +349,14 @@ def run_bench(
 
     assert collector is not None
     lat = sorted(collector.latencies)
+    where = "realtime WebSocket" if transport == "websocket" else "SSE"
     result = {
         "bench": "push",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "measures": "position ts -> offer received on hub SSE"
+        "measures": f"position ts -> offer received on hub {where}"
         if with_worker
-        else "offer produced -> received on hub SSE (worker skipped)",
+        else f"offer produced -> received on hub {where} (worker skipped)",
+        "transport": transport,
         "rate_target": rate,
         "rate_actual": round(produced / elapsed, 1) if elapsed else 0.0,
         "produced": produced,

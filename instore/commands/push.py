@@ -52,7 +52,7 @@ def connect_config(
 def bench(
     rate: Annotated[float, typer.Option(help="Positions per second to produce.")] = 2000.0,
     seconds: Annotated[float, typer.Option(help="How long to produce.")] = 20.0,
-    shoppers: Annotated[int, typer.Option(help="Simulated shoppers (one SSE stream each).")] = 400,
+    shoppers: Annotated[int, typer.Option(help="Simulated shoppers (one subscriber each).")] = 400,
     products: Annotated[int, typer.Option(help="Promoted products in the store.")] = 200,
     dwell_s: Annotated[float, typer.Option(help="Worker dwell before an offer.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
@@ -60,6 +60,10 @@ def bench(
         bool,
         typer.Option(help="Skip the worker: produce offers directly and time offer -> received."),
     ] = False,
+    transport: Annotated[
+        str,
+        typer.Option(help="Subscribers: 'websocket' (Ably realtime, as the pages) or 'sse'."),
+    ] = "websocket",
 ) -> None:
     """Latency position -> offer received on the hub stream, on a fresh embedded stack."""
     from mobile_push.latency_bench import run_bench  # noqa: PLC0415
@@ -71,6 +75,7 @@ def bench(
         products=products,
         dwell_s=dwell_s,
         offers_only=offers_only,
+        transport=transport,
     )
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
