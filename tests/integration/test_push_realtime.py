@@ -24,6 +24,7 @@ from mobile_push.realtime import (
     ACK,
     ATTACH,
     ATTACHED,
+    AUTH,
     CLOSE,
     CLOSED,
     CONNECTED,
@@ -180,6 +181,50 @@ def test_protocol_frames_attach_message_once_capability_detach_close(hub):
             assert (await ws.next())["action"] == CLOSED
             with pytest.raises(websockets.ConnectionClosed):
                 await ws.next(timeout=5)
+
+    asyncio.run(go())
+
+
+def test_publish_ack_echo_and_in_band_reauth(hub):
+    uid = uuid.uuid4().hex[:8]
+    channel = f"kiosk:{uid}"
+    token = token_for(hub, uid, channel, ops=("publish", "subscribe"))
+
+    async def go() -> None:
+        async with (
+            websockets.connect(ws_url(hub, access_token=token)) as a,
+            websockets.connect(ws_url(hub, access_token=token, echo="false")) as b,
+        ):
+            wa, wb = Frames(a), Frames(b)
+            for w in (wa, wb):
+                assert (await w.next())["action"] == CONNECTED
+                await w.send({"action": ATTACH, "channel": channel})
+                assert (await w.next())["flags"] & (1 << 17)  # PUBLISH mode granted
+            await wb.send(
+                {
+                    "action": MESSAGE,
+                    "channel": channel,
+                    "msgSerial": 7,
+                    "messages": [{"id": "tap-1", "name": "tap", "data": "x"}],
+                }
+            )
+            assert await wb.next() == {"action": ACK, "msgSerial": 7, "count": 1}
+            seen = await wa.next()  # the other connection gets it, with the token's clientId
+            assert seen["messages"][0]["id"] == "tap-1"
+            assert seen["messages"][0]["clientId"] == uid
+            with pytest.raises(TimeoutError):  # echo=false: not back to the publisher
+                await wb.next(timeout=1.0)
+
+            # In-band AUTH: a fresh token for the same clientId -> a new CONNECTED ...
+            fresh = token_for(hub, uid, channel, ops=("publish", "subscribe"))
+            await wa.send({"action": AUTH, "auth": {"accessToken": fresh}})
+            again = await wa.next()
+            assert again["action"] == CONNECTED and again["connectionDetails"]["clientId"] == uid
+            # ... one for somebody else is refused and the connection ends.
+            alien = token_for(hub, "someone-else", channel)
+            await wb.send({"action": AUTH, "auth": {"accessToken": alien}})
+            refused = await wb.next()
+            assert refused["action"] == DISCONNECTED and refused["error"]["code"] == 40102
 
     asyncio.run(go())
 
