@@ -14,12 +14,16 @@ from collections.abc import Callable
 from itertools import zip_longest
 from typing import Any
 
+import orjson
+
 from stream_apps.ksqldb.functions import AGGREGATES, Agg, Count
 from stream_apps.ksqldb.planner import JoinOp, Plan
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[tuple, "int | None", "dict[str, Any] | None", int], None]
+# (key bytes, value bytes, rowtime): a sink that takes records already encoded
+EmitEncoded = Callable[["bytes | None", bytes, int], None]
 
 
 def _new_aggs(plan: Plan) -> list[Agg]:
@@ -65,6 +69,41 @@ class QueryCore:
         self._key_idx = [self._names.index(k) for k in plan.key_names]
         self.table_join_ops = [j for j in plan.joins if not j.stream]
         self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
+        self._encoded: tuple[Callable[..., Any], EmitEncoded] | None = None
+        self._layout_explode()
+
+    def bind_encoded(
+        self, value_names: list[str], encode_key: Callable[..., Any], emit: EmitEncoded
+    ) -> None:
+        """Let the fused EXPLODE path hand over encoded records: JSON values with
+        ``value_names`` in that order (what ``Source.encode_value`` writes), keys encoded by
+        ``encode_key(key_values, window_start)``."""
+        ex = self.plan.explode
+        if ex is None:
+            return
+        kinds = {c.name: c.kind for c in ex.columns}
+        if any(kinds.get(k) != "row" for k in self.key_names):
+            return  # a key taken from the exploded element: the generic path
+        self._encoded = (encode_key, emit)
+        self._layout_explode(value_names)
+
+    def _layout_explode(self, names: list[str] | None = None) -> None:
+        ex = self.plan.explode
+        self._ecache: dict[int, tuple[Any, dict[str, Any]]] = {}
+        if ex is None:
+            return
+        out = names if names is not None else self._names
+        wanted = set(out)
+        self._ex_names = list(out)
+        self._ex_row = [(c.name, c.fn) for c in ex.columns if c.kind == "row"]
+        self._ex_elem = [
+            (c.name, c.kind, c.fn)
+            for c in ex.columns
+            if c.kind in ("elem", "self") and c.name in wanted
+        ]
+        self._ex_mixed = [(c.name, c.fn) for c in ex.columns if c.kind == "mixed" and c.name in wanted]
+        self._ex_dist = [(c.name, c.fn) for c in ex.columns if c.kind == "distance" and c.name in wanted]
+        self._ex_pad = (None,) * ex.width
 
     # -- entry ---------------------------------------------------------------------------------
     def on_record(
@@ -157,7 +196,65 @@ class QueryCore:
             return
         self._project_emit(r, rowtime)
 
+    def _explode_emit(self, r: tuple, rowtime: int) -> None:  # noqa: PLR0912
+        ex = self.plan.explode
+        assert ex is not None
+        elems = ex.array(r)
+        if not elems or not isinstance(elems, list):
+            return
+        dist = None
+        if self._ex_dist and ex.spatial is not None:
+            last = ex.spatial.last
+            if last[0] is r and last[1] is elems:
+                dist = last[2]
+        rowvals = {name: fn(r) for name, fn in self._ex_row}
+        base = {n: rowvals.get(n) for n in self._ex_names}
+        ecache = self._ecache
+        if len(ecache) > 65536:
+            ecache.clear()
+        elem_cols = self._ex_elem
+        mixed = self._ex_mixed
+        dcols = self._ex_dist
+        pad = self._ex_pad
+        encoded = self._encoded
+        if encoded is not None:
+            encode_key, emit_encoded = encoded
+            kbytes = encode_key(tuple([rowvals[k] for k in self.key_names]), None)
+            dumps = orjson.dumps
+        else:
+            emit = self.emit
+            key_names = self.key_names
+        for i, x in enumerate(elems):
+            hit = ecache.get(id(x))
+            if hit is None or hit[0] is not x:
+                ev: dict[str, Any] = {}
+                for name, kind, fn in elem_cols:
+                    ev[name] = x if kind == "self" else fn((*pad, x))  # type: ignore[misc]
+                hit = (x, ev)
+                ecache[id(x)] = hit
+            d = base.copy()
+            d.update(hit[1])
+            if mixed:
+                rx = (*r, x)
+                for name, fn in mixed:
+                    d[name] = fn(rx)
+            if dcols:
+                if dist is not None:
+                    for name, _fn in dcols:
+                        d[name] = dist[i]
+                else:
+                    rx = (*r, x)
+                    for name, fn in dcols:
+                        d[name] = fn(rx)
+            if encoded is not None:
+                emit_encoded(kbytes, dumps(d), rowtime)
+            else:
+                emit(tuple([d[k] for k in key_names]), None, d, rowtime)
+
     def _project_emit(self, r: tuple, rowtime: int) -> None:
+        if self.plan.explode is not None:
+            self._explode_emit(r, rowtime)
+            return
         cols = self.columns
         emit = self.emit
         key_idx = self._key_idx

@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from instore.geo import FT_PER_KM, GeoError, GridIndex
 from stream_apps.ksqldb.errors import EvalError, StatementError
 from stream_apps.ksqldb.functions import AGGREGATES, LAMBDA_FUNCTIONS, SCALARS, TABLE_FUNCTIONS
+from stream_apps.ksqldb.spatial import SpatialFilter, conjuncts, recognise
 from stream_apps.ksqldb.syntax import (
     BIGINT,
     BOOLEAN,
@@ -221,8 +220,15 @@ class Compiler:
         return UNKNOWN
 
     # -- compilation --------------------------------------------------------------------------
-    def compile(self, e: Expr, scope: Scope | None = None) -> Fn:  # noqa: PLR0911, PLR0912, PLR0915
+    def compile(self, e: Expr, scope: Scope | None = None) -> Fn:
         scope = scope or self.scope
+        if scope.params and e[0] not in _LEAVES and _invariant_in(e, scope):
+            # Inside a lambda, a subexpression that reads no lambda parameter has one value per
+            # row: computed once per row, not once per element.
+            return _per_row_slots(self._compile(e, Scope(scope.slots)), len(scope.slots))
+        return self._compile(e, scope)
+
+    def _compile(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912, PLR0915
         k = e[0]
         if k == "lit":
             v = e[1]
@@ -612,16 +618,24 @@ class Compiler:
                     return [body((*r, x)) for x in a]
 
                 return transform
-            spatial = self._spatial_filter(lam, scope, inner)
-            if spatial is not None:
-                return _grid_filter(arr, body, *spatial)
-
             def filter_(r: tuple) -> Any:
                 a = arr(r)
                 if a is None:
                     return None
                 return [x for x in a if body((*r, x)) is True]
 
+            spec = recognise(lam)
+            if spec is not None:
+                parts = conjuncts(lam[2])
+                rest = [self.compile(c, inner) for i, c in enumerate(parts) if i != spec.conjunct]
+                return SpatialFilter(
+                    spec,
+                    arr,
+                    self.compile(spec.lat, scope),
+                    self.compile(spec.lon, scope),
+                    rest,
+                    filter_,
+                )
             return filter_
         # REDUCE(array, initial, (acc, x) => ...)
         if len(args) != 3 or args[2][0] != "lambda" or len(args[2][1]) != 2:
@@ -644,75 +658,65 @@ class Compiler:
 
         return reduce_
 
-    def _spatial_filter(
-        self, lam: Expr, scope: Scope, inner: Scope
-    ) -> tuple[Fn, Fn, str, str, str, float] | None:
-        """Recognise ``GEO_DISTANCE(a, b, x->LAT, x->LON, 'km') * k <= x->R`` in a FILTER lambda.
 
-        Returns (lat_fn, lon_fn, LAT, LON, R, k) so the filter can use a grid index per array:
-        elements farther than their own R cannot pass, so only the grid's candidates are then
-        checked with the whole lambda body (the result is exactly the SQL's).
-        """
-        param = lam[1][0]
-        conjuncts: list[Expr] = []
+_LEAVES = ("lit", "col", "lambda", "star")
 
-        def split(x: Expr) -> None:
-            if x[0] == "bin" and x[1] == "AND":
-                split(x[2])
-                split(x[3])
-            else:
-                conjuncts.append(x)
 
-        split(lam[2])
-
-        def is_field(x: Expr) -> str | None:
-            if x[0] == "deref" and x[1] == ("col", None, param):
-                return x[2]
-            return None
-
-        def uses_param(x: Any) -> bool:
-            if isinstance(x, tuple):
-                if x == ("col", None, param):
-                    return True
-                return any(uses_param(y) for y in x)
+def _invariant_in(e: Any, scope: Scope) -> bool:
+    """True when ``e`` reads no lambda parameter of ``scope`` (and holds no lambda or
+    aggregate, whose values do not follow the source rows alone)."""
+    if isinstance(e, tuple) and e:
+        if e[0] == "col":
+            return not (e[1] is None and e[2] in scope.params)
+        if e[0] == "lambda" or (e[0] == "call" and e[1] in AGGREGATES):
             return False
+        return all(_invariant_in(x, scope) for x in e if isinstance(x, tuple))
+    return True
 
-        for c in conjuncts:
-            if c[0] != "bin" or c[1] != "<=":
-                continue
-            left, right = c[2], c[3]
-            radius = is_field(right)
-            if radius is None:
-                continue
-            k = 1.0
-            if (
-                left[0] == "bin"
-                and left[1] == "*"
-                and left[3][0] == "lit"
-                and isinstance(left[3][1], int | float)
-                and left[3][1] > 0
-            ):
-                k = float(left[3][1])
-                left = left[2]
-            if left[0] != "call" or left[1] != "GEO_DISTANCE" or len(left[2]) not in (4, 5):
-                continue
-            gargs = left[2]
-            if len(gargs) == 5 and not (
-                gargs[4][0] == "lit" and str(gargs[4][1]).lower() in ("km", "kilometers")
-            ):
-                continue
-            lat_f, lon_f = is_field(gargs[2]), is_field(gargs[3])
-            if lat_f is None or lon_f is None or uses_param(gargs[0]) or uses_param(gargs[1]):
-                continue
-            return (
-                self.compile(gargs[0], scope),
-                self.compile(gargs[1], scope),
-                lat_f,
-                lon_f,
-                radius,
-                k,
-            )
-        return None
+
+def _per_row_slots(fn: Fn, n: int) -> Fn:
+    """Remember the result for the last source rows (the first ``n`` slots, by identity): a
+    lambda body sees the same row objects for every element of one row's array."""
+    last: list[Any] = [None, None, None]
+    if n == 1:
+
+        def memo1(r: tuple) -> Any:
+            a = r[0]
+            if a is last[0] and a is not None:
+                return last[2]
+            v = fn(r)
+            last[0] = a
+            last[2] = v
+            return v
+
+        return memo1
+    if n == 2:
+        seen = [False]
+
+        def memo2(r: tuple) -> Any:
+            a, b = r[0], r[1]
+            if seen[0] and a is last[0] and b is last[1]:
+                return last[2]
+            v = fn(r)
+            last[0] = a
+            last[1] = b
+            last[2] = v
+            seen[0] = True
+            return v
+
+        return memo2
+
+    def memo(r: tuple) -> Any:
+        key = r[:n]
+        prev = last[0]
+        if prev is not None and all(x is y for x, y in zip(key, prev, strict=True)):
+            return last[2]
+        v = fn(r)
+        last[0] = key
+        last[2] = v
+        return v
+
+    return memo
 
 
 def _per_row(fn: Fn) -> Fn:
@@ -727,78 +731,8 @@ def _per_row(fn: Fn) -> Fn:
         last[1] = v
         return v
 
+    memo.inner = fn  # type: ignore[attr-defined]
     return memo
-
-
-def _field(d: dict[str, Any], name: str) -> Any:
-    v = d.get(name)
-    if v is None:
-        v = d.get(name.upper())
-    return v
-
-
-class _GridCache:
-    """Grid indexes of recently seen arrays (a table row's array object is reused until the row
-    changes, so the index is built once per row version)."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self.items: OrderedDict[int, tuple[list[Any], GridIndex[int] | None]] = OrderedDict()
-
-    def get(
-        self, arr: list[Any], lat_f: str, lon_f: str, r_f: str, k: float
-    ) -> GridIndex[int] | None:
-        key = id(arr)
-        hit = self.items.get(key)
-        if hit is not None and hit[0] is arr:
-            self.items.move_to_end(key)
-            return hit[1]
-        points = []
-        for i, x in enumerate(arr):
-            if not isinstance(x, dict):
-                continue
-            lat, lon, r = _field(x, lat_f), _field(x, lon_f), _field(x, r_f)
-            if (
-                not isinstance(lat, int | float)
-                or not isinstance(lon, int | float)
-                or not isinstance(r, int | float)
-                or r < 0
-                or not math.isfinite(r)
-            ):
-                continue
-            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-                continue
-            # distance_ft(p, x) <= r * FT_PER_KM / k  <=>  haversine * k <= r (plus a hair)
-            points.append((i, float(lat), float(lon), r * FT_PER_KM / k * (1 + 1e-9) + 1e-9))
-        index = GridIndex.build(points) if points else None
-        self.items[key] = (arr, index)
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
-        return index
-
-
-def _grid_filter(
-    arr_fn: Fn, body: Fn, lat_fn: Fn, lon_fn: Fn, lat_f: str, lon_f: str, r_f: str, k: float
-) -> Fn:
-    cache = _GridCache()
-
-    def grid_filter(r: tuple) -> Any:
-        a = arr_fn(r)
-        if a is None:
-            return None
-        lat, lon = lat_fn(r), lon_fn(r)
-        if lat is None or lon is None:
-            return []
-        index = cache.get(a, lat_f, lon_f, r_f, k)
-        if index is None:
-            return []
-        try:
-            hits = sorted(i for i, _ in index.within(float(lat), float(lon)))
-        except (GeoError, TypeError, ValueError):
-            return [x for x in a if body((*r, x)) is True]  # let the exact path report it
-        return [a[i] for i in hits if body((*r, a[i])) is True]
-
-    return grid_filter
 
 
 def caster(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911

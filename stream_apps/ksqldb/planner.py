@@ -17,7 +17,9 @@ from stream_apps.ksqldb.expressions import (
     contains_aggregate,
     find_table_function,
 )
+from stream_apps.ksqldb.functions import SCALARS
 from stream_apps.ksqldb.metastore import Source
+from stream_apps.ksqldb.spatial import SpatialFilter, rename_param
 from stream_apps.ksqldb.syntax import BIGINT, Expr, Select, SqlType, WindowSpec, expr_sql
 
 DEFAULT_GRACE_MS = 24 * 3600 * 1000  # ksqlDB's default grace when none is given
@@ -55,6 +57,31 @@ class OutputColumn:
 
 
 @dataclass
+class ExplodeColumn:
+    """How one output column of a fused EXPLODE is computed: ``row`` once per input row
+    (``fn(r)``), ``elem`` once per array element (``fn((*pad, x))``, cached by element),
+    ``mixed`` per output row (``fn((*r, x))``), ``self`` the element itself, ``distance`` the
+    value the spatial FILTER computed for the element."""
+
+    index: int
+    name: str
+    kind: str
+    fn: Fn | None = None
+
+
+@dataclass
+class ExplodePlan:
+    """All table functions of the SELECT are ``EXPLODE(arr)`` or ``EXPLODE(TRANSFORM(arr, x =>
+    ...))`` over one and the same ``arr``: the array is evaluated once per row and each output
+    row is built from its element directly (no per-column lists to zip)."""
+
+    array: Fn
+    columns: list[ExplodeColumn]
+    spatial: SpatialFilter | None
+    width: int  # slots of a row before the lambda parameter
+
+
+@dataclass
 class Plan:
     select: Select
     bindings: list[Binding]
@@ -68,6 +95,7 @@ class Plan:
     having: Fn | None = None
     window: WindowSpec | None = None
     compiler: Compiler | None = None
+    explode: ExplodePlan | None = None
 
     @property
     def output_kind(self) -> str:
@@ -340,6 +368,9 @@ def plan_select(
     window = select.window
     if window is not None and window.grace_ms is None:
         window.grace_ms = DEFAULT_GRACE_MS
+    explode = None
+    if kind == "stream" and any(c.table_function for c in columns):
+        explode = _explode_plan(columns, pcompiler, pscope)
     return Plan(
         select,
         bindings,
@@ -353,4 +384,69 @@ def plan_select(
         having,
         window,
         pcompiler,
+        explode,
     )
+
+
+def _explode_plan(columns: list[OutputColumn], comp: Compiler, scope: Scope) -> ExplodePlan | None:
+    """The fused EXPLODE plan when every table function explodes the same array (see
+    ExplodePlan), else None (the generic zip of the table functions' arrays)."""
+    array: Expr | None = None
+    bodies: dict[int, tuple[str, Expr]] = {}
+    for i, c in enumerate(columns):
+        if not c.table_function:
+            continue
+        assert c.expr is not None
+        arg = c.expr[2][0]
+        arr = arg
+        if (
+            arg[0] == "call"
+            and arg[1] == "TRANSFORM"
+            and len(arg[2]) == 2
+            and arg[2][1][0] == "lambda"
+            and len(arg[2][1][1]) == 1
+        ):
+            arr = arg[2][0]
+            bodies[i] = (arg[2][1][1][0], arg[2][1][2])
+        if array is None:
+            array = arr
+        elif arr != array:
+            return None
+    assert array is not None
+    array_fn = comp.compile(array, scope)
+    inner = getattr(array_fn, "inner", None)
+    spatial = inner if isinstance(inner, SpatialFilter) else None
+    width = scope.width
+    out: list[ExplodeColumn] = []
+    elem_type = comp.infer(array, scope)
+    item = elem_type.params[0] if elem_type.name == "ARRAY" and elem_type.params else None
+    for i, c in enumerate(columns):
+        if not c.table_function:
+            out.append(ExplodeColumn(i, c.name, "row", c.fn))
+            continue
+        if i not in bodies:
+            out.append(ExplodeColumn(i, c.name, "self"))
+            continue
+        param, body = bodies[i]
+        pscope = scope.with_params((param,), [item] if item is not None else [])
+        fn = comp.compile(body, pscope)
+        if spatial is not None and rename_param(body, param) == spatial.spec.distance_expr:
+            # the FILTER computed it for every kept element (fn: when it could not)
+            out.append(ExplodeColumn(i, c.name, "distance", fn))
+            continue
+        outer = _reads_outer(body, param)
+        out.append(ExplodeColumn(i, c.name, "mixed" if outer else "elem", fn))
+    return ExplodePlan(array_fn, out, spatial, width)
+
+
+def _reads_outer(e: Any, param: str) -> bool:
+    """Whether a lambda body reads anything but its parameter (columns, aggregates, ...)."""
+    if isinstance(e, tuple) and e:
+        if e[0] == "col":
+            return e != ("col", None, param)
+        if e[0] == "lambda":
+            return True  # nested lambdas: not worth the analysis
+        if e[0] == "call" and e[1] not in SCALARS:
+            return True
+        return any(_reads_outer(x, param) for x in e if isinstance(x, tuple))
+    return False

@@ -1,0 +1,290 @@
+"""The physical plan for ``FILTER(points, x => GEO_DISTANCE(lat, lon, x->LAT, x->LON, 'km') * k
+<= x->R AND ...)``: a grid index over the array, built once per array version.
+
+A FILTER over a table row's array of points is evaluated for every stream record that joins
+the row. Instead of checking every element, the filter asks a grid (per radius class, cells no
+smaller than the class's radius) for the elements that can be within their own radius, computes
+the distance of those with the same operations in the same order as ``GEO_DISTANCE`` (so the
+same bits), decides the radius conjunct with it, and evaluates the other conjuncts only for the
+elements left. The result is exactly what the SQL defines: the elements, in array order, whose
+whole predicate is true.
+
+The distances are kept for the row (``SpatialFilter.last``), so a projection of the same
+expression over the kept elements (``TRANSFORM(..., x => GEO_DISTANCE(...) * k)``) reads them
+instead of computing them again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from instore.geo import EARTH_RADIUS_KM
+
+Fn = Callable[[tuple], Any]
+_DEG = math.pi / 180.0
+_M_PER_DEG = EARTH_RADIUS_KM * 1000.0 * _DEG
+# Planar pre-filter slack (the local frame is good to ~1e-4 over a few km): the exact distance
+# decides, the pre-filter only has to keep every element that can pass.
+_REL = 1.01
+_ABS_M = 0.5
+
+
+@dataclass(frozen=True)
+class SpatialSpec:
+    """What the planner recognised in a FILTER lambda."""
+
+    lat: Any = None  # the outer latitude expression (no lambda parameter in it)
+    lon: Any = None
+    lat_field: str = ""
+    lon_field: str = ""
+    radius_field: str = ""
+    k: Any = 1  # the literal multiplier, as written (int or float)
+    conjunct: int = 0  # index of the radius conjunct among the lambda body's conjuncts
+    distance_expr: Any = None  # GEO_DISTANCE(...) * k with the parameter renamed to '\0x'
+
+
+def rename_param(e: Any, param: str, to: str = "\0x") -> Any:
+    """``e`` with references to the lambda parameter ``param`` renamed (alpha-equivalence)."""
+    if isinstance(e, tuple):
+        if e == ("col", None, param):
+            return ("col", None, to)
+        if e and e[0] == "lambda" and param in e[1]:
+            return e  # shadowed
+        return tuple(rename_param(x, param, to) for x in e)
+    return e
+
+
+def conjuncts(e: Any) -> list[Any]:
+    if isinstance(e, tuple) and e and e[0] == "bin" and e[1] == "AND":
+        return conjuncts(e[2]) + conjuncts(e[3])
+    return [e]
+
+
+def uses_param(e: Any, param: str) -> bool:
+    if isinstance(e, tuple):
+        if e == ("col", None, param):
+            return True
+        if e and e[0] == "lambda" and param in e[1]:
+            return False
+        return any(uses_param(x, param) for x in e)
+    return False
+
+
+def recognise(lam: Any) -> SpatialSpec | None:
+    """``GEO_DISTANCE(a, b, x->LAT, x->LON[, 'km']) [* k] <= x->R`` among the lambda's conjuncts
+    (k a positive literal, a and b free of the parameter)."""
+    param = lam[1][0]
+
+    def field_of(x: Any) -> str | None:
+        if x[0] == "deref" and x[1] == ("col", None, param):
+            return x[2]
+        return None
+
+    for idx, c in enumerate(conjuncts(lam[2])):
+        if c[0] != "bin" or c[1] != "<=":
+            continue
+        left, right = c[2], c[3]
+        radius = field_of(right)
+        if radius is None:
+            continue
+        k: Any = 1
+        geo = left
+        if (
+            left[0] == "bin"
+            and left[1] == "*"
+            and left[3][0] == "lit"
+            and isinstance(left[3][1], int | float)
+            and not isinstance(left[3][1], bool)
+            and left[3][1] > 0
+        ):
+            k = left[3][1]
+            geo = left[2]
+        if geo[0] != "call" or geo[1] != "GEO_DISTANCE" or len(geo[2]) not in (4, 5):
+            continue
+        gargs = geo[2]
+        if len(gargs) == 5 and not (
+            gargs[4][0] == "lit" and str(gargs[4][1]).lower() in ("km", "kilometers", "kilometer")
+        ):
+            continue
+        lat_f, lon_f = field_of(gargs[2]), field_of(gargs[3])
+        if lat_f is None or lon_f is None or uses_param(gargs[0], param):
+            continue
+        if uses_param(gargs[1], param):
+            continue
+        return SpatialSpec(
+            gargs[0], gargs[1], lat_f, lon_f, radius, k, idx, rename_param(left, param)
+        )
+    return None
+
+
+def _field(d: Any, name: str) -> Any:
+    if not isinstance(d, dict):
+        return None
+    v = d.get(name)
+    if v is None:
+        v = d.get(name.upper())
+    return v
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+class PointIndex:
+    """Array elements with a radius each, in a grid of small square cells: an element is listed
+    in every cell its (pre-filter) disc touches, so a query reads the one cell it falls in and
+    checks only elements whose disc reaches that cell."""
+
+    __slots__ = ("cell_m", "cells", "kx", "lat0", "lon0")
+
+    def __init__(self, points: list[tuple[int, float, float, float]], cell_m: float = 3.0) -> None:
+        """``points``: (element index, lat, lon, radius bound in metres)."""
+        self.cell_m = cell_m
+        self.lat0 = sum(p[1] for p in points) / len(points) if points else 0.0
+        self.lon0 = sum(p[2] for p in points) / len(points) if points else 0.0
+        self.kx = _M_PER_DEG * math.cos(self.lat0 * _DEG)
+        cells: dict[tuple[int, int], list[tuple[Any, ...]]] = defaultdict(list)
+        floor = math.floor
+        for i, lat, lon, bound_m in points:
+            x = (lon - self.lon0) * self.kx
+            y = (lat - self.lat0) * _M_PER_DEG
+            pre = bound_m * _REL + _ABS_M
+            entry = (i, x, y, lat, lon, pre * pre, math.cos(lat * _DEG))
+            for gx in range(floor((x - pre) / cell_m), floor((x + pre) / cell_m) + 1):
+                x0 = gx * cell_m
+                dx = x0 - x if x < x0 else (x - x0 - cell_m if x > x0 + cell_m else 0.0)
+                for gy in range(floor((y - pre) / cell_m), floor((y + pre) / cell_m) + 1):
+                    y0 = gy * cell_m
+                    dy = y0 - y if y < y0 else (y - y0 - cell_m if y > y0 + cell_m else 0.0)
+                    if dx * dx + dy * dy <= pre * pre:  # the disc touches the cell
+                        cells[(gx, gy)].append(entry)
+        for bucket in cells.values():
+            bucket.sort()
+        self.cells = dict(cells)
+
+    def candidates(self, lat: float, lon: float) -> list[tuple[int, float]]:
+        """(element index, GEO_DISTANCE in km), in element order, of every element that can be
+        within its radius, the distance computed exactly as ``instore.geo.haversine_km``."""
+        x = (lon - self.lon0) * self.kx
+        y = (lat - self.lat0) * _M_PER_DEG
+        cm = self.cell_m
+        bucket = self.cells.get((math.floor(x / cm), math.floor(y / cm)))
+        if not bucket:
+            return []
+        sin, sqrt, atan2 = math.sin, math.sqrt, math.atan2
+        c1 = math.cos(lat * _DEG)
+        out: list[tuple[int, float]] = []
+        append = out.append
+        for i, px, py, plat, plon, pre2, c2 in bucket:
+            dx = x - px
+            dy = y - py
+            if dx * dx + dy * dy > pre2:
+                continue
+            # instore.geo._haversine_km(lat, lon, plat, plon), same operations in the same order
+            s1 = sin((plat - lat) * _DEG / 2)
+            s2 = sin((plon - lon) * _DEG / 2)
+            a = s1 * s1 + s2 * s2 * c1 * c2
+            append((i, EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a))))
+        return out
+
+
+class SpatialFilter:
+    """The compiled FILTER (see the module docstring). ``exact`` is the plain evaluation, used
+    when the outer point is out of range (so the error is reported the way GEO_DISTANCE does)."""
+
+    def __init__(
+        self,
+        spec: SpatialSpec,
+        arr: Fn,
+        lat: Fn,
+        lon: Fn,
+        rest: list[Fn],
+        exact: Fn,
+        cache_size: int = 256,
+    ) -> None:
+        self.spec = spec
+        self.arr = arr
+        self.lat = lat
+        self.lon = lon
+        self.rest = rest
+        self.exact = exact
+        self.cache_size = cache_size
+        self._indexes: OrderedDict[int, tuple[list[Any], PointIndex | None]] = OrderedDict()
+        # the last row's (row, kept elements, their distance expression values)
+        self.last: tuple[Any, list[Any] | None, list[Any] | None] = (None, None, None)
+
+    def index_of(self, arr: list[Any]) -> PointIndex | None:
+        key = id(arr)
+        hit = self._indexes.get(key)
+        if hit is not None and hit[0] is arr:
+            self._indexes.move_to_end(key)
+            return hit[1]
+        spec = self.spec
+        k = spec.k
+        points = []
+        for i, x in enumerate(arr):
+            lat, lon, r = (
+                _field(x, spec.lat_field),
+                _field(x, spec.lon_field),
+                _field(x, spec.radius_field),
+            )
+            if not (_num(lat) and _num(lon) and _num(r)) or r < 0 or not math.isfinite(r):
+                continue  # GEO_DISTANCE or the comparison is null: never kept
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                continue
+            # km * k <= r  =>  km <= r / k (plus a hair for the rounding of both sides)
+            points.append((i, float(lat), float(lon), r / k * 1000.0 * (1 + 1e-9) + 1e-6))
+        index = PointIndex(points) if points else None
+        self._indexes[key] = (arr, index)
+        if len(self._indexes) > self.cache_size:
+            self._indexes.popitem(last=False)
+        return index
+
+    def __call__(self, r: tuple) -> Any:
+        a = self.arr(r)
+        if a is None:
+            self.last = (r, None, None)
+            return None
+        lat, lon = self.lat(r), self.lon(r)
+        if lat is None or lon is None:  # the distance is null for every element
+            self.last = (r, [], [])
+            return []
+        if not (_num(lat) and _num(lon)) or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            out = self.exact(r)
+            self.last = (r, None, None)
+            return out
+        index = self.index_of(a)
+        if index is None:
+            self.last = (r, [], [])
+            return []
+        k = self.spec.k
+        rf = self.spec.radius_field
+        rf_up = rf.upper()
+        rest = self.rest
+        kept: list[Any] = []
+        values: list[Any] = []
+        for i, km in index.candidates(float(lat), float(lon)):
+            x = a[i]
+            radius = x.get(rf)
+            if radius is None and rf_up != rf:
+                radius = x.get(rf_up)
+            v = km * k
+            if not v <= radius:
+                continue
+            if rest:
+                rx = (*r, x)
+                ok = True
+                for c in rest:
+                    if c(rx) is not True:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+            kept.append(x)
+            values.append(v)
+        self.last = (r, kept, values)
+        return kept
