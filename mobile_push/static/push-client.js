@@ -66,18 +66,31 @@ const InstorePush = (() => {
       onMessage(id, name, data);
     };
     const wanted = new URLSearchParams(location.search).get("transport") || cfg.transport;
+    const useSse = () => {
+      document.body.dataset.transport = "sse";
+      return subscribeHub(cfg, channel, getTokenRequest, deliver, onState);
+    };
     if (cfg.mode === "ably" || wanted !== "sse") {
       try {
         await loadAbly();
-        document.body.dataset.transport = "ably-js";
-        return subscribeAbly(cfg, channel, getTokenRequest, deliver, onState);
       } catch (e) {
         if (cfg.mode === "ably") throw e; // real Ably has no SSE stream of ours
         console.warn(`ably-js unavailable, using the hub's SSE stream: ${e.message}`);
+        return useSse();
       }
+      document.body.dataset.transport = "ably-js";
+      // Against the hub: a WebSocket that never gets through (a proxy that blocks it) falls
+      // back to the SSE stream; the handle's close() closes whichever is in use.
+      const handle = { current: null, close() { if (this.current) this.current.close(); } };
+      const noWebSocket = cfg.mode === "hub" ? () => {
+        console.warn("no realtime connection to the hub, using its SSE stream");
+        handle.current.close();
+        handle.current = useSse();
+      } : null;
+      handle.current = subscribeAbly(cfg, channel, getTokenRequest, deliver, onState, noWebSocket);
+      return handle;
     }
-    document.body.dataset.transport = "sse";
-    return subscribeHub(cfg, channel, getTokenRequest, deliver, onState);
+    return useSse();
   }
 
   async function loadAbly() {
@@ -156,8 +169,18 @@ const InstorePush = (() => {
     return { close() { closed = true; if (source) source.close(); } };
   }
 
-  function subscribeAbly(cfg, channel, getTokenRequest, deliver, onState) {
+  function subscribeAbly(cfg, channel, getTokenRequest, deliver, onState, neverConnected) {
     const client = new Ably.Realtime(ablyOptions(cfg, getTokenRequest));
+    let everConnected = false;
+    client.connection.on((change) => {
+      if (change.current === "connected") everConnected = true;
+      else if (!everConnected && neverConnected &&
+               ["disconnected", "suspended", "failed"].includes(change.current)) {
+        const fallback = neverConnected;
+        neverConnected = null;
+        fallback();
+      }
+    });
     const ch = client.channels.get(channel, { params: { rewind: String(cfg.rewind || 20) } });
     const show = () => {
       const conn = client.connection.state;

@@ -9,6 +9,7 @@ runs (no broker needed)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -132,9 +133,14 @@ def page(hub):
         try:
             pg = browser.new_page()
             pg.expose_function("tokenRequest", token_request)
-            pg.goto(f"{hub['base']}/health")
-            pg.add_script_tag(url="/static/vendor/ably.min.js")
-            pg.add_script_tag(url="/static/push-client.js")
+
+            def load() -> None:
+                pg.goto(f"{hub['base']}/health")
+                pg.add_script_tag(url="/static/vendor/ably.min.js")
+                pg.add_script_tag(url="/static/push-client.js")
+
+            load()
+            pg.load = load  # type: ignore[attr-defined]
             pg.refused = refused  # type: ignore[attr-defined]
             yield pg
             pg.evaluate("() => window.client && window.client.close()")
@@ -204,3 +210,33 @@ def test_revoked_token_disconnects_ably_js_and_it_stays_off(hub, page):
     time.sleep(1.0)
     assert page.evaluate("() => window.client.connection.state") != "connected"
     assert page.evaluate("() => window.got") == []
+
+
+SUBSCRIBE_JS = """async ([channel]) => {
+  window.got = []; window.states = [];
+  window.sub = await InstorePush.subscribe(channel, () => window.tokenRequest(channel),
+    (id, name, data) => window.got.push({id, name, data}), (s) => window.states.push(s));
+  return document.body.dataset.transport;
+}"""
+
+
+@pytest.mark.parametrize("websocket", ["open", "blocked"])
+def test_push_client_uses_ably_js_and_falls_back_to_sse(hub, page, websocket):
+    """push-client.js as the pages use it (config from the hub's /config.json): ably-js over
+    the realtime protocol, or, when WebSockets never get through, the hub's SSE stream."""
+    if websocket == "blocked":
+        page.route_web_socket(re.compile(".*"), lambda ws: ws.close())
+        page.load()  # type: ignore[attr-defined]  # routing takes effect on a new document
+    uid = uuid.uuid4().hex[:8]
+    channel = f"shopper:{uid}"
+    first = page.evaluate(SUBSCRIBE_JS, [channel])
+    assert first == "ably-js"  # ably-js loaded; with WebSockets blocked it then gives way
+    wait_for(lambda: "live" in page.evaluate("() => window.states"), 30, "the page going live")
+    transport = page.evaluate("() => document.body.dataset.transport")
+    assert transport == ("ably-js" if websocket == "open" else "sse")
+    offer_id = f"offer-{uuid.uuid4().hex[:8]}"
+    publish(hub, channel, offer_id, times=2)
+    wait_for(lambda: page.evaluate("() => window.got.length") >= 1, 15, "the offer")
+    time.sleep(0.5)
+    assert [m["id"] for m in page.evaluate("() => window.got")] == [offer_id]
+    page.evaluate("() => window.sub.close()")
