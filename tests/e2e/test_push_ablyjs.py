@@ -114,10 +114,20 @@ def wait_for(cond, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def page(hub):
+@pytest.fixture(scope="module")
+def browser(hub):
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(hub, browser):
     refused: set[str] = set()
 
     def token_request(channel: str) -> dict:
@@ -128,24 +138,23 @@ def page(hub):
             hub["key"], capability={channel: ["subscribe", "history"]}, client_id=uid
         )
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page()
-            pg.expose_function("tokenRequest", token_request)
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.expose_function("tokenRequest", token_request)
 
-            def load() -> None:
-                pg.goto(f"{hub['base']}/health")
-                pg.add_script_tag(url="/static/vendor/ably.min.js")
-                pg.add_script_tag(url="/static/push-client.js")
+        def load() -> None:
+            pg.goto(f"{hub['base']}/health")
+            pg.add_script_tag(url="/static/vendor/ably.min.js")
+            pg.add_script_tag(url="/static/push-client.js")
 
-            load()
-            pg.load = load  # type: ignore[attr-defined]
-            pg.refused = refused  # type: ignore[attr-defined]
-            yield pg
-            pg.evaluate("() => window.client && window.client.close()")
-        finally:
-            browser.close()
+        load()
+        pg.load = load  # type: ignore[attr-defined]
+        pg.refused = refused  # type: ignore[attr-defined]
+        yield pg
+        pg.evaluate("() => window.client && window.client.close()")
+    finally:
+        context.close()
 
 
 def test_ably_js_receives_an_offer_published_twice_exactly_once(hub, page):
