@@ -219,6 +219,10 @@ class RealtimeSession:
         writer = asyncio.create_task(self._write())
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and self.sub.closed and not writer.done():
+                # The client asked to close (or sent garbage): let the writer send the last
+                # queued frame (CLOSED, DISCONNECTED, ERROR) before the socket goes.
+                await asyncio.wait({writer}, timeout=5)
         finally:
             for task in (reader, writer):
                 task.cancel()
