@@ -76,6 +76,8 @@ def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> 
         for spec in service_specs(settings, data_dir):
             if spec.name not in SERVICES:
                 continue
+            if spec.name == "worker":  # its log then says when a restarted worker joined
+                spec.argv = [*spec.argv, "--loglevel", "info"]
             if spec.name not in ("broker", "redis") and not topics_ready:
                 wait_for_broker(settings)
                 ensure_topics(settings)
@@ -229,13 +231,40 @@ class Faults:
         self.product = probe_product
         self.progress = progress
         self.injected: list[dict[str, Any]] = []
+        self.killed_wall: dict[str, float] = {}
         self.producer = make_producer(settings)
 
     def kill(self, name: str) -> None:
         running = self.stack.services[name]
+        self.killed_wall[name] = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(running.proc.pid, signal.SIGKILL)
         self.progress(f"fault: SIGKILL {name} (pid {running.proc.pid})")
+
+    def worker_phases(self) -> dict[str, float]:
+        """Seconds from the worker's kill to each step of its successor's start, from the
+        worker log (the soak runs it at log level info): spawned (its first line), joining,
+        joined, ready (Faust's "Worker ready")."""
+        running = self.stack.services["worker"]
+        killed = self.killed_wall.get("worker")
+        if killed is None or running.log_path is None or not running.log_path.exists():
+            return {}
+        marks = {"spawned": "", "joining": "(Re-)joining group", "joined": "Joined group",
+                 "ready": "Worker ready"}
+        tag = f"] [{running.proc.pid}] ["
+        out: dict[str, float] = {}
+        for line in running.log_path.read_text(errors="replace").splitlines():
+            if tag not in line or not line.startswith("["):
+                continue
+            try:
+                stamp = time.mktime(time.strptime(line[1:20], "%Y-%m-%d %H:%M:%S"))
+                stamp += int(line[21:24]) / 1000
+            except ValueError:
+                continue
+            for key, needle in marks.items():
+                if key not in out and needle in line:
+                    out[key] = round(stamp - killed, 2)
+        return out
 
     def _service_back(self, name: str) -> bool:
         running = self.stack.services[name]
@@ -311,8 +340,11 @@ class Faults:
         }[name]
         ok = all(check(deadline) for check in checks)
         took = round(time.monotonic() - killed_at, 2)
-        self.progress(f"fault: {name} {'recovered' if ok else 'NOT recovered'} in {took}s")
-        return {"service": name, "recovered": ok, "recovery_s": took}
+        phases = self.worker_phases() if name == "worker" else {}
+        self.progress(f"fault: {name} {'recovered' if ok else 'NOT recovered'} in {took}s"
+                      + (f" {phases}" if phases else ""))
+        return {"service": name, "recovered": ok, "recovery_s": took} | (
+            {"phases": phases} if phases else {})
 
 
 def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed: int = 7,
@@ -445,6 +477,8 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         "faults_injected": len(injected),
         "faults": [f"{f['service']}:{f['recovery_s']}s{'' if f['recovered'] else ' NOT'}"
                    for f in fault_log],
+        "worker_restart_phases_s": next((f["phases"] for f in fault_log
+                                         if f["service"] == "worker" and "phases" in f), None),
         "faults_recovered": sum(1 for f in fault_log if f["recovered"]),
         "recovery_p99_s": _percentile(recoveries, 0.99),
         "recovery_max_s": max(recoveries) if recoveries else None,
