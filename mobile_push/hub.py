@@ -12,7 +12,9 @@ the pages' fallback when ably-js cannot load), ``/phone``, ``/kiosk``, ``/config
 ``/health``.
 
 Memory only: history and de-duplication ids live as long as the process (Ably keeps
-de-duplication ids for two minutes, so the sink's redelivery window is covered).
+de-duplication ids for two minutes, so the sink's redelivery window is covered). Token
+revocations are also saved to ``<data_dir>/push-hub/revocations.json``: tokens are
+self-contained and outlive a restart, so their revocations must too.
 """
 
 from __future__ import annotations
@@ -263,9 +265,38 @@ def _message_size(msg: dict[str, Any]) -> int:
     return size
 
 
+def revocations_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "push-hub" / "revocations.json"
+
+
+def _load_revocations(authority: TokenAuthority, path: Path) -> None:
+    try:
+        items = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        log.warning("push hub: revocations file unreadable (%s); starting without", exc)
+        return
+    if isinstance(items, list):
+        log.info("push hub: %d token revocation(s) loaded", authority.load_revocations(items))
+
+
+def _save_revocations(authority: TokenAuthority, path: Path) -> None:
+    """Small and rare (one write per erasure): the whole set, replaced atomically."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(authority.revocations_json()))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("push hub: could not save revocations (%s); they hold until restart", exc)
+
+
 def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> FastAPI:
     keys = [ApiKey.parse(settings.ably_key)] + [ApiKey.parse(k) for k in (extra_keys or [])]
     authority = TokenAuthority(keys)
+    saved = revocations_file(settings)
+    _load_revocations(authority, saved)
     hub = Hub()
 
     @contextlib.asynccontextmanager
@@ -427,6 +458,8 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
         if not isinstance(body, dict):
             raise AuthError(400, 40000, "Expected {targets: [...]}")
         result = authority.revoke(grant, key_name, body)
+        if result["successCount"]:
+            _save_revocations(authority, saved)
         delays = {
             r["appliesAt"] - time.time_ns() // 1_000_000
             for r in result["results"]

@@ -268,6 +268,25 @@ class TokenAuthority:
         ok = sum(1 for r in results if "error" not in r)
         return {"successCount": ok, "failureCount": len(results) - ok, "results": results}
 
+    def revocations_json(self) -> list[dict[str, Any]]:
+        return [
+            {"k": r.key_name, "t": r.target, "b": r.issued_before, "a": r.applies_at}
+            for r in self.revocations.values()
+        ]
+
+    def load_revocations(self, items: list[dict[str, Any]], now_ms: int | None = None) -> int:
+        """Revocations saved by an earlier run (a restarted hub keeps refusing revoked tokens,
+        which it would otherwise honour until expiry); stale ones are dropped."""
+        now = now_ms if now_ms is not None else _now_ms()
+        for item in items:
+            try:
+                rev = Revocation(str(item["k"]), str(item["t"]), int(item["b"]), int(item["a"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if rev.key_name in self.keys and rev.issued_before + MAX_TTL_MS >= now:
+                self.revocations[(rev.key_name, rev.target)] = rev
+        return len(self.revocations)
+
     def revoked(self, grant: Grant, now_ms: int | None = None) -> Revocation | None:
         """The revocation that applies to this token grant, if any."""
         if grant.is_key or not self.revocations:

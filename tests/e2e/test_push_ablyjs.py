@@ -57,11 +57,12 @@ def hub(tmp_path_factory):
         pytest.skip("ably-js is not installed: run scripts/install-ably-js.sh")
     port = free_port()
     settings = make_settings("127.0.0.1:9", "redis://127.0.0.1:9/0", hub_port=port)
+    work = tmp_path_factory.mktemp("hub-ablyjs")
     child = Child(
         "hub",
         ["push", "hub", "--port", str(port)],
-        child_env(settings, HUB_PORT=str(port)),
-        tmp_path_factory.mktemp("hub-ablyjs") / "hub.log",
+        child_env(settings, HUB_PORT=str(port), DATA_DIR=str(work / "data")),
+        work / "hub.log",
     ).start()
     base = f"http://127.0.0.1:{port}"
     try:

@@ -50,16 +50,23 @@ NOWHERE_KAFKA, NOWHERE_REDIS = "127.0.0.1:9", "redis://127.0.0.1:9/0"
 def hub(tmp_path_factory):
     port = free_port()
     settings = make_settings(NOWHERE_KAFKA, NOWHERE_REDIS, hub_port=port)
+    work = tmp_path_factory.mktemp("hub-rt")
     child = Child(
         "hub",
         ["push", "hub", "--port", str(port)],
-        child_env(settings, HUB_PORT=str(port)),
-        tmp_path_factory.mktemp("hub-rt") / "hub.log",
+        child_env(settings, HUB_PORT=str(port), DATA_DIR=str(work / "data")),
+        work / "hub.log",
     ).start()
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/time", child)
-        yield {"base": base, "port": port, "key": ApiKey.parse(settings.ably_key)}
+        yield {
+            "base": base,
+            "port": port,
+            "key": ApiKey.parse(settings.ably_key),
+            "child": child,
+            "data": work / "data",
+        }
     finally:
         child.stop()
 
@@ -357,6 +364,28 @@ def test_revocation_closes_connections_and_streams_and_refuses_old_tokens(hub):
         headers={"Authorization": f"Bearer {fresh}"},
     )
     assert r.status_code == 200
+
+
+def test_revocations_survive_a_hub_restart(hub):
+    """Tokens are self-contained (a restarted hub honours them), so revocations are saved."""
+    uid = uuid.uuid4().hex[:8]
+    channel = f"shopper:{uid}"
+    old = token_for(hub, uid, channel)
+    k = hub["key"]
+    r = httpx.post(
+        f"{hub['base']}/keys/{k.name}/revokeTokens",
+        json={"targets": [f"clientId:{uid}"]},
+        auth=(k.name, k.secret),
+    )
+    assert r.status_code == 200 and r.json()["successCount"] == 1
+    assert (hub["data"] / "push-hub" / "revocations.json").exists()
+    hub["child"].stop()
+    hub["child"].start()
+    wait_http(f"{hub['base']}/time", hub["child"])
+    r = httpx.get(
+        f"{hub['base']}/channels/{channel}/messages", headers={"Authorization": f"Bearer {old}"}
+    )
+    assert r.status_code == 401 and r.json()["error"]["code"] == 40141
 
 
 def test_revocation_failure_is_reported_not_raised_elsewhere(hub):

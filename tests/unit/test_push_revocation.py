@@ -108,3 +108,18 @@ def test_rewind_and_resume_helpers():
     assert after_serial(history, "gone") is None
     out = wire_message({"id": "b", "data": b"\x00\x01", "encoding": "utf-8"}, binary=False)
     assert out["data"] == "AAE=" and out["encoding"] == "utf-8/base64"
+
+
+def test_saved_revocations_reload_without_stale_or_foreign_ones():
+    auth = TokenAuthority([KEY])
+    auth.revoke(_key_grant(auth), KEY.name, {"targets": ["clientId:ana"]}, now_ms=NOW)
+    saved = auth.revocations_json() + [
+        {"k": "other.key", "t": "clientId:x", "b": NOW, "a": NOW},
+        {"k": KEY.name, "t": "clientId:old", "b": NOW - 2 * 24 * 3600 * 1000, "a": 0},
+        {"broken": True},
+    ]
+    fresh = TokenAuthority([KEY])
+    assert fresh.load_revocations(saved, now_ms=NOW + 1) == 1
+    tok = _token(fresh, "ana", "shopper:ana", NOW - 10)
+    with pytest.raises(AuthError):
+        fresh.bearer(tok, now_ms=NOW + 1)
