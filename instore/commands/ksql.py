@@ -652,6 +652,10 @@ def bench(
     stores: Annotated[int, typer.Option(help="Stores.")] = 10,
     events: Annotated[int, typer.Option(help="Positions to process.")] = 20_000,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="Write a cProfile of the NEARBY query's thread (pstats) to this file."),
+    ] = None,
 ) -> None:
     """NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint: positions/s, rows/s."""
     from stream_apps.ksqldb.bench import run_bench  # noqa: PLC0415
@@ -662,6 +666,7 @@ def bench(
         stores=stores,
         events=events,
         progress=None if as_json else console.print,
+        profile=profile,
     )
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")

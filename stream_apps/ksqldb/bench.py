@@ -16,7 +16,10 @@ Same JSON keys as the spine's bench (`instore bench proximity`).
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import json
+import os
+import pstats
 import subprocess
 import time
 from collections.abc import Callable
@@ -60,6 +63,7 @@ def run_bench(
     latency_s: float = 5.0,
     seed: int = 7,
     progress: Progress = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
@@ -113,6 +117,11 @@ def run_bench(
                 break
         payloads = [(p.uid.encode(), p.to_json(), p.ts) for p in positions]
         nearby_q = [q for q in engine.queries.values() if "NEARBY" in q.id]
+        if profile is not None:
+            for q in nearby_q:
+                q.profile = cProfile.Profile()
+        busy0 = sum(q.busy_s for q in nearby_q)
+        cpu0 = time.process_time()
         before_out = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id)
         before_in = sum(q.consumed.get(t.CUSTOMERS_LOCATIONS.name, 0) for q in nearby_q)
         t0 = time.monotonic()
@@ -138,6 +147,16 @@ def run_bench(
         t_end = max(q.last_active for q in nearby_q)
         elapsed = max(t_end - t0, 1e-9)
         rows = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id) - before_out
+        busy = sum(q.busy_s for q in nearby_q) - busy0
+        cpu = time.process_time() - cpu0
+        if profile is not None:
+            stats = None
+            for q in nearby_q:
+                if q.profile is not None:
+                    q.profile.disable()
+                    stats = pstats.Stats(q.profile) if stats is None else stats.add(q.profile)
+            if stats is not None:
+                stats.dump_stats(str(profile))
         fig: dict[str, Any] = {
             "engine": "ksql-local",
             "stores": stores,
@@ -148,6 +167,13 @@ def run_bench(
             "rows_per_s": round(rows / elapsed, 1),
             "matches_per_position": round(rows / len(payloads), 3),
             "setup_s": round(setup_s, 2),
+            # where the time went: the query thread processing (decode, evaluate, produce) vs
+            # the elapsed time, and this process's CPU (query + client threads) per position
+            "query_busy_s": round(busy, 3),
+            "elapsed_s": round(elapsed, 3),
+            "cpu_us_per_position": round(cpu / len(payloads) * 1e6, 1),
+            "cores": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
         }
         # latency at a rate the engine sustains (half its throughput, at most ``rate``)
         lat_rate = max(50.0, min(rate, fig["events_per_s"] / 2))

@@ -86,6 +86,7 @@ class QueryCore:
             return  # a key taken from the exploded element: the generic path
         self._encoded = (encode_key, emit)
         self._layout_explode(value_names)
+        self._layout_fragments(value_names)
 
     def _layout_explode(self, names: list[str] | None = None) -> None:
         ex = self.plan.explode
@@ -196,60 +197,111 @@ class QueryCore:
             return
         self._project_emit(r, rowtime)
 
-    def _explode_emit(self, r: tuple, rowtime: int) -> None:  # noqa: PLR0912
+    def _explode_values(self, r: tuple) -> tuple[list[Any], list[Any] | None] | None:
+        """The array to explode for row ``r`` and, when the spatial FILTER computed them, the
+        distances of its elements."""
         ex = self.plan.explode
         assert ex is not None
         elems = ex.array(r)
         if not elems or not isinstance(elems, list):
-            return
+            return None
         dist = None
-        if self._ex_dist and ex.spatial is not None:
+        if ex.spatial is not None:
             last = ex.spatial.last
             if last[0] is r and last[1] is elems:
                 dist = last[2]
+        return elems, dist
+
+    def _explode_emit(self, r: tuple, rowtime: int) -> None:
+        if self._encoded is not None:
+            self._explode_emit_encoded(r, rowtime)
+            return
+        got = self._explode_values(r)
+        if got is None:
+            return
+        elems, dist = got
         rowvals = {name: fn(r) for name, fn in self._ex_row}
         base = {n: rowvals.get(n) for n in self._ex_names}
+        pad = self._ex_pad
+        emit = self.emit
+        key_names = self.key_names
+        for i, x in enumerate(elems):
+            d = base.copy()
+            for name, kind, fn in self._ex_elem:
+                d[name] = x if kind == "self" else fn((*pad, x))  # type: ignore[misc]
+            rx = (*r, x)
+            for name, fn in self._ex_mixed:
+                d[name] = fn(rx)
+            for name, fn in self._ex_dist:
+                d[name] = dist[i] if dist is not None else fn(rx)
+            emit(tuple([d[k] for k in key_names]), None, d, rowtime)
+
+    def _layout_fragments(self, names: list[str]) -> None:
+        """The JSON value as fragments: runs of columns with one value per input row, runs of
+        columns with one value per array element (encoded once per element, cached) and the
+        columns computed per output row. Joined, they are the bytes ``orjson.dumps`` writes for
+        the whole object (no whitespace, the same number and string forms)."""
+        ex = self.plan.explode
+        assert ex is not None
+        kinds = {c.name: (c.kind, c.fn) for c in ex.columns}
+        segs: list[tuple[str, list[tuple[bytes, str, Any, str]]]] = []
+        for pos, name in enumerate(names):
+            kind, fn = kinds.get(name, ("row", None))
+            group = "row" if kind == "row" else "elem" if kind in ("elem", "self") else "var"
+            prefix = (b"{" if pos == 0 else b",") + orjson.dumps(name) + b":"
+            item = (prefix, kind, fn, name)
+            if group != "var" and segs and segs[-1][0] == group:
+                segs[-1][1].append(item)
+            else:
+                segs.append((group, [item]))
+        self._frag_segs = segs
+        self._frag_row = [i for i, (g, _) in enumerate(segs) if g == "row"]
+        self._frag_elem = [i for i, (g, _) in enumerate(segs) if g == "elem"]
+        self._frag_var = [(i, items[0]) for i, (g, items) in enumerate(segs) if g == "var"]
+        self._frag_names = names
+
+    def _explode_emit_encoded(self, r: tuple, rowtime: int) -> None:
+        got = self._explode_values(r)
+        if got is None:
+            return
+        elems, dist = got
+        assert self._encoded is not None
+        encode_key, emit_encoded = self._encoded
+        dumps = orjson.dumps
+        rowvals = {name: fn(r) for name, fn in self._ex_row}
+        kbytes = encode_key(tuple([rowvals[k] for k in self.key_names]), None)
+        segs = self._frag_segs
+        template: list[bytes | None] = [None] * (len(segs) + 1)
+        for i in self._frag_row:
+            template[i] = b"".join([p + dumps(rowvals.get(n)) for p, _k, _f, n in segs[i][1]])
+        template[-1] = b"}" if segs else b"{}"
+        elem_idx = self._frag_elem
+        var = self._frag_var
         ecache = self._ecache
         if len(ecache) > 65536:
             ecache.clear()
-        elem_cols = self._ex_elem
-        mixed = self._ex_mixed
-        dcols = self._ex_dist
         pad = self._ex_pad
-        encoded = self._encoded
-        if encoded is not None:
-            encode_key, emit_encoded = encoded
-            kbytes = encode_key(tuple([rowvals[k] for k in self.key_names]), None)
-            dumps = orjson.dumps
-        else:
-            emit = self.emit
-            key_names = self.key_names
-        for i, x in enumerate(elems):
-            hit = ecache.get(id(x))
-            if hit is None or hit[0] is not x:
-                ev: dict[str, Any] = {}
-                for name, kind, fn in elem_cols:
-                    ev[name] = x if kind == "self" else fn((*pad, x))  # type: ignore[misc]
-                hit = (x, ev)
-                ecache[id(x)] = hit
-            d = base.copy()
-            d.update(hit[1])
-            if mixed:
-                rx = (*r, x)
-                for name, fn in mixed:
-                    d[name] = fn(rx)
-            if dcols:
-                if dist is not None:
-                    for name, _fn in dcols:
-                        d[name] = dist[i]
+        for n, x in enumerate(elems):
+            t = template.copy()
+            if elem_idx:
+                hit = ecache.get(id(x))
+                if hit is None or hit[0] is not x:
+                    parts = []
+                    for i in elem_idx:
+                        parts.append(b"".join([
+                            p + dumps(x if kind == "self" else fn((*pad, x)))
+                            for p, kind, fn, _n in segs[i][1]
+                        ]))
+                    hit = (x, parts)
+                    ecache[id(x)] = hit
+                for i, part in zip(elem_idx, hit[1], strict=True):
+                    t[i] = part
+            for i, (p, kind, fn, _n) in var:
+                if kind == "distance" and dist is not None:
+                    t[i] = p + dumps(dist[n])
                 else:
-                    rx = (*r, x)
-                    for name, fn in dcols:
-                        d[name] = fn(rx)
-            if encoded is not None:
-                emit_encoded(kbytes, dumps(d), rowtime)
-            else:
-                emit(tuple([d[k] for k in key_names]), None, d, rowtime)
+                    t[i] = p + dumps(fn((*r, x)))
+            emit_encoded(kbytes, b"".join(t), rowtime)  # type: ignore[arg-type]
 
     def _project_emit(self, r: tuple, rowtime: int) -> None:
         if self.plan.explode is not None:

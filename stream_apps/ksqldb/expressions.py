@@ -226,7 +226,80 @@ class Compiler:
             # Inside a lambda, a subexpression that reads no lambda parameter has one value per
             # row: computed once per row, not once per element.
             return _per_row_slots(self._compile(e, Scope(scope.slots)), len(scope.slots))
+        if _generated_kind(e):
+            return self._generate(e, scope)
         return self._compile(e, scope)
+
+    # -- code generation ------------------------------------------------------------------------
+    def _generate(self, e: Expr, scope: Scope) -> Fn:
+        """Logic, comparisons, IS NULL and column/field reads as one generated Python function
+        (same three-valued rules as the closures below, without a call per node); any other
+        node inside is called as its compiled closure."""
+        env: dict[str, Any] = {}
+        counter = [0]
+
+        def fresh(prefix: str) -> str:
+            counter[0] += 1
+            return f"{prefix}{counter[0]}"
+
+        def ref(value: Any) -> str:
+            name = fresh("_k")
+            env[name] = value
+            return name
+
+        def gen(x: Expr) -> str:  # noqa: PLR0911
+            k = x[0]
+            if scope.params and k not in _LEAVES and _invariant_in(x, scope):
+                return f"{ref(self.compile(x, scope))}(r)"
+            if k == "lit":
+                return ref(x[1])
+            if k == "col":
+                slot, col, _ = scope.resolve(x[1], x[2])
+                if not col:
+                    return f"r[{slot}]"
+                t = fresh("_t")
+                return f"(None if ({t} := r[{slot}]) is None else {t}.get({ref(col)}))"
+            if k == "deref" and x[1][0] == "col" and x[1][1] is None and x[1][2] in scope.params:
+                slot = scope.params[x[1][2]]
+                fname, upper = x[2], x[2].upper()
+                t, v = fresh("_t"), fresh("_v")
+                if upper == fname:
+                    return f"(None if ({t} := r[{slot}]) is None else {t}.get({ref(fname)}))"
+                return (
+                    f"(None if ({t} := r[{slot}]) is None else ({v} if ({v} := "
+                    f"{t}.get({ref(fname)})) is not None else {t}.get({ref(upper)})))"
+                )
+            if k == "isnull":
+                return f"(({gen(x[1])}) is {'not ' if x[2] else ''}None)"
+            if k == "not":
+                t = fresh("_t")
+                return f"(None if ({t} := {gen(x[1])}) is None else not {t})"
+            if k == "bin" and x[1] in _GEN_BIN:
+                op = x[1]
+                a, b = fresh("_a"), fresh("_b")
+                left, right = gen(x[2]), gen(x[3])
+                if op == "AND":
+                    return (
+                        f"(False if ({a} := {left}) is False else (False if ({b} := {right}) "
+                        f"is False else (None if {a} is None or {b} is None else True)))"
+                    )
+                if op == "OR":
+                    return (
+                        f"(True if ({a} := {left}) is True else (True if ({b} := {right}) "
+                        f"is True else (None if {a} is None or {b} is None else False)))"
+                    )
+                pyop = "!=" if op == "<>" else "==" if op == "=" else op
+                # both sides evaluated (as the closures do), then the null check
+                return (
+                    f"(None if (({a} := {left}) is None) | (({b} := {right}) is None) "
+                    f"else {a} {pyop} {b})"
+                )
+            return f"{ref(self._compile(x, scope))}(r)"
+
+        body = gen(e)
+        src = f"def _generated(r):\n    return {body}\n"
+        exec(compile(src, f"<ksql {expr_sql(e)[:60]}>", "exec"), env)  # noqa: S102
+        return env["_generated"]
 
     def _compile(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912, PLR0915
         k = e[0]
@@ -626,8 +699,13 @@ class Compiler:
 
             spec = recognise(lam)
             if spec is not None:
-                parts = conjuncts(lam[2])
-                rest = [self.compile(c, inner) for i, c in enumerate(parts) if i != spec.conjunct]
+                others = [c for i, c in enumerate(conjuncts(lam[2])) if i != spec.conjunct]
+                rest = None
+                if others:  # one generated function: true iff every other conjunct is true
+                    folded = others[0]
+                    for c in others[1:]:
+                        folded = ("bin", "AND", folded, c)
+                    rest = self.compile(folded, inner)
                 return SpatialFilter(
                     spec,
                     arr,
@@ -660,6 +738,11 @@ class Compiler:
 
 
 _LEAVES = ("lit", "col", "lambda", "star")
+_GEN_BIN = ("AND", "OR", "=", "<>", "<", "<=", ">", ">=")
+
+
+def _generated_kind(e: Expr) -> bool:
+    return e[0] in ("isnull", "not") or (e[0] == "bin" and e[1] in _GEN_BIN)
 
 
 def _invariant_in(e: Any, scope: Scope) -> bool:

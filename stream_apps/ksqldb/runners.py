@@ -91,6 +91,11 @@ class QueryRunner:
         self._thread: threading.Thread | None = None
         self._producer: Any = None
         self._produce: Any = None
+        # perf counters: seconds spent processing records (decode, evaluate, produce) and
+        # waiting in consume; an optional cProfile.Profile of this query's thread (the bench)
+        self.busy_s = 0.0
+        self.wait_s = 0.0
+        self.profile: Any = None
         self._topic = ""
         self._lock = threading.Lock()
         plan_errors = plan.compiler.on_error if plan.compiler else None  # noqa: F841
@@ -234,7 +239,14 @@ class QueryRunner:
                 tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_END))
         return tps, table_ends, stream_topics
 
-    def _run(self) -> None:  # noqa: PLR0912, PLR0915
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
+
+    def _loop(self) -> None:  # noqa: PLR0912, PLR0915
         consumer = None
         try:
             group = (
@@ -282,11 +294,18 @@ class QueryRunner:
             positions: dict[tuple[str, int], int] = {}
             last_commit = time.monotonic()
             last_check = 0.0
+            profiling = False
             dirty = False
             while not self._stop.is_set():
                 if self.error is not None:
                     raise RuntimeError(self.error)
+                if self.profile is not None and not profiling:
+                    self.profile.enable()  # in this thread: cProfile profiles the caller's
+                    profiling = True
+                t_wait = time.perf_counter()
                 msgs = consumer.consume(500, timeout=0.05)
+                t_busy = time.perf_counter()
+                self.wait_s += t_busy - t_wait
                 if msgs:  # busy from now on (wait_idle must not see a stale "caught up")
                     self.caught_up = False
                     self.records_in += len(msgs)
@@ -303,6 +322,7 @@ class QueryRunner:
                 if msgs:
                     dirty = True
                     self.last_active = time.monotonic()
+                    self.busy_s += time.perf_counter() - t_busy
                 if self._producer is not None:
                     self._producer.poll(0)
                 if bootstrapping and all(positions.get(k, 0) >= hi for k, hi in table_ends.items()):

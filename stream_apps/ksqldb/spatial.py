@@ -202,7 +202,7 @@ class SpatialFilter:
         arr: Fn,
         lat: Fn,
         lon: Fn,
-        rest: list[Fn],
+        rest: Fn | None,
         exact: Fn,
         cache_size: int = 256,
     ) -> None:
@@ -275,15 +275,8 @@ class SpatialFilter:
             v = km * k
             if not v <= radius:
                 continue
-            if rest:
-                rx = (*r, x)
-                ok = True
-                for c in rest:
-                    if c(rx) is not True:
-                        ok = False
-                        break
-                if not ok:
-                    continue
+            if rest is not None and rest((*r, x)) is not True:
+                continue
             kept.append(x)
             values.append(v)
         self.last = (r, kept, values)
