@@ -27,6 +27,8 @@ from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope,
 from stream_apps.ksqldb.functions import function_names
 from stream_apps.ksqldb.metastore import DeserializationError, Source, check_key_format
 from stream_apps.ksqldb.planner import Plan, plan_select
+from stream_apps.ksqldb.processing_log import STREAM as PROCESSING_LOG_STREAM
+from stream_apps.ksqldb.processing_log import ProcessingLog, create_statement, topic_name
 from stream_apps.ksqldb.runners import QueryRunner, end_offsets
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,38 @@ class Engine:
         self._cmd_producer: Any = None
         self._admin = make_admin(settings)
         self.started_at = time.time()
+        self._log_producer: Any = None
+        self.processing_log = ProcessingLog(self._write_processing_log)
+        self.processing_log_topic = topic_name(service_id)
         if replay:
             self._replay()
+        self._install_processing_log()
+
+    # -- the processing log ---------------------------------------------------------------------
+    def _install_processing_log(self) -> None:
+        """The log topic and the KSQL_PROCESSING_LOG stream over it (a built-in, not a command:
+        ksqlDB's ksql.logging.processing.stream.auto.create)."""
+        if PROCESSING_LOG_STREAM in self.sources:
+            return
+        try:
+            self._ensure_topic(self.processing_log_topic, 1, 1, compact=False, kind="STREAM")
+            (stmt,) = sx.parse(create_statement(self.processing_log_topic))
+            assert isinstance(stmt, sx.CreateSource)
+            self._create_source(stmt, {}, replay=True)
+        except (KsqlError, KafkaException) as exc:
+            log.warning("processing log stream not installed: %s", exc)
+
+    def _write_processing_log(self, value: bytes, ts: int) -> None:
+        with self.lock:
+            if self._log_producer is None:
+                self._log_producer = make_producer(self.settings)
+            producer = self._log_producer
+        try:
+            producer.produce(self.processing_log_topic, value=value, timestamp=ts)
+        except BufferError:
+            producer.poll(0.1)
+            producer.produce(self.processing_log_topic, value=value, timestamp=ts)
+        producer.poll(0)
 
     # -- helpers --------------------------------------------------------------------------------
     def lookup(self, name: str) -> Source:
@@ -466,6 +498,7 @@ class Engine:
             offset_reset=reset,
             start_offsets=starts,
             statement=text,
+            processing_log=self.processing_log,
         )
         self.queries[qid] = runner
         runner.start()
@@ -940,6 +973,7 @@ class Engine:
             limit=select.limit,
             statement=text,
             persistent=False,
+            processing_log=self.processing_log,
         )
         self.transient[qid] = runner
         runner.start()
@@ -998,6 +1032,9 @@ class Engine:
         if self._cmd_producer is not None:
             self._cmd_producer.flush(5)
             self._cmd_producer = None
+        if self._log_producer is not None:
+            self._log_producer.flush(5)
+            self._log_producer = None
 
 
 def _schema_json(t: sx.SqlType) -> dict[str, Any]:

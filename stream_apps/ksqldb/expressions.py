@@ -127,6 +127,11 @@ class Compiler:
         self._memo: dict[Any, Fn] = {}
         self.on_error = on_error or (lambda msg: log.debug("processing error: %s", msg))
 
+    def report(self, message: str) -> None:
+        """What compiled expressions call on an error: the handler in force now (the runner
+        sets its own after planning)."""
+        self.on_error(message)
+
     # -- type inference -----------------------------------------------------------------------
     def infer(self, e: Expr, scope: Scope | None = None) -> SqlType:  # noqa: PLR0911, PLR0912
         scope = scope or self.scope
@@ -488,7 +493,7 @@ class Compiler:
                 and self.infer(e[2], scope) in (INT, BIGINT)
                 and self.infer(e[3], scope) in (INT, BIGINT)
             )
-            on_error = self.on_error
+            on_error = self.report
 
             def arith(r: tuple) -> Any:
                 x, y = a(r), b(r)
@@ -583,7 +588,7 @@ class Compiler:
         return case
 
     def _cast(self, inner: Fn, ty: SqlType) -> Fn:
-        on_error = self.on_error
+        on_error = self.report
         conv = caster(ty)
 
         def cast(r: tuple) -> Any:
@@ -629,7 +634,7 @@ class Compiler:
             raise StatementError(msg)
         fn = SCALARS[name][0]
         compiled = [self.compile(a, scope) for a in args]
-        on_error = self.on_error
+        on_error = self.report
         if name == "GEO_DISTANCE" and len(compiled) not in (4, 5):
             msg = (
                 "Function 'GEO_DISTANCE' does not accept parameters "

@@ -56,6 +56,18 @@ class OutputColumn:
     expr: Expr | None = None
 
 
+class ErrorRoute:
+    """Where every expression of a plan reports a processing error (the runner points it at
+    its processing log once the query runs)."""
+
+    def __init__(self, target: Any = None) -> None:
+        self.target = target
+
+    def __call__(self, message: str) -> None:
+        if self.target is not None:
+            self.target(message)
+
+
 @dataclass
 class ExplodeColumn:
     """How one output column of a fused EXPLODE is computed: ``row`` once per input row
@@ -96,6 +108,7 @@ class Plan:
     window: WindowSpec | None = None
     compiler: Compiler | None = None
     explode: ExplodePlan | None = None
+    errors: ErrorRoute | None = None
 
     @property
     def output_kind(self) -> str:
@@ -150,6 +163,8 @@ def plan_select(
     on_error: Any = None,
 ) -> Plan:
     """``lookup(name) -> Source`` (raises for unknown sources)."""
+    errors = ErrorRoute(on_error)
+    on_error = errors
     sources = [(select.source, lookup(select.source.name))]
     for j in select.joins:
         sources.append((j.source, lookup(j.source.name)))
@@ -385,6 +400,7 @@ def plan_select(
         window,
         pcompiler,
         explode,
+        errors,
     )
 
 

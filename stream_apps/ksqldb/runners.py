@@ -22,6 +22,7 @@ from instore.settings import Settings
 from stream_apps.ksqldb.core import QueryCore
 from stream_apps.ksqldb.metastore import DeserializationError, Source
 from stream_apps.ksqldb.planner import Plan
+from stream_apps.ksqldb.processing_log import ProcessingLog
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class QueryRunner:
         limit: int | None = None,
         statement: str = "",
         persistent: bool = True,
+        processing_log: ProcessingLog | None = None,
     ) -> None:
         self.id = query_id
         self.plan = plan
@@ -75,6 +77,7 @@ class QueryRunner:
         self.limit = limit
         self.statement = statement
         self.persistent = persistent
+        self.processing_log = processing_log
         self.state = "PENDING"
         self.error: str | None = None
         self.processing_errors = 0
@@ -98,13 +101,12 @@ class QueryRunner:
         self.profile: Any = None
         self._topic = ""
         self._lock = threading.Lock()
-        plan_errors = plan.compiler.on_error if plan.compiler else None  # noqa: F841
         self.core = QueryCore(plan, self._emit)
         if sink is not None and on_row is None and sink.value_format == "JSON":
             value_names = [n for n, _ in sink.value_columns]
             self.core.bind_encoded(value_names, sink.encode_key, self._emit_encoded)
-        if plan.compiler is not None:
-            plan.compiler.on_error = self._processing_error
+        if plan.errors is not None:
+            plan.errors.target = self._processing_error
         self.by_topic: dict[str, list[int]] = {}
         for b in plan.bindings:
             self.by_topic.setdefault(b.source.topic, []).append(b.slot)
@@ -133,6 +135,19 @@ class QueryRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def _processing_error(self, message: str) -> None:
+        """An expression failed on a row: logged, the row goes on with a null."""
+        if self.processing_log is not None:
+            self.processing_log.processing(self.id, message)
+        self._count_error(message)
+
+    def _deserialization_error(self, topic: str, target: str, message: str,
+                               raw: bytes | None) -> None:
+        """A record that cannot be read: logged with its bytes, then skipped."""
+        if self.processing_log is not None:
+            self.processing_log.deserialization(self.id, topic, target, message, raw)
+        self._count_error(message)
+
+    def _count_error(self, message: str) -> None:
         self.processing_errors += 1
         self.last_processing_error = message
         if self.processing_errors <= 5 or self.processing_errors % 1000 == 0:
@@ -190,6 +205,8 @@ class QueryRunner:
     def _delivery(self, err: Any, msg: Any) -> None:
         if err is not None and self.error is None:
             self.error = f"Error producing to {msg.topic()}: {err}"
+            if self.processing_log is not None:
+                self.processing_log.production(self.id, self.error)
 
     # -- the loop -------------------------------------------------------------------------------
     def _assignment(
@@ -364,6 +381,10 @@ class QueryRunner:
             src = self.plan.bindings[slot].source
             try:
                 key, wstart = src.decode_key(m.key())
+            except DeserializationError as exc:
+                self._deserialization_error(topic, "key", str(exc), m.key())
+                continue
+            try:
                 raw = m.value()
                 row = None
                 if raw is not None:
@@ -387,7 +408,7 @@ class QueryRunner:
                 else:
                     rowtime = m.timestamp()[1]
             except DeserializationError as exc:
-                self._processing_error(str(exc))
+                self._deserialization_error(topic, "value", str(exc), m.value())
                 continue
             self.core.on_record(slot, key, wstart, row, rowtime)
 

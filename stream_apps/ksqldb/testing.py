@@ -23,6 +23,7 @@ from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
 from stream_apps.ksqldb.metastore import DeserializationError, Source, check_key_format
 from stream_apps.ksqldb.planner import plan_select
+from stream_apps.ksqldb.processing_log import ProcessingLog, create_statement, topic_name
 
 
 @dataclass
@@ -39,6 +40,19 @@ class MemoryEngine:
     queries: list[MemoryQuery] = field(default_factory=list)
     topics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     processing_errors: list[str] = field(default_factory=list)
+    processing_log: ProcessingLog | None = None
+
+    def __post_init__(self) -> None:
+        # ksqlDB's processing log: entries written to its topic, readable as a stream
+        self.processing_log = ProcessingLog(
+            lambda value, ts: self._deliver(topic_name(), None, value, ts)
+        )
+        self.execute(create_statement(topic_name()))
+
+    def _processing_error(self, query_id: str, message: str) -> None:
+        self.processing_errors.append(message)
+        assert self.processing_log is not None
+        self.processing_log.processing(query_id, message)
 
     def lookup(self, name: str) -> Source:
         if name not in self.sources:
@@ -91,9 +105,7 @@ class MemoryEngine:
                     f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
                 )
                 raise StatementError(msg)
-            plan = plan_select(
-                stmt.select, self.lookup, persistent=True, on_error=self.processing_errors.append
-            )
+            plan = plan_select(stmt.select, self.lookup, persistent=True)
             if plan.output_kind != stmt.kind:
                 msg = (
                     f"Invalid result type. Your SELECT query produces a {plan.output_kind}. "
@@ -124,24 +136,20 @@ class MemoryEngine:
                 sink,  # type: ignore[arg-type]
                 [b.source.name for b in plan.bindings],
             )
-            q.core = QueryCore(plan, lambda k, ws, row, rt, q=q: self._emit(q, k, ws, row, rt))
-            self.queries.append(q)
+            self._start(q, plan, sink)
             self.sources[stmt.name] = sink
             return
         if isinstance(stmt, sx.InsertInto):
             assert stmt.select is not None
             target = self.lookup(stmt.target)
-            plan = plan_select(
-                stmt.select, self.lookup, persistent=True, on_error=self.processing_errors.append
-            )
+            plan = plan_select(stmt.select, self.lookup, persistent=True)
             q = MemoryQuery(
                 f"Q{len(self.queries)}",
                 None,
                 target,  # type: ignore[arg-type]
                 [b.source.name for b in plan.bindings],
             )
-            q.core = QueryCore(plan, lambda k, ws, row, rt, q=q: self._emit(q, k, ws, row, rt))
-            self.queries.append(q)
+            self._start(q, plan, target)
             return
         if isinstance(stmt, sx.Drop):
             self.sources.pop(stmt.name, None)
@@ -149,6 +157,20 @@ class MemoryEngine:
             return
         msg = f"MemoryEngine does not run {type(stmt).__name__} statements"
         raise StatementError(msg)
+
+    def _start(self, q: MemoryQuery, plan: Any, sink: Source) -> None:
+        """The query's core, with the encoded output path the Kafka runner binds, and its
+        processing errors routed to the processing log."""
+        q.core = QueryCore(plan, lambda k, ws, row, rt: self._emit(q, k, ws, row, rt))
+        if sink.value_format == "JSON":
+            q.core.bind_encoded(
+                [n for n, _ in sink.value_columns],
+                sink.encode_key,
+                lambda k, v, rt: self._deliver(sink.topic, k, v, rt),
+            )
+        if plan.errors is not None:
+            plan.errors.target = lambda msg: self._processing_error(q.id, msg)
+        self.queries.append(q)
 
     # -- records -------------------------------------------------------------------------------
     def insert(
@@ -158,11 +180,15 @@ class MemoryEngine:
         value: dict[str, Any] | None = None,
         timestamp: int = 0,
         raw: str | None = None,
+        raw_key: str | None = None,
     ) -> None:
-        """Write a record to ``source``'s topic (``value`` None = tombstone; ``raw``: as is)."""
+        """Write a record to ``source``'s topic (``value`` None = tombstone; ``raw`` and
+        ``raw_key``: bytes as is)."""
         src = self.lookup(source)
         keys = key if isinstance(key, list | tuple) else (key,)
         kbytes = src.encode_key(tuple(keys)) if key is not None else None
+        if raw_key is not None:
+            kbytes = raw_key.encode()
         vbytes = (
             raw.encode() if raw is not None else (None if value is None else orjson.dumps(value))
         )
@@ -201,6 +227,11 @@ class MemoryEngine:
                         rowtime = ts
                 except DeserializationError as exc:
                     self.processing_errors.append(str(exc))
+                    assert self.processing_log is not None
+                    target = "key" if "key" in str(exc).split(" from topic")[0] else "value"
+                    self.processing_log.deserialization(
+                        q.id, topic, target, str(exc), kbytes if target == "key" else vbytes
+                    )
                     continue
                 q.core.on_record(b.slot, key, ws, row, rowtime)
 
