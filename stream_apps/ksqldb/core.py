@@ -69,6 +69,11 @@ class QueryCore:
         self._key_idx = [self._names.index(k) for k in plan.key_names]
         self.table_join_ops = [j for j in plan.joins if not j.stream]
         self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
+        self.outer_pk = (
+            self.kind.startswith("table")
+            and len(self.table_join_ops) == 1
+            and self.table_join_ops[0].kind in ("RIGHT", "FULL")
+        )
         self._encoded: tuple[Callable[..., Any], EmitEncoded] | None = None
         self._layout_explode()
 
@@ -142,21 +147,24 @@ class QueryCore:
             if k is None:
                 return
             matched = [False]
-            for rt, other, _flag in self.buffers[1].get(k, ()):
+            for rt, other, flag in self.buffers[1].get(k, ()):
                 if rowtime - j.before_ms <= rt <= rowtime + j.after_ms:
                     matched[0] = True
-                    self._continue((row, other), max(rowtime, rt), done_joins=1)
+                    flag[0] = True
+                    self._continue(self._pair(row, other, k), max(rowtime, rt), done_joins=1)
             self.buffers[0][k].append((rowtime, row, matched))
         else:
             assert j.right_key is not None
             k = j.right_key((None, row))
             if k is None:
                 return
+            matched = [False]
             for rt, other, flag in self.buffers[0].get(k, ()):
                 if rt - j.before_ms <= rowtime <= rt + j.after_ms:
                     flag[0] = True
-                    self._continue((other, row), max(rowtime, rt), done_joins=1)
-            self.buffers[1][k].append((rowtime, row, [False]))
+                    matched[0] = True
+                    self._continue(self._pair(other, row, k), max(rowtime, rt), done_joins=1)
+            self.buffers[1][k].append((rowtime, row, matched))
         if self.stream_time - self._last_expiry >= 1000:  # sweep at most once per second
             self._last_expiry = self.stream_time
             self._expire(j, limit)
@@ -169,16 +177,26 @@ class QueryCore:
                 items = buf[k]
                 if items and items[0][0] < horizon:
                     keep = []
+                    # an outer side's record that matched nothing in its window is emitted
+                    # padded with nulls once the window (and its grace) closed
+                    outer = j.kind == "FULL" or j.kind == ("LEFT" if side == 0 else "RIGHT")
                     for it in items:
                         if it[0] < horizon:
-                            if side == 0 and j.kind == "LEFT" and not it[2][0]:
-                                self._continue((it[1], None), it[0], done_joins=1)
+                            if outer and not it[2][0]:
+                                pair = (it[1], None) if side == 0 else (None, it[1])
+                                self._continue(self._pair(*pair, k), it[0], done_joins=1)
                         else:
                             keep.append(it)
                     if keep:
                         buf[k] = keep
                     else:
                         del buf[k]
+
+    def _pair(self, left: Any, right: Any, k: Any) -> tuple:
+        """The joined row of a two-source join (with the synthetic ROWKEY slot of FULL)."""
+        if self.plan.synthetic_key:
+            return (left, right, {"ROWKEY": k})
+        return (left, right)
 
     def _continue(self, r: tuple, rowtime: int, done_joins: int = 0) -> None:
         for j in self.table_join_ops:
@@ -411,6 +429,9 @@ class QueryCore:
             del state[k]
         else:
             state[k] = row
+        if self.outer_pk:  # RIGHT / FULL primary-key table-table join: both sides keyed alike
+            self._recompute(k, rowtime)
+            return
         if slot == 0:
             for j in self.table_join_ops:
                 old = self.fk_of[j.slot].pop(k, None)
@@ -430,7 +451,32 @@ class QueryCore:
         for lk in list(self.fk_index[slot].get(k, ())):
             self._recompute(lk, rowtime)
 
+    def _joined_pk(self, k: Any) -> tuple | None:
+        """Primary-key table-table join of two tables, any kind: the rows of both sides under
+        the join key ``k``."""
+        left = self.tables[0].get(k)
+        right = self.tables[1].get(k)
+        kind = self.table_join_ops[0].kind
+        keep = (
+            (left is not None and right is not None)
+            if kind == "INNER"
+            else left is not None
+            if kind == "LEFT"
+            else right is not None
+            if kind == "RIGHT"
+            else left is not None or right is not None
+        )
+        if not keep:
+            return None
+        r = self._pair(left, right, k)
+        w = self.plan.where
+        if w is not None and w(r) is not True:
+            return None
+        return r
+
     def _joined(self, k: Any) -> tuple | None:
+        if self.outer_pk:
+            return self._joined_pk(k)
         row0 = self.tables[0].get(k)
         if row0 is None:
             return None

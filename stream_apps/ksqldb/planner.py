@@ -20,7 +20,15 @@ from stream_apps.ksqldb.expressions import (
 from stream_apps.ksqldb.functions import SCALARS
 from stream_apps.ksqldb.metastore import Source
 from stream_apps.ksqldb.spatial import SpatialFilter, rename_param
-from stream_apps.ksqldb.syntax import BIGINT, Expr, Select, SqlType, WindowSpec, expr_sql
+from stream_apps.ksqldb.syntax import (
+    BIGINT,
+    STRING,
+    Expr,
+    Select,
+    SqlType,
+    WindowSpec,
+    expr_sql,
+)
 
 DEFAULT_GRACE_MS = 24 * 3600 * 1000  # ksqlDB's default grace when none is given
 
@@ -36,7 +44,7 @@ class Binding:
 @dataclass
 class JoinOp:
     slot: int
-    kind: str  # INNER | LEFT
+    kind: str  # INNER | LEFT | RIGHT | FULL
     left_key: Fn  # over the row so far
     right_key: Fn | None = None  # stream-stream: the right row's key (evaluated on its slot)
     stream: bool = False
@@ -44,6 +52,7 @@ class JoinOp:
     after_ms: int = 0
     grace_ms: int = DEFAULT_GRACE_MS
     foreign_key: bool = False
+    right_on: Any = None  # the right side's expression of the ON clause
 
 
 @dataclass
@@ -109,6 +118,7 @@ class Plan:
     compiler: Compiler | None = None
     explode: ExplodePlan | None = None
     errors: ErrorRoute | None = None
+    synthetic_key: bool = False  # a last slot {"ROWKEY": join key} (FULL OUTER joins)
 
     @property
     def output_kind(self) -> str:
@@ -180,8 +190,17 @@ def plan_select(
         if src.windowed:
             cols |= WINDOW_COLS
         slots.append(Slot(ref.alias, src.name, cols))
-    scope = Scope(slots)
     driver = sources[0][1]
+    # FULL OUTER joins key their result by a synthetic column, ROWKEY: the join key of
+    # whichever side is there (ksqlDB docs: joins/synthetic-keys). It is the last slot.
+    synthetic = any(j.kind == "FULL" for j in select.joins)
+    if synthetic:
+        if len(select.joins) != 1:
+            msg = "The local endpoint supports a FULL OUTER join only as the only join."
+            raise StatementError(msg)
+        kt = driver.key_columns[0][1] if driver.key_columns else STRING
+        slots.append(Slot("", "", {"ROWKEY": kt}))
+    scope = Scope(slots)
     bindings = [Binding(0, driver, aliases[0], "driver")]
     joins: list[JoinOp] = []
     compiler = Compiler(scope, allow_aggregates=False, on_error=on_error)
@@ -210,9 +229,6 @@ def plan_select(
             if i != 1:
                 msg = "The local endpoint supports a stream-stream join only as the first join."
                 raise StatementError(msg)
-            if kind not in ("INNER", "LEFT"):
-                msg = f"The local endpoint does not support {kind} OUTER stream-stream joins yet."
-                raise StatementError(msg)
             bindings.append(Binding(i, right, aliases[i], "stream2"))
             joins.append(
                 JoinOp(
@@ -224,6 +240,7 @@ def plan_select(
                     before_ms=j.within[0],
                     after_ms=j.within[1],
                     grace_ms=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS,
+                    right_on=b,
                 )
             )
             continue
@@ -236,10 +253,11 @@ def plan_select(
                 f"joins. Got {driver.name} [TABLE] {kind} JOIN {right.name} [STREAM]."
             )
             raise StatementError(msg)
-        if kind not in ("INNER", "LEFT"):
+        if kind not in ("INNER", "LEFT") and driver.kind == "STREAM":
             msg = (
-                f"{kind} OUTER joins with a table on the right are not supported by the local "
-                "endpoint."
+                f"Invalid join type: {kind} OUTER JOIN is not supported for stream-table joins "
+                f"(only INNER and LEFT). Got {driver.name} [STREAM] {kind} OUTER JOIN "
+                f"{right.name} [TABLE]."
             )
             raise StatementError(msg)
         # The right side is a table: the join must be on its primary key.
@@ -261,8 +279,14 @@ def plan_select(
                 raise StatementError(msg)
             dpk = [n for n, _ in driver.key_columns]
             fk = not (a[0] == "col" and len(dpk) == 1 and scope.resolve(a[1], a[2])[1] == dpk[0])
+            if kind not in ("INNER", "LEFT") and (fk or len(select.joins) != 1):
+                msg = (
+                    f"Invalid join type: {kind} OUTER JOIN is supported for primary-key "
+                    "table-table joins of two tables only (foreign-key joins: INNER and LEFT)."
+                )
+                raise StatementError(msg)
         bindings.append(Binding(i, right, aliases[i], "table"))
-        joins.append(JoinOp(i, kind, compiler.compile(a), foreign_key=fk))
+        joins.append(JoinOp(i, kind, compiler.compile(a), foreign_key=fk, right_on=b))
 
     where = None
     if select.where is not None:
@@ -304,7 +328,13 @@ def plan_select(
     for item in select.items:
         e = item.expr
         if e[0] == "star":
+            if synthetic and e[1] is None:
+                col = pcompiler.compile(("col", None, "ROWKEY"), pscope)
+                columns.append(OutputColumn("ROWKEY", scope.slots[-1].columns["ROWKEY"], col,
+                                            expr=("col", None, "ROWKEY")))
             for si, slot in enumerate(scope.slots):
+                if si >= len(sources):
+                    continue
                 if e[1] is not None and e[1] not in (slot.alias, slot.source):
                     continue
                 src = sources[si][1]
@@ -346,6 +376,10 @@ def plan_select(
         key_exprs = list(select.group_by)
     elif select.partition_by:
         key_exprs = list(select.partition_by)
+    elif synthetic:
+        key_exprs = [("col", None, "ROWKEY")]
+    elif joins and joins[0].kind == "RIGHT":
+        key_exprs = [joins[0].right_on]  # the right side's join column
     elif driver.kind == "TABLE":
         key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
     elif joins and not joins[0].stream:
@@ -370,6 +404,15 @@ def plan_select(
                         f"Key missing from projection (ie, SELECT). The query used to build "
                         f"the output must include the {clause} expression {expr_sql(ke)} in "
                         f"its projection (eg, SELECT {expr_sql(ke)}...)."
+                    )
+                    raise StatementError(msg)
+                if synthetic:
+                    msg = (
+                        "Key missing from projection. The query used to build the output must "
+                        "include the join expression ROWKEY in its projection. ROWKEY was added "
+                        "as a synthetic key column because the join criteria did not match any "
+                        "source column. This expression must be included in the projection and "
+                        "may be aliased."
                     )
                     raise StatementError(msg)
                 continue
@@ -401,6 +444,7 @@ def plan_select(
         pcompiler,
         explode,
         errors,
+        synthetic,
     )
 
 
