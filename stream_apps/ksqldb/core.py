@@ -8,6 +8,7 @@ case tests both drive it.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -69,6 +70,13 @@ class QueryCore:
         self._key_idx = [self._names.index(k) for k in plan.key_names]
         self.table_join_ops = [j for j in plan.joins if not j.stream]
         self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
+        # EMIT FINAL: (close time, window start, seq, state key) and each open window's last
+        # row context; SESSION windows: group key -> [(start, end, members' aggregate inputs)]
+        self.emit_final = plan.select.emit_final
+        self.final_heap: list[tuple[int, int, int, tuple]] = []
+        self.final_rows: dict[tuple, tuple[tuple, int]] = {}
+        self._final_seq = 0
+        self.sessions: dict[tuple, list[tuple[int, int, list[list[Any]]]]] = {}
         self.outer_pk = (
             self.kind.startswith("table")
             and len(self.table_join_ops) == 1
@@ -133,8 +141,10 @@ class QueryCore:
         sj = self.stream_join
         if sj is None:
             self._continue((row,), rowtime)
-            return
-        self._stream_join(slot, row, rowtime, sj)
+        else:
+            self._stream_join(slot, row, rowtime, sj)
+        if self.final_heap:
+            self._emit_closed()
 
     # -- stream side ----------------------------------------------------------------------------
     def _stream_join(self, slot: int, row: dict[str, Any], rowtime: int, j: JoinOp) -> None:
@@ -356,6 +366,9 @@ class QueryCore:
             return
         plan = self.plan
         win = plan.window
+        if win is not None and win.kind == "SESSION":
+            self._session_aggregate(gk, r, rowtime)
+            return
         if win is None:
             starts: list[int | None] = [None]
         else:
@@ -390,10 +403,79 @@ class QueryCore:
                 first["WINDOWSTART"] = ws
                 first["WINDOWEND"] = ws + win.size_ms
                 rr = (first, *r[1:])
+            if self.emit_final and ws is not None and win is not None:
+                # EMIT FINAL: one row per window, once it closes (see _emit_closed)
+                if skey not in self.final_rows:
+                    close = ws + win.size_ms + (win.grace_ms or 0)
+                    heapq.heappush(self.final_heap, (close, ws, self._final_seq, skey))
+                    self._final_seq += 1
+                self.final_rows[skey] = (rr, rowtime)
+                continue
             self._emit_agg(gk, ws, rr, [a.result() for a in aggs], rowtime)
 
+    def _emit_closed(self) -> None:
+        """EMIT FINAL: the windows whose end + grace is at or before stream time are closed
+        (a record for them would be dropped as late): their final row goes out, in window start
+        order, and their state is dropped."""
+        heap = self.final_heap
+        while heap and heap[0][0] <= self.stream_time:
+            _close, ws, _seq, skey = heapq.heappop(heap)
+            rr, rowtime = self.final_rows.pop(skey)
+            aggs = self.agg_state.pop(skey)
+            self._emit_agg(skey[0], ws, rr, [a.result() for a in aggs], rowtime)
+
+    # -- session windows ------------------------------------------------------------------------
+    def _session_aggregate(self, gk: tuple, r: tuple, rowtime: int) -> None:
+        """SESSION windows (Kafka Streams' session aggregation, as ksqlDB runs it): a record
+        joins every session of its key that it is within the inactivity gap of, merging them
+        into one session [earliest, latest record time]; each merged-away session gets a
+        tombstone, then the merged session's row goes out (timestamped with its end). A record
+        whose merged session ended more than gap + grace before stream time is dropped."""
+        win = self.plan.window
+        assert win is not None
+        gap = win.size_ms
+        grace = win.grace_ms or 0
+        sessions = self.sessions.setdefault(gk, [])
+        overlapping = [x for x in sessions if x[0] - gap <= rowtime <= x[1] + gap]
+        start = min([rowtime, *(x[0] for x in overlapping)])
+        end = max([rowtime, *(x[1] for x in overlapping)])
+        if end < self.stream_time - grace - gap:
+            self.dropped_late += 1
+            return
+        values = [a.arg(r) if a.arg is not None else None for a in self.plan.aggs]
+        members: list[list[Any]] = []
+        for x in sorted(overlapping, key=lambda x: x[0]):
+            sessions.remove(x)
+            members.extend(x[2])
+            mkey = (gk, (x[0], x[1]))
+            self.materialized.pop(mkey, None)
+            self.emit(self._agg_key(gk, None), (x[0], x[1]), None, x[1])
+        members.append(values)  # merged sessions' inputs in session order, then this record
+        session = (start, end, members)
+        sessions.append(session)
+        aggs = _new_aggs(self.plan)
+        for vals in members:
+            for a, v in zip(aggs, vals, strict=False):
+                a.add(v)
+        first = dict(r[0])
+        first["WINDOWSTART"] = start
+        first["WINDOWEND"] = end
+        self._emit_agg(gk, (start, end), (first, *r[1:]), [a.result() for a in aggs], end)
+
+    def _agg_key(self, gk: tuple, out: dict[str, Any] | None) -> tuple:
+        if out is None:
+            return gk
+        return tuple(out.get(k, gk[i] if i < len(gk) else None)
+                     for i, k in enumerate(self.key_names))
+
+    def _bounds(self, ws: Any) -> tuple[int, int]:
+        if isinstance(ws, tuple):
+            return ws
+        assert self.plan.window is not None
+        return ws, ws + self.plan.window.size_ms
+
     def _emit_agg(
-        self, gk: tuple, ws: int | None, r: tuple, results: list[Any], rowtime: int
+        self, gk: tuple, ws: Any, r: tuple, results: list[Any], rowtime: int
     ) -> None:
         rr = (*r, results)
         mkey = gk if ws is None else (gk, ws)
@@ -405,8 +487,7 @@ class QueryCore:
         out = {c.name: c.fn(rr) for c in self.columns}
         if ws is not None and self.plan.window is not None:
             out_w = dict(out)
-            out_w["WINDOWSTART"] = ws
-            out_w["WINDOWEND"] = ws + self.plan.window.size_ms
+            out_w["WINDOWSTART"], out_w["WINDOWEND"] = self._bounds(ws)
             self.materialized[mkey] = out_w
         else:
             self.materialized[mkey] = out

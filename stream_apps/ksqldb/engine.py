@@ -926,8 +926,7 @@ class Engine:
                     row["ROWPARTITION"] = m.partition()
                     row["ROWOFFSET"] = m.offset()
                     if ws is not None and src.window is not None:
-                        row["WINDOWSTART"] = ws
-                        row["WINDOWEND"] = ws + src.window.size_ms
+                        row["WINDOWSTART"], row["WINDOWEND"] = src.window_bounds(ws)
                     if src.kind == "TABLE":
                         latest[(key, ws)] = row
                     else:

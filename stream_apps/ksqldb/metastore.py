@@ -126,12 +126,17 @@ class Source:
         return orjson.dumps({n: row.get(n) for n in names})
 
     # -- keys ---------------------------------------------------------------------------------
-    def decode_key(self, raw: bytes | None) -> tuple[tuple[Any, ...], int | None]:
+    def decode_key(self, raw: bytes | None) -> tuple[tuple[Any, ...], Any]:
         """(key column values, window start or None)."""
         if raw is None or not self.key_columns:
             return tuple(None for _ in self.key_columns), None
-        wstart = None
-        if self.window is not None and len(raw) >= 8:
+        wstart: Any = None
+        if self.window is not None and self.window.kind == "SESSION" and len(raw) >= 16:
+            # Kafka Streams' session key: key bytes, window end, window start (big-endian)
+            end, start = struct.unpack(">qq", raw[-16:])
+            wstart = (start, end)
+            raw = raw[:-16]
+        elif self.window is not None and len(raw) >= 8:
             wstart = struct.unpack(">q", raw[-8:])[0]
             raw = raw[:-8]
         if self.key_format == "JSON":
@@ -149,9 +154,10 @@ class Source:
         ((name, ty),) = self.key_columns[:1]
         return (_kafka_decode(raw, ty, self.topic),), wstart
 
-    def encode_key(self, values: tuple[Any, ...], wstart: int | None = None) -> bytes | None:
+    def encode_key(self, values: tuple[Any, ...], wstart: Any = None) -> bytes | None:
+        """``wstart``: the window start, or (start, end) of a session window."""
         if not self.key_columns or all(v is None for v in values):
-            return None if wstart is None else struct.pack(">q", wstart)
+            return None if wstart is None else _window_suffix(wstart)
         if self.key_format == "JSON":
             if len(self.key_columns) == 1:
                 raw = orjson.dumps(values[0])
@@ -162,8 +168,22 @@ class Source:
         else:
             raw = _kafka_encode(values[0], self.key_columns[0][1])
         if wstart is not None:
-            raw += struct.pack(">q", wstart)
+            raw += _window_suffix(wstart)
         return raw
+
+    def window_bounds(self, wstart: Any) -> tuple[int, int]:
+        """(WINDOWSTART, WINDOWEND) of a decoded window start."""
+        if isinstance(wstart, tuple):
+            return wstart
+        assert self.window is not None
+        return wstart, wstart + self.window.size_ms
+
+
+def _window_suffix(wstart: Any) -> bytes:
+    if isinstance(wstart, tuple):
+        start, end = wstart
+        return struct.pack(">qq", end, start)
+    return struct.pack(">q", wstart)
 
 
 def _coercer(t: SqlType) -> Any:

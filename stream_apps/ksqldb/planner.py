@@ -299,14 +299,14 @@ def plan_select(
     if select.window is not None and not aggregate:
         msg = "WINDOW clause requires a GROUP BY clause."
         raise StatementError(msg)
-    if select.window is not None and select.window.kind == "SESSION":
-        msg = "SESSION windows are not supported by the local endpoint yet."
-        raise StatementError(msg)
     if select.window is not None and driver.kind == "TABLE":
         msg = "WINDOW clause is not supported on a table source."
         raise StatementError(msg)
-    if select.emit_final:
-        msg = "EMIT FINAL is not supported by the local endpoint yet; use EMIT CHANGES."
+    if select.emit_final and (select.window is None or not aggregate):
+        msg = "EMIT FINAL is only supported for windowed aggregations."
+        raise StatementError(msg)
+    if select.emit_final and select.window is not None and select.window.kind == "SESSION":
+        msg = "EMIT FINAL is supported for TUMBLING and HOPPING windows only by the local endpoint."
         raise StatementError(msg)
     if aggregate and not select.group_by:
         msg = "Aggregate functions need a GROUP BY clause in the local endpoint."

@@ -402,8 +402,7 @@ class QueryRunner:
                     row["ROWPARTITION"] = m.partition()
                     row["ROWOFFSET"] = m.offset()
                     if wstart is not None and src.window is not None:
-                        row["WINDOWSTART"] = wstart
-                        row["WINDOWEND"] = wstart + src.window.size_ms
+                        row["WINDOWSTART"], row["WINDOWEND"] = src.window_bounds(wstart)
                     rowtime = ts
                 else:
                     rowtime = m.timestamp()[1]

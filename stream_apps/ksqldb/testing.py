@@ -221,8 +221,7 @@ class MemoryEngine:
                         row["ROWPARTITION"] = 0
                         row["ROWOFFSET"] = offset
                         if ws is not None and src.window is not None:
-                            row["WINDOWSTART"] = ws
-                            row["WINDOWEND"] = ws + src.window.size_ms
+                            row["WINDOWSTART"], row["WINDOWEND"] = src.window_bounds(ws)
                     else:
                         rowtime = ts
                 except DeserializationError as exc:
@@ -255,7 +254,8 @@ class MemoryEngine:
                 "timestamp": rec["timestamp"],
             }
             if ws is not None and src.window is not None:
-                item["window"] = {"start": ws, "end": ws + src.window.size_ms}
+                start, end = src.window_bounds(ws)
+                item["window"] = {"start": start, "end": end}
             out.append(item)
         return out
 
