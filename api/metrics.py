@@ -16,7 +16,6 @@ from prometheus_client.registry import Collector
 from api.funnel import hash_of
 from api.services import Services
 from instore import health, serving
-from instore import topics as t
 
 log = logging.getLogger(__name__)
 LAG_CACHE_S = 10.0
@@ -41,7 +40,7 @@ class PipelineCollector(Collector):
                 try:
                     self._lag = health.consumer_lag(
                         services.settings, services.settings.app_id,
-                        [t.CUSTOMERS_LOCATIONS.name, t.NEARBY_CUSTOMERS.name])
+                        health.worker_topics(services.settings))
                 except Exception as exc:  # noqa: BLE001 (a scrape must never fail on lag)
                     log.warning("metrics: worker lag unavailable: %s", type(exc).__name__)
                     self._lag = {}

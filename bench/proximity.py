@@ -6,7 +6,8 @@ ports), loads the catalog and promotions, starts the Faust worker(s), then:
 1. throughput: produces ``events`` positions as fast as the producer goes and consumes the
    NEARBY_CUSTOMERS rows back; positions/s = events / (last row - first produce);
 2. latency: produces positions at ``--rate`` (default 2,000/s) for ``--latency-seconds`` and
-   measures position ts -> NEARBY row consumed (p50/p99), and -> offer when the policy runs;
+   measures position ts -> NEARBY row consumed (p50/p99) and -> offer consumed (offer_p50/p99:
+   every latency shopper has opted in; dwell is 0 so their first rows may earn offers);
 3. the Faust ceiling: a Faust agent on the same broker that only consumes and decodes the same
    positions, in its own process, after the worker is stopped (so both had the machine alone).
 
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from instore import topics as t
 from instore.embedded import ServiceSpec, Stack
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.proximity import ProximityState
-from instore.records import CustomerLocation, now_ms
+from instore.records import CustomerLocation, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings
 from producers.publish import wait_for_worker
@@ -76,12 +78,14 @@ def _positions(world: Any, n: int, seed: int) -> list[CustomerLocation]:
 
 def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events: int = 100_000,
         naive: bool = False, workers: int = 1, rate: float = 2000.0, latency_seconds: float = 10.0,
-        ceiling: bool = True, seed: int = 7,
+        ceiling: bool = True, seed: int = 7, consenting: float = 0.3,
+        agents: str = "proximity,policy,analytics",
         progress: Progress = lambda m: None) -> dict[str, Any]:
     base = get_settings()
-    # The policy agent reads every NEARBY row; at ~20 matches per position it would compete
-    # with proximity for the worker's core, so this benchmark runs proximity alone.
-    settings = isolated_settings(base, worker_agents="proximity",
+    # The whole worker (proximity with the policy and dwell analytics in the same pass). Dwell 0
+    # so that a consenting shopper's first NEARBY row may earn an offer (offer latency is then
+    # measured on every latency shopper, not only after 5 s of standing still).
+    settings = isolated_settings(base, worker_agents=agents,
                                  proximity_index="naive" if naive else "grid", dwell_s=0.0)
     world = build_world(stores, products, promoted, seed=seed)
     tmp = Path(tempfile.mkdtemp(prefix="instore-bench-"))
@@ -89,7 +93,8 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
     fig: dict[str, Any] = {
         "bench": "proximity", "engine": "faust", "index": "naive" if naive else "grid",
         "stores": stores, "products": products, "promoted": promoted, "events": events,
-        "workers": workers, "partitions": settings.kafka_partitions, "at": now_ms(),
+        "workers": workers, "partitions": settings.kafka_partitions, "agents": agents,
+        "consenting": consenting, "at": now_ms(),
     }
     try:
         stack.start(ServiceSpec("broker", _tansu(settings), port=settings.broker_port))
@@ -102,6 +107,15 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
             produce(producer, t.STORES_PRODUCTS, p)
         for q in world.promotions:
             produce(producer, t.PRODUCTS_PROMOTIONS, q)
+        positions = _positions(world, events, seed)
+        n_latency = int(rate * latency_seconds)
+        consents = _consenting_uids(positions, consenting) | {
+            _latency_uid(i) for i in range(n_latency)}
+        progress(f"opting in {len(consents):,} shoppers ({consenting:.0%} of the walkers and "
+                 "every latency shopper)")
+        for uid in sorted(consents):
+            produce(producer, t.SHOPPER_CONSENTS, ShopperConsent(uid=uid, opted_in=True,
+                                                                 updated_at=now_ms()))
         producer.flush(60)
 
         # In-process figures: the rule's cost per position, index vs naive, no Kafka involved.
@@ -110,24 +124,31 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
             state.upsert_product(p)
         for q in world.promotions:
             state.upsert_promotion(q)
-        positions = _positions(world, events, seed)
         fig.update(_micro(state, positions[:5000]))
 
         for i in range(workers):
             stack.start(ServiceSpec(f"worker-{i + 1}", [sys.executable, "-m", "instore", "worker"]))
         nearby = _tail_consumer(settings, t.NEARBY_CUSTOMERS)
+        offers = _tail_consumer(settings, t.OFFERS)
         progress("waiting for the worker to join and load the catalog")
         probe = next(p for p in world.products if p.sku == world.promotions[0].sku)
         if not wait_for_worker(settings, probe, timeout_s=180):
             msg = "the worker did not produce NEARBY rows within 180 s (see its log)"
             raise RuntimeError(msg)
         _drain(nearby, 1.0)
+        _drain(offers, 0.5)
 
         progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
-        fig.update(_latency(producer, nearby, positions, rate, latency_seconds))
+        fig.update(_latency(producer, nearby, offers, positions, rate, latency_seconds))
         _drain(nearby, 3.0)  # the latency run's tail must not count as throughput
+        _drain(offers, 0.5)
         progress(f"throughput: {events:,} positions")
-        fig.update(_throughput(settings, producer, nearby, state, positions))
+        cpu0 = _worker_cpu_s(stack)
+        fig.update(_throughput(settings, producer, nearby, offers, state, positions))
+        # CPU time per position (all workers' processes): what the agents cost, whatever else
+        # runs on the machine at the same time.
+        fig["worker_cpu_us_per_position"] = round(
+            (_worker_cpu_s(stack) - cpu0) / len(positions) * 1e6, 1)
         fig["worker_max_rss_mb"] = _rss_mb(stack)
         for name in [n for n in stack.services if n.startswith("worker")]:
             stack.services[name].spec.restart = False
@@ -139,7 +160,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
                 fig["ratio_to_ceiling"] = round(
                     fig["events_per_s"] / fig["faust_ceiling_events_per_s"], 3)
     finally:
-        for client in (locals().get("nearby"),):
+        for client in (locals().get("nearby"), locals().get("offers")):
             if client is not None:
                 with contextlib.suppress(RuntimeError):
                     client.close()
@@ -186,8 +207,18 @@ def _drain(consumer: Consumer, quiet_s: float) -> int:
     return n
 
 
-def _throughput(settings: Settings, producer: Any, nearby: Consumer, state: ProximityState,
-                positions: list[CustomerLocation]) -> dict[str, Any]:
+def _consenting_uids(positions: list[CustomerLocation], share: float) -> set[str]:
+    """A stable ``share`` of the walkers (by a hash of the uid, the same for every run)."""
+    uids = {p.uid for p in positions}
+    return {u for u in uids if (zlib.crc32(u.encode()) % 1000) < share * 1000}
+
+
+def _latency_uid(i: int) -> str:
+    return f"lat-{i // 20}"  # each latency shopper reports 20 positions
+
+
+def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer,
+                state: ProximityState, positions: list[CustomerLocation]) -> dict[str, Any]:
     now = now_ms()
     expected = 0
     payloads = []
@@ -208,26 +239,30 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, state: Prox
     got = 0
     t_last = t0
     deadline = time.monotonic() + max(120, len(positions) / 500)
+    n_offers = 0
     while got < expected and time.monotonic() < deadline:
         msgs = nearby.consume(10_000, 0.2)
         if msgs:
             got += sum(1 for m in msgs if not m.error())
             t_last = time.perf_counter()
+        n_offers += sum(1 for m in offers.consume(10_000, 0) if not m.error())
     seconds = t_last - t0
+    n_offers += _drain(offers, 1.0)
     return {
         "events_per_s": round(len(positions) / seconds, 1),
         "rows_per_s": round(got / seconds, 1),
-        "nearby_rows": got, "nearby_rows_expected": expected,
+        "nearby_rows": got, "nearby_rows_expected": expected, "offers": n_offers,
         "produce_events_per_s": round(len(positions) / t_produced, 1),
         "throughput_seconds": round(seconds, 3),
     }
 
 
-def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation], rate: float,
-             seconds: float) -> dict[str, Any]:
+def _latency(producer: Any, nearby: Consumer, offers: Consumer,  # noqa: C901
+             positions: list[CustomerLocation], rate: float, seconds: float) -> dict[str, Any]:
     n = int(rate * seconds)
     sent_at: dict[tuple[str, int], float] = {}
     lat_nearby: dict[tuple[str, int], float] = {}
+    lat_offer: dict[str, float] = {}
     interval = 1.0 / rate
     t_start = time.perf_counter()
     i = 0
@@ -240,6 +275,12 @@ def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation],
             k = (row["uid"], row["ts"])
             if k in sent_at and k not in lat_nearby:
                 lat_nearby[k] = (time.time() * 1000 - row["ts"])
+        for m in offers.consume(10_000, 0):
+            if m.error():
+                continue
+            offer = orjson.loads(m.value())
+            if offer["uid"].startswith("lat-") and offer["offer_id"] not in lat_offer:
+                lat_offer[offer["offer_id"]] = time.time() * 1000 - offer["ts"]
 
     while i < n:
         due = t_start + i * interval
@@ -250,7 +291,7 @@ def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation],
             continue
         p = positions[i % len(positions)]
         ts = now_ms()
-        uid = f"lat-{p.uid}"
+        uid = _latency_uid(i)
         sent_at[(uid, ts)] = time.perf_counter()
         value = orjson.dumps(p.model_dump() | {"uid": uid, "ts": ts})
         while True:
@@ -271,6 +312,9 @@ def _latency(producer: Any, nearby: Consumer, positions: list[CustomerLocation],
         "latency_rate_per_s": rate, "latency_positions": n,
         "positions_with_rows": len(vals),
         "p50_ms": round(_percentile(vals, 0.50), 2), "p99_ms": round(_percentile(vals, 0.99), 2),
+        "latency_offers": len(lat_offer),
+        "offer_p50_ms": round(_percentile(list(lat_offer.values()), 0.50), 2),
+        "offer_p99_ms": round(_percentile(list(lat_offer.values()), 0.99), 2),
     }
     return out
 
@@ -286,6 +330,18 @@ def _rss_mb(stack: Stack) -> float:
             except psutil.Error:
                 continue
     return round(rss, 1)
+
+
+def _worker_cpu_s(stack: Stack) -> float:
+    import psutil  # noqa: PLC0415
+
+    total = 0.0
+    for name, r in stack.services.items():
+        if name.startswith("worker"):
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(r.proc.pid).cpu_times()
+                total += times.user + times.system
+    return total
 
 
 def _stop_workers(stack: Stack) -> None:

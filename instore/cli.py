@@ -331,15 +331,21 @@ def bench_proximity(
     latency_seconds: Annotated[float, typer.Option(help="Length of the latency run.")] = 10.0,
     ceiling: Annotated[bool, typer.Option(help="Measure the Faust consume-only ceiling.")] = True,
     seed: Annotated[int, typer.Option(help="World and walks seed.")] = 7,
+    consenting: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the walking "
+                                              "shoppers who opted in to offers.")] = 0.3,
+    agents: Annotated[str, typer.Option(help="The worker's agents (WORKER_AGENTS).")] =
+        "proximity,policy,analytics",
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
-    """Positions -> Faust worker -> NEARBY_CUSTOMERS on a private embedded stack: positions/s,
-    rows/s, matches per position, p50/p99 latency, and the Faust consume-only ceiling."""
+    """Positions -> Faust worker -> NEARBY_CUSTOMERS and offers on a private embedded stack:
+    positions/s, rows/s, matches per position, p50/p99 latency to the row and to the offer,
+    and the Faust consume-only ceiling."""
     from bench.proximity import run  # noqa: PLC0415
 
     fig = run(stores=stores, products=products, promoted=promoted, events=events, naive=naive,
               workers=workers, rate=rate, latency_seconds=latency_seconds,
-              ceiling=ceiling, seed=seed, progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
+              ceiling=ceiling, seed=seed, consenting=consenting, agents=agents,
+              progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
     _print_figures(fig)
     if as_json:
         sys.stdout.write(json.dumps(fig) + "\n")

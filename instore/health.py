@@ -77,12 +77,24 @@ def consumer_lag(settings: Settings, group_id: str, topic_names: list[str]) -> d
     return lags
 
 
+def worker_topics(settings: Settings) -> list[str]:
+    """The topics the worker's agents read (WORKER_AGENTS): positions when it computes
+    NEARBY rows itself (and applies the policy to them in the same pass), NEARBY_CUSTOMERS
+    when it applies the policy to rows another engine computed."""
+    agents = {a.strip() for a in settings.worker_agents.split(",")}
+    topics = []
+    if "proximity" in agents:
+        topics.append(t.CUSTOMERS_LOCATIONS.name)
+    elif agents & {"policy", "analytics"}:
+        topics.append(t.NEARBY_CUSTOMERS.name)
+    return topics
+
+
 def _lag(settings: Settings) -> dict[str, Any]:
     from confluent_kafka import KafkaException  # noqa: PLC0415
 
     try:
-        lags = consumer_lag(settings, settings.app_id,
-                            [t.CUSTOMERS_LOCATIONS.name, t.NEARBY_CUSTOMERS.name])
+        lags = consumer_lag(settings, settings.app_id, worker_topics(settings))
     except KafkaException as exc:
         return {"ok": False, "detail": str(exc)}
     return {"ok": True, "detail": lags}

@@ -49,6 +49,8 @@ class Geofence:
 
 # starts_at, ends_at, row part when the position has a country, row part with the product's
 _Fragment = tuple[int | None, int | None, bytes, bytes]
+# one match: store_id, pid, sku, distance_ft, the serialized NEARBY_CUSTOMERS value
+Hit = tuple[str, str, int, float, bytes]
 
 
 class UnknownStore(LookupError):
@@ -176,8 +178,13 @@ class ProximityState:
         return rows
 
     def match_json(self, pos: CustomerLocation, ts: int) -> list[bytes]:
-        """The same rows as ``match_rows``, serialized (the worker's hot path): each row is the
-        position's part, the distance, and the (promotion, product) part cached per store."""
+        """The same rows as ``match_rows``, serialized."""
+        return [hit[4] for hit in self.match_hits(pos, ts)]
+
+    def match_hits(self, pos: CustomerLocation, ts: int) -> list[Hit]:
+        """The worker's hot path: ``(store_id, pid, sku, distance_ft, row)`` per match, where
+        ``row`` is the serialized NEARBY_CUSTOMERS value: the position's part, the distance,
+        and the (promotion, product) part cached per store (raises UnknownStore)."""
         store_id = self.resolve_store(pos)
         hits = self.index_for(store_id).within(pos.latitude, pos.longitude)
         if not hits:
@@ -200,9 +207,15 @@ class ProximityState:
             starts, ends, with_pos_country, with_product_country = frag
             if (starts is not None and ts < starts) or (ends is not None and ts >= ends):
                 continue
-            out.append(prefix + dumps(d_ft) + (with_pos_country if own_country
-                                               else with_product_country))
+            out.append((store_id, key[0], key[1], d_ft,
+                        prefix + dumps(d_ft) + (with_pos_country if own_country
+                                                else with_product_country)))
         return out
+
+    def match_hits_naive(self, pos: CustomerLocation, ts: int) -> list[Hit]:
+        """``match_hits`` through the seed demo's scan (the benchmark's baseline)."""
+        return [(row["store_id"], row["pid"], row["sku"], row["distance_ft"], orjson.dumps(row))
+                for row in self.match_rows_naive(pos, ts)]  # type: ignore[misc]
 
     def _fragment(self, store_id: str, key: tuple[str, int]) -> _Fragment:
         """The promotion's schedule and the row's (promotion, product) part, serialized once."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import orjson
@@ -54,6 +54,24 @@ class DwellTracker:
             bucket = (bucket_of(ts), f"{store_id}:{sku}")
             out[bucket] = out.get(bucket, 0.0) + (ts - last) / 1000.0
 
+    def add_position(self, uid: str, store_id: str, skus: Iterable[int], ts: int,
+                     out: MutableMapping[tuple[int, str], float]) -> None:
+        """``add`` for every product near one position (the worker's hot path)."""
+        last_seen = self._last
+        gap_ms = self.gap_ms
+        bucket = None
+        for sku in skus:
+            key = (uid, store_id, sku)
+            last = last_seen.get(key)
+            if last is not None and ts <= last:
+                continue
+            last_seen[key] = ts
+            if last is not None and ts - last <= gap_ms:
+                if bucket is None:
+                    bucket = bucket_of(ts)
+                k = (bucket, f"{store_id}:{sku}")
+                out[k] = out.get(k, 0.0) + (ts - last) / 1000.0
+
     def prune(self, now_ts: int) -> None:
         if len(self._last) <= self.max_entries:
             return
@@ -62,8 +80,18 @@ class DwellTracker:
             self._last.clear()
 
 
-def agents(app: Any, settings: Settings) -> None:
-    """Register the analytics agents on the worker's Faust app."""
+def queue_sums(pipe: Any, sums: MutableMapping[tuple[int, str], float], key_of: Any) -> None:
+    """Add per-bucket sums to a Redis pipeline (each bucket's sorted set expires after a day)."""
+    for bucket in {b for b, _ in sums}:
+        pipe.expire(key_of(bucket), BUCKET_TTL_S)
+    for (bucket, member), value in sums.items():
+        pipe.zincrby(key_of(bucket), value, member)
+
+
+def agents(app: Any, settings: Settings, *, dwell_from_topic: bool = True) -> None:
+    """Register the analytics agents on the worker's Faust app. ``dwell_from_topic=False`` when
+    the worker's proximity agent counts dwell from the rows it computes (no re-read of
+    NEARBY_CUSTOMERS); the agent reading the topic is for rows computed elsewhere (ksqlDB)."""
     import redis.asyncio as aioredis  # noqa: PLC0415
     from redis.exceptions import RedisError  # noqa: PLC0415
 
@@ -78,10 +106,7 @@ def agents(app: Any, settings: Settings) -> None:
         if not sums:
             return
         pipe = rds.pipeline(transaction=False)
-        for bucket in {b for b, _ in sums}:
-            pipe.expire(key_of(bucket), BUCKET_TTL_S)
-        for (bucket, member), value in sums.items():
-            pipe.zincrby(key_of(bucket), value, member)
+        queue_sums(pipe, sums, key_of)
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
@@ -90,7 +115,6 @@ def agents(app: Any, settings: Settings) -> None:
                 log.warning("analytics: serving store unavailable (%s), %d batches lost",
                             type(exc).__name__, errors["redis"])
 
-    @app.agent(nearby_topic, name="analytics-dwell")
     async def dwell(stream: Any) -> None:
         async for values in stream.take(settings.worker_batch,
                                         within=settings.worker_batch_within_s):
@@ -105,6 +129,9 @@ def agents(app: Any, settings: Settings) -> None:
                 newest = max(newest, row.ts)
             tracker.prune(newest)
             await write(sums, serving.analytics_dwell)
+
+    if dwell_from_topic:
+        app.agent(nearby_topic, name="analytics-dwell")(dwell)
 
     @app.agent(events_topic, name="analytics-redemptions")
     async def redemptions(stream: Any) -> None:

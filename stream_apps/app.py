@@ -16,7 +16,6 @@ from collections import Counter
 from typing import Any
 
 import faust
-import orjson
 from aiokafka.partitioner import murmur2
 
 from instore import topics as t
@@ -31,9 +30,10 @@ from instore.records import (
     decode,
 )
 from instore.settings import Settings, get_settings
-from stream_apps import transport
+from stream_apps import analytics, transport
+from stream_apps.analytics import DwellTracker
 from stream_apps.output import Output
-from stream_apps.policy import PolicyConfig, ShopperState, decide
+from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
 
@@ -144,29 +144,63 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
     async def replicate_views() -> None:
         await views.run()
 
-    async def proximity(stream: faust.StreamT) -> None:
-        """Positions -> NEARBY_CUSTOMERS rows. A batch's input events are acknowledged to Faust
-        (and so committed) only once the broker has acknowledged all its rows."""
+    # The worker that computes NEARBY rows also applies the policy and counts dwell to them
+    # in the same pass (the rows are still written to the topic for everyone else): reading
+    # ~20 rows per position back through Faust would cost several times the matching. The
+    # agents that read NEARBY_CUSTOMERS from the topic serve rows computed by another engine
+    # (ksqlDB): WORKER_AGENTS without "proximity".
+    policy_inline = {"proximity", "policy"} <= enabled
+    dwell = DwellTracker(settings.dwell_gap_s) if {"proximity", "analytics"} <= enabled else None
+
+    def shopper_of(uid: str, touched: dict[str, ShopperState]) -> ShopperState:
+        shopper = touched.get(uid)
+        if shopper is None:
+            shopper = touched[uid] = ShopperState.from_dict(policy_state.get(uid))
+        return shopper
+
+    def save_shoppers(touched: dict[str, ShopperState]) -> None:
+        for uid, shopper in touched.items():
+            if views.consents.get(uid) is None:
+                if policy_state.get(uid) is not None:
+                    policy_state.pop(uid, None)  # erased or never opted in: keep nothing
+                continue
+            if not shopper.changed:
+                continue
+            newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
+            shopper.prune(newest, policy_cfg)
+            policy_state[uid] = shopper.to_dict()
+
+    def send_offer(offer: Offer, offers: list[Offer]) -> None:
+        offers.append(offer)
+        out_nearby.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
+
+    async def proximity(stream: faust.StreamT) -> None:  # noqa: C901, PLR0912, PLR0915
+        """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell). A
+        batch's input events are acknowledged to Faust (and so committed) only once the broker
+        has acknowledged all its rows and offers."""
         await views.ready.wait()
         state = views.proximity
         nearby_name = t.NEARBY_CUSTOMERS.name
-        if settings.proximity_index == "naive":
-            def match(pos: CustomerLocation, ts: int) -> list[bytes]:
-                return [orjson.dumps(r) for r in state.match_rows_naive(pos, ts)]
-        else:
-            match = state.match_json
+        naive = settings.proximity_index == "naive"
+        match = state.match_hits_naive if naive else state.match_hits
+        promotions = state.promotions
+        consents = views.consents
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):
             t_batch = time.perf_counter()
             live: list[tuple[str, str, float, float, int]] = []
             batch = Counter[str]()
-            n_rows = positions_ok = 0
+            per_promo: dict[tuple[str, str], int] = {}
+            dwell_sums: dict[tuple[int, str], float] = {}
+            offers: list[Offer] = []
+            touched: dict[str, ShopperState] = {}
+            n_rows = positions_ok = newest = 0
             for event in events:
                 msg = event.message
                 try:
                     pos = decode(CustomerLocation, msg.value)
                     ts = pos.ts if pos.ts is not None else int(msg.timestamp * 1000)
-                    rows = match(pos, ts)
+                    hits = match(pos, ts)
                 except RecordError as exc:
                     send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name, exc.reason,
                                      msg.value, msg.partition, msg.offset)
@@ -184,18 +218,45 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                                      msg.offset)
                     continue
                 positions_ok += 1
-                key = pos.uid.encode()
-                for row in rows:
-                    out_nearby.send(nearby_name, key, row, ts)
-                n_rows += len(rows)
-                consent = views.consents.get(pos.uid)
-                if consent is not None and consent.opted_in and (pos.store_id or rows):
+                newest = max(newest, ts)
+                uid = pos.uid
+                consent = consents.get(uid)
+                if hits:
+                    key = uid.encode()
+                    for store_id, pid, _sku, _d_ft, row in hits:
+                        out_nearby.send(nearby_name, key, row, ts)
+                        pk = (pid, store_id)
+                        per_promo[pk] = per_promo.get(pk, 0) + 1
+                    n_rows += len(hits)
+                    if dwell is not None:
+                        if naive:  # the country scan's rows may name several stores
+                            for h in hits:
+                                dwell.add(uid, h[0], h[2], ts, dwell_sums)
+                        else:
+                            dwell.add_position(uid, hits[0][0], [h[2] for h in hits], ts,
+                                               dwell_sums)
+                    if policy_inline:
+                        if consent is not None and consent.opted_in:
+                            for offer in decide_position(uid, hits, ts, shopper_of(uid, touched),
+                                                         promotions, policy_cfg, batch):
+                                send_offer(offer, offers)
+                        else:
+                            batch["policy:no_consent"] += len(hits)
+                            if consent is None and uid not in touched \
+                                    and policy_state.get(uid) is not None:
+                                touched[uid] = ShopperState()  # erased: dropped by save_shoppers
+                if consent is not None and consent.opted_in and (pos.store_id or hits):
                     # Only opted-in shoppers appear on the live floor map (an erased or
                     # anonymous shopper's uid never lands in the serving store).
                     store_id = pos.store_id or state.resolve_store(pos)
-                    live.append((pos.uid, store_id, pos.latitude, pos.longitude, ts))
+                    live.append((uid, store_id, pos.latitude, pos.longitude, ts))
+            if touched:
+                save_shoppers(touched)
+            if dwell is not None and newest:
+                dwell.prune(newest)
             batch["positions"] += positions_ok
             batch["nearby"] += n_rows
+            batch["offers"] += len(offers)
             batch["proximity_batches"] += 1
             t_work = time.perf_counter()
             batch["proximity_work_ms"] += int((t_work - t_batch) * 1000)
@@ -204,9 +265,11 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
             await out_nearby.drain()
             batch["proximity_drain_ms"] += int((time.perf_counter() - t_work) * 1000)
             stats.update(batch)
-            await writer.write_batch(live, [], [], batch)
+            await writer.write_batch(live, [], offers, batch, per_promo=per_promo,
+                                     dwell=dwell_sums)
 
     async def policy(stream: faust.StreamT) -> None:
+        """NEARBY_CUSTOMERS rows computed by another engine -> offers."""
         await views.ready.wait()
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):
@@ -223,25 +286,14 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
                                      msg.partition, msg.offset)
                     continue
                 per_promo[(row.pid, row.store_id)] += 1
-                consent = views.consents.get(row.uid)
-                shopper = touched.get(row.uid)
-                if shopper is None:
-                    shopper = ShopperState.from_dict(policy_state.get(row.uid))
-                    touched[row.uid] = shopper
-                verdict, offer = decide(row, shopper, consent,
+                verdict, offer = decide(row, shopper_of(row.uid, touched),
+                                        views.consents.get(row.uid),
                                         views.proximity.promotions.get(row.pid), policy_cfg)
                 batch[f"policy:{verdict}"] += 1
                 if offer is not None:
                     offers.append(offer)
                     out_offers.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
-            for uid, shopper in touched.items():
-                if views.consents.get(uid) is None:
-                    if policy_state.get(uid) is not None:
-                        policy_state.pop(uid, None)  # erased or never opted in: keep nothing
-                    continue
-                newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
-                shopper.prune(newest, policy_cfg)
-                policy_state[uid] = shopper.to_dict()
+            save_shoppers(touched)
             await out_offers.drain()
             batch["offers"] += len(offers)
             stats.update(batch)
@@ -250,7 +302,7 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
 
     if "proximity" in enabled:
         app.agent(positions_topic, name="proximity")(proximity)
-    if "policy" in enabled:
+    if "policy" in enabled and not policy_inline:
         app.agent(nearby_topic, name="policy")(policy)
 
     @app.task
@@ -270,17 +322,17 @@ def create_app(settings: Settings) -> faust.App:  # noqa: C901, PLR0915
             logging.getLogger(name).disabled = False
         log.info("worker started: agents %s", ", ".join(sorted(enabled)))
 
+    @app.timer(interval=0.5)
+    async def flush_serving() -> None:
+        await writer.flush()
+
     @app.timer(interval=settings.worker_report_interval_s)
     async def report() -> None:
         if stats:
             log.info("worker totals: %s", dict(sorted(stats.items())))
 
-    try:
-        from stream_apps import analytics  # noqa: PLC0415
-    except ImportError:
-        analytics = None  # type: ignore[assignment]
-    if analytics is not None and "analytics" in enabled:
-        analytics.agents(app, settings)
+    if "analytics" in enabled:
+        analytics.agents(app, settings, dwell_from_topic=dwell is None)
 
     return app
 

@@ -8,13 +8,26 @@ hash(uid, pid, cooldown window) so a replay after a restart yields the same id.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from instore.records import NearbyCustomer, Offer, Promotion, ShopperConsent
 
 HOUR_MS = 3_600_000
 MAX_EPOCH_MS = 32_503_680_000_000  # records.EpochMs upper bound (year 3000)
+
+
+class Near(NamedTuple):
+    """The fields of a NEARBY_CUSTOMERS row the policy reads (the worker computing the rows
+    itself hands them over without a round trip through the topic)."""
+
+    uid: str
+    store_id: str
+    pid: str
+    sku: int
+    distance_ft: float
+    ts: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,10 @@ class ShopperState:
     near: dict[str, list[int]] = field(default_factory=dict)  # pid -> [first_ts, last_ts]
     last_offer: dict[str, int] = field(default_factory=dict)  # pid -> ts
     recent: list[int] = field(default_factory=list)  # offer ts within the last hour
+    # Set when a dwell episode starts or an offer is made: what must survive a restart. An
+    # episode's last_ts moving on alone is not written (after a restart a stale last_ts only
+    # restarts that episode's dwell: an offer later, never a second one).
+    changed: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"near": self.near, "last_offer": self.last_offer, "recent": self.recent}
@@ -78,7 +95,7 @@ Decision = str  # "offer" or why not: "no_consent", "dwelling", "cooldown", "cap
 
 
 def decide(
-    row: NearbyCustomer,
+    row: NearbyCustomer | Near,
     state: ShopperState,
     consent: ShopperConsent | None,
     promotion: Promotion | None,
@@ -96,6 +113,7 @@ def decide(
     if episode is None or ts - episode[1] > cfg.gap_ms:
         episode = [ts, ts]
         state.near[row.pid] = episode
+        state.changed = True
     elif ts > episode[1]:
         episode[1] = ts
     if ts - episode[0] < cfg.dwell_ms:
@@ -108,11 +126,68 @@ def decide(
         return "cap", None
     state.last_offer[row.pid] = ts
     state.recent.append(ts)
-    offer = Offer(
-        offer_id=offer_id_for(row.uid, row.pid, ts, cfg), uid=row.uid, store_id=row.store_id,
-        pid=row.pid, sku=row.sku, title=promotion.title, discount_pct=promotion.discount_pct,
-        distance_ft=round(row.distance_ft, 1), ts=ts,
+    state.changed = True
+    return "offer", _offer(row.uid, row.store_id, row.pid, row.sku, row.distance_ft, ts,
+                           promotion, cfg)
+
+
+def _offer(uid: str, store_id: str, pid: str, sku: int, distance_ft: float, ts: int,
+           promotion: Promotion, cfg: PolicyConfig) -> Offer:
+    return Offer(
+        offer_id=offer_id_for(uid, pid, ts, cfg), uid=uid, store_id=store_id, pid=pid, sku=sku,
+        title=promotion.title, discount_pct=promotion.discount_pct,
+        distance_ft=round(distance_ft, 1), ts=ts,
         # capped at the latest time a record may carry (a year-3000 ts must not crash the agent)
         expires_at=min(ts + int(cfg.offer_ttl_s * 1000), MAX_EPOCH_MS),
     )
-    return "offer", offer
+
+
+def decide_position(
+    uid: str,
+    hits: Sequence[tuple[str, str, int, float, Any]],
+    ts: int,
+    state: ShopperState,
+    promotions: Mapping[str, Promotion],
+    cfg: PolicyConfig,
+    verdicts: MutableMapping[str, int],
+) -> list[Offer]:
+    """``decide`` for every match of one position of an opted-in shopper, in one pass (the
+    worker's hot path): the same decisions, row by row, in the same order. ``hits`` are
+    ``(store_id, pid, sku, distance_ft, ...)`` of promotions active at ``ts`` (the spatial
+    index only yields those); verdict counts are added to ``verdicts``."""
+    near, last_offer = state.near, state.last_offer
+    gap_ms, dwell_ms, cooldown_ms, cap = cfg.gap_ms, cfg.dwell_ms, cfg.cooldown_ms, cfg.cap_per_hour
+    recent = state.recent = [x for x in state.recent if ts - x < HOUR_MS]
+    offers: list[Offer] = []
+    withdrawn = dwelling = cooldown = capped = 0
+    for hit in hits:
+        pid = hit[1]
+        promotion = promotions.get(pid)
+        if promotion is None:
+            withdrawn += 1
+            continue
+        episode = near.get(pid)
+        if episode is None or ts - episode[1] > gap_ms:
+            near[pid] = episode = [ts, ts]
+            state.changed = True
+        elif ts > episode[1]:
+            episode[1] = ts
+        if ts - episode[0] < dwell_ms:
+            dwelling += 1
+            continue
+        last = last_offer.get(pid)
+        if last is not None and ts - last < cooldown_ms:
+            cooldown += 1
+            continue
+        if len(recent) >= cap:
+            capped += 1
+            continue
+        last_offer[pid] = ts
+        recent.append(ts)
+        state.changed = True
+        offers.append(_offer(uid, hit[0], pid, hit[2], hit[3], ts, promotion, cfg))
+    for name, n in (("withdrawn", withdrawn), ("dwelling", dwelling), ("cooldown", cooldown),
+                    ("cap", capped), ("offer", len(offers))):
+        if n:
+            verdicts[f"policy:{name}"] = verdicts.get(f"policy:{name}", 0) + n
+    return offers

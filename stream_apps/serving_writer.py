@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping, MutableMapping
 
 import orjson
 import redis.asyncio as aioredis
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 
 from instore import serving
 from instore.records import NearbyCustomer, Offer
+from stream_apps.analytics import queue_sums
 
 log = logging.getLogger(__name__)
 FEED_KEEP = 200
@@ -24,11 +26,23 @@ POSITION_EVERY_MS = 1000
 
 
 class ServingWriter:
-    def __init__(self, redis_url: str) -> None:
+    """Coalesces what the agents derive and writes it in one pipeline at most every
+    ``interval_s`` (or at once when a batch carries offers): a pipeline per batch of ~30
+    positions would pack hundreds of counter commands per batch, which costs the worker more
+    than the matching. ``flush()`` is also called by a timer, so nothing waits for traffic."""
+
+    def __init__(self, redis_url: str, interval_s: float = 0.25) -> None:
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.interval_s = interval_s
         self.errors = 0
         self._last_error_log = 0.0
+        self._last_flush = time.monotonic()
         self._last_pos: dict[str, int] = {}
+        self._positions: dict[str, tuple[str, float, float, int]] = {}
+        self._per_promo: Counter[tuple[str, str]] = Counter()
+        self._offers: list[Offer] = []
+        self._totals: Counter[str] = Counter()
+        self._dwell: dict[tuple[int, str], float] = {}
 
     async def write_batch(
         self,
@@ -36,23 +50,45 @@ class ServingWriter:
         nearby: list[NearbyCustomer],
         offers: list[Offer],
         totals: Counter[str],
-        per_promo: Counter[tuple[str, str]] | None = None,
+        per_promo: Mapping[tuple[str, str], int] | None = None,
+        dwell: MutableMapping[tuple[int, str], float] | None = None,
     ) -> None:
-        pipe = self.redis.pipeline(transaction=False)
         for uid, store_id, lat, lon, ts in positions:
             if ts - self._last_pos.get(uid, 0) < POSITION_EVERY_MS:
                 continue
             self._last_pos[uid] = ts
+            self._positions[uid] = (store_id, lat, lon, ts)
+        if len(self._last_pos) > 200_000:
+            self._last_pos.clear()
+        if per_promo:
+            self._per_promo.update(per_promo)
+        for row in nearby:
+            self._per_promo[(row.pid, row.store_id)] += 1
+        self._offers.extend(offers)
+        self._totals.update(totals)
+        if dwell:
+            for k, v in dwell.items():
+                self._dwell[k] = self._dwell.get(k, 0.0) + v
+        if offers or time.monotonic() - self._last_flush >= self.interval_s:
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        positions, self._positions = self._positions, {}
+        per_promo, self._per_promo = self._per_promo, Counter()
+        offers, self._offers = self._offers, []
+        totals, self._totals = self._totals, Counter()
+        dwell, self._dwell = self._dwell, {}
+        pipe = self.redis.pipeline(transaction=False)
+        for uid, (store_id, lat, lon, ts) in positions.items():
             pipe.zadd(serving.store_live(store_id), {uid: ts})
             pipe.hset(serving.store_positions(store_id), uid,
                       orjson.dumps({"latitude": lat, "longitude": lon, "ts": ts}))
-        if len(self._last_pos) > 200_000:
-            self._last_pos.clear()
-        per_promo = Counter(per_promo or {})
-        for row in nearby:
-            per_promo[(row.pid, row.store_id)] += 1
+        per_store: Counter[str] = Counter()
         for (pid, store_id), n in per_promo.items():
             pipe.hincrby(serving.promo_stats(pid), "nearby", n)
+            per_store[store_id] += n
+        for store_id, n in per_store.items():
             pipe.hincrby(serving.store_stats(store_id), "nearby", n)
         for offer in offers:
             data = offer.to_json()
@@ -64,6 +100,8 @@ class ServingWriter:
             pipe.hincrby(serving.store_stats(offer.store_id), "sent", 1)
         if offers:
             pipe.ltrim(serving.offers_feed(), 0, FEED_KEEP - 1)
+        if dwell:
+            queue_sums(pipe, dwell, serving.analytics_dwell)
         for name, n in totals.items():
             if n:
                 pipe.hincrby(serving.totals(), name, n)
@@ -81,6 +119,7 @@ class ServingWriter:
 
     async def forget_shopper(self, uid: str) -> None:
         self._last_pos.pop(uid, None)
+        self._positions.pop(uid, None)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -91,6 +91,13 @@ def test_fuzzed_burst_ends_as_rows_or_dead_letters(broker_factory, redis_url, tm
                     WORKER_WEB_PORT=str(free_port()))
     log = tmp_path / "worker.log"
     worker = instore_proc(["worker", "--loglevel", "info"], env, log)
+    # The worker computing positions applies the policy to its own rows; NEARBY_CUSTOMERS
+    # written by someone else (ksqlDB, or this fuzzer) is read by a policy-only worker.
+    policy_env = child_env(settings, KAFKA_PARTITIONS="1", DWELL_S="0",
+                           DATA_DIR=str(tmp_path / "policy"), WORKER_WEB_PORT=str(free_port()),
+                           WORKER_AGENTS="policy", APP_ID="instore-policy")
+    policy_log = tmp_path / "policy-worker.log"
+    policy_worker = instore_proc(["worker", "--loglevel", "info"], policy_env, policy_log)
     collector = None
     try:
         assert wait_for_probe(settings), log.read_text()[-2000:]
@@ -141,6 +148,17 @@ def test_fuzzed_burst_ends_as_rows_or_dead_letters(broker_factory, redis_url, tm
         assert any(r.get("uid") == "after-burst" for r in collector.out.nearby), \
             log.read_text()[-3000:]
         collector.wait_idle(quiet_s=2.0, max_s=30)
+        near_topic = t.NEARBY_CUSTOMERS.name
+        bad_near = set()
+        for off, raw in offsets[near_topic].items():
+            try:
+                decode(NearbyCustomer, raw)
+            except RecordError:
+                bad_near.add((near_topic, off))
+        deadline = time.monotonic() + 60  # the policy-only worker may still be joining
+        while time.monotonic() < deadline and not bad_near <= {
+                (d["source_topic"], d["offset"]) for d in collector.out.dead}:
+            collector.poll(0.5)
 
         dead = {(d["source_topic"], d["offset"]) for d in collector.out.dead}
         pos_topic = t.CUSTOMERS_LOCATIONS.name
@@ -150,15 +168,9 @@ def test_fuzzed_burst_ends_as_rows_or_dead_letters(broker_factory, redis_url, tm
         assert got == expected
         assert expected, "the burst should hold inputs that must be dead-lettered"
         # Every fuzzed NEARBY value the policy cannot decode is a dead letter; none crashed it.
-        near_topic = t.NEARBY_CUSTOMERS.name
-        bad_near = set()
-        for off, raw in offsets[near_topic].items():
-            try:
-                decode(NearbyCustomer, raw)
-            except RecordError:
-                bad_near.add((near_topic, off))
-        assert bad_near <= dead
+        assert bad_near <= dead, policy_log.read_text()[-3000:]
         assert worker.poll() is None, "the worker crashed on the burst"
+        assert policy_worker.poll() is None, "the policy worker crashed on the burst"
 
         # The worker commits past the burst: lag goes back to zero.
         lag: dict[str, int] = {}
@@ -172,9 +184,11 @@ def test_fuzzed_burst_ends_as_rows_or_dead_letters(broker_factory, redis_url, tm
     finally:
         if collector is not None:
             collector.close()
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
+        for proc in (policy_worker, worker):
+            proc.terminate()
+        for proc in (policy_worker, worker):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)

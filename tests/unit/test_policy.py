@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from instore.records import NearbyCustomer, Promotion, ShopperConsent
-from stream_apps.policy import PolicyConfig, ShopperState, decide, offer_id_for
+from stream_apps.policy import (
+    Near,
+    PolicyConfig,
+    ShopperState,
+    decide,
+    decide_position,
+    offer_id_for,
+)
 
 T0 = 1_767_225_600_000
 CFG = PolicyConfig(dwell_s=5, dwell_gap_s=5, cooldown_s=1800, cap_per_hour=3, offer_ttl_s=900)
@@ -97,3 +109,37 @@ def test_state_round_trips_and_prunes() -> None:
     assert restored == state
     restored.prune(T0 + 2 * 3_600_000, CFG)
     assert restored.near == {} and restored.last_offer == {} and restored.recent == []
+
+
+PROMOS = {f"q{i}": Promotion(pid=f"q{i}", sku=i, title=f"{i}% off", discount_pct=10 + i)
+          for i in range(4)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4000), st.lists(st.sampled_from(sorted(PROMOS) + ["gone"]),
+                                                          max_size=6)),
+                max_size=40),
+       st.integers(0, 8), st.integers(1, 3))
+def test_decide_position_equals_decide_row_by_row(steps, dwell_s, cap) -> None:
+    """The worker's one-pass policy per position makes the same decisions (and offers) as
+    ``decide`` applied to each NEARBY row of that position in turn."""
+    cfg = PolicyConfig(dwell_s=dwell_s, dwell_gap_s=2, cooldown_s=20, cap_per_hour=cap,
+                       offer_ttl_s=60)
+    by_row, by_position = ShopperState(), ShopperState()
+    ts = T0
+    for step, pids in steps:
+        ts += step
+        hits = [("s1", pid, 7, 3.21, b"") for pid in pids]
+        expected_offers, expected = [], Counter()
+        for _store, pid, sku, d_ft, _ in hits:
+            verdict, offer = decide(Near("u1", "s1", pid, sku, d_ft, ts), by_row, YES,
+                                    PROMOS.get(pid), cfg)
+            expected[f"policy:{verdict}"] += 1
+            if offer is not None:
+                expected_offers.append(offer)
+        verdicts: dict[str, int] = {}
+        offers = decide_position("u1", hits, ts, by_position, PROMOS, cfg, verdicts)
+        assert offers == expected_offers
+        assert verdicts == dict(expected)
+        assert by_position.near == by_row.near
+        assert by_position.last_offer == by_row.last_offer
