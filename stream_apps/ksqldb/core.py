@@ -83,10 +83,15 @@ class QueryCore:
             and self.table_join_ops[0].kind in ("RIGHT", "FULL")
         )
         self._encoded: tuple[Callable[..., Any], EmitEncoded] | None = None
+        self._emit_many: Callable[[bytes | None, list[bytes], int], None] | None = None
         self._layout_explode()
 
     def bind_encoded(
-        self, value_names: list[str], encode_key: Callable[..., Any], emit: EmitEncoded
+        self,
+        value_names: list[str],
+        encode_key: Callable[..., Any],
+        emit: EmitEncoded,
+        emit_many: Callable[[bytes | None, list[bytes], int], None] | None = None,
     ) -> None:
         """Let the fused EXPLODE path hand over encoded records: JSON values with
         ``value_names`` in that order (what ``Source.encode_value`` writes), keys encoded by
@@ -98,8 +103,10 @@ class QueryCore:
         if any(kinds.get(k) != "row" for k in self.key_names):
             return  # a key taken from the exploded element: the generic path
         self._encoded = (encode_key, emit)
+        self._emit_many = emit_many
         self._layout_explode(value_names)
         self._layout_fragments(value_names)
+        self._compile_fragment_loop()
 
     def _layout_explode(self, names: list[str] | None = None) -> None:
         ex = self.plan.explode
@@ -288,6 +295,64 @@ class QueryCore:
         self._frag_var = [(i, items[0]) for i, (g, items) in enumerate(segs) if g == "var"]
         self._frag_names = names
 
+    def _compile_fragment_loop(self) -> None:
+        """One generated function per output layout that turns the exploded elements of a row
+        into encoded values: no per-row list copies, loops over columns or calls per column."""
+        segs = self._frag_segs
+        env: dict[str, Any] = {"dumps": orjson.dumps, "join": b"".join}
+        parts: list[str] = []
+        j = 0
+        for i, (group, items) in enumerate(segs):
+            if group == "row":
+                parts.append(f"rp[{i}]")
+            elif group == "elem":
+                parts.append(f"e[{j}]")
+                j += 1
+            else:
+                prefix, kind, fn, _n = items[0]
+                env[f"P{i}"] = prefix
+                env[f"F{i}"] = fn
+                value = f"dumps(F{i}((*r, x)))"
+                if kind == "distance":
+                    value = f"(dumps(dist[n]) if dist is not None else {value})"
+                parts.append(f"P{i} + {value}")
+        env["END"] = b"}" if segs else b"{}"
+        parts.append("END")
+        src = (
+            "def fragment_loop(elems, dist, r, rp, get, make):\n"
+            "    out = []\n"
+            "    append = out.append\n"
+            "    for n, x in enumerate(elems):\n"
+            "        h = get(id(x))\n"
+            "        if h is None or h[0] is not x:\n"
+            "            h = make(x)\n"
+            "        e = h[1]\n"
+            f"        append(join(({', '.join(parts)},)))\n"
+            "    return out\n"
+        )
+        exec(compile(src, "<ksql explode layout>", "exec"), env)  # noqa: S102
+        self._frag_loop = env["fragment_loop"]
+
+    def _element_parts(self, x: Any) -> tuple[Any, list[bytes]]:
+        """The encoded per-element runs of an element, cached by identity (the element belongs
+        to a table row's array, which stays the same object until the row changes)."""
+        ecache = self._ecache
+        if len(ecache) > 65536:
+            ecache.clear()
+        dumps = orjson.dumps
+        pad = self._ex_pad
+        segs = self._frag_segs
+        parts = [
+            b"".join([
+                p + dumps(x if kind == "self" else fn((*pad, x)))
+                for p, kind, fn, _n in segs[i][1]
+            ])
+            for i in self._frag_elem
+        ]
+        hit = (x, parts)
+        ecache[id(x)] = hit
+        return hit
+
     def _explode_emit_encoded(self, r: tuple, rowtime: int) -> None:
         got = self._explode_values(r)
         if got is None:
@@ -299,37 +364,15 @@ class QueryCore:
         rowvals = {name: fn(r) for name, fn in self._ex_row}
         kbytes = encode_key(tuple([rowvals[k] for k in self.key_names]), None)
         segs = self._frag_segs
-        template: list[bytes | None] = [None] * (len(segs) + 1)
+        rp: list[bytes | None] = [None] * len(segs)
         for i in self._frag_row:
-            template[i] = b"".join([p + dumps(rowvals.get(n)) for p, _k, _f, n in segs[i][1]])
-        template[-1] = b"}" if segs else b"{}"
-        elem_idx = self._frag_elem
-        var = self._frag_var
-        ecache = self._ecache
-        if len(ecache) > 65536:
-            ecache.clear()
-        pad = self._ex_pad
-        for n, x in enumerate(elems):
-            t = template.copy()
-            if elem_idx:
-                hit = ecache.get(id(x))
-                if hit is None or hit[0] is not x:
-                    parts = []
-                    for i in elem_idx:
-                        parts.append(b"".join([
-                            p + dumps(x if kind == "self" else fn((*pad, x)))
-                            for p, kind, fn, _n in segs[i][1]
-                        ]))
-                    hit = (x, parts)
-                    ecache[id(x)] = hit
-                for i, part in zip(elem_idx, hit[1], strict=True):
-                    t[i] = part
-            for i, (p, kind, fn, _n) in var:
-                if kind == "distance" and dist is not None:
-                    t[i] = p + dumps(dist[n])
-                else:
-                    t[i] = p + dumps(fn((*r, x)))
-            emit_encoded(kbytes, b"".join(t), rowtime)  # type: ignore[arg-type]
+            rp[i] = b"".join([p + dumps(rowvals.get(n)) for p, _k, _f, n in segs[i][1]])
+        values = self._frag_loop(elems, dist, r, rp, self._ecache.get, self._element_parts)
+        if self._emit_many is not None:
+            self._emit_many(kbytes, values, rowtime)
+            return
+        for v in values:
+            emit_encoded(kbytes, v, rowtime)
 
     def _project_emit(self, r: tuple, rowtime: int) -> None:
         if self.plan.explode is not None:

@@ -142,18 +142,19 @@ class PointIndex:
     __slots__ = ("cell_m", "cells", "kx", "lat0", "lon0")
 
     def __init__(self, points: list[tuple[int, float, float, float]], cell_m: float = 3.0) -> None:
-        """``points``: (element index, lat, lon, radius bound in metres)."""
+        """``points``: (element index, lat, lon, radius bound in metres, radius as in the
+        element (the right side of the radius comparison))."""
         self.cell_m = cell_m
         self.lat0 = sum(p[1] for p in points) / len(points) if points else 0.0
         self.lon0 = sum(p[2] for p in points) / len(points) if points else 0.0
         self.kx = _M_PER_DEG * math.cos(self.lat0 * _DEG)
         cells: dict[tuple[int, int], list[tuple[Any, ...]]] = defaultdict(list)
         floor = math.floor
-        for i, lat, lon, bound_m in points:
+        for i, lat, lon, bound_m, radius in points:
             x = (lon - self.lon0) * self.kx
             y = (lat - self.lat0) * _M_PER_DEG
             pre = bound_m * _REL + _ABS_M
-            entry = (i, x, y, lat, lon, pre * pre, math.cos(lat * _DEG))
+            entry = (i, x, y, lat, lon, pre * pre, math.cos(lat * _DEG), radius)
             for gx in range(floor((x - pre) / cell_m), floor((x + pre) / cell_m) + 1):
                 x0 = gx * cell_m
                 dx = x0 - x if x < x0 else (x - x0 - cell_m if x > x0 + cell_m else 0.0)
@@ -166,9 +167,10 @@ class PointIndex:
             bucket.sort()
         self.cells = dict(cells)
 
-    def candidates(self, lat: float, lon: float) -> list[tuple[int, float]]:
-        """(element index, GEO_DISTANCE in km), in element order, of every element that can be
-        within its radius, the distance computed exactly as ``instore.geo.haversine_km``."""
+    def within(self, lat: float, lon: float, k: Any) -> list[tuple[int, float]]:
+        """(element index, GEO_DISTANCE in km * k), in element order, of every element whose
+        ``GEO_DISTANCE * k <= radius``, the distance computed exactly as
+        ``instore.geo.haversine_km`` computes it (the same operations in the same order)."""
         x = (lon - self.lon0) * self.kx
         y = (lat - self.lat0) * _M_PER_DEG
         cm = self.cell_m
@@ -179,7 +181,7 @@ class PointIndex:
         c1 = math.cos(lat * _DEG)
         out: list[tuple[int, float]] = []
         append = out.append
-        for i, px, py, plat, plon, pre2, c2 in bucket:
+        for i, px, py, plat, plon, pre2, c2, radius in bucket:
             dx = x - px
             dy = y - py
             if dx * dx + dy * dy > pre2:
@@ -188,7 +190,9 @@ class PointIndex:
             s1 = sin((plat - lat) * _DEG / 2)
             s2 = sin((plon - lon) * _DEG / 2)
             a = s1 * s1 + s2 * s2 * c1 * c2
-            append((i, EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a))))
+            v = EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a)) * k
+            if v <= radius:
+                append((i, v))
         return out
 
 
@@ -237,7 +241,7 @@ class SpatialFilter:
             if not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 continue
             # km * k <= r  =>  km <= r / k (plus a hair for the rounding of both sides)
-            points.append((i, float(lat), float(lon), r / k * 1000.0 * (1 + 1e-9) + 1e-6))
+            points.append((i, float(lat), float(lon), r / k * 1000.0 * (1 + 1e-9) + 1e-6, r))
         index = PointIndex(points) if points else None
         self._indexes[key] = (arr, index)
         if len(self._indexes) > self.cache_size:
@@ -251,30 +255,23 @@ class SpatialFilter:
             return None
         lat, lon = self.lat(r), self.lon(r)
         if lat is None or lon is None:  # the distance is null for every element
-            self.last = (r, [], [])
-            return []
+            empty: list[Any] = []
+            self.last = (r, empty, [])
+            return empty
         if not (_num(lat) and _num(lon)) or not (-90 <= lat <= 90 and -180 <= lon <= 180):
             out = self.exact(r)
             self.last = (r, None, None)
             return out
         index = self.index_of(a)
         if index is None:
-            self.last = (r, [], [])
-            return []
-        k = self.spec.k
-        rf = self.spec.radius_field
-        rf_up = rf.upper()
+            empty: list[Any] = []
+            self.last = (r, empty, [])
+            return empty
         rest = self.rest
         kept: list[Any] = []
         values: list[Any] = []
-        for i, km in index.candidates(float(lat), float(lon)):
+        for i, v in index.within(float(lat), float(lon), self.spec.k):
             x = a[i]
-            radius = x.get(rf)
-            if radius is None and rf_up != rf:
-                radius = x.get(rf_up)
-            v = km * k
-            if not v <= radius:
-                continue
             if rest is not None and rest((*r, x)) is not True:
                 continue
             kept.append(x)
