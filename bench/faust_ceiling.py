@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -38,6 +39,11 @@ def main() -> None:
     )
     topic = app.topic(t.CUSTOMERS_LOCATIONS.name, value_serializer="raw", key_serializer="raw")
     state = {"n": 0, "t0": 0.0}
+
+    @app.task
+    async def quiet_logs() -> None:
+        # as in the worker: Faust leaves the root logger at DEBUG whatever `-l` says
+        logging.getLogger().setLevel(logging.WARNING)
 
     @app.agent(topic)
     async def decode_only(stream: faust.StreamT) -> None:
