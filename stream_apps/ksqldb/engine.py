@@ -8,6 +8,7 @@ endpoint comes back with its streams, tables and persistent queries after a rest
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -40,6 +41,9 @@ DEFAULT_PROPERTIES = {
     "ksql.persistence.default.format.key": "KAFKA",
     "ksql.extension.dir": "ext",
     "ksql.streams.commit.interval.ms": "1000",
+    # Kafka Streams threads per query; here processes, for per-record stream queries
+    # (stream_apps/ksqldb/workers.py): Python runs one thread at a time
+    "ksql.streams.num.stream.threads": str(min(2, os.cpu_count() or 1)),
 }
 
 
@@ -490,6 +494,20 @@ class Engine:
         starts = {}
         if reset != "earliest":
             starts = end_offsets(self.settings, [b.source.topic for b in plan.bindings])
+        workers = int(
+            _prop(props, "num.stream.threads")
+            or self.properties["ksql.streams.num.stream.threads"]
+        )
+        spec = {
+            "query_id": qid,
+            "settings": self.settings.model_dump(),
+            "sources": dict(self.sources),
+            "sink": sink,
+            "statement": text,
+            "offset_reset": reset,
+            "start_offsets": starts,
+            "processing_log_topic": self.processing_log_topic,
+        }
         runner = QueryRunner(
             qid,
             plan,
@@ -499,6 +517,8 @@ class Engine:
             start_offsets=starts,
             statement=text,
             processing_log=self.processing_log,
+            workers=workers,
+            worker_spec=spec,
         )
         self.queries[qid] = runner
         runner.start()

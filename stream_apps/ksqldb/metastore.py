@@ -48,6 +48,18 @@ class Source:
     def __post_init__(self) -> None:
         self.reindex()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for worker processes): the lookups and casters are rebuilt on load."""
+        state = dict(self.__dict__)
+        for k in ("_value_lookup", "_upper_lookup", "_casters", "_value_names"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._value_names = None
+        self.reindex()
+
     def reindex(self) -> None:
         self._value_lookup = {name: name for name, _ in self.value_columns}
         self._upper_lookup = {}

@@ -23,6 +23,7 @@ from stream_apps.ksqldb.core import QueryCore
 from stream_apps.ksqldb.metastore import DeserializationError, Source
 from stream_apps.ksqldb.planner import Plan
 from stream_apps.ksqldb.processing_log import ProcessingLog
+from stream_apps.ksqldb.workers import Worker, eligible
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class QueryRunner:
         statement: str = "",
         persistent: bool = True,
         processing_log: ProcessingLog | None = None,
+        stream_partitions: set[tuple[str, int]] | None = None,
+        probe_idle: bool = False,
+        workers: int = 1,
+        worker_spec: dict[str, Any] | None = None,
     ) -> None:
         self.id = query_id
         self.plan = plan
@@ -78,6 +83,12 @@ class QueryRunner:
         self.statement = statement
         self.persistent = persistent
         self.processing_log = processing_log
+        # a share of the stream partitions (worker processes: see workers.py)
+        self.stream_partitions = stream_partitions
+        self.probe_idle = probe_idle  # always track caught_up (a worker reports it)
+        self.workers = workers
+        self.worker_spec = worker_spec
+        self._workers: list[Worker] = []
         self.state = "PENDING"
         self.error: str | None = None
         self.processing_errors = 0
@@ -131,6 +142,49 @@ class QueryRunner:
             self._thread.join(timeout)
         if self.state == "RUNNING":
             self.state = "TERMINATED"
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def worker_count(self) -> int:
+        return 1 + len(self._workers)
+
+    def _start_workers(self, consumer: Any) -> None:
+        """Split the stream partitions over this thread and ``workers - 1`` processes."""
+        if self.workers <= 1 or self.worker_spec is None or not eligible(self.plan):
+            return
+        md = consumer.list_topics(timeout=10)
+        table_topics = {b.source.topic for b in self.plan.bindings if b.role == "table"}
+        parts = sorted(
+            (t, p)
+            for t in self.by_topic
+            if t not in table_topics and md.topics.get(t) is not None
+            for p in md.topics[t].partitions
+        )
+        n = min(self.workers, len(parts))
+        if n <= 1:
+            return
+        self.stream_partitions = {tp for i, tp in enumerate(parts) if i % n == 0}
+        for w in range(1, n):
+            share = {tp for i, tp in enumerate(parts) if i % n == w}
+            self._workers.append(Worker(self.worker_spec, share))
+        log.info("query %s runs on %d processes", self.id, n)
+
+    def _drain_workers(self) -> bool:
+        """Apply worker reports; True when every worker says it is caught up."""
+        ok = True
+        for w in self._workers:
+            w.drain(self)
+            ok = ok and w.reported and w.caught_up
+        return ok
+
+    def _stop_workers(self) -> None:
+        for w in self._workers:
+            w.stop()
+        for w in self._workers:
+            w.drain(self)  # the last counts
 
     @property
     def alive(self) -> bool:
@@ -259,6 +313,9 @@ class QueryRunner:
                 except KafkaException as exc:
                     log.warning("query %s could not read committed offsets: %s", self.id, exc)
         table_ends: dict[tuple[str, int], int] = {}
+        if self.stream_partitions is not None:
+            parts = [tp for tp in parts if tp.topic in table_topics
+                     or (tp.topic, tp.partition) in self.stream_partitions]
         for tp in parts:
             key = (tp.topic, tp.partition)
             if tp.topic in table_topics:
@@ -306,6 +363,7 @@ class QueryRunner:
                 )
                 self._produce = self._producer.produce
                 self._topic = self.sink.topic if self.sink is not None else ""
+            self._start_workers(consumer)
             tps, table_ends, stream_topics = self._assignment(consumer)
             consumer.assign(tps)
             if self.persistent and self.plan.kind != "stream_agg":
@@ -370,19 +428,30 @@ class QueryRunner:
                     self._commit(consumer, positions, stream_topics)
                     last_commit = now
                     dirty = False
-                if not msgs and now - last_check > 0.1 and self.idle_probe.is_set():
+                workers_idle = self._drain_workers() if self._workers else True
+                if (
+                    not msgs
+                    and now - last_check > 0.1
+                    and (self.idle_probe.is_set() or self.probe_idle)
+                ):
                     # only while someone waits for idleness (tests, bench): no broker round
                     # trips on the serving path otherwise
                     last_check = now
-                    self.caught_up = not bootstrapping and self._at_end(consumer, tps, positions)
+                    self.caught_up = (
+                        not bootstrapping
+                        and self._at_end(consumer, tps, positions)
+                        and workers_idle
+                    )
             if self._producer is not None:
                 self._producer.flush(10)
             if self.persistent and dirty:
                 self._commit(consumer, positions, stream_topics)
+            self._stop_workers()
         except Exception as exc:  # a failing query is reported, it never takes the others down
             self.error = self.error or f"{type(exc).__name__}: {exc}"
             self.state = "ERROR"
             log.exception("query %s failed", self.id)
+            self._stop_workers()
         finally:
             if consumer is not None:
                 try:

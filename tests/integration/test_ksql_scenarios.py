@@ -106,7 +106,11 @@ def run_all(engine: Engine, settings: Any, scenarios: list[dict[str, Any]]) -> l
         assert engine.wait_idle(120), f"the engine did not finish phase {phase}"
     broken = {q.id: q.error for q in engine.queries.values() if q.state != "RUNNING"}
     assert not broken, broken
+    PROCESSES.update({q.id: q.worker_count for q in engine.queries.values()})
     return read_all(settings, t.NEARBY_CUSTOMERS.name)
+
+
+PROCESSES: dict[str, int] = {}  # query id -> processes it ran on (workers.py)
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +156,14 @@ def test_scenario(index: int, nearby_rows: list[dict[str, Any]]) -> None:
         if "distance_ft" in e:
             rows = [r for r in mine if (r["uid"], r["pid"]) == (ns.id(e["uid"]), ns.id(e["pid"]))]
             assert any(abs(r["distance_ft"] - e["distance_ft"]) < 1e-6 for r in rows), (e, rows)
+
+
+def test_nearby_ran_on_worker_processes(nearby_rows: list[dict[str, Any]]) -> None:
+    """NEARBY_CUSTOMERS (a stream-table join) is split over ksql.streams.num.stream.threads
+    processes (2 by default on a machine with 2 cores or more); aggregations stay in one."""
+    import os  # noqa: PLC0415
+
+    nearby = [n for q, n in PROCESSES.items() if "NEARBY_CUSTOMERS" in q]
+    assert nearby
+    assert nearby == [min(2, os.cpu_count() or 1)] * len(nearby)
+    assert all(n == 1 for q, n in PROCESSES.items() if q.startswith("CTAS"))
