@@ -97,7 +97,17 @@ def _lag(settings: Settings) -> dict[str, Any]:
         lags = consumer_lag(settings, settings.app_id, worker_topics(settings))
     except KafkaException as exc:
         return {"ok": False, "detail": str(exc)}
-    return {"ok": True, "detail": lags}
+    return _within_lag(settings, lags)
+
+
+def _within_lag(settings: Settings, lags: dict[str, int]) -> dict[str, Any]:
+    """Ready while no topic is more than ``ready_max_lag`` events behind."""
+    behind = {name: n for name, n in lags.items() if n > settings.ready_max_lag}
+    out: dict[str, Any] = {"ok": not behind, "detail": lags}
+    if behind:
+        out["reason"] = (f"more than {settings.ready_max_lag:,} events behind on "
+                         f"{', '.join(sorted(behind))}")
+    return out
 
 
 # The supervisor's view (`instore up` writes it, `instore status` reads it) -------------------
@@ -153,4 +163,4 @@ def sink_lag(settings: Settings) -> dict[str, Any]:
         lags = consumer_lag(settings, GROUP_ID, [t.OFFERS.name])
     except KafkaException as exc:
         return {"ok": False, "detail": str(exc)}
-    return {"ok": True, "detail": lags}
+    return _within_lag(settings, lags)

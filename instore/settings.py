@@ -81,13 +81,16 @@ class Settings(BaseSettings):
     worker_batch_within_s: float = Field(default=0.005, gt=0)
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
     # Consumer-group session timeout of the worker. The embedded broker holds every JoinGroup
-    # for half of it and drops a dead member only after all of it (Kafka's minimum is 6 s).
-    worker_session_timeout_s: float = Field(default=6.0, gt=0)
+    # for half of it and drops a dead member only after all of it. None: 4 s for the workers
+    # of an embedded stack (instore.stack passes it), else 10 s (Kafka's minimum is 6 s).
+    worker_session_timeout_s: float | None = Field(default=None, gt=0)
     # Longest a consumer waits on an empty fetch (the embedded broker never answers early).
     consumer_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy,analytics"
     worker_report_interval_s: float = Field(default=30.0, gt=0)
+    # /readyz and `instore status`: not ready while a consumer is further behind than this.
+    ready_max_lag: int = Field(default=20_000, ge=0)
     # "Bought together": two redemptions of one shopper at most this far apart (one visit).
     basket_window_s: int = Field(default=7200, ge=60, le=86_400)
     # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).
