@@ -359,6 +359,44 @@ def test_failing_query_is_reported_and_others_keep_running(endpoint: Endpoint) -
     assert "queryErrors" in desc["writeQueries"][0]
 
 
+def test_processing_log_records_bad_records_and_expression_errors(endpoint: Endpoint) -> None:
+    """A record that cannot be read and a CAST that fails are entries of KSQL_PROCESSING_LOG
+    (its topic default_ksql_processing_log); the query keeps running."""
+    streams = endpoint.ksql("SHOW STREAMS;").json()[0]["streams"]
+    assert any(s["name"] == "KSQL_PROCESSING_LOG" for s in streams)
+    endpoint.ksql(
+        "CREATE STREAM PL_IN (K STRING KEY, A STRING) WITH (KAFKA_TOPIC='pl_in', "
+        "PARTITIONS=1, VALUE_FORMAT='JSON');"
+    )
+    r = endpoint.ksql(
+        "CREATE STREAM PL_OUT AS SELECT K, CAST(A AS INT) AS I FROM PL_IN;",
+        {"auto.offset.reset": "earliest"},
+    )
+    assert r.status_code == 200, r.text
+    producer = make_producer(endpoint.settings)
+    producer.produce("pl_in", key=b"a", value=b"{not json")
+    producer.produce("pl_in", key=b"b", value=b'{"A": "twelve"}')
+    producer.produce("pl_in", key=b"c", value=b'{"A": "12"}')
+    producer.flush(10)
+    rows = _wait(lambda: (rows := read_all(endpoint.settings, "PL_OUT")) and len(rows) == 2
+                 and rows)
+    assert sorted(rows, key=lambda x: str(x["I"])) == [{"I": 12}, {"I": None}]
+
+    def entries() -> list[dict[str, Any]]:
+        return [e for e in read_all(endpoint.settings, endpoint.engine.processing_log_topic)
+                if ".CSAS_PL_OUT" in e["LOGGER"]]
+
+    got = _wait(lambda: len(e := entries()) >= 2 and e)
+    kinds = sorted(e["MESSAGE"]["TYPE"] for e in got)
+    assert kinds == [0, 1]
+    deser = next(e for e in got if e["MESSAGE"]["TYPE"] == 0)["MESSAGE"]["DESERIALIZATIONERROR"]
+    assert deser["TARGET"] == "value" and deser["topic"] == "pl_in"
+    assert deser["RECORDB64"] == "e25vdCBqc29u"  # the bytes that failed, Base64
+    states = {q["sinks"][0]: q["state"] for q in endpoint.ksql("SHOW QUERIES;").json()[0]["queries"]
+              if q["sinks"]}
+    assert states["PL_OUT"] == "RUNNING"
+
+
 def test_migrations_tool_records_history_like_ksql_migrations(
     endpoint: Endpoint, tmp_path: Path
 ) -> None:
