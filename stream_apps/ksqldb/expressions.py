@@ -125,6 +125,7 @@ class Compiler:
         self.aggs: list[AggCall] = []
         self.agg_slot = len(scope.slots)
         self._memo: dict[Any, Fn] = {}
+        self._invariants: dict[Any, Fn] = {}
         self.on_error = on_error or (lambda msg: log.debug("processing error: %s", msg))
 
     def report(self, message: str) -> None:
@@ -229,8 +230,13 @@ class Compiler:
         scope = scope or self.scope
         if scope.params and e[0] not in _LEAVES and _invariant_in(e, scope):
             # Inside a lambda, a subexpression that reads no lambda parameter has one value per
-            # row: computed once per row, not once per element.
-            return _per_row_slots(self._compile(e, Scope(scope.slots)), len(scope.slots))
+            # row: computed once per row, not once per element (and once for all its copies).
+            key = (e, len(scope.slots))
+            hit = self._invariants.get(key)
+            if hit is None:
+                hit = _per_row_slots(self._compile(e, Scope(scope.slots)), len(scope.slots))
+                self._invariants[key] = hit
+            return hit
         if _generated_kind(e):
             return self._generate(e, scope)
         return self._compile(e, scope)
