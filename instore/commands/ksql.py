@@ -656,6 +656,10 @@ def bench(
         Path | None,
         typer.Option(help="Write a cProfile of the NEARBY query's thread (pstats) to this file."),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Processes for NEARBY_CUSTOMERS (ksql.streams.num.stream.threads)."),
+    ] = None,
 ) -> None:
     """NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint: positions/s, rows/s."""
     from stream_apps.ksqldb.bench import run_bench  # noqa: PLC0415
@@ -667,6 +671,7 @@ def bench(
         events=events,
         progress=None if as_json else console.print,
         profile=profile,
+        threads=threads,
     )
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -64,6 +64,7 @@ def run_bench(
     seed: int = 7,
     progress: Progress = None,
     profile: Path | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
@@ -88,6 +89,8 @@ def run_bench(
         wait_for_broker(settings)
         ensure_topics(settings)
         engine = Engine(settings, replay=False)
+        if threads is not None:  # processes per per-record query (workers.py)
+            engine.properties["ksql.streams.num.stream.threads"] = str(threads)
         for path in sorted((ROOT / "ksql" / "migrations").glob("V00000[123]__*.sql")):
             engine.execute(path.read_text(), {})
         world = build_world(stores=stores, products=products, promoted=promoted, seed=seed)
@@ -121,6 +124,7 @@ def run_bench(
             for q in nearby_q:
                 q.profile = cProfile.Profile()
         busy0 = sum(q.busy_s for q in nearby_q)
+        qcpu0 = sum(q.cpu_s for q in nearby_q)
         cpu0 = time.process_time()
         before_out = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id)
         before_in = sum(q.consumed.get(t.CUSTOMERS_LOCATIONS.name, 0) for q in nearby_q)
@@ -148,6 +152,7 @@ def run_bench(
         elapsed = max(t_end - t0, 1e-9)
         rows = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id) - before_out
         busy = sum(q.busy_s for q in nearby_q) - busy0
+        qcpu = sum(q.cpu_s for q in nearby_q) - qcpu0
         cpu = time.process_time() - cpu0
         if profile is not None:
             stats = None
@@ -167,10 +172,14 @@ def run_bench(
             "rows_per_s": round(rows / elapsed, 1),
             "matches_per_position": round(rows / len(payloads), 3),
             "setup_s": round(setup_s, 2),
-            # where the time went: the query thread processing (decode, evaluate, produce) vs
-            # the elapsed time, and this process's CPU (query + client threads) per position
+            "processes": max(q.worker_count for q in nearby_q),
+            # where the time went: the query's processes busy processing (decode, evaluate,
+            # produce; summed) vs the elapsed time, and this process's CPU (its share of the
+            # query + client threads + the bench's producer) per position
             "query_busy_s": round(busy, 3),
             "elapsed_s": round(elapsed, 3),
+            # CPU of the query threads alone (all processes): the Python engine's own cost
+            "query_cpu_us_per_position": round(qcpu / len(payloads) * 1e6, 1),
             "cpu_us_per_position": round(cpu / len(payloads) * 1e6, 1),
             "cores": os.cpu_count(),
             "loadavg_1m": round(os.getloadavg()[0], 2),

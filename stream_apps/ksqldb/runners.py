@@ -108,6 +108,7 @@ class QueryRunner:
         # perf counters: seconds spent processing records (decode, evaluate, produce) and
         # waiting in consume; an optional cProfile.Profile of this query's thread (the bench)
         self.busy_s = 0.0
+        self.cpu_s = 0.0  # CPU time of this thread while processing (time.thread_time)
         self.wait_s = 0.0
         self.profile: Any = None
         self._topic = ""
@@ -400,6 +401,7 @@ class QueryRunner:
                 t_wait = time.perf_counter()
                 msgs = consumer.consume(500, timeout=0.05)
                 t_busy = time.perf_counter()
+                c_busy = time.thread_time()
                 self.wait_s += t_busy - t_wait
                 if msgs:  # busy from now on (wait_idle must not see a stale "caught up")
                     self.caught_up = False
@@ -418,6 +420,7 @@ class QueryRunner:
                     dirty = True
                     self.last_active = time.monotonic()
                     self.busy_s += time.perf_counter() - t_busy
+                    self.cpu_s += time.thread_time() - c_busy
                 if self._producer is not None:
                     self._producer.poll(0)
                 if bootstrapping and all(positions.get(k, 0) >= hi for k, hi in table_ends.items()):

@@ -88,7 +88,7 @@ def worker_main(spec: dict[str, Any], partitions: list[tuple[str, int]], conn: A
         probe_idle=True,
     )
     runner.start()
-    sent = {"in": 0, "out": 0, "errors": 0, "busy": 0.0, "consumed": {}}
+    sent = {"in": 0, "out": 0, "errors": 0, "busy": 0.0, "cpu": 0.0, "consumed": {}}
     try:
         while True:
             stopping = stop.wait(REPORT_S)
@@ -98,6 +98,7 @@ def worker_main(spec: dict[str, Any], partitions: list[tuple[str, int]], conn: A
                 "out": runner.records_out - sent["out"],
                 "errors": runner.processing_errors - sent["errors"],
                 "busy": runner.busy_s - sent["busy"],
+                "cpu": runner.cpu_s - sent["cpu"],
                 "consumed": {t: n - sent["consumed"].get(t, 0) for t, n in consumed.items()},
                 "last_active": runner.last_active,
                 "caught_up": runner.caught_up,
@@ -107,7 +108,7 @@ def worker_main(spec: dict[str, Any], partitions: list[tuple[str, int]], conn: A
             }
             sent = {"in": runner.records_in, "out": runner.records_out,
                     "errors": runner.processing_errors, "busy": runner.busy_s,
-                    "consumed": consumed}
+                    "cpu": runner.cpu_s, "consumed": consumed}
             try:
                 conn.send(report)
             except (BrokenPipeError, OSError):
@@ -143,6 +144,7 @@ class Worker:
                 runner.records_out += r["out"]
                 runner.processing_errors += r["errors"]
                 runner.busy_s += r["busy"]
+                runner.cpu_s += r["cpu"]
                 for t, n in r["consumed"].items():
                     runner.consumed[t] = runner.consumed.get(t, 0) + n
                 runner.last_active = max(runner.last_active, r["last_active"])
