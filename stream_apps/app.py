@@ -325,9 +325,10 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         logging.getLogger().setLevel(logging.getLevelName(loglevel.upper()))
         log.info("worker started: agents %s", ", ".join(sorted(enabled)))
 
-    @app.timer(interval=0.5)
+    @app.timer(interval=writer.interval_s)
     async def flush_serving() -> None:
-        await writer.flush()
+        if time.monotonic() - writer.last_flush >= writer.interval_s:
+            await writer.flush()
 
     @app.timer(interval=settings.worker_report_interval_s)
     async def report() -> None:

@@ -27,16 +27,18 @@ POSITION_EVERY_MS = 1000
 
 class ServingWriter:
     """Coalesces what the agents derive and writes it in one pipeline at most every
-    ``interval_s`` (or at once when a batch carries offers): a pipeline per batch of ~30
-    positions would pack hundreds of counter commands per batch, which costs the worker more
-    than the matching. ``flush()`` is also called by a timer, so nothing waits for traffic."""
+    ``interval_s``: a pipeline per batch would pack hundreds of counter commands (one per
+    promotion and product near the batch's shoppers) each time, which cost the worker more
+    than the matching. ``flush()`` is also called by a timer, so nothing waits for traffic.
+    Redis is the serving store (dashboard, API); offers reach phones through the push sink,
+    not through here, so a second of delay is not on the offer's path."""
 
-    def __init__(self, redis_url: str, interval_s: float = 0.25) -> None:
+    def __init__(self, redis_url: str, interval_s: float = 1.0) -> None:
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         self.interval_s = interval_s
         self.errors = 0
         self._last_error_log = 0.0
-        self._last_flush = time.monotonic()
+        self.last_flush = time.monotonic()
         self._last_pos: dict[str, int] = {}
         self._positions: dict[str, tuple[str, float, float, int]] = {}
         self._per_promo: Counter[tuple[str, str]] = Counter()
@@ -69,11 +71,11 @@ class ServingWriter:
         if dwell:
             for k, v in dwell.items():
                 self._dwell[k] = self._dwell.get(k, 0.0) + v
-        if offers or time.monotonic() - self._last_flush >= self.interval_s:
+        if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
     async def flush(self) -> None:
-        self._last_flush = time.monotonic()
+        self.last_flush = time.monotonic()
         positions, self._positions = self._positions, {}
         per_promo, self._per_promo = self._per_promo, Counter()
         offers, self._offers = self._offers, []
