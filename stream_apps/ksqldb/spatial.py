@@ -141,20 +141,21 @@ class PointIndex:
 
     __slots__ = ("cell_m", "cells", "kx", "lat0", "lon0")
 
-    def __init__(self, points: list[tuple[int, float, float, float]], cell_m: float = 4.0) -> None:
+    def __init__(self, points: list[tuple[Any, ...]], cell_m: float = 4.0) -> None:
         """``points``: (element index, lat, lon, radius bound in metres, radius as in the
-        element (the right side of the radius comparison))."""
+        element (the right side of the radius comparison), whether the FILTER's other
+        conjuncts must be evaluated per row for it)."""
         self.cell_m = cell_m
         self.lat0 = sum(p[1] for p in points) / len(points) if points else 0.0
         self.lon0 = sum(p[2] for p in points) / len(points) if points else 0.0
         self.kx = _M_PER_DEG * math.cos(self.lat0 * _DEG)
         cells: dict[tuple[int, int], list[tuple[Any, ...]]] = defaultdict(list)
         floor = math.floor
-        for i, lat, lon, bound_m, radius in points:
+        for i, lat, lon, bound_m, radius, per_row in points:
             x = (lon - self.lon0) * self.kx
             y = (lat - self.lat0) * _M_PER_DEG
             pre = bound_m * _REL + _ABS_M
-            entry = (i, x, y, lat, lon, pre * pre, math.cos(lat * _DEG), radius)
+            entry = (i, x, y, lat, lon, pre * pre, math.cos(lat * _DEG), radius, per_row)
             for gx in range(floor((x - pre) / cell_m), floor((x + pre) / cell_m) + 1):
                 x0 = gx * cell_m
                 dx = x0 - x if x < x0 else (x - x0 - cell_m if x > x0 + cell_m else 0.0)
@@ -184,7 +185,7 @@ class PointIndex:
         sin, sqrt, atan2 = math.sin, math.sqrt, math.atan2
         c1 = math.cos(lat * _DEG)
         keep, keep_v = kept.append, values.append
-        for i, px, py, plat, plon, pre2, c2, radius in bucket:
+        for i, px, py, plat, plon, pre2, c2, radius, per_row in bucket:
             dx = x - px
             dy = y - py
             if dx * dx + dy * dy > pre2:
@@ -196,7 +197,7 @@ class PointIndex:
             v = EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a)) * k
             if v <= radius:
                 e = arr[i]
-                if rest is None or rest((*r, e)) is True:
+                if not per_row or rest((*r, e)) is True:  # type: ignore[misc]
                     keep(e)
                     keep_v(v)
         return kept, values
@@ -215,7 +216,7 @@ class PointIndex:
         c1 = math.cos(lat * _DEG)
         out: list[tuple[int, float]] = []
         append = out.append
-        for i, px, py, plat, plon, pre2, c2, radius in bucket:
+        for i, px, py, plat, plon, pre2, c2, radius, _per_row in bucket:
             dx = x - px
             dy = y - py
             if dx * dx + dy * dy > pre2:
@@ -228,6 +229,20 @@ class PointIndex:
             if v <= radius:
                 append((i, v))
         return out
+
+
+class _ReadsRow(Exception):  # noqa: N818 - a signal, not an error
+    pass
+
+
+class _RefusingRow(dict):  # type: ignore[type-arg]
+    """A row that raises on any read: tells whether an expression depends on the row."""
+
+    def _refuse(self, *_a: Any, **_k: Any) -> Any:
+        raise _ReadsRow
+
+    get = __getitem__ = __contains__ = __iter__ = __len__ = _refuse  # type: ignore[assignment]
+    keys = values = items = copy = _refuse  # type: ignore[assignment]
 
 
 class SpatialFilter:
@@ -252,6 +267,7 @@ class SpatialFilter:
         self.exact = exact
         self.cache_size = cache_size
         self._indexes: OrderedDict[int, tuple[list[Any], PointIndex | None]] = OrderedDict()
+        self._probe: tuple[Any, ...] = ()
         # the last row's (row, kept elements, their distance expression values)
         self.last: tuple[Any, list[Any] | None, list[Any] | None] = (None, None, None)
 
@@ -274,13 +290,34 @@ class SpatialFilter:
                 continue  # GEO_DISTANCE or the comparison is null: never kept
             if not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 continue
+            per_row = self._per_row(x)
+            if per_row is None:
+                continue  # the other conjuncts are never true for this element
             # km * k <= r  =>  km <= r / k (plus a hair for the rounding of both sides)
-            points.append((i, float(lat), float(lon), r / k * 1000.0 * (1 + 1e-9) + 1e-6, r))
+            points.append(
+                (i, float(lat), float(lon), r / k * 1000.0 * (1 + 1e-9) + 1e-6, r, per_row)
+            )
         index = PointIndex(points) if points else None
         self._indexes[key] = (arr, index)
         if len(self._indexes) > self.cache_size:
             self._indexes.popitem(last=False)
         return index
+
+    def _per_row(self, x: Any) -> bool | None:
+        """Whether the other conjuncts must be evaluated per row for element ``x``: they are
+        evaluated once against rows that refuse to be read; if that gives a value without
+        reading the row (``x->STARTS_AT IS NULL OR ...`` with a null STARTS_AT), the value is
+        the same for every row: true (False: nothing to do per row) or not (None: the element
+        never passes)."""
+        if self.rest is None:
+            return False
+        try:
+            v = self.rest((*self._probe, x))
+        except _ReadsRow:
+            return True
+        except Exception:  # noqa: BLE001 - an error the real evaluation will report per row
+            return True
+        return False if v is True else None
 
     def __call__(self, r: tuple) -> Any:
         a = self.arr(r)
@@ -296,6 +333,8 @@ class SpatialFilter:
             out = self.exact(r)
             self.last = (r, None, None)
             return out
+        if len(self._probe) != len(r):
+            self._probe = tuple(_RefusingRow() for _ in r)
         index = self.index_of(a)
         if index is None:
             empty: list[Any] = []
