@@ -2,12 +2,13 @@
 <= x->R AND ...)``: a grid index over the array, built once per array version.
 
 A FILTER over a table row's array of points is evaluated for every stream record that joins
-the row. Instead of checking every element, the filter asks a grid (per radius class, cells no
-smaller than the class's radius) for the elements that can be within their own radius, computes
-the distance of those with the same operations in the same order as ``GEO_DISTANCE`` (so the
-same bits), decides the radius conjunct with it, and evaluates the other conjuncts only for the
-elements left. The result is exactly what the SQL defines: the elements, in array order, whose
-whole predicate is true.
+the row. Instead of checking every element, the filter reads one cell of a grid of small cells
+(each element is listed in every cell its radius disc touches), computes the distance of those
+elements with the same operations in the same order as ``GEO_DISTANCE`` (so the same bits),
+decides the radius conjunct with it, and evaluates the other conjuncts only for the elements
+left (and not at all for an element whose other conjuncts do not depend on the row: they are
+probed once per element when the index is built). The result is exactly what the SQL defines:
+the elements, in array order, whose whole predicate is true.
 
 The distances are kept for the row (``SpatialFilter.last``), so a projection of the same
 expression over the kept elements (``TRANSFORM(..., x => GEO_DISTANCE(...) * k)``) reads them
@@ -201,34 +202,6 @@ class PointIndex:
                     keep(e)
                     keep_v(v)
         return kept, values
-
-    def within(self, lat: float, lon: float, k: Any) -> list[tuple[int, float]]:
-        """(element index, GEO_DISTANCE in km * k), in element order, of every element whose
-        ``GEO_DISTANCE * k <= radius``, the distance computed exactly as
-        ``instore.geo.haversine_km`` computes it (the same operations in the same order)."""
-        x = (lon - self.lon0) * self.kx
-        y = (lat - self.lat0) * _M_PER_DEG
-        cm = self.cell_m
-        bucket = self.cells.get((math.floor(x / cm), math.floor(y / cm)))
-        if not bucket:
-            return []
-        sin, sqrt, atan2 = math.sin, math.sqrt, math.atan2
-        c1 = math.cos(lat * _DEG)
-        out: list[tuple[int, float]] = []
-        append = out.append
-        for i, px, py, plat, plon, pre2, c2, radius, _per_row in bucket:
-            dx = x - px
-            dy = y - py
-            if dx * dx + dy * dy > pre2:
-                continue
-            # instore.geo._haversine_km(lat, lon, plat, plon), same operations in the same order
-            s1 = sin((plat - lat) * _DEG / 2)
-            s2 = sin((plon - lon) * _DEG / 2)
-            a = s1 * s1 + s2 * s2 * c1 * c2
-            v = EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a)) * k
-            if v <= radius:
-                append((i, v))
-        return out
 
 
 class _ReadsRow(Exception):  # noqa: N818 - a signal, not an error
