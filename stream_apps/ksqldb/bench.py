@@ -121,8 +121,8 @@ def run_bench(
         payloads = [(p.uid.encode(), p.to_json(), p.ts) for p in positions]
         nearby_q = [q for q in engine.queries.values() if "NEARBY" in q.id]
         if profile is not None:
-            for q in nearby_q:
-                q.profile = cProfile.Profile()
+            for runner in nearby_q:
+                runner.profile = cProfile.Profile()
         busy0 = sum(q.busy_s for q in nearby_q)
         qcpu0 = sum(q.cpu_s for q in nearby_q)
         cpu0 = time.process_time()
@@ -156,10 +156,11 @@ def run_bench(
         cpu = time.process_time() - cpu0
         if profile is not None:
             stats = None
-            for q in nearby_q:
-                if q.profile is not None:
-                    q.profile.disable()
-                    stats = pstats.Stats(q.profile) if stats is None else stats.add(q.profile)
+            for runner in nearby_q:
+                if runner.profile is not None:
+                    runner.profile.disable()
+                    stats = (pstats.Stats(runner.profile) if stats is None
+                             else stats.add(runner.profile))
             if stats is not None:
                 stats.dump_stats(str(profile))
         fig: dict[str, Any] = {

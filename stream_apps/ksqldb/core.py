@@ -22,7 +22,8 @@ from stream_apps.ksqldb.planner import JoinOp, Plan
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[tuple, "int | None", "dict[str, Any] | None", int], None]
+# (key values, window start (or (start, end) of a session), row or None, rowtime)
+Emit = Callable[[tuple, Any, "dict[str, Any] | None", int], None]
 # (key bytes, value bytes, rowtime): a sink that takes records already encoded
 EmitEncoded = Callable[["bytes | None", bytes, int], None]
 
@@ -38,7 +39,7 @@ def _new_aggs(plan: Plan) -> list[Agg]:
 
 
 class QueryCore:
-    def __init__(self, plan: Plan, emit: Emit) -> None:
+    def __init__(self, plan: Plan, emit: Emit) -> None:  # noqa: PLR0915
         self.plan = plan
         self.emit = emit
         self.kind = plan.kind
@@ -110,7 +111,7 @@ class QueryCore:
 
     def _layout_explode(self, names: list[str] | None = None) -> None:
         ex = self.plan.explode
-        self._ecache: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._ecache: dict[int, tuple[Any, list[bytes]]] = {}
         if ex is None:
             return
         out = names if names is not None else self._names
@@ -200,8 +201,8 @@ class QueryCore:
                     for it in items:
                         if it[0] < horizon:
                             if outer and not it[2][0]:
-                                pair = (it[1], None) if side == 0 else (None, it[1])
-                                self._continue(self._pair(*pair, k), it[0], done_joins=1)
+                                left, right = (it[1], None) if side == 0 else (None, it[1])
+                                self._continue(self._pair(left, right, k), it[0], done_joins=1)
                         else:
                             keep.append(it)
                     if keep:
@@ -255,7 +256,7 @@ class QueryCore:
         if got is None:
             return
         elems, dist = got
-        rowvals = {name: fn(r) for name, fn in self._ex_row}
+        rowvals = {name: fn(r) for name, fn in self._ex_row}  # type: ignore[misc]
         base = {n: rowvals.get(n) for n in self._ex_names}
         pad = self._ex_pad
         emit = self.emit
@@ -266,9 +267,9 @@ class QueryCore:
                 d[name] = x if kind == "self" else fn((*pad, x))  # type: ignore[misc]
             rx = (*r, x)
             for name, fn in self._ex_mixed:
-                d[name] = fn(rx)
+                d[name] = fn(rx)  # type: ignore[misc]
             for name, fn in self._ex_dist:
-                d[name] = dist[i] if dist is not None else fn(rx)
+                d[name] = dist[i] if dist is not None else fn(rx)  # type: ignore[misc]
             emit(tuple([d[k] for k in key_names]), None, d, rowtime)
 
     def _layout_fragments(self, names: list[str]) -> None:
@@ -361,7 +362,7 @@ class QueryCore:
         assert self._encoded is not None
         encode_key, emit_encoded = self._encoded
         dumps = orjson.dumps
-        rowvals = {name: fn(r) for name, fn in self._ex_row}
+        rowvals = {name: fn(r) for name, fn in self._ex_row}  # type: ignore[misc]
         kbytes = encode_key(tuple([rowvals[k] for k in self.key_names]), None)
         segs = self._frag_segs
         rp: list[bytes | None] = [None] * len(segs)

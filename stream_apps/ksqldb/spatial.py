@@ -310,9 +310,9 @@ class SpatialFilter:
             self._probe = tuple(_RefusingRow() for _ in r)
         index = self.index_of(a)
         if index is None:
-            empty: list[Any] = []
-            self.last = (r, empty, [])
-            return empty
+            nothing: list[Any] = []
+            self.last = (r, nothing, [])
+            return nothing
         kept, values = index.select(float(lat), float(lon), self.spec.k, a, self.rest, r)
         self.last = (r, kept, values)
         return kept

@@ -88,7 +88,8 @@ def worker_main(spec: dict[str, Any], partitions: list[tuple[str, int]], conn: A
         probe_idle=True,
     )
     runner.start()
-    sent = {"in": 0, "out": 0, "errors": 0, "busy": 0.0, "cpu": 0.0, "consumed": {}}
+    sent: dict[str, Any] = {"in": 0, "out": 0, "errors": 0, "busy": 0.0, "cpu": 0.0,
+                            "consumed": {}}
     try:
         while True:
             stopping = stop.wait(REPORT_S)
