@@ -35,49 +35,60 @@ def bucket_of(ts_ms: int) -> int:
 
 
 class DwellTracker:
-    """Dwell seconds per (bucket, ``store_id:sku``) from NEARBY rows. Pure."""
+    """Dwell seconds per (bucket, ``store_id:sku``) from NEARBY rows. Pure.
+
+    Last-seen times are kept per (shopper, store), then per SKU, so the hot path does one
+    lookup per position and an int-keyed lookup per product near it."""
 
     def __init__(self, gap_s: float, max_entries: int = 200_000) -> None:
         self.gap_ms = int(gap_s * 1000)
         self.max_entries = max_entries
-        self._last: dict[tuple[str, str, int], int] = {}
+        self._last: dict[tuple[str, str], dict[int, int]] = {}
+        self._members: dict[str, dict[int, str]] = {}
 
     def add(self, uid: str, store_id: str, sku: int, ts: int,
             out: MutableMapping[tuple[int, str], float]) -> None:
         """Add this row's dwell to ``out`` (a Counter or ``defaultdict(float)``)."""
-        key = (uid, store_id, sku)
-        last = self._last.get(key)
-        if last is not None and ts <= last:
-            return  # the same moment seen through another promotion, or a replay
-        self._last[key] = ts
-        if last is not None and ts - last <= self.gap_ms:
-            bucket = (bucket_of(ts), f"{store_id}:{sku}")
-            out[bucket] = out.get(bucket, 0.0) + (ts - last) / 1000.0
+        self.add_position(uid, store_id, (sku,), ts, out)
 
     def add_position(self, uid: str, store_id: str, skus: Iterable[int], ts: int,
                      out: MutableMapping[tuple[int, str], float]) -> None:
-        """``add`` for every product near one position (the worker's hot path)."""
-        last_seen = self._last
+        """``add`` for every product near one position (the worker's hot path). The same
+        moment seen through several promotions of a product, or a replay, counts once."""
+        seen = self._last.get((uid, store_id))
+        if seen is None:
+            seen = self._last[(uid, store_id)] = {}
         gap_ms = self.gap_ms
-        bucket = None
+        members = None
+        bucket = 0
         for sku in skus:
-            key = (uid, store_id, sku)
-            last = last_seen.get(key)
+            last = seen.get(sku)
             if last is not None and ts <= last:
                 continue
-            last_seen[key] = ts
+            seen[sku] = ts
             if last is not None and ts - last <= gap_ms:
-                if bucket is None:
+                if members is None:
+                    members = self._members.get(store_id)
+                    if members is None:
+                        members = self._members[store_id] = {}
                     bucket = bucket_of(ts)
-                k = (bucket, f"{store_id}:{sku}")
+                member = members.get(sku)
+                if member is None:
+                    member = members[sku] = f"{store_id}:{sku}"
+                k = (bucket, member)
                 out[k] = out.get(k, 0.0) + (ts - last) / 1000.0
 
     def prune(self, now_ts: int) -> None:
-        if len(self._last) <= self.max_entries:
+        """Forget shoppers not seen within the gap once there are too many."""
+        if len(self._last) <= self.max_entries // 10:
             return
-        self._last = {k: v for k, v in self._last.items() if now_ts - v <= self.gap_ms}
-        if len(self._last) > self.max_entries:
+        gap_ms = self.gap_ms
+        self._last = {k: v for k, v in self._last.items()
+                      if any(now_ts - t <= gap_ms for t in v.values())}
+        if len(self._last) > self.max_entries // 10:
             self._last.clear()
+        if sum(len(m) for m in self._members.values()) > self.max_entries:
+            self._members.clear()
 
 
 def queue_sums(pipe: Any, sums: MutableMapping[tuple[int, str], float], key_of: Any) -> None:

@@ -190,8 +190,9 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             t_batch = time.perf_counter()
             live: list[tuple[str, str, float, float, int]] = []
             batch = Counter[str]()
-            per_promo: dict[tuple[str, str], int] = {}
-            dwell_sums: dict[tuple[int, str], float] = {}
+            # counted straight into the serving writer's pending sums (flushed every second)
+            per_promo = writer.pending_per_promo
+            dwell_sums = writer.pending_dwell
             offers: list[Offer] = []
             touched: dict[str, ShopperState] = {}
             n_rows = positions_ok = newest = 0
@@ -222,10 +223,9 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                 uid = pos.uid
                 consent = consents.get(uid)
                 if hits:
-                    key = uid.encode()
-                    for store_id, pid, _sku, _d_ft, row in hits:
-                        out_nearby.send(nearby_name, key, row, ts)
-                        pk = (pid, store_id)
+                    out_nearby.send_rows(nearby_name, uid.encode(), hits, ts)
+                    for hit in hits:
+                        pk = (hit[1], hit[0])
                         per_promo[pk] = per_promo.get(pk, 0) + 1
                     n_rows += len(hits)
                     if dwell is not None:
@@ -265,8 +265,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             await out_nearby.drain()
             batch["proximity_drain_ms"] += int((time.perf_counter() - t_work) * 1000)
             stats.update(batch)
-            await writer.write_batch(live, [], offers, batch, per_promo=per_promo,
-                                     dwell=dwell_sums)
+            await writer.write_batch(live, [], offers, batch)
 
     async def policy(stream: faust.StreamT) -> None:
         """NEARBY_CUSTOMERS rows computed by another engine -> offers."""

@@ -41,10 +41,10 @@ class ServingWriter:
         self.last_flush = time.monotonic()
         self._last_pos: dict[str, int] = {}
         self._positions: dict[str, tuple[str, float, float, int]] = {}
-        self._per_promo: Counter[tuple[str, str]] = Counter()
+        self.pending_per_promo: Counter[tuple[str, str]] = Counter()
         self._offers: list[Offer] = []
         self._totals: Counter[str] = Counter()
-        self._dwell: dict[tuple[int, str], float] = {}
+        self.pending_dwell: dict[tuple[int, str], float] = {}
 
     async def write_batch(
         self,
@@ -63,24 +63,24 @@ class ServingWriter:
         if len(self._last_pos) > 200_000:
             self._last_pos.clear()
         if per_promo:
-            self._per_promo.update(per_promo)
+            self.pending_per_promo.update(per_promo)
         for row in nearby:
-            self._per_promo[(row.pid, row.store_id)] += 1
+            self.pending_per_promo[(row.pid, row.store_id)] += 1
         self._offers.extend(offers)
         self._totals.update(totals)
         if dwell:
             for k, v in dwell.items():
-                self._dwell[k] = self._dwell.get(k, 0.0) + v
+                self.pending_dwell[k] = self.pending_dwell.get(k, 0.0) + v
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
     async def flush(self) -> None:
         self.last_flush = time.monotonic()
         positions, self._positions = self._positions, {}
-        per_promo, self._per_promo = self._per_promo, Counter()
+        per_promo, self.pending_per_promo = self.pending_per_promo, Counter()
         offers, self._offers = self._offers, []
         totals, self._totals = self._totals, Counter()
-        dwell, self._dwell = self._dwell, {}
+        dwell, self.pending_dwell = self.pending_dwell, {}
         pipe = self.redis.pipeline(transaction=False)
         for uid, (store_id, lat, lon, ts) in positions.items():
             pipe.zadd(serving.store_live(store_id), {uid: ts})
