@@ -42,7 +42,7 @@ from confluent_kafka import OFFSET_END, TopicPartition
 from instore import topics as t
 from instore.embedded import ServiceSpec, Stack, core_specs, free_port, instore_cmd
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
-from instore.records import CustomerLocation, Promotion, StoreProduct, now_ms
+from instore.records import CustomerLocation, Promotion, ShopperConsent, StoreProduct, now_ms
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings
 
@@ -50,8 +50,11 @@ PRODUCT = StoreProduct(sku=1, store_id="s1", segment="coffee", name="Beans", lat
                        longitude=-0.12, country="GB")
 PATTERNS = {
     "started": "worker started: agents",
+    "joining": "(Re-)joining group",
     "joined": "Joined group",
     "assigned": "Setting newly assigned partitions",
+    "restoring": "Restoring state from changelog topics",
+    "restored": "Done reading from changelog topics",
     "ready": "Worker ready",
 }
 
@@ -160,6 +163,43 @@ class Positions:
         producer.flush(5)
 
 
+class Load:
+    """Opted-in shoppers standing at the promoted product, ``rate`` positions/s in all: NEARBY
+    rows and policy state (so the table's changelog grows as in the soak)."""
+
+    def __init__(self, settings: Settings, shoppers: int, rate: float) -> None:
+        self.settings, self.rate = settings, rate
+        self.uids = [f"load-{i:05d}" for i in range(shoppers)]
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        producer = make_producer(self.settings)
+        for uid in self.uids:
+            produce(producer, t.SHOPPER_CONSENTS, ShopperConsent(uid=uid, opted_in=True,
+                                                                 updated_at=now_ms()))
+        producer.flush(10)
+        threading.Thread(target=self._run, args=(producer,), daemon=True, name="load").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self, producer: Any) -> None:
+        i = 0
+        tick = 0.05
+        per_tick = max(1, round(self.rate * tick))
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            for _ in range(per_tick):
+                uid = self.uids[i % len(self.uids)]
+                i += 1
+                produce(producer, t.CUSTOMERS_LOCATIONS, CustomerLocation(
+                    uid=uid, store_id=PRODUCT.store_id, latitude=PRODUCT.latitude,
+                    longitude=PRODUCT.longitude, ts=now_ms()))
+            producer.poll(0)
+            time.sleep(max(0.0, tick - (time.monotonic() - t0)))
+        producer.flush(5)
+
+
 def _wait_all_flowing(rows: Rows, uids: list[str], timeout: float) -> bool:
     start_ms = now_ms()
     deadline = time.monotonic() + timeout
@@ -231,7 +271,8 @@ def measure_case(how: str, stack: Stack, tail: LogTail, rows: Rows, positions: P
 
 
 def run(cases: list[str], *, partitions: int = 4, hz: float = 5.0, timeout_s: float = 90.0,
-        settle_s: float = 3.0, rust_log: str = "",
+        settle_s: float = 3.0, rust_log: str = "", load_shoppers: int = 0,
+        load_rate: float = 0.0, warmup_s: float = 0.0,
         progress: Any = lambda m: None, keep_dir: bool = False) -> dict[str, Any]:
     settings = isolated_settings(get_settings(), kafka_partitions=partitions)
     data_dir = Path(tempfile.mkdtemp(prefix="instore-restart-"))
@@ -244,6 +285,7 @@ def run(cases: list[str], *, partitions: int = 4, hz: float = 5.0, timeout_s: fl
     tail = LogTail(data_dir / "logs" / "worker.log")
     rows = Rows(settings)
     positions = Positions(settings, uids, hz)
+    load = Load(settings, load_shoppers, load_rate) if load_shoppers and load_rate else None
     t0 = time.monotonic()
     try:
         for spec in core_specs(settings, data_dir):
@@ -266,16 +308,24 @@ def run(cases: list[str], *, partitions: int = 4, hz: float = 5.0, timeout_s: fl
             progress("the first worker never produced rows")
         first_up = round(time.monotonic() - t0, 1)
         progress(f"worker flowing {first_up}s after start")
+        if load is not None:
+            load.start()
+            progress(f"load: {load_rate:.0f} positions/s from {load_shoppers} shoppers; "
+                     f"warming up {warmup_s:.0f}s")
+            time.sleep(warmup_s)
         for how in cases:
             time.sleep(settle_s)  # past a commit interval
             results.append(measure_case(how, stack, tail, rows, positions, uids, timeout_s,
                                         progress))
     finally:
+        if load is not None:
+            load.stop()
         positions.stop()
         rows.stop()
         tail.stop()
         stack.stop()
     fig: dict[str, Any] = {"bench": "restart_phases", "partitions": partitions,
+                           "load_rate": load_rate if load else 0, "warmup_s": warmup_s,
                            "first_start_s": first_up, "cases": results,
                            "load_avg_1m": round(os.getloadavg()[0], 2)}
     if keep_dir:
@@ -293,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--rust-log", default="")
+    ap.add_argument("--load-shoppers", type=int, default=0)
+    ap.add_argument("--load-rate", type=float, default=0.0, help="background positions/s")
+    ap.add_argument("--warmup", type=float, default=0.0, help="seconds of load before a kill")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -303,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
 
     fig = run([c.strip().upper() for c in args.cases.split(",") if c.strip()],
               partitions=args.partitions, timeout_s=args.timeout, rust_log=args.rust_log,
+              load_shoppers=args.load_shoppers, load_rate=args.load_rate, warmup_s=args.warmup,
               progress=progress, keep_dir=args.keep)
     sys.stdout.write(json.dumps(fig) + "\n")
 

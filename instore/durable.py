@@ -304,3 +304,5 @@ class BrokerRestartWatch:
         finally:
             for running in workers:
                 running.spec.restart = True
+                if running.proc.poll() is not None:  # stopped on purpose: restart it now
+                    running.next_restart_at = time.monotonic()

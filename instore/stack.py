@@ -45,13 +45,16 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
 
 def stack_env(settings: Settings) -> dict[str, str]:
     """Environment that points every child at the embedded broker, Redis and ports."""
-    return {
+    env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "REDIS_URL": settings.redis_address,
         "BROKER_PORT": str(settings.broker_port), "REDIS_PORT": str(settings.redis_port),
         "HUB_PORT": str(settings.hub_port), "API_PORT": str(settings.api_port),
         "KSQL_PORT": str(settings.ksql_port),
     }
+    if settings.embedded_kafka:  # Tansu answers a JoinGroup after half the session timeout
+        env["WORKER_SESSION_TIMEOUT_S"] = str(settings.worker_session_timeout_s or 4.0)
+    return env
 
 
 def isolated_settings(base: Settings, **overrides: object) -> Settings:
