@@ -121,3 +121,36 @@ def test_fused_explode_writes_what_orjson_writes_for_the_row() -> None:
     got = [rec["value"] for rec in engine.topics["N"]]
     assert got == expected
     assert expected  # the case has matches
+
+
+def test_fused_explode_rows_without_an_encoder_are_the_same_rows() -> None:
+    """A push query's core hands rows over as dicts (no encoder bound): same rows, same order."""
+    from stream_apps.ksqldb.core import QueryCore  # noqa: PLC0415
+    from stream_apps.ksqldb.planner import plan_select  # noqa: PLC0415
+
+    engine = MemoryEngine()
+    engine.execute(NEARBY)
+    nq = next(q for q in engine.queries if q.sink.name == "N")
+    rows: list[tuple] = []
+    core = QueryCore(nq.core.plan, lambda k, ws, row, rt: rows.append((k, row, rt)))
+    assert core.plan.explode is not None and core._encoded is None  # noqa: SLF001
+    (stmt,) = sx.parse(
+        "SELECT p.UID AS UID, EXPLODE(TRANSFORM(FILTER(t.PTS, x => GEO_DISTANCE(p.LAT, p.LON, "
+        "x->LAT, x->LON, 'km') * 3280.8399 <= x->R), x => x->ID)) AS `id` FROM P p JOIN T t "
+        "ON p.STORE = t.STORE EMIT CHANGES;"
+    )
+    assert plan_select(stmt.select, engine.lookup, persistent=False).explode is not None
+    pts = [{"ID": f"p{i}", "LAT": 51.5 + i * 1e-5, "LON": -0.1, "R": 100.0} for i in range(20)]
+    t_row = {"STORE": "s1", "PTS": pts, "ROWTIME": 0}
+    engine.insert("T", key="s1", value={"PTS": pts}, timestamp=0)
+    core.on_record(1, ("s1",), None, t_row, 0)
+    for i in range(5):
+        p_row = {"UID": f"u{i}", "LAT": 51.5 + i * 4e-5, "LON": -0.1, "STORE": "s1", "TS": i,
+                 "ROWTIME": i}
+        core.on_record(0, (f"u{i}",), None, p_row, i)
+        engine.insert("P", key=f"u{i}", value={k: v for k, v in p_row.items()
+                                               if k not in ("UID", "ROWTIME")}, timestamp=i)
+    encoded = [orjson.loads(rec["value"]) for rec in engine.topics["N"]]
+    as_dicts = [{k: v for k, v in row.items() if k != "UID"} for _k, row, _rt in rows]
+    assert as_dicts == encoded
+    assert [k for k, _row, _rt in rows] == [(row["uid"],) for row in encoded]
