@@ -301,34 +301,44 @@ class QueryCore:
         into encoded values: no per-row list copies, loops over columns or calls per column."""
         segs = self._frag_segs
         env: dict[str, Any] = {"dumps": orjson.dumps, "join": b"".join}
-        parts: list[str] = []
+        with_dist: list[str] = []  # the spatial FILTER's distances are there
+        without: list[str] = []  # they are not: every expression evaluated
         j = 0
         for i, (group, items) in enumerate(segs):
             if group == "row":
-                parts.append(f"rp[{i}]")
+                parts = [f"rp[{i}]"] * 2
             elif group == "elem":
-                parts.append(f"e[{j}]")
+                parts = [f"e[{j}]"] * 2
                 j += 1
             else:
                 prefix, kind, fn, _n = items[0]
                 env[f"P{i}"] = prefix
                 env[f"F{i}"] = fn
-                value = f"dumps(F{i}((*r, x)))"
-                if kind == "distance":
-                    value = f"(dumps(dist[n]) if dist is not None else {value})"
-                parts.append(f"P{i} + {value}")
+                expr = f"P{i}, dumps(F{i}((*r, x)))"
+                parts = [f"P{i}, dumps(dist[n])" if kind == "distance" else expr, expr]
+            with_dist.append(parts[0])
+            without.append(parts[1])
         env["END"] = b"}" if segs else b"{}"
-        parts.append("END")
+        with_dist.append("END")
+        without.append("END")
         src = (
             "def fragment_loop(elems, dist, r, rp, get, make):\n"
             "    out = []\n"
             "    append = out.append\n"
+            "    if dist is not None:\n"
+            "        for n, x in enumerate(elems):\n"
+            "            h = get(id(x))\n"
+            "            if h is None or h[0] is not x:\n"
+            "                h = make(x)\n"
+            "            e = h[1]\n"
+            f"            append(join(({', '.join(with_dist)},)))\n"
+            "        return out\n"
             "    for n, x in enumerate(elems):\n"
             "        h = get(id(x))\n"
             "        if h is None or h[0] is not x:\n"
             "            h = make(x)\n"
             "        e = h[1]\n"
-            f"        append(join(({', '.join(parts)},)))\n"
+            f"        append(join(({', '.join(without)},)))\n"
             "    return out\n"
         )
         exec(compile(src, "<ksql explode layout>", "exec"), env)  # noqa: S102
