@@ -397,6 +397,30 @@ def test_processing_log_records_bad_records_and_expression_errors(endpoint: Endp
     assert states["PL_OUT"] == "RUNNING"
 
 
+def test_query_on_worker_processes_and_a_dead_worker(endpoint: Endpoint) -> None:
+    """A per-record query over a 2-partition stream runs on 2 processes (rows from both
+    partitions arrive); a worker that dies fails its query (ERROR), like a dead stream thread."""
+    endpoint.ksql(
+        "CREATE STREAM WK_IN (K STRING KEY, V INT) WITH (KAFKA_TOPIC='wk_in', "
+        "PARTITIONS=2, VALUE_FORMAT='JSON');"
+    )
+    r = endpoint.ksql("CREATE STREAM WK_OUT AS SELECT K, V * 10 AS W FROM WK_IN;",
+                      {"auto.offset.reset": "earliest"})
+    assert r.status_code == 200, r.text
+    runner = next(q for q in endpoint.engine.queries.values() if "WK_OUT" in q.id)
+    _wait(lambda: runner.worker_count == 2)
+    producer = make_producer(endpoint.settings)
+    for i in range(20):
+        producer.produce("wk_in", key=f"k{i}".encode(), value=json.dumps({"V": i}).encode())
+    producer.flush(10)
+    rows = _wait(lambda: len(r := read_all(endpoint.settings, "WK_OUT")) == 20 and r)
+    assert sorted(x["W"] for x in rows) == [i * 10 for i in range(20)]
+    assert _wait(lambda: runner.records_out == 20)
+    runner._workers[0].proc.kill()  # noqa: SLF001
+    state = _wait(lambda: runner.state == "ERROR" and runner.state)
+    assert state == "ERROR" and "worker" in (runner.error or "")
+
+
 def test_migrations_tool_records_history_like_ksql_migrations(
     endpoint: Endpoint, tmp_path: Path
 ) -> None:
