@@ -143,12 +143,16 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         _drain(nearby, 3.0)  # the latency run's tail must not count as throughput
         _drain(offers, 0.5)
         progress(f"throughput: {events:,} positions")
-        cpu0 = _worker_cpu_s(stack)
+        cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
+        self0 = time.process_time()
         fig.update(_throughput(settings, producer, nearby, offers, state, positions))
-        # CPU time per position (all workers' processes): what the agents cost, whatever else
-        # runs on the machine at the same time.
-        fig["worker_cpu_us_per_position"] = round(
-            (_worker_cpu_s(stack) - cpu0) / len(positions) * 1e6, 1)
+        # CPU time per position of the workers, the broker and this load generator: what each
+        # costs, whatever else runs on the machine at the same time.
+        for n in ("worker", "broker"):
+            fig[f"{n}_cpu_us_per_position"] = round(
+                (_cpu_s(stack, n) - cpu0[n]) / len(positions) * 1e6, 1)
+        fig["bench_cpu_us_per_position"] = round(
+            (time.process_time() - self0) / len(positions) * 1e6, 1)
         fig["worker_max_rss_mb"] = _rss_mb(stack)
         for name in [n for n in stack.services if n.startswith("worker")]:
             stack.services[name].spec.restart = False
@@ -332,12 +336,12 @@ def _rss_mb(stack: Stack) -> float:
     return round(rss, 1)
 
 
-def _worker_cpu_s(stack: Stack) -> float:
+def _cpu_s(stack: Stack, prefix: str) -> float:
     import psutil  # noqa: PLC0415
 
     total = 0.0
     for name, r in stack.services.items():
-        if name.startswith("worker"):
+        if name.startswith(prefix):
             with contextlib.suppress(psutil.Error):
                 times = psutil.Process(r.proc.pid).cpu_times()
                 total += times.user + times.system

@@ -72,6 +72,9 @@ _PREFILTER_REL = 1.01
 _PREFILTER_ABS_M = 0.5
 
 
+_Entry = tuple[Any, float, float, float, float, float, float, float]
+
+
 class _Grid:
     """One square grid for points whose radius is at most ``cell_m``."""
 
@@ -80,9 +83,7 @@ class _Grid:
     def __init__(self, cell_m: float) -> None:
         self.cell_m = cell_m
         # key, x, y, lat, lon, radius_ft, prefilter radius^2, cos(lat)
-        self.cells: dict[tuple[int, int], list[tuple[Any, float, float, float, float, float, float, float]]] = (
-            defaultdict(list)
-        )
+        self.cells: dict[tuple[int, int], list[_Entry]] = defaultdict(list)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "partitioner": "murmur2_random",
         "enable.idempotence": False,  # the embedded broker's idempotence/transactions are not trusted
         "acks": "all",
-        "compression.type": "none",
+        "compression.type": settings.kafka_compression,
         "message.timeout.ms": 120_000,
         "queue.buffering.max.messages": 1_000_000,
     }

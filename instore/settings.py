@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     # Faust worker.
     app_id: str = "instore-stream"
+    # Producers' compression (consumers here read all of these: aiokafka through the
+    # lz4/zstandard/cramjam packages, librdkafka natively).
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
     worker_batch: int = Field(default=500, ge=1)
     # How long an agent waits to fill a batch. Faust hands over ~7 events per ms at best, so
     # 10 ms makes batches of ~70 under load (each batch waits once for the broker's acks) and
