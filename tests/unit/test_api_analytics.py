@@ -63,3 +63,27 @@ def test_shopper_tokens_are_scoped_and_expire():
     for junk in ("", "abc", "a.b", "u.notanumber.sig", "u.1.sïg"):
         with pytest.raises(tokens.TokenError):
             tokens.verify(secret, junk, now_s=1030)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["s1", "s2"]),
+                          st.lists(st.integers(1, 4), max_size=5), st.integers(0, 8000)),
+                max_size=40))
+def test_dwell_by_position_equals_a_plain_reference(steps):
+    """The worker's per-position dwell accounting equals the obvious one: per (shopper, store,
+    product), the gap since the last row when at most ``gap_s``; a moment counts once."""
+    tracker = DwellTracker(gap_s=5)
+    got: Counter = Counter()
+    want: Counter = Counter()
+    last: dict[tuple[str, str, int], int] = {}
+    ts = T0
+    for uid, store, skus, step in steps:
+        ts += step
+        tracker.add_position(uid, store, skus, ts, got)
+        for sku in skus:
+            prev = last.get((uid, store, sku))
+            if prev is not None and ts <= prev:
+                continue
+            last[(uid, store, sku)] = ts
+            if prev is not None and ts - prev <= 5000:
+                want[(bucket_of(ts), f"{store}:{sku}")] += (ts - prev) / 1000.0
+    assert got == want
