@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import sys
+import types
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -31,23 +33,33 @@ def eligible(plan: Any) -> bool:
 
 
 def spawn(spec: dict[str, Any], partitions: set[tuple[str, int]]) -> tuple[Any, Any, Any]:
-    """Start one worker for ``partitions``; returns (process, parent end of the pipe, stop)."""
+    """Start one worker for ``partitions``; returns (process, reports pipe end, control pipe
+    end). The control pipe, not a shared lock, says stop: a worker killed mid-way cannot leave
+    anything locked, and a worker whose query process is gone sees the pipe close and exits."""
     ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    stop = ctx.Event()
+    reports, reports_w = ctx.Pipe(duplex=False)
+    control_r, control = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=worker_main,
-        args=(spec, sorted(partitions), child, stop),
+        args=(spec, sorted(partitions), reports_w, control_r),
         name=f"ksql-{spec['query_id']}-worker",
         daemon=True,
     )
-    proc.start()
-    child.close()
-    return proc, parent, stop
+    # The worker needs nothing from the main script (worker_main lives here): a stub main
+    # module keeps spawn from re-running a script that lacks the __main__ guard.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        proc.start()
+    finally:
+        sys.modules["__main__"] = main
+    reports_w.close()
+    control_r.close()
+    return proc, reports, control
 
 
 def worker_main(spec: dict[str, Any], partitions: list[tuple[str, int]], conn: Any,
-                stop: Any) -> None:
+                control: Any) -> None:
     from instore.kafka import make_producer  # noqa: PLC0415
     from instore.settings import Settings  # noqa: PLC0415
     from stream_apps.ksqldb import syntax as sx  # noqa: PLC0415
@@ -92,7 +104,7 @@ def worker_main(spec: dict[str, Any], partitions: list[tuple[str, int]], conn: A
                             "consumed": {}}
     try:
         while True:
-            stopping = stop.wait(REPORT_S)
+            stopping = control.poll(REPORT_S)  # "stop", or the query's process is gone
             consumed = dict(runner.consumed)
             report = {
                 "in": runner.records_in - sent["in"],
@@ -128,7 +140,7 @@ class Worker:
 
     def __init__(self, spec: dict[str, Any], partitions: set[tuple[str, int]]) -> None:
         self.partitions = partitions
-        self.proc, self.conn, self.stop_event = spawn(spec, partitions)
+        self.proc, self.conn, self.control = spawn(spec, partitions)
         self.caught_up = False
         self.alive = True
         self.reported = False
@@ -161,11 +173,14 @@ class Worker:
             runner.error = f"worker process {self.proc.pid} exited ({self.proc.exitcode})"
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.stop_event.set()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.control.send("stop")
         self.proc.join(timeout)
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(2)
         with contextlib.suppress(OSError):
             self.conn.close()
+        with contextlib.suppress(OSError):
+            self.control.close()
 
