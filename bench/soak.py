@@ -43,7 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicP
 from instore import topics as t
 from instore.durable import BrokerRestartWatch
 from instore.embedded import Stack, free_port, port_open
-from instore.health import consumer_lag
+from instore.health import consumer_lag, worker_topics
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.logscan import log_files, scan, secrets_of
 from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
@@ -516,8 +516,7 @@ def _drain(settings: Settings, stack: Stack, tail: OffersTail, subs: Subscribers
     while time.monotonic() < deadline:
         stack.supervise_once()
         try:
-            lag = consumer_lag(settings, settings.app_id,
-                               [t.CUSTOMERS_LOCATIONS.name, t.NEARBY_CUSTOMERS.name])
+            lag = consumer_lag(settings, settings.app_id, worker_topics(settings))
             lag |= {f"sink:{k}": v for k, v in consumer_lag(settings, GROUP_ID,
                                                              [t.OFFERS.name]).items()}
         except Exception:  # noqa: BLE001 - a broker that is still coming back
