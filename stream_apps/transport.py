@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,61 +34,12 @@ from faust.tables import TableManager as FaustTableManager
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 
+from instore.membership import MEMBERS_FILE, MemberRecord
+
 log = logging.getLogger(__name__)
 
 FETCH_WAIT_MS = 20
-MEMBERS_FILE = "group-members.json"
 UNKNOWN_MEMBER_ID = ""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class MemberRecord:
-    """``{member_id: pid}`` of this data dir's workers, in a small JSON file (atomic writes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def read(self) -> dict[str, int]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {str(k): int(v) for k, v in data.items() if isinstance(v, int)}
-
-    def write(self, members: dict[str, int]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(members))
-        tmp.replace(self.path)
-
-    def dead(self) -> list[str]:
-        """Member ids recorded by processes that no longer run (never this process)."""
-        me = os.getpid()
-        return [m for m, pid in self.read().items() if pid != me and not _pid_alive(pid)]
-
-    def set_mine(self, member_id: str) -> None:
-        """Record this process's member id (replacing its older ones), dropping dead entries."""
-        me = os.getpid()
-        members = {m: pid for m, pid in self.read().items() if pid != me and _pid_alive(pid)}
-        members[member_id] = me
-        self.write(members)
-
-    def forget(self, member_ids: list[str]) -> None:
-        members = self.read()
-        for m in member_ids:
-            members.pop(m, None)
-        self.write(members)
 
 
 async def _leave_generation_zero(coordinator: Any) -> None:
