@@ -33,6 +33,7 @@ def main() -> None:
         f"instore-ceiling-{os.getpid()}",
         broker=f"{transport.register(settings.consumer_fetch_wait_ms)}://{settings.bootstrap_servers}",
         store="memory://", key_serializer="raw", value_serializer="raw", web_enabled=False,
+        datadir=str(args.out.parent / "ceiling-data"),  # not the current directory
         consumer_auto_offset_reset="earliest", broker_rebalance_timeout=3.0,
         broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
         topic_partitions=settings.kafka_partitions,
