@@ -395,8 +395,11 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
 
         run_s = minutes * 60
         end = time.monotonic() + run_s
+        # Enough shelf stops to keep every shopper walking for the whole run (a stop is at
+        # least 5 s); the walks are planned up front, so not more (10,000 stops x 1,000
+        # shoppers took minutes and gigabytes before the first position).
         walks = walk_positions(world, shoppers=shoppers, hz=2.0, seed=seed, stagger_s=5.0,
-                               visits=10_000, start_anywhere=True)
+                               visits=int(run_s / 5) + 5, start_anywhere=True)
         sender = threading.Thread(target=publish_positions, args=(make_producer(settings), walks),
                                   kwargs={"realtime": True,
                                           "stop": stop.is_set,
