@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy,analytics"
     worker_report_interval_s: float = Field(default=30.0, gt=0)
+    # Liveness: a worker whose positions partition has not moved for this long while events
+    # wait on it exits so that its supervisor restarts it (0 = off). See stream_apps/watchdog.py.
+    worker_stall_s: float = Field(default=30.0, ge=0)
     # /readyz and `instore status`: not ready while a consumer is further behind than this.
     ready_max_lag: int = Field(default=20_000, ge=0)
     # "Bought together": two redemptions of one shopper at most this far apart (one visit).

@@ -9,7 +9,9 @@ idempotent by key and ``offer_id``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -17,6 +19,7 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from confluent_kafka import KafkaException
 
 from instore import topics as t
 from instore.geo import GeoError
@@ -36,6 +39,7 @@ from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
+from stream_apps.watchdog import OffsetProbe, StallWatch
 
 log = logging.getLogger("stream_apps")
 
@@ -174,6 +178,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         offers.append(offer)
         out_nearby.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
 
+    processed: dict[int, int] = {}  # positions partition -> last offset the agent handled
+
     async def proximity(stream: faust.StreamT) -> None:  # noqa: C901, PLR0912, PLR0915
         """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell). A
         batch's input events are acknowledged to Faust (and so committed) only once the broker
@@ -198,6 +204,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             n_rows = positions_ok = newest = 0
             for event in events:
                 msg = event.message
+                processed[msg.partition] = msg.offset
                 try:
                     pos = decode(CustomerLocation, msg.value)
                     ts = pos.ts if pos.ts is not None else int(msg.timestamp * 1000)
@@ -323,6 +330,35 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         # so every aiokafka/Faust debug call built a record: ~6 % of the worker's CPU.
         logging.getLogger().setLevel(logging.getLevelName(loglevel.upper()))
         log.info("worker started: agents %s", ", ".join(sorted(enabled)))
+
+    if "proximity" in enabled and settings.worker_stall_s > 0:
+        watch = StallWatch(settings.worker_stall_s)
+        offsets = OffsetProbe(settings, t.CUSTOMERS_LOCATIONS.name)
+
+        @app.timer(interval=max(1.0, settings.worker_stall_s / 6))
+        async def liveness() -> None:
+            """Exit (the supervisor restarts us) when a partition stopped moving while events
+            wait on it: see stream_apps/watchdog.py."""
+            if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+                watch.observe(time.monotonic(), set(), {}, {})  # not while it is expected
+                return
+            assigned = {tp.partition for tp in app.consumer.assignment()
+                        if tp.topic == t.CUSTOMERS_LOCATIONS.name}
+            if not assigned:
+                return
+            try:
+                ends, committed = await asyncio.to_thread(offsets.read, assigned)
+            except KafkaException as exc:
+                log.warning("liveness: offsets unavailable (%s)", exc)
+                return
+            done = {p: max(processed.get(p, -1), committed.get(p, 0) - 1) for p in assigned}
+            stalled = watch.observe(time.monotonic(), assigned, done, ends)
+            if stalled:
+                log.error("partition(s) %s of %s have not moved for %.0f s while events wait: "
+                          "exiting so that the worker is restarted", stalled,
+                          t.CUSTOMERS_LOCATIONS.name, settings.worker_stall_s)
+                logging.shutdown()
+                os._exit(75)
 
     @app.timer(interval=writer.interval_s)
     async def flush_serving() -> None:
