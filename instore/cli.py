@@ -35,6 +35,18 @@ bench_app = typer.Typer(help="Benchmarks: they print figures and append them to 
                         no_args_is_help=True)
 app.add_typer(produce_app, name="produce")
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback()
+def _bench_stops_cleanly() -> None:
+    """A benchmark's private stack is stopped in its ``finally``: make SIGTERM run it too
+    (Python's default SIGTERM ends the process at once and left every service running)."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 app.add_typer(push_cmds.app, name="push")
 app.add_typer(api_cmds.app, name="api")
 app.add_typer(ksql_cmds.app, name="ksql")
