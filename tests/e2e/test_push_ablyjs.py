@@ -19,12 +19,11 @@ import pytest
 from ably import AblyRest
 from ably.types.message import Message
 
-from instore.embedded import free_port
-from mobile_push.local_stack import Child, wait_http
 from mobile_push.revocation import revoke_client_tokens
-from mobile_push.tokens import ApiKey, sign_token_request
-from tests.conftest import ROOT, child_env, make_settings
+from mobile_push.tokens import sign_token_request
+from tests.conftest import ROOT
 from tests.e2e.test_push_pages import CHROMIUM_ARGS
+from tests.push_hub import running_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -55,21 +54,8 @@ def hub(tmp_path_factory):
         pytest.skip("Debian's chromium is missing: run `make setup`")
     if not ABLY_JS.exists():
         pytest.skip("ably-js is not installed: run scripts/install-ably-js.sh")
-    port = free_port()
-    settings = make_settings("127.0.0.1:9", "redis://127.0.0.1:9/0", hub_port=port)
-    work = tmp_path_factory.mktemp("hub-ablyjs")
-    child = Child(
-        "hub",
-        ["push", "hub", "--port", str(port)],
-        child_env(settings, HUB_PORT=str(port), DATA_DIR=str(work / "data")),
-        work / "hub.log",
-    ).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/time", child)
-        yield {"base": base, "port": port, "key": ApiKey.parse(settings.ably_key), "child": child}
-    finally:
-        child.stop()
+    with running_hub(tmp_path_factory, "hub-ablyjs") as h:
+        yield h
 
 
 def sdk(hub) -> AblyRest:

@@ -19,7 +19,7 @@ from ably import AblyRealtime, AblyRest
 from ably.types.message import Message
 
 from instore.embedded import free_port
-from mobile_push.local_stack import Child, wait_http
+from mobile_push.local_stack import wait_http
 from mobile_push.realtime import (
     ACK,
     ATTACH,
@@ -38,37 +38,15 @@ from mobile_push.realtime import (
 )
 from mobile_push.revocation import RevocationError, revoke_client_tokens
 from mobile_push.sse_client import Subscription, request_token
-from mobile_push.tokens import ApiKey, sign_token_request
-from tests.conftest import child_env, make_settings
+from mobile_push.tokens import sign_token_request
+from tests.push_hub import running_hub
 
 pytestmark = pytest.mark.integration
 
-NOWHERE_KAFKA, NOWHERE_REDIS = "127.0.0.1:9", "redis://127.0.0.1:9/0"
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    port = free_port()
-    settings = make_settings(NOWHERE_KAFKA, NOWHERE_REDIS, hub_port=port)
-    work = tmp_path_factory.mktemp("hub-rt")
-    child = Child(
-        "hub",
-        ["push", "hub", "--port", str(port)],
-        child_env(settings, HUB_PORT=str(port), DATA_DIR=str(work / "data")),
-        work / "hub.log",
-    ).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/time", child)
-        yield {
-            "base": base,
-            "port": port,
-            "key": ApiKey.parse(settings.ably_key),
-            "child": child,
-            "data": work / "data",
-        }
-    finally:
-        child.stop()
+    with running_hub(tmp_path_factory, "hub-rt") as h:
+        yield h
 
 
 def token_for(hub, client_id: str, channel: str, ops=("subscribe", "history")) -> str:

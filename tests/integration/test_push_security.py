@@ -14,30 +14,17 @@ from ably import AblyRest
 from ably.types.message import Message
 from ably.util.exceptions import AblyException
 
-from instore.embedded import free_port
-from mobile_push.local_stack import Child, wait_http
 from mobile_push.sse_client import Subscription, request_token
 from mobile_push.tokens import ApiKey, sign_token_request
-from tests.conftest import child_env, make_settings
+from tests.push_hub import running_hub
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def hub(kafka_bootstrap, redis_url, tmp_path_factory):
-    port = free_port()
-    settings = make_settings(kafka_bootstrap, redis_url, hub_port=port)
-    env = child_env(settings, HUB_PORT=str(port))
-    child = Child(
-        "hub",
-        ["push", "hub", "--port", str(port)],
-        env,
-        tmp_path_factory.mktemp("hub-sec") / "hub.log",
-    ).start()
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/time", child)
-    yield {"base": base, "port": port, "key": ApiKey.parse(settings.ably_key)}
-    child.stop()
+    with running_hub(tmp_path_factory, "hub-sec", kafka_bootstrap, redis_url) as h:
+        yield h
 
 
 def token_for(hub, channel: str, ops=("subscribe", "history"), ttl_ms: int | None = None) -> str:
