@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -355,10 +357,12 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             stalled = watch.observe(time.monotonic(), assigned, done, ends)
             if stalled:
                 log.error("partition(s) %s of %s have not moved for %.0f s while events wait: "
-                          "exiting so that the worker is restarted", stalled,
+                          "stopping so that the worker is restarted", stalled,
                           t.CUSTOMERS_LOCATIONS.name, settings.worker_stall_s)
-                logging.shutdown()
-                os._exit(75)
+                # A clean stop (leave the group, commit what was acknowledged) as on SIGTERM: a
+                # restart after an unclean exit is what stalls. Hard exit if that hangs.
+                threading.Timer(20.0, os._exit, args=(75,)).start()
+                os.kill(os.getpid(), signal.SIGTERM)
 
     @app.timer(interval=writer.interval_s)
     async def flush_serving() -> None:
