@@ -19,6 +19,7 @@ import pytest
 from ably import AblyRest
 from ably.types.message import Message
 
+from mobile_push.ably_client import make_rest
 from mobile_push.revocation import revoke_client_tokens
 from mobile_push.tokens import sign_token_request
 from tests.conftest import ROOT
@@ -59,16 +60,7 @@ def hub(tmp_path_factory):
 
 
 def sdk(hub) -> AblyRest:
-    k = hub["key"]
-    return AblyRest(
-        key=f"{k.name}:{k.secret}",
-        endpoint="127.0.0.1",
-        port=hub["port"],
-        tls=False,
-        use_binary_protocol=False,
-        fallback_hosts=[],
-        use_token_auth=True,
-    )
+    return make_rest(hub["settings"])
 
 
 def run_async(make_coro):

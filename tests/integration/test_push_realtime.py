@@ -19,6 +19,7 @@ from ably import AblyRealtime, AblyRest
 from ably.types.message import Message
 
 from instore.embedded import free_port
+from mobile_push.ably_client import make_rest
 from mobile_push.local_stack import wait_http
 from mobile_push.realtime import (
     ACK,
@@ -56,16 +57,7 @@ def token_for(hub, client_id: str, channel: str, ops=("subscribe", "history")) -
 
 def rest(hub) -> AblyRest:
     """The sink's way of talking to the hub: key (token auth: no Basic without TLS), JSON."""
-    k = hub["key"]
-    return AblyRest(
-        key=f"{k.name}:{k.secret}",
-        endpoint="127.0.0.1",
-        port=hub["port"],
-        tls=False,
-        use_binary_protocol=False,
-        fallback_hosts=[],
-        use_token_auth=True,
-    )
+    return make_rest(hub["settings"])
 
 
 def publish_twice(hub, channel: str, offer_id: str, data: dict) -> None:

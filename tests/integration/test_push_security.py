@@ -14,6 +14,7 @@ from ably import AblyRest
 from ably.types.message import Message
 from ably.util.exceptions import AblyException
 
+from mobile_push.ably_client import make_rest
 from mobile_push.sse_client import Subscription, request_token
 from mobile_push.tokens import ApiKey, sign_token_request
 from tests.push_hub import running_hub
@@ -35,15 +36,7 @@ def token_for(hub, channel: str, ops=("subscribe", "history"), ttl_ms: int | Non
 
 
 def rest_with_key(hub, key: str) -> AblyRest:
-    return AblyRest(
-        key=key,
-        endpoint="127.0.0.1",
-        port=hub["port"],
-        tls=False,
-        use_binary_protocol=False,
-        fallback_hosts=[],
-        use_token_auth=True,
-    )
+    return make_rest(hub["settings"], key=key)
 
 
 def test_wrong_key_is_refused_with_401(hub):
@@ -148,16 +141,7 @@ def test_sdk_renews_its_token_and_keeps_publishing(hub):
     the SDK fetches a new token by itself."""
 
     async def go() -> list:
-        rest = AblyRest(
-            key=f"{hub['key'].name}:{hub['key'].secret}",
-            endpoint="127.0.0.1",
-            port=hub["port"],
-            tls=False,
-            use_binary_protocol=False,
-            fallback_hosts=[],
-            use_token_auth=True,
-            default_token_params={"ttl": 1000},
-        )
+        rest = make_rest(hub["settings"], default_token_params={"ttl": 1000})
         ch = rest.channels.get(f"shopper:{uuid.uuid4().hex[:6]}")
         try:
             await ch.publish(Message(name="offer", data="1", id="r-1"))
