@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,28 +323,36 @@ def _latency(producer: Any, nearby: Consumer, offers: Consumer,  # noqa: C901
     return out
 
 
+def _processes(stack: Stack, prefix: str) -> Iterator[Any]:
+    """psutil handles of the stack's running services whose name starts with ``prefix``."""
+    import psutil  # noqa: PLC0415
+
+    for name, r in stack.services.items():
+        if name.startswith(prefix):
+            with contextlib.suppress(psutil.Error):
+                yield psutil.Process(r.proc.pid)
+
+
 def _rss_mb(stack: Stack) -> float:
+    """The largest worker's resident memory."""
     import psutil  # noqa: PLC0415
 
     rss = 0.0
-    for name, r in stack.services.items():
-        if name.startswith("worker"):
-            try:
-                rss = max(rss, psutil.Process(r.proc.pid).memory_info().rss / 2**20)
-            except psutil.Error:
-                continue
+    for proc in _processes(stack, "worker"):
+        with contextlib.suppress(psutil.Error):
+            rss = max(rss, proc.memory_info().rss / 2**20)
     return round(rss, 1)
 
 
 def _cpu_s(stack: Stack, prefix: str) -> float:
+    """CPU seconds (user + system) used so far by the services named ``prefix*``."""
     import psutil  # noqa: PLC0415
 
     total = 0.0
-    for name, r in stack.services.items():
-        if name.startswith(prefix):
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(r.proc.pid).cpu_times()
-                total += times.user + times.system
+    for proc in _processes(stack, prefix):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
     return total
 
 

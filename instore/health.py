@@ -81,7 +81,7 @@ def worker_topics(settings: Settings) -> list[str]:
     """The topics the worker's agents read (WORKER_AGENTS): positions when it computes
     NEARBY rows itself (and applies the policy to them in the same pass), NEARBY_CUSTOMERS
     when it applies the policy to rows another engine computed."""
-    agents = {a.strip() for a in settings.worker_agents.split(",")}
+    agents = settings.worker_agent_set
     topics = []
     if "proximity" in agents:
         topics.append(t.CUSTOMERS_LOCATIONS.name)

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
 
     # Derived addresses -------------------------------------------------------------------
     @property
+    def worker_agent_set(self) -> set[str]:
+        """The agents WORKER_AGENTS names (proximity, policy, analytics)."""
+        return {a.strip() for a in self.worker_agents.split(",") if a.strip()}
+
+    @property
     def embedded_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is None
 

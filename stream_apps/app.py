@@ -124,10 +124,19 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     ))
     stats: Counter[str] = Counter()
     writer = ServingWriter(settings.redis_address)
+    enabled = settings.worker_agent_set
+    # The worker that computes NEARBY rows also applies the policy and counts dwell to them
+    # in the same pass (the rows are still written to the topic for everyone else): reading
+    # ~20 rows per position back through Faust would cost several times the matching. The
+    # agents that read NEARBY_CUSTOMERS from the topic serve rows computed by another engine
+    # (ksqlDB): WORKER_AGENTS without "proximity".
+    policy_inline = {"proximity", "policy"} <= enabled
+    dwell = DwellTracker(settings.dwell_gap_s) if {"proximity", "analytics"} <= enabled else None
     out_nearby = Output(settings, "proximity")
-    out_offers = Output(settings, "policy")
+    # the topic-reading policy agent's own producer (each agent drains only its own sends)
+    out_offers = Output(settings, "policy") if "policy" in enabled and not policy_inline \
+        else out_nearby
     out_views = Output(settings, "views")
-    enabled = {a.strip() for a in settings.worker_agents.split(",") if a.strip()}
 
     def send_dead_letter(out: Output, source: str, error: str, raw: bytes | None,
                          partition: int, offset: int) -> None:
@@ -149,14 +158,6 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     @app.task
     async def replicate_views() -> None:
         await views.run()
-
-    # The worker that computes NEARBY rows also applies the policy and counts dwell to them
-    # in the same pass (the rows are still written to the topic for everyone else): reading
-    # ~20 rows per position back through Faust would cost several times the matching. The
-    # agents that read NEARBY_CUSTOMERS from the topic serve rows computed by another engine
-    # (ksqlDB): WORKER_AGENTS without "proximity".
-    policy_inline = {"proximity", "policy"} <= enabled
-    dwell = DwellTracker(settings.dwell_gap_s) if {"proximity", "analytics"} <= enabled else None
 
     def shopper_of(uid: str, touched: dict[str, ShopperState]) -> ShopperState:
         shopper = touched.get(uid)
@@ -274,7 +275,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             await out_nearby.drain()
             batch["proximity_drain_ms"] += int((time.perf_counter() - t_work) * 1000)
             stats.update(batch)
-            await writer.write_batch(live, [], offers, batch)
+            await writer.write_batch(live, offers, batch)
 
     async def policy(stream: faust.StreamT) -> None:
         """NEARBY_CUSTOMERS rows computed by another engine -> offers."""
@@ -284,7 +285,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             offers: list[Offer] = []
             touched: dict[str, ShopperState] = {}
             batch = Counter[str]()
-            per_promo: Counter[tuple[str, str]] = Counter()
+            per_promo = writer.pending_per_promo  # flushed every second
             for event in events:
                 msg = event.message
                 try:
@@ -293,7 +294,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                     send_dead_letter(out_offers, t.NEARBY_CUSTOMERS.name, exc.reason, msg.value,
                                      msg.partition, msg.offset)
                     continue
-                per_promo[(row.pid, row.store_id)] += 1
+                pk = (row.pid, row.store_id)
+                per_promo[pk] = per_promo.get(pk, 0) + 1
                 verdict, offer = decide(row, shopper_of(row.uid, touched),
                                         views.consents.get(row.uid),
                                         views.proximity.promotions.get(row.pid), policy_cfg)
@@ -305,8 +307,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             await out_offers.drain()
             batch["offers"] += len(offers)
             stats.update(batch)
-            await writer.write_batch([], [], offers, Counter(offers=len(offers)),
-                                     per_promo=per_promo)
+            await writer.write_batch([], offers, Counter(offers=len(offers)))
 
     if "proximity" in enabled:
         app.agent(positions_topic, name="proximity")(proximity)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, MutableMapping
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from instore import serving
-from instore.records import NearbyCustomer, Offer
+from instore.records import Offer
 from stream_apps.analytics import queue_sums
 
 log = logging.getLogger(__name__)
@@ -49,12 +48,11 @@ class ServingWriter:
     async def write_batch(
         self,
         positions: list[tuple[str, str, float, float, int]],
-        nearby: list[NearbyCustomer],
         offers: list[Offer],
         totals: Counter[str],
-        per_promo: Mapping[tuple[str, str], int] | None = None,
-        dwell: MutableMapping[tuple[int, str], float] | None = None,
     ) -> None:
+        """Add a batch's live positions, offers and totals; the agents count NEARBY rows per
+        promotion and dwell straight into ``pending_per_promo`` and ``pending_dwell``."""
         for uid, store_id, lat, lon, ts in positions:
             if ts - self._last_pos.get(uid, 0) < POSITION_EVERY_MS:
                 continue
@@ -62,15 +60,8 @@ class ServingWriter:
             self._positions[uid] = (store_id, lat, lon, ts)
         if len(self._last_pos) > 200_000:
             self._last_pos.clear()
-        if per_promo:
-            self.pending_per_promo.update(per_promo)
-        for row in nearby:
-            self.pending_per_promo[(row.pid, row.store_id)] += 1
         self._offers.extend(offers)
         self._totals.update(totals)
-        if dwell:
-            for k, v in dwell.items():
-                self.pending_dwell[k] = self.pending_dwell.get(k, 0.0) + v
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
