@@ -41,7 +41,7 @@ from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
-from stream_apps.watchdog import OffsetProbe, StallWatch
+from stream_apps.watchdog import OffsetProbe, StallWatch, consumer_state
 
 log = logging.getLogger("stream_apps")
 
@@ -360,6 +360,12 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                 log.error("partition(s) %s of %s have not moved for %.0f s while events wait: "
                           "stopping so that the worker is restarted", stalled,
                           t.CUSTOMERS_LOCATIONS.name, settings.worker_stall_s)
+                try:
+                    log.error("liveness: consumer state %s (processed %s, committed %s, ends %s)",
+                              consumer_state(app, t.CUSTOMERS_LOCATIONS.name),
+                              {p: processed.get(p) for p in assigned}, committed, ends)
+                except Exception:  # noqa: BLE001 - diagnostics must not block the restart
+                    log.exception("liveness: consumer state unavailable")
                 # A clean stop (leave the group, commit what was acknowledged) as on SIGTERM: a
                 # restart after an unclean exit is what stalls. Hard exit if that hangs.
                 threading.Timer(20.0, os._exit, args=(75,)).start()

@@ -66,3 +66,72 @@ class OffsetProbe:
         committed = {tp.partition: tp.offset for tp in
                      c.committed([TopicPartition(self.topic, p) for p in partitions], timeout=3)}
         return ends, committed
+
+
+def consumer_state(app: Any, topic: str) -> dict[str, Any]:
+    """What Faust's consumer thinks of ``topic``'s partitions: logged when a stall is detected,
+    so that the cause can be read from the worker's log."""
+    consumer = app.consumer
+    mine = {tp for tp in consumer.assignment() if tp.topic == topic}
+
+    def parts(tps: Any) -> list[int]:
+        return sorted(tp.partition for tp in (tps or ()) if tp.topic == topic)
+
+    state: dict[str, Any] = {
+        "assigned": parts(mine),
+        "active": parts(getattr(consumer, "_active_partitions", None)),
+        "paused": parts(getattr(consumer, "_paused_partitions", None)),
+        "buffered": parts(getattr(consumer, "_buffered_partitions", None)),
+        "flow_active": getattr(consumer, "flow_active", None),
+        "flow_control": app.flow_control.is_active(),
+        "generation": app.consumer_generation_id,
+        "read_offset": {tp.partition: o for tp, o in getattr(consumer, "_read_offset", {}).items()
+                        if tp.topic == topic},
+        "committed_offset": {tp.partition: o for tp, o in
+                             getattr(consumer, "_committed_offset", {}).items()
+                             if tp.topic == topic},
+    }
+    thread = getattr(consumer, "_thread", None)
+    aio = getattr(thread, "_consumer", None)
+    if aio is not None:
+        try:
+            state["aiokafka_paused"] = parts(aio.paused())
+            assignment = aio._fetcher._subscriptions.subscription.assignment  # noqa: SLF001
+            state["aiokafka_position"] = {
+                tp.partition: assignment.state_value(tp).position for tp in mine}
+            state["fetched_waiting"] = parts(aio._fetcher._records)  # noqa: SLF001
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            state["aiokafka_error"] = repr(exc)
+    queues = {}
+    for chan in app.topics._topics if hasattr(app.topics, "_topics") else ():  # noqa: SLF001
+        q = getattr(chan, "queue", None)
+        if q is not None and topic in getattr(chan, "topics", ()):
+            queues[repr(chan)[:60]] = {"size": q.qsize(), "max": q.maxsize,
+                                       "pending_drop": len(q._pending_pressure_drop_callbacks)}  # noqa: SLF001
+    state["queues"] = queues
+    buffer = getattr(app.producer, "buffer", None)
+    if buffer is not None:
+        state["producer_buffer"] = {"size": buffer.size, "max": getattr(buffer, "max_messages", None)}
+    state["tasks"] = task_waits()
+    return state
+
+
+def task_waits(limit: int = 40) -> list[str]:
+    """Where each asyncio task of this loop waits: the innermost frame of its await chain."""
+    import asyncio  # noqa: PLC0415
+
+    out = []
+    for task in list(asyncio.all_tasks())[:limit]:
+        coro: Any = task.get_coro()
+        where = getattr(coro, "__qualname__", repr(coro))
+        inner = coro
+        for _ in range(50):
+            nxt = getattr(inner, "cr_await", None) or getattr(inner, "ag_await", None)
+            if nxt is None or not hasattr(nxt, "cr_frame") and not hasattr(nxt, "ag_frame"):
+                break
+            inner = nxt
+        frame = getattr(inner, "cr_frame", None) or getattr(inner, "ag_frame", None)
+        if frame is not None:
+            where += f" @ {frame.f_code.co_qualname}:{frame.f_lineno}"
+        out.append(where)
+    return out
