@@ -6,6 +6,9 @@ Use it with the broker URL scheme ``instore://host:port``. On top of the stock a
   empty fetch only when that wait is over (the embedded Tansu does) then holds every record
   that arrives meanwhile for up to 1.5 s. This transport uses ``settings.consumer_fetch_wait_ms``;
   on a broker that answers early (Apache Kafka, Confluent Cloud) it only adds cheap empty fetches.
+  The wait grows while the broker answers fetches with nothing although records wait (Tansu does
+  so deep in a backlog when the wait is shorter than its read: the worker then never moved
+  again): ``stream_apps/fetch_wait.py``.
 - **Leave the group on a clean stop, also in generation 0.** aiokafka sends LeaveGroup only
   when its generation is > 0 (Kafka's generations start at 1); the embedded broker's start at 0,
   so the first worker of a group never left it on SIGTERM: its successor then waited for the
@@ -35,6 +38,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 
 from instore.membership import MEMBERS_FILE, MemberRecord
+from stream_apps.fetch_wait import AdaptiveFetchWait
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,11 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()  # creates and starts the aiokafka consumer (no join yet)
         consumer = self._consumer
-        if consumer is None or self.app.client_only:
+        if consumer is None:
+            return
+        self.fetch_wait = AdaptiveFetchWait(consumer._fetcher, FETCH_WAIT_MS,  # noqa: SLF001
+                                            name="worker consumer")
+        if self.app.client_only:
             return
         coordinator = consumer._coordinator  # noqa: SLF001
         if coordinator is None:

@@ -1,0 +1,84 @@
+"""A fetch wait that grows while the broker answers "nothing" for partitions that have records.
+
+The embedded broker (Tansu 0.6, memory engine) reads a fetch's record batches until the
+request's ``max_wait_ms`` is spent and then answers with what it has read: possibly nothing,
+even when the partition holds records after the fetch offset. Deep in a large backlog, finding
+and reading the first batch can take longer than the short wait our consumers use for low
+latency (20 ms), so every fetch came back empty and the consumer never moved again: the worker
+"stall" of the 10-minute soak (a worker, and every worker restarted after it, idle at its
+committed offsets while ~100,000 positions waited). The same request with a 500 ms wait
+returns data.
+
+``AdaptiveFetchWait`` watches an aiokafka consumer's fetch responses: when a fetch returns no
+record for a partition whose high watermark is past the fetch offset, the next fetches wait
+twice as long (up to ``max_ms``); once the consumer is within ``near_lag`` records of the end
+again, the wait drops back to ``base_ms``. On a broker that answers as soon as data is there
+(Apache Kafka, Confluent Cloud) a starved fetch does not happen and the wait stays at its base.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class AdaptiveFetchWait:
+    def __init__(self, fetcher: Any, base_ms: int, max_ms: int = 4000,
+                 near_lag: int = 2000, name: str = "consumer") -> None:
+        self.fetcher = fetcher
+        self.base_ms = base_ms
+        self.max_ms = max(max_ms, base_ms)
+        self.near_lag = near_lag
+        self.name = name
+        self.raised = 0  # how many times the wait was raised (for tests and logs)
+        self._original = fetcher._proc_fetch_request  # noqa: SLF001
+        fetcher._fetch_max_wait_ms = base_ms  # noqa: SLF001
+        fetcher._proc_fetch_request = self._proc_fetch_request  # noqa: SLF001
+
+    @property
+    def wait_ms(self) -> int:
+        return int(self.fetcher._fetch_max_wait_ms)  # noqa: SLF001
+
+    async def _proc_fetch_request(self, assignment: Any, node_id: Any, request: Any) -> Any:
+        offsets = [((topic, partition), offset) for topic, partitions in request.topics
+                   for partition, offset, _max_bytes in partitions]
+        result = await self._original(assignment, node_id, request)
+        try:
+            self.observe(assignment, offsets)
+        except Exception:  # noqa: BLE001 - never break the fetch loop over bookkeeping
+            log.debug("%s: fetch wait bookkeeping failed", self.name, exc_info=True)
+        return result
+
+    def observe(self, assignment: Any, offsets: list[tuple[tuple[str, int], int]]) -> None:
+        from aiokafka.structs import TopicPartition  # noqa: PLC0415
+
+        if not assignment.active:
+            return
+        starved = False
+        lag = 0
+        records = self.fetcher._records  # noqa: SLF001
+        for (topic, partition), offset in offsets:
+            tp = TopicPartition(topic, partition)
+            try:
+                state = assignment.state_value(tp)
+            except (KeyError, AttributeError):
+                continue
+            highwater = state.highwater
+            if highwater is None or not state.has_valid_position:
+                continue
+            if tp not in records and state.position == offset and highwater > offset:
+                starved = True  # the broker had records after `offset` and sent none
+            lag = max(lag, highwater - state.position)
+        current = self.wait_ms
+        if starved and current < self.max_ms:
+            new = min(self.max_ms, max(current * 2, 50))
+            self.fetcher._fetch_max_wait_ms = new  # noqa: SLF001
+            self.raised += 1
+            log.info("%s: the broker answered a fetch with no records while %d wait: fetch "
+                     "wait %d -> %d ms", self.name, lag, current, new)
+        elif not starved and current != self.base_ms and lag <= self.near_lag:
+            self.fetcher._fetch_max_wait_ms = self.base_ms  # noqa: SLF001
+            log.info("%s: caught up (lag %d): fetch wait back to %d ms", self.name, lag,
+                     self.base_ms)
