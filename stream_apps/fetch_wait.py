@@ -42,43 +42,55 @@ class AdaptiveFetchWait:
         return int(self.fetcher._fetch_max_wait_ms)  # noqa: SLF001
 
     async def _proc_fetch_request(self, assignment: Any, node_id: Any, request: Any) -> Any:
-        offsets = [((topic, partition), offset) for topic, partitions in request.topics
-                   for partition, offset, _max_bytes in partitions]
+        from aiokafka.structs import TopicPartition  # noqa: PLC0415
+
+        # The high watermark known *before* the fetch: records at or past the fetch offset
+        # were already there when we asked (records that arrive during the wait do not count:
+        # this broker answers a wait that found nothing at its start with nothing).
+        before = []
+        for topic, partitions in request.topics:
+            for partition, offset, _max_bytes in partitions:
+                tp = TopicPartition(topic, partition)
+                try:
+                    highwater = assignment.state_value(tp).highwater
+                except (KeyError, AttributeError):
+                    highwater = None
+                before.append((tp, offset, highwater))
         result = await self._original(assignment, node_id, request)
         try:
-            self.observe(assignment, offsets)
+            self.observe(assignment, before)
         except Exception:  # noqa: BLE001 - never break the fetch loop over bookkeeping
             log.debug("%s: fetch wait bookkeeping failed", self.name, exc_info=True)
         return result
 
-    def observe(self, assignment: Any, offsets: list[tuple[tuple[str, int], int]]) -> None:
-        from aiokafka.structs import TopicPartition  # noqa: PLC0415
-
+    def observe(self, assignment: Any, fetched: list[tuple[Any, int, int | None]]) -> None:
+        """``fetched``: (partition, fetch offset, high watermark known before the fetch)."""
         if not assignment.active:
             return
         starved = False
         lag = 0
         records = self.fetcher._records  # noqa: SLF001
-        for (topic, partition), offset in offsets:
-            tp = TopicPartition(topic, partition)
+        for tp, offset, highwater_before in fetched:
             try:
                 state = assignment.state_value(tp)
             except (KeyError, AttributeError):
                 continue
-            highwater = state.highwater
-            if highwater is None or not state.has_valid_position:
+            if not state.has_valid_position:
                 continue
-            if tp not in records and state.position == offset and highwater > offset:
-                starved = True  # the broker had records after `offset` and sent none
-            lag = max(lag, highwater - state.position)
+            if (tp not in records and state.position == offset
+                    and highwater_before is not None and highwater_before > offset):
+                starved = True  # records were there before we asked, and none came back
+            if state.highwater is not None:
+                lag = max(lag, state.highwater - state.position)
         current = self.wait_ms
         if starved and current < self.max_ms:
             new = min(self.max_ms, max(current * 2, 50))
             self.fetcher._fetch_max_wait_ms = new  # noqa: SLF001
             self.raised += 1
-            log.info("%s: the broker answered a fetch with no records while %d wait: fetch "
-                     "wait %d -> %d ms", self.name, lag, current, new)
+            log.log(logging.INFO if new >= 400 else logging.DEBUG,  # noqa: PLR2004
+                    "%s: the broker answered a fetch with no records while %d waited: fetch "
+                    "wait %d -> %d ms", self.name, lag, current, new)
         elif not starved and current != self.base_ms and lag <= self.near_lag:
             self.fetcher._fetch_max_wait_ms = self.base_ms  # noqa: SLF001
-            log.info("%s: caught up (lag %d): fetch wait back to %d ms", self.name, lag,
-                     self.base_ms)
+            log.debug("%s: caught up (lag %d): fetch wait back to %d ms", self.name, lag,
+                      self.base_ms)

@@ -21,8 +21,11 @@ class Fetcher:
         self._fetch_max_wait_ms = 500
         self._records: dict[TopicPartition, Any] = {}
         self.answer: dict[TopicPartition, int] = {}  # tp -> records the "broker" returns
+        self.arrive: dict[TopicPartition, int] = {}  # tp -> high watermark after the wait
 
     async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
+        for tp, highwater in self.arrive.items():
+            assignment.state_value(tp).highwater = highwater
         for tp, n in self.answer.items():
             if n:
                 self._records[tp] = n
@@ -102,6 +105,23 @@ async def test_an_idle_partition_is_not_starved() -> None:
     assignment = _assignment(offsets, {TP0: 500, TP1: 700})
     for _ in range(5):
         await _fetch(wait, assignment, offsets)
+    assert wait.wait_ms == 20
+    assert wait.raised == 0
+
+
+@in_loop
+async def test_records_that_arrive_during_the_wait_are_not_starvation() -> None:
+    """The broker answers a wait that found nothing at its start with nothing, even if records
+    arrived meanwhile: the next fetch gets them, no longer wait is needed."""
+    fetcher = Fetcher()
+    wait = AdaptiveFetchWait(fetcher, base_ms=20)
+    offsets = {TP0: 500}
+    assignment = _assignment(offsets, {TP0: 500})
+    fetcher.arrive = {TP0: 640}
+    await _fetch(wait, assignment, offsets)
+    assert wait.wait_ms == 20
+    fetcher.answer = {TP0: 140}  # the next fetch returns them
+    await _fetch(wait, assignment, offsets)
     assert wait.wait_ms == 20
     assert wait.raised == 0
 
