@@ -296,6 +296,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                     continue
                 pk = (row.pid, row.store_id)
                 per_promo[pk] = per_promo.get(pk, 0) + 1
+                batch["nearby"] += 1
                 verdict, offer = decide(row, shopper_of(row.uid, touched),
                                         views.consents.get(row.uid),
                                         views.proximity.promotions.get(row.pid), policy_cfg)
@@ -307,7 +308,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             await out_offers.drain()
             batch["offers"] += len(offers)
             stats.update(batch)
-            await writer.write_batch([], offers, Counter(offers=len(offers)))
+            # the same totals as the inline path (rows, offers, verdicts) in the serving store
+            await writer.write_batch([], offers, batch)
 
     if "proximity" in enabled:
         app.agent(positions_topic, name="proximity")(proximity)

@@ -37,7 +37,8 @@ class Outputs:
 
 
 class Collector:
-    """Reads NEARBY_CUSTOMERS, offers and dead_letters from the beginning, keeps everything."""
+    """Reads NEARBY_CUSTOMERS, offers and dead_letters from the beginning, keeps every JSON
+    object (values that are not, only a test's malformed NEARBY rows, are skipped)."""
 
     def __init__(self, settings: Settings) -> None:
         self.consumer = make_consumer(settings)
@@ -52,7 +53,12 @@ class Collector:
         for msg in self.consumer.consume(10_000, seconds):
             if msg.error() or msg.value() is None:
                 continue
-            value = orjson.loads(msg.value())
+            try:
+                value = orjson.loads(msg.value())
+            except orjson.JSONDecodeError:
+                value = None
+            if not isinstance(value, dict):
+                continue  # a malformed NEARBY row a test wrote (the policy dead-letters it)
             if msg.topic() == t.NEARBY_CUSTOMERS.name:
                 self.out.nearby.append(value)
             elif msg.topic() == t.OFFERS.name:
@@ -112,16 +118,58 @@ def _key(topic: t.Topic, value: dict[str, Any] | None, key: str | None) -> bytes
     return k.encode() if k is not None else None
 
 
+class NearbyFeed:
+    """Turns a scenario's positions into the NEARBY_CUSTOMERS rows another engine (ksqlDB)
+    would write, with the worker's own matching code run here on the scenario's tables, so
+    a policy-only worker (WORKER_AGENTS without "proximity") can be fed the same scenario."""
+
+    def __init__(self, settings: Settings) -> None:
+        from instore.proximity import ProximityState  # noqa: PLC0415
+
+        self.state = ProximityState(settings.geofence_margin_m)
+
+    def apply(self, topic: t.Topic, value: dict[str, Any] | None, key: str | None) -> None:
+        """A table record the engine would see (products, promotions; tombstones by key)."""
+        from instore.records import Promotion, StoreProduct  # noqa: PLC0415
+
+        if topic is t.STORES_PRODUCTS and value is not None:
+            self.state.upsert_product(StoreProduct.model_validate(value))
+        elif topic is t.STORES_PRODUCTS and key is not None:
+            store_id, _, sku = key.rpartition(":")
+            self.state.delete_product(store_id, int(sku))
+        elif topic is t.PRODUCTS_PROMOTIONS and value is not None:
+            self.state.upsert_promotion(Promotion.model_validate(value))
+        elif topic is t.PRODUCTS_PROMOTIONS and key is not None:
+            self.state.delete_promotion(key)
+
+    def rows(self, value: dict[str, Any]) -> list[dict[str, Any]]:
+        """The NEARBY rows of one position (none if it is outside every store)."""
+        from instore.proximity import UnknownStore  # noqa: PLC0415
+        from instore.records import CustomerLocation  # noqa: PLC0415
+
+        pos = CustomerLocation.model_validate(value)
+        try:
+            return self.state.match_rows(pos, pos.ts if pos.ts is not None else 0)
+        except UnknownStore:
+            return []
+
+
 def run_scenario(settings: Settings, collector: Collector, scenario: dict[str, Any],
-                 index: int) -> tuple[Outputs, set[tuple[str, int, int]]]:
+                 index: int, feed: str = "positions") -> tuple[Outputs, set[tuple[str, int, int]]]:
+    """``feed="nearby"``: instead of positions, write the NEARBY_CUSTOMERS rows they match
+    (``NearbyFeed``) for an engine that only runs the policy; raw (malformed) positions are
+    skipped, so such a run has no position dead letters to check."""
     ns = Namespacer(scenario, index)
     producer = make_producer(settings)
+    nearby = NearbyFeed(settings) if feed == "nearby" else None
     for topic, items in ((t.STORES_PRODUCTS, scenario.get("products", [])),
                          (t.PRODUCTS_PROMOTIONS, scenario.get("promotions", [])),
                          (t.SHOPPER_CONSENTS, scenario.get("consents", []))):
         for item in items:
             value = ns.record(topic.name, item)
             producer.produce(topic.name, orjson.dumps(value), _key(topic, value, None))
+            if nearby is not None:
+                nearby.apply(topic, value, None)
     producer.flush(30)
     time.sleep(1.0)  # the engine's table views follow the compacted topics continuously
     delivered: set[tuple[str, int, int]] = set()
@@ -136,10 +184,20 @@ def run_scenario(settings: Settings, collector: Collector, scenario: dict[str, A
             topic = t.BY_NAME[event["topic"]]
             key = ns.id(event["key"]) if "key" in event else None
             if "raw" in event:
+                if nearby is not None and topic is t.CUSTOMERS_LOCATIONS:
+                    continue
                 producer.produce(topic.name, event["raw"].encode(), key.encode() if key else None,
                                  on_delivery=on_delivery)
                 continue
             value = None if event["value"] is None else ns.record(topic.name, event["value"])
+            if nearby is not None and topic is t.CUSTOMERS_LOCATIONS:
+                for row in nearby.rows(value) if value is not None else []:
+                    producer.produce(t.NEARBY_CUSTOMERS.name, orjson.dumps(row),
+                                     _key(t.NEARBY_CUSTOMERS, row, None),
+                                     on_delivery=on_delivery, timestamp=row["ts"])
+                continue
+            if nearby is not None:
+                nearby.apply(topic, value, key)
             ts = value.get("ts") if value else None
             kwargs = {"timestamp": ts} if isinstance(ts, int) else {}
             producer.produce(topic.name, None if value is None else orjson.dumps(value),
@@ -216,3 +274,27 @@ def wait_for_probe(settings: Settings, timeout_s: float = 120.0) -> bool:
                                                        title="probe", discount_pct=1))
     producer.flush(10)
     return wait_for_worker(settings, product, timeout_s)
+
+
+def wait_for_policy_probe(settings: Settings, timeout_s: float = 120.0) -> bool:
+    """Wait until a policy-only worker (WORKER_AGENTS without "proximity") answers: a JSON
+    object on NEARBY_CUSTOMERS that is not a row (no uid), until its dead letter comes back (the agent has
+    joined its group and loaded the tables: it waits for them before its first event)."""
+    consumer = make_consumer(settings)
+    producer = make_producer(settings)
+    parts = consumer.list_topics(timeout=10).topics[t.DEAD_LETTERS.name].partitions
+    consumer.assign([TopicPartition(t.DEAD_LETTERS.name, p, OFFSET_BEGINNING) for p in parts])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            producer.produce(t.NEARBY_CUSTOMERS.name, b'{"probe": "policy-ready"}', b"probe-policy-ready")
+            producer.flush(10)
+            t_end = time.monotonic() + 1.0
+            while time.monotonic() < t_end:
+                msg = consumer.poll(0.1)
+                if msg is not None and not msg.error() and msg.value() is not None \
+                        and orjson.loads(msg.value()).get("source_topic") == t.NEARBY_CUSTOMERS.name:
+                    return True
+        return False
+    finally:
+        consumer.close()
