@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Liveness: a worker whose positions partition has not moved for this long while events
     # wait on it exits so that its supervisor restarts it (0 = off). See stream_apps/watchdog.py.
     worker_stall_s: float = Field(default=30.0, ge=0)
+    # Seek back to the committed offsets when fetched positions have not reached the proximity
+    # agent for this long with nothing buffered (stream_apps/watchdog.py); 0 turns it off.
+    worker_lost_fetch_s: float = Field(default=2.0, ge=0)
     # /readyz and `instore status`: not ready while a consumer is further behind than this.
     ready_max_lag: int = Field(default=20_000, ge=0)
     # "Bought together": two redemptions of one shopper at most this far apart (one visit).

@@ -22,6 +22,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
+from faust.types import TP
 
 from instore import topics as t
 from instore.geo import GeoError
@@ -41,7 +42,13 @@ from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
-from stream_apps.watchdog import OffsetProbe, StallWatch, consumer_state
+from stream_apps.watchdog import (
+    LostFetchWatch,
+    OffsetProbe,
+    StallWatch,
+    consumer_state,
+    fetch_positions,
+)
 
 log = logging.getLogger("stream_apps")
 
@@ -372,6 +379,30 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                 # restart after an unclean exit is what stalls. Hard exit if that hangs.
                 threading.Timer(20.0, os._exit, args=(75,)).start()
                 os.kill(os.getpid(), signal.SIGTERM)
+
+    if "proximity" in enabled and settings.worker_lost_fetch_s > 0:
+        lost_watch = LostFetchWatch(settings.worker_lost_fetch_s)
+
+        @app.timer(interval=max(0.25, settings.worker_lost_fetch_s / 3))
+        async def lost_fetches() -> None:
+            """Seek back to the committed offsets when fetched positions never reached the
+            agent: see stream_apps/watchdog.py."""
+            if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+                lost_watch.reset()
+                return
+            positions, committed, buffered = fetch_positions(app, t.CUSTOMERS_LOCATIONS.name)
+            done = {p: max(processed.get(p, -1), committed.get(p, 0) - 1) for p in positions}
+            lost = lost_watch.observe(time.monotonic(), positions, done, buffered)
+            if not lost:
+                return
+            log.warning("partition(s) %s of %s: records were fetched (position %s) but never "
+                        "reached the agent (last handled %s): fetching them again", lost,
+                        t.CUSTOMERS_LOCATIONS.name, {p: positions[p] for p in lost},
+                        {p: done[p] for p in lost})
+            stats["lost_fetch_rewinds"] += len(lost)
+            lost_watch.reset()
+            for p in lost:  # the first record the agent has not handled
+                await app.consumer.seek(TP(t.CUSTOMERS_LOCATIONS.name, p), done[p] + 1)
 
     @app.timer(interval=writer.interval_s)
     async def flush_serving() -> None:

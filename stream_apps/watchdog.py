@@ -1,11 +1,16 @@
-"""A partition that stops moving while events wait on it: the worker's liveness check.
+"""A partition that stops moving while events wait on it: the worker's liveness checks.
 
-After a worker is SIGKILLed and restarted on the embedded broker, Faust sometimes drops the
-records it fetched while it restored its tables and never processes that partition again (the
-worker looks ready, its threads are idle, its committed offsets stay put while positions pile
-up). ``StallWatch`` notices a partition whose processed offset has not moved for ``stall_s``
-while the topic holds later events; the worker then exits so that its supervisor restarts it
-(the restarted worker resumes from the committed offsets: at-least-once, nothing lost).
+Two ways a worker stopped moving were seen on the embedded broker:
+
+- After a SIGKILLed worker is restarted, Faust sometimes drops records it fetched (aiokafka's
+  position is past them, the agent never saw them, nothing holds them any more) and never asks
+  for them again. ``LostFetchWatch`` notices a partition whose consumer position has been ahead
+  of the last record the agent handled, with nothing buffered, for ``hold_s``; the worker then
+  seeks back to its committed offsets (what Faust itself does when it fetched while its flow
+  was stopped): those records are fetched again (at-least-once, effects are idempotent).
+- Anything else: ``StallWatch`` notices a partition whose processed offset has not moved for
+  ``stall_s`` while the topic holds later events; the worker then stops so that its supervisor
+  restarts it (the restarted worker resumes from the committed offsets).
 """
 
 from __future__ import annotations
@@ -42,6 +47,67 @@ class StallWatch:
             elif not waiting:
                 self._seen[p] = (offset, now)  # idle, not stalled
         return stalled
+
+
+@dataclass
+class LostFetchWatch:
+    hold_s: float
+    # partition -> (consumer position, processed offset, since when this gap is seen)
+    _gap: dict[int, tuple[int, int, float]] = field(default_factory=dict)
+
+    def observe(self, now: float, positions: dict[int, int], done: dict[int, int],
+                buffered: set[int]) -> list[int]:
+        """Partitions whose fetched records were lost. ``positions``: the consumer's next offset
+        per assigned partition; ``done``: the last offset handled (by the agent, or before the
+        committed offset; -1: none); ``buffered``: partitions with records held anywhere
+        between the fetcher and the agent."""
+        lost = []
+        for p, position in positions.items():
+            handled = done.get(p, -1)
+            if position <= handled + 1 or p in buffered:
+                self._gap.pop(p, None)
+                continue
+            seen = self._gap.get(p)
+            if seen is None or seen[:2] != (position, handled):
+                self._gap[p] = (position, handled, now)
+            elif now - seen[2] >= self.hold_s:
+                lost.append(p)
+        for p in list(self._gap):
+            if p not in positions:
+                del self._gap[p]
+        return lost
+
+    def reset(self) -> None:
+        self._gap.clear()
+
+
+def fetch_positions(app: Any, topic: str) -> tuple[dict[int, int], dict[int, int], set[int]]:
+    """aiokafka's position per assigned partition of ``topic``, Faust's committed offsets, and
+    the partitions with records waiting in the fetcher or in Faust's stream queue (read from
+    the consumer thread's objects: plain attribute reads, good enough for a check that must
+    hold for seconds)."""
+    consumer = app.consumer
+    aio = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if aio is None or aio._fetcher is None:  # noqa: SLF001
+        return {}, {}, set()
+    assignment = aio._fetcher._subscriptions.subscription.assignment  # noqa: SLF001
+    if assignment is None:
+        return {}, {}, set()
+    positions = {}
+    for tp in assignment.tps:
+        if tp.topic != topic:
+            continue
+        state = assignment.state_value(tp)
+        if state.has_valid_position:
+            positions[tp.partition] = state.position
+    buffered = {tp.partition for tp in aio._fetcher._records if tp.topic == topic}  # noqa: SLF001
+    for chan in getattr(app.topics, "_topics", ()):
+        q = getattr(chan, "queue", None)
+        if q is not None and topic in getattr(chan, "topics", ()) and q.qsize():
+            buffered |= set(positions)  # queued events carry no partition we can cheaply see
+    committed = {tp.partition: o for tp, o in getattr(consumer, "_committed_offset", {}).items()
+                 if tp.topic == topic and o is not None}
+    return positions, committed, buffered
 
 
 class OffsetProbe:
