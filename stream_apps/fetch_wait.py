@@ -9,11 +9,18 @@ latency (20 ms), so every fetch came back empty and the consumer never moved aga
 committed offsets while ~100,000 positions waited). The same request with a 500 ms wait
 returns data.
 
-``AdaptiveFetchWait`` watches an aiokafka consumer's fetch responses: when a fetch returns no
-record for a partition whose high watermark is past the fetch offset, the next fetches wait
-twice as long (up to ``max_ms``); once the consumer is within ``near_lag`` records of the end
-again, the wait drops back to ``base_ms``. On a broker that answers as soon as data is there
-(Apache Kafka, Confluent Cloud) a starved fetch does not happen and the wait stays at its base.
+Why (from Tansu's source): each fetch below the high watermark lists every stored batch of the
+partition to find its offset, then reads batches until ``max_wait_ms`` is spent; a listing
+cut off by the deadline finds nothing at a deep offset. A consumer at the end skips the
+listing but is answered only when the wait is over (so the wait there is pure latency).
+
+``AdaptiveFetchWait`` watches an aiokafka consumer's fetch responses and sets the wait of the
+next fetch: ``base_ms`` (short) when the consumer is within ``near_lag`` records of the end;
+``behind_ms`` while it is further behind (the broker answers as soon as a pass found data, so
+the longer deadline costs no latency and lets one listing serve many batches); and twice the
+last wait (up to ``max_ms``) when a fetch returned no record for a partition whose records
+were already there when it was sent. On a broker that answers as soon as data is there
+(Apache Kafka, Confluent Cloud) the same rules only change a deadline that is never reached.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class AdaptiveFetchWait:
-    def __init__(self, fetcher: Any, base_ms: int, max_ms: int = 4000,
+    def __init__(self, fetcher: Any, base_ms: int, max_ms: int = 4000, behind_ms: int = 1000,
                  near_lag: int = 2000, name: str = "consumer") -> None:
         self.fetcher = fetcher
         self.base_ms = base_ms
         self.max_ms = max(max_ms, base_ms)
+        self.behind_ms = min(max(behind_ms, base_ms), self.max_ms)
         self.near_lag = near_lag
         self.name = name
         self.raised = 0  # how many times the wait was raised (for tests and logs)
@@ -90,6 +98,10 @@ class AdaptiveFetchWait:
             log.log(logging.INFO if new >= 400 else logging.DEBUG,  # noqa: PLR2004
                     "%s: the broker answered a fetch with no records while %d waited: fetch "
                     "wait %d -> %d ms", self.name, lag, current, new)
+        elif not starved and lag > self.near_lag and current < self.behind_ms:
+            self.fetcher._fetch_max_wait_ms = self.behind_ms  # noqa: SLF001
+            log.debug("%s: %d records behind: fetch wait %d -> %d ms", self.name, lag, current,
+                      self.behind_ms)
         elif not starved and current != self.base_ms and lag <= self.near_lag:
             self.fetcher._fetch_max_wait_ms = self.base_ms  # noqa: SLF001
             log.debug("%s: caught up (lag %d): fetch wait back to %d ms", self.name, lag,

@@ -68,7 +68,7 @@ async def test_starved_fetches_double_the_wait_up_to_the_cap() -> None:
     wait = AdaptiveFetchWait(fetcher, base_ms=20, max_ms=1000)
     assert fetcher._fetch_max_wait_ms == 20  # noqa: SLF001 - the base replaces the configured wait
     offsets = {TP0: 67_551, TP1: 54_677}
-    assignment = _assignment(offsets, {TP0: 92_673, TP1: 74_804})
+    assignment = _assignment(offsets, {TP0: 68_673, TP1: 55_804})
     seen = []
     for _ in range(8):  # the broker answers nothing although records wait
         await _fetch(wait, assignment, offsets)
@@ -86,9 +86,9 @@ async def test_data_deep_in_a_backlog_keeps_the_wait_and_catching_up_restores_it
     await _fetch(wait, assignment, offsets)
     await _fetch(wait, assignment, offsets)
     assert wait.wait_ms == 100
-    fetcher.answer = {TP0: 5000}  # records arrive: still 99,000 behind, keep the longer wait
+    fetcher.answer = {TP0: 5000}  # records arrive: still 99,000 behind, a long deadline
     await _fetch(wait, assignment, offsets)
-    assert wait.wait_ms == 100
+    assert wait.wait_ms == 1000
     fetcher._records.clear()  # noqa: SLF001 - the consumer took them
     assignment.state_value(TP0).consumed_to(99_000)
     await _fetch(wait, assignment, {TP0: 99_000})
@@ -134,4 +134,19 @@ async def test_a_revoked_assignment_is_ignored() -> None:
     assignment = _assignment(offsets, {TP0: 10_000})
     assignment._unassign()  # noqa: SLF001
     await _fetch(wait, assignment, offsets)
+    assert wait.wait_ms == 20
+
+
+@in_loop
+async def test_far_behind_the_wait_is_a_long_deadline_until_caught_up() -> None:
+    fetcher = Fetcher()
+    wait = AdaptiveFetchWait(fetcher, base_ms=20, behind_ms=1000, near_lag=2000)
+    offsets = {TP0: 0}
+    assignment = _assignment(offsets, {TP0: 50_000})
+    fetcher.answer = {TP0: 4000}
+    await _fetch(wait, assignment, offsets)
+    assert (wait.wait_ms, wait.raised) == (1000, 0)
+    fetcher._records.clear()  # noqa: SLF001
+    assignment.state_value(TP0).consumed_to(49_500)
+    await _fetch(wait, assignment, {TP0: 49_500})
     assert wait.wait_ms == 20
