@@ -92,7 +92,8 @@ class AdaptiveFetchWait:
                 lag = max(lag, state.highwater - state.position)
         current = self.wait_ms
         if starved and current < self.max_ms:
-            new = min(self.max_ms, max(current * 2, 50))
+            floor = self.behind_ms if lag > self.near_lag else 50
+            new = min(self.max_ms, max(current * 2, floor))
             self.fetcher._fetch_max_wait_ms = new  # noqa: SLF001
             self.raised += 1
             log.log(logging.INFO if new >= 400 else logging.DEBUG,  # noqa: PLR2004

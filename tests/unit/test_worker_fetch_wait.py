@@ -80,15 +80,15 @@ async def test_starved_fetches_double_the_wait_up_to_the_cap() -> None:
 @in_loop
 async def test_data_deep_in_a_backlog_keeps_the_wait_and_catching_up_restores_it() -> None:
     fetcher = Fetcher()
-    wait = AdaptiveFetchWait(fetcher, base_ms=20, max_ms=4000, near_lag=2000)
+    wait = AdaptiveFetchWait(fetcher, base_ms=20, max_ms=4000, behind_ms=1000, near_lag=2000)
     offsets = {TP0: 1_000}
     assignment = _assignment(offsets, {TP0: 100_000})
     await _fetch(wait, assignment, offsets)
     await _fetch(wait, assignment, offsets)
-    assert wait.wait_ms == 100
-    fetcher.answer = {TP0: 5000}  # records arrive: still 99,000 behind, a long deadline
+    assert wait.wait_ms == 2000  # starved far behind: the behind deadline, then doubled
+    fetcher.answer = {TP0: 5000}  # records arrive: still 99,000 behind, keep the long deadline
     await _fetch(wait, assignment, offsets)
-    assert wait.wait_ms == 1000
+    assert wait.wait_ms == 2000
     fetcher._records.clear()  # noqa: SLF001 - the consumer took them
     assignment.state_value(TP0).consumed_to(99_000)
     await _fetch(wait, assignment, {TP0: 99_000})
@@ -150,3 +150,15 @@ async def test_far_behind_the_wait_is_a_long_deadline_until_caught_up() -> None:
     assignment.state_value(TP0).consumed_to(49_500)
     await _fetch(wait, assignment, {TP0: 49_500})
     assert wait.wait_ms == 20
+
+
+@in_loop
+async def test_starved_far_behind_jumps_to_at_least_the_behind_deadline() -> None:
+    fetcher = Fetcher()
+    wait = AdaptiveFetchWait(fetcher, base_ms=20, behind_ms=1000, near_lag=2000)
+    offsets = {TP0: 100}
+    assignment = _assignment(offsets, {TP0: 30_000})
+    await _fetch(wait, assignment, offsets)  # nothing came back, 29,900 waiting
+    assert wait.wait_ms == 1000
+    await _fetch(wait, assignment, offsets)
+    assert wait.wait_ms == 2000
