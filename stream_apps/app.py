@@ -147,9 +147,10 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
 
     def send_dead_letter(out: Output, source: str, error: str, raw: bytes | None,
                          partition: int, offset: int) -> None:
-        stats["dead_letters"] += 1
         reason = error.split(":", 1)[0][:60]
-        stats[f"dead:{reason}"] += 1
+        for name in ("dead_letters", f"dead:{reason}"):
+            stats[name] += 1
+            writer.count(name)  # the serving totals the API's /totals and metrics read
         record = dead_letter(source, error, raw, partition, offset)
         out.send(t.DEAD_LETTERS.name, None, record.to_json(), None)
 

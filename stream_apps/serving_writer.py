@@ -65,6 +65,10 @@ class ServingWriter:
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a global total (written with the next flush)."""
+        self._totals[name] += n
+
     async def flush(self) -> None:
         self.last_flush = time.monotonic()
         positions, self._positions = self._positions, {}

@@ -246,6 +246,15 @@ def test_rows_to_offer_dead_letters_and_serving_state(engine, redis_url: str) ->
             break
         time.sleep(0.2)
     assert +delta == want_totals
+    # dead letters are counted in the same totals (/totals and the metrics read them)
+    while time.monotonic() < deadline:
+        dead_total = _totals(r).get("dead_letters", 0) - totals_before.get("dead_letters", 0)
+        if dead_total >= len(bad):
+            break
+        time.sleep(0.2)
+    after = _totals(r)
+    assert after.get("dead_letters", 0) - totals_before.get("dead_letters", 0) >= len(bad)
+    assert sum(v for k, v in after.items() if k.startswith("dead:")) >= len(bad)
 
 
 def _totals(r: redis.Redis) -> dict[str, int]:
