@@ -167,23 +167,56 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     async def replicate_views() -> None:
         await views.run()
 
+    # The policy state as the agents run it (dwell episodes included); the table (and its
+    # changelog) gets a shopper's state only when an offer is made: the cooldown and hourly cap
+    # must survive a restart, an episode need not (see ShopperState.offered). Writing every
+    # episode start made the changelog ~5x longer, and a restarted worker replays all of it
+    # (the embedded broker does not compact). Cleared on every rebalance: a shopper whose
+    # partition went elsewhere and came back is read from the table again.
+    live_state: dict[str, ShopperState] = {}
+    live_generation = [app.consumer_generation_id]
+
     def shopper_of(uid: str, touched: dict[str, ShopperState]) -> ShopperState:
         shopper = touched.get(uid)
         if shopper is None:
-            shopper = touched[uid] = ShopperState.from_dict(policy_state.get(uid))
+            if live_generation[0] != app.consumer_generation_id:
+                live_state.clear()
+                live_generation[0] = app.consumer_generation_id
+            shopper = live_state.get(uid)
+            if shopper is None:
+                shopper = ShopperState.from_dict(policy_state.get(uid))
+            touched[uid] = shopper
         return shopper
 
     def save_shoppers(touched: dict[str, ShopperState]) -> None:
         for uid, shopper in touched.items():
             if views.consents.get(uid) is None:
+                live_state.pop(uid, None)
                 if policy_state.get(uid) is not None:
                     policy_state.pop(uid, None)  # erased or never opted in: keep nothing
                 continue
-            if not shopper.changed:
-                continue
-            newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
-            shopper.prune(newest, policy_cfg)
-            policy_state[uid] = shopper.to_dict()
+            if shopper.changed:
+                newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
+                shopper.prune(newest, policy_cfg)
+                shopper.changed = False
+            if shopper.offered:
+                policy_state[uid] = shopper.to_dict()
+                shopper.offered = False
+            if shopper.near or shopper.last_offer:
+                live_state[uid] = shopper
+            else:
+                live_state.pop(uid, None)
+
+    @app.timer(interval=60.0)
+    async def prune_live_state() -> None:
+        """Forget the in-memory state of shoppers not seen for a while (their cooldowns are
+        in the table)."""
+        now = max((max([v[1] for v in s.near.values()] + s.recent + [0])
+                   for s in live_state.values()), default=0)
+        horizon = policy_cfg.gap_ms + 60_000
+        for uid in [u for u, s in live_state.items()
+                    if now - max([v[1] for v in s.near.values()] + s.recent + [0]) > horizon]:
+            del live_state[uid]
 
     def send_offer(offer: Offer, offers: list[Offer]) -> None:
         offers.append(offer)
@@ -260,8 +293,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                                 send_offer(offer, offers)
                         else:
                             batch["policy:no_consent"] += len(hits)
-                            if consent is None and uid not in touched \
-                                    and policy_state.get(uid) is not None:
+                            if consent is None and uid not in touched and (
+                                    uid in live_state or policy_state.get(uid) is not None):
                                 touched[uid] = ShopperState()  # erased: dropped by save_shoppers
                 if consent is not None and consent.opted_in and (pos.store_id or hits):
                     # Only opted-in shoppers appear on the live floor map (an erased or

@@ -58,10 +58,12 @@ class ShopperState:
     near: dict[str, list[int]] = field(default_factory=dict)  # pid -> [first_ts, last_ts]
     last_offer: dict[str, int] = field(default_factory=dict)  # pid -> ts
     recent: list[int] = field(default_factory=list)  # offer ts within the last hour
-    # Set when a dwell episode starts or an offer is made: what must survive a restart. An
-    # episode's last_ts moving on alone is not written (after a restart a stale last_ts only
-    # restarts that episode's dwell: an offer later, never a second one).
+    # Set when a dwell episode starts or an offer is made (the episodes need pruning).
     changed: bool = field(default=False, compare=False)
+    # Set when an offer is made: what must survive a restart (the cooldown and the hourly cap).
+    # Dwell episodes live only in the worker's memory: after a restart a shopper already at a
+    # shelf dwells again before an offer (an offer later, never a second one).
+    offered: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"near": self.near, "last_offer": self.last_offer, "recent": self.recent}
@@ -127,6 +129,7 @@ def decide(
     state.last_offer[row.pid] = ts
     state.recent.append(ts)
     state.changed = True
+    state.offered = True
     return "offer", _offer(row.uid, row.store_id, row.pid, row.sku, row.distance_ft, ts,
                            promotion, cfg)
 
@@ -185,6 +188,7 @@ def decide_position(
         last_offer[pid] = ts
         recent.append(ts)
         state.changed = True
+        state.offered = True
         offers.append(_offer(uid, hit[0], pid, hit[2], hit[3], ts, promotion, cfg))
     for name, n in (("withdrawn", withdrawn), ("dwelling", dwelling), ("cooldown", cooldown),
                     ("cap", capped), ("offer", len(offers))):

@@ -143,3 +143,22 @@ def test_decide_position_equals_decide_row_by_row(steps, dwell_s, cap) -> None:
         assert verdicts == dict(expected)
         assert by_position.near == by_row.near
         assert by_position.last_offer == by_row.last_offer
+
+
+def test_only_an_offer_marks_the_state_for_the_changelog() -> None:
+    """An episode start changes the state (pruned in memory) but only an offer must survive a
+    restart (the worker writes the table, and so the changelog, only then)."""
+    state = ShopperState()
+    hit = ("s1", "q1", 1, 12.5, b"")
+    assert decide_position("u1", [hit], T0, state, {"q1": PROMO}, CFG, Counter()) == []
+    assert (state.changed, state.offered) == (True, False)
+    state.changed = False
+    assert decide_position("u1", [hit], T0 + 2000, state, {"q1": PROMO}, CFG, Counter()) == []
+    assert (state.changed, state.offered) == (False, False)  # the same episode goes on
+    offers = decide_position("u1", [hit], T0 + 5000, state, {"q1": PROMO}, CFG, Counter())
+    assert len(offers) == 1
+    assert state.offered
+    restored = ShopperState.from_dict(state.to_dict())  # what a restarted worker reads back
+    assert decide_position("u1", [hit], T0 + 9000, restored, {"q1": PROMO}, CFG, Counter()) == []
+    assert decide(row(T0 + 9000), ShopperState.from_dict(state.to_dict()), YES, PROMO,
+                  CFG)[0] == "cooldown"
