@@ -210,12 +210,13 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     @app.timer(interval=60.0)
     async def prune_live_state() -> None:
         """Forget the in-memory state of shoppers not seen for a while (their cooldowns are
-        in the table)."""
+        in the table) and of shoppers whose consent is gone."""
         now = max((max([v[1] for v in s.near.values()] + s.recent + [0])
                    for s in live_state.values()), default=0)
         horizon = policy_cfg.gap_ms + 60_000
         for uid in [u for u, s in live_state.items()
-                    if now - max([v[1] for v in s.near.values()] + s.recent + [0]) > horizon]:
+                    if views.consents.get(u) is None  # erased: keep nothing of theirs
+                    or now - max([v[1] for v in s.near.values()] + s.recent + [0]) > horizon]:
             del live_state[uid]
 
     def send_offer(offer: Offer, offers: list[Offer]) -> None:
