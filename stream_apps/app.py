@@ -196,8 +196,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                     policy_state.pop(uid, None)  # erased or never opted in: keep nothing
                 continue
             if shopper.changed:
-                newest = max([v[1] for v in shopper.near.values()] + shopper.recent + [0])
-                shopper.prune(newest, policy_cfg)
+                shopper.prune(shopper.newest(), policy_cfg)
                 shopper.changed = False
             if shopper.offered:
                 policy_state[uid] = shopper.to_dict()
@@ -211,13 +210,12 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     async def prune_live_state() -> None:
         """Forget the in-memory state of shoppers not seen for a while (their cooldowns are
         in the table) and of shoppers whose consent is gone."""
-        now = max((max([v[1] for v in s.near.values()] + s.recent + [0])
-                   for s in live_state.values()), default=0)
+        newest = {uid: shopper.newest() for uid, shopper in live_state.items()}
+        now = max(newest.values(), default=0)
         horizon = policy_cfg.gap_ms + 60_000
-        for uid in [u for u, s in live_state.items()
-                    if views.consents.get(u) is None  # erased: keep nothing of theirs
-                    or now - max([v[1] for v in s.near.values()] + s.recent + [0]) > horizon]:
-            del live_state[uid]
+        for uid, seen in newest.items():
+            if views.consents.get(uid) is None or now - seen > horizon:  # erased, or gone quiet
+                del live_state[uid]
 
     def send_offer(offer: Offer, offers: list[Offer]) -> None:
         offers.append(offer)
@@ -378,6 +376,15 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         logging.getLogger().setLevel(logging.getLevelName(loglevel.upper()))
         log.info("worker started: agents %s", ", ".join(sorted(enabled)))
 
+    def settled() -> bool:
+        """Not rebalancing, not restoring tables, flow running: partitions should move."""
+        return not (app.rebalancing or app.in_recovery or not app.flow_control.is_active())
+
+    def handled(partitions: Any, committed: dict[int, int]) -> dict[int, int]:
+        """The last positions offset handled per partition: by the agent, or before the
+        committed offset (-1: none)."""
+        return {p: max(processed.get(p, -1), committed.get(p, 0) - 1) for p in partitions}
+
     if "proximity" in enabled and settings.worker_stall_s > 0:
         watch = StallWatch(settings.worker_stall_s)
         offsets = OffsetProbe(settings, t.CUSTOMERS_LOCATIONS.name)
@@ -386,7 +393,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         async def liveness() -> None:
             """Exit (the supervisor restarts us) when a partition stopped moving while events
             wait on it: see stream_apps/watchdog.py."""
-            if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+            if not settled():
                 watch.observe(time.monotonic(), set(), {}, {})  # not while it is expected
                 return
             assigned = {tp.partition for tp in app.consumer.assignment()
@@ -398,8 +405,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             except KafkaException as exc:
                 log.warning("liveness: offsets unavailable (%s)", exc)
                 return
-            done = {p: max(processed.get(p, -1), committed.get(p, 0) - 1) for p in assigned}
-            stalled = watch.observe(time.monotonic(), assigned, done, ends)
+            stalled = watch.observe(time.monotonic(), assigned, handled(assigned, committed), ends)
             if stalled:
                 log.error("partition(s) %s of %s have not moved for %.0f s while events wait: "
                           "stopping so that the worker is restarted", stalled,
@@ -420,13 +426,13 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
 
         @app.timer(interval=max(0.25, settings.worker_lost_fetch_s / 3))
         async def lost_fetches() -> None:
-            """Seek back to the committed offsets when fetched positions never reached the
-            agent: see stream_apps/watchdog.py."""
-            if app.rebalancing or app.in_recovery or not app.flow_control.is_active():
+            """Fetch again the positions that were fetched but never reached the agent: see
+            stream_apps/watchdog.py."""
+            if not settled():
                 lost_watch.reset()
                 return
             positions, committed, buffered = fetch_positions(app, t.CUSTOMERS_LOCATIONS.name)
-            done = {p: max(processed.get(p, -1), committed.get(p, 0) - 1) for p in positions}
+            done = handled(positions, committed)
             lost = lost_watch.observe(time.monotonic(), positions, done, buffered)
             if not lost:
                 return

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka.structs import TopicPartition
+
 log = logging.getLogger(__name__)
 
 
@@ -50,8 +52,6 @@ class AdaptiveFetchWait:
         return int(self.fetcher._fetch_max_wait_ms)  # noqa: SLF001
 
     async def _proc_fetch_request(self, assignment: Any, node_id: Any, request: Any) -> Any:
-        from aiokafka.structs import TopicPartition  # noqa: PLC0415
-
         # The high watermark known *before* the fetch: records at or past the fetch offset
         # were already there when we asked (records that arrive during the wait do not count:
         # this broker answers a wait that found nothing at its start with nothing).
@@ -60,10 +60,10 @@ class AdaptiveFetchWait:
             for partition, offset, _max_bytes in partitions:
                 tp = TopicPartition(topic, partition)
                 try:
-                    highwater = assignment.state_value(tp).highwater
+                    state = assignment.state_value(tp)
                 except (KeyError, AttributeError):
-                    highwater = None
-                before.append((tp, offset, highwater))
+                    continue
+                before.append((tp, state, offset, state.highwater))
         result = await self._original(assignment, node_id, request)
         try:
             self.observe(assignment, before)
@@ -71,18 +71,16 @@ class AdaptiveFetchWait:
             log.debug("%s: fetch wait bookkeeping failed", self.name, exc_info=True)
         return result
 
-    def observe(self, assignment: Any, fetched: list[tuple[Any, int, int | None]]) -> None:
-        """``fetched``: (partition, fetch offset, high watermark known before the fetch)."""
+    def observe(self, assignment: Any,
+                fetched: list[tuple[Any, Any, int, int | None]]) -> None:
+        """``fetched``: (partition, its state, fetch offset, high watermark known before the
+        fetch)."""
         if not assignment.active:
             return
         starved = False
         lag = 0
         records = self.fetcher._records  # noqa: SLF001
-        for tp, offset, highwater_before in fetched:
-            try:
-                state = assignment.state_value(tp)
-            except (KeyError, AttributeError):
-                continue
+        for tp, state, offset, highwater_before in fetched:
             if not state.has_valid_position:
                 continue
             if (tp not in records and state.position == offset

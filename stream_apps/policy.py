@@ -78,6 +78,10 @@ class ShopperState:
             recent=list(data.get("recent", [])),
         )
 
+    def newest(self) -> int:
+        """The latest time this state knows of (last seen near a promotion, or an offer)."""
+        return max([v[1] for v in self.near.values()] + self.recent + [0])
+
     def prune(self, now_ts: int, cfg: PolicyConfig) -> None:
         self.near = {k: v for k, v in self.near.items() if now_ts - v[1] <= cfg.gap_ms}
         self.last_offer = {k: v for k, v in self.last_offer.items() if now_ts - v < cfg.cooldown_ms}

@@ -61,15 +61,6 @@ async def _leave_generation_zero(coordinator: Any) -> None:
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # aiokafka reads this when the consumer starts (it builds its Fetcher then).
-        if not hasattr(consumer, "_fetch_max_wait_ms"):
-            msg = "this aiokafka version keeps the fetch wait elsewhere: update stream_apps/transport.py"
-            raise RuntimeError(msg)
-        consumer._fetch_max_wait_ms = FETCH_WAIT_MS  # noqa: SLF001
-        return consumer
-
     @property
     def _members(self) -> MemberRecord:
         return MemberRecord(Path(self.app.conf.datadir) / MEMBERS_FILE)
@@ -79,6 +70,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer = self._consumer
         if consumer is None:
             return
+        # Sets the fetcher's wait (FETCH_WAIT_MS near the end) before its first fetch, which
+        # waits for the group assignment.
         self.fetch_wait = AdaptiveFetchWait(consumer._fetcher, FETCH_WAIT_MS,  # noqa: SLF001
                                             name="worker consumer")
         if self.app.client_only:

@@ -6,8 +6,9 @@ Two ways a worker stopped moving were seen on the embedded broker:
   position is past them, the agent never saw them, nothing holds them any more) and never asks
   for them again. ``LostFetchWatch`` notices a partition whose consumer position has been ahead
   of the last record the agent handled, with nothing buffered, for ``hold_s``; the worker then
-  seeks back to its committed offsets (what Faust itself does when it fetched while its flow
-  was stopped): those records are fetched again (at-least-once, effects are idempotent).
+  seeks that partition back to the first record the agent has not handled (as Faust itself
+  seeks back when it fetched while its flow was stopped): those records are fetched again
+  (at-least-once, effects are idempotent).
 - Anything else: ``StallWatch`` notices a partition whose processed offset has not moved for
   ``stall_s`` while the topic holds later events; the worker then stops so that its supervisor
   restarts it (the restarted worker resumes from the committed offsets).
@@ -81,16 +82,29 @@ class LostFetchWatch:
         self._gap.clear()
 
 
+def _aiokafka(app: Any) -> tuple[Any, Any]:
+    """The aiokafka consumer under Faust's consumer thread and its assignment (None, None
+    before it started)."""
+    aio = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
+    fetcher = getattr(aio, "_fetcher", None)
+    if fetcher is None:
+        return None, None
+    return aio, fetcher._subscriptions.subscription.assignment  # noqa: SLF001
+
+
+def _topic_channels(app: Any, topic: str) -> list[Any]:
+    """Faust's channels (with a stream queue) that read ``topic``."""
+    return [chan for chan in getattr(app.topics, "_topics", ())
+            if getattr(chan, "queue", None) is not None and topic in getattr(chan, "topics", ())]
+
+
 def fetch_positions(app: Any, topic: str) -> tuple[dict[int, int], dict[int, int], set[int]]:
     """aiokafka's position per assigned partition of ``topic``, Faust's committed offsets, and
     the partitions with records waiting in the fetcher or in Faust's stream queue (read from
     the consumer thread's objects: plain attribute reads, good enough for a check that must
     hold for seconds)."""
     consumer = app.consumer
-    aio = getattr(getattr(consumer, "_thread", None), "_consumer", None)
-    if aio is None or aio._fetcher is None:  # noqa: SLF001
-        return {}, {}, set()
-    assignment = aio._fetcher._subscriptions.subscription.assignment  # noqa: SLF001
+    aio, assignment = _aiokafka(app)
     if assignment is None:
         return {}, {}, set()
     positions = {}
@@ -101,10 +115,8 @@ def fetch_positions(app: Any, topic: str) -> tuple[dict[int, int], dict[int, int
         if state.has_valid_position:
             positions[tp.partition] = state.position
     buffered = {tp.partition for tp in aio._fetcher._records if tp.topic == topic}  # noqa: SLF001
-    for chan in getattr(app.topics, "_topics", ()):
-        q = getattr(chan, "queue", None)
-        if q is not None and topic in getattr(chan, "topics", ()) and q.qsize():
-            buffered |= set(positions)  # queued events carry no partition we can cheaply see
+    if any(chan.queue.qsize() for chan in _topic_channels(app, topic)):
+        buffered |= set(positions)  # queued events carry no partition we can cheaply see
     committed = {tp.partition: o for tp, o in getattr(consumer, "_committed_offset", {}).items()
                  if tp.topic == topic and o is not None}
     return positions, committed, buffered
@@ -157,24 +169,19 @@ def consumer_state(app: Any, topic: str) -> dict[str, Any]:
                              getattr(consumer, "_committed_offset", {}).items()
                              if tp.topic == topic},
     }
-    thread = getattr(consumer, "_thread", None)
-    aio = getattr(thread, "_consumer", None)
+    aio, assignment = _aiokafka(app)
     if aio is not None:
         try:
             state["aiokafka_paused"] = parts(aio.paused())
-            assignment = aio._fetcher._subscriptions.subscription.assignment  # noqa: SLF001
             state["aiokafka_position"] = {
                 tp.partition: assignment.state_value(tp).position for tp in mine}
             state["fetched_waiting"] = parts(aio._fetcher._records)  # noqa: SLF001
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             state["aiokafka_error"] = repr(exc)
-    queues = {}
-    for chan in app.topics._topics if hasattr(app.topics, "_topics") else ():  # noqa: SLF001
-        q = getattr(chan, "queue", None)
-        if q is not None and topic in getattr(chan, "topics", ()):
-            queues[repr(chan)[:60]] = {"size": q.qsize(), "max": q.maxsize,
-                                       "pending_drop": len(q._pending_pressure_drop_callbacks)}  # noqa: SLF001
-    state["queues"] = queues
+    state["queues"] = {
+        repr(chan)[:60]: {"size": chan.queue.qsize(), "max": chan.queue.maxsize,
+                          "pending_drop": len(chan.queue._pending_pressure_drop_callbacks)}  # noqa: SLF001
+        for chan in _topic_channels(app, topic)}
     buffer = getattr(app.producer, "buffer", None)
     if buffer is not None:
         state["producer_buffer"] = {"size": buffer.size, "max": getattr(buffer, "max_messages", None)}
