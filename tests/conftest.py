@@ -30,11 +30,12 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: flo
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM a child, wait ``timeout`` seconds for it to stop cleanly, else SIGKILL it."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
@@ -55,7 +56,7 @@ class BrokerHandle:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +95,7 @@ def redis_url() -> Iterator[str]:
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         _wait_port(port, proc, "redis-server")
         yield f"redis://127.0.0.1:{port}/0"
-        _stop(proc)
+        stop_process(proc)
 
 
 def make_settings(bootstrap: str, redis: str, **overrides: object) -> Settings:

@@ -7,7 +7,6 @@ reason while valid rows keep flowing; offers land in the Redis serving store."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from instore.records import (
 )
 from instore.settings import Settings
 from stream_apps.policy import PolicyConfig, ShopperState, decide_position, offer_id_for
-from tests.conftest import child_env, instore_proc, make_settings
+from tests.conftest import child_env, instore_proc, make_settings, stop_process
 from tests.integration.scenario_runner import (
     Collector,
     Namespacer,
@@ -76,12 +75,7 @@ def engine(broker_factory, redis_url: str, tmp_path_factory) -> Iterator[tuple]:
         yield settings, collector, log
         collector.close()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
+        stop_process(worker, 20)  # a worker leaves its group on SIGTERM
 
 
 def inline_offers(settings: Settings, scenario: dict[str, Any], index: int) -> dict[str, Any]:

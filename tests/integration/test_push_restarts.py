@@ -17,7 +17,7 @@ from instore.records import Offer, now_ms
 from mobile_push.local_stack import Child, wait_http, wait_port
 from mobile_push.sse_client import Subscription, request_token
 from mobile_push.tokens import ApiKey, sign_token_request
-from tests.conftest import child_env, make_settings
+from tests.conftest import child_env, make_settings, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +40,6 @@ def start_redis(port: int, data_dir) -> subprocess.Popen[bytes]:
     )
     wait_port("127.0.0.1", port)
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
@@ -104,7 +95,7 @@ def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
         want = send("before")
         wait_for(lambda: want <= set(got), 90, "offers before the restarts")
 
-        stop(redis_proc)
+        stop_process(redis_proc)
         redis_proc = start_redis(redis_port, tmp_path / "redis")
         want |= send("after-redis")
         wait_for(lambda: want <= set(got), 90, "offers after the Redis restart")
@@ -120,7 +111,7 @@ def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
             sub.stop()
         sink.stop()
         hub.stop()
-        stop(redis_proc)
+        stop_process(redis_proc)
     counts = Counter(got)
     assert set(counts) == want
     assert max(counts.values()) == 1

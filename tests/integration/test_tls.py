@@ -43,7 +43,7 @@ from instore.kafka import (
     wait_for_broker,
 )
 from instore.settings import Settings
-from tests.conftest import child_env, instore_proc, make_settings
+from tests.conftest import child_env, instore_proc, make_settings, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -75,16 +75,6 @@ def make_cert(directory: Path, name: str = "instore-test") -> tuple[Path, Path]:
 @pytest.fixture
 def cert(tmp_path: Path) -> tuple[Path, Path]:
     return make_cert(tmp_path)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> bool:
@@ -141,7 +131,7 @@ def test_tansu_serves_tls_with_cert_and_key(cert: tuple[Path, Path], tmp_path: P
         got = _round_trip(_ssl_settings(port, cert[0]))
         assert got == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 class TlsTerminator:
@@ -208,7 +198,7 @@ def tls_broker(cert: tuple[Path, Path]) -> Iterator[TlsTerminator]:
         yield terminator
     finally:
         terminator.close()
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_kafka_clients_produce_and_consume_over_tls(tls_broker: TlsTerminator,
@@ -243,4 +233,4 @@ def test_push_hub_serves_https(cert: tuple[Path, Path], tmp_path: Path,
         with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on that port
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
     finally:
-        _stop(proc)
+        stop_process(proc)

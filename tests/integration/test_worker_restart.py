@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import orjson
@@ -16,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from instore import topics as t
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce
 from instore.records import CustomerLocation, Promotion, ShopperConsent, StoreProduct
-from tests.conftest import child_env, instore_proc, make_settings
+from tests.conftest import child_env, instore_proc, make_settings, stop_process
 from tests.integration.scenario_runner import wait_for_probe
 
 pytestmark = pytest.mark.integration
@@ -114,8 +113,4 @@ def test_restart_does_not_re_offer(broker_factory, redis_url, tmp_path, how: str
         if how == "SIGTERM":  # a clean stop commits: nothing is processed twice
             assert sum(1 for o in after if o["uid"] == "u1") == 1
     finally:
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, 20)
