@@ -94,6 +94,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         "bench": "proximity", "engine": "faust", "index": "naive" if naive else "grid",
         "stores": stores, "products": products, "promoted": promoted, "events": events,
         "workers": workers, "partitions": settings.kafka_partitions, "agents": agents,
+        "output_linger_ms": settings.worker_output_linger_ms,
         "consenting": consenting, "at": now_ms(),
     }
     try:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # 10 ms makes batches of ~70 under load (each batch waits once for the broker's acks) and
     # adds at most 10 ms when traffic is light.
     worker_batch_within_s: float = Field(default=0.01, gt=0)
+    # linger.ms of the worker's librdkafka outputs (NEARBY rows, offers): longer means fewer,
+    # larger batches for the broker at the price of that much latency when traffic is light.
+    worker_output_linger_ms: float = Field(default=5.0, ge=5, le=1000)
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
     # Consumer-group session timeout of the worker. The embedded broker holds every JoinGroup
     # for half of it and drops a dead member only after all of it. None: 4 s for the workers

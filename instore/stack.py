@@ -79,6 +79,7 @@ def child_env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "DWELL_S": str(settings.dwell_s), "COOLDOWN_S": str(settings.cooldown_s),
         "CAP_PER_HOUR": str(settings.cap_per_hour), "WORKER_AGENTS": settings.worker_agents,
         "PROXIMITY_INDEX": settings.proximity_index, "PYTHONUNBUFFERED": "1",
+        "WORKER_OUTPUT_LINGER_MS": str(settings.worker_output_linger_ms),
     })
     env.update(extra)
     return env

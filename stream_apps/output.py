@@ -40,6 +40,7 @@ class Output:
         self._producer = make_producer(settings, **{
             "client.id": f"instore-{name}", "on_delivery": self._on_delivery,
             "delivery.report.only.error": True,
+            "linger.ms": settings.worker_output_linger_ms,
         })
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=f"delivery-{name}", daemon=True)
