@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # linger.ms of the worker's librdkafka outputs (NEARBY rows, offers): longer means fewer,
     # larger batches for the broker at the price of that much latency when traffic is light.
     worker_output_linger_ms: float = Field(default=5.0, ge=5, le=1000)
+    # Exempt what the worker loads at start (catalog, promotions, consents) from garbage
+    # collection once loaded (gc.freeze): full collections then skip it. See gc_pauses.py.
+    worker_gc_freeze: bool = True
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
     # Consumer-group session timeout of the worker. The embedded broker holds every JoinGroup
     # for half of it and drops a dead member only after all of it. None: 4 s for the workers

@@ -38,6 +38,8 @@ from instore.records import (
 from instore.settings import Settings, get_settings
 from stream_apps import analytics, transport
 from stream_apps.analytics import DwellTracker
+from stream_apps.gc_pauses import GcPauses
+from stream_apps.gc_pauses import freeze as gc_freeze
 from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
@@ -166,6 +168,15 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     @app.task
     async def replicate_views() -> None:
         await views.run()
+
+    gc_pauses = GcPauses()
+
+    @app.task
+    async def gc_after_load() -> None:
+        gc_pauses.install()
+        await views.ready.wait()
+        if settings.worker_gc_freeze:
+            log.info("%d objects loaded at start exempt from garbage collection", gc_freeze())
 
     # The policy state as the agents run it (dwell episodes included); the table (and its
     # changelog) gets a shopper's state only when an offer is made: the cooldown and hourly cap
@@ -454,6 +465,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     async def report() -> None:
         if stats:
             log.info("worker totals: %s", dict(sorted(stats.items())))
+            log.info("worker garbage collection: %s", gc_pauses.report())
 
     if "analytics" in enabled:
         analytics.agents(app, settings, dwell_from_topic=dwell is None)

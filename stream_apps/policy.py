@@ -55,7 +55,10 @@ class PolicyConfig:
 class ShopperState:
     """Per shopper: dwell episodes per promotion, last offer per promotion, offers this hour."""
 
-    near: dict[str, list[int]] = field(default_factory=dict)  # pid -> [first_ts, last_ts]
+    # pid -> (first_ts, last_ts). Tuples of ints, not lists: the garbage collector stops
+    # tracking them (and then the dicts holding only them), so a full collection does not walk
+    # every episode of every shopper (lists made the worker's full collections ~140 ms).
+    near: dict[str, tuple[int, int]] = field(default_factory=dict)
     last_offer: dict[str, int] = field(default_factory=dict)  # pid -> ts
     recent: list[int] = field(default_factory=list)  # offer ts within the last hour
     # Set when a dwell episode starts or an offer is made (the episodes need pruning).
@@ -73,7 +76,7 @@ class ShopperState:
         if not data:
             return cls()
         return cls(
-            near={k: list(v) for k, v in data.get("near", {}).items()},
+            near={k: (int(v[0]), int(v[1])) for k, v in data.get("near", {}).items()},
             last_offer=dict(data.get("last_offer", {})),
             recent=list(data.get("recent", [])),
         )
@@ -117,11 +120,10 @@ def decide(
         return "no_consent", None
     episode = state.near.get(row.pid)
     if episode is None or ts - episode[1] > cfg.gap_ms:
-        episode = [ts, ts]
-        state.near[row.pid] = episode
+        episode = state.near[row.pid] = (ts, ts)
         state.changed = True
     elif ts > episode[1]:
-        episode[1] = ts
+        episode = state.near[row.pid] = (episode[0], ts)
     if ts - episode[0] < cfg.dwell_ms:
         return "dwelling", None
     last = state.last_offer.get(row.pid)
@@ -175,10 +177,10 @@ def decide_position(
             continue
         episode = near.get(pid)
         if episode is None or ts - episode[1] > gap_ms:
-            near[pid] = episode = [ts, ts]
+            near[pid] = episode = (ts, ts)
             state.changed = True
         elif ts > episode[1]:
-            episode[1] = ts
+            near[pid] = episode = (episode[0], ts)
         if ts - episode[0] < dwell_ms:
             dwelling += 1
             continue
