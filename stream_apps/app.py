@@ -38,7 +38,7 @@ from instore.records import (
 from instore.settings import Settings, get_settings
 from stream_apps import analytics, transport
 from stream_apps.analytics import DwellTracker
-from stream_apps.gc_pauses import GcPauses
+from stream_apps.gc_pauses import GcPauses, LoopLag
 from stream_apps.gc_pauses import freeze as gc_freeze
 from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
@@ -170,6 +170,11 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         await views.run()
 
     gc_pauses = GcPauses()
+    loop_lag = LoopLag()
+
+    @app.task
+    async def watch_loop_lag() -> None:
+        await loop_lag.run()
 
     @app.task
     async def gc_after_load() -> None:
@@ -465,7 +470,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     async def report() -> None:
         if stats:
             log.info("worker totals: %s", dict(sorted(stats.items())))
-            log.info("worker garbage collection: %s", gc_pauses.report())
+        log.info("worker event loop: %s; garbage collection: %s", loop_lag.report(),
+                 gc_pauses.report())
 
     if "analytics" in enabled:
         analytics.agents(app, settings, dwell_from_topic=dwell is None)

@@ -1,4 +1,5 @@
-"""The worker's garbage-collector pauses: measured, and kept out of the latency tail.
+"""The worker's pauses (event loop lag, garbage collection): measured, and kept out of the
+latency tail.
 
 CPython's cyclic collector stops the event loop while it walks the objects of the generation it
 collects; a full (generation 2) collection walks every object the worker holds (the catalog and
@@ -11,6 +12,7 @@ take, per generation, for the worker's totals.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections import Counter
@@ -58,3 +60,32 @@ def freeze() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+class LoopLag:
+    """How late the event loop wakes a task that sleeps ``tick_s``: every position that arrives
+    while the loop is held (a long batch, a collection, a blocking call) waits that long."""
+
+    def __init__(self, tick_s: float = 0.01) -> None:
+        self.tick_s = tick_s
+        self._lags: list[float] = []
+
+    def observe(self, lag_s: float) -> None:
+        self._lags.append(lag_s)
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(self.tick_s)
+            self.observe(time.perf_counter() - t0 - self.tick_s)
+
+    def report(self) -> dict[str, float]:
+        """Median, p99 and longest lag (ms) since the last report, and how many ticks were
+        late by more than 20 ms."""
+        lags, self._lags = sorted(self._lags), []
+        if not lags:
+            return {"ticks": 0}
+        pick = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        return {"ticks": len(lags), "lag_p50_ms": round(lags[len(lags) // 2] * 1000, 2),
+                "lag_p99_ms": round(pick * 1000, 2), "lag_max_ms": round(lags[-1] * 1000, 2),
+                "late_over_20ms": sum(1 for x in lags if x > 0.02)}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from stream_apps.gc_pauses import GcPauses, freeze
+from stream_apps.gc_pauses import GcPauses, LoopLag, freeze
 
 
 @pytest.fixture
@@ -45,3 +47,31 @@ def test_freeze_exempts_what_is_alive(unfrozen: None) -> None:
     assert gc.get_freeze_count() == frozen
     # a collection no longer walks them: fewer objects tracked by the collector
     assert all(id(d) not in {id(o) for o in gc.get_objects(generation=2)} for d in loaded[:5])
+
+
+def test_loop_lag_reports_percentiles_and_resets() -> None:
+    lag = LoopLag()
+    assert lag.report() == {"ticks": 0}
+    for ms in [1] * 98 + [30, 50]:
+        lag.observe(ms / 1000)
+    report = lag.report()
+    assert report["ticks"] == 100
+    assert report["lag_p50_ms"] == 1
+    assert report["lag_p99_ms"] == 50
+    assert report["lag_max_ms"] == 50
+    assert report["late_over_20ms"] == 2
+    assert lag.report() == {"ticks": 0}
+
+
+def test_loop_lag_measures_a_held_loop() -> None:
+    async def main() -> dict[str, float]:
+        lag = LoopLag(tick_s=0.005)
+        task = asyncio.ensure_future(lag.run())
+        await asyncio.sleep(0.02)
+        time.sleep(0.06)  # hold the loop
+        await asyncio.sleep(0.02)
+        task.cancel()
+        return lag.report()
+
+    report = asyncio.run(main())
+    assert report["lag_max_ms"] >= 40
