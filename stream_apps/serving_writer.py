@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -29,8 +30,9 @@ class ServingWriter:
     ``interval_s``: a pipeline per batch would pack hundreds of counter commands (one per
     promotion and product near the batch's shoppers) each time, which cost the worker more
     than the matching. ``flush()`` is also called by a timer, so nothing waits for traffic.
-    Redis is the serving store (dashboard, API); offers reach phones through the push sink,
-    not through here, so a second of delay is not on the offer's path."""
+    Offers are the exception: they are written with their batch, because the phone gets an
+    offer through the push sink within the second and the API looks it up here when the
+    shopper opens or redeems it (coalesced, the lookup could come first and answer 404)."""
 
     def __init__(self, redis_url: str, interval_s: float = 1.0) -> None:
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -41,7 +43,6 @@ class ServingWriter:
         self._last_pos: dict[str, int] = {}
         self._positions: dict[str, tuple[str, float, float, int]] = {}
         self.pending_per_promo: Counter[tuple[str, str]] = Counter()
-        self._offers: list[Offer] = []
         self._totals: Counter[str] = Counter()
         self.pending_dwell: dict[tuple[int, str], float] = {}
 
@@ -60,8 +61,13 @@ class ServingWriter:
             self._positions[uid] = (store_id, lat, lon, ts)
         if len(self._last_pos) > 200_000:
             self._last_pos.clear()
-        self._offers.extend(offers)
         self._totals.update(totals)
+        if offers:
+            # Offers are written at once (a few a second): the shopper can open one as soon as
+            # the push reaches the phone, and the API looks it up here.
+            pipe = self.redis.pipeline(transaction=False)
+            _queue_offers(pipe, offers)
+            await self._execute(pipe)
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
@@ -73,7 +79,6 @@ class ServingWriter:
         self.last_flush = time.monotonic()
         positions, self._positions = self._positions, {}
         per_promo, self.pending_per_promo = self.pending_per_promo, Counter()
-        offers, self._offers = self._offers, []
         totals, self._totals = self._totals, Counter()
         dwell, self.pending_dwell = self.pending_dwell, {}
         pipe = self.redis.pipeline(transaction=False)
@@ -87,23 +92,15 @@ class ServingWriter:
             per_store[store_id] += n
         for store_id, n in per_store.items():
             pipe.hincrby(serving.store_stats(store_id), "nearby", n)
-        for offer in offers:
-            data = offer.to_json()
-            pipe.lpush(serving.offers_of(offer.uid), data)
-            pipe.ltrim(serving.offers_of(offer.uid), 0, serving.LATEST_OFFERS_KEEP - 1)
-            pipe.set(serving.offer(offer.offer_id), data, ex=OFFER_KEEP_S)
-            pipe.lpush(serving.offers_feed(), data)
-            pipe.hincrby(serving.promo_stats(offer.pid), "sent", 1)
-            pipe.hincrby(serving.store_stats(offer.store_id), "sent", 1)
-        if offers:
-            pipe.ltrim(serving.offers_feed(), 0, FEED_KEEP - 1)
         if dwell:
             queue_sums(pipe, dwell, serving.analytics_dwell)
         for name, n in totals.items():
             if n:
                 pipe.hincrby(serving.totals(), name, n)
-        if not pipe:
-            return
+        if pipe:
+            await self._execute(pipe)
+
+    async def _execute(self, pipe: Any) -> None:
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
@@ -120,3 +117,16 @@ class ServingWriter:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def _queue_offers(pipe: Any, offers: list[Offer]) -> None:
+    for offer in offers:
+        data = offer.to_json()
+        pipe.lpush(serving.offers_of(offer.uid), data)
+        pipe.ltrim(serving.offers_of(offer.uid), 0, serving.LATEST_OFFERS_KEEP - 1)
+        pipe.set(serving.offer(offer.offer_id), data, ex=OFFER_KEEP_S)
+        pipe.lpush(serving.offers_feed(), data)
+        pipe.hincrby(serving.promo_stats(offer.pid), "sent", 1)
+        pipe.hincrby(serving.store_stats(offer.store_id), "sent", 1)
+    if offers:
+        pipe.ltrim(serving.offers_feed(), 0, FEED_KEEP - 1)

@@ -1,0 +1,40 @@
+"""The worker's serving-store writer against a real Redis: offers are there with their batch
+(the API looks them up as soon as the phone shows one), counters are coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import redis
+
+from instore import serving
+from instore.records import Offer, now_ms
+from stream_apps.serving_writer import ServingWriter
+
+
+def _offer(uid: str) -> Offer:
+    ts = now_ms()
+    return Offer(offer_id=uuid.uuid4().hex[:24], uid=uid, store_id="store-001", pid="promo-1",
+                 sku=7, title="Dark chocolate", discount_pct=25.0, distance_ft=3.0, ts=ts,
+                 expires_at=ts + 900_000)
+
+
+def test_offers_are_written_with_their_batch_counters_once_a_second(redis_url: str) -> None:
+    uid = f"writer-{uuid.uuid4().hex[:8]}"
+    offer = _offer(uid)
+    rds = redis.Redis.from_url(redis_url)
+    before = int(rds.hget(serving.totals(), "positions") or 0)
+
+    async def batch() -> None:
+        writer = ServingWriter(redis_url, interval_s=3600)  # no coalesced flush in this test
+        await writer.write_batch([], [offer], Counter(positions=5))
+        assert rds.get(serving.offer(offer.offer_id)) == offer.to_json()
+        assert rds.lrange(serving.offers_of(uid), 0, -1) == [offer.to_json()]
+        assert int(rds.hget(serving.totals(), "positions") or 0) == before  # not yet
+        await writer.flush()
+        assert int(rds.hget(serving.totals(), "positions") or 0) == before + 5
+        await writer.close()
+
+    asyncio.run(batch())
