@@ -39,9 +39,9 @@ from typing import Any
 import httpx
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
+from instore.durable import BrokerRestartWatch
 
 from instore import topics as t
-from instore.durable import BrokerRestartWatch
 from instore.embedded import Stack, free_port, port_open
 from instore.health import consumer_lag, worker_topics
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker

@@ -69,20 +69,26 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def up(
     workers: Annotated[int, typer.Option(help="Faust workers to run (scale by partitions).")] = 1,
+    brokers: Annotated[int, typer.Option(
+        min=1, max=5, help="Embedded Kafka nodes; 3 gives replication factor 3 and "
+        "min.insync.replicas 2.")] = 1,
     data_dir: Annotated[Path | None, typer.Option(
-        help="Logs, Redis (append-only) and the durable catalog/promotions/consents "
+        help="Kafka's data (topics, records, offsets), Redis (append-only) and the logs "
         "(default: DATA_DIR, else the per-user data dir).")] = None,
 ) -> None:
-    """Start the embedded stack (broker, Redis, Faust worker, push hub and sink, ksqlDB-compatible
-    endpoint, API) and keep it running until Ctrl-C; a crashed service is restarted."""
-    from instore.durable import resolve_data_dir  # noqa: PLC0415
-    from instore.embedded import StackError  # noqa: PLC0415
+    """Start the embedded stack (Kafka, Redis, Faust worker, push hub and sink, ksqlDB-compatible
+    endpoint, API) and keep it running until Ctrl-C; a crashed service is restarted. Everything
+    is kept under the data dir: stop and start again, and topics, records and offsets are there."""
+    from instore.embedded import StackError, resolve_data_dir  # noqa: PLC0415
     from instore.health import write_stack_status  # noqa: PLC0415
     from instore.kafka import KafkaUnavailable  # noqa: PLC0415
     from instore.stack import start_stack  # noqa: PLC0415
 
     setup_logging()
     settings = get_settings()
+    if brokers != 1:
+        settings = settings.model_copy(update={"kafka_brokers": brokers,
+                                               "kafka_replication_factor": min(brokers, 3)})
     data_dir = resolve_data_dir(settings, data_dir)
     stopping = False
 
@@ -100,13 +106,8 @@ def up(
     try:
         console.print("[bold green]stack is up[/] (Ctrl-C stops it)")
         _print_status(stack.status())
-        from instore.durable import BrokerRestartWatch  # noqa: PLC0415
-
-        broker_watch = BrokerRestartWatch(settings, stack,
-                                          on_event=lambda m: console.print(f"[cyan]up[/] {m}"))
         while not stopping:
             stack.supervise_once()
-            broker_watch.check()
             write_stack_status(data_dir, stack.status())
             time.sleep(0.5)
     finally:
@@ -130,7 +131,7 @@ def status(
 ) -> None:
     """Health of the services `instore up` supervises (state, restarts), the broker, Redis,
     topics, and the consumer lag of the Faust worker and the push sink."""
-    from instore.durable import resolve_data_dir  # noqa: PLC0415
+    from instore.embedded import resolve_data_dir  # noqa: PLC0415
     from instore.health import check  # noqa: PLC0415
 
     settings = get_settings()
@@ -152,17 +153,29 @@ def status(
     raise typer.Exit(0 if report["ok"] else 1)
 
 
-@app.command()
-def persist(
-    data_dir: Annotated[Path | None, typer.Option(help="Where the durable store lives.")] = None,
-) -> None:
-    """Durable embedded mode: keep catalog, promotions and consents in SQLite under the data dir
-    and write them back when the broker is empty (`instore up` runs this)."""
-    from instore.durable import resolve_data_dir, run_persister  # noqa: PLC0415
+broker_app = typer.Typer(help="The embedded Apache Kafka broker's jars.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
 
-    setup_logging()
+
+@broker_app.command("install")
+def broker_install() -> None:
+    """Fetch the pinned Kafka version and its logging binding from Maven Central into the cache
+    folder (KAFKA_LIBS_DIR; `make setup` runs this). Quick when they are already there."""
+    from instore.embedded import kafka  # noqa: PLC0415
+
     settings = get_settings()
-    run_persister(settings, resolve_data_dir(settings, data_dir))
+    libs = settings.kafka_libs_dir or kafka.default_libs_dir()
+    try:
+        kafka.java_binary(settings.java_home)
+        if kafka.installed(libs):
+            console.print(f"Kafka {kafka.KAFKA_VERSION} jars already in {libs}")
+            return
+        with console.status(f"fetching Kafka {kafka.KAFKA_VERSION} jars with mvn") as status:
+            kafka.install(libs, on_line=lambda line: status.update(
+                f"fetching Kafka {kafka.KAFKA_VERSION} jars: {line[-80:]}"))
+    except kafka.BrokerSetupError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"Kafka {kafka.KAFKA_VERSION} jars in {libs}")
 
 
 @app.command()

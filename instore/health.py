@@ -17,7 +17,7 @@ def check(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
     if data_dir is not None:
         checks["services"] = services_check(data_dir)
-    checks["broker"] = _broker(settings)
+    checks["broker"] = _broker(settings, data_dir)
     checks["redis"] = _redis(settings)
     if checks["broker"]["ok"]:
         checks["worker_lag"] = _lag(settings)
@@ -25,20 +25,35 @@ def check(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
     return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
 
 
-def _broker(settings: Settings) -> dict[str, Any]:
+def _broker(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
+    """The broker: address, brokers, topics; for the embedded one its version, data dir and
+    disk used."""
     from confluent_kafka import KafkaException  # noqa: PLC0415
 
+    from instore.embedded import kafka  # noqa: PLC0415
     from instore.kafka import make_admin  # noqa: PLC0415
 
+    out: dict[str, Any] = {"address": settings.bootstrap_servers}
+    if settings.embedded_kafka:
+        out["version"] = f"Apache Kafka {kafka.KAFKA_VERSION} (embedded)"
+        if data_dir is not None:
+            out["data_dir"] = str(data_dir / "kafka")
+            out["disk_bytes"] = kafka.disk_used(data_dir / "kafka")
     try:
         md = make_admin(settings).list_topics(timeout=3)
     except KafkaException as exc:
-        return {"ok": False, "detail": f"{settings.bootstrap_servers}: {exc}"}
+        hint = " (start it with `instore up`)" if settings.embedded_kafka else ""
+        return out | {"ok": False, "detail": f"{settings.bootstrap_servers}: {exc}{hint}"}
     missing = [topic.name for topic in t.ALL if topic.name not in md.topics]
-    detail = f"{settings.bootstrap_servers}, {len(md.topics)} topics"
+    out["brokers"] = len(md.brokers)
+    detail = f"{settings.bootstrap_servers}, {len(md.brokers)} broker(s), {len(md.topics)} topics"
+    if "version" in out:
+        detail = f"{out['version']} at {detail}"
+    if "disk_bytes" in out:
+        detail += f", {out['data_dir']} {out['disk_bytes'] / 1e6:.1f} MB"
     if missing:
         detail += f", missing: {', '.join(missing)}"
-    return {"ok": not missing, "detail": detail}
+    return out | {"ok": not missing, "detail": detail}
 
 
 def _redis(settings: Settings) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """confluent-kafka producer/consumer/admin factories that work unchanged on Confluent Cloud.
 
-Every producer gets ``linger.ms >= 5`` (tiny batches stall the embedded broker) and the
-murmur2 partitioner, so keys land on the same partitions as from Java, Faust and ksqlDB.
+Every producer is idempotent with ``acks=all`` (no duplicate or reordered record when a broker
+fails over) and uses the murmur2 partitioner, so keys land on the same partitions as from Java,
+Faust and ksqlDB.
 """
 
 from __future__ import annotations
@@ -49,15 +50,13 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     cfg = client_config(settings) | {
         "linger.ms": 5,
         "partitioner": "murmur2_random",
-        "enable.idempotence": False,  # the embedded broker's idempotence/transactions are not trusted
+        "enable.idempotence": True,
         "acks": "all",
         "compression.type": settings.kafka_compression,
         "message.timeout.ms": 120_000,
         "queue.buffering.max.messages": 1_000_000,
     }
     cfg.update(overrides)
-    if float(cfg.get("linger.ms", 5)) < 5:
-        cfg["linger.ms"] = 5
     return cfg
 
 
@@ -67,7 +66,6 @@ def consumer_config(settings: Settings, group_id: str | None = None, **overrides
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "enable.partition.eof": False,
-        # The embedded broker answers an empty fetch only when the wait is over.
         "fetch.wait.max.ms": settings.consumer_fetch_wait_ms,
     }
     cfg.update(overrides)
@@ -87,21 +85,34 @@ def make_admin(settings: Settings) -> AdminClient:
 
 
 def wait_for_broker(settings: Settings, timeout_s: float = 20.0) -> None:
+    """Wait until a metadata request answers (listing every embedded node, when embedded)."""
     admin = make_admin(settings)
+    want = settings.kafka_brokers if settings.embedded_kafka else 1
     deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            admin.list_topics(timeout=2)
-            return
+            brokers = len(admin.list_topics(timeout=2).brokers)
+            if brokers >= want:
+                return
+            last = f"{brokers} of {want} brokers registered"
         except KafkaException as exc:
             last = exc
-            time.sleep(0.2)
+        time.sleep(0.2)
     msg = (
         f"no Kafka broker answers at {settings.bootstrap_servers} ({last}); "
         "run `instore up` or set KAFKA_BOOTSTRAP_SERVERS"
     )
     raise KafkaUnavailable(msg)
+
+
+def topic_config(topic: t.Topic, settings: Settings) -> dict[str, str]:
+    """The contract's config of ``topic`` with this deployment's retention and compaction bounds
+    (and ``min.insync.replicas`` = replicas - 1 on three or more replicas)."""
+    cfg = topic.config(retention_ms=settings.stream_retention_ms, compaction_ms=settings.compaction_ms)
+    if settings.kafka_replication_factor >= 3:
+        cfg["min.insync.replicas"] = str(settings.kafka_replication_factor - 1)
+    return cfg
 
 
 def ensure_topics(settings: Settings, wanted: Iterable[t.Topic] = t.ALL) -> list[str]:
@@ -113,7 +124,7 @@ def ensure_topics(settings: Settings, wanted: Iterable[t.Topic] = t.ALL) -> list
             topic.name,
             num_partitions=t.partitions_of(topic, settings.kafka_partitions),
             replication_factor=settings.kafka_replication_factor,
-            config=topic.config(),
+            config=topic_config(topic, settings),
         )
         for topic in wanted
         if topic.name not in existing
@@ -128,7 +139,7 @@ def ensure_topics(settings: Settings, wanted: Iterable[t.Topic] = t.ALL) -> list
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
-    # The embedded broker can take a moment before metadata shows new topics.
+    # Metadata can take a moment to show new topics on every broker.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         have = set(admin.list_topics(timeout=5).topics)

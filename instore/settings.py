@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     kafka_ssl_ca_location: str | None = None
     kafka_partitions: int = Field(default=4, ge=1, le=256)
     kafka_replication_factor: int = Field(default=1, ge=1, le=5)
+    # Streams keep records this long (the privacy bound erasure states; DESIGN.md: <= 24 h).
+    stream_retention_ms: int = Field(default=24 * 3600 * 1000, ge=1000)
+    # Compacted tables: a superseded record or tombstone is compacted away within about three
+    # times this (segment roll, max compaction lag, tombstone retention); see instore/topics.py.
+    compaction_ms: int = Field(default=600_000, ge=100)
 
     # Redis serving store: unset = the embedded redis-server.
     redis_url: str | None = None
@@ -59,7 +64,14 @@ class Settings(BaseSettings):
 
     # Embedded stack ports (loopback only) and data.
     host: str = "127.0.0.1"
+    # The embedded Kafka: node i (from 0) listens on broker_port + 2i, its controller on the
+    # port after it; `instore up --brokers 3` runs three nodes.
     broker_port: int = 19092
+    kafka_brokers: int = Field(default=1, ge=1, le=5)
+    kafka_heap_mb: int = Field(default=512, ge=128)
+    # Where `make setup` puts the broker's jars (default ~/.cache/instore/kafka-<version>).
+    kafka_libs_dir: Path | None = None
+    java_home: Path | None = Field(default=None, validation_alias="JAVA_HOME")
     redis_port: int = 16379
     hub_port: int = 8090
     api_port: int = 8080
@@ -92,21 +104,17 @@ class Settings(BaseSettings):
     # collection once loaded (gc.freeze): full collections then skip it. See gc_pauses.py.
     worker_gc_freeze: bool = True
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
-    # Consumer-group session timeout of the worker. The embedded broker holds every JoinGroup
-    # for half of it and drops a dead member only after all of it. None: 4 s for the workers
-    # of an embedded stack (instore.stack passes it), else 10 s (Kafka's minimum is 6 s).
-    worker_session_timeout_s: float | None = Field(default=None, gt=0)
-    # Longest a consumer waits on an empty fetch (the embedded broker never answers early).
-    consumer_fetch_wait_ms: int = Field(default=20, ge=1, le=5000)
+    # Consumer-group session timeout of the worker: a worker that died without leaving (kill -9)
+    # holds its partitions this long. The embedded broker allows down to 1 s.
+    worker_session_timeout_s: float = Field(default=6.0, gt=0)
+    # Longest a consumer's fetch waits for records (Kafka answers as soon as one arrives).
+    consumer_fetch_wait_ms: int = Field(default=100, ge=1, le=5000)
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy,analytics"
     worker_report_interval_s: float = Field(default=30.0, gt=0)
     # Liveness: a worker whose positions partition has not moved for this long while events
     # wait on it exits so that its supervisor restarts it (0 = off). See stream_apps/watchdog.py.
     worker_stall_s: float = Field(default=30.0, ge=0)
-    # Seek back to the committed offsets when fetched positions have not reached the proximity
-    # agent for this long with nothing buffered (stream_apps/watchdog.py); 0 turns it off.
-    worker_lost_fetch_s: float = Field(default=2.0, ge=0)
     # /readyz and `instore status`: not ready while a consumer is further behind than this.
     ready_max_lag: int = Field(default=20_000, ge=0)
     # "Bought together": two redemptions of one shopper at most this far apart (one visit).
@@ -163,7 +171,10 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.host}:{self.broker_port}"
+        """KAFKA_BOOTSTRAP_SERVERS, else every embedded node (always on loopback)."""
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{self.broker_port + 2 * i}" for i in range(self.kafka_brokers))
 
     @property
     def redis_address(self) -> str:

@@ -24,8 +24,6 @@ def _has(module: str) -> bool:
 def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> list[ServiceSpec]:
     h = settings.host
     specs = list(core_specs(settings, data_dir))
-    if settings.embedded_kafka:  # durable mode: catalog, promotions, consents under data_dir
-        specs.append(ServiceSpec("persist", instore_cmd("persist", "--data-dir", str(data_dir))))
     for i in range(workers):
         specs.append(ServiceSpec(f"worker-{i + 1}" if workers > 1 else "worker",
                                  instore_cmd("worker"), port=None))
@@ -51,9 +49,8 @@ def stack_env(settings: Settings) -> dict[str, str]:
         "BROKER_PORT": str(settings.broker_port), "REDIS_PORT": str(settings.redis_port),
         "HUB_PORT": str(settings.hub_port), "API_PORT": str(settings.api_port),
         "KSQL_PORT": str(settings.ksql_port),
+        "KAFKA_REPLICATION_FACTOR": str(settings.kafka_replication_factor),
     }
-    if settings.embedded_kafka:  # Tansu answers a JoinGroup after half the session timeout
-        env["WORKER_SESSION_TIMEOUT_S"] = str(settings.worker_session_timeout_s or 4.0)
     return env
 
 
@@ -99,16 +96,19 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
     try:
         topics_ready = False
         for spec in service_specs(settings, data_dir, workers=workers):
-            base = "worker" if spec.name.startswith("worker") else spec.name
+            base = spec.name.split("-")[0]
             if only is not None and base not in only:
                 continue
             if base not in ("broker", "redis") and not topics_ready:
-                wait_for_broker(settings)
+                wait_for_broker(settings, timeout_s=120)
                 created = ensure_topics(settings)
                 if created and on_event:
                     on_event(f"created topics: {', '.join(created)}")
                 topics_ready = True
             stack.start(spec)
+        if not topics_ready and any(n.startswith("broker") for n in stack.services):
+            wait_for_broker(settings, timeout_s=120)
+            ensure_topics(settings)
     except BaseException:
         stack.stop()
         raise

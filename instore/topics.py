@@ -11,6 +11,10 @@ from typing import Any
 
 from instore import records as r
 
+STREAM_RETENTION_MS = 24 * 3600 * 1000  # Settings.stream_retention_ms's default
+COMPACTION_MS = 600_000  # Settings.compaction_ms's default (Confluent Cloud's least segment.ms)
+SEGMENT_MS = 3600 * 1000
+
 
 @dataclass(frozen=True)
 class Topic:
@@ -19,7 +23,6 @@ class Topic:
     key_fields: tuple[str, ...]
     compacted: bool = False
     partitions: int | None = None  # None = the configured default (settings.kafka_partitions)
-    retention_ms: int | None = 7 * 24 * 3600 * 1000  # streams; compacted tables keep forever
     description: str = ""
 
     @property
@@ -32,13 +35,31 @@ class Topic:
             return None
         return ":".join(str(data[f]) for f in self.key_fields)
 
-    def config(self) -> dict[str, str]:
+    def config(self, *, retention_ms: int = STREAM_RETENTION_MS,
+               compaction_ms: int = COMPACTION_MS) -> dict[str, str]:
+        """The topic's Kafka config (the embedded broker's and Terraform's).
+
+        A stream keeps a record ``retention_ms``; segments roll at least hourly (or at the
+        retention, if shorter), so a record is deleted within retention + one segment + the
+        broker's retention check. A compacted table rolls its segment after ``compaction_ms``
+        (on the next write), compacts a segment at most ``compaction_ms`` after it was written
+        (``max.compaction.lag.ms``, whatever the dirty ratio) and keeps a tombstone
+        ``compaction_ms`` after that for readers catching up: superseded records and
+        tombstones are gone within about three times ``compaction_ms``.
+        """
         if self.compacted:
-            return {"cleanup.policy": "compact"}
-        cfg = {"cleanup.policy": "delete"}
-        if self.retention_ms is not None:
-            cfg["retention.ms"] = str(self.retention_ms)
-        return cfg
+            return {
+                "cleanup.policy": "compact",
+                "segment.ms": str(compaction_ms),
+                "max.compaction.lag.ms": str(compaction_ms),
+                "min.compaction.lag.ms": "0",
+                "delete.retention.ms": str(compaction_ms),
+            }
+        return {
+            "cleanup.policy": "delete",
+            "retention.ms": str(retention_ms),
+            "segment.ms": str(min(retention_ms, SEGMENT_MS)),
+        }
 
 
 CUSTOMERS_LOCATIONS = Topic(
@@ -46,11 +67,11 @@ CUSTOMERS_LOCATIONS = Topic(
     description="where each shopper stands (camera, phone or simulator)",
 )
 STORES_PRODUCTS = Topic(
-    "stores_products", r.StoreProduct, ("store_id", "sku"), compacted=True, retention_ms=None,
+    "stores_products", r.StoreProduct, ("store_id", "sku"), compacted=True,
     description="the catalog: every product's place on the floor",
 )
 PRODUCTS_PROMOTIONS = Topic(
-    "products_promotions", r.Promotion, ("pid",), compacted=True, retention_ms=None,
+    "products_promotions", r.Promotion, ("pid",), compacted=True,
     description="the marketers' promotions; tombstone = withdrawn",
 )
 KIOSK_INTERACTIONS = Topic(
@@ -58,7 +79,7 @@ KIOSK_INTERACTIONS = Topic(
     description="check-ins, views, taps and scans at kiosks",
 )
 SHOPPER_CONSENTS = Topic(
-    "shopper_consents", r.ShopperConsent, ("uid",), compacted=True, retention_ms=None,
+    "shopper_consents", r.ShopperConsent, ("uid",), compacted=True,
     description="opt in/out per shopper; tombstone = erased",
 )
 NEARBY_CUSTOMERS = Topic(

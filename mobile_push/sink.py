@@ -30,7 +30,6 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from instore import serving
 from instore import topics as t
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
-from instore.membership import MEMBERS_FILE, MemberRecord, remove_dead_members
 from instore.records import (
     KioskInteraction,
     Offer,
@@ -144,23 +143,9 @@ class PushSink:
         )
         self.mark = self.redis.register_script(MARK_DELIVERED)
         self.rest = make_rest(s)
-        # A SIGKILLed predecessor would stay in the group (often as its leader) until its
-        # session times out, and this sink's first join would then fail: remove it first.
-        members = MemberRecord(s.data_dir / "push-sink" / MEMBERS_FILE)
-        await remove_dead_members(s, self.group_id, members)
-
-        def on_assign(c: Any, parts: list[Any]) -> None:
-            log.info("assigned %d partitions", len(parts))
-            member_id = c.memberid()
-            if member_id:
-                try:
-                    members.set_mine(member_id)
-                except OSError as exc:
-                    log.warning("cannot record the group member id: %s", exc)
-
         consumer.subscribe(
             [t.OFFERS.name, t.KIOSK_INTERACTIONS.name, t.SHOPPER_CONSENTS.name],
-            on_assign=on_assign,
+            on_assign=lambda _c, parts: log.info("assigned %d partitions", len(parts)),
             on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
         )
         log.info("push sink started: group=%s target=%s", self.group_id, target(s).mode)

@@ -22,7 +22,6 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
-from faust.types import TP
 
 from instore import topics as t
 from instore.geo import GeoError
@@ -44,20 +43,9 @@ from stream_apps.output import Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
-from stream_apps.watchdog import (
-    LostFetchWatch,
-    OffsetProbe,
-    StallWatch,
-    consumer_state,
-    fetch_positions,
-)
+from stream_apps.watchdog import OffsetProbe, StallWatch, consumer_state
 
 log = logging.getLogger("stream_apps")
-
-
-def _broker_url(settings: Settings) -> str:
-    scheme = transport.register(settings.consumer_fetch_wait_ms)
-    return ";".join(f"{scheme}://{h.strip()}" for h in settings.bootstrap_servers.split(","))
 
 
 def _credentials(settings: Settings) -> Any:
@@ -94,7 +82,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=_broker_url(settings),
+        broker=transport.broker_url(settings),
         broker_credentials=_credentials(settings),
         store="memory://",
         key_serializer="raw",
@@ -111,10 +99,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         table_standby_replicas=0,
-        # The embedded broker answers a JoinGroup only after half the session timeout and
-        # drops a killed member after all of it: keep it short (Kafka's minimum is 6 s).
         broker_rebalance_timeout=settings.worker_rebalance_timeout_s,
-        broker_session_timeout=settings.worker_session_timeout_s or 10.0,
+        broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=1.0,
         # Faust's table manager without its fixed 1 s pause at start (see transport.py).
         TableManager=transport.TableManager,
@@ -436,30 +422,6 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                 # restart after an unclean exit is what stalls. Hard exit if that hangs.
                 threading.Timer(20.0, os._exit, args=(75,)).start()
                 os.kill(os.getpid(), signal.SIGTERM)
-
-    if "proximity" in enabled and settings.worker_lost_fetch_s > 0:
-        lost_watch = LostFetchWatch(settings.worker_lost_fetch_s)
-
-        @app.timer(interval=max(0.25, settings.worker_lost_fetch_s / 3))
-        async def lost_fetches() -> None:
-            """Fetch again the positions that were fetched but never reached the agent: see
-            stream_apps/watchdog.py."""
-            if not settled():
-                lost_watch.reset()
-                return
-            positions, committed, buffered = fetch_positions(app, t.CUSTOMERS_LOCATIONS.name)
-            done = handled(positions, committed)
-            lost = lost_watch.observe(time.monotonic(), positions, done, buffered)
-            if not lost:
-                return
-            log.warning("partition(s) %s of %s: records were fetched (position %s) but never "
-                        "reached the agent (last handled %s): fetching them again", lost,
-                        t.CUSTOMERS_LOCATIONS.name, {p: positions[p] for p in lost},
-                        {p: done[p] for p in lost})
-            stats["lost_fetch_rewinds"] += len(lost)
-            lost_watch.reset()
-            for p in lost:  # the first record the agent has not handled
-                await app.consumer.seek(TP(t.CUSTOMERS_LOCATIONS.name, p), done[p] + 1)
 
     @app.timer(interval=writer.interval_s)
     async def flush_serving() -> None:

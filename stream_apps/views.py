@@ -22,7 +22,6 @@ from instore.kafka import aiokafka_config
 from instore.proximity import ProximityState
 from instore.records import Promotion, RecordError, ShopperConsent, StoreProduct, decode
 from instore.settings import Settings
-from stream_apps.fetch_wait import AdaptiveFetchWait
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +47,6 @@ class Views:
             )
             try:
                 await consumer.start()
-                AdaptiveFetchWait(consumer._fetcher, self.settings.consumer_fetch_wait_ms,  # noqa: SLF001
-                                  name="views consumer")
                 await self._follow(consumer)
             except KafkaError as exc:
                 log.warning("views: broker error, reconnecting: %s", type(exc).__name__)

@@ -1,17 +1,9 @@
-"""A partition that stops moving while events wait on it: the worker's liveness checks.
+"""A partition that stops moving while events wait on it: the worker's liveness check.
 
-Two ways a worker stopped moving were seen on the embedded broker:
-
-- After a SIGKILLed worker is restarted, Faust sometimes drops records it fetched (aiokafka's
-  position is past them, the agent never saw them, nothing holds them any more) and never asks
-  for them again. ``LostFetchWatch`` notices a partition whose consumer position has been ahead
-  of the last record the agent handled, with nothing buffered, for ``hold_s``; the worker then
-  seeks that partition back to the first record the agent has not handled (as Faust itself
-  seeks back when it fetched while its flow was stopped): those records are fetched again
-  (at-least-once, effects are idempotent).
-- Anything else: ``StallWatch`` notices a partition whose processed offset has not moved for
-  ``stall_s`` while the topic holds later events; the worker then stops so that its supervisor
-  restarts it (the restarted worker resumes from the committed offsets).
+``StallWatch`` notices a partition whose processed offset has not moved for ``stall_s`` while
+the topic holds later events; the worker then stops so that its supervisor restarts it (the
+restarted worker resumes from the committed offsets). ``consumer_state`` is what the worker
+logs when that happens, to find the cause.
 """
 
 from __future__ import annotations
@@ -50,38 +42,6 @@ class StallWatch:
         return stalled
 
 
-@dataclass
-class LostFetchWatch:
-    hold_s: float
-    # partition -> (consumer position, processed offset, since when this gap is seen)
-    _gap: dict[int, tuple[int, int, float]] = field(default_factory=dict)
-
-    def observe(self, now: float, positions: dict[int, int], done: dict[int, int],
-                buffered: set[int]) -> list[int]:
-        """Partitions whose fetched records were lost. ``positions``: the consumer's next offset
-        per assigned partition; ``done``: the last offset handled (by the agent, or before the
-        committed offset; -1: none); ``buffered``: partitions with records held anywhere
-        between the fetcher and the agent."""
-        lost = []
-        for p, position in positions.items():
-            handled = done.get(p, -1)
-            if position <= handled + 1 or p in buffered:
-                self._gap.pop(p, None)
-                continue
-            seen = self._gap.get(p)
-            if seen is None or seen[:2] != (position, handled):
-                self._gap[p] = (position, handled, now)
-            elif now - seen[2] >= self.hold_s:
-                lost.append(p)
-        for p in list(self._gap):
-            if p not in positions:
-                del self._gap[p]
-        return lost
-
-    def reset(self) -> None:
-        self._gap.clear()
-
-
 def _aiokafka(app: Any) -> tuple[Any, Any]:
     """The aiokafka consumer under Faust's consumer thread and its assignment (None, None
     before it started)."""
@@ -96,30 +56,6 @@ def _topic_channels(app: Any, topic: str) -> list[Any]:
     """Faust's channels (with a stream queue) that read ``topic``."""
     return [chan for chan in getattr(app.topics, "_topics", ())
             if getattr(chan, "queue", None) is not None and topic in getattr(chan, "topics", ())]
-
-
-def fetch_positions(app: Any, topic: str) -> tuple[dict[int, int], dict[int, int], set[int]]:
-    """aiokafka's position per assigned partition of ``topic``, Faust's committed offsets, and
-    the partitions with records waiting in the fetcher or in Faust's stream queue (read from
-    the consumer thread's objects: plain attribute reads, good enough for a check that must
-    hold for seconds)."""
-    consumer = app.consumer
-    aio, assignment = _aiokafka(app)
-    if assignment is None:
-        return {}, {}, set()
-    positions = {}
-    for tp in assignment.tps:
-        if tp.topic != topic:
-            continue
-        state = assignment.state_value(tp)
-        if state.has_valid_position:
-            positions[tp.partition] = state.position
-    buffered = {tp.partition for tp in aio._fetcher._records if tp.topic == topic}  # noqa: SLF001
-    if any(chan.queue.qsize() for chan in _topic_channels(app, topic)):
-        buffered |= set(positions)  # queued events carry no partition we can cheaply see
-    committed = {tp.partition: o for tp, o in getattr(consumer, "_committed_offset", {}).items()
-                 if tp.topic == topic and o is not None}
-    return positions, committed, buffered
 
 
 class OffsetProbe:

@@ -1,5 +1,6 @@
-"""Session fixtures: the real embedded broker (Tansu) and a real redis-server on free loopback
-ports. Set KAFKA_BOOTSTRAP_SERVERS / REDIS_URL to run the suite against existing ones."""
+"""Session fixtures: the real embedded Apache Kafka (KRaft, from the Maven jars `make setup`
+fetched) and a real redis-server on free loopback ports, data in temporary dirs. Set
+KAFKA_BOOTSTRAP_SERVERS / REDIS_URL to run the suite against existing ones."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from instore.embedded import free_port, port_open, redis_argv, tansu_argv
+from instore.embedded import free_port, port_open, redis_argv
+from instore.embedded.kafka import EmbeddedKafka
 from instore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,32 +44,33 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 class BrokerHandle:
-    """A Tansu broker on a free port that a test may stop and start again (memory is lost)."""
+    """An embedded Kafka (one node, or ``brokers`` nodes) on free ports with its data in a
+    temporary dir: a test may stop it and start it again (its data is kept) or kill a node."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, root: Path, brokers: int = 1, **kwargs: object) -> None:
+        self.kafka = EmbeddedKafka(root, brokers=brokers, heap_mb=256, **kwargs)  # type: ignore[arg-type]
+        self.bootstrap = self.kafka.bootstrap
+        self.port = self.kafka.nodes[0].port
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(tansu_argv("127.0.0.1", self.port), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_port(self.port, self.proc, "tansu")
+        self.kafka.start()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        self.kafka.stop()
+
+    def kill(self, node_id: int = 1) -> None:
+        self.kafka.kill(node_id)
 
 
 @pytest.fixture(scope="session")
-def broker_factory() -> Iterator[Callable[[], BrokerHandle]]:
+def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
     """Start a fresh, isolated broker (for tests that need their own topics' state)."""
     started: list[BrokerHandle] = []
 
-    def _make() -> BrokerHandle:
-        handle = BrokerHandle()
-        handle.start()
+    def _make(brokers: int = 1, **kwargs: object) -> BrokerHandle:
+        handle = BrokerHandle(tmp_path_factory.mktemp("kafka"), brokers, **kwargs)
         started.append(handle)
+        handle.start()
         return handle
 
     yield _make

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from instore.durable import DurableStore, broker_is_empty
 
 from instore import topics as t
-from instore.durable import DurableStore, broker_is_empty
 from instore.health import services_check, write_stack_status
 from instore.kafka import make_consumer, make_producer, produce
 from instore.records import Promotion, ShopperConsent, StoreProduct

@@ -1,27 +1,16 @@
-"""Encryption in transit, for real: a self-signed certificate made in the test; the Kafka
-clients of ``instore.kafka`` with ``KAFKA_SECURITY_PROTOCOL=SSL`` + ``KAFKA_SSL_CA_LOCATION``
-produce and consume over TLS; a client that does not trust the certificate is refused; the push
-hub serves HTTPS with ``TLS_CERT_FILE``/``TLS_KEY_FILE``.
-
-Tansu 0.6.0 (the embedded broker we ship) cannot be started with TLS: its command line declares
-``--cert`` and ``--key`` as conflicting arguments, so it exits with "the argument '--cert <CERT>'
-cannot be used with '--key <KEY>'", and ``--cert`` alone leaves the listener in plain text. That
-test is an xfail with the broker's own error text; the client test runs against the same Tansu
-behind a TLS terminator in the test (as a load balancer or stunnel would sit in front of a
-broker), which is what proves our clients' SSL settings work with librdkafka here.
+"""Encryption in transit, for real: a self-signed certificate made in the test (SAN 127.0.0.1),
+the embedded Kafka broker started with an SSL listener and a SASL_SSL (PLAIN, as Confluent Cloud
+uses) listener from PEM files; the Kafka clients of ``instore.kafka`` (librdkafka) and the
+aiokafka settings the Faust worker uses produce and consume over both; a client that does not
+trust the certificate, or gives a wrong password, is refused; the push hub serves HTTPS with
+``TLS_CERT_FILE``/``TLS_KEY_FILE``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
-import socket
-import ssl
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -33,9 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from instore import topics as t
-from instore.embedded import free_port, port_open, tansu_argv
+from instore.embedded import free_port, port_open
+from instore.embedded.kafka import TlsListener
 from instore.kafka import (
     KafkaUnavailable,
+    aiokafka_config,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -72,24 +63,40 @@ def make_cert(directory: Path, name: str = "instore-test") -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-def cert(tmp_path: Path) -> tuple[Path, Path]:
-    return make_cert(tmp_path)
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_cert(tmp_path_factory.mktemp("cert"))
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        if port_open("127.0.0.1", port):
-            return True
-        time.sleep(0.05)
-    return False
+SASL_USER, SASL_PASSWORD = "instore-app", "a-long-test-password-0123456789"
+
+
+class TlsBroker:
+    def __init__(self, handle: object, ssl_port: int, sasl_port: int, logs: Path) -> None:
+        self.handle, self.ssl_port, self.sasl_port, self.logs = handle, ssl_port, sasl_port, logs
+
+
+@pytest.fixture(scope="module")
+def tls_broker(broker_factory, cert: tuple[Path, Path],
+               tmp_path_factory: pytest.TempPathFactory) -> TlsBroker:
+    """The embedded Kafka with SSL and SASL_SSL listeners (PEM keystore: PKCS#8 key + cert)."""
+    keystore = tmp_path_factory.mktemp("keystore") / "broker.pem"
+    keystore.write_bytes(cert[1].read_bytes() + cert[0].read_bytes())
+    ssl_port, sasl_port = free_port(), free_port()
+    handle = broker_factory(tls=[TlsListener(ssl_port, keystore),
+                                 TlsListener(sasl_port, keystore, {SASL_USER: SASL_PASSWORD})])
+    return TlsBroker(handle, ssl_port, sasl_port, handle.kafka.nodes[0].logs)
 
 
 def _ssl_settings(port: int, ca: Path, redis_url: str = "redis://127.0.0.1:1/0") -> Settings:
     return make_settings(f"127.0.0.1:{port}", redis_url, kafka_security_protocol="SSL",
+                         kafka_ssl_ca_location=str(ca), kafka_partitions=1)
+
+
+def _sasl_settings(port: int, ca: Path, password: str = SASL_PASSWORD) -> Settings:
+    return make_settings(f"127.0.0.1:{port}", "redis://127.0.0.1:1/0",
+                         kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN",
+                         kafka_sasl_username=SASL_USER, kafka_sasl_password=password,
                          kafka_ssl_ca_location=str(ca), kafka_partitions=1)
 
 
@@ -116,104 +123,66 @@ def _round_trip(settings: Settings) -> list[bytes]:
     return got
 
 
-def test_tansu_serves_tls_with_cert_and_key(cert: tuple[Path, Path], tmp_path: Path) -> None:
-    """The embedded broker itself with --cert/--key (instore.embedded.tansu_argv)."""
-    port = free_port()
-    log = tmp_path / "tansu.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(tansu_argv("127.0.0.1", port, str(cert[0]), str(cert[1])),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        if not _wait_listening(port, proc):
-            error = next((line for line in log.read_text().splitlines() if "error" in line.lower()),
-                         log.read_text()[-300:])
-            pytest.xfail(f"Tansu refuses TLS arguments: {error.strip()}")
-        got = _round_trip(_ssl_settings(port, cert[0]))
-        assert got == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
-    finally:
-        stop_process(proc)
+def _aiokafka_round_trip(settings: Settings, topic: str) -> list[bytes]:
+    """Produce and consume with aiokafka and the connection settings the Faust worker uses."""
+    import asyncio  # noqa: PLC0415
 
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: PLC0415
 
-class TlsTerminator:
-    """Accepts TLS on ``port`` with the given certificate and pipes bytes to a plain backend."""
-
-    def __init__(self, cert: Path, key: Path, backend_port: int) -> None:
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.backend_port = backend_port
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = int(self.sock.getsockname()[1])
-        self.handshakes_ok = 0
-        self.handshakes_failed = 0
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    async def run() -> list[bytes]:
+        producer = AIOKafkaProducer(**aiokafka_config(settings))
+        await producer.start()
         try:
-            tls = self.ctx.wrap_socket(conn, server_side=True)
-        except (ssl.SSLError, OSError):
-            self.handshakes_failed += 1
-            conn.close()
-            return
-        self.handshakes_ok += 1
-        backend = socket.create_connection(("127.0.0.1", self.backend_port))
-        threading.Thread(target=self._pipe, args=(backend, tls), daemon=True).start()
-        self._pipe(tls, backend)
+            for i in range(3):
+                await producer.send_and_wait(topic, f"a{i}".encode(), key=b"k", partition=0)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, **aiokafka_config(settings), group_id=None,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(got) < 3 and time.monotonic() < deadline:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    got += [m.value for m in msgs if m.value.startswith(b"a")]
+        finally:
+            await consumer.stop()
+        return got
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
+    return asyncio.run(run())
 
 
-@pytest.fixture
-def tls_broker(cert: tuple[Path, Path]) -> Iterator[TlsTerminator]:
-    """Tansu (plain, on a private port) advertising the TLS terminator's address."""
-    backend = free_port()
-    terminator = TlsTerminator(cert[0], cert[1], backend)
-    argv = tansu_argv("127.0.0.1", backend)
-    argv[argv.index("--advertised-listener-url") + 1] = f"tcp://127.0.0.1:{terminator.port}"
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        assert _wait_listening(backend, proc)
-        yield terminator
-    finally:
-        terminator.close()
-        stop_process(proc)
-
-
-def test_kafka_clients_produce_and_consume_over_tls(tls_broker: TlsTerminator,
+def test_kafka_clients_produce_and_consume_over_tls(tls_broker: TlsBroker,
                                                     cert: tuple[Path, Path]) -> None:
-    got = _round_trip(_ssl_settings(tls_broker.port, cert[0]))
-    assert got == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
-    assert tls_broker.handshakes_ok >= 2  # producer, consumer (and admin) all spoke TLS
+    settings = _ssl_settings(tls_broker.ssl_port, cert[0])
+    got = _round_trip(settings)
+    assert got[:3] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+    assert _aiokafka_round_trip(settings, t.OFFER_EVENTS.name) == [b"a0", b"a1", b"a2"]
+
+
+def test_kafka_clients_over_sasl_ssl_plain(tls_broker: TlsBroker, cert: tuple[Path, Path]) -> None:
+    settings = _sasl_settings(tls_broker.sasl_port, cert[0])
+    wait_for_broker(settings, timeout_s=20)
+    ensure_topics(settings, [t.DEAD_LETTERS])
+    assert _aiokafka_round_trip(settings, t.DEAD_LETTERS.name) == [b"a0", b"a1", b"a2"]
+    producer = make_producer(settings)
+    produce(producer, t.DEAD_LETTERS, b'{"sasl": true}', key="k")
+    assert producer.flush(20) == 0
+
+
+def test_a_wrong_sasl_password_is_refused(tls_broker: TlsBroker, cert: tuple[Path, Path]) -> None:
+    with pytest.raises((KafkaUnavailable, KafkaException)):
+        wait_for_broker(_sasl_settings(tls_broker.sasl_port, cert[0], "wrong-password"),
+                        timeout_s=5)
 
 
 def test_a_client_that_does_not_trust_the_certificate_is_refused(
-        tls_broker: TlsTerminator, tmp_path: Path) -> None:
+        tls_broker: TlsBroker, tmp_path: Path) -> None:
     other_ca, _ = make_cert(tmp_path, "someone-else")
     with pytest.raises((KafkaUnavailable, KafkaException)):
-        wait_for_broker(_ssl_settings(tls_broker.port, other_ca), timeout_s=3)
-    assert tls_broker.handshakes_failed >= 1 and tls_broker.handshakes_ok == 0
+        wait_for_broker(_ssl_settings(tls_broker.ssl_port, other_ca), timeout_s=5)
+    assert "SSL handshake failed" in (tls_broker.logs / "server.log").read_text()
 
 
 def test_push_hub_serves_https(cert: tuple[Path, Path], tmp_path: Path,
@@ -225,7 +194,10 @@ def test_push_hub_serves_https(cert: tuple[Path, Path], tmp_path: Path,
     log = tmp_path / "hub.log"
     proc = instore_proc(["push", "hub"], env, log)
     try:
-        assert _wait_listening(port, proc), log.read_text()[-2000:]
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert port_open("127.0.0.1", port), log.read_text()[-2000:]
         r = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(cert[0]), timeout=10)
         assert r.status_code == 200 and r.json()["ok"] is True
         with pytest.raises(httpx.ConnectError):  # not trusted without the certificate

