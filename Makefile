@@ -10,6 +10,7 @@ APT_PACKAGES := chromium libusb-1.0-0
 .PHONY: setup demo test test-unit lint bench up clean
 
 setup: $(STAMP)
+	@bash scripts/install-kafka.sh $(VENV)
 
 $(STAMP): pyproject.toml
 	@bash scripts/apt-install.sh $(APT_PACKAGES)
@@ -26,10 +27,9 @@ demo: setup
 up: setup
 	$(VENV)/bin/instore up
 
-# Integration and e2e tests run real brokers, workers and browsers on two shared cores: a test
-# that fails is run again (up to twice) before it counts as failed; reruns are reported.
+# Unit, integration (the embedded Kafka, Redis, Faust workers) and e2e (headless Chromium).
 test: setup
-	$(PY) -m pytest -q --reruns 2 --reruns-delay 2 tests
+	$(PY) -m pytest -q tests
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

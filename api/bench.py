@@ -25,7 +25,8 @@ import redis
 import uvicorn
 
 from instore import serving
-from instore.embedded import free_port, port_open, redis_argv, tansu_argv
+from instore.embedded import free_port, port_open, redis_argv
+from instore.embedded.kafka import EmbeddedKafka
 from instore.settings import DEV_KEYS, Settings
 
 MARKETER = {"X-API-Key": DEV_KEYS["marketer"]}
@@ -73,19 +74,17 @@ def _measure(name: str, n: int, concurrency: int, call: Callable[[httpx.Client, 
 def run_bench(requests: int = 300, concurrency: int = 8) -> dict[str, Any]:
     from api.main import create_app  # noqa: PLC0415
 
-    broker_port, redis_port, api_port = free_port(), free_port(), free_port()
+    redis_port, api_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        kafka = EmbeddedKafka(Path(tmp) / "kafka")
         try:
-            procs.append(subprocess.Popen(tansu_argv("127.0.0.1", broker_port),
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
+            kafka.start()
             procs.append(subprocess.Popen(redis_argv("127.0.0.1", redis_port, Path(tmp)),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
-            _wait_port(broker_port, "tansu")
             _wait_port(redis_port, "redis-server")
-            settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{broker_port}",  # type: ignore[call-arg]
+            settings = Settings(kafka_bootstrap_servers=kafka.bootstrap,  # type: ignore[call-arg]
                                 redis_url=f"redis://127.0.0.1:{redis_port}/0", _env_file=None)
             server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
                                                    port=api_port, log_level="warning",
@@ -103,6 +102,7 @@ def run_bench(requests: int = 300, concurrency: int = 8) -> dict[str, Any]:
             for p in procs:
                 p.terminate()
                 p.wait(10)
+            kafka.stop()
 
 
 def _run(base: str, settings: Settings, n: int, concurrency: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from instore import results
 from instore import topics as t
 from instore.geo import GeoError
 from instore.proximity import ProximityState, UnknownStore
@@ -217,7 +218,4 @@ def run(per_decoder: int = 100_000, seed: int = 1,
         "agent_path": dict(agent), "inputs_per_s": round(total / elapsed), "seconds":
         round(elapsed, 1), "seed": seed,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
-        f.write(json.dumps(fig) + "\n")
-    return fig
+    return results.append("fuzz", fig, path=RESULTS)

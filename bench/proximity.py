@@ -1,6 +1,6 @@
 """`instore bench proximity`: the real path, measured.
 
-Builds the benchmark world (DESIGN.md) on a private embedded stack (Tansu + Redis on free
+Builds the benchmark world (DESIGN.md) on a private embedded stack (Kafka + Redis on free
 ports), loads the catalog and promotions, starts the Faust worker(s), then:
 
 1. throughput: produces ``events`` positions as fast as the producer goes and consumes the
@@ -32,8 +32,9 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from instore import results
 from instore import topics as t
-from instore.embedded import ServiceSpec, Stack
+from instore.embedded import ServiceSpec, Stack, kafka_specs
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.proximity import ProximityState
 from instore.records import CustomerLocation, ShopperConsent, now_ms
@@ -98,7 +99,8 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         "consenting": consenting, "at": now_ms(),
     }
     try:
-        stack.start(ServiceSpec("broker", _tansu(settings), port=settings.broker_port))
+        for spec in kafka_specs(settings, tmp):
+            stack.start(spec)
         stack.start(ServiceSpec("redis", _redis(settings, tmp), port=settings.redis_port))
         wait_for_broker(settings)
         ensure_topics(settings)
@@ -167,16 +169,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
                 with contextlib.suppress(RuntimeError):
                     client.close()
         stack.stop()
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "proximity.jsonl").open("a") as f:
-        f.write(json.dumps(fig) + "\n")
-    return fig
-
-
-def _tansu(settings: Settings) -> list[str]:
-    from instore.embedded import tansu_argv  # noqa: PLC0415
-
-    return tansu_argv(settings.host, settings.broker_port)
+    return results.append("proximity", fig)
 
 
 def _redis(settings: Settings, tmp: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """Where a Faust worker restart spends its time on the embedded broker (a reproduction).
 
-A private Tansu broker and Redis, one supervised `instore worker`, positions produced
+A private embedded Kafka broker and Redis, one supervised `instore worker`, positions produced
 continuously on a promoted product (so every position is a NEARBY_CUSTOMERS row). Then, per
 case (SIGTERM, SIGKILL), it kills the worker, lets the stack's supervisor restart it (its
 backoff included) and measures, from the kill:
@@ -15,8 +15,8 @@ backoff included) and measures, from the kill:
 - ``fresh_partition_s``: after the first restart, once events flow again, positions start on
   the last partition, which never had any (so no committed offset): seconds to its first row.
 
-``--rust-log tansu_broker=debug`` writes the broker's group coordinator decisions to
-``logs/broker.log`` (``--keep`` keeps the directory).
+The broker's own log (group coordinator decisions included) is under ``kafka/node-1/logs``
+(``--keep`` keeps the directory).
 
     python -m bench.restart_phases --cases SIGTERM,SIGKILL --json
 """
@@ -271,7 +271,7 @@ def measure_case(how: str, stack: Stack, tail: LogTail, rows: Rows, positions: P
 
 
 def run(cases: list[str], *, partitions: int = 4, hz: float = 5.0, timeout_s: float = 90.0,
-        settle_s: float = 3.0, rust_log: str = "", load_shoppers: int = 0,
+        settle_s: float = 3.0, load_shoppers: int = 0,
         load_rate: float = 0.0, warmup_s: float = 0.0,
         progress: Any = lambda m: None, keep_dir: bool = False) -> dict[str, Any]:
     settings = isolated_settings(get_settings(), kafka_partitions=partitions)
@@ -289,8 +289,6 @@ def run(cases: list[str], *, partitions: int = 4, hz: float = 5.0, timeout_s: fl
     t0 = time.monotonic()
     try:
         for spec in core_specs(settings, data_dir):
-            if spec.name == "broker" and rust_log:
-                spec.env = {"RUST_LOG": rust_log}
             stack.start(spec)
         wait_for_broker(settings)
         ensure_topics(settings)
@@ -342,7 +340,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", default="SIGTERM,SIGKILL")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=90.0)
-    ap.add_argument("--rust-log", default="")
     ap.add_argument("--load-shoppers", type=int, default=0)
     ap.add_argument("--load-rate", type=float, default=0.0, help="background positions/s")
     ap.add_argument("--warmup", type=float, default=0.0, help="seconds of load before a kill")
@@ -355,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.write(f"{time.strftime('%H:%M:%S')} {m}\n")
 
     fig = run([c.strip().upper() for c in args.cases.split(",") if c.strip()],
-              partitions=args.partitions, timeout_s=args.timeout, rust_log=args.rust_log,
+              partitions=args.partitions, timeout_s=args.timeout,
               load_shoppers=args.load_shoppers, load_rate=args.load_rate, warmup_s=args.warmup,
               progress=progress, keep_dir=args.keep)
     sys.stdout.write(json.dumps(fig) + "\n")

@@ -56,11 +56,12 @@ def stack_env(settings: Settings) -> dict[str, str]:
 
 def isolated_settings(base: Settings, **overrides: object) -> Settings:
     """Settings for a private embedded stack on free loopback ports (benchmarks, demo --isolated)."""
-    from instore.embedded import free_port  # noqa: PLC0415
+    from instore.embedded import free_port, free_ports  # noqa: PLC0415
 
     data = base.model_dump()
+    brokers = int(overrides.get("kafka_brokers", base.kafka_brokers))  # type: ignore[call-overload]
     data.update(
-        kafka_bootstrap_servers=None, redis_url=None, broker_port=free_port(),
+        kafka_bootstrap_servers=None, redis_url=None, broker_port=free_ports(2 * brokers),
         redis_port=free_port(), hub_port=free_port(), api_port=free_port(),
         ksql_port=free_port(),
     )

@@ -1,6 +1,6 @@
 """`instore bench push`: position produced -> offer received by a browser-like subscriber
 (one Ably realtime WebSocket connection per shopper, as the pages' ably-js opens, or the hub's
-SSE stream with ``transport="sse"``), on a fresh embedded stack (Tansu, redis-server,
+SSE stream with ``transport="sse"``), on a fresh embedded stack (Kafka, redis-server,
 `instore worker`, the push sink and the push hub, each its own process).
 
 The world: one store with ``K`` promoted products on a 5 m grid (radius 10 ft, so a shopper is
@@ -32,8 +32,10 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from instore import results
 from instore import topics as t
-from instore.embedded import free_port, redis_argv, tansu_argv
+from instore.embedded import free_port, redis_argv
+from instore.embedded.kafka import EmbeddedKafka
 from instore.kafka import ensure_topics, make_producer, produce, wait_for_broker
 from instore.records import (
     CustomerLocation,
@@ -240,10 +242,11 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="instore-bench-push-") as tmp:
         work = Path(tmp)
         (work / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
-        broker_port, redis_port, hub_port = free_port(), free_port(), free_port()
+        redis_port, hub_port = free_port(), free_port()
+        broker = EmbeddedKafka(work / "kafka").start()
         settings = Settings(
             _env_file=None,
-            kafka_bootstrap_servers=f"127.0.0.1:{broker_port}",  # type: ignore[call-arg]
+            kafka_bootstrap_servers=broker.bootstrap,  # type: ignore[call-arg]
             redis_url=f"redis://127.0.0.1:{redis_port}/0",
             hub_port=hub_port,
             dwell_s=dwell_s,
@@ -264,13 +267,11 @@ def run_bench(
             "PYTHONUNBUFFERED": "1",
         }
         procs = [
-            _proc(tansu_argv("127.0.0.1", broker_port), work / "broker.log"),
             _proc(redis_argv("127.0.0.1", redis_port, work / "redis"), work / "redis.log"),
         ]
         children: list[Child] = []
         collector: Collector | None = None
         try:
-            wait_port("127.0.0.1", broker_port)
             wait_port("127.0.0.1", redis_port)
             wait_for_broker(settings, 60)
             ensure_topics(settings)
@@ -346,6 +347,7 @@ def run_bench(
                     p.wait(10)
                 if p.poll() is None:
                     p.kill()
+            broker.stop()
 
     assert collector is not None
     lat = sorted(collector.latencies)
@@ -374,9 +376,7 @@ def run_bench(
         "sink": sink_summary,
     }
     if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        with results_path.open("a") as f:
-            f.write(json.dumps(result) + "\n")
+        result = results.append("push", result, path=results_path)
     return result
 
 

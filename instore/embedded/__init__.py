@@ -73,6 +73,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive free ports (the embedded Kafka's broker and controller
+    ports of each node follow each other)."""
+    for _ in range(200):
+        first = free_port(host)
+        if first + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    msg = f"no {count} consecutive free ports on {host}"
+    raise StackError(msg)
+
+
 def ensure_port_free(name: str, host: str, port: int, env_hint: str) -> None:
     if port_open(host, port):
         msg = (

@@ -207,6 +207,10 @@ class KafkaNode:
             # Consumers that died without leaving are dropped after their session timeout;
             # allow the short ones tests and the embedded stack use.
             "group.min.session.timeout.ms": "1000",
+            # A node restarted after kill -9 registers again once its old session is over
+            # (9 s by default): the heartbeat goes to the controller in the same process.
+            "broker.session.timeout.ms": "5000",
+            "broker.heartbeat.interval.ms": "1000",
         }
         for tls in self.tls:
             prefix = f"listener.name.{tls.name.lower()}."

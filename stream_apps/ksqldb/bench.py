@@ -1,9 +1,9 @@
 """`instore bench ksql`: NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint's engine.
 
-On a private Tansu broker (free port, stopped at the end): applies V000001-V000003 (sources,
-promoted products per store, NEARBY_CUSTOMERS), loads the benchmark world (DESIGN.md: S stores,
-P products per store, K promoted per store, radii 10/25/50/100 ft), waits until the tables are
-built, then
+On a private embedded Kafka broker (free ports, temporary data, stopped at the end): applies
+V000001-V000003 (sources, promoted products per store, NEARBY_CUSTOMERS), loads the benchmark
+world (DESIGN.md: S stores, P products per store, K promoted per store, radii 10/25/50/100
+ft), waits until the tables are built, then
 
 1. throughput: produces ``events`` shopper positions (2 Hz walks) as fast as the producer
    goes; positions/s = events / (last record processed by the NEARBY queries - first produce);
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import json
 import os
 import pstats
-import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +28,9 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, TopicPartition
 
+from instore import results
 from instore import topics as t
-from instore.embedded import free_port, port_open, tansu_argv
+from instore.embedded.kafka import EmbeddedKafka
 from instore.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from instore.records import now_ms
 from instore.settings import Settings, get_settings
@@ -69,23 +69,13 @@ def run_bench(
     from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
 
-    port = free_port()
-    broker = subprocess.Popen(
-        tansu_argv("127.0.0.1", port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    tmp = tempfile.TemporaryDirectory(prefix="instore-bench-ksql-")
+    broker = EmbeddedKafka(Path(tmp.name))
     engine: Engine | None = None
     try:
-        deadline = time.monotonic() + 20
-        while not port_open("127.0.0.1", port):
-            if broker.poll() is not None or time.monotonic() > deadline:
-                msg = "the embedded broker did not start"
-                raise RuntimeError(msg)
-            time.sleep(0.05)
+        broker.start()
         base = get_settings()
-        settings = Settings(**{**base.model_dump(), "kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+        settings = Settings(**{**base.model_dump(), "kafka_bootstrap_servers": broker.bootstrap})
         wait_for_broker(settings)
         ensure_topics(settings)
         engine = Engine(settings, replay=False)
@@ -191,18 +181,13 @@ def run_bench(
         fig |= _latency(settings, producer, positions, lat_rate, latency_s)
         fig["measured_at"] = now_ms()
         with contextlib.suppress(OSError):
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            with (RESULTS / "ksql.jsonl").open("a") as fh:
-                fh.write(json.dumps(fig) + "\n")
+            fig = results.append("ksql", fig)
         return fig
     finally:
         if engine is not None:
             engine.close()
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
+        broker.stop()
+        tmp.cleanup()
 
 
 def _latency(
