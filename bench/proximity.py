@@ -153,7 +153,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         for n in ("worker", "broker"):
             fig[f"{n}_cpu_us_per_position"] = round(
                 (_cpu_s(stack, n) - cpu0[n]) / len(positions) * 1e6, 1)
-        fig["worker_max_rss_mb"] = _rss_mb(stack)
+        fig["worker_max_rss_mb"] = rss_mb(stack)
         for name in [n for n in stack.services if n.startswith("worker")]:
             stack.services[name].spec.restart = False
         _stop_workers(stack)
@@ -316,7 +316,7 @@ def _latency(producer: Any, nearby: Consumer, offers: Consumer,  # noqa: C901
     return out
 
 
-def _processes(stack: Stack, prefix: str) -> Iterator[Any]:
+def service_processes(stack: Stack, prefix: str) -> Iterator[Any]:
     """psutil handles of the stack's running services whose name starts with ``prefix``."""
     import psutil  # noqa: PLC0415
 
@@ -326,12 +326,12 @@ def _processes(stack: Stack, prefix: str) -> Iterator[Any]:
                 yield psutil.Process(r.proc.pid)
 
 
-def _rss_mb(stack: Stack) -> float:
-    """The largest worker's resident memory."""
+def rss_mb(stack: Stack, prefix: str = "worker") -> float:
+    """The largest resident memory of the services named ``prefix*`` (MiB)."""
     import psutil  # noqa: PLC0415
 
     rss = 0.0
-    for proc in _processes(stack, "worker"):
+    for proc in service_processes(stack, prefix):
         with contextlib.suppress(psutil.Error):
             rss = max(rss, proc.memory_info().rss / 2**20)
     return round(rss, 1)
@@ -342,7 +342,7 @@ def _cpu_s(stack: Stack, prefix: str) -> float:
     import psutil  # noqa: PLC0415
 
     total = 0.0
-    for proc in _processes(stack, prefix):
+    for proc in service_processes(stack, prefix):
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
             total += times.user + times.system

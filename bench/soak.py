@@ -40,11 +40,19 @@ import httpx
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
+from bench.proximity import rss_mb
 from instore import results as results_log
 from instore import topics as t
 from instore.embedded import Stack, free_port, port_open
 from instore.health import consumer_lag, worker_topics
-from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
+from instore.kafka import (
+    ensure_topics,
+    make_admin,
+    make_consumer,
+    make_producer,
+    produce,
+    wait_for_broker,
+)
 from instore.logscan import log_files, scan, secrets_of
 from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
@@ -56,6 +64,9 @@ from producers.world import build_world
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.jsonl"
 SERVICES = ("broker", "redis", "worker", "hub", "sink", "api")
 FAULTS = ("worker", "sink", "redis", "api", "broker")
+# On a cluster (brokers > 1) the broker fault is "leader": kill -9 the node that leads
+# partition 0 of customers_locations (the supervisor restarts it on its data).
+CLUSTER_FAULTS = ("worker", "sink", "redis", "api", "leader")
 CANARY = "canary-00001"
 Progress = Callable[[str], None]
 
@@ -74,12 +85,13 @@ def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> 
     try:
         topics_ready = False
         for spec in service_specs(settings, data_dir):
-            if spec.name not in SERVICES:
+            base = spec.name.split("-")[0]
+            if base not in SERVICES:
                 continue
             if spec.name == "worker":  # its log then says when a restarted worker joined
                 spec.argv = [*spec.argv, "--loglevel", "info"]
-            if spec.name not in ("broker", "redis") and not topics_ready:
-                wait_for_broker(settings)
+            if base not in ("broker", "redis") and not topics_ready:
+                wait_for_broker(settings, timeout_s=120)
                 ensure_topics(settings)
                 topics_ready = True
             stack.start(spec)
@@ -232,14 +244,27 @@ class Faults:
         self.progress = progress
         self.injected: list[dict[str, Any]] = []
         self.killed_wall: dict[str, float] = {}
+        self.resolved: dict[str, str] = {}
         self.producer = make_producer(settings)
 
+    def service_of(self, name: str) -> str:
+        """The supervised service a fault hits ("leader": the node leading partition 0 of
+        customers_locations, found with a metadata request when the fault is injected)."""
+        if name != "leader":
+            return name
+        if name not in self.resolved:
+            md = make_admin(self.settings).list_topics(t.CUSTOMERS_LOCATIONS.name, timeout=10)
+            leader = md.topics[t.CUSTOMERS_LOCATIONS.name].partitions[0].leader
+            self.resolved[name] = f"broker-{leader}"
+        return self.resolved[name]
+
     def kill(self, name: str) -> None:
-        running = self.stack.services[name]
+        service = self.service_of(name)
+        running = self.stack.services[service]
         self.killed_wall[name] = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(running.proc.pid, signal.SIGKILL)
-        self.progress(f"fault: SIGKILL {name} (pid {running.proc.pid})")
+        self.progress(f"fault: SIGKILL {name} = {service} (pid {running.proc.pid})")
 
     def worker_phases(self) -> dict[str, float]:
         """Seconds from the worker's kill to each step of its successor's start, from the
@@ -267,7 +292,7 @@ class Faults:
         return out
 
     def _service_back(self, name: str) -> bool:
-        running = self.stack.services[name]
+        running = self.stack.services[self.service_of(name)]
         if running.proc.poll() is not None:
             return False
         spec = running.spec
@@ -336,6 +361,7 @@ class Faults:
             time.sleep(0.1)
         checks: list[Callable[[float], bool]] = {
             "worker": [self._worker_ok], "broker": [self._worker_ok, self._push_ok],
+            "leader": [self._worker_ok, self._push_ok],
             "sink": [self._push_ok], "redis": [self._push_ok], "api": [self._api_ok],
         }[name]
         ok = all(check(deadline) for check in checks)
@@ -349,9 +375,13 @@ class Faults:
 
 def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed: int = 7,
         progress: Progress = lambda m: None, keep_dir: bool = False,
-        drain_max_s: float = 120.0, results: Path = RESULTS) -> dict[str, Any]:
+        drain_max_s: float = 120.0, results: Path = RESULTS, brokers: int = 1,
+        only_faults: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``brokers`` embedded Kafka nodes (3: replication factor 3, min.insync.replicas 2);
+    ``only_faults`` narrows the faults to inject (of FAULTS, or CLUSTER_FAULTS on a cluster)."""
     settings = isolated_settings(get_settings(), dwell_s=2.0, cooldown_s=900.0, cap_per_hour=50,
-                                 kafka_partitions=4)
+                                 kafka_partitions=4, kafka_brokers=brokers,
+                                 kafka_replication_factor=min(brokers, 3))
     data_dir = Path(tempfile.mkdtemp(prefix="instore-soak-"))
     rng = random.Random(seed)
     shoppers = max(10, int(rate / 2))
@@ -367,6 +397,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
     sent = Counter[str]()
     fault_log: list[dict[str, Any]] = []
     injected: list[str] = []
+    broker_rss: float | None = None
     started = time.monotonic()
     try:
         producer = make_producer(settings)
@@ -410,7 +441,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         injector = Faults(settings, stack, subs, promoted, progress)
         plan: list[str] = []
         if faults:
-            plan = list(FAULTS)
+            plan = list(only_faults or (FAULTS if brokers == 1 else CLUSTER_FAULTS))
             rng.shuffle(plan)
         gap = run_s * 0.8 / max(1, len(plan))
         next_at = time.monotonic() + min(20.0, run_s * 0.1)
@@ -447,6 +478,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         progress("shoppers stopped; waiting for the pipeline to drain")
         lag = _drain(settings, stack, tail, subs, drain_max_s)
         status = stack.status()
+        broker_rss = rss_mb(stack, "broker")
     finally:
         stop.set()
         if tail is not None:
@@ -486,7 +518,8 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         "log_lines_scanned": logs.lines, "log_leaks": len(logs.findings),
         "log_leak_kinds": sorted({f"{f.kind}:{Path(f.path).name}" for f in logs.findings}),
         "wall_s": round(time.monotonic() - started, 1), "cpus": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "load_avg_1m": round(os.getloadavg()[0], 2), "brokers": brokers,
+        "broker_rss_mb": broker_rss,
     }
     if lost:
         fig["lost_sample"] = lost[:5]

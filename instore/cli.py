@@ -381,7 +381,10 @@ def bench_soak(
     minutes: Annotated[float, typer.Option(help="How long shoppers walk.")] = 10.0,
     rate: Annotated[float, typer.Option(help="Positions/s (2 per shopper).")] = 2000.0,
     faults: Annotated[bool, typer.Option("--faults", help="SIGKILL worker, sink, Redis, API "
-                                         "and the broker, each at least once.")] = False,
+                                         "and the broker (with --brokers 3: the leader of "
+                                         "customers_locations partition 0), each once.")] = False,
+    brokers: Annotated[int, typer.Option(min=1, max=5, help="Embedded Kafka nodes (3: "
+                                         "replication factor 3, min.insync.replicas 2).")] = 1,
     seed: Annotated[int, typer.Option(help="Same seed, same walks and fault order.")] = 7,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the data dir and logs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
@@ -391,7 +394,7 @@ def bench_soak(
     times, and scans the logs (figures appended to bench/results/soak.jsonl)."""
     from bench.soak import run as run_soak  # noqa: PLC0415
 
-    fig = run_soak(minutes=minutes, rate=rate, faults=faults, seed=seed, keep_dir=keep,
+    fig = run_soak(minutes=minutes, rate=rate, faults=faults, seed=seed, keep_dir=keep, brokers=brokers,
                    progress=lambda m: console.print(f"[cyan]soak[/] {m}"))
     _print_figures({k: v for k, v in fig.items() if not isinstance(v, dict | list)})
     if as_json:

@@ -62,9 +62,7 @@ class BrokerHandle:
         self.kafka.kill(node_id)
 
 
-@pytest.fixture(scope="session")
-def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
-    """Start a fresh, isolated broker (for tests that need their own topics' state)."""
+def _brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
     started: list[BrokerHandle] = []
 
     def _make(brokers: int = 1, **kwargs: object) -> BrokerHandle:
@@ -78,12 +76,22 @@ def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         handle.stop()
 
 
+@pytest.fixture(scope="module")
+def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
+    """Start a fresh, isolated broker (for tests that need their own topics' state); the
+    module's brokers stop when its tests are done (an idle JVM still costs CPU)."""
+    yield from _brokers(tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(broker_factory: Callable[[], BrokerHandle]) -> str:
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shared broker (KAFKA_BOOTSTRAP_SERVERS when set)."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        return external
-    return broker_factory().bootstrap
+        yield external
+        return
+    for make in _brokers(tmp_path_factory):
+        yield make().bootstrap
 
 
 @pytest.fixture(scope="session")

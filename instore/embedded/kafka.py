@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from instore.embedded.errors import StackError
 
@@ -298,8 +299,9 @@ def metadata_ready(bootstrap: str, brokers: int = 1, timeout_s: float = 60.0,
     from confluent_kafka import KafkaException  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logging.getLogger("librdkafka"),
-                         "log_level": 0, **client})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap,
+                            "logger": logging.getLogger("librdkafka"), "log_level": 0, **client}
+    admin = AdminClient(conf)
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
