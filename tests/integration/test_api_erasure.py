@@ -72,6 +72,9 @@ def test_erasure_stops_offers_and_clears_the_serving_store(client, rds, api_sett
     try:
         # the worker joins its group, loads the catalog and starts offering to both
         poll(lambda: offers_in_redis(rds, target) and offers_in_redis(rds, control), 120, 0.25)
+        # offers are written with their batch, the live set with the once-a-second flush:
+        # erase only once the target is in the store's live set too (the report counts it)
+        poll(lambda: rds.zscore(serving.store_live(store), target) is not None, 30, 0.25)
         assert client.get(f"/shoppers/{target}/offers", headers=bearer(tokens[target])).json()
 
         erased_at = r.now_ms()
