@@ -19,6 +19,8 @@ The broker's own log (group coordinator decisions included) is under ``kafka/nod
 (``--keep`` keeps the directory).
 
     python -m bench.restart_phases --cases SIGTERM,SIGKILL --json
+
+The figures are appended to ``bench/results/restart.jsonl``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_END, TopicPartition
 
+from instore import results
 from instore import topics as t
 from instore.embedded import ServiceSpec, Stack, core_specs, free_port, instore_cmd
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
@@ -355,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
               partitions=args.partitions, timeout_s=args.timeout,
               load_shoppers=args.load_shoppers, load_rate=args.load_rate, warmup_s=args.warmup,
               progress=progress, keep_dir=args.keep)
+    fig = results.append("restart", fig)
     sys.stdout.write(json.dumps(fig) + "\n")
 
 

@@ -48,7 +48,8 @@ class BrokerHandle:
     temporary dir: a test may stop it and start it again (its data is kept) or kill a node."""
 
     def __init__(self, root: Path, brokers: int = 1, **kwargs: object) -> None:
-        self.kafka = EmbeddedKafka(root, brokers=brokers, heap_mb=256, **kwargs)  # type: ignore[arg-type]
+        self.kafka = EmbeddedKafka(root, brokers=brokers, heap_mb=256, quick_start=True,
+                                   **kwargs)  # type: ignore[arg-type]
         self.bootstrap = self.kafka.bootstrap
         self.port = self.kafka.nodes[0].port
 

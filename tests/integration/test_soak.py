@@ -1,8 +1,8 @@
-"""A short soak of the whole embedded stack (broker, Redis, persister, worker, hub, sink, API)
+"""A short soak of the whole embedded stack (Kafka, Redis, worker, hub, sink, API)
 with simulated shoppers and a subscriber on every shopper channel: every offer the policy
 produced reached its subscriber exactly once, none reached a shopper without consent, every
 service is still running, and no service log holds a secret or a uid next to a position.
-The long run with faults is `instore bench soak --faults` (figures in the README)."""
+The long run with faults is `instore bench soak --faults` (figures in docs/benchmarks.md)."""
 
 from __future__ import annotations
 
