@@ -31,7 +31,7 @@ def main() -> None:
     settings = get_settings()
     app = faust.App(
         f"instore-ceiling-{os.getpid()}",
-        broker=f"{transport.register(settings.consumer_fetch_wait_ms)}://{settings.bootstrap_servers}",
+        broker=transport.broker_url(settings),
         store="memory://", key_serializer="raw", value_serializer="raw", web_enabled=False,
         datadir=str(args.out.parent / "ceiling-data"),  # not the current directory
         consumer_auto_offset_reset="earliest", broker_rebalance_timeout=3.0,
