@@ -16,12 +16,14 @@ RESULTS_DIR = ROOT / "bench" / "results"
 
 @lru_cache(maxsize=1)
 def commit() -> str | None:
-    """The checked-out commit (short), with "+dirty" when the tree has changes; None outside git."""
+    """The checked-out commit (short), with "+dirty" when tracked files other than the results
+    themselves have changes; None outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, check=True,
                               capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               check=True, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!bench/results"], cwd=ROOT, check=True, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
