@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOOPBACK = "127.0.0.1"  # where every internal service listens, whatever HOST says
+
 DEV_KEYS = {
     "marketer": "dev-marketer-key",
     "analyst": "dev-analyst-key",
@@ -44,8 +46,10 @@ class Settings(BaseSettings):
     # times this (segment roll, max compaction lag, tombstone retention); see instore/topics.py.
     compaction_ms: int = Field(default=600_000, ge=100)
 
-    # Redis serving store: unset = the embedded redis-server.
+    # Redis serving store: unset = the embedded redis-server (loopback only), which then asks
+    # for REDIS_PASSWORD when it is set (required in production).
     redis_url: str | None = None
+    redis_password: SecretStr | None = None
 
     # Ably: unset host = the local push hub.
     ably_api_key: SecretStr | None = None
@@ -62,8 +66,10 @@ class Settings(BaseSettings):
     confluent_cloud_api_key: str | None = None
     confluent_cloud_api_secret: SecretStr | None = None
 
-    # Embedded stack ports (loopback only) and data.
-    host: str = "127.0.0.1"
+    # The public address of the API and the push hub (e.g. a LAN address so that a phone can
+    # reach the pages). Every other service (Kafka, Redis, the ksqlDB-compatible endpoint,
+    # Faust's web server) listens on LOOPBACK only.
+    host: str = LOOPBACK
     # The embedded Kafka: node i (from 0) listens on broker_port + 2i, its controller on the
     # port after it; `instore up --brokers 3` runs three nodes.
     broker_port: int = 19092
@@ -153,6 +159,9 @@ class Settings(BaseSettings):
                     + " set to non-default values"
                 )
                 raise ValueError(msg)
+            if self.redis_url is None and self.redis_password is None:
+                msg = "INSTORE_ENV=production with the embedded Redis needs REDIS_PASSWORD"
+                raise ValueError(msg)
         return self
 
     # Derived addresses -------------------------------------------------------------------
@@ -178,11 +187,14 @@ class Settings(BaseSettings):
 
     @property
     def redis_address(self) -> str:
-        return self.redis_url or f"redis://{self.host}:{self.redis_port}/0"
+        if self.redis_url:
+            return self.redis_url
+        auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
+        return f"redis://{auth}{LOOPBACK}:{self.redis_port}/0"
 
     @property
     def ksqldb_address(self) -> str:
-        return self.ksqldb_url or f"http://{self.host}:{self.ksql_port}"
+        return self.ksqldb_url or f"http://{LOOPBACK}:{self.ksql_port}"
 
     @property
     def ably_key(self) -> str:

@@ -27,7 +27,7 @@ from instore import topics as t
 from instore.embedded import Stack, port_open
 from instore.kafka import make_consumer, make_producer, produce
 from instore.records import KioskInteraction, now_ms
-from instore.settings import Settings
+from instore.settings import LOOPBACK, Settings
 from instore.stack import start_stack
 from producers.publish import (
     publish_consents,
@@ -135,7 +135,7 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
              on_event: Callable[[str], None] | None = None,
              camera: CameraFeed | None = None) -> dict[str, Any]:
     stack: Stack | None = None
-    if settings.embedded_kafka and port_open(settings.host, settings.broker_port):
+    if settings.embedded_kafka and port_open(LOOPBACK, settings.broker_port):
         console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
     else:
         stack = start_stack(settings, data_dir or settings.data_dir, on_event=on_event)
