@@ -24,6 +24,17 @@ DEV_ABLY_KEY = "instore-dev.embedded:dev-secret-not-for-production"
 DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"  # noqa: S105 (development only; refused in production)
 
 
+MIN_SECRET_BYTES = 32
+
+
+def _weak(value: SecretStr | None, dev_value: str) -> bool:
+    """Unset, a development value, or shorter than MIN_SECRET_BYTES."""
+    if value is None:
+        return True
+    secret = value.get_secret_value()
+    return secret == dev_value or len(secret.encode()) < MIN_SECRET_BYTES
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
@@ -146,21 +157,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> Settings:
         if self.environment == "production":
-            missing = [
-                role
+            weak = [
+                f"API_KEY_{role.upper()}"
                 for role in DEV_KEYS
-                if getattr(self, f"api_key_{role}") is None
-                or getattr(self, f"api_key_{role}").get_secret_value() == DEV_KEYS[role]
+                if _weak(getattr(self, f"api_key_{role}"), DEV_KEYS[role])
             ]
-            if missing:
-                msg = (
-                    "INSTORE_ENV=production needs API_KEY_"
-                    + ", API_KEY_".join(r.upper() for r in missing)
-                    + " set to non-default values"
-                )
-                raise ValueError(msg)
-            if self.redis_url is None and self.redis_password is None:
-                msg = "INSTORE_ENV=production with the embedded Redis needs REDIS_PASSWORD"
+            if _weak(self.shopper_token_secret, DEV_SHOPPER_TOKEN_SECRET):
+                weak.append("SHOPPER_TOKEN_SECRET")
+            if self.ably_api_key is not None and self.ably_api_key.get_secret_value() == DEV_ABLY_KEY:
+                weak.append("ABLY_API_KEY")
+            if self.redis_url is None and _weak(self.redis_password, ""):
+                weak.append("REDIS_PASSWORD")  # the embedded Redis
+            if weak:
+                msg = (f"INSTORE_ENV=production needs {', '.join(weak)} set, not a development "
+                       f"value, and at least {MIN_SECRET_BYTES} bytes long")
                 raise ValueError(msg)
         return self
 

