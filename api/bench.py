@@ -80,7 +80,7 @@ def run_bench(requests: int = 300, concurrency: int = 8) -> dict[str, Any]:
         kafka = EmbeddedKafka(Path(tmp) / "kafka")
         try:
             kafka.start()
-            procs.append(subprocess.Popen(redis_argv("127.0.0.1", redis_port, Path(tmp)),
+            procs.append(subprocess.Popen(redis_argv(redis_port, Path(tmp)),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
             _wait_port(redis_port, "redis-server")

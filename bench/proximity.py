@@ -175,7 +175,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
 def _redis(settings: Settings, tmp: Path) -> list[str]:
     from instore.embedded import redis_argv  # noqa: PLC0415
 
-    return redis_argv(settings.host, settings.redis_port, tmp / "redis")
+    return redis_argv(settings.redis_port, tmp / "redis")
 
 
 def _micro(state: ProximityState, sample: list[CustomerLocation]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ ENV_WORKLOADS = ("operator", "stream_app", "push_sink", "edge", "api")
 
 # Values never shown on a terminal or in a log.
 SECRET_KEYS = frozenset({
-    "KAFKA_SASL_PASSWORD", "KSQLDB_API_SECRET", "ABLY_API_KEY", "SHOPPER_TOKEN_SECRET",
+    "KAFKA_SASL_PASSWORD", "KSQLDB_API_SECRET", "ABLY_API_KEY", "SHOPPER_TOKEN_SECRET", "REDIS_PASSWORD",
     *(f"API_KEY_{role.upper()}" for role in DEV_KEYS),
 })
 
@@ -94,6 +94,7 @@ def cloud_env(
         env["ABLY_API_KEY"] = ably_api_key
     carried = {f"API_KEY_{role.upper()}": dev for role, dev in DEV_KEYS.items()}
     carried["SHOPPER_TOKEN_SECRET"] = DEV_SHOPPER_TOKEN_SECRET
+    carried["REDIS_PASSWORD"] = ""  # the embedded Redis beside the cloud (production needs one)
     for name, dev_value in carried.items():
         if _real(user.get(name), dev_value):
             continue

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOOPBACK = "127.0.0.1"  # where every internal service listens, whatever HOST says
+
 DEV_KEYS = {
     "marketer": "dev-marketer-key",
     "analyst": "dev-analyst-key",
@@ -20,6 +22,17 @@ DEV_KEYS = {
 }
 DEV_ABLY_KEY = "instore-dev.embedded:dev-secret-not-for-production"
 DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"  # noqa: S105 (development only; refused in production)
+
+
+MIN_SECRET_BYTES = 32
+
+
+def _weak(value: SecretStr | None, dev_value: str) -> bool:
+    """Unset, a development value, or shorter than MIN_SECRET_BYTES."""
+    if value is None:
+        return True
+    secret = value.get_secret_value()
+    return secret == dev_value or len(secret.encode()) < MIN_SECRET_BYTES
 
 
 class Settings(BaseSettings):
@@ -44,8 +57,10 @@ class Settings(BaseSettings):
     # times this (segment roll, max compaction lag, tombstone retention); see instore/topics.py.
     compaction_ms: int = Field(default=600_000, ge=100)
 
-    # Redis serving store: unset = the embedded redis-server.
+    # Redis serving store: unset = the embedded redis-server (loopback only), which then asks
+    # for REDIS_PASSWORD when it is set (required in production).
     redis_url: str | None = None
+    redis_password: SecretStr | None = None
 
     # Ably: unset host = the local push hub.
     ably_api_key: SecretStr | None = None
@@ -62,8 +77,10 @@ class Settings(BaseSettings):
     confluent_cloud_api_key: str | None = None
     confluent_cloud_api_secret: SecretStr | None = None
 
-    # Embedded stack ports (loopback only) and data.
-    host: str = "127.0.0.1"
+    # The public address of the API and the push hub (e.g. a LAN address so that a phone can
+    # reach the pages). Every other service (Kafka, Redis, the ksqlDB-compatible endpoint,
+    # Faust's web server) listens on LOOPBACK only.
+    host: str = LOOPBACK
     # The embedded Kafka: node i (from 0) listens on broker_port + 2i, its controller on the
     # port after it; `instore up --brokers 3` runs three nodes.
     broker_port: int = 19092
@@ -140,18 +157,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> Settings:
         if self.environment == "production":
-            missing = [
-                role
+            weak = [
+                f"API_KEY_{role.upper()}"
                 for role in DEV_KEYS
-                if getattr(self, f"api_key_{role}") is None
-                or getattr(self, f"api_key_{role}").get_secret_value() == DEV_KEYS[role]
+                if _weak(getattr(self, f"api_key_{role}"), DEV_KEYS[role])
             ]
-            if missing:
-                msg = (
-                    "INSTORE_ENV=production needs API_KEY_"
-                    + ", API_KEY_".join(r.upper() for r in missing)
-                    + " set to non-default values"
-                )
+            if _weak(self.shopper_token_secret, DEV_SHOPPER_TOKEN_SECRET):
+                weak.append("SHOPPER_TOKEN_SECRET")
+            if self.ably_api_key is not None and self.ably_api_key.get_secret_value() == DEV_ABLY_KEY:
+                weak.append("ABLY_API_KEY")
+            if self.redis_url is None and _weak(self.redis_password, ""):
+                weak.append("REDIS_PASSWORD")  # the embedded Redis
+            if weak:
+                msg = (f"INSTORE_ENV=production needs {', '.join(weak)} set, not a development "
+                       f"value, and at least {MIN_SECRET_BYTES} bytes long")
                 raise ValueError(msg)
         return self
 
@@ -178,11 +197,14 @@ class Settings(BaseSettings):
 
     @property
     def redis_address(self) -> str:
-        return self.redis_url or f"redis://{self.host}:{self.redis_port}/0"
+        if self.redis_url:
+            return self.redis_url
+        auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
+        return f"redis://{auth}{LOOPBACK}:{self.redis_port}/0"
 
     @property
     def ksqldb_address(self) -> str:
-        return self.ksqldb_url or f"http://{self.host}:{self.ksql_port}"
+        return self.ksqldb_url or f"http://{LOOPBACK}:{self.ksql_port}"
 
     @property
     def ably_key(self) -> str:

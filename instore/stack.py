@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from instore.embedded import ServiceSpec, Stack, core_specs, instore_cmd
-from instore.settings import Settings
+from instore.settings import LOOPBACK, Settings
 
 
 def _has(module: str) -> bool:
@@ -33,8 +33,8 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
     if _has("mobile_push.sink"):
         specs.append(ServiceSpec("sink", instore_cmd("push", "sink")))
     if _has("stream_apps.ksqldb") and settings.ksqldb_url is None:
-        specs.append(ServiceSpec("ksql", instore_cmd("ksql", "serve"), port=settings.ksql_port, host=h,
-                                 url=f"http://{h}:{settings.ksql_port}"))
+        specs.append(ServiceSpec("ksql", instore_cmd("ksql", "serve"), port=settings.ksql_port,
+                                 host=LOOPBACK, url=f"http://{LOOPBACK}:{settings.ksql_port}"))
     if _has("api.main"):
         specs.append(ServiceSpec("api", instore_cmd("api", "serve"), port=settings.api_port, host=h,
                                  url=f"http://{h}:{settings.api_port}/docs"))

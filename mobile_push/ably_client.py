@@ -70,6 +70,6 @@ def page_config(settings: Settings) -> dict[str, Any]:
         # protocol on the page's own host and port. "sse" = the hub's Server-Sent Events
         # stream, which the pages also fall back to when ably-js is not installed.
         "transport": "ably-js",
-        # Only the well-known development kiosk key is ever handed to a page.
-        "kiosk_key": settings.api_key("kiosk") if settings.environment == "development" else None,
+        # Nothing secret: a kiosk is provisioned once with `/kiosk?...&key=<kiosk key>`, which
+        # the page keeps in its own storage.
     }

@@ -267,7 +267,7 @@ def run_bench(
             "PYTHONUNBUFFERED": "1",
         }
         procs = [
-            _proc(redis_argv("127.0.0.1", redis_port, work / "redis"), work / "redis.log"),
+            _proc(redis_argv(redis_port, work / "redis"), work / "redis.log"),
         ]
         children: list[Child] = []
         collector: Collector | None = None

@@ -47,6 +47,8 @@ from mobile_push.ably_client import make_rest, target
 log = logging.getLogger(__name__)
 
 GROUP_ID = "instore-push-sink"
+# What the sink reads (its cloud ACLs grant these: instore/commands/cloud.py WORKLOAD_ACCESS).
+SUBSCRIBED = (t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS)
 DELIVERED_MARKER_TTL_S = 7 * 24 * 3600
 BATCH_MAX = 500
 BACKOFF_START_S = 0.1
@@ -144,7 +146,7 @@ class PushSink:
         self.mark = self.redis.register_script(MARK_DELIVERED)
         self.rest = make_rest(s)
         consumer.subscribe(
-            [t.OFFERS.name, t.KIOSK_INTERACTIONS.name, t.SHOPPER_CONSENTS.name],
+            [topic.name for topic in SUBSCRIBED],
             on_assign=lambda _c, parts: log.info("assigned %d partitions", len(parts)),
             on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
         )

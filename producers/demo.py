@@ -27,7 +27,7 @@ from instore import topics as t
 from instore.embedded import Stack, port_open
 from instore.kafka import make_consumer, make_producer, produce
 from instore.records import KioskInteraction, now_ms
-from instore.settings import Settings
+from instore.settings import LOOPBACK, Settings
 from instore.stack import start_stack
 from producers.publish import (
     publish_consents,
@@ -124,7 +124,8 @@ def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "
     h = settings.host
     return [
         f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID} (opt in there)",
-        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}",
+        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}"
+        f"&key={settings.api_key('kiosk') or '<API_KEY_KIOSK>'}",
         f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
         f"API docs:    http://{h}:{settings.api_port}/docs",
     ]
@@ -135,7 +136,7 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
              on_event: Callable[[str], None] | None = None,
              camera: CameraFeed | None = None) -> dict[str, Any]:
     stack: Stack | None = None
-    if settings.embedded_kafka and port_open(settings.host, settings.broker_port):
+    if settings.embedded_kafka and port_open(LOOPBACK, settings.broker_port):
         console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
     else:
         stack = start_stack(settings, data_dir or settings.data_dir, on_event=on_event)

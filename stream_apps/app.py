@@ -34,7 +34,7 @@ from instore.records import (
     dead_letter,
     decode,
 )
-from instore.settings import Settings, get_settings
+from instore.settings import LOOPBACK, Settings, get_settings
 from stream_apps import analytics, transport
 from stream_apps.analytics import DwellTracker
 from stream_apps.gc_pauses import GcPauses, LoopLag
@@ -88,7 +88,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
-        web_bind=settings.host,
+        web_bind=LOOPBACK,
         web_port=settings.worker_web_port,
         datadir=str(datadir),
         producer_linger=0.005,

@@ -103,7 +103,7 @@ def redis_url() -> Iterator[str]:
         return
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.Popen(redis_argv("127.0.0.1", port, Path(d)), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(redis_argv(port, Path(d)), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         _wait_port(port, proc, "redis-server")
         yield f"redis://127.0.0.1:{port}/0"

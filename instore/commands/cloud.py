@@ -60,12 +60,12 @@ PLUGIN_HINT = ("The Ably sink needs its plugin archive: download the Ably Kafka 
 _SOURCES = (t.CUSTOMERS_LOCATIONS, t.STORES_PRODUCTS, t.PRODUCTS_PROMOTIONS,
             t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS)
 WORKLOAD_ACCESS: dict[str, dict[str, tuple[t.Topic, ...]]] = {
-    "stream_app": {"read": (*_SOURCES, t.NEARBY_CUSTOMERS),
+    "stream_app": {"read": (*_SOURCES, t.NEARBY_CUSTOMERS, t.OFFER_EVENTS),
                    "write": (t.NEARBY_CUSTOMERS, t.OFFERS, t.DEAD_LETTERS)},
     "ksqldb": {"read": (*_SOURCES, t.NEARBY_CUSTOMERS, t.OFFERS),
                "write": (t.NEARBY_CUSTOMERS,)},
     "push_connector": {"read": (t.OFFERS,), "write": (t.DEAD_LETTERS,)},
-    "push_sink": {"read": (t.OFFERS, t.KIOSK_INTERACTIONS),
+    "push_sink": {"read": (t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS),
                   "write": (t.OFFER_EVENTS, t.DEAD_LETTERS)},
     "edge": {"read": (), "write": (t.CUSTOMERS_LOCATIONS, t.KIOSK_INTERACTIONS, t.DEAD_LETTERS)},
     "api": {"read": (t.OFFERS, t.OFFER_EVENTS, t.STORES_PRODUCTS, t.PRODUCTS_PROMOTIONS,

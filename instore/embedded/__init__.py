@@ -22,6 +22,7 @@ from pathlib import Path
 
 from instore.embedded import kafka
 from instore.embedded.errors import StackError
+from instore.settings import LOOPBACK
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,21 @@ def ensure_port_free(name: str, host: str, port: int, env_hint: str) -> None:
         raise StackError(msg)
 
 
-def redis_argv(host: str, port: int, data_dir: Path, appendonly: bool = False) -> list[str]:
+def redis_argv(port: int, data_dir: Path, appendonly: bool = False,
+               password: str | None = None) -> list[str]:
+    """redis-server on loopback only. With ``password`` clients must AUTH: it is written to a
+    config file readable by this user only (never on the command line, which `ps` shows)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [str(redis_server_binary())]
+    if password is not None:
+        conf = data_dir / "redis-auth.conf"
+        conf.touch(mode=0o600, exist_ok=True)
+        conf.chmod(0o600)
+        conf.write_text(f"requirepass {password}\n")
+        argv.append(str(conf))
     return [
-        str(redis_server_binary()),
-        "--port", str(port), "--bind", host, "--protected-mode", "no",
+        *argv,
+        "--port", str(port), "--bind", LOOPBACK, "--protected-mode", "yes",
         "--save", "", "--appendonly", "yes" if appendonly else "no",
         "--dir", str(data_dir), "--daemonize", "no", "--loglevel", "warning",
     ]
@@ -299,8 +310,9 @@ def core_specs(settings: object, data_dir: Path) -> Sequence[ServiceSpec]:
         specs += kafka_specs(settings, data_dir)
     if settings.embedded_redis:
         # Append-only: the sink's offer_id de-duplication markers survive a Redis restart.
-        specs.append(ServiceSpec("redis", redis_argv(settings.host, settings.redis_port, data_dir / "redis",
-                                                     appendonly=True),
-                                 port=settings.redis_port, host=settings.host,
-                                 url=f"redis://{settings.host}:{settings.redis_port}/0"))
+        password = settings.redis_password.get_secret_value() if settings.redis_password else None
+        specs.append(ServiceSpec("redis", redis_argv(settings.redis_port, data_dir / "redis",
+                                                     appendonly=True, password=password),
+                                 port=settings.redis_port, host=LOOPBACK,
+                                 url=f"redis://{LOOPBACK}:{settings.redis_port}/0"))
     return specs

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from instore.settings import Settings
+from instore.settings import LOOPBACK, Settings
 from stream_apps.ksqldb.engine import VERSION, Engine, schema_string
 from stream_apps.ksqldb.errors import (
     BAD_REQUEST,
@@ -401,7 +401,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     wait_for_broker(settings, timeout_s=60)
     started = time.monotonic()
     engine = Engine(settings)
-    h = host or settings.host
+    h = host or LOOPBACK
     p = port or settings.ksql_port
     log.info("ksqlDB-compatible endpoint listening on http://%s:%d (%d sources, %d queries)",
              h, p, len(engine.sources), len(engine.queries))

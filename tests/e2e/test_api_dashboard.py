@@ -127,7 +127,7 @@ def stack(broker_factory, tmp_path_factory) -> Iterator[dict[str, Any]]:
     # its own Redis too: the dashboard shows global counters and the feed of every store
     redis_port, api_port = free_port(), free_port()
     redis_proc = subprocess.Popen(
-        redis_argv("127.0.0.1", redis_port, logs),
+        redis_argv(redis_port, logs),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -25,6 +25,7 @@ from instore import topics as t
 from instore.embedded import free_port
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce
 from instore.records import CustomerLocation, OfferEvent, Promotion, StoreProduct, decode, now_ms
+from instore.settings import DEV_KEYS
 from mobile_push.local_stack import Child, wait_http
 from tests.conftest import ROOT, child_env, make_settings
 
@@ -204,7 +205,8 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
             assert phone.evaluate("() => document.body.dataset.transport") == "ably-js"
 
             kiosk = browser.new_page(viewport={"width": 1100, "height": 700})
-            kiosk.goto(f"{hub}/kiosk?store={world['store']}&kiosk={world['kiosk']}")
+            kiosk.goto(f"{hub}/kiosk?store={world['store']}&kiosk={world['kiosk']}"
+                       f"&key={DEV_KEYS['kiosk']}")
             expect(kiosk.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             assert kiosk.evaluate("() => document.body.dataset.transport") == "ably-js"
             kiosk.get_by_test_id("uid").fill(uid)

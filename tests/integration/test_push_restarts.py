@@ -33,7 +33,7 @@ def wait_for(cond, timeout: float, what: str) -> None:
 
 def start_redis(port: int, data_dir) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        redis_argv("127.0.0.1", port, data_dir),
+        redis_argv(port, data_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
