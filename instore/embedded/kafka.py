@@ -399,16 +399,11 @@ class EmbeddedKafka:
 
     def stop(self, node_id: int | None = None, timeout_s: float = 30.0) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL after ``timeout_s``."""
+        from instore.embedded import _terminate  # noqa: PLC0415
+
         for nid in [node_id] if node_id else list(self.procs):
-            proc = self.procs.get(nid)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            if nid in self.procs:
+                _terminate(self.procs[nid], timeout_s)
 
     def kill(self, node_id: int) -> None:
         """kill -9 one node (no clean shutdown)."""

@@ -22,6 +22,7 @@ from instore.records import Promotion, ShopperConsent
 from instore.settings import Settings
 from instore.stack import isolated_settings, start_stack
 from tests.conftest import make_settings
+from tests.integration.api_harness import poll
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +42,6 @@ def _read(settings: Settings, topic: t.Topic, idle_s: float = 1.5) -> list[tuple
                 idle = time.monotonic()
     consumer.close()
     return out
-
-
-def _wait(check_fn, timeout: float = 60.0, step: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check_fn()
-        if value:
-            return value
-        time.sleep(step)
-    return check_fn()
 
 
 def _committed(settings: Settings, group: str, topic: t.Topic) -> int:
@@ -99,7 +90,7 @@ def test_the_stack_broker_keeps_data_across_stop_start_and_kill(tmp_path: Path) 
             return stack.services["broker"].restarts == 1 and \
                 stack.services["broker"].proc.poll() is None
 
-        assert _wait(restarted, 30, 0.2)
+        poll(restarted, 30, 0.2)
         write_stack_status(tmp_path, stack.status())
         assert "1 restarts" in services_check(tmp_path)["detail"]
         def back() -> bool:
@@ -108,7 +99,7 @@ def test_the_stack_broker_keeps_data_across_stop_start_and_kill(tmp_path: Path) 
             except KafkaException:
                 return False  # not registered again yet
 
-        assert _wait(back, 90, 1)
+        poll(back, 90, 1)
         assert _committed(settings, "keeps-offsets", t.OFFER_EVENTS) == 3
     finally:
         stack.stop()
@@ -140,7 +131,7 @@ def test_a_compacted_table_drops_superseded_records_and_tombstones(broker_factor
         keys = [k for k, _v in _read(settings, t.SHOPPER_CONSENTS, idle_s=0.5)]
         return "erased" not in keys and keys.count("keep") == 1
 
-    assert _wait(compacted, 90, 0.5), _read(settings, t.SHOPPER_CONSENTS)
+    poll(compacted, 90, 0.5)
     latest = {k: v for k, v in _read(settings, t.SHOPPER_CONSENTS)}
     assert orjson.loads(latest["keep"])["updated_at"] == 2
 
