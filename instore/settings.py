@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     # HTTPS for the API and the push hub (both files, or neither: plain HTTP on loopback).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Largest request body the API and the push hub read (413 before any route or credential
+    # check): the API takes catalog CSV uploads, the hub only token requests and publishes.
+    api_max_body_bytes: int = Field(default=16 * 2**20, ge=1024)
+    hub_max_body_bytes: int = Field(default=2**20, ge=1024)
     # Rate limits per client address: token/registration routes, and failed authentications.
     api_token_rate_per_min: int = Field(default=60, ge=1)
     api_auth_failures_per_min: int = Field(default=30, ge=1)
