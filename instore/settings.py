@@ -144,8 +144,10 @@ class Settings(BaseSettings):
     api_key_analyst: SecretStr | None = None
     api_key_ops: SecretStr | None = None
     api_key_kiosk: SecretStr | None = None
-    # HMAC secret for shopper session tokens (scoped to one uid).
+    # HMAC secret for shopper session tokens (scoped to one uid), and how long one lives
+    # (renewed by GET /shoppers/{uid}/consent; revoked by opt-out and erasure).
     shopper_token_secret: SecretStr | None = None
+    shopper_token_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 24 * 3600)
 
     # HTTPS for the API and the push hub (both files, or neither: plain HTTP on loopback).
     tls_cert_file: Path | None = None
