@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api import tokens
+from api import revocations, tokens
 from api.services import Services
 from instore.settings import DEV_KEYS, Settings
 
@@ -89,10 +89,14 @@ class ShopperGuard:
                  key: Annotated[str | None, Security(api_key_header)] = None) -> str | None:
         path_uid = request.path_params.get("uid")
         if bearer is not None:
+            secret = services.settings.shopper_secret
             try:
-                uid = tokens.verify(services.settings.shopper_secret, bearer.credentials)
+                claims = tokens.claims(secret, bearer.credentials)
             except tokens.TokenError as exc:
                 _unauthorized(str(exc))
+            uid = claims.uid
+            if revocations.revoked(services.redis, secret, uid, claims.issued_ms):
+                _unauthorized("revoked shopper token (opted out or erased): register again")
             if path_uid is not None and uid != path_uid:
                 _forbidden("this shopper token is for another shopper")
             return uid

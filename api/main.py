@@ -35,6 +35,7 @@ from api.routes import (
 )
 from api.services import Services, ably_client
 from api.tables import TableView
+from instore.bodylimit import BodyLimit
 from instore.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                        allow_headers=["Authorization", "Content-Type", "X-API-Key"])
     ratelimit.install(app, settings)  # token routes and credential guessing (429)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # 413 before auth
     for module in (promotions, stores, products, funnel, offers, analytics, shoppers, kiosks,
                    push, ops):
         app.include_router(module.router)

@@ -41,6 +41,15 @@ class ErasurePublic(BaseModel):
     feed_entries_removed: int
     push_tokens_revoked: bool = Field(
         default=False, description="the shopper's Ably/push-hub tokens were revoked (clientId)")
+    erased_now: list[str] = Field(
+        default_factory=list, description="what is gone when this answer arrives")
+    compacted_within_s: int = Field(
+        default=0, description="the consent record (and every superseded one) is compacted "
+        "out of shopper_consents within this many seconds")
+    streams_expire_within_s: int = Field(
+        default=0, description="every stream record carrying the uid (positions, NEARBY rows, "
+        "offers, offer events, kiosk interactions, dead letters) is deleted within this many "
+        "seconds (the stream retention)")
 
 
 class TokenRequestPublic(BaseModel):

@@ -1,7 +1,9 @@
-"""Shopper session tokens: ``uid.expiry.sig``, HMAC-SHA256 with ``settings.shopper_secret``.
+"""Shopper session tokens: ``uid.issued_ms.expiry.sig``, HMAC-SHA256 with the shopper secret.
 
-A token is valid for exactly one uid until its expiry (epoch seconds). It is split from the
-right, so a uid containing dots still round-trips (expiry and signature never hold one).
+A token is valid for exactly one uid until its expiry (epoch seconds), unless it was issued
+before that shopper's tokens were revoked (opt-out, erasure: ``api.revocations``). Tokens are
+short-lived (``SHOPPER_TOKEN_TTL_S``, 12 h) and renewed by ``GET /shoppers/{uid}/consent``,
+which answers with a fresh one. Split from the right, so a uid containing dots round-trips.
 """
 
 from __future__ import annotations
@@ -10,43 +12,57 @@ import base64
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 
-TOKEN_TTL_S = 30 * 24 * 3600
+TOKEN_TTL_S = 12 * 3600
 
 
 class TokenError(ValueError):
-    """A token that is malformed, forged or expired; the message is safe to return."""
+    """A token that is malformed, forged, expired or revoked; the message is safe to return."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    uid: str
+    issued_ms: int
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _sig(secret: bytes, uid: str, expiry: int) -> str:
-    return _b64(hmac.new(secret, f"{uid}.{expiry}".encode(), hashlib.sha256).digest())
+def _sig(secret: bytes, uid: str, issued_ms: int, expiry: int) -> str:
+    return _b64(hmac.new(secret, f"{uid}.{issued_ms}.{expiry}".encode(), hashlib.sha256).digest())
 
 
 def issue(secret: bytes, uid: str, ttl_s: int = TOKEN_TTL_S, now_s: float | None = None) -> str:
-    expiry = int((time.time() if now_s is None else now_s) + ttl_s)
-    return f"{uid}.{expiry}.{_sig(secret, uid, expiry)}"
+    now = time.time() if now_s is None else now_s
+    issued_ms, expiry = int(now * 1000), int(now + ttl_s)
+    return f"{uid}.{issued_ms}.{expiry}.{_sig(secret, uid, issued_ms, expiry)}"
 
 
-def verify(secret: bytes, token: str, now_s: float | None = None) -> str:
-    """The uid a token was issued for, or ``TokenError``."""
-    parts = token.rsplit(".", 2)
-    if len(parts) != 3 or not parts[0]:  # noqa: PLR2004
+def claims(secret: bytes, token: str, now_s: float | None = None) -> Claims:
+    """Who a token was issued for and when, or ``TokenError`` (revocation is checked by the
+    caller, which holds the revocation store)."""
+    parts = token.rsplit(".", 3)
+    if len(parts) != 4 or not parts[0]:  # noqa: PLR2004
         msg = "malformed shopper token"
         raise TokenError(msg)
-    uid, expiry_text, sig = parts
+    uid, issued_text, expiry_text, sig = parts
     try:
-        expiry = int(expiry_text)
+        issued_ms, expiry = int(issued_text), int(expiry_text)
     except ValueError:
         msg = "malformed shopper token"
         raise TokenError(msg) from None
-    if not hmac.compare_digest(_sig(secret, uid, expiry).encode(), sig.encode()):
+    if not hmac.compare_digest(_sig(secret, uid, issued_ms, expiry).encode(), sig.encode()):
         msg = "invalid shopper token"
         raise TokenError(msg)
     if expiry < (time.time() if now_s is None else now_s):
         msg = "expired shopper token"
         raise TokenError(msg)
-    return uid
+    return Claims(uid, issued_ms)
+
+
+def verify(secret: bytes, token: str, now_s: float | None = None) -> str:
+    """The uid a token was issued for, or ``TokenError`` (signature and expiry only)."""
+    return claims(secret, token, now_s).uid

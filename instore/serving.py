@@ -67,6 +67,16 @@ def shopper_keys(uid: str) -> list[str]:
     return [offers_of(uid), checkin(uid), basket_recent(uid), basket_counted(uid)]
 
 
+def tokens_revoked(pseudonym: str) -> str:
+    """STRING ms: a shopper's tokens issued before it are refused (key: a keyed hash, no uid)."""
+    return f"{PREFIX}:tokens-revoked:{pseudonym}"
+
+
+def erased(pseudonym: str) -> str:
+    """Marker: this (hashed) uid was erased and may not be registered again for a while."""
+    return f"{PREFIX}:erased:{pseudonym}"
+
+
 COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")
 
 

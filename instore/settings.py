@@ -144,12 +144,18 @@ class Settings(BaseSettings):
     api_key_analyst: SecretStr | None = None
     api_key_ops: SecretStr | None = None
     api_key_kiosk: SecretStr | None = None
-    # HMAC secret for shopper session tokens (scoped to one uid).
+    # HMAC secret for shopper session tokens (scoped to one uid), and how long one lives
+    # (renewed by GET /shoppers/{uid}/consent; revoked by opt-out and erasure).
     shopper_token_secret: SecretStr | None = None
+    shopper_token_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 24 * 3600)
 
     # HTTPS for the API and the push hub (both files, or neither: plain HTTP on loopback).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Largest request body the API and the push hub read (413 before any route or credential
+    # check): the API takes catalog CSV uploads, the hub only token requests and publishes.
+    api_max_body_bytes: int = Field(default=16 * 2**20, ge=1024)
+    hub_max_body_bytes: int = Field(default=2**20, ge=1024)
     # Rate limits per client address: token/registration routes, and failed authentications.
     api_token_rate_per_min: int = Field(default=60, ge=1)
     api_auth_failures_per_min: int = Field(default=30, ge=1)

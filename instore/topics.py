@@ -113,6 +113,23 @@ ALL: tuple[Topic, ...] = (
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 
 
+RETENTION_CHECK_MS = 300_000  # Kafka's default log.retention.check.interval.ms (embedded: 30 s)
+
+
+def compacted_within_ms(compaction_ms: int) -> int:
+    """Bound on how long a superseded record or a tombstone stays in a compacted table: the
+    segment rolls (``segment.ms``), the cleaner takes it (``max.compaction.lag.ms``), and a
+    tombstone is kept ``delete.retention.ms`` more (see ``Topic.config``). Assumes the table
+    gets a write after the segment's time is up (a segment rolls only on a write)."""
+    return 3 * compaction_ms
+
+
+def stream_expiry_within_ms(retention_ms: int) -> int:
+    """Bound on how long a stream record lives: retention, plus the segment it sits in (which is
+    deleted whole once its newest record is past retention), plus the broker's retention check."""
+    return retention_ms + min(retention_ms, SEGMENT_MS) + RETENTION_CHECK_MS
+
+
 def partitions_of(topic: Topic, default: int) -> int:
     return topic.partitions if topic.partitions is not None else default
 

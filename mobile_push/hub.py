@@ -37,6 +37,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from sse_starlette.sse import EventSourceResponse
 
+from instore.bodylimit import BodyLimit
 from instore.settings import Settings
 from mobile_push.ably_client import page_config
 from mobile_push.realtime import DISCONNECTED, RealtimeSession, error_info
@@ -323,6 +324,7 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
     app = FastAPI(title="instore push hub", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.state.authority = authority
+    app.add_middleware(BodyLimit, max_bytes=settings.hub_max_body_bytes)  # 413 before auth
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],

@@ -57,7 +57,8 @@ def offer_event(offer_id: Annotated[Ident, Path()], body: OfferEventIn, services
 def offers_feed(services: ServicesDep, _role: MarketerOrAnalyst,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50,
                 store_id: Annotated[Ident | None, Query()] = None) -> list[dict]:
-    """The latest offers across stores, newest first (optionally one store's)."""
+    """The latest offers across stores, newest first (optionally one store's), without the
+    shopper: marketers and analysts see what was offered where, never to whom."""
     out = []
     for item in services.redis.lrange(serving.offers_feed(), 0, 199):
         try:
@@ -65,6 +66,7 @@ def offers_feed(services: ServicesDep, _role: MarketerOrAnalyst,
         except orjson.JSONDecodeError:
             continue
         if store_id is None or offer.get("store_id") == store_id:
+            offer.pop("uid", None)
             out.append(offer)
         if len(out) >= limit:
             break

@@ -10,7 +10,7 @@ import anyio.from_thread
 import orjson
 from fastapi import APIRouter, HTTPException, Path, status
 
-from api import tokens
+from api import revocations, tokens
 from api.deps import MaybeShopper, ServicesDep, Shopper, ShopperOrOps
 from api.models import ConsentIn, ConsentPublic, ErasurePublic, TokenRequestPublic, Uid
 from api.publisher import PublishError
@@ -31,16 +31,35 @@ def unavailable(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc))
 
 
+VIEW_WAIT_S = 2.0
+
+
+def _token(services: Services, uid: str) -> str:
+    s = services.settings
+    return tokens.issue(s.shopper_secret, uid, ttl_s=s.shopper_token_ttl_s)
+
+
 @router.post("/{uid}/consent", response_model=ConsentPublic)
 def set_consent(uid: UidPath, body: ConsentIn, services: ServicesDep,
                 caller: MaybeShopper) -> ConsentPublic:
     """Opt in or out. The first opt-in is the registration (no auth); changing an existing
-    consent needs that shopper's bearer token. Answers with a fresh shopper token."""
+    consent needs that shopper's bearer token, and a uid erased within the stream retention
+    cannot be registered again. Answers 503 while the consent view has not caught up (it
+    could not tell whether the uid is taken). Opting out revokes every earlier token of the
+    shopper. Answers with a fresh shopper token."""
+    if not services.tables.wait_caught_up(VIEW_WAIT_S):
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            detail="the consent view is catching up: try again in a moment",
+                            headers={"Retry-After": "2"})
+    secret = services.settings.shopper_secret
     existing = services.tables.consent(uid)
     if existing is not None and caller != uid:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                             detail="this shopper has a consent already: send their bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
+    if existing is None and revocations.was_erased(services.redis, secret, uid):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail="this uid was erased: register with a new one")
     record = r.ShopperConsent(uid=uid, opted_in=body.opted_in,
                               channels=list(dict.fromkeys(body.channels)), updated_at=r.now_ms())
     try:
@@ -48,20 +67,21 @@ def set_consent(uid: UidPath, body: ConsentIn, services: ServicesDep,
     except PublishError as exc:
         raise unavailable(exc) from None
     services.tables.apply(t.SHOPPER_CONSENTS, uid, record)
+    if not record.opted_in:
+        revocations.revoke_tokens(services.redis, secret, uid, services.settings.shopper_token_ttl_s)
     log.info("consent recorded opted_in=%s", record.opted_in)
-    return ConsentPublic(**record.model_dump(),
-                         shopper_token=tokens.issue(services.settings.shopper_secret, uid))
+    return ConsentPublic(**record.model_dump(), shopper_token=_token(services, uid))
 
 
 @router.get("/{uid}/consent", response_model=ConsentPublic)
 def get_consent(uid: UidPath, services: ServicesDep, _caller: Shopper) -> ConsentPublic:
-    """The shopper's current consent (their own token only)."""
+    """The shopper's current consent (their own token only), with a fresh token: the phone
+    page renews its token this way."""
     existing = services.tables.consent(uid)
     if existing is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail="no consent recorded for this shopper")
-    return ConsentPublic(**existing.model_dump(),
-                         shopper_token=tokens.issue(services.settings.shopper_secret, uid))
+    return ConsentPublic(**existing.model_dump(), shopper_token=_token(services, uid))
 
 
 @router.post("/{uid}/ably-token", response_model=TokenRequestPublic)
@@ -95,8 +115,15 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
     except PublishError as exc:
         raise unavailable(exc) from None
     services.tables.apply(t.SHOPPER_CONSENTS, uid, None)
+    s = services.settings
+    revocations.revoke_tokens(services.redis, s.shopper_secret, uid, s.shopper_token_ttl_s)
+    revocations.mark_erased(services.redis, s.shopper_secret, uid, s.stream_retention_ms // 1000)
     report = erase_from_serving(services, uid)
     report.push_tokens_revoked = _revoke_push_tokens(services, uid)
+    report.erased_now = ["serving store", "shopper tokens"] + (
+        ["push tokens"] if report.push_tokens_revoked else [])
+    report.compacted_within_s = t.compacted_within_ms(s.compaction_ms) // 1000
+    report.streams_expire_within_s = t.stream_expiry_within_ms(s.stream_retention_ms) // 1000
     log.info("shopper erased: %d keys, %d offers, %d stores", len(report.redis_keys_deleted),
              report.offers_deleted, len(report.store_sets_cleaned))
     return report

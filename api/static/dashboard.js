@@ -212,14 +212,12 @@ async function submitPromotion(event) {
 }
 
 // ---- offers feed and top products ----------------------------------------------------------
-function shortUid(uid) { return uid && uid.length > 4 ? `…${uid.slice(-4)}` : "…"; }
-
 async function refreshFeed() {
   const feed = await getJson("/offers/feed?limit=25");
   $("#feed").replaceChildren(...feed.map((o) => {
     const when = new Date(o.ts).toLocaleTimeString();
     return el("li", { "data-pid": o.pid },
-      `${when} · ${o.title} (−${o.discount_pct} %) → shopper ${shortUid(o.uid)} in ${o.store_id}`
+      `${when} · ${o.title} (−${o.discount_pct} %) → a shopper in ${o.store_id}`
       + ` at ${Math.round(o.distance_ft)} ft`);
   }));
 }

@@ -5,8 +5,11 @@ route answers (whatever the body makes of it, never 401/403)."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
+import redis
 
+from instore import serving
 from instore.settings import DEV_KEYS
 from tests.integration.api_harness import api_settings, bearer, client, unique  # noqa: F401
 
@@ -71,11 +74,18 @@ def test_every_route_is_in_the_policy(client):
     assert set(operations(client)) == set(POLICY)
 
 
-def test_auth_matrix(client):
+def test_auth_matrix(client, api_settings):
     uid = unique("matrix")
     own = client.post(f"/shoppers/{uid}/consent", json={"opted_in": True}).json()["shopper_token"]
     other_uid = unique("matrix")
     other = client.post(f"/shoppers/{other_uid}/consent", json={"opted_in": True}).json()
+    # an offer to this shopper in the serving store: no analyst answer may carry the uid
+    # (privacy finding 7: analysts get aggregates)
+    rds = redis.Redis.from_url(api_settings.redis_address)
+    offer = {"offer_id": f"o-{uid}", "uid": uid, "store_id": "no-such-store", "pid": "p",
+             "sku": 1, "title": "t", "discount_pct": 5, "distance_ft": 3.0, "ts": 1, "expires_at": 2}
+    rds.lpush(serving.offers_feed(), orjson.dumps(offer))
+    leaks = []
     failures = []
     for method, template in operations(client):
         path = (
@@ -117,7 +127,11 @@ def test_auth_matrix(client):
                 ok = code == 401
             if not ok:
                 failures.append(f"{method} {template} as {caller}: {code}")
+            if caller == A and code < 300 and (uid in res.text or other_uid in res.text):
+                leaks.append(f"{method} {template}")
+    rds.lrem(serving.offers_feed(), 0, orjson.dumps(offer))
     assert failures == [], "\n".join(failures)
+    assert leaks == [], f"analyst answers carrying a uid: {leaks}"
 
 
 def test_unknown_key_is_401_and_keys_are_not_echoed(client):

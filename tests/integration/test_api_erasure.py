@@ -84,6 +84,10 @@ def test_erasure_stops_offers_and_clears_the_serving_store(client, rds, api_sett
         assert report["tombstoned"] == [t.SHOPPER_CONSENTS.name]
         assert serving.offers_of(target) in report["redis_keys_deleted"]
         assert report["offers_deleted"] >= 1 and store in report["store_sets_cleaned"]
+        # the answer states the bounds it keeps (privacy finding 3)
+        assert "serving store" in report["erased_now"] and "shopper tokens" in report["erased_now"]
+        assert report["compacted_within_s"] == 3 * api_settings.compaction_ms // 1000
+        assert report["streams_expire_within_s"] >= api_settings.stream_retention_ms // 1000
 
         # the control shopper keeps getting offers well past the bound: the worker is live
         deadline = erased_at + ERASURE_BOUND_MS + 3000

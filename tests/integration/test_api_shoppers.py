@@ -100,11 +100,51 @@ def test_changing_an_existing_consent_needs_the_bearer(client, api_settings):
     )
     res = client.post(f"/shoppers/{uid}/consent", json={"opted_in": False}, headers=bearer(token))
     assert res.status_code == 200 and res.json()["opted_in"] is False
-    assert client.get(f"/shoppers/{uid}/consent", headers=bearer(token)).json()["opted_in"] is False
+    fresh = res.json()["shopper_token"]  # opting out revoked every earlier token
+    assert client.get(f"/shoppers/{uid}/consent", headers=bearer(token)).status_code == 401
+    assert client.get(f"/shoppers/{uid}/consent", headers=bearer(fresh)).json()["opted_in"] is False
     values = poll(
         lambda: (v := read_topic(api_settings, t.SHOPPER_CONSENTS, uid)) and len(v) >= 2 and v
     )
     assert r.decode(r.ShopperConsent, values[-1]).opted_in is False
+
+
+def test_tokens_are_short_lived_and_renewed(client, api_settings):
+    """Privacy finding 2: a shopper token lives SHOPPER_TOKEN_TTL_S (12 h), not 30 days, and
+    reading one's consent answers with a fresh one."""
+    uid = unique("shopper")
+    token = register(client, uid)
+    expiry = int(token.rsplit(".", 2)[1])
+    assert expiry - time.time() <= api_settings.shopper_token_ttl_s <= 24 * 3600
+    renewed = client.get(f"/shoppers/{uid}/consent", headers=bearer(token)).json()["shopper_token"]
+    assert renewed != token
+    assert client.get(f"/shoppers/{uid}/offers", headers=bearer(renewed)).status_code == 200
+
+
+def test_erasure_revokes_tokens_and_the_uid_cannot_be_taken_over(client):
+    """Privacy finding 2: after an erasure the shopper's tokens stop working and nobody can
+    register the erased uid again (its records may still be in the streams)."""
+    uid = unique("shopper")
+    token = register(client, uid)
+    assert client.delete(f"/shoppers/{uid}", headers=bearer(token)).status_code == 200
+    assert client.get(f"/shoppers/{uid}/offers", headers=bearer(token)).status_code == 401
+    assert client.post(f"/shoppers/{uid}/ably-token", headers=bearer(token)).status_code == 401
+    again = client.post(f"/shoppers/{uid}/consent", json={"opted_in": True})
+    assert again.status_code == 409, again.text
+
+
+def test_registration_waits_for_the_consent_view(client):
+    """Privacy finding 2: while the consent view has not caught up, the API cannot tell whether
+    a uid is taken, so registration answers 503 instead of handing out a token."""
+    tables = client.app.state.services.tables
+    tables.caught_up.clear()
+    try:
+        res = client.post(f"/shoppers/{unique('shopper')}/consent", json={"opted_in": True})
+        assert res.status_code == 503 and res.headers["Retry-After"]
+    finally:
+        tables.caught_up.set()
+    assert client.post(f"/shoppers/{unique('shopper')}/consent",
+                       json={"opted_in": True}).status_code == 200
 
 
 def _check_mac(req: dict) -> None:
