@@ -404,6 +404,19 @@ def bench_soak(
     raise typer.Exit(1 if bad else 0)
 
 
+@bench_app.command("report")
+def bench_report() -> None:
+    """Markdown tables of every benchmark run stamped with its broker and commit
+    (bench/results/*.jsonl), for docs/benchmarks.md."""
+    from bench.report import report  # noqa: PLC0415
+
+    text = report()
+    if not text:
+        msg = "no stamped results in bench/results yet: run a benchmark first"
+        raise fail(msg)
+    sys.stdout.write(text)
+
+
 @bench_app.command("fuzz")
 def bench_fuzz(
     inputs: Annotated[int, typer.Option(help="Inputs per topic decoder.")] = 100_000,

@@ -1,0 +1,26 @@
+"""`instore bench report`: tables from the results lines stamped with broker and commit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.report import report, table
+from instore import results
+
+
+def test_only_stamped_runs_make_rows(tmp_path: Path) -> None:
+    lines = [
+        {"bench": "proximity", "events_per_s": 3000.0},  # before stamping: history, left out
+        results.stamp({"bench": "proximity", "events_per_s": 2194.3, "p99_ms": 88.1}, "kafka"),
+        {"bench": "proximity", "events_per_s": 1885.5, "commit": "abc", "broker": "tansu"},
+    ]
+    (tmp_path / "proximity.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    text = table("proximity", tmp_path)
+    body = text.splitlines()[2:]
+    assert len(body) == 2
+    assert body[0].startswith("| kafka |") and "2,194.3" in body[0] and "88.1" in body[0]
+    assert body[1].startswith("| tansu | `abc` |") and "1,885.5" in body[1]
+    assert "3,000" not in text
+    assert report(tmp_path).startswith("### proximity")
+    assert table("soak", tmp_path) == ""
