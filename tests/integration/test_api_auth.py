@@ -82,7 +82,7 @@ def test_auth_matrix(client, api_settings):
     # an offer to this shopper in the serving store: no analyst answer may carry the uid
     # (privacy finding 7: analysts get aggregates)
     rds = redis.Redis.from_url(api_settings.redis_address)
-    offer = {"offer_id": f"o-{uid}", "uid": uid, "store_id": "no-such-store", "pid": "p",
+    offer = {"offer_id": unique("offer"), "uid": uid, "store_id": "no-such-store", "pid": "p",
              "sku": 1, "title": "t", "discount_pct": 5, "distance_ft": 3.0, "ts": 1, "expires_at": 2}
     rds.lpush(serving.offers_feed(), orjson.dumps(offer))
     leaks = []
@@ -98,14 +98,21 @@ def test_auth_matrix(client, api_settings):
         )
         allowed = POLICY[(method, template)]
         registration = (method, template) == ("POST", "/shoppers/{uid}/consent")
+        erasure = (method, template) == ("DELETE", "/shoppers/{uid}")
         for caller in CALLERS:
+            own_token = own
             if registration:  # a fresh uid each time: registering needs no credentials
                 path = f"/shoppers/{unique('fresh')}/consent"
+            if erasure:  # erasing revokes the shopper's tokens: a throwaway shopper each time
+                gone = unique("erase")
+                own_token = client.post(f"/shoppers/{gone}/consent",
+                                        json={"opted_in": True}).json()["shopper_token"]
+                path = f"/shoppers/{gone}"
             headers = {}
             if caller in DEV_KEYS:
                 headers = {"X-API-Key": DEV_KEYS[caller]}
             elif caller == "own-shopper":
-                headers = bearer(own)
+                headers = bearer(own_token)
             elif caller == "other-shopper":
                 headers = bearer(other["shopper_token"])
             res = client.request(method, path, headers=headers, json={})
