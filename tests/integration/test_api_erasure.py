@@ -102,9 +102,9 @@ def test_erasure_stops_offers_and_clears_the_serving_store(client, rds, api_sett
     assert all(o.ts <= erased_at + ERASURE_BOUND_MS for o in produced)
     consent = read_topic(api_settings, t.SHOPPER_CONSENTS, target)
     assert consent[-1] is None  # tombstone
-    # an erased shopper's token no longer changes anything that identifies them
+    # an erased shopper's token is revoked: it no longer reads or changes anything
     assert (
-        client.get(f"/shoppers/{target}/consent", headers=bearer(tokens[target])).status_code == 404
+        client.get(f"/shoppers/{target}/consent", headers=bearer(tokens[target])).status_code == 401
     )
 
     # the analytics agents saw the dwell; a redemption shows up in the ranking

@@ -316,8 +316,9 @@ def test_no_uid_or_secret_in_logs(client, rds, caplog):
     client.post(f"/shoppers/{uid}/ably-token", headers=bearer(token))
     client.get(f"/shoppers/{uid}/offers", headers=bearer(token))
     client.post(f"/offers/{offer_id}/events", json={"event": "opened"}, headers=bearer(token))
-    client.post(f"/shoppers/{uid}/consent", json={"opted_in": False}, headers=bearer(token))
-    client.delete(f"/shoppers/{uid}", headers=bearer(token))
+    out = client.post(f"/shoppers/{uid}/consent", json={"opted_in": False}, headers=bearer(token))
+    fresh = out.json()["shopper_token"]  # opting out revoked the first token
+    assert client.delete(f"/shoppers/{uid}", headers=bearer(fresh)).status_code == 200
     client.get("/promotions", headers={"X-API-Key": "wrong-key"})
     # the server's loggers (the test's own HTTP client logs its request lines)
     text = "\n".join(
@@ -326,5 +327,6 @@ def test_no_uid_or_secret_in_logs(client, rds, caplog):
         if rec.name.split(".")[0] in ("api", "instore", "uvicorn")
     )
     assert "erased" in text  # the lifecycle lines are there...
-    assert uid not in text and token not in text and "wrong-key" not in text  # ...not who
+    assert uid not in text and token not in text and fresh not in text  # ...not who
+    assert "wrong-key" not in text
     assert DEV_ABLY_KEY.split(":")[1] not in text
