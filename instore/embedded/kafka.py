@@ -121,8 +121,13 @@ def require_installed(libs_dir: Path) -> Path:
 # --- one node ------------------------------------------------------------------------------
 
 def new_cluster_id() -> str:
-    """What ``kafka-storage random-uuid`` prints: base64url of 16 random bytes, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """What ``kafka-storage random-uuid`` prints: base64url of 16 random bytes, no padding, and
+    (as Kafka's ``Uuid.randomUuid``) never starting with "-", which a command line would take
+    for an option (``format -t -abc...`` fails)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass

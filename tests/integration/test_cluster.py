@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_killing_the_partition_leader_loses_nothing(tmp_path) -> None:
-    fig = soak.run(minutes=1.0, rate=1000, faults=True, only_faults=("leader",), brokers=3,
+    fig = soak.run(minutes=0.6, rate=1000, faults=True, only_faults=("leader",), brokers=3,
                    seed=5, drain_max_s=90, results=tmp_path / "soak.jsonl")
     assert fig["brokers"] == 3
     assert fig["faults_injected"] == 1 and fig["faults_recovered"] == 1, fig["faults"]
