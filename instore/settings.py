@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     broker_port: int = 19092
     kafka_brokers: int = Field(default=1, ge=1, le=5)
     kafka_heap_mb: int = Field(default=512, ge=128)
+    # Extra JVM flags for the embedded Kafka nodes (the tests set -XX:TieredStopAtLevel=1).
+    kafka_jvm_flags: str = ""
     # Where `make setup` puts the broker's jars (default ~/.cache/instore/kafka-<version>).
     kafka_libs_dir: Path | None = None
     java_home: Path | None = Field(default=None, validation_alias="JAVA_HOME")

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from instore.embedded import free_port, port_open, redis_argv
-from instore.embedded.kafka import EmbeddedKafka
+from instore.embedded.kafka import QUICK_START, EmbeddedKafka
 from instore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# Brokers that tests start through the stack (instore up's code path) start cheap too.
+os.environ.setdefault("KAFKA_JVM_FLAGS", " ".join(QUICK_START))
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
@@ -48,7 +50,7 @@ class BrokerHandle:
     temporary dir: a test may stop it and start it again (its data is kept) or kill a node."""
 
     def __init__(self, root: Path, brokers: int = 1, **kwargs: object) -> None:
-        self.kafka = EmbeddedKafka(root, brokers=brokers, heap_mb=256, quick_start=True,
+        self.kafka = EmbeddedKafka(root, brokers=brokers, heap_mb=256, jvm_flags=QUICK_START,
                                    **kwargs)  # type: ignore[arg-type]
         self.bootstrap = self.kafka.bootstrap
         self.port = self.kafka.nodes[0].port

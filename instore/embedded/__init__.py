@@ -270,7 +270,10 @@ def kafka_nodes(settings: object, data_dir: Path) -> list[kafka.KafkaNode]:
     assert isinstance(settings, Settings)
     ports = [(settings.broker_port + 2 * i, settings.broker_port + 2 * i + 1)
              for i in range(settings.kafka_brokers)]
-    return kafka.cluster_nodes(data_dir / "kafka", ports, heap_mb=settings.kafka_heap_mb)
+    nodes = kafka.cluster_nodes(data_dir / "kafka", ports, heap_mb=settings.kafka_heap_mb)
+    for node in nodes:
+        node.jvm_flags = tuple(settings.kafka_jvm_flags.split())
+    return nodes
 
 
 def kafka_specs(settings: object, data_dir: Path) -> list[ServiceSpec]:

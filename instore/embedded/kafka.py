@@ -37,6 +37,9 @@ POM = HERE / "pom.xml"
 LOG4J2_CONFIG = HERE / "log4j2.properties"
 COMPLETE_MARK = ".complete"
 MIN_JAVA = 17
+# The JIT's first tier only: a third less CPU to start a node and half when idle, at the price
+# of peak speed (KAFKA_JVM_FLAGS; the tests use it, benchmarks must not).
+QUICK_START = ("-XX:TieredStopAtLevel=1",)
 
 
 class BrokerSetupError(StackError):
@@ -340,15 +343,15 @@ class EmbeddedKafka:
 
     ``instore up`` runs the same nodes under its supervisor instead (``instore.embedded``).
     Everything lives under ``root``: a second ``EmbeddedKafka`` on the same root and ports finds
-    the records, topics and offsets of the first. ``quick_start`` trades peak speed for a
-    cheaper start (the JIT's first tier only): for tests, not for benchmarks.
+    the records, topics and offsets of the first. ``jvm_flags`` go to every node's JVM (the
+    tests give ``QUICK_START``).
     """
 
     def __init__(self, root: Path, *, brokers: int = 1,
                  ports: Sequence[tuple[int, int]] | None = None, heap_mb: int = 384,
                  libs_dir: Path | None = None, java_home: Path | None = None,
                  overrides: Mapping[str, str] | None = None,
-                 tls: Sequence[TlsListener] = (), quick_start: bool = False) -> None:
+                 tls: Sequence[TlsListener] = (), jvm_flags: Sequence[str] = ()) -> None:
         from instore.embedded import free_port  # noqa: PLC0415
 
         self.root = root
@@ -356,8 +359,7 @@ class EmbeddedKafka:
         self.nodes = cluster_nodes(root, ports, heap_mb=heap_mb)
         for node in self.nodes:
             node.overrides.update(overrides or {})
-            if quick_start:  # C1 only: a third less CPU to start and half when idle (tests)
-                node.jvm_flags = ("-XX:TieredStopAtLevel=1",)
+            node.jvm_flags = tuple(jvm_flags)
         if tls:
             self.nodes[0].tls = list(tls)
         self.libs_dir = require_installed(libs_dir or default_libs_dir())
