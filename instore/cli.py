@@ -30,6 +30,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        from instore.embedded.kafka import KAFKA_VERSION  # noqa: PLC0415
+
+        try:
+            mine = version("instore")
+        except PackageNotFoundError:
+            mine = "unknown (not installed: run `make setup`)"
+        sys.stdout.write(f"instore {mine} (embedded Apache Kafka {KAFKA_VERSION})\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    _version_flag: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version (and the embedded Kafka's) and exit.")] = False,
+) -> None:
+    """In-store personalization on Kafka."""
+
+
 produce_app = typer.Typer(help="Simulators and replays that write the topic contract.",
                           no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: they print figures and append them to bench/results.",
