@@ -19,6 +19,7 @@ from instore.commands import cloud as cloud_cmds
 from instore.commands import edge as edge_cmds
 from instore.commands import ksql as ksql_cmds
 from instore.commands import push as push_cmds
+from instore.commands import topics as topics_cmds
 from instore.logs import setup_logging
 from instore.settings import get_settings
 
@@ -29,6 +30,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        from instore.embedded.kafka import KAFKA_VERSION  # noqa: PLC0415
+
+        try:
+            mine = version("instore")
+        except PackageNotFoundError:
+            mine = "unknown (not installed: run `make setup`)"
+        sys.stdout.write(f"instore {mine} (embedded Apache Kafka {KAFKA_VERSION})\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    _version_flag: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version (and the embedded Kafka's) and exit.")] = False,
+) -> None:
+    """In-store personalization on Kafka."""
+
+
 produce_app = typer.Typer(help="Simulators and replays that write the topic contract.",
                           no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: they print figures and append them to bench/results.",
@@ -52,6 +78,7 @@ app.add_typer(api_cmds.app, name="api")
 app.add_typer(ksql_cmds.app, name="ksql")
 app.add_typer(cloud_cmds.app, name="cloud")
 app.add_typer(edge_cmds.app, name="edge")
+app.add_typer(topics_cmds.app, name="topics")
 # A part's commands module may offer `bench` (-> `instore bench <part>`).
 for _name, _mod in (("push", push_cmds), ("ksql", ksql_cmds), ("edge", edge_cmds),
                     ("api", api_cmds), ("cloud", cloud_cmds)):

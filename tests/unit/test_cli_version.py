@@ -1,0 +1,21 @@
+"""`instore --version`: the package's version and the embedded Kafka's, exit 0."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from typer.testing import CliRunner
+
+from instore.cli import app
+from instore.embedded.kafka import KAFKA_VERSION
+
+
+def test_version_prints_both_versions() -> None:
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.stdout.strip() == f"instore {version('instore')} (embedded Apache Kafka {KAFKA_VERSION})"
+
+
+def test_no_arguments_still_shows_the_help() -> None:
+    res = CliRunner().invoke(app, [])
+    assert "Usage" in res.output and "topics" in res.output
