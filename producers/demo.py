@@ -9,6 +9,8 @@ latency is position ts -> offer consumed from the `offers` topic (an upper bound
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -136,10 +138,15 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
              on_event: Callable[[str], None] | None = None,
              camera: CameraFeed | None = None) -> dict[str, Any]:
     stack: Stack | None = None
+    scratch: Path | None = None
     if settings.embedded_kafka and port_open(LOOPBACK, settings.broker_port):
         console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
     else:
-        stack = start_stack(settings, data_dir or settings.data_dir, on_event=on_event)
+        # The broker keeps its data: a demo on a kept data dir would find the last run's
+        # cooldowns and delivered offers, and show none. Each demo gets a fresh store.
+        if data_dir is None:
+            scratch = Path(tempfile.mkdtemp(prefix="instore-demo-"))
+        stack = start_stack(settings, data_dir or scratch, on_event=on_event)
     stats = DemoStats()
     stop = threading.Event()
     try:
@@ -206,6 +213,8 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
         stop.set()
         if stack is not None:
             stack.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return stats.summary()
 
 
