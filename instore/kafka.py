@@ -86,24 +86,16 @@ def make_admin(settings: Settings) -> AdminClient:
 
 def wait_for_broker(settings: Settings, timeout_s: float = 20.0) -> None:
     """Wait until a metadata request answers (listing every embedded node, when embedded)."""
-    admin = make_admin(settings)
+    from instore.embedded.kafka import BrokerSetupError, metadata_ready  # noqa: PLC0415
+
+    cfg = client_config(settings)
     want = settings.kafka_brokers if settings.embedded_kafka else 1
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            brokers = len(admin.list_topics(timeout=2).brokers)
-            if brokers >= want:
-                return
-            last = f"{brokers} of {want} brokers registered"
-        except KafkaException as exc:
-            last = exc
-        time.sleep(0.2)
-    msg = (
-        f"no Kafka broker answers at {settings.bootstrap_servers} ({last}); "
-        "run `instore up` or set KAFKA_BOOTSTRAP_SERVERS"
-    )
-    raise KafkaUnavailable(msg)
+    try:
+        metadata_ready(cfg.pop("bootstrap.servers"), brokers=want, timeout_s=timeout_s, **cfg)
+    except BrokerSetupError as exc:
+        msg = (f"no Kafka broker answers at {settings.bootstrap_servers} ({exc}); "
+               "run `instore up` or set KAFKA_BOOTSTRAP_SERVERS")
+        raise KafkaUnavailable(msg) from None
 
 
 def topic_config(topic: t.Topic, settings: Settings) -> dict[str, str]:
