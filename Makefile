@@ -5,21 +5,31 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# quix-streams (a peer in `instore bench proximity --peers`) pins an older confluent-kafka and
+# pydantic than the project: it gets its own venv, which runs the project's code from the tree.
+QUIX_VENV := .venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
 APT_PACKAGES := chromium libusb-1.0-0
 
 .PHONY: setup demo test test-unit lint bench up clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(QUIX_STAMP)
 	@bash scripts/install-kafka.sh $(VENV)
 
 $(STAMP): pyproject.toml
 	@bash scripts/apt-install.sh $(APT_PACKAGES)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip
-	@$(PIP) install -q -e '.[dev]'
+	@$(PIP) install -q -e '.[dev,peers]'
 	@bash scripts/install-ably-js.sh
 	@bash scripts/install-swagger-ui.sh
 	@touch $(STAMP)
+
+$(QUIX_STAMP): bench/peers/requirements-quix.txt
+	@test -x $(QUIX_VENV)/bin/python || python3 -m venv $(QUIX_VENV)
+	@$(QUIX_VENV)/bin/pip install -q --upgrade pip
+	@$(QUIX_VENV)/bin/pip install -q -r bench/peers/requirements-quix.txt
+	@touch $(QUIX_STAMP)
 
 demo: setup
 	$(VENV)/bin/instore demo --seconds $${SECONDS_TO_RUN:-60}
@@ -42,4 +52,4 @@ bench: setup
 	$(VENV)/bin/instore bench proximity --json
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache

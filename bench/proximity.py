@@ -9,7 +9,10 @@ ports), loads the catalog and promotions, starts the Faust worker(s), then:
    measures position ts -> NEARBY row consumed (p50/p99) and -> offer consumed (offer_p50/p99:
    every latency shopper has opted in; dwell is 0 so their first rows may earn offers);
 3. the Faust ceiling: a Faust agent on the same broker that only consumes and decodes the same
-   positions, in its own process, after the worker is stopped (so both had the machine alone).
+   positions, in its own process, after the worker is stopped (so both had the machine alone);
+4. with ``peers``: the same proximity step written with quix-streams and with bytewax, each in
+   its own process on the same broker after the worker is stopped, timed as in 1
+   (``bench.peers.measure``).
 
 It prints the figures and appends them as one JSON line to ``bench/results/proximity.jsonl``.
 """
@@ -80,7 +83,7 @@ def _positions(world: Any, n: int, seed: int) -> list[CustomerLocation]:
 def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events: int = 100_000,
         naive: bool = False, workers: int = 1, rate: float = 2000.0, latency_seconds: float = 10.0,
         ceiling: bool = True, seed: int = 7, consenting: float = 0.3,
-        agents: str = "proximity,policy,analytics",
+        agents: str = "proximity,policy,analytics", peers: bool = False,
         progress: Progress = lambda m: None) -> dict[str, Any]:
     base = get_settings()
     # The whole worker (proximity with the policy and dwell analytics in the same pass). Dwell 0
@@ -163,6 +166,13 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
             if fig.get("faust_ceiling_events_per_s"):
                 fig["ratio_to_ceiling"] = round(
                     fig["events_per_s"] / fig["faust_ceiling_events_per_s"], 3)
+        if peers:
+            from bench.peers.measure import run_peers  # imports this module: imported here
+
+            fig.update(run_peers(settings, stack, tmp, state, probe, positions, progress))
+            if fig["best_peer"]:
+                fig["ratio_to_best_peer"] = round(
+                    fig["events_per_s"] / fig[f"peer_{fig['best_peer']}_events_per_s"], 3)
     finally:
         for client in (locals().get("nearby"), locals().get("offers")):
             if client is not None:
@@ -212,8 +222,12 @@ def _latency_uid(i: int) -> str:
     return f"lat-{i // 20}"  # each latency shopper reports 20 positions
 
 
-def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer,
-                state: ProximityState, positions: list[CustomerLocation]) -> dict[str, Any]:
+def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer | None,
+                state: ProximityState, positions: list[CustomerLocation],
+                topic: str = t.CUSTOMERS_LOCATIONS.name) -> dict[str, Any]:
+    """Produce ``positions`` to ``topic`` as fast as the producer goes and consume the rows back
+    on ``nearby`` (and the offers, when ``offers`` is given): positions/s = positions / (last row
+    consumed - first produce)."""
     now = now_ms()
     expected = 0
     payloads = []
@@ -226,7 +240,7 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Con
     for key, value, ts in payloads:
         while True:
             try:
-                producer.produce(t.CUSTOMERS_LOCATIONS.name, value, key, timestamp=ts)
+                producer.produce(topic, value, key, timestamp=ts)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -241,9 +255,11 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Con
         if msgs:
             got += sum(1 for m in msgs if not m.error())
             t_last = time.perf_counter()
-        n_offers += sum(1 for m in offers.consume(10_000, 0) if not m.error())
+        if offers is not None:
+            n_offers += sum(1 for m in offers.consume(10_000, 0) if not m.error())
     seconds = t_last - t0
-    n_offers += _drain(offers, 1.0)
+    if offers is not None:
+        n_offers += _drain(offers, 1.0)
     return {
         "events_per_s": round(len(positions) / seconds, 1),
         "rows_per_s": round(got / seconds, 1),

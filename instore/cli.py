@@ -387,16 +387,21 @@ def bench_proximity(
                                               "shoppers who opted in to offers.")] = 0.3,
     agents: Annotated[str, typer.Option(help="The worker's agents (WORKER_AGENTS).")] =
         "proximity,policy,analytics",
+    peers: Annotated[bool, typer.Option(help="After the worker is stopped, run the same "
+                                        "proximity step written with quix-streams and with "
+                                        "bytewax, each in its own process on the same broker, "
+                                        "timed like the throughput run: peer_<engine>_* "
+                                        "figures, best_peer, ratio_to_best_peer.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
     """Positions -> Faust worker -> NEARBY_CUSTOMERS and offers on a private embedded stack:
     positions/s, rows/s, matches per position, p50/p99 latency to the row and to the offer,
-    and the Faust consume-only ceiling."""
+    the Faust consume-only ceiling and, with --peers, the same step on quix-streams and bytewax."""
     from bench.proximity import run  # noqa: PLC0415
 
     fig = run(stores=stores, products=products, promoted=promoted, events=events, naive=naive,
               workers=workers, rate=rate, latency_seconds=latency_seconds,
-              ceiling=ceiling, seed=seed, consenting=consenting, agents=agents,
+              ceiling=ceiling, seed=seed, consenting=consenting, agents=agents, peers=peers,
               progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
     _print_figures(fig)
     if as_json:
