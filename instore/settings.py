@@ -113,9 +113,11 @@ class Settings(BaseSettings):
     kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
     worker_batch: int = Field(default=500, ge=1)
     # How long an agent waits to fill a batch. Faust hands over ~7 events per ms at best, so
-    # 10 ms makes batches of ~70 under load (each batch waits once for the broker's acks) and
-    # adds at most 10 ms when traffic is light.
+    # 10 ms makes batches of ~70 under load and adds at most 10 ms when traffic is light.
     worker_batch_within_s: float = Field(default=0.01, gt=0)
+    # How many batches an agent may run ahead of the broker's acknowledgements of their outputs
+    # (their events stay unacknowledged, so uncommitted, meanwhile): past it the agent waits.
+    worker_max_in_flight: int = Field(default=64, ge=1)
     # linger.ms of the worker's librdkafka outputs (NEARBY rows, offers): longer means fewer,
     # larger batches for the broker at the price of that much latency when traffic is light.
     worker_output_linger_ms: float = Field(default=5.0, ge=5, le=1000)

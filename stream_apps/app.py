@@ -2,9 +2,10 @@
 
 Agents batch with ``take_events`` and read raw bytes (orjson/pydantic-core), and send with the
 producer directly: Faust's per-event machinery is the ceiling, so the agents add as little as
-possible on top of it. Each batch's sends are awaited before its events are acknowledged, so
-offsets are committed only after the outputs are in the broker (at-least-once; effects are
-idempotent by key and ``offer_id``).
+possible on top of it. A batch's outputs flow on while the agent takes the next batch; its
+input events are held (Faust does not acknowledge them) until the broker has acknowledged all
+of its outputs (stream_apps/output.py), so offsets are committed only after the outputs are in
+the broker (at-least-once; effects are idempotent by key and ``offer_id``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from stream_apps import analytics, transport
 from stream_apps.analytics import DwellTracker
 from stream_apps.gc_pauses import GcPauses, LoopLag
 from stream_apps.gc_pauses import freeze as gc_freeze
-from stream_apps.output import Output
+from stream_apps.output import DeliveryFailed, Output
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
@@ -77,10 +78,20 @@ class UidTable(faust.Table):  # type: ignore[misc]
         return (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
 
 
+class WorkerApp(faust.App):  # type: ignore[misc]
+    """A Faust app on the worker's transport (stream_apps/transport.py): the topics named in
+    ``batch_handlers`` reach their handler a fetched batch at a time."""
+
+    batch_handlers: dict[str, transport.BatchHandler]
+
+    def _new_transport(self) -> Any:
+        return transport.Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # noqa: C901, PLR0915
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=transport.broker_url(settings),
         broker_credentials=_credentials(settings),
@@ -225,10 +236,71 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
 
     processed: dict[int, int] = {}  # positions partition -> last offset the agent handled
 
+    def hold(events: Any) -> tuple[int, list[Any]]:
+        """Keep a batch's events unacknowledged when the agent moves on (take_events acks
+        them; the extra reference makes that ack not the last one) until :func:`release`."""
+        messages = [event.message for event in events]
+        for message in messages:
+            message.incref()
+        return app.consumer_generation_id, messages
+
+    stopping: list[str] = []
+
+    def stop_worker(reason: str) -> None:
+        """A clean stop (leave the group, commit what was acknowledged) as on SIGTERM; the
+        supervisor restarts us. Hard exit if that hangs."""
+        if stopping:
+            return
+        stopping.append(reason)
+        log.error("%s: stopping so that the worker is restarted", reason)
+        threading.Timer(20.0, os._exit, args=(75,)).start()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def acknowledge(held: list[Any]) -> None:
+        """Acknowledge the events of batches whose outputs are all in the broker (Faust
+        commits their offsets on its next commit). A batch taken before a rebalance is
+        dropped instead: Faust seeks every partition back to its committed offset after a
+        rebalance, so those events are read and handled again."""
+        generation = app.consumer_generation_id
+        consumer = app.consumer
+        for item in held:
+            if item is None:
+                continue
+            taken_in, messages = item
+            if taken_in != generation:
+                continue
+            for message in messages:
+                message.ack(consumer)
+
+    def release(out: Output) -> None:
+        try:
+            acknowledge(out.released())
+        except DeliveryFailed as exc:
+            stop_worker(f"outputs not accepted by the broker ({exc})")
+
+    outputs = [o for o in {id(o): o for o in (out_nearby, out_offers)}.values()]
+
+    @app.timer(interval=0.02)
+    async def release_acknowledged() -> None:
+        """Acknowledge finished batches when traffic pauses (agents also do it per batch)."""
+        for out in outputs:
+            release(out)
+
+    @app.on_before_shutdown.connect
+    async def settle_outputs(sender: Any, **_: Any) -> None:
+        """On stop, after the partitions are paused and before the final commit: wait for
+        the outputs in flight, so that a restart does not handle those batches again."""
+        for out in outputs:
+            try:
+                acknowledge(await out.drain(timeout_s=10.0))
+            except DeliveryFailed as exc:
+                log.warning("stopping with unacknowledged outputs: %s", exc)
+
     async def proximity(stream: faust.StreamT) -> None:  # noqa: C901, PLR0912, PLR0915
-        """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell). A
-        batch's input events are acknowledged to Faust (and so committed) only once the broker
-        has acknowledged all its rows and offers."""
+        """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell), a
+        fetched batch of position records at a time (see transport.py). A batch's records are
+        acknowledged to Faust (and so committed) only once the broker has acknowledged all its
+        rows and offers."""
         await views.ready.wait()
         state = views.proximity
         nearby_name = t.NEARBY_CUSTOMERS.name
@@ -236,8 +308,9 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         match = state.match_hits_naive if naive else state.match_hits
         promotions = state.promotions
         consents = views.consents
-        async for events in stream.take_events(settings.worker_batch,
-                                               within=settings.worker_batch_within_s):
+        async for records in stream:
+            if records[0].generation_id != app.consumer_generation_id:
+                continue  # fetched before a rebalance: Faust seeks back and reads them again
             t_batch = time.perf_counter()
             live: list[tuple[str, str, float, float, int]] = []
             batch = Counter[str]()
@@ -247,8 +320,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             offers: list[Offer] = []
             touched: dict[str, ShopperState] = {}
             n_rows = positions_ok = newest = 0
-            for event in events:
-                msg = event.message
+            for msg in records:
                 processed[msg.partition] = msg.offset
                 try:
                     pos = decode(CustomerLocation, msg.value)
@@ -310,14 +382,16 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             batch["nearby"] += n_rows
             batch["offers"] += len(offers)
             batch["proximity_batches"] += 1
+            # The batch's records are acknowledged once the broker has all its outputs.
+            out_nearby.seal((records[0].generation_id, records))
+            release(out_nearby)
             t_work = time.perf_counter()
             batch["proximity_work_ms"] += int((t_work - t_batch) * 1000)
-            # Raises DeliveryFailed if a row was not accepted: the agent stops before its
-            # events are acknowledged, so they are processed again (at-least-once).
-            await out_nearby.drain()
-            batch["proximity_drain_ms"] += int((time.perf_counter() - t_work) * 1000)
             stats.update(batch)
             await writer.write_batch(live, offers, batch)
+            # backpressure: at most this many batches ahead of the broker
+            await out_nearby.room(settings.worker_max_in_flight)
+            stats["proximity_wait_ms"] += int((time.perf_counter() - t_work) * 1000)
 
     async def policy(stream: faust.StreamT) -> None:
         """NEARBY_CUSTOMERS rows computed by another engine -> offers."""
@@ -347,14 +421,28 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                     offers.append(offer)
                     out_offers.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
             save_shoppers(touched)
-            await out_offers.drain()
+            out_offers.seal(hold(events))
+            release(out_offers)
             batch["offers"] += len(offers)
             stats.update(batch)
             # the same totals as the inline path (rows, offers, verdicts) in the serving store
             await writer.write_batch([], offers, batch)
+            await out_offers.room(settings.worker_max_in_flight)
 
     if "proximity" in enabled:
-        app.agent(positions_topic, name="proximity")(proximity)
+        # Position records arrive a fetched batch at a time on an in-memory channel (a few
+        # batches deep: the fetcher waits when the agent is behind).
+        position_batches = app.channel(maxsize=4)
+
+        async def hand_over(records: list[Any]) -> None:
+            # a channel without a reader drops what is put on it: wait for the agent
+            while not position_batches.subscriber_count:
+                await asyncio.sleep(0.01)
+            await position_batches.put(records)
+
+        app.topics.add(positions_topic)  # subscribed, but delivered to the channel
+        app.batch_handlers = {positions_topic.get_topic_name(): hand_over}
+        app.agent(position_batches, name="proximity")(proximity)
     if "policy" in enabled and not policy_inline:
         app.agent(nearby_topic, name="policy")(policy)
 
@@ -409,8 +497,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                 return
             stalled = watch.observe(time.monotonic(), assigned, handled(assigned, committed), ends)
             if stalled:
-                log.error("partition(s) %s of %s have not moved for %.0f s while events wait: "
-                          "stopping so that the worker is restarted", stalled,
+                log.error("partition(s) %s of %s have not moved for %.0f s while events wait",
+                          stalled,
                           t.CUSTOMERS_LOCATIONS.name, settings.worker_stall_s)
                 try:
                     log.error("liveness: consumer state %s (processed %s, committed %s, ends %s)",
@@ -418,10 +506,8 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                               {p: processed.get(p) for p in assigned}, committed, ends)
                 except Exception:  # noqa: BLE001 - diagnostics must not block the restart
                     log.exception("liveness: consumer state unavailable")
-                # A clean stop (leave the group, commit what was acknowledged) as on SIGTERM: a
-                # restart after an unclean exit is what stalls. Hard exit if that hangs.
-                threading.Timer(20.0, os._exit, args=(75,)).start()
-                os.kill(os.getpid(), signal.SIGTERM)
+                # A clean stop: a restart after an unclean exit is what stalls.
+                stop_worker("liveness: a partition stopped moving")
 
     @app.timer(interval=writer.interval_s)
     async def flush_serving() -> None:
