@@ -90,14 +90,15 @@ class Output:
             self._fatal = f"producer stopped: {err.str()}"
             log.error("%s: %s", self.name, self._fatal)
 
-    # produce() is called positionally: (topic, value, key, partition, on_delivery, timestamp);
-    # partition -1 lets the murmur2 partitioner choose. Keyword arguments cost a third more.
+    # produce() is called positionally: (topic, value, key, partition, callback, on_delivery
+    # (an alias of callback), timestamp); partition -1 lets the murmur2 partitioner choose.
+    # Keyword arguments cost about a third more per row.
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int | None,
                  on_delivery: Any) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, -1, on_delivery, ts_ms or 0)
+                self._producer.produce(topic, value, key, -1, on_delivery, None, ts_ms or 0)
                 return
             except BufferError:  # queue full: let librdkafka catch up
                 self._closed.wait(0.005)
@@ -118,7 +119,7 @@ class Output:
         for hit in hits[:-1]:
             while True:
                 try:
-                    produce(topic, hit[4], key, -1, None, ts_ms)
+                    produce(topic, hit[4], key, -1, None, None, ts_ms)
                     break
                 except BufferError:  # queue full: let librdkafka catch up
                     self._closed.wait(0.005)

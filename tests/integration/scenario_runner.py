@@ -47,6 +47,9 @@ class Collector:
         self.consumer.assign([TopicPartition(n, p, OFFSET_BEGINNING) for n in names
                               for p in md.topics[n].partitions])
         self.out = Outputs()
+        # (topic, record timestamp, the value's ts) of every row and offer read: the contract
+        # stamps each record with its event time
+        self.stamps: list[tuple[str, int, int | None]] = []
 
     def poll(self, seconds: float) -> int:
         n = 0
@@ -59,6 +62,8 @@ class Collector:
                 value = None
             if not isinstance(value, dict):
                 continue  # a malformed NEARBY row a test wrote (the policy dead-letters it)
+            if msg.topic() in (t.NEARBY_CUSTOMERS.name, t.OFFERS.name):
+                self.stamps.append((msg.topic(), msg.timestamp()[1], value.get("ts")))
             if msg.topic() == t.NEARBY_CUSTOMERS.name:
                 self.out.nearby.append(value)
             elif msg.topic() == t.OFFERS.name:

@@ -59,3 +59,13 @@ def test_scenario(engine, index: int) -> None:
     if want is not None:
         assert got_offers(out) == want
     check_dead_letters(scenario, out)
+
+
+def test_records_carry_their_event_time(engine) -> None:
+    """Every NEARBY row and offer the worker wrote (in the scenarios above) is stamped with its
+    position's time, the ``ts`` in its value: windows downstream (ksqlDB) run on it."""
+    _, collector, _ = engine
+    collector.wait_idle(quiet_s=0.5)
+    assert collector.stamps, "the scenarios above produced no rows"
+    wrong = [s for s in collector.stamps if s[1] != s[2]]
+    assert not wrong, wrong[:5]
