@@ -86,7 +86,7 @@ def _positions(world: Any, n: int, seed: int) -> list[CustomerLocation]:
 def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events: int = 100_000,
         naive: bool = False, workers: int = 1, rate: float = 2000.0, latency_seconds: float = 10.0,
         ceiling: bool = True, seed: int = 7, consenting: float = 0.3,
-        agents: str = "proximity,policy,analytics", peers: bool = False,
+        agents: str = "proximity,policy,analytics", peers: bool = False, warmup: int = 20_000,
         progress: Progress = lambda m: None) -> dict[str, Any]:
     base = get_settings()
     # The whole worker (proximity with the policy and dwell analytics in the same pass). Dwell 0
@@ -146,6 +146,15 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
             raise RuntimeError(msg)
         _drain(nearby, 1.0)
         _drain(offers, 0.5)
+        if warmup:
+            # Unmeasured: a freshly started broker JIT-compiles its hot paths (a compiler
+            # thread took a third of a core for the first minute) and the worker builds its
+            # per-store caches; neither is what a running store sees.
+            progress(f"warm-up: {warmup:,} positions, not measured")
+            _throughput(settings, producer, nearby, offers, state, positions[:warmup])
+            _drain(nearby, 1.0)
+            _drain(offers, 0.5)
+        fig["warmup_positions"] = warmup
 
         progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
         cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
@@ -231,7 +240,10 @@ def _consenting_uids(positions: list[CustomerLocation], share: float) -> set[str
 
 
 def _latency_uid(i: int) -> str:
-    return f"lat-{i // 20}"  # each latency shopper reports 20 positions
+    # 1,000 latency shoppers, each reporting every 1,000th position (2 Hz at 2,000/s, as the
+    # walkers do): no shopper sends two positions in the same millisecond, so every position
+    # is told apart by (uid, ts).
+    return f"lat-{i % 1000}"
 
 
 def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer | None,

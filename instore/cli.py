@@ -392,6 +392,8 @@ def bench_proximity(
                                         "bytewax, each in its own process on the same broker, "
                                         "timed like the throughput run: peer_<engine>_* "
                                         "figures, best_peer, ratio_to_best_peer.")] = False,
+    warmup: Annotated[int, typer.Option(min=0, help="Positions run through first, not "
+                                        "measured (JIT, caches).")] = 20_000,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
     """Positions -> Faust worker -> NEARBY_CUSTOMERS and offers on a private embedded stack:
@@ -402,7 +404,7 @@ def bench_proximity(
     fig = run(stores=stores, products=products, promoted=promoted, events=events, naive=naive,
               workers=workers, rate=rate, latency_seconds=latency_seconds,
               ceiling=ceiling, seed=seed, consenting=consenting, agents=agents, peers=peers,
-              progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
+              warmup=warmup, progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
     _print_figures(fig)
     if as_json:
         sys.stdout.write(json.dumps(fig) + "\n")

@@ -438,7 +438,12 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             # a channel without a reader drops what is put on it: wait for the agent
             while not position_batches.subscriber_count:
                 await asyncio.sleep(0.01)
-            await position_batches.put(records)
+            # At most worker_batch positions at a time: a fetch after a pause can hold
+            # thousands, and the event loop (timers, acknowledgements, Redis) waits while the
+            # agent works through one batch.
+            step = settings.worker_batch
+            for i in range(0, len(records), step):
+                await position_batches.put(records[i:i + step])
 
         app.topics.add(positions_topic)  # subscribed, but delivered to the channel
         app.batch_handlers = {positions_topic.get_topic_name(): hand_over}
