@@ -19,3 +19,13 @@ def test_version_prints_both_versions() -> None:
 def test_no_arguments_still_shows_the_help() -> None:
     res = CliRunner().invoke(app, [])
     assert "Usage" in res.output and "topics" in res.output
+
+
+def test_help_has_no_type_noise() -> None:
+    """Flags read as flags: no "<bool>" placeholder beside them in --help (values keep theirs,
+    e.g. "<int>")."""
+    for args in (["--help"], ["bench", "proximity", "--help"], ["up", "--help"]):
+        res = CliRunner().invoke(app, args, terminal_width=120)
+        assert res.exit_code == 0, res.output
+        assert "<bool>" not in res.output, res.output
+        assert "--help" in res.output
