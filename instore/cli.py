@@ -3,12 +3,14 @@ command that runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -91,6 +93,20 @@ console = Console(stderr=True)
 def fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[Any]:
+    """A producer for a `produce` command: one sentence and exit 1 when the broker is not
+    there or a record was not delivered (never a "wrote ..." line for records that were not)."""
+    from instore.kafka import KafkaUnavailable, NotDelivered, command_producer  # noqa: PLC0415
+
+    try:
+        producer = command_producer(get_settings())
+        yield producer
+        producer.finish()
+    except (KafkaUnavailable, NotDelivered) as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -276,13 +292,13 @@ def produce_catalog(
     seed: Annotated[int, typer.Option(help="Same seed, same catalog.")] = 7,
 ) -> None:
     """Write stores' products (aisles with real lat/lon) and promotions."""
-    from instore.kafka import make_producer  # noqa: PLC0415
     from producers.publish import publish_world  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
 
     world = build_world(stores, products, promoted, seed=seed,
                         segment_promotions=segment_promotions)
-    n_p, n_q = publish_world(make_producer(get_settings()), world.products, world.promotions)
+    with _writing() as producer:
+        n_p, n_q = publish_world(producer, world.products, world.promotions)
     console.print(f"wrote {n_p:,} products in {stores} stores and {n_q} promotions")
 
 
@@ -303,24 +319,22 @@ def produce_shoppers(
 
     from rich.progress import Progress  # noqa: PLC0415
 
-    from instore.kafka import make_producer  # noqa: PLC0415
     from producers.publish import publish_consents, publish_positions  # noqa: PLC0415
     from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
 
-    settings = get_settings()
     world = build_world(stores, products, promoted, seed=seed)
-    producer = make_producer(settings)
-    if opt_in:
-        publish_consents(producer, [f"shopper-{i + 1:05d}" for i in range(shoppers)])
-    horizon = int(seconds * 1000)
-    walks = itertools.takewhile(lambda p: (p.ts or 0) < horizon,
-                                walk_positions(world, shoppers=shoppers, hz=hz, seed=seed,
-                                               start_anywhere=True))
-    with Progress(console=console) as progress:
-        task = progress.add_task("positions", total=int(shoppers * hz * seconds))
-        n = publish_positions(producer, walks, realtime=realtime,
-                              on_sent=lambda _p: progress.advance(task))
+    with _writing() as producer:
+        if opt_in:
+            publish_consents(producer, [f"shopper-{i + 1:05d}" for i in range(shoppers)])
+        horizon = int(seconds * 1000)
+        walks = itertools.takewhile(lambda p: (p.ts or 0) < horizon,
+                                    walk_positions(world, shoppers=shoppers, hz=hz, seed=seed,
+                                                   start_anywhere=True))
+        with Progress(console=console) as progress:
+            task = progress.add_task("positions", total=int(shoppers * hz * seconds))
+            n = publish_positions(producer, walks, realtime=realtime,
+                                  on_sent=lambda _p: progress.advance(task))
     console.print(f"wrote {n:,} positions")
 
 
@@ -331,19 +345,18 @@ def produce_kiosks(
 ) -> None:
     """Kiosk sessions: check in, views and taps of promoted products, check out."""
     from instore import topics as t  # noqa: PLC0415
-    from instore.kafka import make_producer, produce  # noqa: PLC0415
+    from instore.kafka import produce  # noqa: PLC0415
     from instore.records import now_ms  # noqa: PLC0415
     from producers.kiosks import kiosk_sessions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
 
-    producer = make_producer(get_settings())
     world = build_world(2, 400, 12, seed=seed)
     n = 0
-    for event in kiosk_sessions(world, [f"shopper-{i + 1:05d}" for i in range(shoppers)],
-                                seed=seed, start_ms=now_ms()):
-        produce(producer, t.KIOSK_INTERACTIONS, event)
-        n += 1
-    producer.flush(30)
+    with _writing() as producer:
+        for event in kiosk_sessions(world, [f"shopper-{i + 1:05d}" for i in range(shoppers)],
+                                    seed=seed, start_ms=now_ms()):
+            produce(producer, t.KIOSK_INTERACTIONS, event)
+            n += 1
     console.print(f"wrote {n} kiosk interactions")
 
 
@@ -355,19 +368,18 @@ def produce_seed_demo(
     """The seed demo's three generators' shape: customers_locations (uid/lat/lon/country),
     stores_products, products_promotions (segment promotions)."""
     from instore import topics as t  # noqa: PLC0415
-    from instore.kafka import make_producer, produce  # noqa: PLC0415
+    from instore.kafka import produce  # noqa: PLC0415
     from producers.publish import publish_world  # noqa: PLC0415
     from producers.seed_demo import seed_catalog, seed_positions  # noqa: PLC0415
 
-    producer = make_producer(get_settings())
     products, promos = seed_catalog(seed)
-    publish_world(producer, products, promos)
     n = 0
-    for pos in seed_positions(positions, seed):
-        produce(producer, t.CUSTOMERS_LOCATIONS, pos.model_dump_json(exclude_none=True,
-                exclude={"source", "accuracy_m"}).encode(), key=pos.uid)
-        n += 1
-    producer.flush(30)
+    with _writing() as producer:
+        publish_world(producer, products, promos)
+        for pos in seed_positions(positions, seed):
+            produce(producer, t.CUSTOMERS_LOCATIONS, pos.model_dump_json(exclude_none=True,
+                    exclude={"source", "accuracy_m"}).encode(), key=pos.uid)
+            n += 1
     console.print(f"wrote {len(products)} products, {len(promos)} promotions, {n} positions")
 
 

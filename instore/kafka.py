@@ -76,6 +76,46 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
 
 
+class NotDelivered(RuntimeError):
+    pass
+
+
+class CheckedProducer(Producer):  # type: ignore[misc]
+    """A producer for commands that write records and then say so: it counts the records the
+    broker did not take, and :meth:`finish` raises :class:`NotDelivered` (one sentence) unless
+    every record was delivered."""
+
+    def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
+        self.failed = 0
+        self.first_error: str | None = None
+        self.timeout_s = timeout_s
+        self.bootstrap = settings.bootstrap_servers
+        super().__init__(producer_config(
+            settings, on_delivery=self._on_delivery, **{"delivery.report.only.error": True,
+                                                        "message.timeout.ms": int(timeout_s * 1000)}))
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = f"{msg.topic()}: {err.str()}"
+
+    def finish(self) -> None:
+        left = self.flush(self.timeout_s)
+        if left or self.failed:
+            why = self.first_error or f"no acknowledgement within {self.timeout_s:.0f} s"
+            msg = (f"{left + self.failed:,} records were not delivered to Kafka at "
+                   f"{self.bootstrap} ({why})")
+            raise NotDelivered(msg)
+
+
+def command_producer(settings: Settings, timeout_s: float = 30.0) -> CheckedProducer:
+    """Wait for the broker (KafkaUnavailable, one sentence, if it does not answer), then a
+    :class:`CheckedProducer`."""
+    wait_for_broker(settings, timeout_s=10.0)
+    return CheckedProducer(settings, timeout_s)
+
+
 def make_consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(settings, group_id, **overrides))
 
