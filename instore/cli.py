@@ -193,6 +193,9 @@ def status(
                 svc.add_row(str(row["name"]), str(row["state"]), str(row["pid"]),
                             str(row["restarts"]), str(row.get("url") or ""))
             Console().print(svc)
+        if not any(item["ok"] for item in report["checks"].values()):
+            console.print("nothing is running: start the stack with `instore up` "
+                          "(or try it with `make demo`)")
     raise typer.Exit(0 if report["ok"] else 1)
 
 

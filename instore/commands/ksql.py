@@ -53,8 +53,13 @@ class KsqlCommandError(RuntimeError):
 # -- the client ---------------------------------------------------------------------------------
 
 
+class KsqlUnavailable(ConnectionError):
+    """No ksqlDB endpoint answers (an OSError: the commands print it as one sentence)."""
+
+
 def make_client(settings: Settings | None = None, url: str | None = None) -> Any:
-    """A ``ksql.KSQLAPI`` for the configured endpoint (compatible with httpx 0.28)."""
+    """A ``ksql.KSQLAPI`` for the configured endpoint (compatible with httpx 0.28); a
+    connection that fails raises :class:`KsqlUnavailable` with one sentence."""
     import httpx  # noqa: PLC0415
     from ksql.api import SimplifiedAPI  # noqa: PLC0415
     from ksql.client import KSQLAPI  # noqa: PLC0415
@@ -64,6 +69,18 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
     key = settings.ksqldb_api_key
     secret = settings.ksqldb_api_secret.get_secret_value() if settings.ksqldb_api_secret else None
 
+    def unavailable(exc: Exception) -> KsqlUnavailable:
+        return KsqlUnavailable(
+            f"no ksqlDB endpoint answers at {target} ({type(exc).__name__}): start the local "
+            "one with `instore ksql serve` (or `instore up`), or set KSQLDB_URL")
+
+    @contextmanager
+    def reaching() -> Any:
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise unavailable(exc) from None
+
     class _CompatAPI(SimplifiedAPI):  # type: ignore[misc]
         """ksql-python-ng's API without the ``cert=`` argument httpx 0.28 rejects."""
 
@@ -71,9 +88,10 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
             return (self.api_key, self.secret) if self.api_key and self.secret else None
 
         def get_request(self, endpoint: str) -> Any:
-            return httpx.get(
-                endpoint, headers=self.headers, auth=self._auth(), timeout=self.timeout
-            )
+            with reaching():
+                return httpx.get(
+                    endpoint, headers=self.headers, auth=self._auth(), timeout=self.timeout
+                )
 
         def _http1_request(
             self,
@@ -85,14 +103,15 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
         ) -> Any:
             sql_string = self._validate_sql_string(sql_string)
             body = {"ksql": sql_string, "streamsProperties": stream_properties or {}}
-            return httpx.request(
-                method.upper(),
-                f"{self.url}/{endpoint}",
-                content=json.dumps(body).encode(encoding),
-                headers=self.headers,
-                auth=self._auth(),
-                timeout=self.timeout,
-            )
+            with reaching():
+                return httpx.request(
+                    method.upper(),
+                    f"{self.url}/{endpoint}",
+                    content=json.dumps(body).encode(encoding),
+                    headers=self.headers,
+                    auth=self._auth(),
+                    timeout=self.timeout,
+                )
 
         @contextmanager
         def _http1_stream(
@@ -105,7 +124,7 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
         ) -> Any:
             sql_string = self._validate_sql_string(sql_string)
             body = {"ksql": sql_string, "streamsProperties": stream_properties or {}}
-            with httpx.stream(
+            with reaching(), httpx.stream(
                 method.upper(),
                 f"{self.url}/{endpoint}",
                 content=json.dumps(body).encode(encoding),
@@ -116,12 +135,13 @@ def make_client(settings: Settings | None = None, url: str | None = None) -> Any
                 yield response
 
         def close_query(self, query_id: str) -> bool:
-            r = httpx.post(
-                f"{self.url}/close-query",
-                json={"queryId": query_id},
-                auth=self._auth(),
-                timeout=self.timeout,
-            )
+            with reaching():
+                r = httpx.post(
+                    f"{self.url}/close-query",
+                    json={"queryId": query_id},
+                    auth=self._auth(),
+                    timeout=self.timeout,
+                )
             return r.status_code == 200
 
     client = KSQLAPI(target, check_version=False, api_key=key, secret=secret, timeout=60)
@@ -141,6 +161,14 @@ def _ksql(client: Any, sql: str, props: dict[str, Any] | None = None) -> list[di
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(1)
+
+
+def _unreachable(exc: Exception) -> typer.Exit:
+    """One sentence for an endpoint that did not answer."""
+    if isinstance(exc, KsqlUnavailable):
+        return _fail(str(exc))
+    return _fail(f"cannot reach ksqlDB at {get_settings().ksqldb_address} ({exc}); run "
+                 "`instore up` or set KSQLDB_URL")
 
 
 # -- migrations ---------------------------------------------------------------------------------
@@ -368,11 +396,7 @@ def migrate_cmd(
     except KsqlCommandError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
-        msg = (
-            f"cannot reach ksqlDB at {get_settings().ksqldb_address} ({exc}); run "
-            "`instore up` or set KSQLDB_URL"
-        )
-        raise _fail(msg) from None
+        raise _unreachable(exc) from None
     console.print(f"{len(done)} migration(s) applied" if done else "already up to date")
 
 
@@ -466,14 +490,16 @@ def query_cmd(
         except KsqlCommandError as exc:
             raise _fail(str(exc)) from None
         except OSError as exc:
-            msg = f"cannot reach ksqlDB ({exc})"
-            raise _fail(msg) from None
+            raise _unreachable(exc) from None
         _print_entities(entities, as_json)
         return
     props = {"auto.offset.reset": "earliest"} if earliest else {}
     # Ctrl-C ends a push query, even when started where SIGINT was ignored (a background job)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _run_select(client, text, props, push, limit, as_json)
+    try:
+        _run_select(client, text, props, push, limit, as_json)
+    except KsqlUnavailable as exc:
+        raise _unreachable(exc) from None
 
 
 def _run_select(
@@ -609,12 +635,8 @@ def info_cmd(
     try:
         info = client.sa.get_request(client.url + "/info").json()
         health = client.sa.get_request(client.url + "/healthcheck").json()
-    except httpx.HTTPError as exc:
-        msg = (
-            f"cannot reach ksqlDB at {settings.ksqldb_address} ({exc}); run `instore up` "
-            "or set KSQLDB_URL"
-        )
-        raise _fail(msg) from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise _unreachable(exc) from None
     body = {"url": settings.ksqldb_address, **info, "health": health}
     if as_json:
         sys.stdout.write(json.dumps(body) + "\n")
