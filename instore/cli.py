@@ -21,6 +21,7 @@ from instore.commands import cloud as cloud_cmds
 from instore.commands import edge as edge_cmds
 from instore.commands import ksql as ksql_cmds
 from instore.commands import push as push_cmds
+from instore.commands import shopper as shopper_cmds
 from instore.commands import topics as topics_cmds
 from instore.logs import setup_logging
 from instore.settings import get_settings
@@ -81,6 +82,7 @@ app.add_typer(ksql_cmds.app, name="ksql")
 app.add_typer(cloud_cmds.app, name="cloud")
 app.add_typer(edge_cmds.app, name="edge")
 app.add_typer(topics_cmds.app, name="topics")
+app.add_typer(shopper_cmds.app, name="shopper")
 # A part's commands module may offer `bench` (-> `instore bench <part>`).
 for _name, _mod in (("push", push_cmds), ("ksql", ksql_cmds), ("edge", edge_cmds),
                     ("api", api_cmds), ("cloud", cloud_cmds)):
