@@ -244,8 +244,11 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON summary.")] = False,
     camera: Annotated[bool, typer.Option("--camera",
                                          help="Shoppers from the synthetic depth camera.")] = False,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the stack up "
+                                               "after the walk, until Ctrl-C.")] = False,
 ) -> None:
-    """Start the embedded stack, walk simulated shoppers through a store, show offers arriving."""
+    """Start the embedded stack, walk simulated shoppers through a store, show offers arriving
+    and the URLs of the phone page, the kiosk page, the dashboard and the API docs."""
     from instore.embedded import StackError  # noqa: PLC0415
     from instore.kafka import KafkaUnavailable  # noqa: PLC0415
 
@@ -257,7 +260,8 @@ def demo(
     try:
         summary = run_demo(settings, seconds=seconds, shoppers=shoppers, seed=seed,
                            console=console, live=not as_json and console.is_terminal,
-                           on_event=lambda m: console.print(f"[cyan]demo[/] {m}"), camera=feed)
+                           on_event=lambda m: console.print(f"[cyan]demo[/] {m}"), camera=feed,
+                           keep_running=keep_running)
     except (StackError, KafkaUnavailable) as exc:
         raise fail(str(exc)) from None
     _print_figures(summary)

@@ -133,10 +133,10 @@ def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "
     ]
 
 
-def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
+def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,  # noqa: C901
              console: Console, live: bool = True, data_dir: Path | None = None,
              on_event: Callable[[str], None] | None = None,
-             camera: CameraFeed | None = None) -> dict[str, Any]:
+             camera: CameraFeed | None = None, keep_running: bool = False) -> dict[str, Any]:
     stack: Stack | None = None
     scratch: Path | None = None
     if settings.embedded_kafka and port_open(LOOPBACK, settings.broker_port):
@@ -200,6 +200,9 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
             sender = threading.Thread(target=run_camera, daemon=True)
         sender.start()
         urls = page_urls(settings, store_id, kiosk_id)
+        if not live:  # the live view shows them; without it they are printed once
+            for url in urls:
+                console.print(url, soft_wrap=True)
         if live:
             with Live(_view(stats, urls), console=console, refresh_per_second=4) as view:
                 while sender.is_alive():
@@ -209,6 +212,8 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
         else:
             sender.join()
             _settle(stats, None, urls)
+        if keep_running and stack is not None:
+            _hold(console, urls)
     finally:
         stop.set()
         if stack is not None:
@@ -216,6 +221,17 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return stats.summary()
+
+
+def _hold(console: Console, urls: list[str]) -> None:
+    """Keep the stack up after the walk until Ctrl-C (or SIGTERM), for trying the pages."""
+    console.print("[cyan]demo[/] the walk is over; the stack stays up for the pages below "
+                  "until Ctrl-C")
+    for url in urls:
+        console.print(url, soft_wrap=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(1)
 
 
 def _settle(stats: DemoStats, view: Live | None, urls: list[str]) -> None:
