@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@bash scripts/apt-install.sh $(APT_PACKAGES)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip
-	@$(PIP) install -q -e '.[dev,peers]'
+	@$(PIP) install -q -e '.[dev,peers,edge,cloud]'
 	@bash scripts/install-ably-js.sh
 	@bash scripts/install-swagger-ui.sh
 	@touch $(STAMP)

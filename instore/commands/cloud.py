@@ -228,9 +228,19 @@ PluginOpt = Annotated[Path | None, typer.Option(
     "--ably-plugin", help="The Ably Kafka Connector .zip/.jar to upload.")]
 
 
-def _fail(exc: Exception) -> typer.Exit:
+def _fail(exc: Exception | str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {exc}")
     return typer.Exit(1)
+
+
+@app.callback()
+def _needs_terraform_helpers() -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
+    from instore.extras import missing  # noqa: PLC0415
+
+    if (why := missing("cloud")) is not None:
+        raise _fail(escape(why))
 
 
 def _settings(env_file: Path) -> Settings:

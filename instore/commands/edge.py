@@ -35,6 +35,16 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+@app.callback()
+def _needs_the_camera_stack() -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
+    from instore.extras import missing  # noqa: PLC0415
+
+    if (why := missing("edge")) is not None:
+        raise _fail(escape(why))
+
+
 @app.command()
 def run(
     source: SourceOpt = "synthetic",
