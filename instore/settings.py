@@ -38,18 +38,26 @@ def _weak(value: SecretStr | None, dev_value: str) -> bool:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
+    # development (dev keys and secrets allowed) or production (they are refused).
     environment: Literal["development", "production"] = Field(
         default="development", validation_alias="INSTORE_ENV"
     )
 
     # Kafka: unset bootstrap servers = the embedded broker started by `instore up`.
     kafka_bootstrap_servers: str | None = None
+    # How clients reach Kafka: SASL_SSL on Confluent Cloud, SSL for a TLS-only broker.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # SASL mechanism (PLAIN on Confluent Cloud).
     kafka_sasl_mechanism: str = "PLAIN"
+    # SASL user (a Confluent Cloud API key).
     kafka_sasl_username: str | None = None
+    # SASL password (the API key's secret).
     kafka_sasl_password: SecretStr | None = None
+    # CA bundle that signed the broker's certificate (unset: the system's).
     kafka_ssl_ca_location: str | None = None
+    # Partitions of every topic the project creates.
     kafka_partitions: int = Field(default=4, ge=1, le=256)
+    # Replicas of every topic (3 on a three-node embedded cluster or in the cloud).
     kafka_replication_factor: int = Field(default=1, ge=1, le=5)
     # Streams keep records this long (the privacy bound erasure states; DESIGN.md: <= 24 h).
     stream_retention_ms: int = Field(default=24 * 3600 * 1000, ge=1000)
@@ -60,21 +68,28 @@ class Settings(BaseSettings):
     # Redis serving store: unset = the embedded redis-server (loopback only), which then asks
     # for REDIS_PASSWORD when it is set (required in production).
     redis_url: str | None = None
+    # Password of the serving store (the embedded redis-server is started with it).
     redis_password: SecretStr | None = None
 
     # Ably: unset host = the local push hub.
     ably_api_key: SecretStr | None = None
+    # Another Ably-compatible REST host (unset with an Ably key: Ably itself).
     ably_rest_host: str | None = None
+    # Its port.
     ably_port: int | None = None
+    # Whether it speaks TLS.
     ably_tls: bool | None = None
 
     # ksqlDB: unset = the local ksqlDB-compatible endpoint.
     ksqldb_url: str | None = None
+    # ksqlDB API key (Confluent Cloud).
     ksqldb_api_key: str | None = None
+    # ksqlDB API secret.
     ksqldb_api_secret: SecretStr | None = None
 
     # Confluent Cloud resource-management key: only `instore cloud` (Terraform) uses it.
     confluent_cloud_api_key: str | None = None
+    # Confluent Cloud API secret (Terraform, `instore cloud`).
     confluent_cloud_api_secret: SecretStr | None = None
 
     # The public address of the API and the push hub (e.g. a LAN address so that a phone can
@@ -84,26 +99,40 @@ class Settings(BaseSettings):
     # The embedded Kafka: node i (from 0) listens on broker_port + 2i, its controller on the
     # port after it; `instore up --brokers 3` runs three nodes.
     broker_port: int = 19092
+    # Nodes of the embedded Kafka (3: replicated topics, survives a node).
     kafka_brokers: int = Field(default=1, ge=1, le=5)
+    # Java heap of each embedded Kafka node.
     kafka_heap_mb: int = Field(default=512, ge=128)
     # Extra JVM flags for the embedded Kafka nodes (the tests set -XX:TieredStopAtLevel=1).
     kafka_jvm_flags: str = ""
     # Where `make setup` puts the broker's jars (default ~/.cache/instore/kafka-<version>).
     kafka_libs_dir: Path | None = None
+    # The Java 17+ that runs the embedded Kafka (unset: `java` on PATH).
     java_home: Path | None = Field(default=None, validation_alias="JAVA_HOME")
+    # Port of the embedded redis-server (loopback).
     redis_port: int = 16379
+    # Port of the local push hub and the phone and kiosk pages.
     hub_port: int = 8090
+    # Port of the HTTP API and the dashboard.
     api_port: int = 8080
+    # Port of the local ksqlDB-compatible endpoint (loopback).
     ksql_port: int = 8088
+    # Port of Faust's web server (off: the worker runs without it).
     worker_web_port: int = 6066
+    # Where `instore up` keeps the broker's and Redis's data and the services' logs.
     data_dir: Path = Field(default_factory=lambda: Path(".instore"))
 
     # Offer policy (see DESIGN.md "From near to offer").
     dwell_s: float = Field(default=5.0, ge=0)
+    # A shopper out of range of a product this long ends their dwell there.
     dwell_gap_s: float = Field(default=5.0, gt=0)
+    # No second offer of the same product to the same shopper within this.
     cooldown_s: float = Field(default=1800.0, ge=0)
+    # At most this many offers per shopper per hour.
     cap_per_hour: int = Field(default=3, ge=0)
+    # An offer expires this long after it is made.
     offer_ttl_s: float = Field(default=900.0, gt=0)
+    # A position this far outside a store's floor still counts as in it (GPS noise).
     geofence_margin_m: float = Field(default=30.0, ge=0)
 
     # Faust worker.
@@ -111,6 +140,7 @@ class Settings(BaseSettings):
     # Producers' compression (consumers here read all of these: aiokafka through the
     # lz4/zstandard/cramjam packages, librdkafka natively).
     kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
+    # Largest batch an agent takes at once.
     worker_batch: int = Field(default=500, ge=1)
     # How long an agent waits to fill a batch. Faust hands over ~7 events per ms at best, so
     # 10 ms makes batches of ~70 under load and adds at most 10 ms when traffic is light.
@@ -124,6 +154,7 @@ class Settings(BaseSettings):
     # Exempt what the worker loads at start (catalog, promotions, consents) from garbage
     # collection once loaded (gc.freeze): full collections then skip it. See gc_pauses.py.
     worker_gc_freeze: bool = True
+    # Faust's rebalance timeout (a restarted worker rejoins within it).
     worker_rebalance_timeout_s: float = Field(default=3.0, gt=0)
     # Consumer-group session timeout of the worker: a worker that died without leaving (kill -9)
     # holds its partitions this long. The embedded broker allows down to 1 s.
@@ -132,6 +163,7 @@ class Settings(BaseSettings):
     consumer_fetch_wait_ms: int = Field(default=100, ge=1, le=5000)
     # Which agents a worker runs (benchmarks isolate one): proximity, policy.
     worker_agents: str = "proximity,policy,analytics"
+    # How often the worker logs its totals.
     worker_report_interval_s: float = Field(default=30.0, gt=0)
     # Liveness: a worker whose positions partition has not moved for this long while events
     # wait on it exits so that its supervisor restarts it (0 = off). See stream_apps/watchdog.py.
@@ -145,23 +177,30 @@ class Settings(BaseSettings):
 
     # API keys per role.
     api_key_marketer: SecretStr | None = None
+    # API key of the analyst role (read-only analytics).
     api_key_analyst: SecretStr | None = None
+    # API key of the ops role (erasure on request, operations).
     api_key_ops: SecretStr | None = None
+    # API key kiosks are provisioned with.
     api_key_kiosk: SecretStr | None = None
     # HMAC secret for shopper session tokens (scoped to one uid), and how long one lives
     # (renewed by GET /shoppers/{uid}/consent; revoked by opt-out and erasure).
     shopper_token_secret: SecretStr | None = None
+    # Lifetime of a shopper token (renewed by GET /shoppers/{uid}/consent).
     shopper_token_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 24 * 3600)
 
     # HTTPS for the API and the push hub (both files, or neither: plain HTTP on loopback).
     tls_cert_file: Path | None = None
+    # Its private key (PEM).
     tls_key_file: Path | None = None
     # Largest request body the API and the push hub read (413 before any route or credential
     # check): the API takes catalog CSV uploads, the hub only token requests and publishes.
     api_max_body_bytes: int = Field(default=16 * 2**20, ge=1024)
+    # Largest request body the push hub accepts.
     hub_max_body_bytes: int = Field(default=2**20, ge=1024)
     # Rate limits per client address: token/registration routes, and failed authentications.
     api_token_rate_per_min: int = Field(default=60, ge=1)
+    # Failed authentications per client per minute before the API answers 429.
     api_auth_failures_per_min: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
