@@ -8,16 +8,12 @@ Keys are a keyed hash of the uid (HMAC with the shopper secret), not the uid, an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from instore import serving
 from instore.records import now_ms
 
-
-def _pseudonym(secret: bytes, uid: str) -> str:
-    return hmac.new(secret, f"shopper:{uid}".encode(), hashlib.sha256).hexdigest()[:32]
+_pseudonym = serving.pseudonym
 
 
 def revoke_tokens(rds: Any, secret: bytes, uid: str, token_ttl_s: int) -> int:

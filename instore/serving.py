@@ -6,6 +6,9 @@ Writers: the Faust worker (offers, per-store live shoppers, counters) and the pu
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 PREFIX = "instore"
 LATEST_OFFERS_KEEP = 20
 LIVE_WINDOW_MS = 60_000
@@ -70,6 +73,11 @@ def shopper_keys(uid: str) -> list[str]:
 def tokens_revoked(pseudonym: str) -> str:
     """STRING ms: a shopper's tokens issued before it are refused (key: a keyed hash, no uid)."""
     return f"{PREFIX}:tokens-revoked:{pseudonym}"
+
+
+def pseudonym(secret: bytes, uid: str) -> str:
+    """A keyed hash of a uid (HMAC with the shopper secret): what may outlive an erasure."""
+    return hmac.new(secret, f"shopper:{uid}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def erased(pseudonym: str) -> str:

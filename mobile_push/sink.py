@@ -262,14 +262,23 @@ class PushSink:
         self._commit(consumer, msgs)
 
     async def _consent(self, m: Message) -> None:
-        """Keep the channels each shopper allows; a tombstone (erasure) deletes the entry."""
+        """Keep the channels each shopper allows; a tombstone (erasure) deletes the entry and
+        marks the shopper erased (a keyed hash of the uid, kept for the stream retention):
+        offers still in flight for them are then not pushed."""
         key = m.key()
         if m.value() is None:
             if key:
                 uid = key.decode(errors="replace")
-                await self._retrying(
-                    "redis consent", lambda: self.redis.delete(routing.consent_channels_key(uid))
-                )
+                erased = serving.erased(serving.pseudonym(self.settings.shopper_secret, uid))
+                keep_s = max(1, self.settings.stream_retention_ms // 1000)
+
+                async def forget() -> None:
+                    pipe = self.redis.pipeline(transaction=False)
+                    pipe.delete(routing.consent_channels_key(uid))
+                    pipe.set(erased, 1, ex=keep_s)
+                    await pipe.execute()
+
+                await self._retrying("redis consent", forget)
             return
         try:
             consent = decode(ShopperConsent, m.value())
@@ -317,15 +326,18 @@ class PushSink:
 
         n = len(ids)
 
-        async def lookup() -> tuple[list[Any], list[Any], list[Any]]:
+        secret = self.settings.shopper_secret
+
+        async def lookup() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
             found = await self.redis.mget(
                 [serving.delivered(i) for i in ids]
                 + [serving.checkin(o.uid) for o in offers]
                 + [routing.consent_channels_key(o.uid) for o in offers]
+                + [serving.erased(serving.pseudonym(secret, o.uid)) for o in offers]
             )
-            return found[:n], found[n : 2 * n], found[2 * n :]
+            return found[:n], found[n : 2 * n], found[2 * n : 3 * n], found[3 * n :]
 
-        done, where, consented = await self._retrying("redis lookup", lookup)
+        done, where, consented, erased = await self._retrying("redis lookup", lookup)
         todo = [o for o, d in zip(offers, done, strict=True) if d is None]
         self.stats.skipped_delivered += len(offers) - len(todo)
         if not todo:
@@ -333,8 +345,10 @@ class PushSink:
         checkins = {o.uid: routing.parse_checkin(w) for o, w in zip(offers, where, strict=True)}
         payloads = {o.offer_id: o.model_dump(mode="json") for o in todo}
         sizes = {i: len(orjson.dumps(p)) for i, p in payloads.items()}
+        # An erased shopper has no consent left: nothing is pushed to them, whatever is in flight.
         consents = {
-            o.uid: routing.parse_consent_channels(c) for o, c in zip(offers, consented, strict=True)
+            o.uid: frozenset() if e is not None else routing.parse_consent_channels(c)
+            for o, c, e in zip(offers, consented, erased, strict=True)
         }
         plan = routing.plan(todo, checkins, sizes, consents)
         self.stats.suppressed += len(plan.suppressed)

@@ -309,3 +309,42 @@ def test_sink_honours_consented_channels_and_opt_out(stack):
             s.stop()
     assert got[opted_out] == [], "an opted-out shopper gets nothing"
     assert kiosk_got == [], "a phone-only shopper's offers stay off the kiosk"
+
+
+def test_sink_pushes_nothing_to_an_erased_shopper(stack):
+    """Erasure (the consent's tombstone) reaches the sink before an offer made earlier: the offer
+    is not pushed, and what the sink keeps is a keyed hash of the uid, not the uid."""
+    from instore.records import ShopperConsent
+
+    settings, env = stack["settings"], stack["env"]
+    run = uuid.uuid4().hex[:6]
+    store = f"e-{run}"
+    erased_uid, other = f"gone-{run}", f"here-{run}"
+    got: dict[str, list] = {erased_uid: [], other: []}
+    subs = [subscribe(stack, f"shopper:{u}", got[u]) for u in got]
+    p = make_producer(settings)
+    ts = now_ms()
+    for u in got:
+        produce(p, t.SHOPPER_CONSENTS,
+                ShopperConsent(uid=u, opted_in=True, channels=["phone"], updated_at=ts))
+    p.flush(10)
+    r = redis.Redis.from_url(settings.redis_address)
+    marker = serving.erased(serving.pseudonym(settings.shopper_secret, erased_uid))
+    sink = Child("sink", ["push", "sink"], env, stack["logs"] / "sink-erased.log").start()
+    try:
+        wait_for(lambda: r.get(routing.consent_channels_key(erased_uid)) is not None, 60,
+                 "the consent")
+        produce(p, t.SHOPPER_CONSENTS, None, key=erased_uid)  # erasure
+        p.flush(10)
+        wait_for(lambda: r.exists(marker) == 1, 60, "the erasure")
+        assert r.get(routing.consent_channels_key(erased_uid)) is None
+        produce(p, t.OFFERS, _offer(erased_uid, f"p-{run}", store, 1))
+        produce(p, t.OFFERS, _offer(other, f"p-{run}", store, 2))  # the sink is past it after
+        p.flush(10)
+        wait_for(lambda: len(got[other]) >= 1, 60, "the other shopper's offer")
+    finally:
+        sink.stop()
+        for s in subs:
+            s.stop()
+    assert got[erased_uid] == [], "an erased shopper gets nothing"
+    assert 0 < r.ttl(marker) <= settings.stream_retention_ms // 1000
