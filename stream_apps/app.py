@@ -296,7 +296,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             except DeliveryFailed as exc:
                 log.warning("stopping with unacknowledged outputs: %s", exc)
 
-    async def proximity(stream: faust.StreamT) -> None:  # noqa: C901, PLR0912, PLR0915
+    async def proximity(stream: Any) -> None:  # noqa: C901, PLR0912, PLR0915
         """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell), a
         fetched batch of position records at a time (see transport.py). A batch's records are
         acknowledged to Faust (and so committed) only once the broker has acknowledged all its
@@ -430,24 +430,37 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             await out_offers.room(settings.worker_max_in_flight)
 
     if "proximity" in enabled:
-        # Position records arrive a fetched batch at a time on an in-memory channel (a few
-        # batches deep: the fetcher waits when the agent is behind).
-        position_batches = app.channel(maxsize=4)
+        # Position records arrive a fetched batch at a time on a queue a few batches deep (the
+        # fetcher waits when the proximity loop is behind). A plain asyncio queue, not a Faust
+        # channel: a channel drops what is put on it while its reader is not subscribed, and
+        # clears itself whenever the flow resumes after a rebalance, which lost the batches in
+        # flight across a restart. Batches taken before a rebalance are skipped by generation.
+        position_batches: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=4)
 
         async def hand_over(records: list[Any]) -> None:
-            # a channel without a reader drops what is put on it: wait for the agent
-            while not position_batches.subscriber_count:
-                await asyncio.sleep(0.01)
             # At most worker_batch positions at a time: a fetch after a pause can hold
             # thousands, and the event loop (timers, acknowledgements, Redis) waits while the
-            # agent works through one batch.
+            # loop works through one batch.
             step = settings.worker_batch
             for i in range(0, len(records), step):
                 await position_batches.put(records[i:i + step])
 
-        app.topics.add(positions_topic)  # subscribed, but delivered to the channel
+        async def batches() -> Any:
+            while True:
+                yield await position_batches.get()
+
+        app.topics.add(positions_topic)  # subscribed, but delivered to hand_over
         app.batch_handlers = {positions_topic.get_topic_name(): hand_over}
-        app.agent(position_batches, name="proximity")(proximity)
+
+        @app.task
+        async def run_proximity() -> None:
+            try:
+                await proximity(batches())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug: restart from the committed offsets
+                log.exception("proximity loop failed")
+                stop_worker(f"proximity loop failed ({type(exc).__name__})")
     if "policy" in enabled and not policy_inline:
         app.agent(nearby_topic, name="policy")(policy)
 
