@@ -8,7 +8,7 @@ worker starts recovering its tables at once.
 fetched batch at a time (one call per partition and fetch) instead of one Faust event per
 record: Faust's per-record path (a task per record to race the flow control, the conductor's
 decode and channel queue, the stream iterator) costs more than our whole proximity rule. The
-handler puts the batch on an in-memory channel that a Faust agent reads, and acknowledges each
+handler hands the batch to the worker's proximity loop (a Faust task), which acknowledges each
 record to the consumer when it is done with it, so Faust's offset bookkeeping, commits,
 rebalances and seeks stay exactly Faust's. Every other topic (tables, changelogs, the other
 agents) goes through the stock per-record path.
