@@ -18,8 +18,16 @@ from dataclasses import dataclass
 
 import orjson
 
+from instore import topics as t
 from instore.geo import GridIndex, LocalFrame, distance_ft
-from instore.records import CustomerLocation, NearbyCustomer, Promotion, StoreProduct
+from instore.records import (
+    CustomerLocation,
+    NearbyCustomer,
+    Promotion,
+    RecordError,
+    StoreProduct,
+    decode,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,29 @@ class ProximityState:
         self._fragments: dict[str, dict[tuple[str, int], _Fragment]] = {}
 
     # Updates from the compacted topics --------------------------------------------------
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """One record of the catalog's compacted topics (``stores_products``,
+        ``products_promotions``): upsert, or delete on a tombstone; RecordError if it is
+        neither. Records of other topics are ignored."""
+        k = key.decode("utf-8", errors="replace") if key is not None else None
+        if topic == t.STORES_PRODUCTS.name:
+            if value is None:
+                store_id, _, sku = (k or "").rpartition(":")
+                if not store_id or not sku.isdigit():
+                    reason = "tombstone with a key that is not store_id:sku"
+                    raise RecordError(reason)
+                self.delete_product(store_id, int(sku))
+            else:
+                self.upsert_product(decode(StoreProduct, value))
+        elif topic == t.PRODUCTS_PROMOTIONS.name:
+            if value is None:
+                if k is None:
+                    reason = "promotion tombstone without a key"
+                    raise RecordError(reason)
+                self.delete_promotion(k)
+            else:
+                self.upsert_promotion(decode(Promotion, value))
+
     def upsert_product(self, p: StoreProduct) -> None:
         store = self.products[p.store_id]
         old = store.get(p.sku)

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from instore import topics as t
 from instore.kafka import aiokafka_config
 from instore.proximity import ProximityState
-from instore.records import Promotion, RecordError, ShopperConsent, StoreProduct, decode
+from instore.records import RecordError, ShopperConsent, decode
 from instore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,28 +109,13 @@ class Views:
             await self._dead_letter(topic, exc.reason, value, partition, offset)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if topic != t.SHOPPER_CONSENTS.name:
+            self.proximity.apply(topic, key, value)
+            return
         k = key.decode("utf-8", errors="replace") if key is not None else None
-        if topic == t.STORES_PRODUCTS.name:
-            if value is None:
-                store_id, _, sku = (k or "").rpartition(":")
-                if not store_id or not sku.isdigit():
-                    reason = "tombstone with a key that is not store_id:sku"
-                    raise RecordError(reason)
-                self.proximity.delete_product(store_id, int(sku))
-            else:
-                self.proximity.upsert_product(decode(StoreProduct, value))
-        elif topic == t.PRODUCTS_PROMOTIONS.name:
-            if value is None:
-                if k is None:
-                    reason = "promotion tombstone without a key"
-                    raise RecordError(reason)
-                self.proximity.delete_promotion(k)
-            else:
-                self.proximity.upsert_promotion(decode(Promotion, value))
-        elif topic == t.SHOPPER_CONSENTS.name:
-            if value is None:
-                if k is not None:
-                    self.consents.pop(k, None)
-            else:
-                consent = decode(ShopperConsent, value)
-                self.consents[consent.uid] = consent
+        if value is None:
+            if k is not None:
+                self.consents.pop(k, None)
+        else:
+            consent = decode(ShopperConsent, value)
+            self.consents[consent.uid] = consent

@@ -27,7 +27,7 @@ from instore import topics as t
 from instore.geo import GeoError
 from instore.kafka import client_config, consumer_config, producer_config
 from instore.proximity import Hit, ProximityState, UnknownStore
-from instore.records import CustomerLocation, Promotion, RecordError, StoreProduct, decode
+from instore.records import CustomerLocation, RecordError, decode
 from instore.settings import Settings
 
 log = logging.getLogger("bench.peers")
@@ -100,7 +100,7 @@ def _read_to_end(consumer: Consumer, state: ProximityState, end: dict[tuple[str,
                 continue
             topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
             try:
-                _apply(state, topic, m.key(), m.value())
+                state.apply(topic, m.key(), m.value())
                 counts[topic] += 1
             except RecordError as exc:
                 counts["invalid"] += 1
@@ -114,28 +114,6 @@ def _read_to_end(consumer: Consumer, state: ProximityState, end: dict[tuple[str,
                 if pos >= high:
                     del pending[(name, p)]
     return counts
-
-
-def _apply(state: ProximityState, topic: str, key: bytes | None, value: bytes | None) -> None:
-    """One record of a compacted topic: upsert, or delete on a tombstone (as Views._apply)."""
-    k = key.decode("utf-8", errors="replace") if key is not None else None
-    if topic == t.STORES_PRODUCTS.name:
-        if value is None:
-            store_id, _, sku = (k or "").rpartition(":")
-            if not store_id or not sku.isdigit():
-                reason = "tombstone with a key that is not store_id:sku"
-                raise RecordError(reason)
-            state.delete_product(store_id, int(sku))
-        else:
-            state.upsert_product(decode(StoreProduct, value))
-    elif topic == t.PRODUCTS_PROMOTIONS.name:
-        if value is None:
-            if k is None:
-                reason = "promotion tombstone without a key"
-                raise RecordError(reason)
-            state.delete_promotion(k)
-        else:
-            state.upsert_promotion(decode(Promotion, value))
 
 
 @dataclass
