@@ -202,6 +202,12 @@ class Settings(BaseSettings):
     api_token_rate_per_min: int = Field(default=60, ge=1)
     # Failed authentications per client per minute before the API answers 429.
     api_auth_failures_per_min: int = Field(default=30, ge=1)
+    # Token requests (`POST /keys/{name}/requestToken`) per client address per minute at the
+    # local push hub, bursts up to as many; past it the hub answers 429 (Ably error 42910).
+    hub_token_rate_per_min: int = Field(default=120, ge=1)
+    # Failed authentications (401/403) per client address per minute at the push hub before it
+    # answers that address's requests with a credential 429 until the budget refills.
+    hub_auth_failures_per_min: int = Field(default=60, ge=1)
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> Settings:

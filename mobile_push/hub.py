@@ -38,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from sse_starlette.sse import EventSourceResponse
 
 from instore.bodylimit import BodyLimit
+from instore.ratelimit import RateLimiter
 from instore.settings import Settings
 from mobile_push.ably_client import page_config
 from mobile_push.realtime import DISCONNECTED, RealtimeSession, error_info
@@ -332,6 +333,26 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
         allow_headers=["*"],
         expose_headers=["X-Ably-ErrorCode", "X-Ably-ErrorMessage"],
     )
+
+    token_limit = RateLimiter(settings.hub_token_rate_per_min)
+    failure_limit = RateLimiter(settings.hub_auth_failures_per_min)
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next: Any) -> Response:
+        """Per client address: token requests, and failed authentications (a client whose
+        budget of those is spent gets 429 for every request that presents a credential until
+        it refills; health, time and the pages stay open)."""
+        client = request.client.host if request.client else "unknown"
+        presents = "authorization" in request.headers or request.url.path.startswith("/keys/")
+        if presents and failure_limit.exhausted(client):
+            return _error(AuthError(429, 42910, "too many failed authentications: try later"))
+        if request.method == "POST" and request.url.path.endswith("/requestToken") \
+                and not token_limit.allow(client):
+            return _error(AuthError(429, 42910, "too many token requests: try later"))
+        response: Response = await call_next(request)
+        if response.status_code in (401, 403):
+            failure_limit.allow(client)
+        return response
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:
