@@ -278,7 +278,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         except DeliveryFailed as exc:
             stop_worker(f"outputs not accepted by the broker ({exc})")
 
-    outputs = [o for o in {id(o): o for o in (out_nearby, out_offers)}.values()]
+    outputs = [out_nearby] if out_offers is out_nearby else [out_nearby, out_offers]
 
     @app.timer(interval=0.02)
     async def release_acknowledged() -> None:
