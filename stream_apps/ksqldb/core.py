@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from stream_apps.ksqldb.functions import AGGREGATES, Agg, Count
-from stream_apps.ksqldb.planner import JoinOp, Plan
+from stream_apps.ksqldb.joins import WindowedJoin, hashable, unhashable
+from stream_apps.ksqldb.planner import Plan
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,19 @@ def _new_aggs(plan: Plan) -> list[Agg]:
 
 
 class QueryCore:
-    def __init__(self, plan: Plan, emit: Emit) -> None:  # noqa: PLR0915
+    def __init__(  # noqa: PLR0915
+        self, plan: Plan, emit: Emit, clock: Callable[[], int] | None = None
+    ) -> None:
+        """``clock``: milliseconds of the clock that paces the outer-join sweep of
+        stream-stream joins with a GRACE PERIOD (the wall clock by default; a test driver
+        passes a fixed one, as Kafka Streams' TopologyTestDriver does)."""
         self.plan = plan
         self.emit = emit
         self.kind = plan.kind
         n = len(plan.bindings)
         self.tables: list[dict[Any, dict[str, Any]]] = [{} for _ in range(n)]
         self.stream_time = -(2**63)
-        self._last_expiry = -(2**63)
-        self.dropped_late = 0
+        self.dropped_late = 0  # windowed aggregation records past their window's grace
         self.errors = 0
         # table queries: last output per key (also what pull queries read)
         self.materialized: dict[Any, dict[str, Any]] = {}
@@ -59,18 +64,21 @@ class QueryCore:
         self.member_group: dict[Any, tuple] = {}
         # stream aggregations: (group key, window start) -> (aggs)
         self.agg_state: dict[tuple, list[Agg]] = {}
-        # stream-stream join buffers: side -> key -> list[(rowtime, row)]
-        self.buffers: list[dict[Any, list[tuple[int, dict[str, Any], list[bool]]]]] = [
-            defaultdict(list),
-            defaultdict(list),
-        ]
         self.columns = plan.columns
         self.key_names = plan.key_names
         self._names = [c.name for c in plan.columns]
         self._tf_idx = [i for i, c in enumerate(plan.columns) if c.table_function]
         self._key_idx = [self._names.index(k) for k in plan.key_names]
         self.table_join_ops = [j for j in plan.joins if not j.stream]
-        self.stream_join: JoinOp | None = next((j for j in plan.joins if j.stream), None)
+        sj = next((j for j in plan.joins if j.stream), None)
+        self.stream_join = sj
+        self.windowed_join: WindowedJoin | None = None
+        if sj is not None:
+            kwargs = {} if clock is None else {"clock": clock}
+            self.windowed_join = WindowedJoin(
+                sj.kind, sj.before_ms, sj.after_ms, sj.grace_ms, self._joined_pair, **kwargs
+            )
+        self.key_slot = plan.key_slot
         # EMIT FINAL: (close time, window start, seq, state key) and each open window's last
         # row context; SESSION windows: group key -> [(start, end, members' aggregate inputs)]
         self.emit_final = plan.select.emit_final
@@ -136,7 +144,7 @@ class QueryCore:
             self._table_update(slot, key, row, rowtime)
             return
         if role == "table":
-            k = key[0] if len(key) == 1 else key
+            k = hashable(key[0]) if len(key) == 1 else key
             if row is None:
                 self.tables[slot].pop(k, None)
             else:
@@ -150,81 +158,31 @@ class QueryCore:
         if sj is None:
             self._continue((row,), rowtime)
         else:
-            self._stream_join(slot, row, rowtime, sj)
+            assert self.windowed_join is not None and sj.right_key is not None
+            if slot == 0:
+                k = sj.left_key((row,))
+            else:
+                k = sj.right_key((None, row))
+            self.windowed_join.process(0 if slot == 0 else 1, k, row, rowtime)
         if self.final_heap:
             self._emit_closed()
 
     # -- stream side ----------------------------------------------------------------------------
-    def _stream_join(self, slot: int, row: dict[str, Any], rowtime: int, j: JoinOp) -> None:
-        limit = max(j.before_ms, j.after_ms) + j.grace_ms
-        if rowtime < self.stream_time - limit:
-            self.dropped_late += 1
-            return
-        if slot == 0:
-            k = j.left_key((row,))
-            if k is None:
-                return
-            matched = [False]
-            for rt, other, flag in self.buffers[1].get(k, ()):
-                if rowtime - j.before_ms <= rt <= rowtime + j.after_ms:
-                    matched[0] = True
-                    flag[0] = True
-                    self._continue(self._pair(row, other, k), max(rowtime, rt), done_joins=1)
-            self.buffers[0][k].append((rowtime, row, matched))
-        else:
-            assert j.right_key is not None
-            k = j.right_key((None, row))
-            if k is None:
-                return
-            matched = [False]
-            for rt, other, flag in self.buffers[0].get(k, ()):
-                if rt - j.before_ms <= rowtime <= rt + j.after_ms:
-                    flag[0] = True
-                    matched[0] = True
-                    self._continue(self._pair(other, row, k), max(rowtime, rt), done_joins=1)
-            self.buffers[1][k].append((rowtime, row, matched))
-        if self.stream_time - self._last_expiry >= 1000:  # sweep at most once per second
-            self._last_expiry = self.stream_time
-            self._expire(j, limit)
+    def _joined_pair(self, left: Any, right: Any, key: Any, rowtime: int) -> None:
+        self._continue((left, right), rowtime, key)
 
-    def _expire(self, j: JoinOp, limit: int) -> None:
-        horizon = self.stream_time - limit
-        for side in (0, 1):
-            buf = self.buffers[side]
-            for k in list(buf):
-                items = buf[k]
-                if items and items[0][0] < horizon:
-                    keep = []
-                    # an outer side's record that matched nothing in its window is emitted
-                    # padded with nulls once the window (and its grace) closed
-                    outer = j.kind == "FULL" or j.kind == ("LEFT" if side == 0 else "RIGHT")
-                    for it in items:
-                        if it[0] < horizon:
-                            if outer and not it[2][0]:
-                                left, right = (it[1], None) if side == 0 else (None, it[1])
-                                self._continue(self._pair(left, right, k), it[0], done_joins=1)
-                        else:
-                            keep.append(it)
-                    if keep:
-                        buf[k] = keep
-                    else:
-                        del buf[k]
-
-    def _pair(self, left: Any, right: Any, k: Any) -> tuple:
-        """The joined row of a two-source join (with the synthetic ROWKEY slot of FULL)."""
-        if self.plan.synthetic_key:
-            return (left, right, {"ROWKEY": k})
-        return (left, right)
-
-    def _continue(self, r: tuple, rowtime: int, done_joins: int = 0) -> None:
+    def _continue(self, r: tuple, rowtime: int, key: Any = None) -> None:
         for j in self.table_join_ops:
             k = j.left_key(r)
             if k is None:  # ksqlDB drops a stream record whose join key is null (even LEFT)
                 return
-            right = self.tables[j.slot].get(k)
+            right = self.tables[j.slot].get(hashable(k))
             if right is None and j.kind == "INNER":
                 return
             r = (*r, right)
+            key = k
+        if self.key_slot is not None:
+            r = (*r, {"ROWKEY": key})
         w = self.plan.where
         if w is not None and w(r) is not True:
             return
@@ -556,7 +514,7 @@ class QueryCore:
     def _table_update(
         self, slot: int, key: tuple, row: dict[str, Any] | None, rowtime: int
     ) -> None:
-        k = key[0] if len(key) == 1 else key
+        k = hashable(key[0]) if len(key) == 1 else key
         state = self.tables[slot]
         if row is None:
             if k not in state:
@@ -577,7 +535,7 @@ class QueryCore:
                         if not s:
                             del self.fk_index[j.slot][old]
                 if row is not None:
-                    fk = j.left_key((row,))
+                    fk = hashable(j.left_key((row,)))
                     if fk is not None:
                         self.fk_of[j.slot][k] = fk
                         self.fk_index[j.slot][fk][k] = None
@@ -603,7 +561,9 @@ class QueryCore:
         )
         if not keep:
             return None
-        r = self._pair(left, right, k)
+        r: tuple = (left, right)
+        if self.key_slot is not None:
+            r = (*r, {"ROWKEY": unhashable(k)})
         w = self.plan.where
         if w is not None and w(r) is not True:
             return None
@@ -624,6 +584,8 @@ class QueryCore:
             if right is None and j.kind == "INNER":
                 return None
             r = (*r, right)
+        if self.key_slot is not None:
+            r = (*r, {"ROWKEY": unhashable(k)})
         w = self.plan.where
         if w is not None and w(r) is not True:
             return None

@@ -438,7 +438,7 @@ class Engine:
                 )
                 raise StatementError(msg)
         assert stmt.select is not None
-        plan = plan_select(stmt.select, self.lookup, persistent=True)
+        plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.name)
         if plan.output_kind != kind:
             produced = plan.output_kind
             msg = (
@@ -533,7 +533,7 @@ class Engine:
             msg = f"INSERT INTO can only be used to insert into a stream. {target.name} is a table."
             raise StatementError(msg)
         assert stmt.select is not None
-        plan = plan_select(stmt.select, self.lookup, persistent=True)
+        plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.target)
         if plan.output_kind != "STREAM":
             msg = "INSERT INTO can only be used with a query that produces a stream."
             raise StatementError(msg)

@@ -3,6 +3,7 @@ projection and the output key. Validation errors read like ksqlDB's."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,6 @@ from stream_apps.ksqldb.metastore import Source
 from stream_apps.ksqldb.spatial import SpatialFilter, rename_param
 from stream_apps.ksqldb.syntax import (
     BIGINT,
-    STRING,
     Expr,
     Select,
     SqlType,
@@ -50,7 +50,7 @@ class JoinOp:
     stream: bool = False
     before_ms: int = 0
     after_ms: int = 0
-    grace_ms: int = DEFAULT_GRACE_MS
+    grace_ms: int | None = None  # None: no GRACE PERIOD in the statement
     foreign_key: bool = False
     right_on: Any = None  # the right side's expression of the ON clause
 
@@ -118,7 +118,8 @@ class Plan:
     compiler: Compiler | None = None
     explode: ExplodePlan | None = None
     errors: ErrorRoute | None = None
-    synthetic_key: bool = False  # a last slot {"ROWKEY": join key} (FULL OUTER joins)
+    synthetic_key: bool = False  # the join key is a synthetic column (FULL OUTER, expressions)
+    key_slot: int | None = None  # joins: the row's last slot, {"ROWKEY": the join key}
 
     @property
     def output_kind(self) -> str:
@@ -165,12 +166,78 @@ def _slots_used(e: Any, scope: Scope) -> set[int]:
     return out
 
 
+_NUMBERED = re.compile(r"(.*?)(?:_(\d+))?")
+
+
+class AliasGenerator:
+    """ksqlDB's generated column names (``ColumnNames``): ``KSQL_COL_n`` for unaliased
+    expressions, a struct field's name for a dereference (``NAME``, ``NAME_1``, ...), never
+    a number a source column already uses, and the synthetic join key ``ROWKEY`` (or
+    ``ROWKEY_n``)."""
+
+    def __init__(self, column_names: list[str]) -> None:
+        self.used: dict[str, set[int]] = {}
+        for name in column_names:
+            m = _NUMBERED.fullmatch(name)
+            assert m is not None
+            self.used.setdefault(m[1], set()).add(int(m[2]) if m[2] else 0)
+        self.next_index: dict[str, int] = {}
+
+    def next(self, prefix: str) -> str:
+        i = self.next_index.get(prefix, 0)
+        used = self.used.get(prefix, set())
+        while i in used:
+            i += 1
+        self.next_index[prefix] = i + 1
+        if i == 0 and prefix != "KSQL_COL":
+            return prefix
+        return f"{prefix}_{i}"
+
+    def for_field(self, field_name: str) -> str:
+        m = _NUMBERED.fullmatch(field_name)
+        assert m is not None
+        return self.next(m[1])
+
+
+def _slot_reader(slot: int) -> Fn:
+    def read(r: tuple) -> Any:
+        return r[slot]["ROWKEY"]
+
+    return read
+
+
+def _join_viable_keys(
+    pairs: list[tuple[str, Expr, Expr]], canon: Any
+) -> list[Expr]:
+    """ksqlDB's ``JoinTree.viableKeyColumns`` for a left-deep chain of joins ``(kind, left
+    expression, right expression)``: the source columns equal to the result's key. An OUTER
+    join's key equals neither side; a column joins the set only when equivalent to the key."""
+    equiv: set[Any] = set()
+    viable: list[Expr] = []
+    for kind, a, b in pairs:
+        if kind == "FULL":
+            equiv, viable = set(), []
+            continue
+        keys = {canon(a), canon(b)}
+        equiv = keys | equiv if equiv & keys else keys
+        seen: list[Any] = []
+        out: list[Expr] = []
+        for e in [*viable, a, b]:
+            c = canon(e)
+            if e[0] == "col" and c in equiv and c not in seen:
+                seen.append(c)
+                out.append(e)
+        viable = out
+    return viable
+
+
 def plan_select(
     select: Select,
     lookup: Any,
     *,
     persistent: bool,  # noqa: PLR0912, PLR0915
     on_error: Any = None,
+    sink: str | None = None,
 ) -> Plan:
     """``lookup(name) -> Source`` (raises for unknown sources)."""
     errors = ErrorRoute(on_error)
@@ -191,37 +258,67 @@ def plan_select(
             cols |= WINDOW_COLS
         slots.append(Slot(ref.alias, src.name, cols))
     driver = sources[0][1]
-    # FULL OUTER joins key their result by a synthetic column, ROWKEY: the join key of
-    # whichever side is there (ksqlDB docs: joins/synthetic-keys). It is the last slot.
-    synthetic = any(j.kind == "FULL" for j in select.joins)
-    if synthetic:
-        if len(select.joins) != 1:
-            msg = "The local endpoint supports a FULL OUTER join only as the only join."
+    # Each join's criteria, oriented (left: the sources so far; right: the joined source).
+    base = Scope(list(slots))
+    pairs: list[tuple[str, Expr, Expr]] = []
+    for i, j in enumerate(select.joins, start=1):
+        on = j.on
+        if on[0] != "bin" or on[1] != "=":
+            msg = f"Unsupported join expression: {expr_sql(on)}. Only equi-joins are supported."
             raise StatementError(msg)
-        kt = driver.key_columns[0][1] if driver.key_columns else STRING
-        slots.append(Slot("", "", {"ROWKEY": kt}))
+        a, b = on[2], on[3]
+        ua, ub = _slots_used(a, base), _slots_used(b, base)
+        if ua == {i} and ub <= set(range(i)):
+            a, b = b, a
+            ua, ub = ub, ua
+        if not (ua and ua <= set(range(i)) and ub == {i}):
+            msg = (
+                f"Invalid comparison expression '{expr_sql(on)}' in join: each side of the "
+                "join must reference a different source."
+            )
+            raise StatementError(msg)
+        pairs.append((j.kind, a, b))
+
+    def canon(e: Expr) -> Any:
+        if e[0] == "col":
+            try:
+                si, name, _ = base.resolve(e[1], e[2])
+            except StatementError:
+                return e
+            return ("col", si, name)
+        return e
+
+    # The result of a join is keyed by the join key. ksqlDB names that column after the
+    # first source column equal to it that the projection selects; when no column is equal
+    # to it (FULL OUTER joins, expressions on both sides) it is the synthetic ROWKEY.
+    viable = _join_viable_keys(pairs, canon) if pairs else []
+    synthetic = bool(pairs) and not viable
+    clash: set[str] = set()
+    seen_names: set[str] = set()
+    for _, src in sources:
+        names = set(src.columns)
+        clash |= seen_names & names
+        seen_names |= names
+    all_names = [n for _, src in sources for n in src.columns]
+    synth_name = AliasGenerator(all_names).next("ROWKEY")
+    aliasgen = AliasGenerator(all_names)
+    key_slot: int | None = None
+    if pairs:
+        if synthetic and len(pairs) != 1:
+            msg = "The local endpoint supports a synthetic join key only in a single join."
+            raise StatementError(msg)
+        key_slot = len(slots)
+        slots.append(Slot("", "", {}))
     scope = Scope(slots)
     bindings = [Binding(0, driver, aliases[0], "driver")]
     joins: list[JoinOp] = []
     compiler = Compiler(scope, allow_aggregates=False, on_error=on_error)
     for i, j in enumerate(select.joins, start=1):
         right = sources[i][1]
-        on = j.on
-        if on[0] != "bin" or on[1] != "=":
-            msg = f"Unsupported join expression: {expr_sql(on)}. Only equi-joins are supported."
-            raise StatementError(msg)
-        a, b = on[2], on[3]
-        ua, ub = _slots_used(a, scope), _slots_used(b, scope)
-        if ua == {i} and ub <= set(range(i)):
-            a, b = b, a
-            ua, ub = ub, ua
-        if not (ua <= set(range(i)) and ub == {i}):
-            msg = (
-                f"Invalid comparison expression '{expr_sql(on)}' in join: each side of the "
-                "join must reference a different source."
-            )
-            raise StatementError(msg)
-        kind = j.kind
+        kind, a, b = pairs[i - 1]
+        ua = _slots_used(a, scope)
+        if synthetic and key_slot is not None:
+            slots[key_slot].columns[synth_name] = compiler.infer(a)
         if driver.kind == "STREAM" and right.kind == "STREAM":
             if j.within is None:
                 msg = "Stream-Stream joins must have a WITHIN clause specified. None was provided."
@@ -239,7 +336,7 @@ def plan_select(
                     stream=True,
                     before_ms=j.within[0],
                     after_ms=j.within[1],
-                    grace_ms=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS,
+                    grace_ms=j.grace_ms,
                     right_on=b,
                 )
             )
@@ -324,14 +421,16 @@ def plan_select(
         pscope = scope
 
     columns: list[OutputColumn] = []
-    unnamed = 0
+    is_join = bool(pairs)
     for item in select.items:
         e = item.expr
         if e[0] == "star":
-            if synthetic and e[1] is None:
-                col = pcompiler.compile(("col", None, "ROWKEY"), pscope)
-                columns.append(OutputColumn("ROWKEY", scope.slots[-1].columns["ROWKEY"], col,
-                                            expr=("col", None, "ROWKEY")))
+            if synthetic and e[1] is None and key_slot is not None:
+                ref = ("col", None, synth_name)
+                col = pcompiler.compile(ref, pscope)
+                columns.append(
+                    OutputColumn(synth_name, slots[key_slot].columns[synth_name], col, expr=ref)
+                )
             for si, slot in enumerate(scope.slots):
                 if si >= len(sources):
                     continue
@@ -339,7 +438,7 @@ def plan_select(
                     continue
                 src = sources[si][1]
                 for name, ty in src.columns.items():
-                    out = name if len(scope.slots) == 1 else f"{slot.alias}_{name}"
+                    out = f"{slot.alias}_{name}" if is_join else name
                     col = pcompiler.compile(("col", slot.alias, name), pscope)
                     columns.append(OutputColumn(out, ty, col, expr=("col", slot.alias, name)))
             continue
@@ -359,31 +458,46 @@ def plan_select(
         if item.alias:
             name = item.alias
         elif e[0] == "col":
-            name = e[2]
+            # ksqlDB's AstSanitizer: in a join, a column whose name is in more than one
+            # source (and every pseudo column) is named after its source, e.g. L_ID
+            si, name, _ = pscope.resolve(e[1], e[2])
+            if is_join and si < len(sources) and (name in clash or name in PSEUDO):
+                name = f"{scope.slots[si].alias}_{name}"
         elif e[0] == "deref":
-            name = e[2]
+            name = aliasgen.for_field(e[2])
         else:
-            name = f"KSQL_COL_{unnamed}"
-            unnamed += 1
+            name = aliasgen.next("KSQL_COL")
         if any(c.name == name for c in columns):
             msg = f"Duplicate value columns found in schema: `{name}` {ty}"
             raise StatementError(msg)
         columns.append(OutputColumn(name, ty, fn, table_function=tf, expr=e))
 
     # Which projected columns are the output key.
+    sink_sql = f"`{sink}`" if sink else "the output"
+    fk_join = any(j.foreign_key for j in joins)
     key_exprs: list[Expr]
+    join_key = False
     if aggregate:
         key_exprs = list(select.group_by)
     elif select.partition_by:
         key_exprs = list(select.partition_by)
-    elif synthetic:
-        key_exprs = [("col", None, "ROWKEY")]
-    elif joins and joins[0].kind == "RIGHT":
-        key_exprs = [joins[0].right_on]  # the right side's join column
-    elif driver.kind == "TABLE":
-        key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
-    elif joins and not joins[0].stream:
-        key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
+    elif pairs and not fk_join:
+        join_key = True
+        if synthetic:
+            key_exprs = [("col", None, synth_name)]
+        else:
+            chosen = next(
+                (
+                    v
+                    for v in viable
+                    if any(
+                        c.expr is not None and not c.table_function and _same(c.expr, v, scope)
+                        for c in columns
+                    )
+                ),
+                viable[0],
+            )
+            key_exprs = [chosen]
     else:
         key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
     key_names: list[str] = []
@@ -402,21 +516,49 @@ def plan_select(
                     clause = "GROUP BY" if aggregate else "PARTITION BY"
                     msg = (
                         f"Key missing from projection (ie, SELECT). The query used to build "
-                        f"the output must include the {clause} expression {expr_sql(ke)} in "
+                        f"{sink_sql} must include the {clause} expression {expr_sql(ke)} in "
                         f"its projection (eg, SELECT {expr_sql(ke)}...)."
                     )
                     raise StatementError(msg)
                 if synthetic:
                     msg = (
-                        "Key missing from projection. The query used to build the output must "
-                        "include the join expression ROWKEY in its projection. ROWKEY was added "
-                        "as a synthetic key column because the join criteria did not match any "
+                        "Key missing from projection (ie, SELECT). See "
+                        "https://cnfl.io/2LV7ouS.\nThe query used to build "
+                        f"{sink_sql} must include the join expression {synth_name} in its "
+                        f"projection (eg, SELECT {synth_name}...).\n{synth_name} was added as a "
+                        "synthetic key column because the join criteria did not match any "
                         "source column. This expression must be included in the projection and "
-                        "may be aliased."
+                        "may be aliased. "
+                    )
+                    raise StatementError(msg)
+                if join_key:
+                    names = [expr_sql(v) for v in viable]
+                    joined = (
+                        names[0]
+                        if len(names) == 1
+                        else ", ".join(names[:-1]) + " or " + names[-1]
+                    )
+                    what = "join expression" + ("" if len(names) == 1 else "s")
+                    msg = (
+                        "Key missing from projection (ie, SELECT). \nThe query used to build "
+                        f"{sink_sql} must include the {what} {joined} in its projection "
+                        f"(eg, SELECT {names[0]}...)."
+                    )
+                    raise StatementError(msg)
+                if fk_join:
+                    cols = [n for n, _ in driver.key_columns]
+                    msg = (
+                        f"Primary key column{'s' if len(cols) > 1 else ''} missing from "
+                        f"projection (ie, SELECT). The query used to build {sink_sql} must "
+                        f"include the primary key column{'s' if len(cols) > 1 else ''} "
+                        f"{', '.join(cols)} of the left table {aliases[0]} in its projection."
                     )
                     raise StatementError(msg)
                 continue
             hit.is_key = True
+            if join_key and key_slot is not None:
+                # the key is the join key itself (not null when the column's side is missing)
+                hit.fn = _slot_reader(key_slot)
             key_names.append(hit.name)
     group_fns: list[Fn] = []
     if aggregate:
@@ -445,6 +587,7 @@ def plan_select(
         explode,
         errors,
         synthetic,
+        key_slot,
     )
 
 

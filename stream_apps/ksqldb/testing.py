@@ -41,6 +41,8 @@ class MemoryEngine:
     topics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     processing_errors: list[str] = field(default_factory=list)
     processing_log: ProcessingLog | None = None
+    # the clock pacing outer-join sweeps: fixed, as in Kafka Streams' TopologyTestDriver
+    wall_clock_ms: int = 0
 
     def __post_init__(self) -> None:
         # ksqlDB's processing log: entries written to its topic, readable as a stream
@@ -105,7 +107,7 @@ class MemoryEngine:
                     f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
                 )
                 raise StatementError(msg)
-            plan = plan_select(stmt.select, self.lookup, persistent=True)
+            plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.name)
             if plan.output_kind != stmt.kind:
                 msg = (
                     f"Invalid result type. Your SELECT query produces a {plan.output_kind}. "
@@ -142,7 +144,7 @@ class MemoryEngine:
         if isinstance(stmt, sx.InsertInto):
             assert stmt.select is not None
             target = self.lookup(stmt.target)
-            plan = plan_select(stmt.select, self.lookup, persistent=True)
+            plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.target)
             q = MemoryQuery(
                 f"Q{len(self.queries)}",
                 None,
@@ -161,7 +163,11 @@ class MemoryEngine:
     def _start(self, q: MemoryQuery, plan: Any, sink: Source) -> None:
         """The query's core, with the encoded output path the Kafka runner binds, and its
         processing errors routed to the processing log."""
-        q.core = QueryCore(plan, lambda k, ws, row, rt: self._emit(q, k, ws, row, rt))
+        q.core = QueryCore(
+            plan,
+            lambda k, ws, row, rt: self._emit(q, k, ws, row, rt),
+            clock=lambda: self.wall_clock_ms,
+        )
         if sink.value_format == "JSON":
             q.core.bind_encoded(
                 [n for n, _ in sink.value_columns],

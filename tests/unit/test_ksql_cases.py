@@ -1,8 +1,10 @@
 """Semantics cases (tests/ksql_cases/*.json, one file per feature) on the in-memory engine: the
 same parser, planner and query core as the endpoint, topics replaced by lists.
 
-A case: ``statements`` (run in order), ``inputs`` (records written to sources, in order),
-``outputs`` (per sink: the exact records it wrote, in order; ``"<any>"`` matches any value),
+A case: ``statements`` (run in order), ``inputs`` (records written to sources, in order;
+``wall_clock_ms`` on an input: the clock pacing outer-join sweeps from that record on, fixed
+otherwise as in Kafka Streams' TopologyTestDriver), ``outputs`` (per sink: the exact records
+it wrote, in order; ``"<any>"`` matches any value),
 ``pull`` (pull queries and their rows), or ``error`` (the statement that must fail and a part
 of its message)."""
 
@@ -73,6 +75,7 @@ def test_case(case: dict[str, Any]) -> None:
         engine.execute(sql)
     assert err is None, "the failing statement index is past the statements"
     for rec in case.get("inputs", []):
+        engine.wall_clock_ms = rec.get("wall_clock_ms", engine.wall_clock_ms)
         engine.insert(
             rec["source"],
             key=rec.get("key"),
