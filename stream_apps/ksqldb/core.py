@@ -539,7 +539,7 @@ class QueryCore:
                     if fk is not None:
                         self.fk_of[j.slot][k] = fk
                         self.fk_index[j.slot][fk][k] = None
-            self._recompute(k, rowtime)
+            self._recompute(k, rowtime, left_deleted=row is None)
             return
         for lk in list(self.fk_index[slot].get(k, ())):
             self._recompute(lk, rowtime)
@@ -591,19 +591,22 @@ class QueryCore:
             return None
         return r
 
-    def _recompute(self, k: Any, rowtime: int) -> None:
+    def _recompute(self, k: Any, rowtime: int, left_deleted: bool = False) -> None:
+        """Re-evaluate the row of key ``k``. Every change is emitted, an unchanged row too (a
+        KTable forwards each update); a tombstone when there was a row, and for a deleted
+        left row of a foreign-key join always (Kafka Streams' subscription join does)."""
         r = self._joined(k)
         if self.kind == "table_agg":
             self._table_aggregate(k, r, rowtime)
             return
         if r is None:
-            if k in self.materialized:
-                del self.materialized[k]
-                self.emit(k if isinstance(k, tuple) else (k,), None, None, rowtime)
+            had = self.materialized.pop(k, None) is not None
+            fk = any(j.foreign_key for j in self.table_join_ops)
+            if had or (left_deleted and fk):
+                key = unhashable(k)
+                self.emit(key if isinstance(key, tuple) else (key,), None, None, rowtime)
             return
         out = {c.name: c.fn(r) for c in self.columns}
-        if self.materialized.get(k) == out:
-            return
         self.materialized[k] = out
         self.emit(tuple(out[n] for n in self.key_names), None, out, rowtime)
 
