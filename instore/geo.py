@@ -1,7 +1,8 @@
 """Distances as ksqlDB computes them, and a grid index for "what is within r of here".
 
-``haversine_km`` is ksqlDB's ``GEO_DISTANCE(lat1, lon1, lat2, lon2, 'km')``: R = 6371 km,
-``2 * atan2(sqrt(a), sqrt(1 - a))``, inputs outside [-90, 90] / [-180, 180] rejected.
+``haversine_km`` is ksqlDB's ``GEO_DISTANCE(lat1, lon1, lat2, lon2, 'km')``, operation for
+operation (its ``GeoDistance`` UDF): the central angle ``2 * asin(sqrt(a))`` times R = 6371 km
+(3959 for miles), inputs outside [-90, 90] / [-180, 180] rejected.
 """
 
 from __future__ import annotations
@@ -22,24 +23,37 @@ class GeoError(ValueError):
     pass
 
 
-def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float,
-                  sin: Any = math.sin, cos: Any = math.cos, sqrt: Any = math.sqrt,
-                  atan2: Any = math.atan2) -> float:
-    """The formula alone (inputs already validated): the hot path of the index."""
+def _central_angle(lat1: float, lon1: float, lat2: float, lon2: float,
+                   sin: Any = math.sin, cos: Any = math.cos, sqrt: Any = math.sqrt,
+                   asin: Any = math.asin) -> float:
+    """The great-circle angle in radians (inputs already validated)."""
     s1 = sin((lat2 - lat1) * _DEG / 2)
     s2 = sin((lon2 - lon1) * _DEG / 2)
     a = s1 * s1 + s2 * s2 * cos(lat1 * _DEG) * cos(lat2 * _DEG)
-    return EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a))
+    return 2 * asin(sqrt(a))
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The formula alone (inputs already validated)."""
+    return _central_angle(lat1, lon1, lat2, lon2) * EARTH_RADIUS_KM
+
+
+def central_angle(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The great-circle angle in radians; out-of-range input raises GeoError."""
+    if not (-90.0 <= lat1 <= 90.0 and -90.0 <= lat2 <= 90.0):
+        msg = "valid latitude values for GeoDistance function are in the range of -90 to 90 decimal degrees"
+        raise GeoError(msg)
+    if not (-180.0 <= lon1 <= 180.0 and -180.0 <= lon2 <= 180.0):
+        msg = (
+            "valid longitude values for GeoDistance function are in the range of -180 to +180 "
+            "decimal degrees"
+        )
+        raise GeoError(msg)
+    return _central_angle(lat1, lon1, lat2, lon2)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    if not (-90.0 <= lat1 <= 90.0 and -90.0 <= lat2 <= 90.0):
-        msg = "latitude must be in [-90, 90]"
-        raise GeoError(msg)
-    if not (-180.0 <= lon1 <= 180.0 and -180.0 <= lon2 <= 180.0):
-        msg = "longitude must be in [-180, 180]"
-        raise GeoError(msg)
-    return _haversine_km(lat1, lon1, lat2, lon2)
+    return central_angle(lat1, lon1, lat2, lon2) * EARTH_RADIUS_KM
 
 
 def distance_ft(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -134,9 +148,9 @@ class GridIndex(Generic[K]):
             raise GeoError(msg)
         # _haversine_km inlined, same operations in the same order (so the same bits), with
         # the cosines computed once: this loop is the worker's hot path.
-        sin, sqrt, atan2 = math.sin, math.sqrt, math.atan2
+        sin, sqrt, asin = math.sin, math.sqrt, math.asin
         c1 = math.cos(lat * _DEG)
-        scale = EARTH_RADIUS_KM * 2
+        scale = EARTH_RADIUS_KM * 2  # (2 * angle) * R and angle * (2 * R): the same bits
         x, y = self.frame.to_xy(lat, lon)
         out: list[tuple[K, float]] = []
         for grid in self._grids.values():
@@ -156,7 +170,7 @@ class GridIndex(Generic[K]):
                         s1 = sin((plat - lat) * _DEG / 2)
                         s2 = sin((plon - lon) * _DEG / 2)
                         a = s1 * s1 + s2 * s2 * c1 * c2
-                        d_ft = scale * atan2(sqrt(a), sqrt(1 - a)) * FT_PER_KM
+                        d_ft = scale * asin(sqrt(a)) * FT_PER_KM
                         if d_ft <= radius_ft:
                             out.append((key, d_ft))
         return out

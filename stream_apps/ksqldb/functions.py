@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from instore.geo import GeoError, haversine_km
+from instore.geo import EARTH_RADIUS_KM, GeoError, central_angle
 from stream_apps.ksqldb.errors import EvalError
 from stream_apps.ksqldb.syntax import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
 
@@ -24,8 +24,8 @@ EARTH_RADIUS_MI = 3959.0
 _GEO_CACHE: dict[tuple[Any, ...], float] = {}
 
 
-def geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any = "km") -> float | None:
-    """ksqlDB's GEO_DISTANCE: haversine, R = 6371 km (3959 mi); out-of-range input is an error.
+def geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any = None) -> float | None:
+    """ksqlDB's GEO_DISTANCE (R = 6371 km, 3959 mi; km when no unit); bad input is an error.
 
     A query often computes the same distance twice for a row (in a FILTER and in the projected
     column): the last few thousand results are remembered (a pure function of its inputs)."""
@@ -41,21 +41,30 @@ def geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any = "km") -
     return value
 
 
+_MILES = ("mi", "mile", "miles")
+_KMS = ("km", "kilometer", "kilometers", "kilometre", "kilometres")
+
+
 def _geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any) -> float | None:
-    if lat1 is None or lon1 is None or lat2 is None or lon2 is None or unit is None:
+    """ksqlDB's GeoDistance UDF: no unit, a null or blank one mean kilometres."""
+    if lat1 is None or lon1 is None or lat2 is None or lon2 is None:
         return None
-    u = str(unit).lower()
+    radius = EARTH_RADIUS_KM
+    if unit is not None and str(unit).strip():
+        u = str(unit).strip().lower()
+        if u in _MILES:
+            radius = EARTH_RADIUS_MI
+        elif u not in _KMS:
+            msg = (
+                "GeoDistance function units parameter must be one of "
+                + ", ".join((*_MILES, *_KMS)[:-1])
+                + f" or {_KMS[-1]}. Values are case-insensitive."
+            )
+            raise EvalError(msg)
     try:
-        km = haversine_km(float(lat1), float(lon1), float(lat2), float(lon2))
+        return central_angle(float(lat1), float(lon1), float(lat2), float(lon2)) * radius
     except GeoError as exc:
-        msg = f"GEO_DISTANCE: {exc}"
-        raise EvalError(msg) from None
-    if u in ("km", "kilometers", "kilometer"):
-        return km
-    if u in ("mi", "miles", "mile"):
-        return km / 6371.0 * EARTH_RADIUS_MI
-    msg = f"GEO_DISTANCE: unit must be 'km' or 'mi', got '{unit}'"
-    raise EvalError(msg)
+        raise EvalError(str(exc)) from None
 
 
 def _nullsafe(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -183,7 +183,7 @@ class PointIndex:
         bucket = self.cells.get((math.floor(x / cm), math.floor(y / cm)))
         if not bucket:
             return kept, values
-        sin, sqrt, atan2 = math.sin, math.sqrt, math.atan2
+        sin, sqrt, asin = math.sin, math.sqrt, math.asin
         c1 = math.cos(lat * _DEG)
         keep, keep_v = kept.append, values.append
         for i, px, py, plat, plon, pre2, c2, radius, per_row in bucket:
@@ -195,7 +195,7 @@ class PointIndex:
             s1 = sin((plat - lat) * _DEG / 2)
             s2 = sin((plon - lon) * _DEG / 2)
             a = s1 * s1 + s2 * s2 * c1 * c2
-            v = EARTH_RADIUS_KM * 2 * atan2(sqrt(a), sqrt(1 - a)) * k
+            v = EARTH_RADIUS_KM * 2 * asin(sqrt(a)) * k
             if v <= radius:
                 e = arr[i]
                 if not per_row or rest((*r, e)) is True:  # type: ignore[misc]
