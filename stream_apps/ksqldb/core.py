@@ -91,9 +91,27 @@ class QueryCore:
             and len(self.table_join_ops) == 1
             and self.table_join_ops[0].kind in ("RIGHT", "FULL")
         )
+        self._stamped = False  # output timestamps from a column (stamp_from)
         self._encoded: tuple[Callable[..., Any], EmitEncoded] | None = None
         self._emit_many: Callable[[bytes | None, list[bytes], int], None] | None = None
         self._layout_explode()
+
+    def stamp_from(self, column: str) -> None:
+        """A sink declared WITH (TIMESTAMP='col'): each output record carries that column's
+        value as its timestamp (a record whose column is null is dropped, as ksqlDB does)."""
+        inner = self.emit
+        self._stamped = True
+
+        def emit(key: tuple, ws: Any, row: dict[str, Any] | None, rowtime: int) -> None:
+            if row is not None:
+                ts = row.get(column)
+                if ts is None:
+                    self.errors += 1
+                    return
+                rowtime = int(ts)
+            inner(key, ws, row, rowtime)
+
+        self.emit = emit
 
     def bind_encoded(
         self,
@@ -106,7 +124,7 @@ class QueryCore:
         ``value_names`` in that order (what ``Source.encode_value`` writes), keys encoded by
         ``encode_key(key_values, window_start)``."""
         ex = self.plan.explode
-        if ex is None:
+        if ex is None or self._stamped:
             return
         kinds = {c.name: c.kind for c in ex.columns}
         if any(kinds.get(k) != "row" for k in self.key_names):

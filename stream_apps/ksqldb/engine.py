@@ -471,7 +471,7 @@ class Engine:
             value_format,
             nparts,
             1,
-            None,
+            str(p["TIMESTAMP"]).upper() if p.get("TIMESTAMP") else None,
             plan.window,
             stmt.text,
             typed=False,

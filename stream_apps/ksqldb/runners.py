@@ -114,6 +114,8 @@ class QueryRunner:
         self._topic = ""
         self._lock = threading.Lock()
         self.core = QueryCore(plan, self._emit)
+        if sink is not None and sink.timestamp:
+            self.core.stamp_from(sink.timestamp)
         if sink is not None and on_row is None and sink.value_format == "JSON":
             value_names = [n for n, _ in sink.value_columns]
             self.core.bind_encoded(

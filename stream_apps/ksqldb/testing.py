@@ -130,6 +130,9 @@ class MemoryEngine:
                 window=plan.window,
                 statement=stmt.text,
                 typed=False,
+                timestamp=(
+                    str(stmt.props["TIMESTAMP"]).upper() if stmt.props.get("TIMESTAMP") else None
+                ),
             )
             self.topics.setdefault(topic, [])
             q = MemoryQuery(
@@ -168,6 +171,8 @@ class MemoryEngine:
             lambda k, ws, row, rt: self._emit(q, k, ws, row, rt),
             clock=lambda: self.wall_clock_ms,
         )
+        if sink.timestamp:
+            q.core.stamp_from(sink.timestamp)
         if sink.value_format == "JSON":
             q.core.bind_encoded(
                 [n for n, _ in sink.value_columns],
