@@ -26,7 +26,12 @@ from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.errors import KsqlError, QueryEndpointError, StatementError
 from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
 from stream_apps.ksqldb.functions import function_names
-from stream_apps.ksqldb.metastore import DeserializationError, Source, check_key_format
+from stream_apps.ksqldb.metastore import (
+    DeserializationError,
+    Source,
+    check_key_format,
+    wrap_single_value,
+)
 from stream_apps.ksqldb.planner import Plan, plan_select
 from stream_apps.ksqldb.processing_log import STREAM as PROCESSING_LOG_STREAM
 from stream_apps.ksqldb.processing_log import ProcessingLog, create_statement, topic_name
@@ -408,6 +413,7 @@ class Engine:
             None,
             stmt.text,
             read_only=stmt.source,
+            wrap_single=wrap_single_value(p, values),
         )
         self.sources[stmt.name] = src
         if not replay:
@@ -475,6 +481,7 @@ class Engine:
             plan.window,
             stmt.text,
             typed=False,
+            wrap_single=wrap_single_value(p, plan.value_columns),
         )
         prefix = "CSAS" if kind == "STREAM" else "CTAS"
         qid = query_id or f"{prefix}_{stmt.name}_{self.seq + 1}"

@@ -23,6 +23,18 @@ class DeserializationError(ValueError):
     pass
 
 
+def wrap_single_value(props: dict[str, Any], values: list[Any]) -> bool:
+    """WRAP_SINGLE_VALUE of a WITH clause (default true), refused where ksqlDB refuses it."""
+    raw = props.get("WRAP_SINGLE_VALUE")
+    if raw is None:
+        return True
+    wrap = str(raw).strip().lower() not in ("false", "0")
+    if not wrap and len(values) != 1:
+        msg = "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas"
+        raise StatementError(msg)
+    return wrap
+
+
 @dataclass
 class Source:
     name: str
@@ -40,6 +52,7 @@ class Source:
     read_only: bool = False
     typed: bool = True  # declared with a schema (coerce on read) or derived (read as written)
     owner_query: str | None = None  # the persistent query that writes it (CSAS/CTAS)
+    wrap_single: bool = True  # WRAP_SINGLE_VALUE=false: a single value column written bare
     _value_lookup: dict[str, str] = field(default_factory=dict, repr=False)
     _upper_lookup: dict[str, str] = field(default_factory=dict, repr=False)
     _value_names: list[str] | None = field(default=None, repr=False)
@@ -90,7 +103,9 @@ class Source:
         except orjson.JSONDecodeError as exc:
             msg = f"Failed to deserialize value from topic: {self.topic}. Invalid JSON: {exc}"
             raise DeserializationError(msg) from None
-        if not isinstance(obj, dict):
+        if not self.wrap_single and len(self.value_columns) == 1:
+            obj = {self.value_columns[0][0]: obj}
+        elif not isinstance(obj, dict):
             if len(self.value_columns) == 1:
                 obj = {self.value_columns[0][0]: obj}
             else:
@@ -135,6 +150,8 @@ class Source:
         names = self._value_names
         if names is None or len(names) != len(self.value_columns):
             names = self._value_names = [n for n, _ in self.value_columns]
+        if not self.wrap_single and len(names) == 1:
+            return orjson.dumps(row.get(names[0]))
         return orjson.dumps({n: row.get(n) for n in names})
 
     # -- keys ---------------------------------------------------------------------------------

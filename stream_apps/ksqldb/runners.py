@@ -116,7 +116,7 @@ class QueryRunner:
         self.core = QueryCore(plan, self._emit)
         if sink is not None and sink.timestamp:
             self.core.stamp_from(sink.timestamp)
-        if sink is not None and on_row is None and sink.value_format == "JSON":
+        if sink is not None and on_row is None and sink.value_format == "JSON" and sink.wrap_single:
             value_names = [n for n, _ in sink.value_columns]
             self.core.bind_encoded(
                 value_names, sink.encode_key, self._emit_encoded, self._emit_encoded_many

@@ -21,7 +21,12 @@ from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.core import QueryCore
 from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
-from stream_apps.ksqldb.metastore import DeserializationError, Source, check_key_format
+from stream_apps.ksqldb.metastore import (
+    DeserializationError,
+    Source,
+    check_key_format,
+    wrap_single_value,
+)
 from stream_apps.ksqldb.planner import plan_select
 from stream_apps.ksqldb.processing_log import ProcessingLog, create_statement, topic_name
 
@@ -96,6 +101,7 @@ class MemoryEngine:
                 key_format,
                 timestamp=str(ts).upper() if ts else None,
                 statement=stmt.text,
+                wrap_single=wrap_single_value(stmt.props, values),
             )
             self.topics.setdefault(topic, [])
             return
@@ -133,6 +139,7 @@ class MemoryEngine:
                 timestamp=(
                     str(stmt.props["TIMESTAMP"]).upper() if stmt.props.get("TIMESTAMP") else None
                 ),
+                wrap_single=wrap_single_value(stmt.props, plan.value_columns),
             )
             self.topics.setdefault(topic, [])
             q = MemoryQuery(
@@ -173,7 +180,7 @@ class MemoryEngine:
         )
         if sink.timestamp:
             q.core.stamp_from(sink.timestamp)
-        if sink.value_format == "JSON":
+        if sink.value_format == "JSON" and sink.wrap_single:
             q.core.bind_encoded(
                 [n for n, _ in sink.value_columns],
                 sink.encode_key,
