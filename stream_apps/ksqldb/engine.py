@@ -30,6 +30,7 @@ from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
     check_key_format,
+    source_window,
     wrap_single_value,
 )
 from stream_apps.ksqldb.planner import Plan, plan_select
@@ -410,7 +411,7 @@ class Engine:
             nparts,
             int(p.get("REPLICAS") or 1),
             ts_col,
-            None,
+            source_window(p),
             stmt.text,
             read_only=stmt.source,
             wrap_single=wrap_single_value(p, values),

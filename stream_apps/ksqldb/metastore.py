@@ -23,6 +23,44 @@ class DeserializationError(ValueError):
     pass
 
 
+def source_window(props: dict[str, Any]) -> WindowSpec | None:
+    """WINDOW_TYPE / WINDOW_SIZE of a CREATE over a windowed topic (keys carry the window)."""
+    kind = props.get("WINDOW_TYPE")
+    if kind is None:
+        if props.get("WINDOW_SIZE") is not None:
+            msg = "'WINDOW_SIZE' should not be set when 'WINDOW_TYPE' is not set."
+            raise StatementError(msg)
+        return None
+    kind = str(kind).strip().upper()
+    if kind not in ("TUMBLING", "HOPPING", "SESSION"):
+        msg = (
+            f"Invalid value {kind} for property WINDOW_TYPE: String must be one of: SESSION, "
+            "HOPPING, TUMBLING"
+        )
+        raise StatementError(msg)
+    size = props.get("WINDOW_SIZE")
+    if kind == "SESSION":
+        if size is not None:
+            msg = "'WINDOW_SIZE' should not be used with 'WINDOW_TYPE=SESSION'."
+            raise StatementError(msg)
+        return WindowSpec("SESSION", 0)
+    if size is None:
+        msg = (
+            f"{kind} windows require 'WINDOW_SIZE' to be provided in the WITH clause. "
+            "For example: 'WINDOW_SIZE'='10 SECONDS'"
+        )
+        raise StatementError(msg)
+    parts = str(size).split()
+    units = {"MILLISECOND": 1, "SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+    try:
+        n = int(parts[0])
+        unit = parts[1].upper().rstrip("S")
+        return WindowSpec(kind, n * units[unit])
+    except (IndexError, ValueError, KeyError):
+        msg = f"Invalid WINDOW_SIZE property : {size}"
+        raise StatementError(msg) from None
+
+
 def wrap_single_value(props: dict[str, Any], values: list[Any]) -> bool:
     """WRAP_SINGLE_VALUE of a WITH clause (default true), refused where ksqlDB refuses it."""
     raw = props.get("WRAP_SINGLE_VALUE")

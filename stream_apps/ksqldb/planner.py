@@ -199,6 +199,80 @@ class AliasGenerator:
         return self.next(m[1])
 
 
+def _contains_map(t: SqlType) -> bool:
+    if t.name == "MAP":
+        return True
+    if t.name == "ARRAY":
+        return _contains_map(t.params[0])
+    if t.name == "STRUCT":
+        return any(_contains_map(ft) for _, ft in t.params)
+    return False
+
+
+def _check_join_sources(left: Source, right: Source, a: Expr, b: Expr, scope: Scope) -> None:
+    """What ksqlDB refuses about the two sides of a join, in its words."""
+    if left.name == right.name:
+        msg = f"Can not join '{left.name}' to '{right.name}': self joins are not yet supported."
+        raise StatementError(msg)
+    if left.windowed != right.windowed:
+        win, plain = (left, right) if left.windowed else (right, left)
+        assert win.window is not None
+        msg = (
+            "Can not join windowed source to non-windowed source.\n"
+            f"`{win.name}` is {win.window.kind} windowed\n`{plain.name}` is not windowed"
+        )
+        raise StatementError(msg)
+    if left.windowed and right.windowed:
+        assert left.window is not None and right.window is not None
+        if (left.window.kind == "SESSION") != (right.window.kind == "SESSION"):
+            msg = (
+                "Incompatible windowed sources.\n"
+                f"Left source: {left.window.kind}\nRight source: {right.window.kind}\n"
+                "Session windowed sources can only be joined to other session windowed "
+                "sources, and may still not result in expected behaviour as session bounds "
+                "must be an exact match for the join to work\nHopping and tumbling windowed "
+                "sources can only be joined to other hopping and tumbling windowed sources"
+            )
+            raise StatementError(msg)
+        keyed = all(
+            e[0] == "col" and _resolves_to_key(e, src, scope)
+            for e, src in ((a, left), (b, right))
+        )
+        if not keyed or left.window.size_ms != right.window.size_ms:
+            msg = (
+                "Implicit repartitioning of windowed sources is not supported. "
+                "See https://github.com/confluentinc/ksql/issues/4385."
+            )
+            raise StatementError(msg)
+    comp = Compiler(scope, allow_aggregates=False)
+    ta, tb = comp.infer(a), comp.infer(b)
+    # (inference of function results is approximate: compare what is certain)
+    certain = ("col", "cast", "deref")
+    if a[0] in certain and b[0] in certain and str(ta) != str(tb):
+        msg = (
+            f"Invalid join condition: types don't match. Got {expr_sql(a)}{{{ta}}} = "
+            f"{expr_sql(b)}{{{tb}}}."
+        )
+        raise StatementError(msg)
+    if _contains_map(ta):
+        name = f"{a[1]}_{a[2]}" if a[0] == "col" and a[1] else expr_sql(a)
+        msg = (
+            "Map keys, including types that contain maps, are not supported as they may lead "
+            "to unexpected behavior due to inconsistent serialization. Key column name: "
+            f"`{name}`. Column type: {ta}. See https://github.com/confluentinc/ksql/issues/6621 "
+            "for more."
+        )
+        raise StatementError(msg)
+
+
+def _resolves_to_key(e: Expr, src: Source, scope: Scope) -> bool:
+    try:
+        _, name, _ = scope.resolve(e[1], e[2])
+    except StatementError:
+        return False
+    return name in [n for n, _ in src.key_columns]
+
+
 def _slot_reader(slot: int) -> Fn:
     def read(r: tuple) -> Any:
         return r[slot]["ROWKEY"]
@@ -272,11 +346,20 @@ def plan_select(
             a, b = b, a
             ua, ub = ub, ua
         if not (ua and ua <= set(range(i)) and ub == {i}):
+            if len(ua) == 1 and ua == ub:
+                (only,) = ua
+                name = sources[only][1].name
+                msg = (
+                    "Each side of the join must reference exactly one source and not the same "
+                    f"source. Left side references `{name}` and right references `{name}`"
+                )
+                raise StatementError(msg)
             msg = (
                 f"Invalid comparison expression '{expr_sql(on)}' in join: each side of the "
-                "join must reference a different source."
+                "join must reference exactly one source and not the same source."
             )
             raise StatementError(msg)
+        _check_join_sources(sources[0][1], sources[i][1], a, b, base)
         pairs.append((j.kind, a, b))
 
     def canon(e: Expr) -> Any:

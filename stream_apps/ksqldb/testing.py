@@ -25,6 +25,7 @@ from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
     check_key_format,
+    source_window,
     wrap_single_value,
 )
 from stream_apps.ksqldb.planner import plan_select
@@ -102,6 +103,7 @@ class MemoryEngine:
                 timestamp=str(ts).upper() if ts else None,
                 statement=stmt.text,
                 wrap_single=wrap_single_value(stmt.props, values),
+                window=source_window(stmt.props),
             )
             self.topics.setdefault(topic, [])
             return
