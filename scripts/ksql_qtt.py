@@ -30,7 +30,7 @@ from stream_apps.ksqldb.metastore import Source  # noqa: E402
 from stream_apps.ksqldb.testing import MemoryEngine  # noqa: E402
 
 _OTHER_FORMATS = re.compile(
-    r"(VALUE_FORMAT|KEY_FORMAT|FORMAT)\s*=\s*'(AVRO|PROTOBUF|PROTOBUF_NOSR|DELIMITED|JSON_SR|NONE)'",
+    r"(VALUE_FORMAT|KEY_FORMAT|FORMAT)\s*=\s*'(AVRO|PROTOBUF|PROTOBUF_NOSR|DELIMITED|JSON_SR)'",
     re.I,
 )
 

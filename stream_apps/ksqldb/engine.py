@@ -30,6 +30,8 @@ from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
     check_key_format,
+    formats,
+    sink_key_format,
     source_window,
     wrap_single_value,
 )
@@ -325,21 +327,7 @@ class Engine:
     def _formats(
         self, props: dict[str, Any], default_key: str = "KAFKA", default_value: str | None = None
     ) -> tuple[str, str]:
-        fmt = props.get("FORMAT")
-        key_format = str(props.get("KEY_FORMAT") or fmt or default_key).upper()
-        value_format = props.get("VALUE_FORMAT") or fmt or default_value
-        if value_format is None:
-            msg = (
-                "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. "
-                "Either provide one or set a default via the "
-                "'ksql.persistence.default.format.value' config."
-            )
-            raise StatementError(msg)
-        value_format = str(value_format).upper()
-        if value_format not in ("JSON",):
-            msg = f"Unsupported VALUE_FORMAT '{value_format}': the local endpoint uses JSON."
-            raise StatementError(msg)
-        return key_format, value_format
+        return formats(props, default_key, default_value)
 
     def _create_source(
         self, stmt: sx.CreateSource, props: dict[str, Any], replay: bool
@@ -456,9 +444,8 @@ class Engine:
         driver = plan.bindings[0].source
         p = stmt.props
         topic = str(p.get("KAFKA_TOPIC") or stmt.name)
-        key_format, value_format = self._formats(p, driver.key_format, driver.value_format)
-        if len(plan.key_columns) > 1 and "KEY_FORMAT" not in p and "FORMAT" not in p:
-            key_format = "JSON" if key_format == "KAFKA" else key_format
+        _, value_format = self._formats(p, driver.key_format, driver.value_format)
+        key_format = sink_key_format(p, driver.key_format, plan.key_columns)
         check_key_format(key_format, plan.key_columns)
         partitions = int(p.get("PARTITIONS") or driver.partitions)
         if stmt.or_replace and stmt.name in self.sources:

@@ -23,6 +23,44 @@ class DeserializationError(ValueError):
     pass
 
 
+def formats(
+    props: dict[str, Any], default_key: str = "KAFKA", default_value: str | None = None
+) -> tuple[str, str]:
+    """(key format, value format) of a WITH clause: FORMAT sets both, KEY_FORMAT and
+    VALUE_FORMAT each; values are JSON on the local endpoint."""
+    fmt = props.get("FORMAT")
+    key_format = str(props.get("KEY_FORMAT") or fmt or default_key).upper()
+    value_format = props.get("VALUE_FORMAT") or fmt or default_value
+    if value_format is None:
+        msg = (
+            "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. "
+            "Either provide one or set a default via the "
+            "'ksql.persistence.default.format.value' config."
+        )
+        raise StatementError(msg)
+    value_format = str(value_format).upper()
+    if value_format not in ("JSON",):
+        msg = f"Unsupported VALUE_FORMAT '{value_format}': the local endpoint uses JSON."
+        raise StatementError(msg)
+    return key_format, value_format
+
+
+def sink_key_format(
+    props: dict[str, Any], driver_key_format: str, key_columns: list[tuple[str, SqlType]]
+) -> str:
+    """The key format of a CSAS/CTAS sink: the WITH clause's, else the driving source's
+    (NONE becomes KAFKA once the result has a key; several key columns need JSON)."""
+    explicit = props.get("KEY_FORMAT") or props.get("FORMAT")
+    if explicit:
+        return str(explicit).upper()
+    key_format = driver_key_format.upper()
+    if key_format == "NONE" and key_columns:
+        key_format = "KAFKA"
+    if key_format == "KAFKA" and len(key_columns) > 1:
+        key_format = "JSON"
+    return key_format
+
+
 def source_window(props: dict[str, Any]) -> WindowSpec | None:
     """WINDOW_TYPE / WINDOW_SIZE of a CREATE over a windowed topic (keys carry the window)."""
     kind = props.get("WINDOW_TYPE")

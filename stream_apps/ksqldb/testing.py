@@ -25,6 +25,8 @@ from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
     check_key_format,
+    formats,
+    sink_key_format,
     source_window,
     wrap_single_value,
 )
@@ -89,7 +91,7 @@ class MemoryEngine:
             if stmt.kind == "TABLE" and not keys:
                 msg = "Tables require a PRIMARY KEY. Please define the PRIMARY KEY."
                 raise StatementError(msg)
-            key_format = str(stmt.props.get("KEY_FORMAT", "KAFKA")).upper()
+            key_format, _ = formats(stmt.props, "KAFKA", "JSON")
             check_key_format(key_format, keys)
             topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
             ts = stmt.props.get("TIMESTAMP")
@@ -123,9 +125,8 @@ class MemoryEngine:
                 )
                 raise StatementError(msg)
             driver = plan.bindings[0].source
-            key_format = str(stmt.props.get("KEY_FORMAT") or driver.key_format).upper()
-            if len(plan.key_columns) > 1 and "KEY_FORMAT" not in stmt.props:
-                key_format = "JSON"
+            formats(stmt.props, driver.key_format, "JSON")
+            key_format = sink_key_format(stmt.props, driver.key_format, plan.key_columns)
             check_key_format(key_format, plan.key_columns)
             topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
             sink = Source(
