@@ -638,6 +638,23 @@ def plan_select(
                     )
                     raise StatementError(msg)
                 continue
+            dups = [
+                c.name
+                for c in columns
+                if c.expr is not None and not c.table_function and _same(c.expr, ke, scope)
+            ]
+            if len(dups) > 1 and ke[0] == "col":
+                si, kname, _ = scope.resolve(ke[1], ke[2])
+                internal = f"{scope.slots[si].alias}_{kname}" if pairs and si < len(sources) else kname
+                names = sorted(dups)
+                msg = (
+                    f"The projection contains a key column (`{internal}`) more than once, "
+                    f"aliased as: {', '.join(names[:-1])} and {names[-1]}.\nEach key column must "
+                    "only be in the projection once. If you intended to copy the key into the "
+                    "value, then consider using the AS_VALUE function to indicate which key "
+                    "reference should be copied."
+                )
+                raise StatementError(msg)
             hit.is_key = True
             if join_key and key_slot is not None:
                 # the key is the join key itself (not null when the column's side is missing)
