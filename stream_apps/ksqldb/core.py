@@ -70,14 +70,22 @@ class QueryCore:
         self._tf_idx = [i for i, c in enumerate(plan.columns) if c.table_function]
         self._key_idx = [self._names.index(k) for k in plan.key_names]
         self.table_join_ops = [j for j in plan.joins if not j.stream]
-        sj = next((j for j in plan.joins if j.stream), None)
-        self.stream_join = sj
-        self.windowed_join: WindowedJoin | None = None
-        if sj is not None:
-            kwargs = {} if clock is None else {"clock": clock}
-            self.windowed_join = WindowedJoin(
-                sj.kind, sj.before_ms, sj.after_ms, sj.grace_ms, self._joined_pair, **kwargs
-            )
+        # a stream query's joins run as a chain of stages: stage i joins slot i + 1 to the
+        # row built so far, by a table lookup or a windowed stream-stream join
+        self.stages = plan.joins
+        self.windowed: dict[int, WindowedJoin] = {}
+        kwargs = {} if clock is None else {"clock": clock}
+        for i, j in enumerate(plan.joins):
+            if j.stream:
+                self.windowed[j.slot] = WindowedJoin(
+                    j.kind,
+                    j.before_ms,
+                    j.after_ms,
+                    j.grace_ms,
+                    self._stage_emit(i, j.slot),
+                    **kwargs,
+                )
+        self._stage_of = {j.slot: i for i, j in enumerate(plan.joins)}
         self.key_slot = plan.key_slot
         # EMIT FINAL: (close time, window start, seq, state key) and each open window's last
         # row context; SESSION windows: group key -> [(start, end, members' aggregate inputs)]
@@ -172,26 +180,33 @@ class QueryCore:
             return
         if rowtime > self.stream_time:
             self.stream_time = rowtime
-        sj = self.stream_join
-        if sj is None:
+        if slot == 0:
             self._continue((row,), rowtime)
-        else:
-            assert self.windowed_join is not None and sj.right_key is not None
-            if slot == 0:
-                k = sj.left_key((row,))
-            else:
-                k = sj.right_key((None, row))
-            self.windowed_join.process(0 if slot == 0 else 1, k, row, rowtime)
+        else:  # the right side of a stream-stream join
+            stage = self._stage_of[slot]
+            j = self.stages[stage]
+            assert j.right_key is not None
+            k = j.right_key((*((None,) * slot), row))
+            self.windowed[slot].process(1, k, row, rowtime)
         if self.final_heap:
             self._emit_closed()
 
     # -- stream side ----------------------------------------------------------------------------
-    def _joined_pair(self, left: Any, right: Any, key: Any, rowtime: int) -> None:
-        self._continue((left, right), rowtime, key)
+    def _stage_emit(self, stage: int, slot: int) -> Callable[[Any, Any, Any, int], None]:
+        def emit(left: Any, right: Any, key: Any, rowtime: int) -> None:
+            r = left if left is not None else (None,) * slot
+            self._continue((*r, right), rowtime, key, stage + 1)
 
-    def _continue(self, r: tuple, rowtime: int, key: Any = None) -> None:
-        for j in self.table_join_ops:
+        return emit
+
+    def _continue(self, r: tuple, rowtime: int, key: Any = None, stage: int = 0) -> None:
+        stages = self.stages
+        while stage < len(stages):
+            j = stages[stage]
             k = j.left_key(r)
+            if j.stream:
+                self.windowed[j.slot].process(0, k, r, rowtime)
+                return
             if k is None:  # ksqlDB drops a stream record whose join key is null (even LEFT)
                 return
             right = self.tables[j.slot].get(hashable(k))
@@ -199,6 +214,7 @@ class QueryCore:
                 return
             r = (*r, right)
             key = k
+            stage += 1
         if self.key_slot is not None:
             r = (*r, {"ROWKEY": key})
         w = self.plan.where

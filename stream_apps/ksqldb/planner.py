@@ -387,9 +387,6 @@ def plan_select(
     aliasgen = AliasGenerator(all_names)
     key_slot: int | None = None
     if pairs:
-        if synthetic and len(pairs) != 1:
-            msg = "The local endpoint supports a synthetic join key only in a single join."
-            raise StatementError(msg)
         key_slot = len(slots)
         slots.append(Slot("", "", {}))
     scope = Scope(slots)
@@ -405,9 +402,6 @@ def plan_select(
         if driver.kind == "STREAM" and right.kind == "STREAM":
             if j.within is None:
                 msg = "Stream-Stream joins must have a WITHIN clause specified. None was provided."
-                raise StatementError(msg)
-            if i != 1:
-                msg = "The local endpoint supports a stream-stream join only as the first join."
                 raise StatementError(msg)
             bindings.append(Binding(i, right, aliases[i], "stream2"))
             joins.append(
