@@ -250,8 +250,10 @@ class Source:
             except orjson.JSONDecodeError as exc:
                 msg = f"Failed to deserialize key from topic: {self.topic}: {exc}"
                 raise DeserializationError(msg) from None
-            if len(self.key_columns) == 1 and not isinstance(obj, dict):
-                return (obj,), wstart
+            if len(self.key_columns) == 1 and (
+                not isinstance(obj, dict) or self.key_columns[0][1].name in ("STRUCT", "MAP")
+            ):
+                return (obj,), wstart  # a single key column is unwrapped, a struct one too
             if isinstance(obj, dict):
                 return tuple(obj.get(n, obj.get(n.upper())) for n, _ in self.key_columns), wstart
             msg = f"Failed to deserialize key from topic: {self.topic}"

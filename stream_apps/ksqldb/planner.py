@@ -361,6 +361,26 @@ def plan_select(
             raise StatementError(msg)
         _check_join_sources(sources[0][1], sources[i][1], a, b, base)
         pairs.append((j.kind, a, b))
+    # co-partitioning: each join's sides must have as many partitions (a join's result has
+    # its right side's), foreign-key joins excepted
+    left_parts, left_name = sources[0][1].partitions, sources[0][1].name
+    for i in range(1, len(sources)):
+        right = sources[i][1]
+        fk_like = sources[0][1].kind == "TABLE" and right.kind == "TABLE" and not (
+            _resolves_to_key(pairs[i - 1][1], sources[0][1], base)
+            if pairs[i - 1][1][0] == "col"
+            else False
+        )
+        declared = sources[0][1].typed and right.typed  # (CSAS/CTAS sinks: as many as needed)
+        if not fk_like and declared and right.partitions != left_parts:
+            msg = (
+                f"Can't join `{left_name}` with `{right.name}` since the number of partitions "
+                f"don't match. `{left_name}` partitions = {left_parts}; `{right.name}` "
+                f"partitions = {right.partitions}. Please repartition either one so that the "
+                "number of partitions match."
+            )
+            raise StatementError(msg)
+        left_parts, left_name = right.partitions, right.name
 
     def canon(e: Expr) -> Any:
         if e[0] == "col":

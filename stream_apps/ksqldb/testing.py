@@ -106,6 +106,7 @@ class MemoryEngine:
                 statement=stmt.text,
                 wrap_single=wrap_single_value(stmt.props, values),
                 window=source_window(stmt.props),
+                partitions=int(stmt.props.get("PARTITIONS") or 1),
             )
             self.topics.setdefault(topic, [])
             return
@@ -143,6 +144,9 @@ class MemoryEngine:
                     str(stmt.props["TIMESTAMP"]).upper() if stmt.props.get("TIMESTAMP") else None
                 ),
                 wrap_single=wrap_single_value(stmt.props, plan.value_columns),
+                partitions=int(
+                    stmt.props.get("PARTITIONS") or plan.bindings[-1].source.partitions
+                ),
             )
             self.topics.setdefault(topic, [])
             q = MemoryQuery(
