@@ -35,7 +35,7 @@ def _new_aggs(plan: Plan) -> list[Agg]:
         if a.name == "COUNT":
             out.append(Count(star=a.arg is None))
         else:
-            out.append(AGGREGATES[a.name]())
+            out.append(AGGREGATES[a.name](*a.params))
     return out
 
 
@@ -423,7 +423,7 @@ class QueryCore:
             last = rowtime - rowtime % adv
             starts = []
             s = last
-            while s > rowtime - size:
+            while s > rowtime - size and s >= 0:  # Kafka Streams: no window before 0
                 starts.append(s)
                 s -= adv
             starts.reverse()

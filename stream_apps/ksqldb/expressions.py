@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_apps.ksqldb.errors import EvalError, StatementError
-from stream_apps.ksqldb.functions import AGGREGATES, LAMBDA_FUNCTIONS, SCALARS, TABLE_FUNCTIONS
+from stream_apps.ksqldb.functions import (
+    AGGREGATES,
+    ARRAY_AGGREGATES,
+    LAMBDA_FUNCTIONS,
+    SCALARS,
+    TABLE_FUNCTIONS,
+)
 from stream_apps.ksqldb.spatial import SpatialFilter, conjuncts, recognise
 from stream_apps.ksqldb.syntax import (
     BIGINT,
@@ -108,6 +114,7 @@ class AggCall:
     arg: Fn | None  # None for COUNT(*)
     distinct: bool
     expr: Expr
+    params: tuple[Any, ...] = ()  # the literal arguments after the first (TOPK's k, ...)
 
 
 class Compiler:
@@ -197,7 +204,10 @@ class Compiler:
             if not args or args[0][0] == "star":
                 return BIGINT
             at = self.infer(args[0], scope)
-            if name in ("COLLECT_LIST", "COLLECT_SET"):
+            if name in ARRAY_AGGREGATES or (
+                name in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET")
+                and any(a[0] == "lit" and type(a[1]) is int for a in args[1:])
+            ):
                 return SqlType("ARRAY", (at,))
             if name == "SUM" and at == INT:
                 return INT
@@ -619,8 +629,12 @@ class Compiler:
             arg = None if star else self.compile(args[0], scope)
             if name == "COUNT" and distinct:
                 name = "COUNT_DISTINCT"
+            params = tuple(a[1] for a in args[1:] if a[0] == "lit")
+            if len(params) != len(args[1:]):
+                msg = f"Parameters of {name} after the first must be literals: {expr_sql(e)}"
+                raise StatementError(msg)
             idx = len(self.aggs)
-            self.aggs.append(AggCall(name, arg, distinct, e))
+            self.aggs.append(AggCall(name, arg, distinct, e, params))
             slot = self.agg_slot
             return lambda r: r[slot][idx]
         if name in TABLE_FUNCTIONS:

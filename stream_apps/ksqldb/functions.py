@@ -302,21 +302,74 @@ class Max(Agg):
             self.state = v
 
 
-class LatestByOffset(Agg):
-    def add(self, v: Any) -> None:
-        if v is not None:  # ksqlDB ignores nulls by default
-            self.state = v
+class _ByOffset(Agg):
+    """LATEST_BY_OFFSET / EARLIEST_BY_OFFSET ``(col [, n] [, ignoreNulls])``: one value, or an
+    array of up to n with n; nulls skipped unless ignoreNulls is false."""
 
+    latest = True
 
-class EarliestByOffset(Agg):
-    def __init__(self) -> None:
+    def __init__(self, *params: Any) -> None:
         super().__init__()
+        self.n: int | None = None
+        self.ignore_nulls = True
+        for p in params:
+            if isinstance(p, bool):
+                self.ignore_nulls = p
+            elif isinstance(p, int):
+                self.n = p
+        self.items: list[Any] = []
         self.seen = False
 
     def add(self, v: Any) -> None:
-        if v is not None and not self.seen:
-            self.state = v
-            self.seen = True
+        if v is None and self.ignore_nulls:
+            return
+        if self.n is None:
+            if self.latest or not self.seen:
+                self.state = v
+                self.seen = True
+            return
+        if self.latest:
+            self.items.append(v)
+            if len(self.items) > self.n:
+                del self.items[0]
+        elif len(self.items) < self.n:
+            self.items.append(v)
+
+    def result(self) -> Any:
+        return list(self.items) if self.n is not None else self.state
+
+
+class LatestByOffset(_ByOffset):
+    latest = True
+
+
+class EarliestByOffset(_ByOffset):
+    latest = False
+
+
+class TopK(Agg):
+    """TOPK(col, k): the k greatest values, greatest first (TOPKDISTINCT: distinct ones)."""
+
+    distinct = False
+
+    def __init__(self, k: Any = 1, *_: Any) -> None:
+        super().__init__()
+        self.k = int(k)
+        self.items: list[Any] = []
+
+    def add(self, v: Any) -> None:
+        if v is None or (self.distinct and v in self.items):
+            return
+        self.items.append(v)
+        self.items.sort(reverse=True)
+        del self.items[self.k :]
+
+    def result(self) -> Any:
+        return list(self.items)
+
+
+class TopKDistinct(TopK):
+    distinct = True
 
 
 class CollectList(Agg):
@@ -389,7 +442,11 @@ AGGREGATES: dict[str, type[Agg]] = {
     "COLLECT_SET": CollectSet,
     "COUNT_DISTINCT": CountDistinct,
     "HISTOGRAM": Histogram,
+    "TOPK": TopK,
+    "TOPKDISTINCT": TopKDistinct,
 }
+# aggregates that return an array of their argument's type
+ARRAY_AGGREGATES = {"COLLECT_LIST", "COLLECT_SET", "TOPK", "TOPKDISTINCT"}
 TABLE_FUNCTIONS = {"EXPLODE"}
 
 

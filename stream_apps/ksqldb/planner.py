@@ -473,6 +473,12 @@ def plan_select(
                 raise StatementError(msg)
             dpk = [n for n, _ in driver.key_columns]
             fk = not (a[0] == "col" and len(dpk) == 1 and scope.resolve(a[1], a[2])[1] == dpk[0])
+            if fk and i > 1:
+                msg = (
+                    "Invalid join condition: foreign-key table-table joins are not supported as "
+                    f"part of n-way joins. Got {expr_sql(a)} = {expr_sql(b)}."
+                )
+                raise StatementError(msg)
             if kind not in ("INNER", "LEFT") and (fk or len(select.joins) != 1):
                 msg = (
                     f"Invalid join type: {kind} OUTER JOIN is supported for primary-key "
@@ -571,7 +577,7 @@ def plan_select(
 
     # Which projected columns are the output key.
     sink_sql = f"`{sink}`" if sink else "the output"
-    fk_join = any(j.foreign_key for j in joins)
+    fk_join = bool(joins) and joins[-1].foreign_key  # the last join keys the result
     key_exprs: list[Expr]
     join_key = False
     if aggregate:
