@@ -48,6 +48,12 @@ class QueryCore:
         passes a fixed one, as Kafka Streams' TopologyTestDriver does)."""
         self.plan = plan
         self.emit = emit
+        if plan.kind.endswith("_agg"):  # group keys are held hashable (arrays, structs)
+
+            def emit_agg(key: tuple, ws: Any, row: dict[str, Any] | None, rowtime: int) -> None:
+                emit(tuple([unhashable(v) for v in key]), ws, row, rowtime)
+
+            self.emit = emit_agg
         self.kind = plan.kind
         n = len(plan.bindings)
         self.tables: list[dict[Any, dict[str, Any]]] = [{} for _ in range(n)]
@@ -406,7 +412,7 @@ class QueryCore:
             emit(tuple([row[i] for i in key_idx]), None, dict(zip(names, row, strict=True)), rowtime)
 
     def _stream_aggregate(self, r: tuple, rowtime: int) -> None:
-        gk = tuple(f(r) for f in self.plan.group_fns)
+        gk = tuple([hashable(f(r)) for f in self.plan.group_fns])
         if any(v is None for v in gk):
             self.errors += 1  # ksqlDB drops rows with a null grouping key
             return
@@ -656,7 +662,7 @@ class QueryCore:
                 if old_r is not None:
                     affected[old] = old_r
         if r is not None:
-            gk = tuple(f(r) for f in self.plan.group_fns)
+            gk = tuple([hashable(f(r)) for f in self.plan.group_fns])
             if any(v is None for v in gk):
                 self.errors += 1
             else:

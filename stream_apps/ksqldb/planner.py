@@ -131,7 +131,9 @@ class Plan:
 
     @property
     def key_columns(self) -> list[tuple[str, SqlType]]:
-        return [(c.name, c.type) for c in self.columns if c.is_key]
+        """In the order of the key expressions (GROUP BY, PARTITION BY), not the projection's."""
+        by_name = {c.name: c for c in self.columns if c.is_key}
+        return [(n, by_name[n].type) for n in self.key_names if n in by_name]
 
     @property
     def value_columns(self) -> list[tuple[str, SqlType]]:
