@@ -67,6 +67,10 @@ def _geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any) -> floa
         raise EvalError(str(exc)) from None
 
 
+def _initcap(s: Any) -> str:
+    return " ".join(w[:1].upper() + w[1:].lower() for w in str(s).split(" "))
+
+
 def _nullsafe(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any) -> Any:
         if any(a is None for a in args):
@@ -191,6 +195,7 @@ SCALARS: dict[str, tuple[Callable[..., Any], SqlType | None]] = {
     "UCASE": (_nullsafe(lambda s: str(s).upper()), STRING),
     "UPPER": (_nullsafe(lambda s: str(s).upper()), STRING),
     "LCASE": (_nullsafe(lambda s: str(s).lower()), STRING),
+    "INITCAP": (_nullsafe(_initcap), STRING),
     "LOWER": (_nullsafe(lambda s: str(s).lower()), STRING),
     "LEN": (_nullsafe(len), INT),
     "LENGTH": (_nullsafe(len), INT),

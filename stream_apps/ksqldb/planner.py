@@ -18,6 +18,7 @@ from stream_apps.ksqldb.expressions import (
     contains_aggregate,
     find_table_function,
 )
+from stream_apps.ksqldb.functions import AGGREGATES as AGGREGATE_NAMES
 from stream_apps.ksqldb.functions import SCALARS
 from stream_apps.ksqldb.metastore import Source
 from stream_apps.ksqldb.spatial import SpatialFilter, rename_param
@@ -273,6 +274,42 @@ def _resolves_to_key(e: Expr, src: Source, scope: Scope) -> bool:
     except StatementError:
         return False
     return name in [n for n, _ in src.key_columns]
+
+
+# aggregates ksqlDB can undo (TableUdaf), the only ones it runs over a table source
+TABLE_AGGREGATES = {"COUNT", "SUM", "AVG", "COLLECT_LIST", "HISTOGRAM"}
+
+
+def _check_grouped_projection(select: Select, columns: list[OutputColumn], scope: Scope) -> None:
+    """Every non-aggregate part of the projection is made of GROUP BY expressions."""
+    groups = list(select.group_by)
+
+    def grouped(e: Any) -> bool:
+        if not isinstance(e, tuple) or not e:
+            return True
+        if any(_same(e, g, scope) for g in groups):
+            return True
+        if e[0] == "col":
+            return e[2] in ("WINDOWSTART", "WINDOWEND")
+        if e[0] == "call" and contains_aggregate(e) and e[1] in AGGREGATE_NAMES:
+            return True
+        if e[0] == "lambda":
+            return True
+        return all(grouped(x) for x in e[1:] if isinstance(x, tuple))
+
+    bad: list[str] = []
+    for c in columns:
+        e = c.expr
+        if e is None or c.is_key or grouped(e):
+            continue
+        bad.append(c.name if e[0] == "col" else expr_sql(e))
+    if bad:
+        listed = ", ".join(bad)
+        msg = (
+            f"Non-aggregate SELECT expression(s) not part of GROUP BY: {listed}\n"  # noqa: S608
+            "Either add the column(s) to the GROUP BY or remove them from the SELECT."
+        )
+        raise StatementError(msg)
 
 
 def _slot_reader(slot: int) -> Fn:
@@ -682,6 +719,27 @@ def plan_select(
                 # the key is the join key itself (not null when the column's side is missing)
                 hit.fn = _slot_reader(key_slot)
             key_names.append(hit.name)
+    if persistent and columns and all(c.is_key for c in columns):
+        msg = "The projection contains no value columns."
+        raise StatementError(msg)
+    if aggregate:
+        _check_grouped_projection(select, columns, scope)
+        if driver.kind == "TABLE":
+            unsupported: list[str] = []
+            for a in pcompiler.aggs:
+                if a.name not in TABLE_AGGREGATES and a.name not in unsupported:
+                    unsupported.append(a.name)
+            if unsupported:
+                names = (
+                    unsupported[0]
+                    if len(unsupported) == 1
+                    else ", ".join(unsupported[:-1]) + " and " + unsupported[-1]
+                )
+                msg = (
+                    f"The aggregation function{'s' if len(unsupported) > 1 else ''} {names} "
+                    "cannot be applied to a table source, only to a stream source."
+                )
+                raise StatementError(msg)
     group_fns: list[Fn] = []
     if aggregate:
         gcomp = Compiler(scope, on_error=on_error)
