@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from stream_apps.ksqldb.errors import EvalError, StatementError
@@ -183,8 +184,10 @@ class Compiler:
             return self.infer(e[1], scope)
         if k == "cast":
             return e[2]
-        if k == "case":
-            return self.infer(e[2][0][1], scope)
+        if k == "case":  # the first branch that is not a NULL literal
+            branches = [t for _, t in e[2]] + ([e[3]] if e[3] is not None else [])
+            typed = [t for t in branches if t != ("lit", None)]
+            return self.infer(typed[0] if typed else e[2][0][1], scope)
         if k == "struct":
             return SqlType("STRUCT", tuple((n, self.infer(x, scope)) for n, x in e[1]))
         if k == "array":
@@ -451,7 +454,14 @@ class Compiler:
         if k == "case":
             return self._case(e, scope)
         if k == "cast":
-            return self._cast(self.compile(e[1], scope), e[2])
+            from_type = None
+            if e[1][0] in ("col", "lit", "deref", "array", "map", "struct", "cast") and e[1] != (
+                "lit",
+                None,
+            ):
+                from_type = self.infer(e[1], scope)
+                check_cast(from_type, e[2])
+            return self._cast(self.compile(e[1], scope), e[2], from_type)
         if k == "struct":
             parts = [(n, self.compile(x, scope)) for n, x in e[1]]
             return lambda r: {n: f(r) for n, f in parts}
@@ -585,6 +595,10 @@ class Compiler:
         raise StatementError(msg)
 
     def _case(self, e: Expr, scope: Scope) -> Fn:
+        results = [t for _, t in e[2]] + ([e[3]] if e[3] is not None else [])
+        if all(t == ("lit", None) for t in results):
+            msg = "Invalid Case expression. All case branches have NULL type"
+            raise StatementError(msg)
         operand = self.compile(e[1], scope) if e[1] is not None else None
         whens = [(self.compile(w, scope), self.compile(t, scope)) for w, t in e[2]]
         default = self.compile(e[3], scope) if e[3] is not None else (lambda r: None)
@@ -603,9 +617,11 @@ class Compiler:
 
         return case
 
-    def _cast(self, inner: Fn, ty: SqlType) -> Fn:
+    def _cast(self, inner: Fn, ty: SqlType, from_type: SqlType | None = None) -> Fn:
         on_error = self.report
-        conv = caster(ty)
+        conv = sql_cast(ty)
+        if ty.name == "STRING" and from_type is not None and from_type.name == "STRUCT":
+            conv = struct_string
 
         def cast(r: tuple) -> Any:
             v = inner(r)
@@ -841,6 +857,124 @@ def _per_row(fn: Fn) -> Fn:
 
     memo.inner = fn  # type: ignore[attr-defined]
     return memo
+
+
+_INT_RANGE = (-(2**31), 2**31 - 1)
+_LONG_RANGE = (-(2**63), 2**63 - 1)
+
+
+def java_string(v: Any) -> str:
+    """Java's String.valueOf of a ksqlDB value: what CAST(x AS STRING) returns for it
+    (lists ``[a, b]``, maps ``{k=v}``, structs ``Struct{F=v}`` skipping nulls)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return java_double(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(java_string(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{java_string(k)}={java_string(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def struct_string(v: Any) -> str:
+    """Kafka Connect's Struct.toString: ``Struct{F0=1,F1=x}``, null fields left out."""
+    inner = ",".join(f"{k}={java_string(x)}" for k, x in v.items() if x is not None)
+    return "Struct{" + inner + "}"
+
+
+def java_double(d: float) -> str:
+    """Java's Double.toString (plain between 1e-3 and 1e7, else d.dddE±n)."""
+    if d != d:
+        return "NaN"
+    if d in (float("inf"), float("-inf")):
+        return "Infinity" if d > 0 else "-Infinity"
+    if d == 0:
+        return "-0.0" if str(d).startswith("-") else "0.0"
+    if 1e-3 <= abs(d) < 1e7:
+        text = repr(d)
+        if "e" in text:  # (not in this range, but be safe)
+            text = format(d, "f")
+        return text if "." in text else text + ".0"
+    sign, digits, exp = Decimal(repr(d)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0") or "0"
+    e10 = len(digits) + int(exp) - 1
+    mantissa = ds[0] + "." + (ds[1:] or "0")
+    return ("-" if sign else "") + f"{mantissa}E{e10}"
+
+
+def _to_integral(v: Any, bounds: tuple[int, int]) -> int:
+    lo, hi = bounds
+    if isinstance(v, str):
+        n = int(v.strip())
+        if not lo <= n <= hi:
+            raise ValueError(v)
+        return n
+    if isinstance(v, float):  # Java's narrowing: toward zero, saturating, NaN -> 0
+        if v != v:
+            return 0
+        return max(lo, min(hi, int(v))) if abs(v) != float("inf") else (hi if v > 0 else lo)
+    n = int(v)
+    span = hi - lo + 1  # Java's (int) of a long wraps
+    return (n - lo) % span + lo
+
+
+def sql_cast(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911
+    """CAST(x AS ty) of a non-null value, as ksqlDB converts it (Java semantics: integer
+    narrowing wraps, strings are Java's toString, arrays/maps/structs element by element)."""
+    n = ty.name
+    if n == "INTEGER":
+        return lambda v: _to_integral(v, _INT_RANGE)
+    if n == "BIGINT":
+        return lambda v: _to_integral(v, _LONG_RANGE)
+    if n in ("DOUBLE", "DECIMAL"):
+        return lambda v: float(v.strip()) if isinstance(v, str) else float(v)
+    if n == "STRING":
+        return java_string
+    if n == "BOOLEAN":
+
+        def to_bool(v: Any) -> bool:
+            if isinstance(v, str):
+                t = v.strip().lower()
+                if t in ("true", "t", "yes", "y"):
+                    return True
+                if t in ("false", "f", "no", "n"):
+                    return False
+                raise ValueError(v)
+            return bool(v)
+
+        return to_bool
+    if n == "ARRAY":
+        item = sql_cast(ty.params[0])
+        return lambda v: [None if x is None else item(x) for x in v]
+    if n == "MAP":
+        kc, vc = sql_cast(ty.params[0]), sql_cast(ty.params[1])
+        return lambda v: {kc(k): None if x is None else vc(x) for k, x in v.items()}
+    if n == "STRUCT":
+        fields = [(name, sql_cast(ft)) for name, ft in ty.params]
+
+        def to_struct(v: Any) -> dict[str, Any]:
+            return {
+                name: None if v.get(name) is None else conv(v[name]) for name, conv in fields
+            }
+
+        return to_struct
+    return lambda v: v
+
+
+_COMPLEX = ("ARRAY", "MAP", "STRUCT")
+
+
+def check_cast(from_type: SqlType, to_type: SqlType) -> None:
+    """Casts ksqlDB refuses at statement time (a complex type from another type)."""
+    if to_type.name in _COMPLEX and from_type.name != to_type.name:
+        msg = f"Cast of {from_type} to {to_type} is not supported"
+        raise StatementError(msg)
+    if from_type.name in _COMPLEX and to_type.name not in (from_type.name, "STRING"):
+        msg = f"Cast of {from_type} to {to_type} is not supported"
+        raise StatementError(msg)
 
 
 def caster(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911
