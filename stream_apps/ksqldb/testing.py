@@ -12,6 +12,8 @@ the Kafka runner would, then fed to the queries reading that sink.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,7 @@ import orjson
 
 from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.core import QueryCore
-from stream_apps.ksqldb.errors import StatementError
+from stream_apps.ksqldb.errors import KsqlError, StatementError
 from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
 from stream_apps.ksqldb.metastore import (
     DeserializationError,
@@ -219,6 +221,67 @@ class MemoryEngine:
         )
         self._deliver(src.topic, kbytes, vbytes, timestamp)
 
+    def source_of_topic(self, topic: str) -> Source | None:
+        """The source declared over ``topic`` (the latest one; names compared as ksqlDB's
+        test files write them, case-insensitively)."""
+        found = [s for s in self.sources.values() if s.topic.upper() == topic.upper()]
+        return found[-1] if found else None
+
+    def insert_topic(
+        self,
+        topic: str,
+        key: Any = None,
+        value: Any = None,
+        timestamp: int = 0,
+        window: dict[str, Any] | None = None,
+    ) -> None:
+        """Write a record to a topic by name, the key encoded as the source over it declares
+        (a multi-column key as an object; ``window``: start/end of a windowed key)."""
+        src = self.source_of_topic(topic)
+        kbytes: bytes | None
+        if key is None and window is None:
+            kbytes = None
+        elif src is None:
+            kbytes = orjson.dumps(key)
+        else:
+            if isinstance(key, dict) and len(src.key_columns) > 1:
+                values = tuple(key.get(n) for n, _ in src.key_columns)
+            else:
+                values = (key,)
+            wstart: Any = None
+            if window is not None:
+                session = str(window.get("type", "")).lower() == "session"
+                wstart = (window["start"], window["end"]) if session else window["start"]
+            kbytes = src.encode_key(values, wstart)
+        vbytes = None if value is None else orjson.dumps(value)
+        self._deliver(src.topic if src is not None else topic, kbytes, vbytes, timestamp)
+
+    def topic_output(self, topic: str) -> list[dict[str, Any]]:
+        """The records of a topic decoded by its source: key (a value, or an object of the
+        key columns), value, timestamp, and the window of a windowed key."""
+        src = self.source_of_topic(topic)
+        if src is None:
+            msg = f"no source reads or writes topic {topic}"
+            raise StatementError(msg)
+        out = []
+        for rec in self.topics.get(src.topic, []):
+            key, ws = src.decode_key(rec["key"])
+            k: Any = None
+            if len(key) == 1:
+                k = key[0]
+            elif key:
+                k = {n: v for (n, _), v in zip(src.key_columns, key, strict=False)}
+            item: dict[str, Any] = {
+                "key": k,
+                "value": None if rec["value"] is None else orjson.loads(rec["value"]),
+                "timestamp": rec["timestamp"],
+            }
+            if ws is not None and src.window is not None:
+                start, end = src.window_bounds(ws)
+                item["window"] = {"start": start, "end": end}
+            out.append(item)
+        return out
+
     def _deliver(self, topic: str, kbytes: bytes | None, vbytes: bytes | None, ts: int) -> None:
         log = self.topics.setdefault(topic, [])
         offset = len(log)
@@ -326,3 +389,96 @@ class MemoryEngine:
             if sel.limit is not None and len(rows) >= sel.limit:
                 break
         return rows
+
+
+# -- ksqlDB's query-validation-test shape -------------------------------------------------------
+_OTHER_FORMATS = re.compile(
+    r"(VALUE_FORMAT|KEY_FORMAT|FORMAT)\s*=\s*'(AVRO|PROTOBUF|PROTOBUF_NOSR|DELIMITED|JSON_SR)'",
+    re.IGNORECASE,
+)
+
+
+def qtt_formats(case: dict[str, Any]) -> list[str | None]:
+    """The runs of a test case: once, or once with JSON for a ``format`` list that has it."""
+    fmts = case.get("format")
+    if not fmts:
+        return [None]
+    return [f for f in fmts if str(f).upper() == "JSON"]
+
+
+def qtt_in_subset(statements: list[str]) -> bool:
+    """JSON values and KAFKA/JSON/NONE keys: what the local endpoint runs."""
+    text = " ".join(statements)
+    return not _OTHER_FORMATS.search(text) and not re.search(
+        r"VALUE_FORMAT\s*=\s*'KAFKA'", text, re.IGNORECASE
+    )
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as test expectations mean it: floats to 1e-9, containers element by element."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def run_qtt_case(case: dict[str, Any], fmt: str | None = None) -> tuple[str, str]:
+    """Run one case of ksqlDB's query-validation-test shape (``statements``, ``inputs`` and
+    ``outputs`` by topic, or ``expectedException``) on a MemoryEngine: ("pass" | "fail" |
+    "skip", why). Outputs are compared per topic, in order; a timestamp only where the case
+    gives one."""
+    statements = [s.replace("{FORMAT}", fmt or "JSON") for s in case["statements"]]
+    if not qtt_in_subset(statements):
+        return "skip", "a format other than JSON values and KAFKA/JSON/NONE keys"
+    engine = MemoryEngine()
+    refused: str | None = None
+    for sql in statements:
+        try:
+            engine.execute(sql)
+        except KsqlError as exc:
+            refused = exc.message
+            break
+        except Exception as exc:  # noqa: BLE001 - a crash is a disagreement, reported as such
+            return "fail", f"crash in {sql!r}: {type(exc).__name__}: {exc}"
+    if "expectedException" in case:
+        wanted = str(case["expectedException"].get("message", ""))
+        if refused is None:
+            return "fail", f"accepted a statement ksqlDB refuses: {wanted}"
+        return "pass", refused
+    if refused is not None:
+        return "fail", f"refused: {refused}"
+    try:
+        for rec in case.get("inputs", []):
+            engine.insert_topic(
+                rec["topic"], rec.get("key"), rec.get("value"), rec.get("timestamp") or 0,
+                rec.get("window"),
+            )
+    except Exception as exc:  # noqa: BLE001
+        return "fail", f"crash on input: {type(exc).__name__}: {exc}"
+    expected: dict[str, list[dict[str, Any]]] = {}
+    for rec in case.get("outputs", []):
+        want: dict[str, Any] = {"key": rec.get("key"), "value": rec.get("value")}
+        if rec.get("timestamp") is not None:
+            want["timestamp"] = rec["timestamp"]
+        if "window" in rec:
+            want["window"] = {"start": rec["window"]["start"], "end": rec["window"]["end"]}
+        expected.setdefault(rec["topic"], []).append(want)
+    for topic, wants in expected.items():
+        try:
+            got = engine.topic_output(topic)
+        except Exception as exc:  # noqa: BLE001
+            return "fail", f"{topic}: {exc}"
+        shaped = [{k: g.get(k) for k in w} for g, w in zip(got, wants, strict=False)]
+        extra_windows = any("window" in g and "window" not in w for g, w in zip(got, wants, strict=False))
+        if len(got) != len(wants) or extra_windows or not all(
+            same_value(g, w) for g, w in zip(shaped, wants, strict=True)
+        ):
+            return "fail", f"{topic}:\n  got  {got}\n  want {wants}"
+    return "pass", ""

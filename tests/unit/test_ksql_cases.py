@@ -6,7 +6,10 @@ A case: ``statements`` (run in order), ``inputs`` (records written to sources, i
 otherwise as in Kafka Streams' TopologyTestDriver), ``outputs`` (per sink: the exact records
 it wrote, in order; ``"<any>"`` matches any value),
 ``pull`` (pull queries and their rows), or ``error`` (the statement that must fail and a part
-of its message)."""
+of its message). An input may name a ``topic`` instead of a ``source``, an output a topic
+instead of a sink. A file may also hold cases in the shape of ksqlDB's own query-validation
+tests (a ``tests`` list: inputs and outputs by topic, ``expectedException``), run as ksqlDB's
+test driver runs them."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 import pytest
 
 from stream_apps.ksqldb.errors import KsqlError
-from stream_apps.ksqldb.testing import MemoryEngine
+from stream_apps.ksqldb.testing import MemoryEngine, qtt_formats, run_qtt_case
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "ksql_cases"
 
@@ -27,8 +30,13 @@ def _cases() -> list[Any]:
     out = []
     for path in sorted(CASES_DIR.glob("*.json")):
         doc = json.loads(path.read_text())
-        for case in doc["cases"]:
+        for case in doc.get("cases", []):
             out.append(pytest.param(case, id=f"{path.stem}:{case['name']}"))
+        for case in doc.get("tests", []):
+            for fmt in qtt_formats(case):
+                out.append(
+                    pytest.param({"qtt": case, "format": fmt}, id=f"{path.stem}:{case['name']}")
+                )
     return out
 
 
@@ -63,6 +71,12 @@ def test_case_files_exist() -> None:
 
 @pytest.mark.parametrize("case", _cases())
 def test_case(case: dict[str, Any]) -> None:
+    if "qtt" in case:
+        status, detail = run_qtt_case(case["qtt"], case["format"])
+        if status == "skip":
+            pytest.skip(detail)
+        assert status == "pass", detail
+        return
     engine = MemoryEngine()
     statements = case["statements"]
     err = case.get("error")
@@ -76,6 +90,12 @@ def test_case(case: dict[str, Any]) -> None:
     assert err is None, "the failing statement index is past the statements"
     for rec in case.get("inputs", []):
         engine.wall_clock_ms = rec.get("wall_clock_ms", engine.wall_clock_ms)
+        if "topic" in rec:
+            engine.insert_topic(
+                rec["topic"], rec.get("key"), rec.get("value"), rec.get("timestamp", 0),
+                rec.get("window"),
+            )
+            continue
         engine.insert(
             rec["source"],
             key=rec.get("key"),
@@ -85,10 +105,10 @@ def test_case(case: dict[str, Any]) -> None:
             raw_key=rec.get("raw_key"),
         )
     for sink, expected in case.get("outputs", {}).items():
-        got = [_shape(r, e) for r, e in zip(engine.output(sink), expected, strict=False)]
-        assert len(engine.output(sink)) == len(expected), (
-            f"{sink}: {len(engine.output(sink))} records, expected {len(expected)}: "
-            f"{engine.output(sink)}"
+        records = engine.output(sink) if sink in engine.sources else engine.topic_output(sink)
+        got = [_shape(r, e) for r, e in zip(records, expected, strict=False)]
+        assert len(records) == len(expected), (
+            f"{sink}: {len(records)} records, expected {len(expected)}: {records}"
         )
         assert _close(got, expected), f"{sink}:\n got {got}\nwant {expected}"
     for pq in case.get("pull", []):
