@@ -29,6 +29,7 @@ from stream_apps.ksqldb.functions import function_names
 from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
+    check_column_names,
     check_key_format,
     formats,
     sink_key_format,
@@ -357,6 +358,7 @@ class Engine:
         if dup:
             msg = f"Duplicate column names: `{dup}`"
             raise StatementError(msg)
+        check_column_names([c.name for c in stmt.columns])
         keys = [(c.name, c.type) for c in stmt.columns if c.key]
         values = [(c.name, c.type) for c in stmt.columns if not c.key and not c.headers]
         if kind == "TABLE" and not keys:

@@ -23,6 +23,16 @@ class DeserializationError(ValueError):
     pass
 
 
+def check_column_names(names: list[str]) -> None:
+    """A CREATE may not declare a system column (ROWTIME, ROWPARTITION, ...)."""
+    for name in names:
+        if name.upper() in ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"):
+            msg = (
+                f"'{name}' is a reserved column name. You cannot use it as a name for a column."
+            )
+            raise StatementError(msg)
+
+
 def formats(
     props: dict[str, Any], default_key: str = "KAFKA", default_value: str | None = None
 ) -> tuple[str, str]:

@@ -312,6 +312,26 @@ def _check_grouped_projection(select: Select, columns: list[OutputColumn], scope
         raise StatementError(msg)
 
 
+SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
+
+
+def _check_reserved_alias(alias: str | None, name: str, e: Expr, persistent: bool) -> None:
+    """ksqlDB's Analyzer: a system column name as an alias is refused; selected unaliased
+    (SELECT ROWTIME ...) it is refused in a persistent query only."""
+    for reserved in SYSTEM_COLUMNS:
+        if name.upper() != reserved:
+            continue
+        if alias is not None and not (e[0] == "col" and e[2].upper() == reserved):
+            msg = (
+                f"`{reserved}` is a reserved column name. You cannot use it as an alias for a "
+                "column."
+            )
+            raise StatementError(msg)
+        if persistent:
+            msg = f"Reserved column name in select: `{reserved}`. Please remove or alias the column."
+            raise StatementError(msg)
+
+
 def _slot_reader(slot: int) -> Fn:
     def read(r: tuple) -> Any:
         return r[slot]["ROWKEY"]
@@ -609,6 +629,7 @@ def plan_select(
             name = aliasgen.for_field(e[2])
         else:
             name = aliasgen.next("KSQL_COL")
+        _check_reserved_alias(item.alias, name, e, persistent)
         if any(c.name == name for c in columns):
             msg = f"Duplicate value columns found in schema: `{name}` {ty}"
             raise StatementError(msg)
@@ -653,6 +674,17 @@ def plan_select(
                 ),
                 None,
             )
+            if hit is None and select.partition_by and any(
+                it.expr == ("star", None) for it in select.items
+            ):
+                # SELECT * ... PARTITION BY x: the star covers the new key column too
+                kname = scope.resolve(ke[1], ke[2])[1] if ke[0] == "col" else aliasgen.next(
+                    "KSQL_COL"
+                )
+                hit = OutputColumn(
+                    kname, pcompiler.infer(ke, pscope), pcompiler.compile(ke, pscope), expr=ke
+                )
+                columns.insert(0, hit)
             if hit is None:
                 if aggregate or select.partition_by:
                     clause = "GROUP BY" if aggregate else "PARTITION BY"

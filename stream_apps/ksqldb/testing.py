@@ -26,6 +26,7 @@ from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope,
 from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
+    check_column_names,
     check_key_format,
     formats,
     sink_key_format,
@@ -88,6 +89,7 @@ class MemoryEngine:
                     f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
                 )
                 raise StatementError(msg)
+            check_column_names([c.name for c in stmt.columns])
             keys = [(c.name, c.type) for c in stmt.columns if c.key]
             values = [(c.name, c.type) for c in stmt.columns if not c.key]
             if stmt.kind == "TABLE" and not keys:
@@ -429,6 +431,18 @@ def same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _fold_names(want: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
+    """ksqlDB's test driver reads expected JSON values with the sink's schema, so a field
+    written ``foo`` means the column FOO: the expected value's field names follow the
+    record's where they differ only in case."""
+    w, g = want.get("value"), got.get("value")
+    if not isinstance(w, dict) or not isinstance(g, dict):
+        return want
+    upper = {k.upper(): k for k in g}
+    folded = {(k if k in g else upper.get(k.upper(), k)): v for k, v in w.items()}
+    return {**want, "value": folded}
+
+
 def run_qtt_case(case: dict[str, Any], fmt: str | None = None) -> tuple[str, str]:
     """Run one case of ksqlDB's query-validation-test shape (``statements``, ``inputs`` and
     ``outputs`` by topic, or ``expectedException``) on a MemoryEngine: ("pass" | "fail" |
@@ -475,6 +489,7 @@ def run_qtt_case(case: dict[str, Any], fmt: str | None = None) -> tuple[str, str
             got = engine.topic_output(topic)
         except Exception as exc:  # noqa: BLE001
             return "fail", f"{topic}: {exc}"
+        wants = [_fold_names(w, g) for w, g in zip(wants, got, strict=False)] + wants[len(got):]
         shaped = [{k: g.get(k) for k in w} for g, w in zip(got, wants, strict=False)]
         extra_windows = any("window" in g and "window" not in w for g, w in zip(got, wants, strict=False))
         if len(got) != len(wants) or extra_windows or not all(
