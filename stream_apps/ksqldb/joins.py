@@ -24,7 +24,7 @@ Stream time is the highest timestamp either side has seen, never the wall clock.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -204,3 +204,42 @@ class WindowedJoin:
     def buffered(self) -> int:
         """Records held in the window stores (for tests and metrics)."""
         return sum(len(v) for s in self.stores for v in s.values())
+
+
+class TimestampOrder:
+    """Kafka Streams' record choice across the partitions of a task: the buffered record with
+    the smallest timestamp goes first, and a partition that is known to have more records
+    (``lagging``) but none buffered holds the others back for at most ``max_idle_ms``
+    (max.task.idle.ms), so a stream-stream join sees both streams in timestamp order, as
+    ksqlDB does, even when one topic's backlog arrives before the other's."""
+
+    def __init__(self, partitions: list[Any], max_idle_ms: int = 100) -> None:
+        self.buffers: dict[Any, deque[tuple[int, int, Any]]] = {p: deque() for p in partitions}
+        self.max_idle_ms = max_idle_ms
+        self._seq = 0
+        self._blocked_since: float | None = None
+
+    def add(self, partition: Any, ts: int, record: Any) -> None:
+        self._seq += 1
+        self.buffers.setdefault(partition, deque()).append((ts, self._seq, record))
+
+    def pending(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+    def take(self, lagging: Callable[[Any], bool], now_ms: float) -> list[Any]:
+        """The records that may be processed now, in order."""
+        out: list[Any] = []
+        while True:
+            heads = [(b[0][0], b[0][1], p) for p, b in self.buffers.items() if b]
+            if not heads:
+                self._blocked_since = None
+                return out
+            if any(not b and lagging(p) for p, b in self.buffers.items()):
+                if self._blocked_since is None:
+                    self._blocked_since = now_ms
+                if now_ms - self._blocked_since < self.max_idle_ms:
+                    return out
+            else:
+                self._blocked_since = None
+            _, _, p = min(heads)
+            out.append(self.buffers[p].popleft()[2])

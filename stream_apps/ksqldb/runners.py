@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaExcep
 from instore.kafka import make_consumer, make_producer
 from instore.settings import Settings
 from stream_apps.ksqldb.core import QueryCore
+from stream_apps.ksqldb.joins import TimestampOrder
 from stream_apps.ksqldb.metastore import DeserializationError, Source
 from stream_apps.ksqldb.planner import Plan
 from stream_apps.ksqldb.processing_log import ProcessingLog
@@ -113,6 +114,7 @@ class QueryRunner:
         self.profile: Any = None
         self._topic = ""
         self._lock = threading.Lock()
+        self._fetched: dict[tuple[str, int], int] = {}  # next offset fetched, per partition
         self.core = QueryCore(plan, self._emit)
         if sink is not None and sink.timestamp:
             self.core.stamp_from(sink.timestamp)
@@ -390,6 +392,14 @@ class QueryRunner:
                 ]
                 consumer.pause(paused)
             positions: dict[tuple[str, int], int] = {}
+            # a query that joins two streams takes their records in timestamp order
+            order = None
+            if sum(1 for b in self.plan.bindings if b.role in ("driver", "stream2")) > 1 and (
+                self.plan.kind.startswith("stream")
+            ):
+                order = TimestampOrder(
+                    [(tp.topic, tp.partition) for tp in tps if tp.topic in stream_topics]
+                )
             last_commit = time.monotonic()
             last_check = 0.0
             profiling = False
@@ -402,6 +412,8 @@ class QueryRunner:
                     profiling = True
                 t_wait = time.perf_counter()
                 msgs = consumer.consume(500, timeout=0.05)
+                if order is not None:
+                    msgs = self._in_timestamp_order(consumer, order, msgs)
                 t_busy = time.perf_counter()
                 c_busy = time.thread_time()
                 self.wait_s += t_busy - t_wait
@@ -466,6 +478,28 @@ class QueryRunner:
             self._producer = None  # drop the client now, not whenever GC runs
             if self.state == "RUNNING" and not self.persistent:
                 self.state = "DONE"
+
+    def _in_timestamp_order(
+        self, consumer: Any, order: TimestampOrder, msgs: list[Any]
+    ) -> list[Any]:
+        """Buffer what was fetched; hand back what Kafka Streams would process now."""
+        fetched = self._fetched
+        errors = [m for m in msgs if m.error() is not None]  # handled by the loop as usual
+        for m in msgs:
+            if m.error() is not None:
+                continue
+            key = (m.topic(), m.partition())
+            fetched[key] = m.offset() + 1
+            order.add(key, m.timestamp()[1], m)
+
+        def lagging(key: tuple[str, int]) -> bool:
+            try:
+                _lo, hi = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except KafkaException:
+                return False
+            return hi > fetched.get(key, 0) if hi is not None and hi >= 0 else False
+
+        return errors + order.take(lagging, time.monotonic() * 1000)
 
     def _process(self, m: Any) -> None:
         topic = m.topic()
