@@ -247,6 +247,11 @@ def _check_join_sources(left: Source, right: Source, a: Expr, b: Expr, scope: Sc
                 "See https://github.com/confluentinc/ksql/issues/4385."
             )
             raise StatementError(msg)
+        msg = (
+            "The local endpoint does not join windowed sources (ksqlDB matches their keys and "
+            "windows); run this statement on ksqlDB."
+        )
+        raise StatementError(msg)
     comp = Compiler(scope, allow_aggregates=False)
     ta, tb = comp.infer(a), comp.infer(b)
     # (inference of function results is approximate: compare what is certain)
