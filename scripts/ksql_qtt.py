@@ -36,8 +36,8 @@ def main(
         try:
             cases = json.loads(path.read_text())["tests"]
         except (OSError, ValueError, KeyError) as exc:
-            typer.echo(f"{path}: not a query-validation-test file ({exc})", err=True)
-            raise typer.Exit(1) from None
+            typer.echo(f"{path.name}: skipped, not a query-validation-test file ({exc})", err=True)
+            continue
         counts = {"pass": 0, "fail": 0, "skip": 0}
         for case in cases:
             if only and only not in case["name"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from stream_apps.ksqldb.errors import StatementError
@@ -337,6 +338,91 @@ def _check_reserved_alias(alias: str | None, name: str, e: Expr, persistent: boo
             raise StatementError(msg)
 
 
+_NUMERIC = ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL")
+_OP_NAMES = {
+    "=": "EQUAL",
+    "<>": "NOT_EQUAL",
+    "<": "LESS_THAN",
+    "<=": "LESS_THAN_OR_EQUAL",
+    ">": "GREATER_THAN",
+    ">=": "GREATER_THAN_OR_EQUAL",
+}
+_CERTAIN = ("col", "lit", "cast", "deref")
+
+
+def _numeric_literal(text: str, ty: SqlType) -> Any:
+    """A string literal read as a number of type ``ty`` (ksqlDB coerces it), or None."""
+    try:
+        d = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    if ty.name in ("INTEGER", "BIGINT"):
+        return int(d) if d == d.to_integral_value() else float(d)
+    return float(d)
+
+
+def coerce_comparisons(e: Any, comp: Compiler, scope: Scope, clause: str) -> Any:
+    """ksqlDB's type rules for comparisons, applied before compiling: a string literal compared
+    with a number is read as that number (refused when it is not one); other comparisons of
+    unlike types are refused in ksqlDB's words."""
+    if not isinstance(e, tuple) or not e:
+        return e
+    k = e[0]
+    if k == "lambda":
+        return e
+    if k == "bin" and e[1] in _OP_NAMES:
+        a = coerce_comparisons(e[2], comp, scope, clause)
+        b = coerce_comparisons(e[3], comp, scope, clause)
+        if a == ("lit", None) or b == ("lit", None):
+            msg = f"Comparison with NULL not supported: {expr_sql(a)} {e[1]} {expr_sql(b)}"
+            raise StatementError(msg)
+        if a[0] in _CERTAIN and b[0] in _CERTAIN:
+            ta, tb = comp.infer(a, scope), comp.infer(b, scope)
+            a, b = _coerce_pair(a, ta, b, tb, e[1], clause)
+        return ("bin", e[1], a, b)
+    if k == "in":
+        target = coerce_comparisons(e[1], comp, scope, clause)
+        items = [coerce_comparisons(x, comp, scope, clause) for x in e[2]]
+        if target[0] in _CERTAIN:
+            tt = comp.infer(target, scope)
+            out = []
+            for x in items:
+                if x[0] in _CERTAIN and x != ("lit", None):
+                    _, x = _coerce_pair(target, tt, x, comp.infer(x, scope), "=", clause, True)
+                out.append(x)
+            items = out
+        return ("in", target, tuple(items), *e[3:])
+    return tuple(coerce_comparisons(x, comp, scope, clause) if isinstance(x, tuple) else x for x in e)
+
+
+def _coerce_pair(
+    a: Expr, ta: SqlType, b: Expr, tb: SqlType, op: str, clause: str, in_list: bool = False
+) -> tuple[Expr, Expr]:
+    na, nb = ta.name in _NUMERIC, tb.name in _NUMERIC
+    if na and nb or ta.name == tb.name:
+        return a, b
+    # a string literal beside a number is read as one
+    for num, nty, other, oty, swap in ((a, ta, b, tb, False), (b, tb, a, ta, True)):
+        if nty.name in _NUMERIC and oty.name == "STRING" and other[0] == "lit":
+            v = _numeric_literal(str(other[1]), nty)
+            if v is None:
+                msg = f'invalid input syntax for type {nty}: "{other[1]}".'
+                raise StatementError(("Invalid Predicate: " if in_list else "") + msg)
+            lit = ("lit", v)
+            return (lit, num) if swap else (num, lit)
+    if in_list:
+        msg = (
+            f"Invalid Predicate: operator does not exist: {ta} = {tb} ({expr_sql(b)})\n"
+            "Hint: You might need to add explicit type casts."
+        )
+        raise StatementError(msg)
+    msg = (
+        f"Error in {clause} expression: Cannot compare {expr_sql(a)} ({ta}) to {expr_sql(b)} "
+        f"({tb}) with {_OP_NAMES[op]}."
+    )
+    raise StatementError(msg)
+
+
 def _slot_reader(slot: int) -> Fn:
     def read(r: tuple) -> Any:
         return r[slot]["ROWKEY"]
@@ -557,6 +643,7 @@ def plan_select(
         if contains_aggregate(select.where):
             msg = "WHERE clause can not contain aggregate functions; use HAVING."
             raise StatementError(msg)
+        select.where = coerce_comparisons(select.where, compiler, scope, "WHERE")
         where = compiler.compile(select.where)
 
     aggregate = bool(select.group_by) or any(contains_aggregate(it.expr) for it in select.items)
@@ -590,6 +677,8 @@ def plan_select(
     columns: list[OutputColumn] = []
     is_join = bool(pairs)
     for item in select.items:
+        if item.expr[0] != "star":
+            item.expr = coerce_comparisons(item.expr, pcompiler, pscope, "SELECT")
         e = item.expr
         if e[0] == "star":
             if synthetic and e[1] is None and key_slot is not None:
@@ -724,6 +813,17 @@ def plan_select(
                         f"(eg, SELECT {names[0]}...)."
                     )
                     raise StatementError(msg)
+                if not fk_join and persistent:
+                    missing = [n for n, _ in driver.key_columns]
+                    many = len(missing) > 1
+                    names = " and ".join(missing) if many else missing[0]
+                    msg = (
+                        f"Key{'s' if many else ''} missing from projection (ie, SELECT). \n"
+                        f"The query used to build {sink_sql} must include the key "
+                        f"column{'s' if many else ''} {names} in its projection "
+                        f"(eg, SELECT {', '.join(missing)}...)."
+                    )
+                    raise StatementError(msg)
                 if fk_join:
                     cols = [n for n, _ in driver.key_columns]
                     msg = (
@@ -781,6 +881,8 @@ def plan_select(
     if aggregate:
         gcomp = Compiler(scope, on_error=on_error)
         group_fns = [gcomp.compile(g) for g in select.group_by]
+    if select.having is not None:
+        select.having = coerce_comparisons(select.having, pcompiler, pscope, "HAVING")
     having = pcompiler.compile(select.having, pscope) if select.having is not None else None
     window = select.window
     if window is not None and window.grace_ms is None:
