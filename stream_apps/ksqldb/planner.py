@@ -374,7 +374,8 @@ def coerce_comparisons(e: Any, comp: Compiler, scope: Scope, clause: str) -> Any
         a = coerce_comparisons(e[2], comp, scope, clause)
         b = coerce_comparisons(e[3], comp, scope, clause)
         if a == ("lit", None) or b == ("lit", None):
-            msg = f"Comparison with NULL not supported: {expr_sql(a)} {e[1]} {expr_sql(b)}"
+            sides = ["NULL" if x == ("lit", None) else expr_sql(x) for x in (a, b)]
+            msg = f"Comparison with NULL not supported: {sides[0]} {e[1]} {sides[1]}"
             raise StatementError(msg)
         if a[0] in _CERTAIN and b[0] in _CERTAIN:
             ta, tb = comp.infer(a, scope), comp.infer(b, scope)
