@@ -8,8 +8,9 @@
   request from that address is answered 429 until the bucket refills. A missing credential is
   not a guess (it is a plain 401) and costs nothing.
 
-Answers 429 with ``Retry-After``. In memory, per API process: behind several API processes the
-limit is per process (a shared limiter belongs in the load balancer or the API gateway).
+Answers 429 with ``Retry-After``. The budgets are counted in Redis (``limits``' moving window,
+``instore.ratelimit.SharedRateLimiter``): every API process behind a load balancer spends the
+same budget. With Redis unreachable requests are let through (and logged).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from api import tokens
-from instore.ratelimit import RateLimiter
+from instore.ratelimit import SharedRateLimiter
 from instore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,24 +55,28 @@ def _too_many(retry_after: int, what: str) -> Response:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the rate-limiting middleware to ``app``."""
-    token_limit = RateLimiter(settings.api_token_rate_per_min)
-    guess_limit = RateLimiter(settings.api_auth_failures_per_min)
+    token_limit = SharedRateLimiter(
+        settings.redis_address, settings.api_token_rate_per_min, "api-token"
+    )
+    guess_limit = SharedRateLimiter(
+        settings.redis_address, settings.api_auth_failures_per_min, "api-auth-failures"
+    )
     app.state.rate_limits = {"token": token_limit, "auth_failures": guess_limit}
 
     @app.middleware("http")
     async def rate_limit(request: Request, call_next):  # type: ignore[no-untyped-def]
         client = request.client.host if request.client else "unknown"
-        if guess_limit.exhausted(client):
-            return _too_many(guess_limit.retry_after_s(client), "failed authentications")
+        if await guess_limit.exhausted(client):
+            return _too_many(await guess_limit.retry_after_s(client), "failed authentications")
         if presents_bad_credentials(request, settings):
-            guess_limit.allow(client)
-            if guess_limit.exhausted(client):
+            await guess_limit.allow(client)
+            if await guess_limit.exhausted(client):
                 log.warning("rate limit: failed authentications from one client exhausted")
         path = request.url.path
         for method, pattern, name in TOKEN_ROUTES:
             if request.method == method and pattern.match(path):
                 key = f"{client}|{name}"
-                if not token_limit.allow(key):
-                    return _too_many(token_limit.retry_after_s(key), "token requests")
+                if not await token_limit.allow(key):
+                    return _too_many(await token_limit.retry_after_s(key), "token requests")
                 break
         return await call_next(request)

@@ -75,6 +75,9 @@ def tokens_revoked(pseudonym: str) -> str:
     return f"{PREFIX}:tokens-revoked:{pseudonym}"
 
 
+RATE_LIMITS_PREFIX = f"{PREFIX}:ratelimit"  # the API's shared rate-limit windows (``limits``)
+
+
 def pseudonym(secret: bytes, uid: str) -> str:
     """A keyed hash of a uid (HMAC with the shopper secret): what may outlive an erasure."""
     return hmac.new(secret, f"shopper:{uid}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -18,6 +18,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from instore import serving
 from instore.settings import DEV_KEYS, Settings
 from tests.conftest import child_env, make_settings
 
@@ -52,8 +53,20 @@ def api_settings(kafka_bootstrap: str, redis_url: str) -> Settings:
     return make_settings(kafka_bootstrap, redis_url)
 
 
+def clear_rate_limits(settings: Settings) -> None:
+    """Fresh rate-limit budgets (they live in Redis, shared by every API on it)."""
+    r = redis.Redis.from_url(settings.redis_address)
+    try:
+        keys = list(r.scan_iter(f"{serving.RATE_LIMITS_PREFIX}*"))
+        if keys:
+            r.delete(*keys)
+    finally:
+        r.close()
+
+
 @pytest.fixture(scope="module")
 def client(api_settings: Settings) -> Iterator[TestClient]:
+    clear_rate_limits(api_settings)
     with TestClient(create_app(api_settings)) as c:
         assert c.app.state.services.tables.wait_caught_up(30)  # type: ignore[attr-defined]
         yield c

@@ -5,10 +5,12 @@ credentials of a client that is not guessing keep working."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.main import create_app
 from instore.settings import DEV_KEYS, Settings
 from tests.conftest import make_settings
-from tests.integration.api_harness import bearer, client, unique  # noqa: F401
+from tests.integration.api_harness import bearer, clear_rate_limits, client, unique  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -40,3 +42,18 @@ def test_guessing_keys_is_rate_limited(client) -> None:  # noqa: F811
     # Forged shopper tokens count as guesses too, and the client is now locked out.
     res = client.get("/shoppers/u1/offers", headers=bearer("u1.9999999999.forged"))
     assert res.status_code == 429 and "guess" not in res.text
+
+
+def test_api_processes_spend_one_budget(api_settings: Settings) -> None:
+    """Two API apps (as two processes behind a load balancer) count in the same Redis window:
+    five registrations between them, then 429 from either."""
+    clear_rate_limits(api_settings)
+    with TestClient(create_app(api_settings)) as a, TestClient(create_app(api_settings)) as b:
+        codes = [
+            (a if i % 2 else b)
+            .post(f"/shoppers/{unique('shared')}/consent", json={"opted_in": True})
+            .status_code
+            for i in range(7)
+        ]
+    assert all(c in (200, 201) for c in codes[:5]), codes
+    assert codes[5:] == [429, 429], codes

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.ratelimit import RateLimiter
 from instore.logscan import scan, secrets_of
+from instore.ratelimit import RateLimiter
 from instore.settings import Settings
 
 
@@ -28,6 +28,21 @@ def test_bucket_allows_a_burst_then_refills_with_time() -> None:
     assert limiter.allow("ip") and not limiter.allow("ip")
     clock.now = 1000.0
     assert sum(limiter.allow("ip") for _ in range(20)) == 6  # never more than the burst
+
+
+def test_shared_limiter_lets_requests_through_without_redis() -> None:
+    """Redis unreachable: the API keeps serving (fail open, logged), it does not 500."""
+    import asyncio  # noqa: PLC0415
+
+    from instore.embedded import free_port  # noqa: PLC0415
+    from instore.ratelimit import SharedRateLimiter  # noqa: PLC0415
+
+    limiter = SharedRateLimiter(f"redis://127.0.0.1:{free_port()}/0", 1, "test")
+
+    async def run() -> list[bool]:
+        return [await limiter.allow("ip") for _ in range(3)] + [await limiter.exhausted("ip")]
+
+    assert asyncio.run(run()) == [True, True, True, False]
 
 
 def test_scanner_finds_secrets_and_positions_next_to_a_uid(tmp_path: Path) -> None:
