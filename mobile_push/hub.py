@@ -12,7 +12,9 @@ the pages' fallback when ably-js cannot load), ``/phone``, ``/kiosk``, ``/config
 ``/health``.
 
 Memory only: history and de-duplication ids live as long as the process (Ably keeps
-de-duplication ids for two minutes, so the sink's redelivery window is covered). Token
+de-duplication ids for two minutes, so the sink's redelivery window is covered). Revoking a
+shopper's tokens (``clientId:<uid>``, what erasure does) also drops their channel's history at
+once (Ably keeps un-persisted history for two minutes). Token
 revocations are also saved to ``<data_dir>/push-hub/revocations.json``: tokens are
 self-contained and outlive a restart, so their revocations must too.
 """
@@ -42,6 +44,7 @@ from instore.ratelimit import RateLimiter
 from instore.settings import Settings
 from mobile_push.ably_client import page_config
 from mobile_push.realtime import DISCONNECTED, RealtimeSession, error_info
+from mobile_push.routing import shopper_channel
 from mobile_push.tokens import ApiKey, AuthError, Grant, TokenAuthority, unauthorized
 
 log = logging.getLogger(__name__)
@@ -154,6 +157,16 @@ class Hub:
         if ch is not None:
             ch.subscribers.discard(sub)
         sub.channels.discard(name)
+
+    def forget_client(self, client_id: str) -> int:
+        """Drop the history of a shopper's channel (erasure: their tokens were revoked), so
+        nothing they were sent can be read back; returns the messages dropped."""
+        ch = self.channels.get(shopper_channel(client_id))
+        if ch is None:
+            return 0
+        dropped = len(ch.history)
+        ch.history.clear()
+        return dropped
 
     def close_revoked(self, authority: TokenAuthority) -> int:
         """End every live stream and connection whose token is now revoked (40141)."""
@@ -483,6 +496,11 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
         result = authority.revoke(grant, key_name, body)
         if result["successCount"]:
             _save_revocations(authority, saved)
+        forgotten = 0
+        for r in result["results"]:
+            target = str(r.get("target", ""))
+            if "issuedBefore" in r and target.startswith("clientId:"):
+                forgotten += hub.forget_client(target.removeprefix("clientId:"))
         delays = {
             r["appliesAt"] - time.time_ns() // 1_000_000
             for r in result["results"]
@@ -494,9 +512,10 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
                 delay / 1000 + 0.01, hub.close_revoked, authority
             )
         log.info(
-            "tokens revoked: %d target(s), %d open stream(s) closed",
+            "tokens revoked: %d target(s), %d open stream(s) closed, %d message(s) forgotten",
             result["successCount"],
             closed,
+            forgotten,
         )
         return _reply(request, result)
 

@@ -120,8 +120,10 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
     revocations.mark_erased(services.redis, s.shopper_secret, uid, s.stream_retention_ms // 1000)
     report = erase_from_serving(services, uid)
     report.push_tokens_revoked = _revoke_push_tokens(services, uid)
-    report.erased_now = ["serving store", "shopper tokens"] + (
-        ["push tokens"] if report.push_tokens_revoked else [])
+    pushed = ["push tokens"] if report.push_tokens_revoked else []
+    if report.push_tokens_revoked and s.ably_rest_host in (None, "127.0.0.1", "localhost", "::1"):
+        pushed.append("push history")  # the local hub forgets the channel on revocation
+    report.erased_now = ["serving store", "shopper tokens", *pushed]
     report.compacted_within_s = t.compacted_within_ms(s.compaction_ms) // 1000
     report.streams_expire_within_s = t.stream_expiry_within_ms(s.stream_retention_ms) // 1000
     log.info("shopper erased: %d keys, %d offers, %d stores", len(report.redis_keys_deleted),

@@ -123,3 +123,27 @@ def test_saved_revocations_reload_without_stale_or_foreign_ones():
     tok = _token(fresh, "ana", "shopper:ana", NOW - 10)
     with pytest.raises(AuthError):
         fresh.bearer(tok, now_ms=NOW + 1)
+
+
+def test_revoking_a_shopper_drops_their_channel_history_at_once():
+    """Erasure revokes the shopper's tokens (clientId:<uid>); the local hub then forgets what
+    their channel carried, so nothing sent to them can be read back. Others keep theirs."""
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+
+    from instore.settings import Settings  # noqa: PLC0415
+    from mobile_push.hub import create_app  # noqa: PLC0415
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    key = ApiKey.parse(settings.ably_key)
+    basic = {"Authorization": "Basic " + base64.b64encode(settings.ably_key.encode()).decode()}
+    with TestClient(create_app(settings)) as client:
+        for uid in ("ana", "bob"):
+            r = client.post(f"/channels/shopper:{uid}/messages", headers=basic,
+                            json={"name": "offer", "data": {"offer_id": f"o-{uid}"}})
+            assert r.status_code in (200, 201), r.text
+        assert len(client.get("/channels/shopper:ana/messages", headers=basic).json()) == 1
+        r = client.post(f"/keys/{key.name}/revokeTokens", headers=basic,
+                        json={"targets": ["clientId:ana"]})
+        assert r.status_code == 200, r.text
+        assert client.get("/channels/shopper:ana/messages", headers=basic).json() == []
+        assert len(client.get("/channels/shopper:bob/messages", headers=basic).json()) == 1
