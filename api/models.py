@@ -41,6 +41,9 @@ class ErasurePublic(BaseModel):
     feed_entries_removed: int
     push_tokens_revoked: bool = Field(
         default=False, description="the shopper's Ably/push-hub tokens were revoked (clientId)")
+    aof_rewrite_started: bool = Field(
+        default=False, description="Redis is rewriting its append-only file, so the shopper's "
+        "old writes leave the disk within seconds (false where Redis keeps no AOF)")
     erased_now: list[str] = Field(
         default_factory=list, description="what is gone when this answer arrives")
     compacted_within_s: int = Field(

@@ -4,10 +4,13 @@ their own channel, their latest offers, and erasure."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Annotated, Any, cast
 
 import anyio.from_thread
 import orjson
+import redis
 from fastapi import APIRouter, HTTPException, Path, status
 
 from api import revocations, tokens
@@ -119,6 +122,7 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
     revocations.revoke_tokens(services.redis, s.shopper_secret, uid, s.shopper_token_ttl_s)
     revocations.mark_erased(services.redis, s.shopper_secret, uid, s.stream_retention_ms // 1000)
     report = erase_from_serving(services, uid)
+    report.aof_rewrite_started = rewrite_append_only_file(services.redis)
     report.push_tokens_revoked = _revoke_push_tokens(services, uid)
     pushed = ["push tokens"] if report.push_tokens_revoked else []
     if report.push_tokens_revoked and s.ably_rest_host in (None, "127.0.0.1", "localhost", "::1"):
@@ -168,6 +172,42 @@ def offers_owned_by(rds: Any, uid: str) -> set[str]:
     if batch:
         check(batch)
     return found
+
+
+def rewrite_append_only_file(rds: Any) -> bool:
+    """Start Redis' append-only-file rewrite, so the erased shopper's old writes leave the disk
+    (the rewritten file holds only what is still there). A rewrite already running may predate
+    the erasure: then one more is started once it ends. False where Redis keeps no AOF or will
+    not say (a managed Redis)."""
+    try:
+        conf = {str(k, "utf-8") if isinstance(k, bytes) else k: v
+                for k, v in rds.config_get("appendonly").items()}
+        if conf.get("appendonly") not in ("yes", b"yes"):
+            return False
+        rds.bgrewriteaof()
+    except redis.ResponseError as exc:
+        if "in progress" not in str(exc):
+            log.warning("AOF rewrite after erasure not started: %s", exc)
+            return False
+        threading.Thread(target=_rewrite_when_idle, args=(rds,), daemon=True).start()
+    except redis.RedisError as exc:
+        log.warning("AOF rewrite after erasure not started: %s", exc)
+        return False
+    return True
+
+
+def _rewrite_when_idle(rds: Any, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if not int(rds.info("persistence").get("aof_rewrite_in_progress", 0)):
+                rds.bgrewriteaof()
+                return
+        except redis.RedisError as exc:
+            log.warning("AOF rewrite after erasure not started: %s", exc)
+            return
+        time.sleep(0.5)
+    log.warning("AOF rewrite after erasure not started: a rewrite ran for %.0f s", timeout_s)
 
 
 def erase_from_serving(services: Services, uid: str) -> ErasurePublic:
