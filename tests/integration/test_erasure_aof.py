@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -40,7 +41,7 @@ def _aof_bytes(data_dir: Path) -> bytes:
 def test_rewrite_after_erasure_removes_the_shopper_from_the_aof(aof_redis) -> None:
     r, data_dir = aof_redis
     uid = "shopper-aof-7731"
-    r.lpush(serving.offers_of(uid), '{"offer_id": "o1", "uid": "%s"}' % uid)
+    r.lpush(serving.offers_of(uid), orjson.dumps({"offer_id": "o1", "uid": uid}))
     r.set("instore:other", "kept")
     r.delete(serving.offers_of(uid))  # what erasure does in Redis
     r.execute_command("CONFIG", "SET", "appendfsync", "always")
