@@ -86,6 +86,18 @@ class KioskInteractionIn(Strict):
     sku: Annotated[int, Field(ge=0, le=2**53)] | None = None
 
 
+class CheckinCodePublic(BaseModel):
+    code: str = Field(description="six digits the kiosk shows; the shopper types them on "
+                      "their phone (POST /shoppers/{uid}/checkin)")
+    state: Literal["waiting", "confirmed"] = "waiting"
+    uid: str | None = Field(default=None, description="the shopper who confirmed it")
+    expires_in_s: int
+
+
+class CheckinIn(Strict):
+    code: Annotated[str, Field(pattern=r"^[0-9]{6}$", description="the kiosk's code")]
+
+
 class KioskInteractionPublic(BaseModel):
     store_id: str
     kiosk_id: str

@@ -31,6 +31,7 @@ TOKEN_ROUTES = (
     ("POST", re.compile(r"^/shoppers/[^/]+/consent$"), "shopper-consent"),
     ("POST", re.compile(r"^/shoppers/[^/]+/ably-token$"), "shopper-ably-token"),
     ("POST", re.compile(r"^/kiosks/[^/]+/[^/]+/ably-token$"), "kiosk-ably-token"),
+    ("POST", re.compile(r"^/shoppers/[^/]+/checkin$"), "shopper-checkin"),
 )
 def presents_bad_credentials(request: Request, settings: Settings) -> bool:
     """The request carries an X-API-Key no role has, or a shopper token that does not verify."""

@@ -60,6 +60,15 @@ def checkin(uid: str) -> str:
     return f"{PREFIX}:checkin:{uid}"
 
 
+CHECKIN_CODE_TTL_S = 120  # a kiosk's one-time check-in code lives this long
+
+
+def checkin_code(code: str) -> str:
+    """Hash: the kiosk that showed a one-time check-in code (``store_id``, ``kiosk_id``) and,
+    once a shopper's phone confirmed it, their ``uid``; expires after CHECKIN_CODE_TTL_S."""
+    return f"{PREFIX}:checkin-code:{code}"
+
+
 def delivered(offer_id: str) -> str:
     """STRING marker: the push sink has published this offer (idempotency across restarts)."""
     return f"{PREFIX}:delivered:{offer_id}"

@@ -15,7 +15,15 @@ from fastapi import APIRouter, HTTPException, Path, status
 
 from api import revocations, tokens
 from api.deps import MaybeShopper, ServicesDep, Shopper, ShopperOrOps
-from api.models import ConsentIn, ConsentPublic, ErasurePublic, TokenRequestPublic, Uid
+from api.models import (
+    CheckinIn,
+    ConsentIn,
+    ConsentPublic,
+    ErasurePublic,
+    KioskInteractionPublic,
+    TokenRequestPublic,
+    Uid,
+)
 from api.publisher import PublishError
 from api.services import Services
 from instore import records as r
@@ -85,6 +93,36 @@ def get_consent(uid: UidPath, services: ServicesDep, _caller: Shopper) -> Consen
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail="no consent recorded for this shopper")
     return ConsentPublic(**existing.model_dump(), shopper_token=_token(services, uid))
+
+
+@router.post("/{uid}/checkin", response_model=KioskInteractionPublic,
+             status_code=status.HTTP_201_CREATED)
+def checkin(uid: UidPath, body: CheckinIn, services: ServicesDep,
+            _caller: Shopper) -> KioskInteractionPublic:
+    """Check in at the kiosk that shows ``code``, from the shopper's own phone (their token):
+    the kiosk then shows their offers. Needs their consent to kiosk offers (403); a code is
+    used once (409) and lives two minutes (404)."""
+    consent = services.tables.consent(uid)
+    if consent is None or not consent.opted_in or "kiosk" not in consent.channels:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="no consent to offers at a kiosk: opt in with the kiosk channel")
+    key = serving.checkin_code(body.code)
+    held = services.redis.hgetall(key)
+    if not held.get("kiosk_id") or not held.get("store_id"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail="no such check-in code (it may have expired): ask the kiosk "
+                            "for a new one")
+    if not services.redis.hsetnx(key, "uid", uid):
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="this code was used already")
+    record = r.KioskInteraction(store_id=held["store_id"], kiosk_id=held["kiosk_id"], uid=uid,
+                                action="checkin", ts=r.now_ms())
+    try:
+        services.publisher.send(t.KIOSK_INTERACTIONS, record, timestamp_ms=record.ts)
+    except PublishError as exc:
+        services.redis.hdel(key, "uid")  # the check-in did not happen: the code stays usable
+        raise unavailable(exc) from None
+    return KioskInteractionPublic(store_id=record.store_id, kiosk_id=record.kiosk_id,
+                                  action=record.action, ts=record.ts)
 
 
 @router.post("/{uid}/ably-token", response_model=TokenRequestPublic)

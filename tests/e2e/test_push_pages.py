@@ -10,6 +10,7 @@ docs/screenshots/."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -209,8 +210,13 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
                        f"&key={DEV_KEYS['kiosk']}")
             expect(kiosk.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             assert kiosk.evaluate("() => document.body.dataset.transport") == "ably-js"
-            kiosk.get_by_test_id("uid").fill(uid)
+            # Check-in: the kiosk shows a one-time code, the phone confirms it.
             kiosk.get_by_test_id("checkin").click()
+            expect(kiosk.get_by_test_id("checkin-code")).to_have_text(
+                re.compile(r"^[0-9]{6}$"), timeout=10_000)
+            code = kiosk.get_by_test_id("checkin-code").inner_text()
+            phone.get_by_test_id("kiosk-code").fill(code)
+            phone.get_by_test_id("kiosk-checkin").click()
             expect(kiosk.get_by_test_id("who")).to_contain_text("Welcome", timeout=10_000)
             # The sink has seen the check-in (so the offer also goes to this kiosk's channel).
             wait_for(lambda: r.get(serving.checkin(uid)), 60, "the check-in in Redis")

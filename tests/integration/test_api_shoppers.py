@@ -256,13 +256,13 @@ def test_kiosk_interactions_and_token(client, api_settings):
     store, kiosk = unique("store"), "k1"
     res = client.post(
         f"/kiosks/{store}/{kiosk}/interactions",
-        json={"action": "checkin", "uid": "u-1"},
+        json={"action": "tap", "uid": "u-1", "sku": 7},
         headers=KIOSK,
     )
     assert res.status_code == 201
     values = poll(lambda: read_topic(api_settings, t.KIOSK_INTERACTIONS, f"{store}:{kiosk}"))
     rec = r.decode(r.KioskInteraction, values[-1])
-    assert (rec.action, rec.uid, rec.store_id) == ("checkin", "u-1", store)
+    assert (rec.action, rec.uid, rec.store_id) == ("tap", "u-1", store)
     assert (
         client.post(
             f"/kiosks/{store}/{kiosk}/interactions", json={"action": "dance"}, headers=KIOSK
@@ -281,6 +281,58 @@ def test_kiosk_interactions_and_token(client, api_settings):
         f"kiosk:{store}:{kiosk}": ["history", "subscribe"]
     }
     _check_mac(tok.json())
+
+
+def test_a_kiosk_cannot_bind_a_uid_by_itself(client):
+    """Privacy finding 6: typing someone's uid at a kiosk no longer checks them in."""
+    res = client.post(f"/kiosks/{unique('store')}/k1/interactions",
+                      json={"action": "checkin", "uid": "someone-else"}, headers=KIOSK)
+    assert res.status_code == 403
+    assert "phone" in res.json()["detail"]
+
+
+def test_check_in_is_confirmed_from_the_phone_with_a_one_time_code(client, api_settings):
+    store, kiosk = unique("store"), "k2"
+    uid = unique("shopper")
+    token = register(client, uid)
+    code = client.post(f"/kiosks/{store}/{kiosk}/checkin-codes", headers=KIOSK)
+    assert code.status_code == 201, code.text
+    c = code.json()["code"]
+    assert len(c) == 6 and c.isdigit() and code.json()["expires_in_s"] > 0
+    state = client.get(f"/kiosks/{store}/{kiosk}/checkin-codes/{c}", headers=KIOSK).json()
+    assert state["state"] == "waiting" and state["uid"] is None
+    # only the shopper's own token confirms it, and only for their uid
+    assert client.post(f"/shoppers/{uid}/checkin", json={"code": c}).status_code == 401
+    other = unique("shopper")
+    assert client.post(f"/shoppers/{other}/checkin", json={"code": c},
+                       headers=bearer(token)).status_code == 403
+    res = client.post(f"/shoppers/{uid}/checkin", json={"code": c}, headers=bearer(token))
+    assert res.status_code == 201, res.text
+    assert (res.json()["store_id"], res.json()["kiosk_id"]) == (store, kiosk)
+    state = client.get(f"/kiosks/{store}/{kiosk}/checkin-codes/{c}", headers=KIOSK).json()
+    assert (state["state"], state["uid"]) == ("confirmed", uid)
+    values = poll(lambda: read_topic(api_settings, t.KIOSK_INTERACTIONS, f"{store}:{kiosk}"))
+    rec = r.decode(r.KioskInteraction, values[-1])
+    assert (rec.action, rec.uid, rec.kiosk_id) == ("checkin", uid, kiosk)
+    # used once; another kiosk does not see it; an unknown code is a 404
+    assert client.post(f"/shoppers/{uid}/checkin", json={"code": c},
+                       headers=bearer(token)).status_code == 409
+    assert client.get(f"/kiosks/{store}/other/checkin-codes/{c}",
+                      headers=KIOSK).status_code == 404
+    unknown = "000000" if c != "000000" else "000001"
+    assert client.post(f"/shoppers/{uid}/checkin", json={"code": unknown},
+                       headers=bearer(token)).status_code in (404, 409)
+    assert client.post(f"/shoppers/{uid}/checkin", json={"code": "12ab"},
+                       headers=bearer(token)).status_code == 422
+
+
+def test_check_in_needs_consent_to_kiosk_offers(client):
+    uid = unique("shopper")
+    res = client.post(f"/shoppers/{uid}/consent", json={"opted_in": True, "channels": ["phone"]})
+    token = res.json()["shopper_token"]
+    c = client.post(f"/kiosks/{unique('store')}/k1/checkin-codes", headers=KIOSK).json()["code"]
+    res = client.post(f"/shoppers/{uid}/checkin", json={"code": c}, headers=bearer(token))
+    assert res.status_code == 403 and "consent" in res.json()["detail"]
 
 
 def test_push_config_and_cors(client, api_settings):
