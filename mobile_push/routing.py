@@ -60,8 +60,8 @@ def consent_channels_key(uid: str) -> str:
 
 
 def parse_consent_channels(value: str | bytes | None) -> frozenset[str] | None:
-    """None = no consent seen by the sink (the worker only offers to opted-in shoppers, so both
-    channels); otherwise the consented channels (empty = opted out since the offer was made)."""
+    """None = no consent seen by the sink (then nothing is pushed); otherwise the consented
+    channels (empty = opted out since the offer was made)."""
     if value is None:
         return None
     text = value.decode() if isinstance(value, bytes) else value
@@ -94,15 +94,15 @@ def plan(
         if size > MAX_MESSAGE_BYTES:
             out.oversize.append(offer)
             continue
-        allowed = (consents or {}).get(offer.uid)
+        allowed = (consents or {}).get(offer.uid) or frozenset()  # no consent, no push
         channels = []
-        if allowed is None or "phone" in allowed:
+        if "phone" in allowed:
             channels.append(shopper_channel(offer.uid))
         where = checkins.get(offer.uid)
         if (
             where is not None
             and where[0] == offer.store_id
-            and (allowed is None or "kiosk" in allowed)
+            and "kiosk" in allowed
         ):
             channels.append(kiosk_channel(*where))
         if not channels:

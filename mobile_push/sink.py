@@ -25,7 +25,13 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from instore import serving
 from instore import topics as t
@@ -47,8 +53,10 @@ from mobile_push.ably_client import make_rest, target
 log = logging.getLogger(__name__)
 
 GROUP_ID = "instore-push-sink"
-# What the sink reads (its cloud ACLs grant these: instore/commands/cloud.py WORKLOAD_ACCESS).
+# What the sink reads (its cloud ACLs grant these: instore/commands/cloud.py WORKLOAD_ACCESS):
+# offers and check-ins through its consumer group, consents through a reader of its own.
 SUBSCRIBED = (t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS)
+CONSENT_CATCH_UP_S = 5.0  # how long an offer for a shopper whose consent is unknown may wait
 DELIVERED_MARKER_TTL_S = 7 * 24 * 3600
 BATCH_MAX = 500
 BACKOFF_START_S = 0.1
@@ -113,6 +121,11 @@ class PushSink:
         self.consumer_overrides = consumer_overrides or {}
         self.stats = SinkStats()
         self._stop = asyncio.Event()
+        self._consent_pos: dict[int, int] = {}  # next consent offset applied, per partition
+        # uid -> channels consented ("" opted out): read from the compacted table at start and
+        # kept in memory, so a Redis that lost its data does not lose the view (Redis gets a
+        # copy, routing.consent_channels_key, for operators and tests)
+        self.consent_view: dict[str, frozenset[str]] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -122,7 +135,9 @@ class PushSink:
         s = self.settings
         await asyncio.to_thread(wait_for_broker, s, 60.0)
         await asyncio.to_thread(
-            ensure_topics, s, [t.OFFERS, t.KIOSK_INTERACTIONS, t.OFFER_EVENTS, t.DEAD_LETTERS]
+            ensure_topics,
+            s,
+            [t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS, t.OFFER_EVENTS, t.DEAD_LETTERS],
         )
         consumer = make_consumer(
             s,
@@ -145,8 +160,13 @@ class PushSink:
         )
         self.mark = self.redis.register_script(MARK_DELIVERED)
         self.rest = make_rest(s)
+        # Consents: one reader, from the start of the compacted table, applied in order; read
+        # to its end before any offer is pushed (no push without a consent the sink has seen).
+        self.consents = make_consumer(s, None, **{"enable.auto.commit": False})
+        await asyncio.to_thread(self._assign_consents)
+        await self._catch_up_consents(60.0)
         consumer.subscribe(
-            [topic.name for topic in SUBSCRIBED],
+            [topic.name for topic in SUBSCRIBED if topic is not t.SHOPPER_CONSENTS],
             on_assign=lambda _c, parts: log.info("assigned %d partitions", len(parts)),
             on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
         )
@@ -160,6 +180,7 @@ class PushSink:
                 msgs = await asyncio.to_thread(self._poll_batch, consumer)
                 good = [m for m in msgs if self._ok(m)]
                 if not good:
+                    await self._apply_consents(0)  # opt-outs and erasures while idle too
                     continue
                 delivered = await self.handle_batch(good)
                 if pending is not None:
@@ -173,6 +194,8 @@ class PushSink:
                 pending.cancel()
             with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.close()
+            with contextlib.suppress(KafkaException, RuntimeError, AttributeError):
+                self.consents.close()
             self.producer.flush(10)
             with contextlib.suppress(Exception):
                 await self.rest.close()
@@ -214,12 +237,11 @@ class PushSink:
         """Apply check-ins and publish the batch's offers; returns the offers now on their
         shopper's channel (their follow-up is ``_finish``)."""
         self.stats.batches += 1
+        await self._apply_consents(0)  # opt-outs and erasures seen so far, before pushing
         offers: dict[str, Offer] = {}
         for m in msgs:
             if m.topic() == t.KIOSK_INTERACTIONS.name:
                 await self._kiosk(m)
-            elif m.topic() == t.SHOPPER_CONSENTS.name:
-                await self._consent(m)
             elif m.topic() == t.OFFERS.name:
                 try:
                     offer = decode(Offer, m.value())
@@ -261,6 +283,45 @@ class PushSink:
         self.stats.published += len(delivered)
         self._commit(consumer, msgs)
 
+    def _assign_consents(self) -> None:
+        md = self.consents.list_topics(t.SHOPPER_CONSENTS.name, timeout=10)
+        parts = md.topics[t.SHOPPER_CONSENTS.name].partitions
+        self.consents.assign(
+            [TopicPartition(t.SHOPPER_CONSENTS.name, p, OFFSET_BEGINNING) for p in parts]
+        )
+
+    def _consent_ends(self) -> dict[int, int]:
+        """The end of each consent partition now (fresh from the broker)."""
+        ends = {}
+        for tp in self.consents.assignment():
+            _lo, hi = self.consents.get_watermark_offsets(tp, timeout=5, cached=False)
+            ends[tp.partition] = hi
+        return ends
+
+    async def _apply_consents(self, timeout: float) -> int:
+        """Apply the consent records fetched so far (waiting up to ``timeout`` for one)."""
+        msgs = await asyncio.to_thread(self.consents.consume, 1000, timeout)
+        for m in msgs:
+            if self._ok(m):
+                await self._consent(m)
+                self._consent_pos[m.partition()] = m.offset() + 1
+        return len(msgs)
+
+    async def _catch_up_consents(self, timeout: float) -> bool:
+        """Apply every consent written until now: True once the reader reached the ends."""
+        deadline = time.monotonic() + timeout
+        try:
+            ends = await asyncio.to_thread(self._consent_ends)
+        except KafkaException as exc:
+            log.warning("consent catch-up: no watermarks (%s)", exc)
+            return False
+        while any(self._consent_pos.get(p, 0) < hi for p, hi in ends.items()):
+            if time.monotonic() > deadline:
+                log.warning("consent catch-up: not at the end after %.0f s", timeout)
+                return False
+            await self._apply_consents(0.2)
+        return True
+
     async def _consent(self, m: Message) -> None:
         """Keep the channels each shopper allows; a tombstone (erasure) deletes the entry and
         marks the shopper erased (a keyed hash of the uid, kept for the stream retention):
@@ -271,6 +332,8 @@ class PushSink:
                 uid = key.decode(errors="replace")
                 erased = serving.erased(serving.pseudonym(self.settings.shopper_secret, uid))
                 keep_s = max(1, self.settings.stream_retention_ms // 1000)
+
+                self.consent_view.pop(uid, None)
 
                 async def forget() -> None:
                     pipe = self.redis.pipeline(transaction=False)
@@ -286,6 +349,7 @@ class PushSink:
             self._dead(str(m.topic()), exc.reason, m.value(), m.partition(), m.offset())
             return
         value = ",".join(sorted(consent.channels)) if consent.opted_in else ""
+        self.consent_view[consent.uid] = routing.parse_consent_channels(value) or frozenset()
         await self._retrying(
             "redis consent",
             lambda: self.redis.set(routing.consent_channels_key(consent.uid), value),
@@ -328,16 +392,20 @@ class PushSink:
 
         secret = self.settings.shopper_secret
 
-        async def lookup() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        async def lookup() -> tuple[list[Any], list[Any], list[Any]]:
             found = await self.redis.mget(
                 [serving.delivered(i) for i in ids]
                 + [serving.checkin(o.uid) for o in offers]
-                + [routing.consent_channels_key(o.uid) for o in offers]
                 + [serving.erased(serving.pseudonym(secret, o.uid)) for o in offers]
             )
-            return found[:n], found[n : 2 * n], found[2 * n : 3 * n], found[3 * n :]
+            return found[:n], found[n : 2 * n], found[2 * n :]
 
-        done, where, consented, erased = await self._retrying("redis lookup", lookup)
+        done, where, erased = await self._retrying("redis lookup", lookup)
+        if any(o.uid not in self.consent_view for o in offers):
+            # A consent the sink has not applied yet (the offer was made after it): read the
+            # consents up to now. Still none: no consent, no push.
+            await self._catch_up_consents(CONSENT_CATCH_UP_S)
+        consented = [self.consent_view.get(o.uid) for o in offers]
         todo = [o for o, d in zip(offers, done, strict=True) if d is None]
         self.stats.skipped_delivered += len(offers) - len(todo)
         if not todo:
@@ -347,7 +415,7 @@ class PushSink:
         sizes = {i: len(orjson.dumps(p)) for i, p in payloads.items()}
         # An erased shopper has no consent left: nothing is pushed to them, whatever is in flight.
         consents = {
-            o.uid: frozenset() if e is not None else routing.parse_consent_channels(c)
+            o.uid: frozenset() if e is not None else c
             for o, c, e in zip(offers, consented, erased, strict=True)
         }
         plan = routing.plan(todo, checkins, sizes, consents)

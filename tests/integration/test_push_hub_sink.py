@@ -19,7 +19,14 @@ from instore import serving
 from instore import topics as t
 from instore.embedded import free_port
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce
-from instore.records import KioskInteraction, Offer, OfferEvent, decode, now_ms
+from instore.records import (
+    KioskInteraction,
+    Offer,
+    OfferEvent,
+    ShopperConsent,
+    decode,
+    now_ms,
+)
 from mobile_push import routing
 from mobile_push.ably_client import make_rest
 from mobile_push.local_stack import Child, wait_http
@@ -159,6 +166,10 @@ def test_sink_delivers_each_offer_exactly_once_across_sigkill(stack, tmp_path: P
     subs.append(subscribe(stack, f"kiosk:{store}:{kiosk}", kiosk_got))
 
     producer = make_producer(settings)
+    for u in uids:  # no push without a consent the sink has seen
+        produce(producer, t.SHOPPER_CONSENTS,
+                ShopperConsent(uid=u, opted_in=True, channels=["phone", "kiosk"],
+                               updated_at=now_ms()))
     produce(
         producer,
         t.KIOSK_INTERACTIONS,
@@ -264,8 +275,8 @@ def test_sink_honours_consented_channels_and_opt_out(stack):
     settings, env = stack["settings"], stack["env"]
     run = uuid.uuid4().hex[:6]
     store, kiosk = f"c-{run}", "k9"
-    phone_only, opted_out = f"phone-{run}", f"out-{run}"
-    got: dict[str, list] = {phone_only: [], opted_out: []}
+    phone_only, opted_out, unknown = f"phone-{run}", f"out-{run}", f"none-{run}"
+    got: dict[str, list] = {phone_only: [], opted_out: [], unknown: []}
     kiosk_got: list = []
     subs = [subscribe(stack, f"shopper:{u}", got[u]) for u in got]
     subs.append(subscribe(stack, f"kiosk:{store}:{kiosk}", kiosk_got))
@@ -308,6 +319,7 @@ def test_sink_honours_consented_channels_and_opt_out(stack):
         for s in subs:
             s.stop()
     assert got[opted_out] == [], "an opted-out shopper gets nothing"
+    assert got[unknown] == [], "no consent the sink has seen: no push"
     assert kiosk_got == [], "a phone-only shopper's offers stay off the kiosk"
 
 

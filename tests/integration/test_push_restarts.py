@@ -13,7 +13,7 @@ import pytest
 from instore import topics as t
 from instore.embedded import free_port, redis_argv
 from instore.kafka import ensure_topics, make_producer, produce
-from instore.records import Offer, now_ms
+from instore.records import Offer, ShopperConsent, now_ms
 from mobile_push.local_stack import Child, wait_http, wait_port
 from mobile_push.sse_client import Subscription, request_token
 from mobile_push.tokens import ApiKey, sign_token_request
@@ -69,6 +69,11 @@ def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
             lambda m, _t: got.append(m["id"]),
         ).start()
         wait_for(sub.attached.is_set, 10, "the stream")
+
+        consent = make_producer(settings)  # no push without a consent the sink has seen
+        produce(consent, t.SHOPPER_CONSENTS,
+                ShopperConsent(uid=uid, opted_in=True, channels=["phone"], updated_at=now_ms()))
+        consent.flush(10)
 
         def send(phase: str, n: int = 10) -> set[str]:
             p = make_producer(settings)

@@ -45,8 +45,10 @@ def test_checkin_changes():
 
 def test_plan_routes_to_shopper_and_checked_in_kiosk_of_the_same_store():
     offers = [offer(1, "ana"), offer(2, "bob"), offer(3, "ana", store="s2")]
+    both = frozenset({"phone", "kiosk"})
     plan = routing.plan(
-        offers, {"ana": ("s1", "k1"), "bob": None}, {o.offer_id: 100 for o in offers}
+        offers, {"ana": ("s1", "k1"), "bob": None}, {o.offer_id: 100 for o in offers},
+        {"ana": both, "bob": both},
     )
     got = {(ch, tuple(o.offer_id for o in chunk)) for ch, chunk in plan.chunks}
     assert got == {
@@ -60,7 +62,7 @@ def test_plan_routes_to_shopper_and_checked_in_kiosk_of_the_same_store():
 def test_plan_splits_big_batches_and_refuses_oversize():
     offers = [offer(i) for i in range(5)]
     sizes = {o.offer_id: 25_000 for o in offers} | {"o4": routing.MAX_MESSAGE_BYTES + 1}
-    plan = routing.plan(offers, {}, sizes)
+    plan = routing.plan(offers, {}, sizes, {"ana": frozenset({"phone"})})
     assert [o.offer_id for o in plan.oversize] == ["o4"]
     chunks = [[o.offer_id for o in c] for _, c in plan.chunks]
     assert chunks == [["o0", "o1"], ["o2", "o3"]]
@@ -93,16 +95,15 @@ def test_plan_honours_consented_channels():
         "ana": frozenset({"phone"}),
         "bob": frozenset({"kiosk"}),
         "cy": frozenset(),  # opted out since the offer was made
-        "dee": None,  # no consent seen: the worker only offers to opted-in shoppers
+        "dee": None,  # no consent seen by the sink: no push (privacy finding 3)
     }
     plan = routing.plan(offers, checkins, {o.offer_id: 10 for o in offers}, consents)
     got = {(ch, tuple(o.offer_id for o in chunk)) for ch, chunk in plan.chunks}
     assert got == {
         ("shopper:ana", ("o1",)),
-        ("kiosk:s1:k1", ("o2", "o4")),
-        ("shopper:dee", ("o4",)),
+        ("kiosk:s1:k1", ("o2",)),
     }
-    assert [o.offer_id for o in plan.suppressed] == ["o3"]
+    assert [o.offer_id for o in plan.suppressed] == ["o3", "o4"]
     assert routing.parse_consent_channels(b"kiosk,phone") == {"kiosk", "phone"}
     assert routing.parse_consent_channels("") == frozenset()
     assert routing.parse_consent_channels(None) is None
