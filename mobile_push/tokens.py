@@ -376,7 +376,9 @@ class TokenAuthority:
         if not granted:
             msg = "Requested capability is not permitted by the key"
             raise forbidden(msg)
-        return self.issue(key, granted, client_id, ttl_ms, now)
+        # The token counts as issued when its request was signed: a request signed before a
+        # revocation (erasure) and exchanged after it gives a token that is already revoked.
+        return self.issue(key, granted, client_id, ttl_ms, now, issued_ms=min(ts, now))
 
     def issue(
         self,
@@ -385,15 +387,17 @@ class TokenAuthority:
         client_id: str | None,
         ttl_ms: int,
         now_ms: int,
+        issued_ms: int | None = None,
     ) -> dict[str, Any]:
         cap_text = cap.dumps(capability)
-        payload = {"k": key.name, "i": now_ms, "x": now_ms + ttl_ms, "c": cap_text, "u": client_id}
+        issued = now_ms if issued_ms is None else issued_ms
+        payload = {"k": key.name, "i": issued, "x": now_ms + ttl_ms, "c": cap_text, "u": client_id}
         body = _b64url(json.dumps(payload, separators=(",", ":")).encode())
         sig = _b64url(hmac.new(key.secret.encode(), body.encode(), hashlib.sha256).digest())
         return {
             "token": f"{body}.{sig}",
             "keyName": key.name,
-            "issued": now_ms,
+            "issued": issued,
             "expires": now_ms + ttl_ms,
             "capability": cap_text,
             "clientId": client_id,

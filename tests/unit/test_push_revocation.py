@@ -147,3 +147,18 @@ def test_revoking_a_shopper_drops_their_channel_history_at_once():
         assert r.status_code == 200, r.text
         assert client.get("/channels/shopper:ana/messages", headers=basic).json() == []
         assert len(client.get("/channels/shopper:bob/messages", headers=basic).json()) == 1
+
+
+def test_a_token_request_signed_before_a_revocation_gives_a_revoked_token():
+    """Privacy finding 3: issue time = signing time, so a TokenRequest signed before erasure
+    and exchanged after it does not outlive the revocation."""
+    auth = TokenAuthority([KEY])
+    signed = sign_token_request(
+        KEY, capability={"shopper:ana": ["subscribe"]}, client_id="ana", timestamp=NOW - 2_000
+    )
+    auth.revoke(_key_grant(auth), KEY.name, {"targets": ["clientId:ana"]}, now_ms=NOW - 1_000)
+    token = auth.request_token(KEY.name, signed, now_ms=NOW)  # exchanged after the erasure
+    with pytest.raises(AuthError) as exc:
+        auth.bearer(token["token"], now_ms=NOW + 1)
+    assert (exc.value.status, exc.value.code) == (401, 40141)
+    assert token["issued"] == NOW - 2_000
