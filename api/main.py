@@ -47,7 +47,8 @@ def allowed_origins(settings: Settings) -> list[str]:
     hosts = {settings.host}
     if settings.host in ("127.0.0.1", "localhost"):
         hosts |= {"127.0.0.1", "localhost"}
-    return sorted(f"http://{h}:{port}" for h in hosts
+    scheme = settings.public_scheme()  # with TLS the pages are https: so are their origins
+    return sorted(f"{scheme}://{h}:{port}" for h in hosts
                   for port in (settings.hub_port, settings.api_port))
 
 

@@ -25,7 +25,10 @@ class Services:
 
 def ably_client(settings: Settings) -> AblyRest:
     """An Ably REST client for token requests: signing needs the key only, no network call."""
-    if settings.push_hub_local:
+    if settings.push_hub_local:  # the hub serves https when TLS_CERT_FILE/TLS_KEY_FILE are set
+        if settings.uvicorn_tls():
+            return AblyRest(key=settings.ably_key, rest_host=settings.host,
+                            tls_port=settings.hub_port, tls=True)
         return AblyRest(key=settings.ably_key, rest_host=settings.host, port=settings.hub_port,
                         tls=False)
     options: dict[str, object] = {}

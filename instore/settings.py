@@ -27,6 +27,12 @@ DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"  # noqa: S105 (development
 MIN_SECRET_BYTES = 32
 
 
+def _loopback(address: str) -> bool:
+    """A host:port on this machine only (127.x, ::1, localhost)."""
+    host = address.strip().rsplit(":", 1)[0].strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _weak(value: SecretStr | None, dev_value: str) -> bool:
     """Unset, a development value, or shorter than MIN_SECRET_BYTES."""
     if value is None:
@@ -227,6 +233,15 @@ class Settings(BaseSettings):
                 msg = (f"INSTORE_ENV=production needs {', '.join(weak)} set, not a development "
                        f"value, and at least {MIN_SECRET_BYTES} bytes long")
                 raise ValueError(msg)
+            if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and not all(
+                _loopback(h) for h in self.bootstrap_servers.split(",")
+            ):
+                msg = (
+                    "INSTORE_ENV=production refuses KAFKA_SECURITY_PROTOCOL="
+                    f"{self.kafka_security_protocol} to a broker off this machine: use SSL or "
+                    "SASL_SSL"
+                )
+                raise ValueError(msg)
         return self
 
     # Derived addresses -------------------------------------------------------------------
@@ -284,6 +299,10 @@ class Settings(BaseSettings):
             return DEV_SHOPPER_TOKEN_SECRET.encode()
         msg = "SHOPPER_TOKEN_SECRET is not set"
         raise ValueError(msg)
+
+    def public_scheme(self) -> str:
+        """``https`` when the API and the push hub serve TLS (TLS_CERT_FILE, TLS_KEY_FILE)."""
+        return "https" if self.uvicorn_tls() else "http"
 
     def uvicorn_tls(self) -> dict[str, str]:
         """uvicorn's ssl_certfile/ssl_keyfile when TLS_CERT_FILE and TLS_KEY_FILE are set."""

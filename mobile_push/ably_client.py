@@ -23,8 +23,8 @@ class AblyTarget:
 
 
 def target(settings: Settings) -> AblyTarget:
-    if settings.push_hub_local:
-        return AblyTarget("hub", settings.host, settings.hub_port, False)
+    if settings.push_hub_local:  # the hub serves TLS when TLS_CERT_FILE/TLS_KEY_FILE are set
+        return AblyTarget("hub", settings.host, settings.hub_port, bool(settings.uvicorn_tls()))
     if settings.ably_rest_host is not None:
         tls = True if settings.ably_tls is None else settings.ably_tls
         local = settings.ably_rest_host in ("127.0.0.1", "localhost", settings.host)
@@ -61,7 +61,7 @@ def page_config(settings: Settings) -> dict[str, Any]:
     """What the phone and kiosk pages read from ``/config.json``."""
     where = target(settings)
     return {
-        "api_url": f"http://{settings.host}:{settings.api_port}",
+        "api_url": f"{settings.public_scheme()}://{settings.host}:{settings.api_port}",
         "mode": where.mode,
         "hub_url": "" if where.mode == "hub" else None,
         "rewind": 20,

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -67,14 +68,17 @@ class Child:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_http(url: str, child: Child | None = None, timeout_s: float = 30.0) -> None:
+def wait_http(
+    url: str, child: Child | None = None, timeout_s: float = 30.0, verify: Any = True
+) -> None:
+    """Wait until ``url`` answers (``verify``: httpx's, e.g. the CA file of a test's TLS)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child is not None and not child.alive:
             msg = f"{child.name} exited while starting:\n{child.tail()}"
             raise RuntimeError(msg)
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code < 500:
+            if httpx.get(url, timeout=1, verify=verify).status_code < 500:
                 return
         time.sleep(0.1)
     msg = f"{url} did not answer within {timeout_s:.0f}s"

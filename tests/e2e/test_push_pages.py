@@ -29,6 +29,7 @@ from instore.records import CustomerLocation, OfferEvent, Promotion, StoreProduc
 from instore.settings import DEV_KEYS
 from mobile_push.local_stack import Child, wait_http
 from tests.conftest import ROOT, child_env, make_settings
+from tests.integration.test_tls import make_cert
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +56,10 @@ def wait_for(cond, timeout: float, what: str, every: float = 0.2):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def world(broker_factory, redis_url, tmp_path_factory):
+@pytest.fixture(scope="module", params=["http", "https"])
+def world(request, broker_factory, redis_url, tmp_path_factory):
+    """The stack behind the pages, plain or (privacy finding 5) with TLS on: then everything a
+    phone touches is https/wss (the pages, the API they call, the push hub's realtime)."""
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("Debian's chromium is missing: run `make setup`")
     if not (ROOT / "stream_apps" / "app.py").exists():
@@ -66,6 +69,17 @@ def world(broker_factory, redis_url, tmp_path_factory):
     run = uuid.uuid4().hex[:6]
     settings = make_settings(broker.bootstrap, redis_url, hub_port=hub_port, api_port=api_port)
     ensure_topics(settings)
+    scheme = request.param
+    tls_env: dict[str, str] = {}
+    verify: object = True
+    chromium_args = list(CHROMIUM_ARGS)
+    if scheme == "https":
+        cert, key = make_cert(tmp_path_factory.mktemp("e2e-tls"))
+        # the children trust the self-signed certificate (httpx reads SSL_CERT_FILE)
+        tls_env = {"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key),
+                   "SSL_CERT_FILE": str(cert)}
+        verify = str(cert)
+        chromium_args.append("--ignore-certificate-errors")  # a test's self-signed certificate
     env = child_env(
         settings,
         HUB_PORT=str(hub_port),
@@ -74,6 +88,7 @@ def world(broker_factory, redis_url, tmp_path_factory):
         APP_ID=f"instore-e2e-{run}",
         WEB_PORT=str(free_port()),
         WEB_BIND="127.0.0.1",
+        **tls_env,
     )
     logs = tmp_path_factory.mktemp("e2e-push")
     (logs / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
@@ -86,8 +101,8 @@ def world(broker_factory, redis_url, tmp_path_factory):
     for c in children:
         c.start()
     try:
-        wait_http(f"http://127.0.0.1:{hub_port}/time", children[0], 60)
-        wait_http(f"http://127.0.0.1:{api_port}/healthz", children[1], 60)
+        wait_http(f"{scheme}://127.0.0.1:{hub_port}/time", children[0], 60, verify=verify)
+        wait_http(f"{scheme}://127.0.0.1:{api_port}/healthz", children[1], 60, verify=verify)
         store, kiosk = f"store-{run}", "k1"
         p = make_producer(settings)
         products = [
@@ -137,8 +152,10 @@ def world(broker_factory, redis_url, tmp_path_factory):
         p.flush(10)
         yield {
             "settings": settings,
-            "hub": f"http://127.0.0.1:{hub_port}",
-            "api": f"http://127.0.0.1:{api_port}",
+            "hub": f"{scheme}://127.0.0.1:{hub_port}",
+            "api": f"{scheme}://127.0.0.1:{api_port}",
+            "verify": verify,
+            "chromium_args": chromium_args,
             "store": store,
             "kiosk": kiosk,
             "run": run,
@@ -196,7 +213,8 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
     SHOTS.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=world["chromium_args"])
         try:
             phone = browser.new_page(viewport={"width": 390, "height": 780})
             phone.goto(f"{hub}/phone?uid={uid}")
@@ -204,6 +222,10 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
             expect(phone.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             expect(phone.get_by_test_id("opt-out")).to_be_enabled()
             assert phone.evaluate("() => document.body.dataset.transport") == "ably-js"
+            # the API the page calls has the page's scheme (https with TLS on)
+            api_url = phone.evaluate(
+                "async () => (await (await fetch('/config.json')).json()).api_url")
+            assert api_url.startswith(world["hub"].split(":")[0] + "://"), api_url
 
             kiosk = browser.new_page(viewport={"width": 1100, "height": 700})
             kiosk.goto(f"{hub}/kiosk?store={world['store']}&kiosk={world['kiosk']}"
@@ -254,6 +276,7 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
                 f"{world['api']}/shoppers/{uid}",
                 headers={"Authorization": f"Bearer {shopper_token}"},
                 timeout=30,
+                verify=world["verify"],
             )
             assert erased.status_code == 200, erased.text
             assert erased.json()["push_tokens_revoked"] is True
@@ -283,7 +306,8 @@ def test_simulated_shopper_link_with_token_shows_offers(world):
     token = tokens.issue(settings.shopper_secret, uid)
     stop = threading.Event()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=world["chromium_args"])
         try:
             page = browser.new_page(viewport={"width": 390, "height": 780})
             # The hub's SSE stream: what the pages fall back to without ably-js.

@@ -84,6 +84,17 @@ def test_production_refuses_development_values_and_short_keys(field: str, value:
         _production(**{field: value})
 
 
+def test_production_refuses_a_plaintext_broker_off_this_machine() -> None:
+    """Privacy finding 5: production talks to a remote Kafka over TLS only."""
+    with pytest.raises(ValidationError, match="refuses KAFKA_SECURITY_PROTOCOL=PLAINTEXT"):
+        _production(kafka_bootstrap_servers="kafka.store.lan:9092")
+    with pytest.raises(ValidationError, match="SASL_PLAINTEXT"):
+        _production(kafka_bootstrap_servers="10.0.0.5:9092",
+                    kafka_security_protocol="SASL_PLAINTEXT")
+    _production(kafka_bootstrap_servers="kafka.store.lan:9093", kafka_security_protocol="SSL")
+    _production()  # the embedded broker: on loopback only
+
+
 def test_no_page_config_carries_a_secret() -> None:
     """Privacy finding 4: /config.json (CORS *) holds no key of any kind."""
     from mobile_push.ably_client import page_config
