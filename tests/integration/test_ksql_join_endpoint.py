@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the endpoint fixture is imported from test_ksql_endpoint)
 """Joins on the local endpoint over the real broker give the records the in-memory engine
 gives (the case files' semantics), with both input topics written before the query starts:
 the query takes the two streams in timestamp order, as Kafka Streams does, not one topic's
@@ -6,7 +7,6 @@ backlog before the other's."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -15,17 +15,9 @@ from confluent_kafka import TopicPartition
 
 from instore.kafka import make_consumer, make_producer
 from stream_apps.ksqldb.testing import MemoryEngine
-from tests.integration.test_ksql_endpoint import Endpoint, _start
+from tests.integration.test_ksql_endpoint import Endpoint, endpoint  # noqa: F401
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def endpoint(broker_factory: Callable[[], Any], redis_url: str) -> Iterator[Endpoint]:
-    broker, ep = _start(broker_factory, redis_url)
-    yield ep
-    ep.stop()
-    broker.stop()
 
 
 def _records(settings: Any, topic: str, timeout: float = 20.0) -> list[tuple[bytes, bytes, int]]:

@@ -14,14 +14,13 @@ test driver runs them."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stream_apps.ksqldb.errors import KsqlError
-from stream_apps.ksqldb.testing import MemoryEngine, qtt_formats, run_qtt_case
+from stream_apps.ksqldb.testing import MemoryEngine, qtt_formats, run_qtt_case, same_value
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "ksql_cases"
 
@@ -40,23 +39,8 @@ def _cases() -> list[Any]:
     return out
 
 
-ANY = "<any>"  # an expected value that matches anything (e.g. a wall-clock TIME)
-
-
 def _close(a: Any, b: Any) -> bool:
-    if b == ANY:
-        return True
-    if isinstance(a, float) or isinstance(b, float):
-        return (
-            isinstance(a, int | float)
-            and isinstance(b, int | float)
-            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-        )
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    return same_value(a, b)
 
 
 def _shape(rec: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
