@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -216,9 +217,21 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 WorkloadOpt = Annotated[str, typer.Option(
     help=f"Whose Kafka key goes into .env: {', '.join(cloudenv.ENV_WORKLOADS)} (operator also "
          "gets the ksqlDB key).")]
-ClusterTypeOpt = Annotated[str | None, typer.Option(help="basic, standard or dedicated.")]
+class ClusterType(StrEnum):
+    basic = "basic"
+    standard = "standard"
+    dedicated = "dedicated"
+
+
+class Cloud(StrEnum):
+    AWS = "AWS"
+    GCP = "GCP"
+    AZURE = "AZURE"
+
+
+ClusterTypeOpt = Annotated[ClusterType | None, typer.Option(help="The Kafka cluster's type.")]
 RegionOpt = Annotated[str | None, typer.Option(help="Cloud region, e.g. us-east-2.")]
-CloudOpt = Annotated[str | None, typer.Option("--cloud", help="AWS, GCP or AZURE.")]
+CloudOpt = Annotated[Cloud | None, typer.Option("--cloud", help="The cloud provider.")]
 CsuOpt = Annotated[int | None, typer.Option(help="ksqlDB CSUs (1, 2, 4, 8, 12, 28).")]
 PrefixOpt = Annotated[str | None, typer.Option(help="Prefix of every display name.")]
 ConnectorOpt = Annotated[bool | None, typer.Option(
@@ -261,11 +274,12 @@ def _tfvars(workdir: Path) -> dict[str, Any]:
         return {k: _unquote(v) for k, v in hcl2.load(fh).items() if not k.startswith("__")}
 
 
-def _overrides(*, cluster_type: str | None, region: str | None, cloud: str | None,
+def _overrides(*, cluster_type: ClusterType | None, region: str | None, cloud: Cloud | None,
                ksqldb_csu: int | None, name_prefix: str | None, ably_connector: bool | None,
                ably_plugin: Path | None) -> dict[str, Any]:
     given = {
-        "kafka_cluster_type": cluster_type, "region": region, "cloud": cloud,
+        "kafka_cluster_type": cluster_type.value if cluster_type else None, "region": region,
+        "cloud": cloud.value if cloud else None,
         "ksqldb_csu": ksqldb_csu, "name_prefix": name_prefix,
         "ably_connector_enabled": ably_connector,
         "ably_connector_plugin_path": str(ably_plugin.resolve()) if ably_plugin else None,

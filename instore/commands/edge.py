@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +21,21 @@ app = typer.Typer(help="The edge box: depth camera to shopper positions, calibra
 console = Console(stderr=True)
 log = logging.getLogger(__name__)
 
-SourceOpt = Annotated[str, typer.Option(
-    "--source", help="synthetic | bag (then FILE) | live | auto (live if a camera is plugged in)")]
+class Source(StrEnum):
+    synthetic = "synthetic"
+    bag = "bag"
+    live = "live"
+    auto = "auto"
+
+
+class Scene(StrEnum):
+    walk = "walk"
+    checkin = "checkin"
+
+
+SourceOpt = Annotated[Source, typer.Option(
+    "--source", help="Depth frames from: synthetic, bag (a recording: then FILE), live (the "
+    "camera), auto (live if a camera is plugged in).")]
 FileArg = Annotated[Path | None, typer.Argument(help="The recording for `--source bag` "
                                                      "(.db3 as pyrealsense2 writes, or .bag).")]
 CalOpt = Annotated[Path | None, typer.Option("--calibration",
@@ -47,14 +61,14 @@ def _needs_the_camera_stack() -> None:
 
 @app.command()
 def run(
-    source: SourceOpt = "synthetic",
+    source: SourceOpt = Source.synthetic,
     file: FileArg = None,
     calibration: CalOpt = None,
     resolution: ResOpt = "640x480",
     people: Annotated[int, typer.Option(help="Synthetic: people in the scene.")] = 5,
-    scene: Annotated[str, typer.Option(
-        help="Synthetic: `walk` (people wander) or `checkin` (one shopper at the kiosk, then "
-             "at a shelf).")] = "walk",
+    scene: Annotated[Scene, typer.Option(
+        help="Synthetic: walk (people wander) or checkin (one shopper at the kiosk, then "
+             "at a shelf).")] = Scene.walk,
     seconds: Annotated[float, typer.Option(help="Stop after this many seconds (0 = until Ctrl-C; "
                                                 "a recording stops at its end).")] = 0.0,
     rate_hz: Annotated[float, typer.Option(help="Positions per second per track.")] = 2.0,
@@ -97,7 +111,7 @@ def run(
                   f"[dim]frames={st.frames} missing={st.missing} positions={st.positions}[/]")
 
     src_kw: dict[str, Any] = {"resolution": resolution, "people": people}
-    src: Any = source
+    src: Any = source.value
     try:
         if source == "synthetic" and scene == "checkin":
             from edge.scene import checkin_scene  # noqa: PLC0415
@@ -118,7 +132,7 @@ def run(
 
 @app.command()
 def view(
-    source: SourceOpt = "synthetic",
+    source: SourceOpt = Source.synthetic,
     file: FileArg = None,
     calibration: CalOpt = None,
     resolution: ResOpt = "640x480",
@@ -136,7 +150,7 @@ def view(
     setup_logging()
     settings = get_settings()
     try:
-        src, cal, bg = resolve_source(settings, source, file, None, calibration,
+        src, cal, bg = resolve_source(settings, source.value, file, None, calibration,
                                       resolution=resolution, real_time=False, loop=False)
     except (SourceError, CalibrationError) as exc:
         raise _fail(str(exc)) from None
@@ -189,7 +203,7 @@ def _parse_kiosk(text: str) -> tuple[str, tuple[float, float]]:
 
 @app.command()
 def calibrate(
-    source: SourceOpt = "synthetic",
+    source: SourceOpt = Source.synthetic,
     file: FileArg = None,
     resolution: ResOpt = "640x480",
     ref: Annotated[list[str] | None, typer.Option(
@@ -231,7 +245,7 @@ def calibrate(
     refs = [_parse_ref(r) for r in ref or []]
     kiosks = dict(_parse_kiosk(k) for k in kiosk or [])
     try:
-        src = open_source(source, file, resolution=resolution, real_time=False, loop=False,
+        src = open_source(source.value, file, resolution=resolution, real_time=False, loop=False,
                           seconds=2.0)
     except SourceError as exc:
         raise _fail(str(exc)) from None

@@ -29,3 +29,18 @@ def test_help_has_no_type_noise() -> None:
         assert res.exit_code == 0, res.output
         assert "<bool>" not in res.output, res.output
         assert "--help" in res.output
+
+
+def test_choices_show_their_values_in_help() -> None:
+    """Issue 17: a choice is an enum, and --help lists its values; a wrong one is a one-line
+    usage error, not a traceback."""
+    for args, values in (
+        (["edge", "run", "--help"], ("synthetic", "bag", "live", "auto", "walk", "checkin")),
+        (["cloud", "plan", "--help"], ("basic", "standard", "dedicated", "AWS", "GCP", "AZURE")),
+    ):
+        res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert all(v in res.output for v in values), res.output
+    res = CliRunner().invoke(app, ["edge", "run", "--source", "webcam"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "webcam" in res.output
