@@ -52,10 +52,13 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/shoppers/{uid}/consent"): {PUBLIC},  # registration; changes need the bearer
     ("GET", "/shoppers/{uid}/consent"): {S},
     ("POST", "/shoppers/{uid}/ably-token"): {S},
+    ("POST", "/shoppers/{uid}/checkin"): {S},  # confirms a kiosk's code, from the phone
     ("GET", "/shoppers/{uid}/offers"): {S, OPS_},
     ("DELETE", "/shoppers/{uid}"): {S, OPS_},
     ("POST", "/kiosks/{store_id}/{kiosk_id}/interactions"): {K},
     ("POST", "/kiosks/{store_id}/{kiosk_id}/ably-token"): {K},
+    ("POST", "/kiosks/{store_id}/{kiosk_id}/checkin-codes"): {K},
+    ("GET", "/kiosks/{store_id}/{kiosk_id}/checkin-codes/{code}"): {K},
 }
 CALLERS = ("none", M, A, OPS_, K, "own-shopper", "other-shopper")
 
@@ -95,6 +98,7 @@ def test_auth_matrix(client, api_settings):
             .replace("{offer_id}", "no-such-offer")
             .replace("{store_id}", "no-such-store")
             .replace("{kiosk_id}", "k1")
+            .replace("{code}", "123456")
         )
         allowed = POLICY[(method, template)]
         registration = (method, template) == ("POST", "/shoppers/{uid}/consent")
