@@ -113,6 +113,10 @@ def redis_url() -> Iterator[str]:
 
 
 def make_settings(bootstrap: str, redis: str, **overrides: object) -> Settings:
+    # The API's rate limits live in the session's Redis, shared by every test module's API:
+    # budgets that no single module spends, unless a test sets its own (the rate-limit tests).
+    overrides.setdefault("api_token_rate_per_min", 100_000)
+    overrides.setdefault("api_auth_failures_per_min", 100_000)
     return Settings(kafka_bootstrap_servers=bootstrap, redis_url=redis, _env_file=None,  # type: ignore[call-arg]
                     **overrides)
 

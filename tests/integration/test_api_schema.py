@@ -49,7 +49,13 @@ def server(api_settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def shopper(server: str) -> tuple[str, str]:
     uid = unique("fuzz")
-    res = httpx.post(f"{server}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
+    deadline = time.monotonic() + 60
+    while True:  # 503 while the consent view catches up after the server started
+        res = httpx.post(f"{server}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
+        if res.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert res.status_code == 200, res.text
     return uid, res.json()["shopper_token"]
 
 
