@@ -28,6 +28,7 @@ from rich.table import Table
 from instore import topics as t
 from instore.embedded import Stack, port_open
 from instore.kafka import make_consumer, make_producer, produce
+from instore.qr import reachable_from_a_phone, terminal_qr
 from instore.records import KioskInteraction, now_ms
 from instore.settings import LOOPBACK, Settings
 from instore.stack import start_stack
@@ -122,14 +123,18 @@ def _view(stats: DemoStats, urls: list[str]) -> Group:
     return Group(head, offers, *[f"[dim]{u}[/]" for u in urls])
 
 
+def phone_url(settings: Settings) -> str:
+    return f"{settings.public_scheme()}://{settings.host}:{settings.hub_port}/phone?uid={DEMO_UID}"
+
+
 def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "kiosk-1") -> list[str]:
-    h = settings.host
+    base = f"{settings.public_scheme()}://{settings.host}"
     return [
-        f"phone page:  http://{h}:{settings.hub_port}/phone?uid={DEMO_UID} (opt in there)",
-        f"kiosk page:  http://{h}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}"
+        f"phone page:  {phone_url(settings)} (opt in there)",
+        f"kiosk page:  {base}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}"
         f"&key={settings.api_key('kiosk') or '<API_KEY_KIOSK>'}",
-        f"dashboard:   http://{h}:{settings.api_port}/dashboard (key: dev-marketer-key)",
-        f"API docs:    http://{h}:{settings.api_port}/docs",
+        f"dashboard:   {base}:{settings.api_port}/dashboard (key: dev-marketer-key)",
+        f"API docs:    {base}:{settings.api_port}/docs",
     ]
 
 
@@ -200,6 +205,9 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,  #
             sender = threading.Thread(target=run_camera, daemon=True)
         sender.start()
         urls = page_urls(settings, store_id, kiosk_id)
+        if reachable_from_a_phone(settings.host):  # a phone on the same network: scan this
+            console.print("phone page (scan with your phone's camera):")
+            console.print(terminal_qr(phone_url(settings)), highlight=False, soft_wrap=True)
         if not live:  # the live view shows them; without it they are printed once
             for url in urls:
                 console.print(url, soft_wrap=True)

@@ -31,6 +31,8 @@ def token(
     ttl_s: Annotated[int | None, typer.Option(help="Lifetime in seconds (default: "
                                               "SHOPPER_TOKEN_TTL_S, 12 h).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
+    qr: Annotated[bool, typer.Option("--qr", help="Also draw the link as a QR code (on stderr) "
+                                     "for a phone's camera.")] = False,
 ) -> None:
     """Print the phone page's URL for UID with a fresh shopper token in it."""
     from api.tokens import issue  # noqa: PLC0415
@@ -44,8 +46,12 @@ def token(
         err.print("[bold red]error:[/] --ttl-s must be positive")
         raise typer.Exit(2)
     shopper_token = issue(settings.shopper_secret, uid, ttl_s=ttl)
-    url = (f"http://{settings.host}:{settings.hub_port}/phone?uid={quote(uid, safe='')}"
-           f"#token={quote(shopper_token, safe='')}")
+    url = (f"{settings.public_scheme()}://{settings.host}:{settings.hub_port}/phone"
+           f"?uid={quote(uid, safe='')}#token={quote(shopper_token, safe='')}")
+    if qr:
+        from instore.qr import terminal_qr  # noqa: PLC0415
+
+        err.print(terminal_qr(url), highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps({"uid": uid, "url": url, "shopper_token": shopper_token,
                                      "expires_in_s": ttl}) + "\n")

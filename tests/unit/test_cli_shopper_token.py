@@ -36,3 +36,22 @@ def test_bad_uid_is_one_sentence() -> None:
     res = CliRunner().invoke(app, ["shopper", "token", "x" * 129])
     assert res.exit_code == 2
     assert "a uid is 1 to 128 characters" in res.output
+
+
+def test_qr_draws_the_link_for_a_phone_camera() -> None:
+    """Issue 17: `--qr` draws the link on stderr (the URL alone stays on stdout); the drawing
+    is a QR code of that exact URL (segno's own matrix for it, rendered as terminal blocks)."""
+    import segno
+
+    from instore.qr import reachable_from_a_phone, terminal_qr
+
+    res = CliRunner().invoke(app, ["shopper", "token", "u-qr", "--qr"])
+    assert res.exit_code == 0, res.output
+    url = res.stdout.strip().splitlines()[-1]
+    assert url.startswith("http") and "/phone?uid=u-qr#token=" in url
+    assert "█" in res.stderr
+    drawn = terminal_qr(url)
+    size = segno.make(url, error="m").symbol_size(border=2)[1]
+    assert len(drawn.splitlines()) == (size + 1) // 2  # two modules per line
+    assert terminal_qr(url) == drawn and terminal_qr(url + "x") != drawn
+    assert not reachable_from_a_phone("127.0.0.1") and reachable_from_a_phone("192.168.1.20")
