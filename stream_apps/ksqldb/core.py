@@ -93,6 +93,7 @@ class QueryCore:
                 )
         self._stage_of = {j.slot: i for i, j in enumerate(plan.joins)}
         self.key_slot = plan.key_slot
+        self._fk_join = any(j.foreign_key for j in self.table_join_ops)
         # EMIT FINAL: (close time, window start, seq, state key) and each open window's last
         # row context; SESSION windows: group key -> [(start, end, members' aggregate inputs)]
         self.emit_final = plan.select.emit_final
@@ -197,6 +198,10 @@ class QueryCore:
         if self.final_heap:
             self._emit_closed()
 
+    def _keyed(self, r: tuple, key: Any) -> tuple:
+        """A joined row with its last slot, the join key (what the key column reads)."""
+        return r if self.key_slot is None else (*r, {"ROWKEY": key})
+
     # -- stream side ----------------------------------------------------------------------------
     def _stage_emit(self, stage: int, slot: int) -> Callable[[Any, Any, Any, int], None]:
         def emit(left: Any, right: Any, key: Any, rowtime: int) -> None:
@@ -221,8 +226,7 @@ class QueryCore:
             r = (*r, right)
             key = k
             stage += 1
-        if self.key_slot is not None:
-            r = (*r, {"ROWKEY": key})
+        r = self._keyed(r, key)
         w = self.plan.where
         if w is not None and w(r) is not True:
             return
@@ -601,9 +605,7 @@ class QueryCore:
         )
         if not keep:
             return None
-        r: tuple = (left, right)
-        if self.key_slot is not None:
-            r = (*r, {"ROWKEY": unhashable(k)})
+        r = self._keyed((left, right), unhashable(k))
         w = self.plan.where
         if w is not None and w(r) is not True:
             return None
@@ -624,8 +626,7 @@ class QueryCore:
             if right is None and j.kind == "INNER":
                 return None
             r = (*r, right)
-        if self.key_slot is not None:
-            r = (*r, {"ROWKEY": unhashable(k)})
+        r = self._keyed(r, unhashable(k))
         w = self.plan.where
         if w is not None and w(r) is not True:
             return None
@@ -641,8 +642,7 @@ class QueryCore:
             return
         if r is None:
             had = self.materialized.pop(k, None) is not None
-            fk = any(j.foreign_key for j in self.table_join_ops)
-            if had or (left_deleted and fk):
+            if had or (left_deleted and self._fk_join):
                 key = unhashable(k)
                 self.emit(key if isinstance(key, tuple) else (key,), None, None, rowtime)
             return

@@ -325,11 +325,6 @@ class Engine:
         raise StatementError(msg)
 
     # -- DDL ------------------------------------------------------------------------------------
-    def _formats(
-        self, props: dict[str, Any], default_key: str = "KAFKA", default_value: str | None = None
-    ) -> tuple[str, str]:
-        return formats(props, default_key, default_value)
-
     def _create_source(
         self, stmt: sx.CreateSource, props: dict[str, Any], replay: bool
     ) -> dict[str, Any]:
@@ -373,7 +368,7 @@ class Engine:
                 + " (and no topic with the default name exists)."
             )
             raise StatementError(msg)
-        key_format, value_format = self._formats(p)
+        key_format, value_format = formats(p)
         check_key_format(key_format, keys)
         partitions = p.get("PARTITIONS")
         ts_col = p.get("TIMESTAMP")
@@ -446,7 +441,7 @@ class Engine:
         driver = plan.bindings[0].source
         p = stmt.props
         topic = str(p.get("KAFKA_TOPIC") or stmt.name)
-        _, value_format = self._formats(p, driver.key_format, driver.value_format)
+        _, value_format = formats(p, driver.key_format, driver.value_format)
         key_format = sink_key_format(p, driver.key_format, plan.key_columns)
         check_key_format(key_format, plan.key_columns)
         partitions = int(p.get("PARTITIONS") or driver.partitions)

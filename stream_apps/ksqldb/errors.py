@@ -10,6 +10,13 @@ SERVER_ERROR = 50000
 BAD_REQUEST = 40000
 
 
+def listed(items: list[str], conjunction: str) -> str:
+    """ksqlDB's GrammaticalJoiner: ``A``, ``A and B``, ``A, B and C`` (or ``or``)."""
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
+
+
 class KsqlError(Exception):
     """Base of every error the endpoint reports; ``code`` is ksqlDB's ``error_code``."""
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from instore.geo import EARTH_RADIUS_KM, GeoError, central_angle
-from stream_apps.ksqldb.errors import EvalError
+from stream_apps.ksqldb.errors import EvalError, listed
 from stream_apps.ksqldb.syntax import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
 
 EARTH_RADIUS_MI = 3959.0
@@ -57,8 +57,8 @@ def _geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: Any) -> floa
         elif u not in _KMS:
             msg = (
                 "GeoDistance function units parameter must be one of "
-                + ", ".join((*_MILES, *_KMS)[:-1])
-                + f" or {_KMS[-1]}. Values are case-insensitive."
+                + listed([*_MILES, *_KMS], "or")
+                + ". Values are case-insensitive."
             )
             raise EvalError(msg)
     try:

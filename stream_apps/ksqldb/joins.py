@@ -126,6 +126,7 @@ class WindowedJoin:
         other = 1 - side
         visible_from = max(time_from, self.observed[other] - self.retention + 1)
         hk = hashable(key)
+        kb = _key_bytes(key) if self.spurious_fix else b""  # the outer store's key
         matched = False
         if time_to >= visible_from:
             for t, orow in sorted(
@@ -134,7 +135,7 @@ class WindowedJoin:
             ):
                 matched = True
                 if self.spurious_fix:
-                    self.outer_store.pop((t, self._flag(other), _key_bytes(key)), None)
+                    self.outer_store.pop((t, self._flag(other), kb), None)
                 left, right = (row, orow) if side == 0 else (orow, row)
                 self.emit(left, right, key, max(ts, t))
         if self.outer[side] and not matched:
@@ -142,7 +143,7 @@ class WindowedJoin:
                 self._emit_unmatched(side, key, row, ts)
             else:
                 self.min_time = min(self.min_time, ts)
-                slot = (ts, self._flag(side), _key_bytes(key))
+                slot = (ts, self._flag(side), kb)
                 self.outer_store.setdefault(slot, []).append((key, row))
         # the record joins its own side's window store after the lookup
         if ts > self.observed[side]:
@@ -201,10 +202,6 @@ class WindowedJoin:
                     else:
                         del store[k]
 
-    def buffered(self) -> int:
-        """Records held in the window stores (for tests and metrics)."""
-        return sum(len(v) for s in self.stores for v in s.values())
-
 
 class TimestampOrder:
     """Kafka Streams' record choice across the partitions of a task: the buffered record with
@@ -223,18 +220,23 @@ class TimestampOrder:
         self._seq += 1
         self.buffers.setdefault(partition, deque()).append((ts, self._seq, record))
 
-    def pending(self) -> int:
-        return sum(len(b) for b in self.buffers.values())
-
     def take(self, lagging: Callable[[Any], bool], now_ms: float) -> list[Any]:
-        """The records that may be processed now, in order."""
+        """The records that may be processed now, in order (``lagging`` is asked at most once
+        per partition: nothing new is fetched meanwhile)."""
         out: list[Any] = []
+        lag: dict[Any, bool] = {}
+
+        def behind(p: Any) -> bool:
+            if p not in lag:
+                lag[p] = lagging(p)
+            return lag[p]
+
         while True:
             heads = [(b[0][0], b[0][1], p) for p, b in self.buffers.items() if b]
             if not heads:
                 self._blocked_since = None
                 return out
-            if any(not b and lagging(p) for p, b in self.buffers.items()):
+            if any(not b and behind(p) for p, b in self.buffers.items()):
                 if self._blocked_since is None:
                     self._blocked_since = now_ms
                 if now_ms - self._blocked_since < self.max_idle_ms:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stream_apps.ksqldb.errors import StatementError
+from stream_apps.ksqldb.errors import StatementError, listed
 from stream_apps.ksqldb.expressions import (
     PSEUDO,
     WINDOW_COLS,
@@ -802,11 +802,7 @@ def plan_select(
                     raise StatementError(msg)
                 if join_key:
                     names = [expr_sql(v) for v in viable]
-                    joined = (
-                        names[0]
-                        if len(names) == 1
-                        else ", ".join(names[:-1]) + " or " + names[-1]
-                    )
+                    joined = listed(names, "or")
                     what = "join expression" + ("" if len(names) == 1 else "s")
                     msg = (
                         "Key missing from projection (ie, SELECT). \nThe query used to build "
@@ -843,10 +839,9 @@ def plan_select(
             if len(dups) > 1 and ke[0] == "col":
                 si, kname, _ = scope.resolve(ke[1], ke[2])
                 internal = f"{scope.slots[si].alias}_{kname}" if pairs and si < len(sources) else kname
-                names = sorted(dups)
                 msg = (
                     f"The projection contains a key column (`{internal}`) more than once, "
-                    f"aliased as: {', '.join(names[:-1])} and {names[-1]}.\nEach key column must "
+                    f"aliased as: {listed(sorted(dups), 'and')}.\nEach key column must "
                     "only be in the projection once. If you intended to copy the key into the "
                     "value, then consider using the AS_VALUE function to indicate which key "
                     "reference should be copied."
@@ -868,13 +863,9 @@ def plan_select(
                 if a.name not in TABLE_AGGREGATES and a.name not in unsupported:
                     unsupported.append(a.name)
             if unsupported:
-                names = (
-                    unsupported[0]
-                    if len(unsupported) == 1
-                    else ", ".join(unsupported[:-1]) + " and " + unsupported[-1]
-                )
                 msg = (
-                    f"The aggregation function{'s' if len(unsupported) > 1 else ''} {names} "
+                    f"The aggregation function{'s' if len(unsupported) > 1 else ''} "
+                    f"{listed(unsupported, 'and')} "
                     "cannot be applied to a table source, only to a stream source."
                 )
                 raise StatementError(msg)
