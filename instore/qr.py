@@ -7,7 +7,7 @@ import io
 
 import segno
 
-from instore.settings import LOOPBACK
+from instore.settings import is_loopback
 
 
 def terminal_qr(url: str) -> str:
@@ -19,4 +19,4 @@ def terminal_qr(url: str) -> str:
 
 def reachable_from_a_phone(host: str) -> bool:
     """A page on ``host`` can be opened from another device (not a loopback address)."""
-    return not (host == LOOPBACK or host.startswith("127.") or host in ("localhost", "::1"))
+    return not is_loopback(host)

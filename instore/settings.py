@@ -27,10 +27,15 @@ DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"  # noqa: S105 (development
 MIN_SECRET_BYTES = 32
 
 
-def _loopback(address: str) -> bool:
-    """A host:port on this machine only (127.x, ::1, localhost)."""
-    host = address.strip().rsplit(":", 1)[0].strip("[]").lower()
+def is_loopback(host: str) -> bool:
+    """A host name or address of this machine only (127.x, ::1, localhost)."""
+    host = host.strip().strip("[]").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _loopback(address: str) -> bool:
+    """A host:port on this machine only."""
+    return is_loopback(address.strip().rsplit(":", 1)[0])
 
 
 def _weak(value: SecretStr | None, dev_value: str) -> bool:

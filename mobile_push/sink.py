@@ -349,7 +349,9 @@ class PushSink:
             self._dead(str(m.topic()), exc.reason, m.value(), m.partition(), m.offset())
             return
         value = ",".join(sorted(consent.channels)) if consent.opted_in else ""
-        self.consent_view[consent.uid] = routing.parse_consent_channels(value) or frozenset()
+        self.consent_view[consent.uid] = (
+            frozenset(consent.channels) if consent.opted_in else frozenset()
+        )
         await self._retrying(
             "redis consent",
             lambda: self.redis.set(routing.consent_channels_key(consent.uid), value),

@@ -29,6 +29,7 @@ from api.services import Services
 from instore import records as r
 from instore import serving
 from instore import topics as t
+from instore.settings import is_loopback
 from mobile_push.revocation import RevocationError, revoke_client_tokens
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
     report.aof_rewrite_started = rewrite_append_only_file(services.redis)
     report.push_tokens_revoked = _revoke_push_tokens(services, uid)
     pushed = ["push tokens"] if report.push_tokens_revoked else []
-    if report.push_tokens_revoked and s.ably_rest_host in (None, "127.0.0.1", "localhost", "::1"):
+    if report.push_tokens_revoked and (s.ably_rest_host is None or is_loopback(s.ably_rest_host)):
         pushed.append("push history")  # the local hub forgets the channel on revocation
     report.erased_now = ["serving store", "shopper tokens", *pushed]
     report.compacted_within_s = t.compacted_within_ms(s.compaction_ms) // 1000
