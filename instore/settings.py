@@ -181,6 +181,32 @@ class Settings(BaseSettings):
     worker_stall_s: float = Field(default=30.0, ge=0)
     # /readyz and `instore status`: not ready while a consumer is further behind than this.
     ready_max_lag: int = Field(default=20_000, ge=0)
+    # Which engine writes NEARBY_CUSTOMERS: the Faust worker (its proximity agent) or ksqlDB
+    # (the query `instore ksql migrate` starts). The other engine's path reads the topic.
+    nearby_engine: Literal["faust", "ksqldb"] = "faust"
+
+    # The archive (cold storage): a folder, or any fsspec URL (s3://bucket/prefix, gs://...).
+    # Unset: <data dir>/archive.
+    archive_url: str | None = None
+    # The archiver writes a file set at least this often while records arrive...
+    archive_flush_s: float = Field(default=60.0, gt=0)
+    # ...or as soon as this many records wait in one topic partition.
+    archive_flush_records: int = Field(default=50_000, ge=1)
+    # Daily reports: `instore up` renders yesterday's report of every store once a day, after
+    # this hour (UTC), into <archive>/reports (off: -1).
+    report_hour_utc: int = Field(default=2, ge=-1, le=23)
+    # Data quality: a source topic whose dead letters exceed this share of its records over the
+    # last DQ_WINDOW_S marks the stack degraded (`instore status`, /readyz). Per topic:
+    # DQ_THRESHOLDS='{"customers_locations": 0.01}'; topics not named use DQ_MAX_DEAD_LETTER_SHARE.
+    dq_max_dead_letter_share: float = Field(default=0.05, ge=0, le=1)
+    # Per-topic overrides of DQ_MAX_DEAD_LETTER_SHARE.
+    dq_thresholds: dict[str, float] = Field(default_factory=dict)
+    # The window the data-quality shares are computed over.
+    dq_window_s: int = Field(default=900, ge=60, le=86_400)
+    # A position whose event time is this far behind the newest one seen from the same shopper
+    # counts as out of order; this far behind its arrival (the Kafka record time), as late.
+    dq_late_ms: int = Field(default=10_000, ge=0)
+
     # "Bought together": two redemptions of one shopper at most this far apart (one visit).
     basket_window_s: int = Field(default=7200, ge=60, le=86_400)
     # grid = the spatial index; naive = the seed demo's scan of the country (benchmark baseline).
@@ -254,6 +280,15 @@ class Settings(BaseSettings):
     def worker_agent_set(self) -> set[str]:
         """The agents WORKER_AGENTS names (proximity, policy, analytics)."""
         return {a.strip() for a in self.worker_agents.split(",") if a.strip()}
+
+    @property
+    def archive_location(self) -> str:
+        """ARCHIVE_URL, else the archive folder under the data dir."""
+        return self.archive_url or str((self.data_dir / "archive").resolve())
+
+    def dq_threshold(self, topic: str) -> float:
+        """The dead-letter share above which ``topic`` marks the stack degraded."""
+        return self.dq_thresholds.get(topic, self.dq_max_dead_letter_share)
 
     @property
     def embedded_kafka(self) -> bool:

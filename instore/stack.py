@@ -35,6 +35,8 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
     if _has("stream_apps.ksqldb") and settings.ksqldb_url is None:
         specs.append(ServiceSpec("ksql", instore_cmd("ksql", "serve"), port=settings.ksql_port,
                                  host=LOOPBACK, url=f"http://{LOOPBACK}:{settings.ksql_port}"))
+    if _has("stream_apps.archive"):
+        specs.append(ServiceSpec("archiver", instore_cmd("archive")))
     if _has("api.main"):
         specs.append(ServiceSpec("api", instore_cmd("api", "serve"), port=settings.api_port, host=h,
                                  url=f"http://{h}:{settings.api_port}/docs"))
@@ -93,7 +95,11 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
     """
     from instore.kafka import ensure_topics, wait_for_broker  # noqa: PLC0415
 
-    stack = Stack(data_dir / "logs", env=stack_env(settings), on_event=on_event)
+    env = stack_env(settings) | {
+        "ARCHIVE_URL": settings.archive_url or str((data_dir / "archive").resolve()),
+        "NEARBY_ENGINE": settings.nearby_engine,
+    }
+    stack = Stack(data_dir / "logs", env=env, on_event=on_event)
     try:
         topics_ready = False
         for spec in service_specs(settings, data_dir, workers=workers):
