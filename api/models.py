@@ -45,7 +45,9 @@ class ErasurePublic(BaseModel):
         default=False, description="Redis is rewriting its append-only file, so the shopper's "
         "old writes leave the disk within seconds (false where Redis keeps no AOF)")
     erased_now: list[str] = Field(
-        default_factory=list, description="what is gone when this answer arrives")
+        default_factory=list, description="what is gone when this answer arrives; \"archive "
+        "identity\": the shopper's archive key is deleted, so no archived row can be linked "
+        "to the uid any more, and rows archived later carry no identity")
     compacted_within_s: int = Field(
         default=0, description="the consent record (and every superseded one) is compacted "
         "out of shopper_consents within this many seconds")

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from instore.commands import analytics as analytics_cmds
 from instore.commands import api as api_cmds
 from instore.commands import cloud as cloud_cmds
 from instore.commands import edge as edge_cmds
@@ -83,6 +84,7 @@ app.add_typer(cloud_cmds.app, name="cloud")
 app.add_typer(edge_cmds.app, name="edge")
 app.add_typer(topics_cmds.app, name="topics")
 app.add_typer(shopper_cmds.app, name="shopper")
+app.add_typer(analytics_cmds.app, name="analytics")
 # A part's commands module may offer `bench` (-> `instore bench <part>`).
 for _name, _mod in (("push", push_cmds), ("ksql", ksql_cmds), ("edge", edge_cmds),
                     ("api", api_cmds), ("cloud", cloud_cmds)):
@@ -234,6 +236,30 @@ def worker(
     from stream_apps.app import run_worker  # noqa: PLC0415
 
     run_worker(loglevel)
+
+
+@app.command()
+def archive(
+    once: Annotated[bool, typer.Option("--once", help="Archive what is in the topics now and "
+                                       "exit (after 5 s with nothing new).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object "
+                                          "(records, files, invalid).")] = False,
+) -> None:
+    """Run the archiver: the streams to Parquet by date and store (ARCHIVE_URL, else the data
+    dir's archive/), exactly once per offset, shoppers pseudonymized. `instore up` runs it."""
+    from instore.kafka import KafkaUnavailable  # noqa: PLC0415
+    from stream_apps.archive.service import run_archiver  # noqa: PLC0415
+
+    setup_logging()
+    try:
+        stats = run_archiver(get_settings(), once=once)
+    except KafkaUnavailable as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(stats) + "\n")
+    elif once:
+        console.print(f"archived {stats.get('records', 0):,} records in "
+                      f"{stats.get('files', 0):,} files to {get_settings().archive_location}")
 
 
 @app.command()

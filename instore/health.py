@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from instore import groups
 from instore import topics as t
 from instore.settings import Settings
 
@@ -171,11 +172,7 @@ def sink_lag(settings: Settings) -> dict[str, Any]:
     from confluent_kafka import KafkaException  # noqa: PLC0415
 
     try:
-        from mobile_push.sink import GROUP_ID  # noqa: PLC0415
-    except ImportError:
-        return {"ok": True, "detail": "no push sink installed"}
-    try:
-        lags = consumer_lag(settings, GROUP_ID, [t.OFFERS.name])
+        lags = consumer_lag(settings, groups.PUSH_SINK, [t.OFFERS.name])
     except KafkaException as exc:
         return {"ok": False, "detail": str(exc)}
     return _within_lag(settings, lags)

@@ -220,6 +220,12 @@ def validate(model: type[R], data: Any) -> R:
         raise RecordError(reason) from None
 
 
+def dead_letter_reason(error: str) -> str:
+    """A dead letter's reason category: its error up to the first colon (``invalid JSON``,
+    ``invalid CustomerLocation``, ...), what metrics and data-quality counts are labelled by."""
+    return error.split(":", 1)[0][:60] or "unknown"
+
+
 def dead_letter(source_topic: str, error: str, raw: bytes | str | None,
                 partition: int | None = None, offset: int | None = None) -> DeadLetter:
     return DeadLetter(source_topic=source_topic, partition=partition, offset=offset,

@@ -74,9 +74,15 @@ def delivered(offer_id: str) -> str:
     return f"{PREFIX}:delivered:{offer_id}"
 
 
+def archive_key(uid: str) -> str:
+    """STRING: the shopper's archive key (random, hex): the archive holds only pseudonyms keyed
+    with it (instore/archive.py), so deleting it at erasure unlinks every archived row."""
+    return f"{PREFIX}:archive-key:{uid}"
+
+
 def shopper_keys(uid: str) -> list[str]:
     """Every key that holds this shopper's data, for erasure (plus their uid in store sets)."""
-    return [offers_of(uid), checkin(uid), basket_recent(uid), basket_counted(uid)]
+    return [offers_of(uid), checkin(uid), basket_recent(uid), basket_counted(uid), archive_key(uid)]
 
 
 def tokens_revoked(pseudonym: str) -> str:
@@ -95,6 +101,12 @@ def pseudonym(secret: bytes, uid: str) -> str:
 def erased(pseudonym: str) -> str:
     """Marker: this (hashed) uid was erased and may not be registered again for a while."""
     return f"{PREFIX}:erased:{pseudonym}"
+
+
+def quality(bucket: int) -> str:
+    """HASH data-quality counters of minute ``bucket`` (epoch s // 60), written by the archiver:
+    ``records:<topic>``, ``dead:<topic>:<reason>``, ``late``, ``out_of_order``."""
+    return f"{PREFIX}:quality:{bucket}"
 
 
 COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")

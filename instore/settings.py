@@ -283,8 +283,12 @@ class Settings(BaseSettings):
 
     @property
     def archive_location(self) -> str:
-        """ARCHIVE_URL, else the archive folder under the data dir."""
-        return self.archive_url or str((self.data_dir / "archive").resolve())
+        """ARCHIVE_URL, else the archive folder under the data dir `instore up` uses."""
+        if self.archive_url:
+            return self.archive_url
+        from instore.embedded import resolve_data_dir  # noqa: PLC0415
+
+        return str((resolve_data_dir(self, None) / "archive").resolve())
 
     def dq_threshold(self, topic: str) -> float:
         """The dead-letter share above which ``topic`` marks the stack degraded."""

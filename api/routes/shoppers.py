@@ -159,14 +159,17 @@ def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) ->
     services.tables.apply(t.SHOPPER_CONSENTS, uid, None)
     s = services.settings
     revocations.revoke_tokens(services.redis, s.shopper_secret, uid, s.shopper_token_ttl_s)
-    revocations.mark_erased(services.redis, s.shopper_secret, uid, s.stream_retention_ms // 1000)
+    # The marker lives as long as a stream record of the shopper may: the archiver archives
+    # such a record without identity instead of giving the shopper a new archive key.
+    revocations.mark_erased(services.redis, s.shopper_secret, uid,
+                            t.stream_expiry_within_ms(s.stream_retention_ms) // 1000)
     report = erase_from_serving(services, uid)
     report.aof_rewrite_started = rewrite_append_only_file(services.redis)
     report.push_tokens_revoked = _revoke_push_tokens(services, uid)
     pushed = ["push tokens"] if report.push_tokens_revoked else []
     if report.push_tokens_revoked and (s.ably_rest_host is None or is_loopback(s.ably_rest_host)):
         pushed.append("push history")  # the local hub forgets the channel on revocation
-    report.erased_now = ["serving store", "shopper tokens", *pushed]
+    report.erased_now = ["serving store", "shopper tokens", *pushed, "archive identity"]
     report.compacted_within_s = t.compacted_within_ms(s.compaction_ms) // 1000
     report.streams_expire_within_s = t.stream_expiry_within_ms(s.stream_retention_ms) // 1000
     log.info("shopper erased: %d keys, %d offers, %d stores", len(report.redis_keys_deleted),

@@ -9,6 +9,10 @@ Migrations follow Confluent's ksql-migrations tool: files ``V<6 digits>__<name>.
 in the ``MIGRATION_EVENTS`` stream and the ``MIGRATION_SCHEMA_VERSIONS`` table (one row per
 version plus ``CURRENT``), states PENDING/RUNNING/MIGRATED/ERROR, checksum = MD5 of the file,
 so either tool can continue what the other started.
+
+After the migrations, ``migrate`` makes ksqlDB's NEARBY_CUSTOMERS writer follow
+``NEARBY_ENGINE``: the query of ``ksql/nearby_writer/nearby_customers.sql`` runs when it is
+``ksqldb`` and no query writes NEARBY_CUSTOMERS when it is ``faust`` (the Faust worker does).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ out = Console()
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = ROOT / "ksql" / "migrations"
 SEED_DEMO_DIR = ROOT / "ksql" / "seed_demo"
+# ksqlDB's NEARBY_CUSTOMERS writer: not a migration, started or terminated by `migrate` to
+# follow NEARBY_ENGINE (one engine writes the topic).
+NEARBY_WRITER_FILE = ROOT / "ksql" / "nearby_writer" / "nearby_customers.sql"
+NEARBY_STREAM = "NEARBY_CUSTOMERS"
 FILE_RE = re.compile(r"^V(\d{6})__(\w+)\.sql$")
 EVENTS = "MIGRATION_EVENTS"
 VERSIONS = "MIGRATION_SCHEMA_VERSIONS"
@@ -307,6 +315,23 @@ def _statements_of(path: Path) -> list[str]:
     return split_statements(path.read_text())
 
 
+def _apply_file(client: Any, path: Path) -> list[dict[str, Any]]:
+    """Run a file's statements in order; SET/UNSET apply client-side to the rest of the file,
+    as the ksql-migrations tool applies them. Returns the server's entities."""
+    props: dict[str, Any] = {}
+    entities: list[dict[str, Any]] = []
+    for stmt in _statements_of(path):
+        m = re.match(r"^\s*(UN)?SET\s+'([^']+)'\s*(?:=\s*'([^']*)')?\s*;", stmt, re.I)
+        if m:
+            if m.group(1):
+                props.pop(m.group(2), None)
+            else:
+                props[m.group(2)] = m.group(3)
+            continue
+        entities.extend(_ksql(client, stmt, props))
+    return entities
+
+
 def _wait_versions(client: Any, version: str, state: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -341,17 +366,8 @@ def migrate(
             continue
         started = _now()
         _event(client, version, name, "RUNNING", chk, started, None, previous)
-        props: dict[str, Any] = {}
         try:
-            for stmt in _statements_of(path):
-                m = re.match(r"^\s*(UN)?SET\s+'([^']+)'\s*(?:=\s*'([^']*)')?\s*;", stmt, re.I)
-                if m:  # the tool applies SET/UNSET client-side to the rest of the file
-                    if m.group(1):
-                        props.pop(m.group(2), None)
-                    else:
-                        props[m.group(2)] = m.group(3)
-                    continue
-                _ksql(client, stmt, props)
+            _apply_file(client, path)
         except KsqlCommandError as exc:
             _event(client, version, name, "ERROR", chk, started, _now(), previous, str(exc)[:1000])
             msg = f"migration V{int(version):06d} ({name}) failed: {exc}"
@@ -365,6 +381,46 @@ def migrate(
         if until is not None and version == str(int(until)):
             break
     return done
+
+
+# -- the NEARBY_CUSTOMERS writer ------------------------------------------------------------------
+
+
+def nearby_writers(client: Any) -> list[dict[str, Any]]:
+    """The persistent queries that write NEARBY_CUSTOMERS (SHOW QUERIES, by sink)."""
+    queries = _ksql(client, "SHOW QUERIES;")[0].get("queries", [])
+    return [q for q in queries if NEARBY_STREAM in (q.get("sinks") or [])]
+
+
+def sync_nearby_writer(
+    client: Any, engine: str, writer_file: Path = NEARBY_WRITER_FILE
+) -> str:
+    """Make ksqlDB's NEARBY_CUSTOMERS writer follow NEARBY_ENGINE: start the query of
+    ``writer_file`` when ``engine`` is ``ksqldb`` and no query writes the stream, terminate
+    every query writing it when ``engine`` is ``faust``. Returns one sentence saying what it
+    did."""
+    streams = {s["name"] for s in _ksql(client, "SHOW STREAMS;")[0]["streams"]}
+    if NEARBY_STREAM not in streams:
+        return (f"{NEARBY_STREAM} is not declared yet (a migration is pending): its writer "
+                "query was neither started nor terminated")
+    writers = nearby_writers(client)
+    if engine == "ksqldb":
+        if writers:
+            running = ", ".join(f"{q['id']} ({q.get('state', 'unknown')})" for q in writers)
+            return f"NEARBY_ENGINE=ksqldb: {NEARBY_STREAM} is written by {running}"
+        entities = _apply_file(client, writer_file)
+        started = [qid for e in entities if (qid := e.get("commandStatus", {}).get("queryId"))]
+        if not started:  # a server that does not name the query in its answer
+            started = [q["id"] for q in nearby_writers(client)]
+        return (f"NEARBY_ENGINE=ksqldb: started {', '.join(started)} writing {NEARBY_STREAM} "
+                f"from the end of customers_locations ({writer_file.name})")
+    if not writers:
+        return (f"NEARBY_ENGINE=faust: no ksqlDB query writes {NEARBY_STREAM} (the Faust "
+                "worker's proximity agent does)")
+    for q in writers:
+        _ksql(client, f"TERMINATE {q['id']};")
+    return (f"NEARBY_ENGINE=faust: terminated {', '.join(q['id'] for q in writers)}, which wrote "
+            f"{NEARBY_STREAM} (the Faust worker's proximity agent writes it)")
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -384,8 +440,12 @@ def migrate_cmd(
     directory: Annotated[Path | None, typer.Option(help="A migrations directory.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this version.")] = None,
 ) -> None:
-    """Apply pending migrations in order (records MIGRATION_EVENTS like ksql-migrations)."""
-    client = make_client()
+    """Apply pending migrations in order (records MIGRATION_EVENTS like ksql-migrations); then,
+    for ksql/migrations/, start ksqlDB's NEARBY_CUSTOMERS writer (ksql/nearby_writer/) when
+    NEARBY_ENGINE=ksqldb, or terminate it when NEARBY_ENGINE=faust (the worker writes it)."""
+    settings = get_settings()
+    client = make_client(settings)
+    ours = not seed_demo and directory is None
     try:
         done = migrate(
             client,
@@ -393,11 +453,13 @@ def migrate_cmd(
             until=until,
             report=lambda v, n: console.print(f"[green]migrated[/] V{int(v):06d} {n}"),
         )
+        console.print(f"{len(done)} migration(s) applied" if done else "already up to date")
+        if ours:
+            console.print(sync_nearby_writer(client, settings.nearby_engine), markup=False)
     except KsqlCommandError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _unreachable(exc) from None
-    console.print(f"{len(done)} migration(s) applied" if done else "already up to date")
 
 
 @app.command("status")
