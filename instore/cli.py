@@ -232,7 +232,10 @@ def broker_install() -> None:
 def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
-    """Run one Faust worker (proximity -> NEARBY_CUSTOMERS -> policy -> offers). Start more to scale."""
+    """Run one Faust worker (proximity -> NEARBY_CUSTOMERS -> policy -> offers). Start more to scale.
+    With NEARBY_ENGINE=ksqldb it runs no proximity agent, even if WORKER_AGENTS names it: ksqlDB
+    writes NEARBY_CUSTOMERS (`instore ksql migrate` starts that query) and the worker's policy
+    and analytics read the topic."""
     from stream_apps.app import run_worker  # noqa: PLC0415
 
     run_worker(loglevel)

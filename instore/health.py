@@ -93,11 +93,21 @@ def consumer_lag(settings: Settings, group_id: str, topic_names: list[str]) -> d
     return lags
 
 
-def worker_topics(settings: Settings) -> list[str]:
-    """The topics the worker's agents read (WORKER_AGENTS): positions when it computes
-    NEARBY rows itself (and applies the policy to them in the same pass), NEARBY_CUSTOMERS
-    when it applies the policy to rows another engine computed."""
+def worker_agents(settings: Settings) -> set[str]:
+    """The agents a worker runs: those WORKER_AGENTS names, less ``proximity`` when
+    NEARBY_ENGINE=ksqldb (ksqlDB writes NEARBY_CUSTOMERS then; one engine writes it)."""
     agents = settings.worker_agent_set
+    if settings.nearby_engine == "ksqldb":
+        agents.discard("proximity")
+    return agents
+
+
+def worker_topics(settings: Settings) -> list[str]:
+    """The topics the worker's agents read (:func:`worker_agents`): positions when it computes
+    NEARBY rows itself (and applies the policy to them in the same pass), NEARBY_CUSTOMERS
+    when it applies the policy to rows another engine computed (WORKER_AGENTS without
+    proximity, or NEARBY_ENGINE=ksqldb)."""
+    agents = worker_agents(settings)
     topics = []
     if "proximity" in agents:
         topics.append(t.CUSTOMERS_LOCATIONS.name)

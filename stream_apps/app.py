@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException
 
 from instore import topics as t
 from instore.geo import GeoError
+from instore.health import worker_agents
 from instore.proximity import UnknownStore
 from instore.records import (
     CustomerLocation,
@@ -130,12 +131,14 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     ))
     stats: Counter[str] = Counter()
     writer = ServingWriter(settings.redis_address)
-    enabled = settings.worker_agent_set
+    # One engine writes NEARBY_CUSTOMERS: with NEARBY_ENGINE=ksqldb the proximity agent does
+    # not run even when WORKER_AGENTS names it (health.worker_agents).
+    enabled = worker_agents(settings)
     # The worker that computes NEARBY rows also applies the policy and counts dwell to them
     # in the same pass (the rows are still written to the topic for everyone else): reading
     # ~20 rows per position back through Faust would cost several times the matching. The
     # agents that read NEARBY_CUSTOMERS from the topic serve rows computed by another engine
-    # (ksqlDB): WORKER_AGENTS without "proximity".
+    # (ksqlDB): NEARBY_ENGINE=ksqldb, or WORKER_AGENTS without "proximity".
     policy_inline = {"proximity", "policy"} <= enabled
     dwell = DwellTracker(settings.dwell_gap_s) if {"proximity", "analytics"} <= enabled else None
     out_nearby = Output(settings, "proximity")
@@ -483,6 +486,11 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
         # so every aiokafka/Faust debug call built a record: ~6 % of the worker's CPU.
         logging.getLogger().setLevel(logging.getLevelName(loglevel.upper()))
         log.info("worker started: agents %s", ", ".join(sorted(enabled)))
+        if settings.nearby_engine == "ksqldb":
+            log.info("NEARBY_ENGINE=ksqldb: ksqlDB writes %s, the proximity agent is off%s; "
+                     "policy and analytics read the topic", t.NEARBY_CUSTOMERS.name,
+                     " (WORKER_AGENTS names it)" if "proximity" in settings.worker_agent_set
+                     else "")
 
     def settled() -> bool:
         """Not rebalancing, not restoring tables, flow running: partitions should move."""

@@ -1,63 +1,29 @@
--- NEARBY_CUSTOMERS, DESIGN.md's proximity rule: a position of shopper uid in store s at time t
--- is near product p for promotion q when p is in s, q targets p's SKU (or, without a SKU, its
--- segment), q.starts_at <= t < q.ends_at (open ends allowed) and
--- GEO_DISTANCE(position, p, 'km') * 3280.8399 <= q.radius_ft.
+-- NEARBY_CUSTOMERS over the contract topic (instore/topics.py), DECLARED here and written by no
+-- migration: on one stack exactly one engine writes it, chosen by the NEARBY_ENGINE setting.
+--  * NEARBY_ENGINE=faust (the default): the Faust worker's proximity agent writes the topic and
+--    no ksqlDB query does. ksqlDB reads it (the analyst views of V000004, push queries).
+--  * NEARBY_ENGINE=ksqldb: the query in ksql/nearby_writer/nearby_customers.sql (DESIGN.md's
+--    proximity rule, INSERT INTO this stream) writes it, and the worker runs without its
+--    proximity agent (its policy and analytics read the topic).
+-- `instore ksql migrate` applies the migrations, then starts or terminates that query to match
+-- NEARBY_ENGINE (it is not a migration: a versioned file cannot follow a setting).
 --
--- Where ksqlDB's SQL forces a different shape than the Faust engine:
---  * positions join STORE_PROMOTION_PAIRS on store_id (a stream-table join must use the
---    table's primary key), so one joined row holds every (product, promotion) pair of the store,
---  * WHERE runs before a table function, so the rule is a FILTER lambda over the pairs, and the
---    surviving pairs become rows with EXPLODE. The value of an EXPLODE cannot be referenced in
---    the same SELECT, so each output column is its own EXPLODE over the same filtered array
---    (ksqlDB zips table functions of one SELECT row by row),
---  * a position without store_id joins nothing (ksqlDB has no geofence lookup, the Faust
---    engine places it by geofence),
---  * the output columns are quoted in lower case so the topic carries the contract's fields,
---    and AS_VALUE keeps uid in the value once PARTITION BY moves it into the key.
--- The local endpoint evaluates the FILTER once per position (the repeated expression is the
--- same) with a grid index over each store's pairs: physical plan choices, the rows are the
--- ones the SQL defines.
+-- The columns are the contract's, in its order, with the value fields quoted in lower case as
+-- both engines write them. The key is the uid. INSERT INTO requires the query's columns to be
+-- these, in this order, with these types (ksqlDB's compatibleSchema).
 
-CREATE STREAM NEARBY_CUSTOMERS WITH (KAFKA_TOPIC='NEARBY_CUSTOMERS', KEY_FORMAT='KAFKA', VALUE_FORMAT='JSON') AS
-  SELECT
-    p.uid AS uid,
-    AS_VALUE(p.uid) AS `uid`,
-    s.store_id AS `store_id`,
-    EXPLODE(TRANSFORM(FILTER(s.pairs, x =>
-        GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399 <= x->radius_ft
-        AND (x->starts_at IS NULL OR x->starts_at <= COALESCE(p.ts, p.ROWTIME))
-        AND (x->ends_at IS NULL OR COALESCE(p.ts, p.ROWTIME) < x->ends_at)),
-      x => x->pid)) AS `pid`,
-    EXPLODE(TRANSFORM(FILTER(s.pairs, x =>
-        GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399 <= x->radius_ft
-        AND (x->starts_at IS NULL OR x->starts_at <= COALESCE(p.ts, p.ROWTIME))
-        AND (x->ends_at IS NULL OR COALESCE(p.ts, p.ROWTIME) < x->ends_at)),
-      x => x->sku)) AS `sku`,
-    EXPLODE(TRANSFORM(FILTER(s.pairs, x =>
-        GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399 <= x->radius_ft
-        AND (x->starts_at IS NULL OR x->starts_at <= COALESCE(p.ts, p.ROWTIME))
-        AND (x->ends_at IS NULL OR COALESCE(p.ts, p.ROWTIME) < x->ends_at)),
-      x => x->segment)) AS `segment`,
-    EXPLODE(TRANSFORM(FILTER(s.pairs, x =>
-        GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399 <= x->radius_ft
-        AND (x->starts_at IS NULL OR x->starts_at <= COALESCE(p.ts, p.ROWTIME))
-        AND (x->ends_at IS NULL OR COALESCE(p.ts, p.ROWTIME) < x->ends_at)),
-      x => GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399)) AS `distance_ft`,
-    p.latitude AS `latitude`,
-    p.longitude AS `longitude`,
-    EXPLODE(TRANSFORM(FILTER(s.pairs, x =>
-        GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399 <= x->radius_ft
-        AND (x->starts_at IS NULL OR x->starts_at <= COALESCE(p.ts, p.ROWTIME))
-        AND (x->ends_at IS NULL OR COALESCE(p.ts, p.ROWTIME) < x->ends_at)),
-      x => x->latitude)) AS `product_latitude`,
-    EXPLODE(TRANSFORM(FILTER(s.pairs, x =>
-        GEO_DISTANCE(p.latitude, p.longitude, x->latitude, x->longitude, 'km') * 3280.8399 <= x->radius_ft
-        AND (x->starts_at IS NULL OR x->starts_at <= COALESCE(p.ts, p.ROWTIME))
-        AND (x->ends_at IS NULL OR COALESCE(p.ts, p.ROWTIME) < x->ends_at)),
-      x => x->longitude)) AS `product_longitude`,
-    p.country AS `country`,
-    COALESCE(p.ts, p.ROWTIME) AS `ts`
-  FROM POSITIONS p
-  JOIN STORE_PROMOTION_PAIRS s ON p.store_id = s.store_id
-  PARTITION BY p.uid
-  EMIT CHANGES;
+CREATE STREAM NEARBY_CUSTOMERS (
+  uid STRING KEY,
+  `uid` STRING,
+  `store_id` STRING,
+  `pid` STRING,
+  `sku` INT,
+  `segment` STRING,
+  `distance_ft` DOUBLE,
+  `latitude` DOUBLE,
+  `longitude` DOUBLE,
+  `product_latitude` DOUBLE,
+  `product_longitude` DOUBLE,
+  `country` STRING,
+  `ts` BIGINT
+) WITH (KAFKA_TOPIC='NEARBY_CUSTOMERS', KEY_FORMAT='KAFKA', VALUE_FORMAT='JSON');

@@ -1,6 +1,8 @@
--- Analyst views over NEARBY_CUSTOMERS and the kiosks (the README's analyst queries read these).
+-- Analyst views over NEARBY_CUSTOMERS and the kiosks (docs/ksqldb.md's analyst queries read these).
 
--- Near-matches per promotion per hour (tumbling windows on event time): the funnel's top.
+-- Near-matches per promotion per hour (tumbling windows on event time): the funnel's top. One
+-- engine writes NEARBY_CUSTOMERS (V000003), so each row, one shopper position near the
+-- promotion, is counted once.
 CREATE TABLE NEARBY_PER_PROMOTION_HOURLY AS
   SELECT
     `pid` AS pid,
@@ -38,18 +40,35 @@ CREATE TABLE OFFERS_PER_PROMOTION_HOURLY AS
   GROUP BY pid
   EMIT CHANGES;
 
--- Dwell per product: how long shoppers stood near each product (positions arrive at ~2 Hz, so
--- a near-row is ~0.5 s of dwell). Top products by dwell = ORDER the pull query's rows.
-CREATE TABLE PRODUCT_DWELL AS
+-- Dwell per product, the dashboard's definition (stream_apps/analytics.py DwellTracker, which
+-- the Faust worker runs): for one shopper at one product (store_id:sku), the time between
+-- consecutive NEARBY rows at most DWELL_GAP_S (default 5 s) apart, a product near several
+-- promotions counted once per moment.
+-- One SESSION window per (store_id, sku, uid) whose inactivity gap is that gap: a session is a
+-- run of the shopper's rows at the product with no pause longer than 5 s, and its dwell is
+-- WINDOWEND - WINDOWSTART (its last row's time minus its first), which is the sum of the gaps
+-- between its consecutive rows, the sum DwellTracker adds up. Rows of one moment (the product's
+-- other promotions, a replayed row) fall inside their session and add nothing, and a pause over
+-- 5 s starts a new session instead of adding the pause. Window bounds are record times: both
+-- writers stamp a row with its `ts` (the contract). The gap is written here: keep 5 SECONDS
+-- equal to DWELL_GAP_S.
+-- A product's dashboard total is the SUM of DWELL_S over its sessions: a pull query returns the
+-- sessions (`instore ksql query "SELECT PRODUCT_ID, DWELL_S FROM PRODUCT_DWELL WHERE
+-- STORE_ID = 'store-001'"`), added up per PRODUCT_ID, or per PRODUCT_ID and UID for a shopper.
+-- Over a time range, take the sessions whose WINDOWEND falls in it: the dashboard files each gap
+-- under the minute of its later row, so only a session straddling the range's start is counted
+-- whole here and in part there. NEAR_ROWS counts the session's rows, one per promotion near.
+CREATE TABLE PRODUCT_DWELL WITH (KEY_FORMAT='JSON') AS
   SELECT
-    CAST(`store_id` AS STRING) + ':' + CAST(`sku` AS STRING) AS product_id,
-    LATEST_BY_OFFSET(`store_id`) AS store_id,
-    LATEST_BY_OFFSET(`sku`) AS sku,
+    `store_id` AS store_id,
+    `sku` AS sku,
+    `uid` AS uid,
+    `store_id` + ':' + CAST(`sku` AS STRING) AS product_id,
     COUNT(*) AS near_rows,
-    COUNT(*) * 0.5 AS dwell_s,
-    COUNT_DISTINCT(`uid`) AS shoppers
+    CAST(WINDOWEND - WINDOWSTART AS DOUBLE) / 1000 AS dwell_s
   FROM NEARBY_CUSTOMERS
-  GROUP BY CAST(`store_id` AS STRING) + ':' + CAST(`sku` AS STRING)
+  WINDOW SESSION (5 SECONDS)
+  GROUP BY `store_id`, `sku`, `uid`
   EMIT CHANGES;
 
 -- Kiosk activity per store and action over 15-minute hopping windows.

@@ -1,7 +1,8 @@
 """`instore bench ksql`: NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint's engine.
 
 On a private embedded Kafka broker (free ports, temporary data, stopped at the end): applies
-V000001-V000003 (sources, promoted products per store, NEARBY_CUSTOMERS), loads the benchmark
+V000001-V000003 (sources, promoted products per store, the NEARBY_CUSTOMERS stream) and the
+writer ksql/nearby_writer/nearby_customers.sql (NEARBY_ENGINE=ksqldb's query), loads the benchmark
 world (DESIGN.md: S stores, P products per store, K promoted per store, radii 10/25/50/100
 ft), waits until the tables are built, then
 
@@ -83,6 +84,7 @@ def run_bench(
             engine.properties["ksql.streams.num.stream.threads"] = str(threads)
         for path in sorted((ROOT / "ksql" / "migrations").glob("V00000[123]__*.sql")):
             engine.execute(path.read_text(), {})
+        engine.execute((ROOT / "ksql" / "nearby_writer" / "nearby_customers.sql").read_text(), {})
         world = build_world(stores=stores, products=products, promoted=promoted, seed=seed)
         _say(
             progress,
@@ -109,14 +111,15 @@ def run_bench(
             if len(positions) >= events:
                 break
         payloads = [(p.uid.encode(), p.to_json(), p.ts) for p in positions]
-        nearby_q = [q for q in engine.queries.values() if "NEARBY" in q.id]
+        nearby_q = [q for q in engine.queries.values()
+                    if q.sink is not None and q.sink.name == t.NEARBY_CUSTOMERS.name]
         if profile is not None:
             for runner in nearby_q:
                 runner.profile = cProfile.Profile()
         busy0 = sum(q.busy_s for q in nearby_q)
         qcpu0 = sum(q.cpu_s for q in nearby_q)
         cpu0 = time.process_time()
-        before_out = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id)
+        before_out = sum(q.records_out for q in nearby_q)
         before_in = sum(q.consumed.get(t.CUSTOMERS_LOCATIONS.name, 0) for q in nearby_q)
         t0 = time.monotonic()
         for key, value, ts in payloads:
@@ -140,7 +143,7 @@ def run_bench(
         engine.wait_idle(120, settle=0.2)
         t_end = max(q.last_active for q in nearby_q)
         elapsed = max(t_end - t0, 1e-9)
-        rows = sum(q.records_out for q in nearby_q if "NEARBY_CUSTOMERS" in q.id) - before_out
+        rows = sum(q.records_out for q in nearby_q) - before_out
         busy = sum(q.busy_s for q in nearby_q) - busy0
         qcpu = sum(q.cpu_s for q in nearby_q) - qcpu0
         cpu = time.process_time() - cpu0

@@ -1,12 +1,14 @@
 """The spine's scenario suite (tests/scenarios/*.json) on the local ksqlDB-compatible endpoint
-running ksql/migrations/: the same events in, the same NEARBY_CUSTOMERS rows out as the Faust
-engine. All scenarios run at once on one engine, namespaced like the Faust runner does
-(tests/integration/scenario_runner.py), phase by phase, waiting for the engine to be idle.
+running ksql/migrations/ and the NEARBY_CUSTOMERS writer (ksql/nearby_writer/, the query
+`instore ksql migrate` starts with NEARBY_ENGINE=ksqldb): the same events in, the same
+NEARBY_CUSTOMERS rows out as the Faust engine. All scenarios run at once on one engine,
+namespaced like the Faust runner does (tests/integration/scenario_runner.py), phase by phase,
+waiting for the engine to be idle.
 
 Not checked here: ``expected_offers`` (the Faust policy) and ``expected_dead_letters`` (ksqlDB
 counts bad records in its processing log). ``position_without_store`` is an expected failure:
 ksqlDB has no geofence lookup, a position without store_id joins nothing (see the comments in
-ksql/migrations/V000003__nearby_customers.sql)."""
+ksql/nearby_writer/nearby_customers.sql)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = sorted((ROOT / "ksql" / "migrations").glob("V*.sql"))
+NEARBY_WRITER = ROOT / "ksql" / "nearby_writer" / "nearby_customers.sql"
 SCENARIOS = load_all()
 NOT_EXPRESSIBLE = {"position_without_store": "ksqlDB has no geofence lookup for store_id"}
 
@@ -107,10 +110,12 @@ def run_all(engine: Engine, settings: Any, scenarios: list[dict[str, Any]]) -> l
     broken = {q.id: q.error for q in engine.queries.values() if q.state != "RUNNING"}
     assert not broken, broken
     PROCESSES.update({q.id: q.worker_count for q in engine.queries.values()})
+    SINKS.update({q.id: q.sink.name for q in engine.queries.values() if q.sink is not None})
     return read_all(settings, t.NEARBY_CUSTOMERS.name)
 
 
 PROCESSES: dict[str, int] = {}  # query id -> processes it ran on (workers.py)
+SINKS: dict[str, str] = {}  # query id -> the stream or table it writes
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +126,7 @@ def nearby_rows(broker_factory: Callable[[], Any],
     ensure_topics(settings)
     engine = Engine(settings)
     try:
-        for path in MIGRATIONS:
+        for path in [*MIGRATIONS, NEARBY_WRITER]:
             engine.execute(path.read_text(), {})
         yield run_all(engine, settings, SCENARIOS)
     finally:
@@ -163,7 +168,7 @@ def test_nearby_ran_on_worker_processes(nearby_rows: list[dict[str, Any]]) -> No
     processes (2 by default on a machine with 2 cores or more); aggregations stay in one."""
     import os  # noqa: PLC0415
 
-    nearby = [n for q, n in PROCESSES.items() if "NEARBY_CUSTOMERS" in q]
+    nearby = [n for q, n in PROCESSES.items() if SINKS.get(q) == t.NEARBY_CUSTOMERS.name]
     assert nearby
     assert nearby == [min(2, os.cpu_count() or 1)] * len(nearby)
     assert all(n == 1 for q, n in PROCESSES.items() if q.startswith("CTAS"))
