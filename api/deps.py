@@ -115,6 +115,7 @@ class ShopperGuard:
 
 Marketer = Annotated[str, Depends(RoleGuard("marketer"))]
 MarketerOrAnalyst = Annotated[str, Depends(RoleGuard("marketer", "analyst"))]
+Analyst = Annotated[str, Depends(RoleGuard("analyst"))]
 Ops = Annotated[str, Depends(RoleGuard("ops"))]
 Kiosk = Annotated[str, Depends(RoleGuard("kiosk"))]
 Shopper = Annotated[str, Depends(ShopperGuard())]

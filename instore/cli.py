@@ -243,20 +243,20 @@ def worker(
 
 @app.command()
 def archive(
-    once: Annotated[bool, typer.Option("--once", help="Archive what is in the topics now and "
-                                       "exit (after 5 s with nothing new).")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Archive what the topics hold now, "
+                                       "then exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object "
                                           "(records, files, invalid).")] = False,
 ) -> None:
     """Run the archiver: the streams to Parquet by date and store (ARCHIVE_URL, else the data
     dir's archive/), exactly once per offset, shoppers pseudonymized. `instore up` runs it."""
     from instore.kafka import KafkaUnavailable  # noqa: PLC0415
-    from stream_apps.archive.service import run_archiver  # noqa: PLC0415
+    from stream_apps.archive.service import ArchiveIncomplete, run_archiver  # noqa: PLC0415
 
     setup_logging()
     try:
         stats = run_archiver(get_settings(), once=once)
-    except KafkaUnavailable as exc:
+    except (KafkaUnavailable, ArchiveIncomplete) as exc:
         raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(stats) + "\n")

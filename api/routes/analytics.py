@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from api.analytics import Metric, bucket_totals, top_pairs, top_share, window_totals
-from api.deps import MarketerOrAnalyst, ServicesDep
+from api.deps import Analyst, MarketerOrAnalyst, ServicesDep
 from api.models import Ident, Sku
 from instore import records as r
 from instore import serving
@@ -98,3 +98,32 @@ def bought_together(services: ServicesDep, _role: MarketerOrAnalyst,
     return BoughtTogether(window_minutes=window_minutes,
                           basket_window_s=services.settings.basket_window_s, store_id=store_id,
                           sku=sku, pairs_seen=seen, pairs=pairs)
+
+
+class ArchiveQuery(BaseModel):
+    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT over the "
+                     "archive's views (positions, kiosk_interactions, nearby, offers, "
+                     "offer_events, dead_letters, products, promotions)")
+    max_rows: int = Field(default=1000, ge=1, le=100_000)
+
+
+class ArchiveAnswer(BaseModel):
+    columns: list[str]
+    types: list[str]
+    rows: list[list[object]]
+    truncated: bool = Field(description="more rows than max_rows matched")
+
+
+@router.post("/sql", response_model=ArchiveAnswer)
+def archive_sql(body: ArchiveQuery, services: ServicesDep, _role: Analyst) -> ArchiveAnswer:
+    """Run one read-only SELECT over the archive (cold storage) with DuckDB (analyst role).
+    A refused or failing query answers 400 with DuckDB's message."""
+    from instore.archive import ArchiveQueryError, query  # noqa: PLC0415
+
+    try:
+        result = query(services.settings.archive_location, body.sql, max_rows=body.max_rows,
+                       timeout_s=30.0)
+    except ArchiveQueryError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+    return ArchiveAnswer(columns=result.columns, types=result.types, rows=result.rows,
+                         truncated=result.truncated)

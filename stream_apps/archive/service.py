@@ -54,6 +54,13 @@ return out
 """
 
 
+ONCE_STALL_S = 60.0
+
+
+class ArchiveIncomplete(RuntimeError):
+    pass
+
+
 @dataclass
 class Buffer:
     messages: list[rw.Message] = field(default_factory=list)
@@ -74,6 +81,7 @@ class Archiver:
         self.keys_script = self.redis.register_script(KEY_SCRIPT)
         self.quality = rw.Quality(settings.dq_late_ms)
         self.buffers: dict[tuple[str, int], Buffer] = {}
+        self.archived_upto: dict[tuple[str, int], int] = {}  # next offset to archive
         self.stats: Counter[str] = Counter()
         self._stop = False
         self._retry = Retrying(
@@ -87,9 +95,9 @@ class Archiver:
         self._stop = True
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, *, idle_exit_s: float | None = None) -> None:
-        """Consume until stopped (or, with ``idle_exit_s``, until nothing came for that long
-        and every buffer is written: `instore archive --once`)."""
+    def run(self, *, once: bool = False) -> None:
+        """Consume until stopped; with ``once``, until everything the topics held when it
+        started is archived (`instore archive --once`)."""
         s = self.settings
         wait_for_broker(s, 60.0)
         ensure_topics(s, ARCHIVED_TOPICS)
@@ -98,13 +106,20 @@ class Archiver:
             "fetch.wait.max.ms": 500, "session.timeout.ms": 10_000,
             "max.poll.interval.ms": 600_000, "topic.metadata.refresh.interval.ms": 10_000})
         self.consumer = consumer
+        targets = self._ends(consumer) if once else {}
         consumer.subscribe([tp.name for tp in ARCHIVED_TOPICS], on_assign=self._on_assign,
                            on_revoke=self._on_revoke)
         log.info("archiver started: group=%s archive=%s", self.group_id, self.location)
-        last_seen = time.monotonic()
+        progress = time.monotonic()
         try:
             while not self._stop:
                 msgs = consumer.consume(2000, 0.5)
+                if msgs:
+                    progress = time.monotonic()
+                elif once and time.monotonic() - progress > ONCE_STALL_S:
+                    msg = (f"nothing arrived for {ONCE_STALL_S:.0f} s before everything was "
+                           f"archived: is another archiver (group {self.group_id}) running?")
+                    raise ArchiveIncomplete(msg)
                 for m in msgs:
                     err = m.error()
                     if err is not None:
@@ -114,15 +129,14 @@ class Archiver:
                     key = (m.topic(), m.partition())
                     buf = self.buffers.get(key)
                     if buf is None:
-                        buf = self.buffers[key] = Buffer(since=time.monotonic())
+                        buf = self.buffers[key] = Buffer()
                     if not buf.messages:
                         buf.since = time.monotonic()
                     buf.messages.append(rw.Message(m.topic(), m.partition(), m.offset(),
                                                    m.timestamp()[1], m.key(), m.value()))
-                if msgs:
-                    last_seen = time.monotonic()
-                self._flush_due(force=False)
-                if idle_exit_s is not None and time.monotonic() - last_seen > idle_exit_s:
+                self._flush_due(force=False, caught_up=targets)
+                if once and all(self.archived_upto.get(k, lo) >= hi
+                                for k, (lo, hi) in targets.items()):
                     break
             self._flush_due(force=True)
         finally:
@@ -130,10 +144,22 @@ class Archiver:
                 consumer.close()
             log.info("archiver stopped: %s", dict(self.stats))
 
+    def _ends(self, consumer: Any) -> dict[tuple[str, int], tuple[int, int]]:
+        """(low, high) watermark of every archived partition now."""
+        out = {}
+        md = consumer.list_topics(timeout=10)
+        for topic in ARCHIVED_TOPICS:
+            for p in md.topics[topic.name].partitions:
+                out[(topic.name, p)] = consumer.get_watermark_offsets(
+                    TopicPartition(topic.name, p), timeout=10)
+        return out
+
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             nxt = self._retry(self.writer.next_offset, tp.topic, tp.partition)
             tp.offset = OFFSET_BEGINNING if nxt is None else nxt
+            if nxt is not None:
+                self.archived_upto[(tp.topic, tp.partition)] = nxt
         consumer.assign(partitions)
         log.info("archiver: assigned %d partition(s)", len(partitions))
 
@@ -142,11 +168,18 @@ class Archiver:
             self._flush((tp.topic, tp.partition))
             self.buffers.pop((tp.topic, tp.partition), None)
 
-    def _flush_due(self, *, force: bool) -> None:
+    def _flush_due(self, *, force: bool,
+                   caught_up: dict[tuple[str, int], tuple[int, int]] | None = None) -> None:
+        """Write the buffers that are full or old enough (all with ``force``; with
+        ``caught_up``, also those that reached that high watermark)."""
         now = time.monotonic()
         for key, buf in list(self.buffers.items()):
-            if buf.messages and (force or len(buf.messages) >= self.settings.archive_flush_records
-                                 or now - buf.since >= self.settings.archive_flush_s):
+            if not buf.messages:
+                continue
+            reached = caught_up is not None and key in caught_up and \
+                buf.messages[-1].offset + 1 >= caught_up[key][1]
+            if (force or reached or len(buf.messages) >= self.settings.archive_flush_records
+                    or now - buf.since >= self.settings.archive_flush_s):
                 self._flush(key)
 
     def _flush(self, key: tuple[str, int]) -> Committed | None:
@@ -156,6 +189,7 @@ class Archiver:
         messages = buf.messages
         committed = self._retry(self.archive, messages)
         buf.messages = []
+        self.archived_upto[key] = committed.last + 1
         with contextlib.suppress(KafkaException):
             self.consumer.commit(offsets=[TopicPartition(key[0], key[1], committed.last + 1)],
                                  asynchronous=True)
@@ -210,5 +244,5 @@ def run_archiver(settings: Settings, *, once: bool = False) -> dict[str, int]:
     archiver = Archiver(settings)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, archiver.stop)
-    archiver.run(idle_exit_s=5.0 if once else None)
-    return dict(archiver.stats)
+    archiver.run(once=once)
+    return {"records": 0, "files": 0, "invalid": 0} | dict(archiver.stats)
