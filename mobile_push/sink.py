@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from instore import serving
 from instore import topics as t
+from instore.groups import PUSH_SINK as GROUP_ID
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.records import (
     KioskInteraction,
@@ -52,7 +53,6 @@ from mobile_push.ably_client import make_rest, target
 
 log = logging.getLogger(__name__)
 
-GROUP_ID = "instore-push-sink"
 # What the sink reads (its cloud ACLs grant these: instore/commands/cloud.py WORKLOAD_ACCESS):
 # offers and check-ins through its consumer group, consents through a reader of its own.
 SUBSCRIBED = (t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS)
