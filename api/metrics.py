@@ -15,7 +15,8 @@ from prometheus_client.registry import Collector
 
 from api.funnel import hash_of
 from api.services import Services
-from instore import health, serving
+from instore import health, quality, serving
+from instore.records import now_ms
 
 log = logging.getLogger(__name__)
 LAG_CACHE_S = 10.0
@@ -86,6 +87,7 @@ class PipelineCollector(Collector):
         for topic, lagged in self._worker_lag(services).items():
             lag.add_metric([topic], float(lagged))
         yield lag
+        yield from self._quality(services)
         view = GaugeMetricFamily("instore_api_catalog_loaded",
                                  "1 when the API's table view has caught up")
         view.add_metric([], 1.0 if services.tables.caught_up.is_set() else 0.0)
@@ -95,6 +97,38 @@ class PipelineCollector(Collector):
         for topic, n in services.publisher.sent.items():
             writes.add_metric([topic], float(n))
         yield writes
+
+
+    def _quality(self, services: Services) -> Iterator[GaugeMetricFamily]:
+        """Data quality over the last DQ_WINDOW_S (the archiver counts it)."""
+        try:
+            report = quality.check(services.settings, services.redis, now_ms())
+        except Exception as exc:  # noqa: BLE001 (a scrape must never fail on data quality)
+            log.warning("metrics: data quality unavailable: %s", type(exc).__name__)
+            return
+        window = f" over the last {services.settings.dq_window_s} s"
+        records = GaugeMetricFamily("instore_dq_records", "records per source topic" + window,
+                                    labels=["topic"])
+        dead = GaugeMetricFamily("instore_dq_dead_letters",
+                                 "dead letters per source topic and reason" + window,
+                                 labels=["topic", "reason"])
+        share = GaugeMetricFamily("instore_dq_dead_letter_share",
+                                  "dead letters / records per source topic" + window,
+                                  labels=["topic"])
+        over = GaugeMetricFamily("instore_dq_degraded",
+                                 "1 when the topic's dead-letter share is over its threshold",
+                                 labels=["topic"])
+        for topic, entry in sorted(report["topics"].items()):
+            records.add_metric([topic], float(entry["records"]))
+            share.add_metric([topic], float(entry["dead_letter_share"]))
+            over.add_metric([topic], 1.0 if entry["degraded"] else 0.0)
+            for reason, n in sorted(entry["reasons"].items()):
+                dead.add_metric([topic, reason], float(n))
+        positions = GaugeMetricFamily("instore_dq_positions",
+                                      "late and out-of-order positions" + window, labels=["kind"])
+        positions.add_metric(["late"], float(report["late_positions"]))
+        positions.add_metric(["out_of_order"], float(report["out_of_order_positions"]))
+        yield from (records, dead, share, over, positions)
 
 
 def make_registry(services_of: object) -> tuple[CollectorRegistry, Counter]:

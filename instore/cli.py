@@ -177,9 +177,11 @@ def status(
     data_dir: Annotated[Path | None, typer.Option(help="The data dir `instore up` uses.")] = None,
 ) -> None:
     """Health of the services `instore up` supervises (state, restarts), the broker, Redis,
-    topics, and the consumer lag of the Faust worker and the push sink."""
+    topics, the consumer lag of the Faust worker and the push sink, and data quality (dead
+    letters per source topic against DQ thresholds: over one marks the stack degraded, which
+    does not fail the exit code). Exit code 1 when something is down."""
     from instore.embedded import resolve_data_dir  # noqa: PLC0415
-    from instore.health import check  # noqa: PLC0415
+    from instore.health import DEGRADING, check  # noqa: PLC0415
 
     settings = get_settings()
     report = check(settings, resolve_data_dir(settings, data_dir))
@@ -188,7 +190,9 @@ def status(
     else:
         table = Table("check", "ok", "detail")
         for name, item in report["checks"].items():
-            table.add_row(name, "[green]yes[/]" if item["ok"] else "[red]no[/]", str(item["detail"]))
+            mark = ("[green]yes[/]" if item["ok"] else
+                    "[yellow]degraded[/]" if name in DEGRADING else "[red]no[/]")
+            table.add_row(name, mark, str(item["detail"]))
         Console().print(table)
         services = report["checks"].get("services", {}).get("services")
         if services:

@@ -23,7 +23,42 @@ def check(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
     if checks["broker"]["ok"]:
         checks["worker_lag"] = _lag(settings)
         checks["sink_lag"] = sink_lag(settings)
-    return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
+    if checks["redis"]["ok"]:
+        checks["data_quality"] = data_quality(settings)
+    return summarize(checks)
+
+
+# Checks that mark the stack degraded rather than not ready: bad data from a source does not
+# make the services unable to serve.
+DEGRADING = frozenset({"data_quality"})
+
+
+def summarize(checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``ok``: every check but the degrading ones passes; ``degraded``: a degrading one fails."""
+    return {"ok": all(c["ok"] for name, c in checks.items() if name not in DEGRADING),
+            "degraded": any(not c["ok"] for name, c in checks.items() if name in DEGRADING),
+            "checks": checks}
+
+
+def data_quality(settings: Settings) -> dict[str, Any]:
+    """Dead letters per source topic against their thresholds over DQ_WINDOW_S (counted by the
+    archiver), late and out-of-order positions."""
+    import redis  # noqa: PLC0415
+
+    from instore import quality  # noqa: PLC0415
+    from instore.records import now_ms  # noqa: PLC0415
+
+    try:
+        client = redis.Redis.from_url(settings.redis_address, socket_timeout=2)
+        report = quality.check(settings, client, now_ms())
+    except redis.RedisError as exc:
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    shares = ", ".join(f"{topic} {e['dead_letter_share']:.1%} of {e['records']:,}"
+                       for topic, e in sorted(report["topics"].items()) if e["dead_letters"])
+    report["detail"] = report.get("reason") or (
+        f"dead letters: {shares or 'none'}; late positions {report['late_positions']:,}, "
+        f"out of order {report['out_of_order_positions']:,} (last {settings.dq_window_s // 60} min)")
+    return report
 
 
 def _broker(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:

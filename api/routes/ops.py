@@ -27,16 +27,17 @@ def _readiness(services: Any) -> dict[str, Any]:
     result["checks"]["catalog_view"] = {"ok": services.tables.caught_up.is_set(),
                                         "detail": "caught up" if services.tables.caught_up.is_set()
                                         else "loading"}
-    result["ok"] = all(c["ok"] for c in result["checks"].values())
-    return result
+    return health.summarize(result["checks"])
 
 
 @router.get("/readyz")
 def readyz(services: ServicesDep) -> JSONResponse:
     """Readiness: broker reachable with every topic, Redis answers, worker lag readable, the
-    catalog view loaded. 503 otherwise. Details are for the ops role (``/ops/status``)."""
+    catalog view loaded. 503 otherwise. ``degraded``: a source topic's dead letters are over
+    their threshold (data quality; still ready). Details are for the ops role (``/ops/status``)."""
     result = _readiness(services)
-    body = {"ok": result["ok"], "checks": {k: v["ok"] for k, v in result["checks"].items()}}
+    body = {"ok": result["ok"], "degraded": result["degraded"],
+            "checks": {k: v["ok"] for k, v in result["checks"].items()}}
     return JSONResponse(body, status_code=status.HTTP_200_OK if result["ok"]
                         else status.HTTP_503_SERVICE_UNAVAILABLE)
 

@@ -24,14 +24,14 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, wait_exponential
 
 from instore import archive as a
-from instore import quality, serving
+from instore import groups, quality, serving
 from instore.kafka import ensure_topics, make_consumer, wait_for_broker
 from instore.settings import Settings
 from stream_apps.archive import rows as rw
 from stream_apps.archive.writer import ArchiveWriter, Committed
 
 log = logging.getLogger(__name__)
-ARCHIVER_GROUP = "instore-archiver"  # TODO(lineage): instore.groups once it lands
+ARCHIVER_GROUP = groups.ARCHIVER
 ARCHIVED_TOPICS = tuple(d.topic for d in a.DATASETS)
 KEY_SCRIPT = """
 -- KEYS[i]: archive key of uid i; ARGV[1]: erased-marker prefix; ARGV[1+i]: marker suffix i;

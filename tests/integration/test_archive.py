@@ -214,3 +214,60 @@ def test_archive_sql_route_is_for_analysts(settings: Settings, small_archive: Pa
         assert res.json()["columns"] == ["n"] and res.json()["rows"][0][0] >= 4
         bad = api.post("/analytics/sql", json={"sql": "SELECT * FROM nowhere"}, headers=ANALYST)
         assert bad.status_code == 400 and "nowhere" in bad.json()["detail"]
+
+
+def test_dead_letters_over_threshold_mark_the_stack_degraded(settings: Settings,
+                                                             tmp_path: Path) -> None:
+    s = settings.model_copy(update={
+        "archive_url": str(tmp_path / "archive"),
+        "dq_thresholds": {t.KIOSK_INTERACTIONS.name: 0.2}})
+    rds = redis.Redis.from_url(s.redis_address)
+    for key in rds.scan_iter(match=serving.quality("*")):
+        rds.delete(key)  # counts of the module's other tests
+    store = unique("dq")
+    producer = make_producer(s)
+    now = int(time.time() * 1000)
+    for i in range(6):  # kiosk interactions, 2 of them dead-lettered (as a reader would)
+        producer.produce(t.KIOSK_INTERACTIONS.name, key=f"{store}:k".encode(),
+                         value=r.KioskInteraction(store_id=store, kiosk_id="k", action="tap",
+                                                  ts=now + i).to_json(), timestamp=now)
+    for _ in range(2):
+        producer.produce(t.DEAD_LETTERS.name, value=r.dead_letter(
+            t.KIOSK_INTERACTIONS.name, "invalid KioskInteraction: action: bad", b"{}").to_json(),
+            timestamp=now)
+    # a position 30 s older than its arrival (late), from a shopper already seen later
+    uid = unique("late")
+    for ts in (now, now - 30_000):
+        producer.produce(t.CUSTOMERS_LOCATIONS.name, key=uid.encode(), timestamp=now,
+                         value=r.CustomerLocation(uid=uid, store_id=store, latitude=1,
+                                                  longitude=1, ts=ts).to_json())
+    assert producer.flush(10) == 0
+    Archiver(s, group_id=unique("archiver")).run(once=True)
+
+    from instore import health  # noqa: PLC0415
+
+    report = health.check(s)
+    dq = report["checks"]["data_quality"]
+    kiosk = dq["topics"][t.KIOSK_INTERACTIONS.name]
+    assert kiosk["dead_letters"] == 2 and kiosk["reasons"] == {"invalid KioskInteraction": 2}
+    assert kiosk["records"] >= 6 and kiosk["degraded"]
+    assert report["degraded"] and not dq["ok"] and "kiosk_interactions" in dq["detail"]
+    assert dq["late_positions"] >= 1 and dq["out_of_order_positions"] >= 1
+    clear_rate_limits(s)
+    with TestClient(create_app(s)) as api:
+        ready = api.get("/readyz").json()
+        assert ready["degraded"] is True and ready["checks"]["data_quality"] is False
+        text = api.get("/metrics").text
+        assert ('instore_dq_dead_letters{reason="invalid KioskInteraction",'
+                'topic="kiosk_interactions"} 2.0') in text
+        assert 'instore_dq_degraded{topic="kiosk_interactions"} 1.0' in text
+    env = child_env(s, DQ_THRESHOLDS=json.dumps({t.KIOSK_INTERACTIONS.name: 0.2}))
+    status = subprocess.run([sys.executable, "-m", "instore", "status", "--json"], env=env,
+                            cwd=ROOT, capture_output=True, timeout=60, check=False)
+    doc = json.loads(status.stdout.decode().strip().splitlines()[-1])
+    assert doc["degraded"] is True
+    relaxed = child_env(s, DQ_THRESHOLDS=json.dumps({t.KIOSK_INTERACTIONS.name: 0.9}))
+    status = subprocess.run([sys.executable, "-m", "instore", "status", "--json"], env=relaxed,
+                            cwd=ROOT, capture_output=True, timeout=60, check=False)
+    assert json.loads(status.stdout.decode().strip().splitlines()[-1])["degraded"] is False
+    rds.close()
