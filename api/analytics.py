@@ -1,6 +1,8 @@
 """Top products and products bought together over a sliding window, read from the minute
 buckets the analytics agents write: dwell seconds and redemptions per ``store_id:sku``
-(``stream_apps/analytics.py``), shoppers per pair of products (``stream_apps/basket.py``)."""
+(``stream_apps/analytics.py``), shoppers per pair of products (``stream_apps/basket.py``).
+The rankings themselves (``top_share``, ``top_pairs``) are ``instore.ranking``'s, shared with
+the daily reports."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from typing import Literal
 import redis
 
 from instore import serving
+from instore.ranking import top_pairs, top_share
+
+__all__ = ["BUCKET_KEY", "Metric", "bucket_totals", "top_pairs", "top_share", "window_totals"]
 
 Metric = Literal["dwell", "redemptions"]
 BUCKET_KEY: dict[str, Callable[[int], str]] = {
@@ -38,31 +43,3 @@ def bucket_totals(rds: redis.Redis, key_of: Callable[[int], str], window_s: int,
         for member, score in rows:
             totals[member] += score
     return totals
-
-
-def top_share(totals: Counter[str], share: float = 0.10) -> list[tuple[str, float]]:
-    """The top ``share`` of items by value (at least one when there is any), best first."""
-    items: list[tuple[str, float]] = [(k, float(v)) for k, v in totals.items() if v > 0]
-    if not items:
-        return []
-    items.sort(key=lambda kv: (-kv[1], kv[0]))
-    return items[: max(1, math.ceil(len(items) * share))]
-
-
-def top_pairs(totals: Counter[str], store_id: str | None = None, sku: int | None = None,
-              limit: int = 10) -> tuple[int, list[tuple[str, int, int, int]]]:
-    """Pairs (``serving.basket_pair`` members) matching the store and/or SKU, best first:
-    (how many matched, [(store_id, low_sku, high_sku, shoppers), ...][:limit])."""
-    rows = []
-    for member, value in totals.items():
-        parsed = serving.parse_basket_pair(member)
-        if parsed is None or value <= 0:
-            continue
-        sid, low, high = parsed
-        if store_id is not None and sid != store_id:
-            continue
-        if sku is not None and sku not in (low, high):
-            continue
-        rows.append((sid, low, high, round(value)))
-    rows.sort(key=lambda row: (-row[3], row[0], row[1], row[2]))
-    return len(rows), rows[:limit]
