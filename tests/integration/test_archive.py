@@ -270,4 +270,6 @@ def test_dead_letters_over_threshold_mark_the_stack_degraded(settings: Settings,
     status = subprocess.run([sys.executable, "-m", "instore", "status", "--json"], env=relaxed,
                             cwd=ROOT, capture_output=True, timeout=60, check=False)
     assert json.loads(status.stdout.decode().strip().splitlines()[-1])["degraded"] is False
+    for key in rds.scan_iter(match=serving.quality("*")):
+        rds.delete(key)  # the session's Redis: no degraded stack for the next modules
     rds.close()
