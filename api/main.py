@@ -134,6 +134,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The marketer dashboard (its data calls need the marketer key)."""
         return FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/ops", include_in_schema=False)
+    def ops_view() -> FileResponse:
+        """The ops view: checks, data quality, pipeline totals (its data call needs the ops key)."""
+        return FileResponse(STATIC / "ops.html", headers={"Cache-Control": "no-cache"})
+
     return app
 
 

@@ -314,3 +314,48 @@ def test_openapi_docs_render_offline(stack):
             assert page.locator(".opblock").count() >= 30
         finally:
             browser.close()
+
+
+def test_ops_view_shows_data_quality(stack):
+    """The ops view: the checks and, per source topic, dead letters against the threshold
+    (counts as the archiver writes them); a topic over it is marked and the stack degraded."""
+    import redis
+    from playwright.sync_api import expect, sync_playwright
+
+    from instore import quality
+    from instore.records import now_ms
+
+    rds = redis.Redis.from_url(stack["settings"].redis_address)
+    minute = now_ms() // 60_000
+    pipe = rds.pipeline()
+    quality.add(pipe, {(minute, "records:kiosk_interactions"): 40,
+                       (minute, "dead:kiosk_interactions:invalid KioskInteraction"): 10,
+                       (minute, "records:customers_locations"): 900, (minute, "late"): 3})
+    pipe.execute()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 800})
+                page.goto(f"{stack['base']}/ops")
+                page.fill("#api-key", DEV_KEYS["ops"])
+                page.click("#key-form button")
+                kiosk = page.locator('#quality tr[data-topic="kiosk_interactions"]')
+                expect(kiosk).to_have_class("degraded", timeout=20_000)
+                expect(kiosk).to_contain_text("25.0 %")
+                expect(kiosk).to_contain_text("invalid KioskInteraction: 10")
+                expect(page.locator('#quality tr[data-topic="customers_locations"]')) \
+                    .not_to_have_class("degraded")
+                expect(page.locator("#checks")).to_contain_text("degraded")
+                expect(page.locator("#positions-quality")).to_contain_text("late: 3")
+                page.screenshot(path=str(ROOT / "docs" / "screenshots" / "ops.png"),
+                                full_page=True)
+                page.fill("#api-key", DEV_KEYS["marketer"])  # another role's key: refused
+                page.click("#key-form button")
+                expect(page.locator("#error")).to_contain_text("not the ops role")
+            finally:
+                browser.close()
+    finally:
+        for key in rds.scan_iter(match="instore:quality:*"):
+            rds.delete(key)
+        rds.close()
