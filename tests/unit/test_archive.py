@@ -150,3 +150,17 @@ def test_quality_counts_and_thresholds() -> None:
     assert entry["dead_letter_share"] == pytest.approx(2 / 3) and entry["degraded"]
     assert not rep["ok"] and "customers_locations" in rep["reason"]
     assert quality.report(Settings(dq_thresholds={"customers_locations": 0.9}), totals)["ok"]
+
+
+def test_any_fsspec_url(tmp_path: Path) -> None:
+    """The archive on a non-local fsspec filesystem (memory://, as s3:// would be)."""
+    location = f"memory://archive-{tmp_path.name}"
+    w = ArchiveWriter(location)
+    msgs = [pos("alice", i, DAY_MS + i * 1000) for i in range(3)]
+    w.commit("customers_locations", 0, 0, 2,
+             rw.rows(a.POSITIONS, rw.decode(a.POSITIONS, msgs), {"alice": b"k" * 32}))
+    assert w.next_offset("customers_locations", 0) == 3 and w.recover() == (0, 0)
+    assert a.query(location, "SELECT store, count(*) FROM positions GROUP BY ALL").rows == [
+        ["s1", 3]]
+    with pytest.raises(a.ArchiveQueryError):
+        a.query(location, "SELECT * FROM read_csv('/etc/passwd')")
