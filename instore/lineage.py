@@ -459,8 +459,8 @@ def read_ksqldb(settings: Settings, timeout_s: float = READ_TIMEOUT_S) -> list[Q
     except httpx.HTTPError as exc:
         msg = f"{settings.ksqldb_address}: {type(exc).__name__}: {exc}"
         raise LineageReadError(msg) from None
-    except ValueError as exc:  # not JSON
-        msg = f"{settings.ksqldb_address}: unreadable answer ({exc})"
+    except (ValueError, TypeError, AttributeError) as exc:  # not JSON, or not ksqlDB's shape
+        msg = f"{settings.ksqldb_address}: unreadable answer ({type(exc).__name__}: {exc})"
         raise LineageReadError(msg) from None
     return parse_queries(listed, source_topics(answer), service_id, explained)
 
