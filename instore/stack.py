@@ -37,6 +37,8 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
                                  host=LOOPBACK, url=f"http://{LOOPBACK}:{settings.ksql_port}"))
     if _has("stream_apps.archive"):
         specs.append(ServiceSpec("archiver", instore_cmd("archive")))
+    if _has("stream_apps.reports") and settings.report_hour_utc >= 0:
+        specs.append(ServiceSpec("reports", instore_cmd("report", "--daily")))
     if _has("api.main"):
         specs.append(ServiceSpec("api", instore_cmd("api", "serve"), port=settings.api_port, host=h,
                                  url=f"http://{h}:{settings.api_port}/docs"))

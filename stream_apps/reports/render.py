@@ -138,7 +138,8 @@ def _funnel(funnels: list[PromotionFunnel]) -> Figure:
                   [_short(f.title or f.pid) for f in funnels])
     ax.invert_yaxis()
     ax.set_xlabel("shoppers / offers")
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     return fig
 
 
@@ -179,7 +180,7 @@ def _heatmap(h: Heatmap) -> Figure:
                       extent=(0, h.nx * h.cell_m, 0, h.ny * h.cell_m))
     fig.colorbar(image, ax=ax, label="seconds", shrink=0.8)
     if h.products:
-        ax.scatter([p.x_m for p in h.products], [p.y_m for p in h.products], s=5, c="#08519c",
+        ax.scatter([p.x_m for p in h.products], [p.y_m for p in h.products], s=8, c="#08519c",
                    linewidths=0, label="products")
         ax.legend(loc="upper right", fontsize=7, frameon=True)
     length = _scale_length(h.width_m)
