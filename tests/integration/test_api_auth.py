@@ -48,6 +48,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/offers/feed"): {M, A},
     ("GET", "/analytics/top-products"): {M, A},
     ("GET", "/analytics/bought-together"): {M, A},
+    ("POST", "/analytics/sql"): {A},  # the archive (cold storage), read-only
     ("GET", "/lineage"): {M, A, OPS_},
     ("POST", "/offers/{offer_id}/events"): {S},
     ("POST", "/shoppers/{uid}/consent"): {PUBLIC},  # registration; changes need the bearer
