@@ -76,11 +76,11 @@ def write_report(location: str, store_id: str, day: date, *, dwell_gap_s: float,
     out_fs, out_root = a.filesystem(folder)
     out_fs.makedirs(out_root, exist_ok=True)
     stem = posixpath.join(out_root, report_stem(store_id, day))
-    files = {"json": json.dumps(report.model_dump(mode="json")).encode(),
+    files: dict[str, bytes] = {"json": json.dumps(report.model_dump(mode="json")).encode(),
              "html": rendered.html.encode()}
     if rendered.pdf is not None:
         files["pdf"] = rendered.pdf
-    paths = {}
+    paths: dict[str, str] = {}
     for ext in ("json", "pdf", "html"):  # the HTML last: its presence means the report is done
         if ext not in files:
             continue
@@ -88,9 +88,15 @@ def write_report(location: str, store_id: str, day: date, *, dwell_gap_s: float,
         with out_fs.open(path + PARTIAL, "wb") as f:
             f.write(files[ext])
         out_fs.mv(path + PARTIAL, path)
-        paths[ext] = path if folder == out_root or "://" not in folder else \
-            folder.rstrip("/") + "/" + posixpath.basename(path)
+        paths[ext] = _address(out_fs, path)
     return Written(report, paths)
+
+
+def _address(fs: object, path: str) -> str:
+    """A path as the user gives it: plain on the local filesystem, else a URL."""
+    protocol = fs.protocol  # type: ignore[attr-defined]
+    protocol = protocol if isinstance(protocol, str) else protocol[0]
+    return path if protocol in ("file", "local") else f"{protocol}://{path.lstrip('/')}"
 
 
 def stores_seen(con: object) -> list[str]:

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from stream_apps.reports.figures import Heatmap, PromotionFunnel, RankedProduct, Report
 
@@ -31,7 +32,7 @@ STAGE_COLOURS = {"near": "#9ecae1", "offered": "#6baed6", "delivered": "#4292c6"
                  "opened": "#2171b5", "redeemed": "#e6550d"}
 FUNNEL_PLOTTED = 12  # promotions in the funnel plot (the table lists them all)
 RANKED_PLOTTED = 25
-RC = {"svg.fonttype": "none",  # text stays text: searchable, small
+RC: dict[str, Any] = {"svg.fonttype": "none",  # text stays text: searchable, small
       "svg.hashsalt": "instore-report",  # stable element ids: the same figures, the same file
       "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
 
@@ -53,7 +54,8 @@ class Rendered:
 
 def render(report: Report, *, pdf: bool, generated_at: datetime) -> Rendered:
     figures: list[tuple[str, str, str, Figure]] = []
-    with mpl.rc_context(RC):
+    with mpl.rc_context():
+        mpl.rcParams.update(RC)
         if report.funnels:
             shown = report.funnels[:FUNNEL_PLOTTED]
             more = (f" The {len(shown)} promotions with the most offers of {len(report.funnels)}."
@@ -138,7 +140,7 @@ def _funnel(funnels: list[PromotionFunnel]) -> Figure:
                   [_short(f.title or f.pid) for f in funnels])
     ax.invert_yaxis()
     ax.set_xlabel("shoppers / offers")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     return fig
 
@@ -155,7 +157,7 @@ def _hourly(report: Report) -> Figure:
     ax.set_xlim(-0.6, 23.6)
     ax.set_xlabel("hour (UTC)")
     ax.set_ylabel("count")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False)
     return fig
 
@@ -216,7 +218,7 @@ def _pairs(report: Report) -> Figure:
                    f"{_short(product_label(p.sku_b, p.name_b), 24)}" for p in report.pairs])
     ax.invert_yaxis()
     ax.set_xlabel("shoppers")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
