@@ -81,10 +81,28 @@ def child_env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "DWELL_S": str(settings.dwell_s), "COOLDOWN_S": str(settings.cooldown_s),
         "CAP_PER_HOUR": str(settings.cap_per_hour), "WORKER_AGENTS": settings.worker_agents,
         "PROXIMITY_INDEX": settings.proximity_index, "PYTHONUNBUFFERED": "1",
+        "NEARBY_ENGINE": settings.nearby_engine,
         "WORKER_OUTPUT_LINGER_MS": str(settings.worker_output_linger_ms),
     })
     env.update(extra)
     return env
+
+
+def _start_nearby_writer(stack: Stack, on_event: Callable[[str], None] | None) -> None:
+    """NEARBY_ENGINE=ksqldb: ksqlDB writes NEARBY_CUSTOMERS, so the local endpoint needs the
+    migrations and the writer query now (`instore ksql migrate`, as an operator would run it)."""
+    import subprocess  # noqa: PLC0415
+
+    from instore.embedded import StackError  # noqa: PLC0415
+
+    done = subprocess.run(instore_cmd("ksql", "migrate"), env=stack.env, capture_output=True,  # noqa: S603
+                          text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        msg = f"NEARBY_ENGINE=ksqldb: `instore ksql migrate` failed: {why}"
+        raise StackError(msg)
+    if on_event:
+        on_event("ksqlDB writes NEARBY_CUSTOMERS (NEARBY_ENGINE=ksqldb): migrations applied")
 
 
 def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
@@ -115,6 +133,8 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
                     on_event(f"created topics: {', '.join(created)}")
                 topics_ready = True
             stack.start(spec)
+            if base == "ksql" and settings.nearby_engine == "ksqldb":
+                _start_nearby_writer(stack, on_event)
         if not topics_ready and any(n.startswith("broker") for n in stack.services):
             wait_for_broker(settings, timeout_s=120)
             ensure_topics(settings)
