@@ -54,8 +54,7 @@ class Rendered:
 
 def render(report: Report, *, pdf: bool, generated_at: datetime) -> Rendered:
     figures: list[tuple[str, str, str, Figure]] = []
-    with mpl.rc_context():
-        mpl.rcParams.update(RC)
+    with mpl.rc_context(RC):  # type: ignore[arg-type]  # stubs want each key as a Literal
         if report.funnels:
             shown = report.funnels[:FUNNEL_PLOTTED]
             more = (f" The {len(shown)} promotions with the most offers of {len(report.funnels)}."
