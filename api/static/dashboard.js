@@ -2,25 +2,9 @@
 // top products. Every data call carries the marketer's X-API-Key (kept in localStorage).
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-const SVG_NS = "http://www.w3.org/2000/svg";
 const FT_PER_M = 3.2808399;
 const M_PER_DEG_LAT = 111320;
 const state = { key: "", store: "", timers: [], products: [] };
-
-function el(tag, attrs = {}, text) {
-  const node = tag.startsWith("svg:") ? document.createElementNS(SVG_NS, tag.slice(4))
-    : document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function showError(message) {
-  const box = $("#error");
-  box.textContent = message || "";
-  box.hidden = !message;
-}
 
 async function api(path, options = {}) {
   const headers = Object.assign({ "X-API-Key": state.key }, options.headers || {});

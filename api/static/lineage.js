@@ -4,27 +4,11 @@
 // localStorage, never in the URL.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-const SVG_NS = "http://www.w3.org/2000/svg";
 const REFRESH_MS = 3000;
 const LAGGING = 1000; // records behind before an edge is drawn as lagging
 const NODE_W = 180, NODE_H = 44, COL_GAP = 120, ROW_GAP = 22, PAD = 24, PORT_GAP = 15;
 const KIND_ORDER = { source: 0, topic: 1, agent: 2, query: 3, sink: 4 };
 const state = { key: "", timer: null };
-
-function el(tag, attrs = {}, text) {
-  const node = tag.startsWith("svg:") ? document.createElementNS(SVG_NS, tag.slice(4))
-    : document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function showError(message) {
-  const box = $("#error");
-  box.textContent = message || "";
-  box.hidden = !message;
-}
 
 async function getLineage() {
   const res = await fetch("/lineage", { headers: { "X-API-Key": state.key } });

@@ -3,25 +3,16 @@
 // GET /ops/status with the ops role's X-API-Key (kept in sessionStorage for this tab).
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
 const state = { key: sessionStorage.getItem("instore-ops-key") || "", timer: null };
 
 function cell(text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  return td;
+  return el("td", cls ? { class: cls } : {}, text);
 }
 
 function row(...cells) {
   const tr = document.createElement("tr");
   tr.append(...cells);
   return tr;
-}
-
-function showError(message) {
-  $("#error").textContent = message || "";
-  $("#error").hidden = !message;
 }
 
 const pct = (x) => `${(100 * x).toFixed(1)} %`;
