@@ -126,14 +126,7 @@ class Archiver:
                         if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001
                             log.warning("archiver: consume error: %s", err)
                         continue
-                    key = (m.topic(), m.partition())
-                    buf = self.buffers.get(key)
-                    if buf is None:
-                        buf = self.buffers[key] = Buffer()
-                    if not buf.messages:
-                        buf.since = time.monotonic()
-                    buf.messages.append(rw.Message(m.topic(), m.partition(), m.offset(),
-                                                   m.timestamp()[1], m.key(), m.value()))
+                    self._buffer(m)
                 self._flush_due(force=False, caught_up=targets)
                 if once and all(self.archived_upto.get(k, lo) >= hi
                                 for k, (lo, hi) in targets.items()):
@@ -143,6 +136,18 @@ class Archiver:
             with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.close()
             log.info("archiver stopped: %s", dict(self.stats))
+
+    def _buffer(self, m: Any) -> None:
+        """Add a consumed record to its partition's buffer."""
+        msg = rw.Message(str(m.topic()), int(m.partition()), int(m.offset()),
+                         int(m.timestamp()[1]), m.key(), m.value())
+        key = (msg.topic, msg.partition)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = Buffer()
+        if not buf.messages:
+            buf.since = time.monotonic()
+        buf.messages.append(msg)
 
     def _ends(self, consumer: Any) -> dict[tuple[str, int], tuple[int, int]]:
         """(low, high) watermark of every archived partition now."""
