@@ -1,6 +1,6 @@
 """Annotated dependencies: the shared services and who is calling.
 
-Roles (marketer, analyst, ops, kiosk) authenticate with ``X-API-Key``; a shopper with
+Roles (marketer, analyst, ops, kiosk, cashier) authenticate with ``X-API-Key``; a shopper with
 ``Authorization: Bearer <shopper token>`` scoped to their own uid. No key: 401; a valid key of
 another role, or a shopper token for someone else: 403. Keys are compared in constant time and
 never logged.
@@ -21,7 +21,8 @@ from instore.settings import DEV_KEYS, Settings
 ROLES: tuple[str, ...] = tuple(DEV_KEYS)
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="API key of a role: marketer, analyst, ops or kiosk")
+                              description="API key of a role: marketer, analyst, ops, kiosk or "
+                              "cashier")
 shopper_bearer = HTTPBearer(auto_error=False,
                             description="a shopper token from POST /shoppers/{uid}/consent")
 
@@ -118,6 +119,7 @@ MarketerOrAnalyst = Annotated[str, Depends(RoleGuard("marketer", "analyst"))]
 Analyst = Annotated[str, Depends(RoleGuard("analyst"))]
 Ops = Annotated[str, Depends(RoleGuard("ops"))]
 Kiosk = Annotated[str, Depends(RoleGuard("kiosk"))]
+Cashier = Annotated[str, Depends(RoleGuard("cashier"))]
 Shopper = Annotated[str, Depends(ShopperGuard())]
 ShopperOrOps = Annotated[str, Depends(ShopperGuard("ops"))]
 MaybeShopper = Annotated[str | None, Depends(ShopperGuard(optional=True))]

@@ -19,6 +19,7 @@ DEV_KEYS = {
     "analyst": "dev-analyst-key",
     "ops": "dev-ops-key",
     "kiosk": "dev-kiosk-key",
+    "cashier": "dev-cashier-key",
 }
 DEV_ABLY_KEY = "instore-dev.embedded:dev-secret-not-for-production"
 DEV_SHOPPER_TOKEN_SECRET = "dev-shopper-token-secret"  # noqa: S105 (development only; refused in production)
@@ -220,6 +221,8 @@ class Settings(BaseSettings):
     api_key_ops: SecretStr | None = None
     # API key kiosks are provisioned with.
     api_key_kiosk: SecretStr | None = None
+    # API key of the tills (role cashier): redeems the code an offer shows on the phone.
+    api_key_cashier: SecretStr | None = None
     # HMAC secret for shopper session tokens (scoped to one uid), and how long one lives
     # (renewed by GET /shoppers/{uid}/consent; revoked by opt-out and erasure).
     shopper_token_secret: SecretStr | None = None

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from instore.embedded import kafka_nodes, redis_argv
-from instore.settings import LOOPBACK, Settings
+from instore.settings import DEV_KEYS, LOOPBACK, Settings
 from instore.stack import service_specs
 from stream_apps.ksqldb import server
 
@@ -61,13 +61,15 @@ def test_embedded_redis_requires_the_password_from_the_settings(tmp_path: Path) 
 
 def _production(**kw: object) -> Settings:
     keys: dict[str, object] = {f"api_key_{r}": f"{r}-key-{'x' * 40}"
-                               for r in ("marketer", "analyst", "ops", "kiosk")}
+                               for r in DEV_KEYS}
     keys |= {"shopper_token_secret": "s" * 40, "redis_password": "p" * 32}
     return Settings(_env_file=None, INSTORE_ENV="production", **(keys | kw))  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(("field", "value", "named"), [
     ("api_key_kiosk", "dev-kiosk-key", "API_KEY_KIOSK"),
+    ("api_key_cashier", "dev-cashier-key", "API_KEY_CASHIER"),
+    ("api_key_cashier", None, "API_KEY_CASHIER"),
     ("api_key_marketer", "short-but-not-dev", "API_KEY_MARKETER"),
     ("api_key_ops", None, "API_KEY_OPS"),
     ("shopper_token_secret", "dev-shopper-token-secret", "SHOPPER_TOKEN_SECRET"),
@@ -101,7 +103,7 @@ def test_no_page_config_carries_a_secret() -> None:
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     config = page_config(settings)
-    secrets = {settings.api_key(role) for role in ("marketer", "analyst", "ops", "kiosk")}
+    secrets = {settings.api_key(role) for role in DEV_KEYS}
     secrets |= {settings.ably_key, settings.shopper_secret.decode()}
     assert not [k for k in config if "key" in k.lower() or "secret" in k.lower()], config
     assert not secrets & {str(v) for v in config.values()}
