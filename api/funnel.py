@@ -16,8 +16,15 @@ def hash_of(rds: redis.Redis, key: str) -> dict[str, str]:
     return cast(dict[str, str], rds.hgetall(key))
 
 
+STAGES = ("delivered", "opened", "redeemed")
+
+
 def funnel_of(counters: dict[str, str]) -> Funnel:
-    values = {f: int(counters.get(f, 0) or 0) for f in serving.COUNTER_FIELDS}
+    """The funnel of one counters hash: nearby and sent as counted, each later stage the offers
+    that reached it or a later one (``serving.reached``; stream_apps/funnel.py), so delivered >=
+    opened >= redeemed."""
+    values = {f: int(counters.get(f, 0) or 0) for f in ("nearby", "sent")}
+    values |= {s: int(counters.get(serving.reached(s), 0) or 0) for s in STAGES}
     sent = values["sent"]
     return Funnel(**values,
                   open_rate=round(values["opened"] / sent, 4) if sent else None,

@@ -69,6 +69,18 @@ def checkin_code(code: str) -> str:
     return f"{PREFIX}:checkin-code:{code}"
 
 
+REDEEM_CODE_KEEP_S = 24 * 3600  # a redemption code's record outlives its offer this long
+
+
+def redeem_code(code: str) -> str:
+    """HASH: the offer a redemption code stands for (``offer_id``, ``store_id``,
+    ``expires_at``) and, once a till redeemed it, ``redeemed_at``. Written by the API when the
+    shopper's phone asks for the code; kept REDEEM_CODE_KEEP_S past the offer's expiry (so the
+    till can say "expired" or "already redeemed"). The code is a keyed hash of the offer id,
+    not the uid (api/redemption.py)."""
+    return f"{PREFIX}:redeem-code:{code}"
+
+
 def delivered(offer_id: str) -> str:
     """STRING marker: the push sink has published this offer (idempotency across restarts)."""
     return f"{PREFIX}:delivered:{offer_id}"
@@ -110,6 +122,14 @@ def quality(bucket: int) -> str:
 
 
 COUNTER_FIELDS = ("nearby", "sent", "delivered", "opened", "redeemed")
+
+
+def reached(stage: str) -> str:
+    """Field (in ``promo_stats``, ``store_stats``, ``totals``) counting the offers that reached
+    ``stage`` (delivered/opened/redeemed) or a later one, each offer once: the funnel's stages
+    (written by the worker's funnel agent, ``stream_apps/funnel.py``). The plain ``delivered``,
+    ``opened``, ``redeemed`` fields count events as their producers saw them."""
+    return f"reached_{stage}"
 
 
 # API-owned keys (catalog metadata, event idempotency) and the analytics agent's buckets ----

@@ -172,3 +172,4 @@ def agents(app: Any, settings: Settings, *, dwell_from_topic: bool = True) -> No
             await write(sums, serving.analytics_redemptions)
 
     __import__("stream_apps.basket", fromlist=["agents"]).agents(app, settings)  # bought together
+    __import__("stream_apps.funnel", fromlist=["agents"]).agents(app, settings)  # funnel stages

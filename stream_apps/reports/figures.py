@@ -38,10 +38,10 @@ from instore import serving
 from instore.geo import LocalFrame
 from instore.ranking import top_pairs, top_share
 from stream_apps.basket import BasketCounter, Redemption
+from stream_apps.funnel import STAGES  # offer_events in funnel order: the live funnel's stages
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-STAGES = ("delivered", "opened", "redeemed")  # offer_events, in funnel order
 FLOOR_PAD_M = 3.0  # the floor is the products' extent and one aisle around it
 CELLS_ALONG = 50  # heatmap cells along the floor's longer side, about
 NICE_CELL_M = (0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)

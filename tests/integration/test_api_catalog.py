@@ -107,7 +107,7 @@ def test_promotion_lifecycle(client, rds, api_settings):
     assert promo["status"] == "active" and promo["stats"]["sent"] == 0
     value = poll(lambda: read_topic(api_settings, t.PRODUCTS_PROMOTIONS, pid))[-1]
     assert r.decode(r.Promotion, value).sku == sku
-    rds.hset(serving.promo_stats(pid), mapping={"sent": 4, "redeemed": 1})
+    rds.hset(serving.promo_stats(pid), mapping={"sent": 4, serving.reached("redeemed"): 1})
     got = client.get(f"/promotions/{pid}", headers=ANALYST).json()
     assert got["stats"]["conversion"] == 0.25
     assert pid in [
