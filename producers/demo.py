@@ -134,6 +134,8 @@ def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "
         f"kiosk page:  {base}:{settings.hub_port}/kiosk?store={store_id}&kiosk={kiosk_id}"
         f"&key={settings.api_key('kiosk') or '<API_KEY_KIOSK>'}",
         f"dashboard:   {base}:{settings.api_port}/dashboard (key: dev-marketer-key)",
+        f"lineage:     {base}:{settings.api_port}/lineage/view (key: dev-analyst-key)",
+        f"ops view:    {base}:{settings.api_port}/ops (key: dev-ops-key)",
         f"API docs:    {base}:{settings.api_port}/docs",
     ]
 
