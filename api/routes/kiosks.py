@@ -1,11 +1,13 @@
 """Kiosks: a kiosk screen reports interactions, shows one-time check-in codes that a shopper
-confirms from their phone, and gets an Ably token for its own channel."""
+confirms from their phone, gets an Ably token for its own channel, and shows the offers (and
+"show me where") of the shopper checked in at it."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, status
 
 from api.deps import Kiosk, ServicesDep
@@ -15,8 +17,11 @@ from api.models import (
     KioskInteractionIn,
     KioskInteractionPublic,
     TokenRequestPublic,
+    Uid,
 )
 from api.publisher import PublishError
+from api.routes.shoppers import offer_map
+from api.wayfinding import WherePublic
 from instore import records as r
 from instore import serving
 from instore import topics as t
@@ -92,3 +97,54 @@ def checkin_code_state(store_id: StorePath, kiosk_id: KioskPath, code: str,
     uid = held.get("uid")
     return CheckinCodePublic(code=code, state="confirmed" if uid else "waiting", uid=uid,
                              expires_in_s=ttl)
+
+
+ShopperPath = Annotated[Uid, Path(description="the shopper checked in at this kiosk")]
+
+
+def _checked_in_here(services: ServicesDep, store_id: str, kiosk_id: str, uid: str) -> None:
+    """404 unless the shopper is checked in at this kiosk (the push sink keeps that from
+    ``kiosk_interactions``) and consents to offers at a kiosk."""
+    here = services.redis.get(serving.checkin(uid))
+    consent = services.tables.consent(uid)
+    if (here != f"{store_id}:{kiosk_id}" or consent is None or not consent.opted_in
+            or "kiosk" not in consent.channels):
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail="this shopper is not checked in at this kiosk")
+
+
+def _offers_here(services: ServicesDep, store_id: str, uid: str) -> list[r.Offer]:
+    now = r.now_ms()
+    out = []
+    for raw in services.redis.lrange(serving.offers_of(uid), 0, serving.LATEST_OFFERS_KEEP - 1):
+        try:
+            offer = r.validate(r.Offer, orjson.loads(raw))
+        except (r.RecordError, orjson.JSONDecodeError):
+            continue
+        if offer.store_id == store_id and offer.expires_at > now:
+            out.append(offer)
+    return out
+
+
+@router.get("/{store_id}/{kiosk_id}/shoppers/{uid}/offers")
+def checked_in_offers(store_id: StorePath, kiosk_id: KioskPath, uid: ShopperPath,
+                      services: ServicesDep, _role: Kiosk) -> list[dict]:
+    """The live offers in this store of the shopper checked in at this kiosk, newest first
+    (404 for anyone not checked in here): what the kiosk shows after greeting them."""
+    _checked_in_here(services, store_id, kiosk_id, uid)
+    return [o.model_dump() for o in _offers_here(services, store_id, uid)]
+
+
+@router.get("/{store_id}/{kiosk_id}/shoppers/{uid}/offers/{offer_id}/where",
+            response_model=WherePublic)
+def checked_in_offer_where(store_id: StorePath, kiosk_id: KioskPath, uid: ShopperPath,
+                           offer_id: Annotated[Ident, Path()], services: ServicesDep,
+                           _role: Kiosk) -> WherePublic:
+    """'Show me where' on the kiosk's screen: the floor map with the way from the shopper
+    (standing at the kiosk) to the product of one of their offers here."""
+    _checked_in_here(services, store_id, kiosk_id, uid)
+    for offer in _offers_here(services, store_id, uid):
+        if offer.offer_id == offer_id:
+            return offer_map(services, offer)
+    raise HTTPException(status.HTTP_404_NOT_FOUND,
+                        detail="no such live offer for the shopper checked in here")

@@ -1,5 +1,5 @@
-"""Offers: a shopper reports opening or redeeming an offer; marketers and analysts read the
-live offers feed."""
+"""Offers: a shopper reports opening an offer (redeeming is the till's: api/routes/redemptions.py);
+marketers and analysts read the live offers feed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from api.deps import MarketerOrAnalyst, ServicesDep, Shopper
 from api.models import Ident, OfferEventIn, OfferEventPublic
 from api.publisher import PublishError
+from api.services import Services
 from instore import records as r
 from instore import serving
 from instore import topics as t
@@ -22,35 +23,54 @@ router = APIRouter(prefix="/offers", tags=["offers"])
 EVENT_MARK_TTL_S = 30 * 24 * 3600
 
 
-@router.post("/{offer_id}/events", response_model=OfferEventPublic)
-def offer_event(offer_id: Annotated[Ident, Path()], body: OfferEventIn, services: ServicesDep,
-                uid: Shopper) -> OfferEventPublic:
-    """Record that the shopper opened or redeemed one of their offers: an ``offer_events``
-    record, and the promotion's and store's funnel counters (once per offer and event)."""
+def load_offer(services: Services, offer_id: str) -> r.Offer | None:
+    """The offer by id from the serving store (kept a day), or None."""
     raw = services.redis.get(serving.offer(offer_id))
     if raw is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such offer (or it has expired)")
+        return None
     try:
-        offer = r.validate(r.Offer, orjson.loads(raw))
+        return r.validate(r.Offer, orjson.loads(raw))
     except (r.RecordError, orjson.JSONDecodeError):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such offer") from None
-    if offer.uid != uid:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            detail="this offer belongs to another shopper")
-    event = r.OfferEvent(offer_id=offer_id, uid=uid, event=body.event, ts=r.now_ms())
+        return None
+
+
+def record_event(services: Services, offer: r.Offer, event: str) -> OfferEventPublic:
+    """The one path every opened/redeemed takes: an ``offer_events`` record (what the funnel
+    counters, analytics and the archive read), then the promotion's and store's counters, once
+    per offer and event. 503 when Kafka does not take it."""
+    record = r.OfferEvent(offer_id=offer.offer_id, uid=offer.uid, event=event, ts=r.now_ms())
     try:
-        services.publisher.send(t.OFFER_EVENTS, event, timestamp_ms=event.ts)
+        services.publisher.send(t.OFFER_EVENTS, record, timestamp_ms=record.ts)
     except PublishError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
-    first = bool(services.redis.set(serving.offer_event_mark(offer_id, body.event), event.ts,
+    first = bool(services.redis.set(serving.offer_event_mark(offer.offer_id, event), record.ts,
                                     nx=True, ex=EVENT_MARK_TTL_S))
     if first:
         pipe = services.redis.pipeline()
-        pipe.hincrby(serving.promo_stats(offer.pid), body.event, 1)
-        pipe.hincrby(serving.store_stats(offer.store_id), body.event, 1)
-        pipe.hincrby(serving.totals(), body.event, 1)
+        pipe.hincrby(serving.promo_stats(offer.pid), event, 1)
+        pipe.hincrby(serving.store_stats(offer.store_id), event, 1)
+        pipe.hincrby(serving.totals(), event, 1)
         pipe.execute()
-    return OfferEventPublic(offer_id=offer_id, event=body.event, ts=event.ts, counted=first)
+    return OfferEventPublic(offer_id=offer.offer_id, event=event, ts=record.ts, counted=first)
+
+
+@router.post("/{offer_id}/events", response_model=OfferEventPublic)
+def offer_event(offer_id: Annotated[Ident, Path()], body: OfferEventIn, services: ServicesDep,
+                uid: Shopper) -> OfferEventPublic:
+    """Record that the shopper opened one of their offers: an ``offer_events`` record, and the
+    promotion's and store's funnel counters (once per offer). A shopper cannot declare an
+    offer redeemed (403): the till redeems the code the offer shows (``POST /redemptions``)."""
+    if body.event == "redeemed":
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="an offer is redeemed at the till: show its code to the "
+                            "cashier")
+    offer = load_offer(services, offer_id)
+    if offer is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such offer (or it has expired)")
+    if offer.uid != uid:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="this offer belongs to another shopper")
+    return record_event(services, offer, body.event)
 
 
 @router.get("/feed")

@@ -1,5 +1,6 @@
 """Shoppers: consent (the registration that yields a shopper token), Ably token requests for
-their own channel, their latest offers, and erasure."""
+their own channel, their latest offers with each one's redemption code and "show me where"
+map, and erasure."""
 
 from __future__ import annotations
 
@@ -12,19 +13,23 @@ import anyio.from_thread
 import orjson
 import redis
 from fastapi import APIRouter, HTTPException, Path, status
+from pydantic import BaseModel, Field
 
-from api import revocations, tokens
+from api import redemption, revocations, tokens, wayfinding
+from api.catalog import store_meta
 from api.deps import MaybeShopper, ServicesDep, Shopper, ShopperOrOps
 from api.models import (
     CheckinIn,
     ConsentIn,
     ConsentPublic,
     ErasurePublic,
+    Ident,
     KioskInteractionPublic,
     TokenRequestPublic,
     Uid,
 )
 from api.publisher import PublishError
+from api.routes.offers import load_offer
 from api.services import Services
 from instore import records as r
 from instore import serving
@@ -148,6 +153,78 @@ def shopper_offers(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) -
     return [orjson.loads(item) for item in raw]
 
 
+OfferPath = Annotated[Ident, Path(description="one of the shopper's offers")]
+
+
+class RedemptionCodePublic(BaseModel):
+    offer_id: str
+    code: str = Field(description="what the cashier types if the QR code will not scan")
+    qr_svg: str = Field(description="the code as a QR code (SVG) for the till's scanner")
+    expires_at: int
+    redeemed_at: int | None = Field(description="when a till redeemed it, if it did")
+
+
+def own_offer(services: Services, uid: str, offer_id: str) -> r.Offer:
+    """One of this shopper's offers (404 for no such offer, or another shopper's)."""
+    offer = load_offer(services, offer_id)
+    if offer is None or offer.uid != uid:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail="no such offer for this shopper (or it has expired)")
+    return offer
+
+
+@router.get("/{uid}/offers/{offer_id}/code", response_model=RedemptionCodePublic)
+def redemption_code(uid: UidPath, offer_id: OfferPath, services: ServicesDep,
+                    _caller: Shopper) -> RedemptionCodePublic:
+    """The code the shopper shows at the till for one of their offers (their own token only):
+    a QR code and the same text for typing. The till redeems it once (``POST /redemptions``);
+    ``redeemed_at`` tells the phone it was. An expired offer has no code (410)."""
+    offer = own_offer(services, uid, offer_id)
+    code = redemption.code_of(services.settings.shopper_secret, offer.offer_id)
+    key = serving.redeem_code(code)
+    redeemed = services.redis.hget(key, "redeemed_at")
+    if redeemed is None and r.now_ms() >= offer.expires_at:
+        raise HTTPException(status.HTTP_410_GONE, detail="this offer has expired")
+    pipe = services.redis.pipeline()
+    pipe.hset(key, mapping={"offer_id": offer.offer_id, "store_id": offer.store_id,
+                            "expires_at": offer.expires_at})
+    pipe.expireat(key, offer.expires_at // 1000 + serving.REDEEM_CODE_KEEP_S)
+    pipe.execute()
+    return RedemptionCodePublic(offer_id=offer.offer_id, code=redemption.display(code),
+                                qr_svg=redemption.qr_svg(code), expires_at=offer.expires_at,
+                                redeemed_at=int(redeemed) if redeemed else None)
+
+
+def offer_map(services: Services, offer: r.Offer) -> wayfinding.WherePublic:
+    """'Show me where' for an offer: its store's shelves, the product, and the shopper's last
+    position there, in the store's units. 404 when the product is not in the catalog."""
+    product = services.tables.product(offer.store_id, offer.sku)
+    if product is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail="this product is not on the store's floor plan")
+    here = None
+    raw = services.redis.hget(serving.store_positions(offer.store_id), offer.uid)
+    if raw:
+        try:
+            pos = orjson.loads(raw)
+            here = (float(pos["latitude"]), float(pos["longitude"]),
+                    max(0, r.now_ms() - int(pos["ts"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            here = None
+    meta = store_meta(services.redis, offer.store_id)
+    return wayfinding.floor_map(offer.store_id, services.tables.products_of(offer.store_id),
+                                product, here, meta.country if meta else None)
+
+
+@router.get("/{uid}/offers/{offer_id}/where", response_model=wayfinding.WherePublic)
+def offer_where(uid: UidPath, offer_id: OfferPath, services: ServicesDep,
+                _caller: Shopper) -> wayfinding.WherePublic:
+    """'Show me where' (the shopper's own token): a small floor map of the offer's store with
+    the product's shelf and the shopper's last position, distances in the store's units
+    (feet in the US, metres elsewhere). Other shelves are unnamed; no other shopper shows."""
+    return offer_map(services, own_offer(services, uid, offer_id))
+
+
 @router.delete("/{uid}", response_model=ErasurePublic)
 def erase_shopper(uid: UidPath, services: ServicesDep, _caller: ShopperOrOps) -> ErasurePublic:
     """Erase a shopper: a tombstone in ``shopper_consents`` (the worker stops offering at once),
@@ -261,6 +338,9 @@ def erase_from_serving(services: Services, uid: str) -> ErasurePublic:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue
     offer_ids |= offers_owned_by(rds, uid)  # older offers the capped list no longer holds
+    secret = services.settings.shopper_secret
+    for oid in offer_ids:  # the redemption codes of those offers (no uid in them, but gone too)
+        rds.delete(serving.redeem_code(redemption.code_of(secret, oid)))
     deleted_keys = [key for key in serving.shopper_keys(uid) if rds.delete(key)]
     offers_deleted = sum(int(rds.delete(serving.offer(oid))) for oid in offer_ids)
     cleaned = []

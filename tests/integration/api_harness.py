@@ -26,10 +26,21 @@ MARKETER = {"X-API-Key": DEV_KEYS["marketer"]}
 ANALYST = {"X-API-Key": DEV_KEYS["analyst"]}
 OPS = {"X-API-Key": DEV_KEYS["ops"]}
 KIOSK = {"X-API-Key": DEV_KEYS["kiosk"]}
+CASHIER = {"X-API-Key": DEV_KEYS["cashier"]}
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def redeem_at_till(client: TestClient, uid: str, token: str, offer_id: str,
+                   store_id: str) -> Any:
+    """What a till does: the shopper's phone shows the offer's code (their own token), the
+    cashier sends it. Returns the till's answer."""
+    shown = client.get(f"/shoppers/{uid}/offers/{offer_id}/code", headers=bearer(token))
+    assert shown.status_code == 200, shown.text
+    return client.post("/redemptions", json={"code": shown.json()["code"], "store_id": store_id},
+                       headers=CASHIER)
 
 
 def unique(prefix: str) -> str:

@@ -15,7 +15,7 @@ from tests.integration.api_harness import api_settings, bearer, client, unique  
 
 pytestmark = pytest.mark.integration
 
-M, A, OPS_, K, S = "marketer", "analyst", "ops", "kiosk", "shopper"
+M, A, OPS_, K, C, S = "marketer", "analyst", "ops", "kiosk", "cashier", "shopper"
 PUBLIC = "public"
 # (method, path template) -> who may call it. A new route fails the test until listed here.
 POLICY: dict[tuple[str, str], set[str]] = {
@@ -61,8 +61,15 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/kiosks/{store_id}/{kiosk_id}/ably-token"): {K},
     ("POST", "/kiosks/{store_id}/{kiosk_id}/checkin-codes"): {K},
     ("GET", "/kiosks/{store_id}/{kiosk_id}/checkin-codes/{code}"): {K},
+    # the offers and "show me where" of the shopper checked in at that kiosk
+    ("GET", "/kiosks/{store_id}/{kiosk_id}/shoppers/{uid}/offers"): {K},
+    ("GET", "/kiosks/{store_id}/{kiosk_id}/shoppers/{uid}/offers/{offer_id}/where"): {K},
+    # the code an offer shows at the till (QR + text), and its "show me where" map
+    ("GET", "/shoppers/{uid}/offers/{offer_id}/code"): {S},
+    ("GET", "/shoppers/{uid}/offers/{offer_id}/where"): {S},
+    ("POST", "/redemptions"): {C},  # only the till redeems
 }
-CALLERS = ("none", M, A, OPS_, K, "own-shopper", "other-shopper")
+CALLERS = ("none", M, A, OPS_, K, C, "own-shopper", "other-shopper")
 
 
 def operations(client) -> list[tuple[str, str]]:

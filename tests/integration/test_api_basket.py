@@ -26,6 +26,7 @@ from tests.integration.api_harness import (  # noqa: F401
     client,
     poll,
     rds,
+    redeem_at_till,
     stop_proc,
     unique,
 )
@@ -88,10 +89,9 @@ def test_two_products_redeemed_in_one_visit_are_a_pair_counted_once_per_shopper(
     redeemed_at = {}
     for name in ("ann-bread", "ann-jam", "bob-jam", "bob-bread"):
         uid = ann if name.startswith("ann") else bob
-        res = client.post(f"/offers/{offers[name]}/events", json={"event": "redeemed"},
-                          headers=bearer(token[uid]))
-        assert res.status_code == 200, res.text
-        redeemed_at[name] = res.json()["ts"]
+        res = redeem_at_till(client, uid, token[uid], offers[name], store)
+        assert res.status_code == 201, res.text
+        redeemed_at[name] = res.json()["redeemed_at"]
 
     def pairs(**params) -> dict:
         res = client.get("/analytics/bought-together", headers=ANALYST,

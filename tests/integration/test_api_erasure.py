@@ -21,6 +21,7 @@ from tests.integration.api_harness import (  # noqa: F401
     client,
     poll,
     rds,
+    redeem_at_till,
     unique,
     worker,
 )
@@ -114,10 +115,8 @@ def test_erasure_stops_offers_and_clears_the_serving_store(client, rds, api_sett
 
     assert poll(lambda: top("dwell"), 30)[0]["sku"] == sku
     offer_id = offers_in_redis(rds, control)[0]["offer_id"]
-    res = client.post(
-        f"/offers/{offer_id}/events", json={"event": "redeemed"}, headers=bearer(tokens[control])
-    )
-    assert res.status_code == 200
+    res = redeem_at_till(client, control, tokens[control], offer_id, store)
+    assert res.status_code == 201, res.text
     assert poll(lambda: top("redemptions"), 30)[0]["value"] == 1
     funnel = client.get(f"/funnel/promotions/{pid}", headers=MARKETER).json()["funnel"]
     assert funnel["sent"] >= 2 and funnel["redeemed"] == 1

@@ -28,6 +28,7 @@ from tests.integration.api_harness import (  # noqa: F401
     client,
     poll,
     rds,
+    redeem_at_till,
     unique,
 )
 
@@ -222,10 +223,14 @@ def test_offer_events_produce_and_count_once(client, rds, api_settings):
         )
         assert res.status_code == 200
     assert res.json()["counted"] is False
+    # a shopper cannot declare an offer redeemed: the till redeems the code the phone shows
     res = client.post(
         f"/offers/{offer_id}/events", json={"event": "redeemed"}, headers=bearer(token)
     )
-    assert res.json()["counted"] is True
+    assert res.status_code == 403 and "till" in res.json()["detail"]
+    assert rds.hgetall(serving.promo_stats(pid)) == {"opened": "1"}
+    res = redeem_at_till(client, uid, token, offer_id, store)
+    assert res.status_code == 201, res.text
     assert rds.hgetall(serving.promo_stats(pid)) == {"opened": "1", "redeemed": "1"}
     assert rds.hgetall(serving.store_stats(store)) == {"opened": "1", "redeemed": "1"}
     events = poll(
