@@ -4,17 +4,22 @@ visit), maintained by the analytics Faust agents."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from api import catalog
 from api.analytics import Metric, bucket_totals, top_pairs, top_share, window_totals
 from api.deps import Analyst, MarketerOrAnalyst, ServicesDep
+from api.errors import unprocessable
 from api.models import Ident, Sku
+from api.services import Services
 from instore import records as r
 from instore import serving
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
 
@@ -127,3 +132,75 @@ def archive_sql(body: ArchiveQuery, services: ServicesDep, _role: Analyst) -> Ar
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     return ArchiveAnswer(columns=result.columns, types=result.types, rows=result.rows,
                          truncated=result.truncated)
+
+
+class TimeSeries(BaseModel):
+    key: str = Field(description="the promotion id, the store id, or 'all'")
+    label: str = Field(description="what a marketer calls it: the promotion's title, the "
+                                    "store's name")
+    total: int
+    counts: list[int] = Field(description="one count per bucket, from 'start'")
+
+
+class TimeSeriesAnswer(BaseModel):
+    metric: Literal["offers", "redemptions"]
+    bucket: Literal["minute", "hour"]
+    start: int = Field(description="the first bucket's start (epoch ms)")
+    bucket_ms: int
+    buckets: int
+    series: list[TimeSeries] = Field(description="the largest ten, largest first")
+    archive_delay_s: float = Field(description="the archiver writes every ARCHIVE_FLUSH_S: "
+                                               "the latest buckets fill in this much later")
+
+
+@router.get("/timeseries", response_model=TimeSeriesAnswer)
+def offers_timeseries(
+        services: ServicesDep, _role: MarketerOrAnalyst,
+        metric: Annotated[Literal["offers", "redemptions"], Query()] = "offers",
+        bucket: Annotated[Literal["minute", "hour"], Query()] = "minute",
+        start: Annotated[int | None, Query(alias="from", ge=0, description="epoch ms; "
+                                           "default: 'to' minus an hour")] = None,
+        end: Annotated[int | None, Query(alias="to", ge=0,
+                                         description="epoch ms; default: now")] = None,
+        by: Annotated[Literal["total", "promotion", "store"], Query()] = "total",
+        pid: Annotated[Ident | None, Query()] = None,
+        store_id: Annotated[Ident | None, Query()] = None) -> TimeSeriesAnswer:
+    """Offers made, or offers redeemed (once per offer, at its first ``redeemed`` event), per
+    minute or hour, in total or per promotion or per store, from the archive (DuckDB). The
+    archive, not Redis: it holds any date range and is what the daily reports count from, so a
+    chart and a report agree; the price is the archiver's flush interval (ARCHIVE_FLUSH_S,
+    ``archive_delay_s``): the latest minute shows up that late."""
+    from api.timeseries import BUCKET_MS, RangeError, timeseries  # noqa: PLC0415
+
+    end_ms = end if end is not None else r.now_ms()
+    start_ms = start if start is not None else end_ms - 3_600_000
+    try:
+        first, n, rows = timeseries(services.settings.archive_location, metric, bucket,
+                                    start_ms, end_ms, by=by, pid=pid, store_id=store_id)
+    except RangeError as exc:
+        unprocessable(["query", "from"], str(exc))
+    except duckdb_errors() as exc:
+        log.warning("timeseries: the archive could not be read: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            detail=f"the archive could not be read: {exc}") from None
+    series = [TimeSeries(key=s.key, label=_label(services, by, s.key, s.title), total=s.total,
+                         counts=s.points) for s in rows]
+    return TimeSeriesAnswer(metric=metric, bucket=bucket, start=first, bucket_ms=BUCKET_MS[bucket],
+                            buckets=n, series=series,
+                            archive_delay_s=services.settings.archive_flush_s)
+
+
+def duckdb_errors() -> tuple[type[BaseException], ...]:
+    import duckdb  # noqa: PLC0415
+
+    return (duckdb.Error, OSError)
+
+
+def _label(services: Services, by: str, key: str, archived_title: str | None) -> str:
+    if by == "promotion":
+        promo = services.tables.promotions.get(key)
+        return (promo.title if promo else archived_title) or key
+    if by == "store":
+        meta = catalog.store_meta(services.redis, key)
+        return meta.name if meta and meta.name else key
+    return "all offers"

@@ -48,8 +48,12 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/offers/feed"): {M, A},
     ("GET", "/analytics/top-products"): {M, A},
     ("GET", "/analytics/bought-together"): {M, A},
+    ("GET", "/analytics/timeseries"): {M, A},  # offers and redemptions over time (archive)
     ("POST", "/analytics/sql"): {A},  # the archive (cold storage), read-only
     ("GET", "/lineage"): {M, A, OPS_},
+    ("POST", "/ksql"): {A},  # ksqlDB statements, proxied
+    ("POST", "/ksql/query"): {A},  # ksqlDB queries, streamed back
+    ("GET", "/ksql/sources"): {A},
     ("POST", "/offers/{offer_id}/events"): {S},
     ("POST", "/shoppers/{uid}/consent"): {PUBLIC},  # registration; changes need the bearer
     ("GET", "/shoppers/{uid}/consent"): {S},
