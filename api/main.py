@@ -25,6 +25,7 @@ from api.routes import (
     analytics,
     funnel,
     kiosks,
+    ksql,
     lineage,
     offers,
     ops,
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ratelimit.install(app, settings)  # token routes and credential guessing (429)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # 413 before auth
     for module in (promotions, stores, products, funnel, offers, analytics, shoppers, kiosks,
-                   push, ops, lineage, redemptions):
+                   push, ops, lineage, ksql, redemptions):
         app.include_router(module.router)
 
     registry, requests = make_registry(lambda: getattr(app.state, "services", None))
