@@ -51,6 +51,6 @@ def qr_svg(code: str) -> str:
     """The code as a QR code (SVG, no XML declaration: inline in the page). The QR holds the
     canonical code only, what a till's scanner types."""
     out = io.BytesIO()
-    segno.make(code, error="m").save(out, kind="svg", xmldecl=False, svgns=True, scale=6,
+    segno.make(code, error="m").save(out, kind="svg", xmldecl=False, svgns=True, scale=7,
                                      border=2, title="redemption code", svgclass="qr")
     return out.getvalue().decode()

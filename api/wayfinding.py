@@ -20,6 +20,7 @@ from instore.records import StoreProduct
 FEET_COUNTRIES = frozenset({"US", "LR", "MM"})  # where shops measure in feet
 SHELVES_MAX = 3000  # a huge store: an even sample of its shelves
 MARGIN_M = 2.0
+MIN_SIDE_M = 12.0  # a map of a few shelves still shows some floor around them
 
 Units = Literal["m", "ft"]
 
@@ -61,6 +62,12 @@ def _sample(points: Sequence[StoreProduct], most: int) -> list[StoreProduct]:
     return list(points[:: math.ceil(len(points) / most)])
 
 
+def _widen(low: float, high: float) -> tuple[float, float]:
+    """The span, widened about its middle to at least MIN_SIDE_M."""
+    missing = MIN_SIDE_M - (high - low)
+    return (low - missing / 2, high + missing / 2) if missing > 0 else (low, high)
+
+
 def floor_map(store_id: str, products: Sequence[StoreProduct], target: StoreProduct,
               here: tuple[float, float, int] | None, country: str | None) -> WherePublic:
     """The map of ``target`` among ``products`` (its store's), with ``here`` = (lat, lon,
@@ -72,7 +79,8 @@ def floor_map(store_id: str, products: Sequence[StoreProduct], target: StoreProd
     you_xy = frame.to_xy(here[0], here[1]) if here is not None else None
     xs = [x for x, _ in shelves] + [0.0] + ([you_xy[0]] if you_xy else [])
     ys = [y for _, y in shelves] + [0.0] + ([you_xy[1]] if you_xy else [])
-    x0, y0 = min(xs) - MARGIN_M, min(ys) - MARGIN_M
+    x0, x1 = _widen(min(xs) - MARGIN_M, max(xs) + MARGIN_M)
+    y0, y1 = _widen(min(ys) - MARGIN_M, max(ys) + MARGIN_M)
 
     def local(xy: tuple[float, float]) -> tuple[float, float]:
         return round((xy[0] - x0) * scale, 2), round((xy[1] - y0) * scale, 2)
@@ -90,7 +98,6 @@ def floor_map(store_id: str, products: Sequence[StoreProduct], target: StoreProd
         route = [Spot(x=ux, y=uy), Spot(x=px, y=py)]
     return WherePublic(
         store_id=store_id, units=units,
-        width=round((max(xs) + MARGIN_M - x0) * scale, 2),
-        height=round((max(ys) + MARGIN_M - y0) * scale, 2),
+        width=round((x1 - x0) * scale, 2), height=round((y1 - y0) * scale, 2),
         shelves=[local(xy) for xy in shelves], product=product, you=you, distance=distance,
         route=route)
