@@ -96,7 +96,8 @@ function grid(title, columns, rows, types) {
   const table = el("table", { class: "grid" });
   const head = el("tr");
   columns.forEach((c, i) => {
-    const th = el("th", {}, c);
+    const th = el("th", { scope: "col" });
+    th.append(el("span", { class: "col-name" }, c));
     if (types && types[i]) th.append(el("small", {}, types[i]));
     head.append(th);
   });
