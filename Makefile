@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 	@$(PIP) install -q -e '.[dev,peers,edge,cloud]'
 	@bash scripts/install-ably-js.sh
 	@bash scripts/install-swagger-ui.sh
+	@bash scripts/install-chartjs.sh
 	@touch $(STAMP)
 
 $(QUIX_STAMP): bench/peers/requirements-quix.txt

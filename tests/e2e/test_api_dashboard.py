@@ -25,7 +25,7 @@ from instore.embedded import free_port, port_open, redis_argv
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.settings import DEV_KEYS
 from tests.conftest import ROOT, child_env, make_settings
-from tests.integration.api_harness import faust_web_env, stop_proc
+from tests.integration.api_harness import faust_web_env, redeem_at_till, stop_proc
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +45,9 @@ M_LON = M_LAT * math.cos(math.radians(LAT0))
 SEGMENTS = ["bakery", "coffee", "dairy", "snacks", "produce", "wine"]
 TARGET_SKU = 1013
 MARKETER = {"X-API-Key": DEV_KEYS["marketer"]}
+# columns of the promotions table: title, for, discount, reach, status, offers sent, delivered,
+# opened, redeemed, conversion, actions
+SENT, DELIVERED, OPENED, REDEEMED = 5, 6, 7, 8
 
 
 def at(x_m: float, y_m: float) -> tuple[float, float]:
@@ -145,11 +148,15 @@ def stack(broker_factory, tmp_path_factory) -> Iterator[dict[str, Any]]:
         CAP_PER_HOUR="1000",
         APP_ID=f"instore-dash-{uuid.uuid4().hex[:6]}",
         DATA_DIR=str(logs),
+        # the archiver writes every second, so the charts (from the archive) move within seconds
+        ARCHIVE_URL=str(logs / "archive"),
+        ARCHIVE_FLUSH_S="1",
         **faust_web_env(),
     )
     procs = [
         spawn(["api", "serve", "--log-level", "warning"], env, logs, "api"),
         spawn(["worker", "--loglevel", "warn"], env, logs, "worker"),
+        spawn(["archive"], env, logs, "archive"),
     ]
     base = f"http://127.0.0.1:{api_port}"
     try:
@@ -169,7 +176,7 @@ def stack(broker_factory, tmp_path_factory) -> Iterator[dict[str, Any]]:
         stop_proc(redis_proc)
 
 
-def seed_store(base: str) -> tuple[str, tuple[float, float]]:
+def seed_store(base: str, target_sku: int = TARGET_SKU) -> tuple[str, tuple[float, float]]:
     """A 100 m x 60 m store: double-sided shelves every 6 m, 60 products, via the API."""
     store = f"berlin-{uuid.uuid4().hex[:4]}"
     with httpx.Client(base_url=base, headers=MARKETER, timeout=30) as c:
@@ -195,7 +202,7 @@ def seed_store(base: str) -> tuple[str, tuple[float, float]]:
                 f"{sku},{store},{SEGMENTS[i // 10]},,{SEGMENTS[i // 10]} item {i},"
                 f"{lat:.7f},{lon:.7f},DE"
             )
-            if sku == TARGET_SKU:
+            if sku == target_sku:
                 target = (lat, lon)
         report = c.post(
             "/products/bulk", files={"file": ("catalog.csv", "\n".join(lines), "text/csv")}
@@ -265,7 +272,7 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
                 feed = page.locator("#feed li", has_text="Espresso beans -30%")
                 expect(feed.first).to_be_visible(timeout=90_000)
                 expect(page.locator("#floor .shopper-dot").first).to_be_attached(timeout=30_000)
-                expect(row.locator("td").nth(7)).not_to_have_text("0", timeout=15_000)
+                expect(row.locator("td").nth(SENT)).not_to_have_text("0", timeout=15_000)
                 # the analytics agent ranks the shelf where shoppers dwell
                 expect(page.locator("#top-dwell li").first).to_contain_text(
                     f"item {TARGET_SKU - 1000}", timeout=30_000
@@ -273,14 +280,17 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
                 # one shopper opens and redeems their offer (as the phone page does)
                 uid = shoppers.standing[0]
                 offers = httpx.get(f"{base}/shoppers/{uid}/offers", headers=tokens[uid]).json()
-                for event in ("opened", "redeemed"):
-                    res = httpx.post(
-                        f"{base}/offers/{offers[0]['offer_id']}/events",
-                        json={"event": event},
-                        headers=tokens[uid],
-                    )
-                    assert res.status_code == 200, res.text
-                expect(row.locator("td").nth(10)).to_have_text("1", timeout=15_000)
+                res = httpx.post(
+                    f"{base}/offers/{offers[0]['offer_id']}/events",
+                    json={"event": "opened"},
+                    headers=tokens[uid],
+                )
+                assert res.status_code == 200, res.text
+                with httpx.Client(base_url=base, timeout=30) as till:
+                    res = redeem_at_till(till, uid, tokens[uid]["Authorization"].split()[1],
+                                         offers[0]["offer_id"], store)
+                assert res.status_code == 201, res.text
+                expect(row.locator("td").nth(REDEEMED)).to_have_text("1", timeout=15_000)
                 expect(page.locator("#top-redemptions li").first).to_contain_text(
                     f"item {TARGET_SKU - 1000}", timeout=30_000
                 )
@@ -359,3 +369,143 @@ def test_ops_view_shows_data_quality(stack):
         for key in rds.scan_iter(match="instore:quality:*"):
             rds.delete(key)
         rds.close()
+
+
+def chart_total(page: Any, metric: str, label: str) -> int:
+    """The sum of one line of a chart, as Chart.js holds it (what the marketer sees drawn)."""
+    return int(page.evaluate(
+        """([id, label]) => {
+             const chart = Chart.getChart(id);
+             const set = chart && chart.data.datasets.find((d) => d.label === label);
+             return set ? set.data.reduce((a, b) => a + b, 0) : 0;
+           }""", [f"chart-{metric}", label]))
+
+
+def test_marketer_edits_withdraws_and_sees_the_charts_move(stack):
+    """Create a promotion, edit it, watch its offers and a redemption reach the charts (offers
+    -> archive -> chart), read the funnel in plain words, upload a catalog with a bad row, and
+    withdraw the promotion."""
+    from playwright.sync_api import expect, sync_playwright
+
+    if not (ROOT / "api" / "static" / "vendor" / "chartjs" / "chart.umd.min.js").exists():
+        pytest.skip("Chart.js is not installed: run `make setup` (scripts/install-chartjs.sh)")
+    base = stack["base"]
+    sku = 1027
+    store, target = seed_store(base, sku)
+    shoppers = Shoppers(stack["settings"], store, target)
+    tokens = {}
+    for uid in shoppers.standing + shoppers.walking:
+        res = httpx.post(f"{base}/shoppers/{uid}/consent", json={"opted_in": True}, timeout=30)
+        assert res.status_code == 200
+        tokens[uid] = {"Authorization": f"Bearer {res.json()['shopper_token']}"}
+    shoppers.thread.start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.on("dialog", lambda d: d.accept())
+                page.goto(f"{base}/dashboard")
+                expect(page.locator("#ops-link")).to_be_hidden()
+                page.fill("#api-key", DEV_KEYS["marketer"])
+                page.click("#key-form button")
+                expect(page.locator("#who")).to_have_text("connected", timeout=15_000)
+                page.select_option("#store-select", store)
+                # the floor: shelves derived from the products, and a scale bar in metres
+                expect(page.locator("#floor .shelf").first).to_be_attached(timeout=15_000)
+                expect(page.locator("#floor .scale-bar")).to_contain_text(" m")
+
+                form = page.locator("#promo-form")
+                form.locator("input[name=title]").fill("Croissants -20%")
+                form.locator("input[name=sku]").fill(str(sku))
+                form.locator("input[name=discount_pct]").fill("20")
+                form.locator("input[name=radius_ft]").fill("15")
+                form.locator("button[type=submit]").click()
+                expect(page.locator("#promo-result")).to_contain_text("created", timeout=15_000)
+                row = page.locator("#promotions tbody tr", has_text="Croissants -20%")
+                expect(row).to_be_visible(timeout=10_000)
+                pid = row.get_attribute("data-pid")
+                assert pid
+                expect(row).not_to_contain_text(pid)  # plain words: no ids
+                expect(row).to_contain_text(f"item {sku - 1000}")  # the product by its name
+
+                # edit it from the page (PATCH)
+                row.locator("button.edit").click()
+                expect(page.locator("#promo-heading")).to_contain_text("Edit")
+                expect(form.locator("input[name=title]")).to_have_value("Croissants -20%")
+                form.locator("input[name=title]").fill("Croissants -25%")
+                form.locator("input[name=discount_pct]").fill("25")
+                form.locator("button[type=submit]").click()
+                expect(page.locator("#promo-result")).to_contain_text("saved", timeout=15_000)
+                row = page.locator(f'#promotions tbody tr[data-pid="{pid}"]')
+                expect(row.locator("td").first).to_have_text("Croissants -25%", timeout=10_000)
+                expect(row.locator("td").nth(2)).to_have_text("25 %")
+                expect(page.locator("#promo-heading")).to_have_text("New promotion")
+
+                # offers are made, archived (every second) and drawn, per promotion
+                page.select_option("#chart-form select[name=by]", "promotion")
+                page.click("#chart-form button[type=submit]")
+                expect(row.locator("td").nth(SENT)).not_to_have_text("0", timeout=90_000)
+                wait_for(lambda: chart_total(page, "offers", "Croissants -25%") > 0, 90,
+                         "the promotion's offers on the chart")
+                expect(page.locator("#chart-delay")).to_contain_text("every 1 s")
+
+                # a shopper redeems: the funnel counts every stage once, the chart moves
+                uid = shoppers.standing[0]
+                offers = httpx.get(f"{base}/shoppers/{uid}/offers", headers=tokens[uid]).json()
+                mine = [o for o in offers if o["pid"] == pid]
+                assert mine, offers
+                assert chart_total(page, "redemptions", "Croissants -25%") == 0
+                token = tokens[uid]["Authorization"].split()[1]
+                with httpx.Client(base_url=base, timeout=30) as till:
+                    res = redeem_at_till(till, uid, token, mine[0]["offer_id"], store)
+                    assert res.status_code == 201, res.text
+                    again = redeem_at_till(till, uid, token, mine[0]["offer_id"], store)
+                    assert again.status_code == 409, again.text
+                expect(row.locator("td").nth(REDEEMED)).to_have_text("1", timeout=30_000)
+                cells = [int(row.locator("td").nth(i).inner_text())
+                         for i in (SENT, DELIVERED, OPENED, REDEEMED)]
+                assert cells[1] >= cells[2] >= cells[3] == 1, cells
+
+                def redeemed_drawn() -> bool:
+                    page.click("#chart-form button[type=submit]")
+                    page.wait_for_timeout(500)
+                    return chart_total(page, "redemptions", "Croissants -25%") == 1
+
+                wait_for(redeemed_drawn, 90, "the redemption on the chart")
+                strip = page.locator("#totals")
+                expect(strip).to_contain_text("offers sent")
+                expect(strip).not_to_contain_text("dead")
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(ROOT / "docs" / "screenshots" / "dashboard-marketer.png"),
+                                full_page=True)
+
+                # a catalog upload with a bad row: the report names the line and the reason
+                csv_text = "\n".join([
+                    "sku,store_id,segment,variant,name,latitude,longitude,country",
+                    f"2001,{store},bakery,,Baguette,{target[0]:.7f},{target[1]:.7f},DE",
+                    f"2002,{store},bakery,,Brioche,{target[0]:.7f},{target[1]:.7f},DE",
+                    f"2003,{store},bakery,,Nowhere,95.0,{target[1]:.7f},DE",
+                ])
+                page.set_input_files("#catalog-form input[type=file]", files=[{
+                    "name": "catalog.csv", "mimeType": "text/csv",
+                    "buffer": csv_text.encode()}])
+                page.click("#catalog-form button[type=submit]")
+                expect(page.locator("#catalog-summary")).to_contain_text(
+                    "3 rows, 2 saved, 1 rejected", timeout=15_000)
+                bad = page.locator('#catalog-errors tr[data-row="4"]')
+                expect(bad).to_contain_text("latitude")
+
+                # withdraw: the row goes
+                row.locator("button.withdraw").click()
+                expect(row).to_have_count(0, timeout=15_000)
+
+                # the ops view is linked for whoever holds the ops key in this tab
+                page.evaluate("sessionStorage.setItem('instore-ops-key', 'set by the ops page')")
+                page.reload()
+                expect(page.locator("#ops-link")).to_be_visible()
+            finally:
+                browser.close()
+    finally:
+        shoppers.stop.set()
+        shoppers.thread.join(10)
