@@ -5,7 +5,7 @@ confirms from their phone, gets an Ably token for its own channel, and shows the
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, cast
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, status
@@ -90,7 +90,7 @@ def checkin_code_state(store_id: StorePath, kiosk_id: KioskPath, code: str,
     """Whether the shopper confirmed this kiosk's code yet (the kiosk polls): ``waiting`` or
     ``confirmed`` with their uid; 404 once it expired (or for another kiosk's code)."""
     key = serving.checkin_code(code)
-    held = services.redis.hgetall(key)
+    held = cast(dict[str, str], services.redis.hgetall(key))
     if not held or held.get("store_id") != store_id or held.get("kiosk_id") != kiosk_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such check-in code here")
     ttl = max(0, int(services.redis.ttl(key)))

@@ -4,7 +4,7 @@ marketers and analysts read the live offers feed."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -34,7 +34,8 @@ def load_offer(services: Services, offer_id: str) -> r.Offer | None:
         return None
 
 
-def record_event(services: Services, offer: r.Offer, event: str) -> OfferEventPublic:
+def record_event(services: Services, offer: r.Offer,
+                 event: Literal["opened", "redeemed"]) -> OfferEventPublic:
     """The one path every opened/redeemed takes: an ``offer_events`` record (what the funnel
     counters, analytics and the archive read), then the promotion's and store's counters, once
     per offer and event. 503 when Kafka does not take it."""

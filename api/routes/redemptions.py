@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
@@ -59,7 +60,7 @@ def redeem(body: RedemptionIn, services: ServicesDep, _role: Cashier) -> Redempt
                             detail=f"this is not a redemption code: it has {redemption.LENGTH} "
                             "letters and digits, as printed under the QR code")
     key = serving.redeem_code(code)
-    held = services.redis.hgetall(key)
+    held = cast(dict[str, str], services.redis.hgetall(key))
     offer_id = held.get("offer_id")
     secret = services.settings.shopper_secret
     if not offer_id or not redemption.verifies(secret, offer_id, code):

@@ -113,7 +113,7 @@ def checkin(uid: UidPath, body: CheckinIn, services: ServicesDep,
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail="no consent to offers at a kiosk: opt in with the kiosk channel")
     key = serving.checkin_code(body.code)
-    held = services.redis.hgetall(key)
+    held = cast(dict[str, str], services.redis.hgetall(key))
     if not held.get("kiosk_id") or not held.get("store_id"):
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail="no such check-in code (it may have expired): ask the kiosk "

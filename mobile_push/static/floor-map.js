@@ -46,14 +46,14 @@ const FloorMap = (() => {
       svg.appendChild(el("polyline", { points: pts, class: "route",
         "stroke-width": unit / 2, "stroke-dasharray": `${unit} ${unit / 1.5}` }));
     }
-    const p = map.product;
-    svg.appendChild(el("circle", { cx: p.x, cy: y(p.y), r: unit * 1.6, class: "target" }));
     if (map.you) {
       svg.appendChild(el("circle", { cx: map.you.x, cy: y(map.you.y), r: unit * 1.3,
         class: "you" }));
       svg.appendChild(el("text", { x: map.you.x + unit * 2, y: y(map.you.y) + unit,
         "font-size": unit * 3, class: "you-label" }, "you"));
     }
+    const p = map.product;  // drawn last: on top even where the shopper stands at the shelf
+    svg.appendChild(el("circle", { cx: p.x, cy: y(p.y), r: unit * 1.6, class: "target" }));
     // scale bar under the floor
     const len = niceLength(w);
     const by = h + 2.5 * unit;

@@ -1,9 +1,11 @@
 """The phone and kiosk pages in headless Chromium against the whole embedded push path:
 broker, Redis, the Faust worker, the push sink, the push hub and the API, all real.
 
-A shopper opts in on the phone page and checks in at a kiosk; positions near a promoted
-product are produced; the offer card appears on the phone and on the kiosk; redeeming it
-writes ``redeemed`` to ``offer_events``. The pages subscribe with ably-js over the hub's Ably
+A shopper opts in on the phone page and checks in at a kiosk by the code it shows; positions
+near a promoted product are produced; the offer card appears on the phone and on the kiosk
+(which greets the shopper without name or uid); "show me where" draws the floor map on both;
+the phone shows the offer's code and a cashier redeems it once at the till, which writes
+``redeemed`` to ``offer_events``. The pages subscribe with ably-js over the hub's Ably
 realtime protocol (the SSE fallback is exercised by the simulated-shopper test); erasing the
 shopper revokes their token, which takes the phone page off the channel. Screenshots go to
 docs/screenshots/."""
@@ -44,6 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAT, LON = 40.741895, -73.989308  # the chocolate shelf
+CASHIER = {"X-API-Key": DEV_KEYS["cashier"]}  # the till
 
 
 def wait_for(cond, timeout: float, what: str, every: float = 0.2):
@@ -204,7 +207,7 @@ def _offer_events(settings, offer_id: str, event: str, timeout: float = 30.0) ->
     return False
 
 
-def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
+def test_offer_reaches_phone_and_kiosk_and_the_till_redeems_its_code_once(world):
     from playwright.sync_api import expect, sync_playwright
 
     settings, hub = world["settings"], world["hub"]
@@ -212,34 +215,43 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
     r = redis.Redis.from_url(settings.redis_address)
     SHOTS.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
+
+    def till(code: str) -> httpx.Response:
+        return httpx.post(f"{world['api']}/redemptions", headers=CASHIER, timeout=30,
+                          json={"code": code, "store_id": world["store"]},
+                          verify=world["verify"])
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
                                      args=world["chromium_args"])
         try:
             phone = browser.new_page(viewport={"width": 390, "height": 780})
             phone.goto(f"{hub}/phone?uid={uid}")
+            # the two choices, one sentence each, before opting in
+            expect(phone.locator("#choices")).to_contain_text("On this phone")
+            expect(phone.locator("#choices")).to_contain_text("At a kiosk")
             phone.get_by_test_id("opt-in").click()
             expect(phone.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             expect(phone.get_by_test_id("opt-out")).to_be_enabled()
+            expect(phone.get_by_test_id("erase")).to_be_enabled()
             assert phone.evaluate("() => document.body.dataset.transport") == "ably-js"
             # the API the page calls has the page's scheme (https with TLS on)
             api_url = phone.evaluate(
                 "async () => (await (await fetch('/config.json')).json()).api_url")
             assert api_url.startswith(world["hub"].split(":")[0] + "://"), api_url
 
-            kiosk = browser.new_page(viewport={"width": 1100, "height": 700})
+            kiosk = browser.new_page(viewport={"width": 1100, "height": 760})
             kiosk.goto(f"{hub}/kiosk?store={world['store']}&kiosk={world['kiosk']}"
                        f"&key={DEV_KEYS['kiosk']}")
             expect(kiosk.get_by_test_id("state")).to_have_text("live", timeout=30_000)
             assert kiosk.evaluate("() => document.body.dataset.transport") == "ably-js"
-            # Check-in: the kiosk shows a one-time code, the phone confirms it.
-            kiosk.get_by_test_id("checkin").click()
+            # Check-in: the kiosk shows a one-time code by itself, the phone confirms it.
             expect(kiosk.get_by_test_id("checkin-code")).to_have_text(
                 re.compile(r"^[0-9]{6}$"), timeout=10_000)
             code = kiosk.get_by_test_id("checkin-code").inner_text()
             phone.get_by_test_id("kiosk-code").fill(code)
             phone.get_by_test_id("kiosk-checkin").click()
-            expect(kiosk.get_by_test_id("who")).to_contain_text("Welcome", timeout=10_000)
+            expect(kiosk.get_by_test_id("who")).to_contain_text("Welcome back", timeout=10_000)
             # The sink has seen the check-in (so the offer also goes to this kiosk's channel).
             wait_for(lambda: r.get(serving.checkin(uid)), 60, "the check-in in Redis")
 
@@ -253,34 +265,63 @@ def test_offer_reaches_phone_and_kiosk_and_redeem_is_recorded(world):
             titles = sorted(phone.locator(".offer-card .title").all_inner_texts())
             assert titles == ["Dark chocolate 70%", "Sea-salt caramels, 2 for 1"]
             stop.set()
+            expect(phone.get_by_test_id("redeem")).to_have_count(0)  # no self-declared redeem
 
             kiosk_cards = kiosk.locator(".offer-card")
             expect(kiosk_cards).to_have_count(2, timeout=30_000)
+            assert uid not in kiosk.locator("body").inner_text()  # greeted, not named
+            # "show me where" on the kiosk: the floor map with the way to the shelf
+            kiosk.locator(".offer-card", has_text="Sea-salt caramels").get_by_test_id(
+                "where").click()
+            expect(kiosk.locator("#map svg.floor-map")).to_be_visible(timeout=10_000)
+            expect(kiosk.locator("#map .route")).to_have_count(1)
+            expect(kiosk.get_by_test_id("map-caption")).to_contain_text("Sea-salt caramels")
 
             card = phone.locator(".offer-card", has_text="Dark chocolate 70%")
             offer_id = card.get_attribute("data-offer-id")
             assert offer_id
-            card.get_by_test_id("open").click()
-            expect(card.locator(".badge")).to_have_text("Opened", timeout=10_000)
-            card.get_by_test_id("redeem").click()
-            expect(card.locator(".badge")).to_have_text("Redeemed ✓", timeout=10_000)
-            phone.screenshot(path=str(SHOTS / "phone.png"))
+            # "show me where" on the phone: the store is in the US, so feet
+            card.get_by_test_id("where").click()
+            expect(card.locator("svg.floor-map")).to_be_visible(timeout=10_000)
+            expect(card.get_by_test_id("map-caption")).to_contain_text(
+                re.compile(r"Dark chocolate 70%: [0-9]+ ft from you"))
+            expect(card.get_by_test_id("distance")).to_have_text(re.compile(r"^[0-9]+ ft away$"))
+            expect(card.get_by_test_id("badge")).to_have_text("Opened", timeout=10_000)
+            # the code for the till: a QR code and the same code as text
+            card.get_by_test_id("show-code").click()
+            expect(card.locator(".qr svg")).to_be_visible(timeout=10_000)
+            expect(card.get_by_test_id("redeem-code")).to_have_text(
+                re.compile(r"^[0-9A-Z]{5}-[0-9A-Z]{5}$"))
+            redeem_code = card.get_by_test_id("redeem-code").inner_text()
+            phone.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
             kiosk.screenshot(path=str(SHOTS / "kiosk.png"))
 
-            # Erasure revokes the shopper's push token: the phone's realtime connection is
-            # closed (40141) and, with no consent left, the API gives it no new token.
+            # the cashier: a wrong code is refused, the right one redeems once
+            wrong = "ZZZZZ-ZZZZZ" if redeem_code != "ZZZZZ-ZZZZZ" else "00000-00000"
+            assert till(wrong).status_code == 404
+            first = till(redeem_code)
+            assert first.status_code == 201, first.text
+            assert (first.json()["title"], first.json()["product"]) == (
+                "Dark chocolate 70%", "Dark chocolate 70%")
+            again = till(redeem_code)
+            assert again.status_code == 409 and "already redeemed" in again.json()["detail"]
+            # the phone sees the till's redemption
+            expect(card.get_by_test_id("badge")).to_have_text("Redeemed ✓", timeout=15_000)
+
+            # Erasure from the page revokes the shopper's push token: the phone's realtime
+            # connection is closed (40141), and the old token is refused.
             shopper_token = phone.evaluate(
                 "(uid) => localStorage.getItem(`instore.shopper_token.${uid}`)", uid
             )
-            erased = httpx.delete(
-                f"{world['api']}/shoppers/{uid}",
-                headers={"Authorization": f"Bearer {shopper_token}"},
-                timeout=30,
-                verify=world["verify"],
-            )
-            assert erased.status_code == 200, erased.text
-            assert erased.json()["push_tokens_revoked"] is True
+            phone.get_by_test_id("erase").click()
+            phone.get_by_test_id("erase-confirm").click()
+            expect(phone.locator("#consent-text")).to_contain_text("Erased", timeout=15_000)
             expect(phone.get_by_test_id("state")).not_to_have_text("live", timeout=15_000)
+            assert phone.locator(".offer-card").count() == 0
+            refused = httpx.get(f"{world['api']}/shoppers/{uid}/consent",
+                                headers={"Authorization": f"Bearer {shopper_token}"},
+                                timeout=30, verify=world["verify"])
+            assert refused.status_code == 401
             expect(kiosk.get_by_test_id("state")).to_have_text("live")
         finally:
             stop.set()
