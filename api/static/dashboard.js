@@ -376,7 +376,7 @@ async function refreshChart(metric) {
   const delay = answer.archive_delay_s;
   const every = delay >= 60 ? `${Math.round(delay / 60)} min` : `${Math.round(delay)} s`;
   $("#chart-delay").textContent = `From the archive, written every ${every}: `
-    + `the most recent ${every} of each chart fill in that much later.`;
+    + `the most recent ${every} of each chart fills in that much later.`;
   const canvas = $(`#chart-${metric}`);
   canvas.dataset.total = String(total);
   if (typeof window.Chart === "undefined") {
