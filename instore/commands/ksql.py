@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from instore.settings import Settings, get_settings
@@ -520,48 +521,110 @@ def _render(columns: list[str], rows: list[list[Any]], title: str | None = None)
 @app.command("query")
 def query_cmd(
     sql: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="A statement: SELECT (pull, or push with EMIT CHANGES), SHOW, DESCRIBE, CREATE..."
         ),
-    ],
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Run each statement of this .sql file in order.",
+                     exists=True, dir_okay=False, readable=True),
+    ] = None,
     earliest: Annotated[
         bool, typer.Option(help="Push queries start from the earliest offset.")
     ] = False,
     limit: Annotated[int | None, typer.Option(help="Stop a push query after N rows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON lines.")] = False,
 ) -> None:
-    """Run a statement; push queries stream rows until Ctrl-C (or LIMIT)."""
+    """Run a statement (or each of a file's, `-f`); push queries stream rows until Ctrl-C (or
+    LIMIT). A file's SET/UNSET apply to its later statements; the first error stops it."""
+    if (sql is None) == (file is None):
+        msg = "give a statement or --file FILE (one of them)"
+        raise _fail(msg)
+    client = make_client()
+    props: dict[str, Any] = {"auto.offset.reset": "earliest"} if earliest else {}
+    # Ctrl-C ends a push query, even when started where SIGINT was ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if file is not None:
+        statements = _statements_of(file)
+        if not statements:
+            msg = f"{file} holds no statement"
+            raise _fail(msg)
+        _server_info(client)  # before the first statement: down is one sentence
+    else:
+        text = (sql or "").strip()
+        statements = [text if text.endswith(";") else text + ";"]
+    try:
+        for stmt in statements:
+            if set_property(stmt, props):
+                continue
+            if file is not None and not as_json:
+                console.print(f"[dim]> {escape(_first_line(stmt))}[/]", highlight=False)
+            try:
+                run_statement(client, stmt, props, limit=limit, as_json=as_json)
+            except KeyboardInterrupt:  # Ctrl-C while a statement or pull query runs
+                console.print("[cyan]cancelled[/]")
+                raise typer.Exit(130) from None
+    except KsqlCommandError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _unreachable(exc) from None
+
+
+_SET_RE = re.compile(r"^\s*(UN)?SET\s+'([^']+)'\s*(?:=\s*'([^']*)')?\s*;?\s*$", re.I)
+
+
+def set_property(stmt: str, props: dict[str, Any]) -> bool:
+    """Apply ``SET 'name'='value';`` / ``UNSET 'name';`` to ``props`` as ksqlDB's CLI does
+    (client-side, for the statements after it); False when ``stmt`` is neither."""
+    m = _SET_RE.match(stmt)
+    if m is None:
+        return False
+    if m.group(1):
+        props.pop(m.group(2), None)
+    else:
+        props[m.group(2)] = m.group(3) or ""
+    return True
+
+
+def _first_line(stmt: str) -> str:
+    lines = [line for line in stmt.strip().splitlines()
+             if line.strip() and not line.lstrip().startswith("--")]
+    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+
+
+def classify(text: str) -> tuple[bool, bool]:
+    """(is a query, is a push query) of one statement."""
     from stream_apps.ksqldb.syntax import Query, parse  # noqa: PLC0415
 
-    client = make_client()
-    text = sql.strip()
-    if not text.endswith(";"):
-        text += ";"
     try:
         stmts = parse(text)
         first = stmts[0] if len(stmts) == 1 else None
         is_select = isinstance(first, Query)
         push = isinstance(first, Query) and first.select is not None and first.select.emit_changes
-    except Exception:  # noqa: BLE001 - let the server report the syntax error
-        is_select = text.lstrip().upper().startswith("SELECT")
-        push = "EMIT CHANGES" in text.upper()
+    except Exception:  # what the local parser cannot read (its errors or its gaps): the
+        # server judges the statement; only its kind is guessed here
+        bare = re.sub(r"--[^\n]*|/\*.*?\*/", " ", text, flags=re.S).strip()
+        is_select = bare.upper().startswith("SELECT")
+        push = bool(re.search(r"\bEMIT\s+CHANGES\b", bare, re.I))
+    return is_select, push
+
+
+def run_statement(client: Any, text: str, props: dict[str, Any], *, limit: int | None = None,
+                  as_json: bool = False) -> None:
+    """Run one statement and print its result: a table with the result's columns (a push
+    query's rows as they arrive, under a header line). Raises :class:`KsqlCommandError` with
+    ksqlDB's message, :class:`KsqlUnavailable` when no endpoint answers."""
+    is_select, push = classify(text)
     if not is_select:
-        try:
-            entities = _ksql(client, text)
-        except KsqlCommandError as exc:
-            raise _fail(str(exc)) from None
-        except OSError as exc:
-            raise _unreachable(exc) from None
-        _print_entities(entities, as_json)
+        _print_entities(_ksql(client, text, props), as_json)
         return
-    props = {"auto.offset.reset": "earliest"} if earliest else {}
-    # Ctrl-C ends a push query, even when started where SIGINT was ignored (a background job)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        _run_select(client, text, props, push, limit, as_json)
-    except KsqlUnavailable as exc:
-        raise _unreachable(exc) from None
+    _run_select(client, text, props, push, limit, as_json)
+
+
+class _LimitReached(Exception):
+    """--limit rows were printed."""
 
 
 def _run_select(
@@ -583,6 +646,8 @@ def _run_select(
                     continue
                 if "header" in item:
                     names = [c.split("`")[1] for c in _split_schema(item["header"]["schema"])]
+                    if push and not as_json:
+                        out.print(" | ".join(names), style="bold", markup=False, highlight=False)
                     continue
                 if "row" in item:
                     values = item["row"]["columns"]
@@ -591,19 +656,23 @@ def _run_select(
                         sys.stdout.write(json.dumps(dict(zip(names, values, strict=False))) + "\n")
                         sys.stdout.flush()
                     elif push:
-                        out.print(" | ".join("null" if v is None else str(v) for v in values))
+                        out.print(" | ".join(_cell(v) for v in values), markup=False,
+                                  highlight=False)
                     else:
                         rows.append(values)
                     if limit is not None and count >= limit:
-                        raise KeyboardInterrupt
+                        raise _LimitReached
                 elif "errorMessage" in item or "@type" in item:
                     err = item.get("errorMessage", item)
-                    raise _fail(str(err.get("message")))
+                    raise KsqlCommandError(str(err.get("message")))
         tail = _parse_line(buf)
         if tail is not None and "@type" in tail:
-            raise _fail(str(tail.get("message")))
-    except KeyboardInterrupt:
-        console.print(f"[cyan]query ended[/] after {count} row(s)")
+            raise KsqlCommandError(str(tail.get("message")))
+    except _LimitReached:
+        pass
+    except KeyboardInterrupt:  # Ctrl-C ends a push query; it cancels any other statement
+        if not push:
+            raise
     except (KSQLError, ValueError) as exc:
         msg = getattr(exc, "msg", None) or str(exc)
         m = re.search(r"HTTP error encountered: \d+: (.*)$", msg, re.S)
@@ -612,11 +681,17 @@ def _run_select(
                 msg = json.loads(m.group(1)).get("message", msg)
             except json.JSONDecodeError:
                 pass
-        raise _fail(msg) from None
-    if not push and not as_json:
+        raise KsqlCommandError(msg) from None
+    if push:  # by Ctrl-C, --limit or its LIMIT
+        console.print(f"[cyan]query ended[/] after {count} row(s)")
+    elif not as_json:
         if names and (names[0] or rows):
             out.print(_render(names, rows))
         console.print(f"{len(rows)} row(s)")
+
+
+def _cell(v: Any) -> str:
+    return "null" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v)
 
 
 def _parse_line(line: str) -> dict[str, Any] | None:
@@ -683,6 +758,133 @@ def _print_entities(entities: list[dict[str, Any]], as_json: bool) -> None:
             out.print(e["commandStatus"]["message"])
         else:
             out.print_json(json.dumps(e))
+
+
+SHELL_HELP = """Statements end with ';' and may span lines. A SELECT with EMIT CHANGES streams rows
+until LIMIT or Ctrl-C; Ctrl-C at the prompt drops the statement being typed.
+SET 'auto.offset.reset'='earliest'; applies to the statements after it (UNSET to drop it).
+exit, quit or Ctrl-D leaves."""
+
+
+def complete_statements(buffer: str) -> tuple[list[str], str]:
+    """The complete statements of what was typed (each ending with its top-level ';') and the
+    rest still being typed ("" when it holds only blanks and comments)."""
+    from stream_apps.ksqldb.syntax import split_statements, tokenize  # noqa: PLC0415
+
+    try:
+        tokens = tokenize(buffer)
+    except Exception:  # an unterminated quote, or a character ksqlDB will refuse
+        closed = re.sub(r"'(?:[^']|'')*'|`(?:[^`]|``)*`|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/",
+                        "", buffer, flags=re.S)
+        if re.search(r"['`\"]|/\*", closed) or not buffer.rstrip().endswith(";"):
+            return [], buffer  # a quote or comment still open: the statement goes on
+        return [buffer.strip()], ""  # typed to its end: the server judges it
+    ends = [t.pos for t in tokens if t.is_op(";")]
+    if not ends:
+        rest_tokens = [t for t in tokens if t.kind != "EOF"]
+        return [], buffer if rest_tokens else ""
+    done, rest = buffer[: ends[-1] + 1], buffer[ends[-1] + 1 :]
+    if not [t for t in tokenize(rest) if t.kind != "EOF"]:
+        rest = ""
+    return split_statements(done), rest
+
+
+def _server_info(client: Any) -> dict[str, Any]:
+    """ksqlDB's ``/info``; an endpoint that does not answer exits with one sentence."""
+    import httpx  # noqa: PLC0415
+
+    try:
+        info = client.sa.get_request(client.url + "/info").json()
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        raise _unreachable(exc) from None
+    return info if isinstance(info, dict) else {}
+
+
+def _history(settings: Settings) -> Path | None:
+    """Readline with a history file in the data dir (an interactive terminal only)."""
+    try:
+        import readline  # noqa: PLC0415
+    except ImportError:  # a Python without readline: the shell works without history
+        return None
+    from instore.embedded import resolve_data_dir  # noqa: PLC0415
+
+    path = resolve_data_dir(settings, None) / "ksql_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            readline.read_history_file(path)
+    except OSError as exc:
+        console.print(f"[yellow]no history[/] ({exc})")
+        return None
+    readline.set_history_length(1000)
+    return path
+
+
+@app.command("shell")
+def shell_cmd(
+    earliest: Annotated[
+        bool, typer.Option(help="Push queries start from the earliest offset.")
+    ] = False,
+) -> None:
+    """An interactive ksqlDB shell: statements end with ';' (multi-line), results as tables,
+    push queries print rows as they arrive until Ctrl-C; history; exit or Ctrl-D leaves."""
+    settings = get_settings()
+    client = make_client(settings)
+    version = _server_info(client).get("KsqlServerInfo", {}).get("version", "?")
+    interactive = sys.stdin.isatty()
+    history = _history(settings) if interactive else None
+    if interactive:
+        console.print(f"ksqlDB {version} at {settings.ksqldb_address}", highlight=False)
+        console.print(SHELL_HELP, markup=False, highlight=False)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    props: dict[str, Any] = {"auto.offset.reset": "earliest"} if earliest else {}
+    buffer = ""
+    try:
+        while True:
+            prompt = ("ksql> " if not buffer else "   -> ") if interactive else ""
+            try:
+                line = input(prompt)
+            except EOFError:
+                break
+            except KeyboardInterrupt:  # drop what was being typed
+                buffer = ""
+                console.print()
+                continue
+            if not buffer and line.strip().rstrip(";").strip().lower() in ("exit", "quit"):
+                break
+            if not buffer and line.strip().lower() in ("help", "help;"):
+                console.print(SHELL_HELP, markup=False, highlight=False)
+                continue
+            statements, buffer = complete_statements(buffer + line + "\n")
+            for stmt in statements:
+                _shell_run(client, stmt, props)
+        if buffer.strip():  # input ended inside a statement
+            console.print("[yellow]not run[/] (no closing ';'): " + _first_line(buffer),
+                          highlight=False)
+    finally:
+        if history is not None:
+            import readline  # noqa: PLC0415
+
+            try:
+                readline.write_history_file(history)
+            except OSError as exc:
+                console.print(f"[yellow]history not saved[/] ({exc})")
+
+
+def _shell_run(client: Any, stmt: str, props: dict[str, Any]) -> None:
+    """One statement of the shell: errors are printed and the shell goes on."""
+    if set_property(stmt, props):
+        console.print(f"properties: {json.dumps(props)}", markup=False, highlight=False)
+        return
+    try:
+        run_statement(client, stmt, props)
+    except KsqlCommandError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    except OSError as exc:  # the endpoint went away: say so, keep the shell
+        msg = str(exc) if isinstance(exc, KsqlUnavailable) else f"ksqlDB: {exc}"
+        console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
+    except KeyboardInterrupt:
+        console.print("[cyan]cancelled[/]")
 
 
 @app.command("info")
