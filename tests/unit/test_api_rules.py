@@ -38,8 +38,12 @@ def test_status_and_funnel():
         "active",
         "expired",
     ]
-    f = funnel_of({"sent": "4", "opened": "2", "redeemed": "1"})
-    assert (f.sent, f.open_rate, f.conversion, f.delivered) == (4, 0.5, 0.25, 0)
+    # the stages are the offers that reached them or a later one (serving.reached); the raw
+    # event counters ("opened", ...) are not the funnel
+    f = funnel_of({"sent": "4", "opened": "9", "reached_delivered": "3", "reached_opened": "2",
+                   "reached_redeemed": "1"})
+    assert (f.sent, f.delivered, f.opened, f.redeemed) == (4, 3, 2, 1)
+    assert (f.open_rate, f.conversion) == (0.5, 0.25)
     assert funnel_of({}).conversion is None
 
 
