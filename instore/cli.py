@@ -557,6 +557,24 @@ def bench_soak(
     raise typer.Exit(1 if bad else 0)
 
 
+@bench_app.command("archive")
+def bench_archive(
+    positions: Annotated[int, typer.Option(min=1000, help="Positions to archive (and a NEARBY "
+                                           "row for every 4th).")] = 200_000,
+    seed: Annotated[int, typer.Option(help="World and walks seed.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
+) -> None:
+    """The archiver on a private embedded stack: records/s archived, files, bytes per record,
+    and two DuckDB queries' times (figures appended to bench/results/archive.jsonl)."""
+    from bench.archive import run_and_record  # noqa: PLC0415
+
+    fig = run_and_record(positions=positions, seed=seed,
+                         progress=lambda m: console.print(f"[cyan]archive[/] {m}"))
+    _print_figures(fig)
+    if as_json:
+        sys.stdout.write(json.dumps(fig) + "\n")
+
+
 @bench_app.command("report")
 def bench_report() -> None:
     """Markdown tables of every benchmark run stamped with its broker and commit
