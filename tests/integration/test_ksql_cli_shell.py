@@ -7,7 +7,9 @@ rest, the first error stops it)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -139,3 +141,32 @@ def test_file_stops_at_the_first_error(endpoint: Endpoint, tmp_path: Path) -> No
     assert said(endpoint.ksql("DESCRIBE NO_SUCH_TABLE;").json()["message"]) in said(res.stderr)
     assert "SH_SALES" in res.stdout  # the statement before the error ran
     assert pull(endpoint, "SELECT * FROM SH_TOTALS WHERE STORE = 'store-002';")  # not dropped
+
+
+def test_ctrl_c_stops_a_push_query_and_the_shell_goes_on(endpoint: Endpoint,
+                                                          tmp_path: Path) -> None:
+    env = child_env(endpoint.settings, KSQLDB_URL=endpoint.url, COLUMNS="160")
+    out = tmp_path / "shell.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "instore", "ksql", "shell"],
+                                stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.STDOUT,
+                                env=env, cwd=ROOT, start_new_session=True)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"SELECT STORE, EUR FROM SH_SALES EMIT CHANGES;\n")
+        proc.stdin.flush()
+        poll(lambda: any(q.startswith("transient_SH_SALES") for q in endpoint.engine.transient))
+        endpoint.ksql("INSERT INTO SH_SALES (STORE, EUR) VALUES ('store-009', 41);")
+        poll(lambda: "store-009 | 41" in out.read_text())
+        os.killpg(proc.pid, signal.SIGINT)
+        poll(lambda: "query ended after 1 row(s)" in out.read_text())
+        poll(lambda: not any(q.startswith("transient_SH_SALES")
+                             for q in endpoint.engine.transient))
+        proc.stdin.write(b"SHOW TABLES;\nexit\n")  # back at the prompt
+        proc.stdin.close()
+        assert proc.wait(60) == 0, out.read_text()
+        assert "SH_TOTALS" in out.read_text().split("query ended after 1 row(s)")[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
