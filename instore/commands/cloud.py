@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -183,12 +184,28 @@ class TerraformDriver:
                         destroy=IsFlagged if destroy else IsNotFlagged)
         return self.last_code == 2, out
 
-    def apply(self, plan_file: Path) -> str:
-        """Apply a saved plan: exactly what was shown and confirmed, nothing re-planned."""
-        from python_terraform import IsFlagged  # noqa: PLC0415
-
+    def apply(self, plan_file: Path, on_line: Callable[[str], None] | None = None) -> str:
+        """Apply a saved plan: exactly what was shown and confirmed, nothing re-planned.
+        Terraform's own progress lines ("Still creating... [2m10s elapsed]") reach ``on_line``
+        as they come, masked, so a 15-minute apply shows what it is doing."""
         log.info("terraform apply of the confirmed plan")
-        return self._run("apply", "apply", str(plan_file), input=False, no_color=IsFlagged)
+        cmd = [self.tf.terraform_bin_path, "apply", "-input=false", "-no-color", str(plan_file)]
+        lines: list[str] = []
+        with subprocess.Popen(cmd, cwd=self.workdir, stdout=subprocess.PIPE,  # noqa: S603
+                              stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = self.mask(raw.rstrip("\n"))
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+            code = proc.wait()
+        self.last_code = code
+        if code != 0:
+            detail = "\n".join(lines[-20:]).strip()
+            msg = f"terraform apply failed (exit {code}):\n{detail}"
+            raise CloudError(msg)
+        return "\n".join(lines) + "\n"
 
     def outputs(self) -> dict[str, Any]:
         from python_terraform import IsFlagged  # noqa: PLC0415
@@ -340,6 +357,12 @@ def _check_contract(workdir: Path) -> None:
         raise CloudError(msg)
 
 
+def _terraform_line(line: str) -> None:
+    """One of Terraform's own output lines, as it comes (already masked)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _show_plan(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
@@ -460,8 +483,9 @@ def up(
                         default=False, err=True):
                     console.print("[yellow]cloud[/] nothing applied")
                     raise typer.Exit(1)
-                with console.status("terraform apply (a new ksqlDB cluster takes 5-15 minutes)"):
-                    _show_plan(driver.apply(plan_file))
+                console.print("[cyan]cloud[/] terraform apply (a new ksqlDB cluster takes "
+                              "5-15 minutes; Terraform's progress follows)")
+                driver.apply(plan_file, on_line=_terraform_line)
             else:
                 console.print("[cyan]cloud[/] nothing to change")
         env = _write_env(driver, env_file, settings, workload)
@@ -501,8 +525,9 @@ def down(
                         default=False, err=True):
                     console.print("[yellow]cloud[/] nothing destroyed")
                     raise typer.Exit(1)
-                with console.status("terraform apply (destroy)"):
-                    _show_plan(driver.apply(plan_file))
+                console.print("[cyan]cloud[/] terraform apply (destroy; Terraform's progress "
+                              "follows)")
+                driver.apply(plan_file, on_line=_terraform_line)
             else:
                 console.print("[cyan]cloud[/] nothing to destroy")
         if not keep_env and env_file.is_file():

@@ -310,3 +310,28 @@ def test_topics_tf_check_and_regenerate(rig: Rig) -> None:
     assert run(["topics-tf"]).exit_code == 0
     assert run(["topics-tf", "--check"]).exit_code == 0
     assert contract.read_text() == (REPO / "terraform" / cloud.CONTRACT_FILE).read_text()
+
+
+def test_apply_streams_terraforms_progress_lines_masked(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = ["confluent_kafka_cluster.main: Creating...",
+             f"confluent_ksql_cluster.main: Still creating... [10s elapsed] {CC_SECRET}",
+             "confluent_ksql_cluster.main: Creation complete after 4m2s"]
+    monkeypatch.setenv("FAKE_TF_APPLY_LINES", "|".join(lines))
+    result = run(["up", "--yes", "--ably-plugin", str(rig.plugin)])
+    assert result.exit_code == 0, everything_printed(result)
+    out = everything_printed(result)
+    positions = [out.index(line.split(" [")[0]) for line in lines]
+    assert positions == sorted(positions)  # in Terraform's order
+    assert "Still creating... [10s elapsed]" in out and "Apply complete!" in out
+    assert_no_secret(out)
+
+
+def test_a_failing_apply_says_so_with_terraforms_last_lines(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TF_APPLY_FAIL", "1")
+    result = run(["up", "--yes", "--ably-plugin", str(rig.plugin)])
+    assert result.exit_code == 1
+    out = everything_printed(result)
+    assert "terraform apply failed (exit 1)" in out and "403 Forbidden" in out
+    assert "cloud is up" not in out and "Traceback" not in out
