@@ -100,6 +100,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 @contextlib.contextmanager
+def _progress(what: str, total: int) -> Iterator[Any]:
+    """A progress bar with the time left (on a terminal); yields ``advance(n=1)``."""
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda n=1: progress.advance(task, n)
+
+
+@contextlib.contextmanager
 def _writing() -> Iterator[Any]:
     """A producer for a `produce` command: one sentence and exit 1 when the broker is not
     there or a record was not delivered (never a "wrote ..." line for records that were not)."""
@@ -404,8 +422,10 @@ def produce_catalog(
 
     world = build_world(stores, products, promoted, seed=seed,
                         segment_promotions=segment_promotions)
-    with _writing() as producer:
-        n_p, n_q = publish_world(producer, world.products, world.promotions)
+    total = len(world.products) + len(world.promotions)
+    with _writing() as producer, _progress("catalog records", total) as advance:
+        n_p, n_q = publish_world(producer, world.products, world.promotions,
+                                 on_sent=lambda _r: advance())
     console.print(f"wrote {n_p:,} products in {stores} stores and {n_q} promotions")
 
 
@@ -424,8 +444,6 @@ def produce_shoppers(
     """Walk shoppers through the aisles with stops at shelves, writing `customers_locations`."""
     import itertools  # noqa: PLC0415
 
-    from rich.progress import Progress  # noqa: PLC0415
-
     from producers.publish import publish_consents, publish_positions  # noqa: PLC0415
     from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
@@ -438,10 +456,9 @@ def produce_shoppers(
         walks = itertools.takewhile(lambda p: (p.ts or 0) < horizon,
                                     walk_positions(world, shoppers=shoppers, hz=hz, seed=seed,
                                                    start_anywhere=True))
-        with Progress(console=console) as progress:
-            task = progress.add_task("positions", total=int(shoppers * hz * seconds))
+        with _progress("positions", int(shoppers * hz * seconds)) as advance:
             n = publish_positions(producer, walks, realtime=realtime,
-                                  on_sent=lambda _p: progress.advance(task))
+                                  on_sent=lambda _p: advance())
     console.print(f"wrote {n:,} positions")
 
 
@@ -458,12 +475,14 @@ def produce_kiosks(
     from producers.world import build_world  # noqa: PLC0415
 
     world = build_world(2, 400, 12, seed=seed)
+    events = list(kiosk_sessions(world, [f"shopper-{i + 1:05d}" for i in range(shoppers)],
+                                 seed=seed, start_ms=now_ms()))
     n = 0
-    with _writing() as producer:
-        for event in kiosk_sessions(world, [f"shopper-{i + 1:05d}" for i in range(shoppers)],
-                                    seed=seed, start_ms=now_ms()):
+    with _writing() as producer, _progress("kiosk interactions", len(events)) as advance:
+        for event in events:
             produce(producer, t.KIOSK_INTERACTIONS, event)
             n += 1
+            advance()
     console.print(f"wrote {n} kiosk interactions")
 
 

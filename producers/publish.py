@@ -14,14 +14,18 @@ from instore.settings import Settings
 
 
 def publish_world(producer: Producer, products: Iterable[StoreProduct],
-                  promotions: Iterable[Promotion]) -> tuple[int, int]:
+                  promotions: Iterable[Promotion],
+                  on_sent: Callable[[StoreProduct | Promotion], None] = lambda _r: None,
+                  ) -> tuple[int, int]:
     n_products = n_promotions = 0
     for p in products:
         produce(producer, t.STORES_PRODUCTS, p)
         n_products += 1
+        on_sent(p)
     for q in promotions:
         produce(producer, t.PRODUCTS_PROMOTIONS, q)
         n_promotions += 1
+        on_sent(q)
     producer.flush(60)
     return n_products, n_promotions
 
