@@ -4,27 +4,39 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
+DEV_STAMP := $(VENV)/.installed-dev
 # quix-streams (a peer in `instore bench proximity --peers`) pins an older confluent-kafka and
 # pydantic than the project: it gets its own venv, which runs the project's code from the tree.
 QUIX_VENV := .venv-quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
-APT_PACKAGES := chromium libusb-1.0-0
+# Only the tests need these: Chromium for the e2e tests, librealsense's USB library for the
+# depth-camera tests (the [edge] extra).
+TEST_APT_PACKAGES := chromium libusb-1.0-0
 
-.PHONY: setup demo test test-unit lint bench up clean
+.PHONY: setup setup-dev demo test test-unit lint bench up clean
 
-setup: $(STAMP) $(QUIX_STAMP)
+# What the demo and `instore up` need: the core package, the pages' JavaScript, Java, Maven
+# and the Kafka jars.
+setup: $(CORE_STAMP)
 	@bash scripts/install-kafka.sh $(VENV)
 
-$(STAMP): pyproject.toml
-	@bash scripts/apt-install.sh $(APT_PACKAGES)
+# Everything: the extras (edge, cloud, dev, peers), the browser, the quix-streams peer's venv.
+setup-dev: setup $(DEV_STAMP) $(QUIX_STAMP)
+
+$(CORE_STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip
-	@$(PIP) install -q -e '.[dev,peers,edge,cloud]'
+	@$(PIP) install -q -e .
 	@bash scripts/install-ably-js.sh
 	@bash scripts/install-swagger-ui.sh
 	@bash scripts/install-chartjs.sh
-	@touch $(STAMP)
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml $(CORE_STAMP)
+	@bash scripts/apt-install.sh $(TEST_APT_PACKAGES)
+	@$(PIP) install -q -e '.[dev,peers,edge,cloud]'
+	@touch $@
 
 $(QUIX_STAMP): bench/peers/requirements-quix.txt
 	@test -x $(QUIX_VENV)/bin/python || python3 -m venv $(QUIX_VENV)
@@ -39,17 +51,17 @@ up: setup
 	$(VENV)/bin/instore up
 
 # Unit, integration (the embedded Kafka, Redis, Faust workers) and e2e (headless Chromium).
-test: setup
+test: setup-dev
 	$(PY) -m pytest -q tests
 
-test-unit: setup
+test-unit: setup-dev
 	$(PY) -m pytest -q tests/unit
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: setup
+bench: setup-dev
 	$(VENV)/bin/instore bench proximity --json
 
 clean:
