@@ -279,7 +279,7 @@ def run(cases: list[str], *, partitions: int = 4, hz: float = 5.0, timeout_s: fl
         progress: Any = lambda m: None, keep_dir: bool = False) -> dict[str, Any]:
     settings = isolated_settings(get_settings(), kafka_partitions=partitions)
     data_dir = Path(tempfile.mkdtemp(prefix="instore-restart-"))
-    env = child_env_for(settings, DATA_DIR=str(data_dir / "worker"),
+    env = child_env_for(settings, INSTORE_DATA_DIR=str(data_dir / "worker"),
                         WORKER_WEB_PORT=str(free_port()), INSTORE_ENV="development",
                         WORKER_AGENTS="proximity,policy,analytics")
     stack = Stack(data_dir / "logs", env=env, on_event=lambda m: progress(f"stack: {m}"))

@@ -79,7 +79,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> Stack:
-    env = child_env_for(settings, DATA_DIR=str(data_dir / "worker"),
+    env = child_env_for(settings, INSTORE_DATA_DIR=str(data_dir / "worker"),
                         WORKER_WEB_PORT=str(free_port()), INSTORE_ENV="development")
     stack = Stack(data_dir / "logs", env=env, on_event=lambda m: progress(f"stack: {m}"))
     try:

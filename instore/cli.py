@@ -139,7 +139,7 @@ def up(
         "min.insync.replicas 2.")] = 1,
     data_dir: Annotated[Path | None, typer.Option(
         help="Kafka's data (topics, records, offsets), Redis (append-only) and the logs "
-        "(default: DATA_DIR, else the per-user data dir).")] = None,
+        "(default: INSTORE_DATA_DIR, else the per-user data dir).")] = None,
 ) -> None:
     """Start the embedded stack (Kafka, Redis, Faust worker, push hub and sink, ksqlDB-compatible
     endpoint, API) and keep it running until Ctrl-C; a crashed service is restarted. Everything

@@ -83,7 +83,7 @@ def cloud_env(
         "KAFKA_SASL_PASSWORD": str(keys[workload]["secret"]),
         "KAFKA_PARTITIONS": str(_value(outputs, "kafka_partitions")),
         "KAFKA_REPLICATION_FACTOR": str(_value(outputs, "kafka_replication_factor")),
-        "APP_ID": str(_value(outputs, "stream_app_id")),
+        "INSTORE_APP_ID": str(_value(outputs, "stream_app_id")),
     }
     if workload == "operator":
         ksql = _value(outputs, "ksqldb_api_key")

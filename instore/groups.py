@@ -15,7 +15,7 @@ ARCHIVER = "instore-archiver"  # the archiver: the streams -> Parquet
 
 
 def worker(settings: Settings) -> str:
-    """The Faust worker's group: its app id (``APP_ID``); every agent of it commits there."""
+    """The Faust worker's group: its app id (``INSTORE_APP_ID``); every agent of it commits there."""
     return settings.app_id
 
 

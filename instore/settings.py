@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOOPBACK = "127.0.0.1"  # where every internal service listens, whatever HOST says
+LOOPBACK = "127.0.0.1"  # where every internal service listens, whatever INSTORE_HOST says
 
 DEV_KEYS = {
     "marketer": "dev-marketer-key",
@@ -48,7 +48,10 @@ def _weak(value: SecretStr | None, dev_value: str) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+    # Fields with a prefixed environment name (INSTORE_ENV, INSTORE_HOST, ...) also validate by
+    # their field name, so that ``Settings.model_validate(settings.model_dump())`` round-trips.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8",
+                                      validate_by_name=True, validate_by_alias=True)
 
     # development (dev keys and secrets allowed) or production (they are refused).
     environment: Literal["development", "production"] = Field(
@@ -107,7 +110,7 @@ class Settings(BaseSettings):
     # The public address of the API and the push hub (e.g. a LAN address so that a phone can
     # reach the pages). Every other service (Kafka, Redis, the ksqlDB-compatible endpoint,
     # Faust's web server) listens on LOOPBACK only.
-    host: str = LOOPBACK
+    host: str = Field(default=LOOPBACK, validation_alias="INSTORE_HOST")
     # The embedded Kafka: node i (from 0) listens on broker_port + 2i, its controller on the
     # port after it; `instore up --brokers 3` runs three nodes.
     broker_port: int = 19092
@@ -132,7 +135,8 @@ class Settings(BaseSettings):
     # Port of Faust's web server (off: the worker runs without it).
     worker_web_port: int = 6066
     # Where `instore up` keeps the broker's and Redis's data and the services' logs.
-    data_dir: Path = Field(default_factory=lambda: Path(".instore"))
+    data_dir: Path = Field(default_factory=lambda: Path(".instore"),
+                           validation_alias="INSTORE_DATA_DIR")
 
     # Offer policy (see DESIGN.md "From near to offer").
     dwell_s: float = Field(default=5.0, ge=0)
@@ -148,7 +152,7 @@ class Settings(BaseSettings):
     geofence_margin_m: float = Field(default=30.0, ge=0)
 
     # Faust worker.
-    app_id: str = "instore-stream"
+    app_id: str = Field(default="instore-stream", validation_alias="INSTORE_APP_ID")
     # Producers' compression (consumers here read all of these: aiokafka through the
     # lz4/zstandard/cramjam packages, librdkafka natively).
     kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"

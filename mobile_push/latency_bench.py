@@ -261,7 +261,7 @@ def run_bench(
             "REDIS_URL": settings.redis_address,
             "HUB_PORT": str(hub_port),
             "DWELL_S": str(dwell_s),
-            "APP_ID": f"instore-bench-push-{hub_port}",
+            "INSTORE_APP_ID": f"instore-bench-push-{hub_port}",
             "WEB_PORT": str(free_port()),  # the Faust worker's web server, loopback only
             "WEB_BIND": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",

@@ -32,7 +32,7 @@ output "kafka_replication_factor" {
 }
 
 output "stream_app_id" {
-  description = "Faust application id the ACLs are written for (APP_ID)."
+  description = "Faust application id the ACLs are written for (INSTORE_APP_ID)."
   value       = var.stream_app_id
 }
 

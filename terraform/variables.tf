@@ -139,7 +139,7 @@ variable "ksqldb_topic_prefixes" {
 }
 
 variable "stream_app_id" {
-  description = "Faust application id (APP_ID in .env): the stream app's consumer group and the prefix of its changelog topics."
+  description = "Faust application id (INSTORE_APP_ID in .env): the stream app's consumer group and the prefix of its changelog topics."
   type        = string
   default     = "instore-stream"
 

@@ -26,7 +26,7 @@ def running_hub(tmp_path_factory: Any, name: str, kafka: str = NOWHERE_KAFKA,
     child = Child(
         "hub",
         ["push", "hub", "--port", str(port)],
-        child_env(settings, HUB_PORT=str(port), DATA_DIR=str(work / "data")),
+        child_env(settings, HUB_PORT=str(port), INSTORE_DATA_DIR=str(work / "data")),
         work / "hub.log",
     ).start()
     base = f"http://127.0.0.1:{port}"

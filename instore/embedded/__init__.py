@@ -35,7 +35,7 @@ def default_data_dir() -> Path:
 
 
 def resolve_data_dir(settings: object, given: Path | None) -> Path:
-    """``--data-dir`` if given, else INSTORE_DATA_DIR/DATA_DIR if set, else the per-user dir."""
+    """``--data-dir`` if given, else INSTORE_DATA_DIR if set, else the per-user dir."""
     from instore.settings import Settings  # noqa: PLC0415
 
     assert isinstance(settings, Settings)

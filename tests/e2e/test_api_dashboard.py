@@ -146,8 +146,8 @@ def stack(broker_factory, tmp_path_factory) -> Iterator[dict[str, Any]]:
         DWELL_S="1",
         COOLDOWN_S="20",
         CAP_PER_HOUR="1000",
-        APP_ID=f"instore-dash-{uuid.uuid4().hex[:6]}",
-        DATA_DIR=str(logs),
+        INSTORE_APP_ID=f"instore-dash-{uuid.uuid4().hex[:6]}",
+        INSTORE_DATA_DIR=str(logs),
         # the archiver writes every second, so the charts (from the archive) move within seconds
         ARCHIVE_URL=str(logs / "archive"),
         ARCHIVE_FLUSH_S="1",

@@ -40,7 +40,7 @@ def api(kafka_bootstrap: str, redis_url: str,
     settings = make_settings(kafka_bootstrap, redis_url, api_port=api_port, ksqldb_url=no_ksqldb)
     ensure_topics(settings)
     env = child_env(settings, API_PORT=str(api_port), KSQLDB_URL=no_ksqldb,
-                    APP_ID=f"instore-lineage-{uuid.uuid4().hex[:6]}", DATA_DIR=str(logs))
+                    INSTORE_APP_ID=f"instore-lineage-{uuid.uuid4().hex[:6]}", INSTORE_DATA_DIR=str(logs))
     with (logs / "api.log").open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "instore", "api", "serve", "--log-level",
                                  "warning"], env=env, stdout=out, stderr=subprocess.STDOUT,

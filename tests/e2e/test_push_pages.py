@@ -88,7 +88,7 @@ def world(request, broker_factory, redis_url, tmp_path_factory):
         HUB_PORT=str(hub_port),
         API_PORT=str(api_port),
         DWELL_S="0.5",
-        APP_ID=f"instore-e2e-{run}",
+        INSTORE_APP_ID=f"instore-e2e-{run}",
         WEB_PORT=str(free_port()),
         WEB_BIND="127.0.0.1",
         **tls_env,

@@ -53,7 +53,7 @@ def stack(broker_factory: Callable[[], Any], redis_url: str,
             f"VALUES ('{STORE}:{k}', '{STORE}', '{k}', 'shopper-{i}', '{a}', 1013, {ts + i});"
             for i, (k, a) in enumerate(KIOSK_EVENTS)))
         env = child_env(settings, API_PORT=str(api_port), KSQLDB_URL=endpoint.url,
-                        APP_ID=f"instore-sql-{uuid.uuid4().hex[:6]}", DATA_DIR=str(logs))
+                        INSTORE_APP_ID=f"instore-sql-{uuid.uuid4().hex[:6]}", INSTORE_DATA_DIR=str(logs))
         with (logs / "api.log").open("ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "instore", "api", "serve",
                                      "--log-level", "warning"], env=env, stdout=out,

@@ -119,7 +119,7 @@ def worker(api_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     that offers again every second (so a missing offer means the policy said no)."""
     workdir = tmp_path_factory.mktemp("worker")  # Faust keeps its data dir in the cwd
     log_path = workdir / "worker.log"
-    env = child_env(api_settings, APP_ID=unique("api-test-worker"), DATA_DIR=str(workdir),
+    env = child_env(api_settings, INSTORE_APP_ID=unique("api-test-worker"), INSTORE_DATA_DIR=str(workdir),
                     **WORKER_POLICY, **faust_web_env())
     with log_path.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "instore", "worker", "--loglevel", "warn"],

@@ -48,7 +48,7 @@ def analytics_worker(api_settings: Settings, tmp_path_factory: pytest.TempPathFa
     """`instore worker` running only the analytics agents, in its own consumer group."""
     workdir = tmp_path_factory.mktemp("basket-worker")
     log_path = workdir / "worker.log"
-    env = child_env(api_settings, APP_ID=unique("basket-test-worker"), DATA_DIR=str(workdir),
+    env = child_env(api_settings, INSTORE_APP_ID=unique("basket-test-worker"), INSTORE_DATA_DIR=str(workdir),
                     WORKER_AGENTS="analytics", BASKET_WINDOW_S=str(BASKET_WINDOW_S))
     with log_path.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "instore", "worker", "--loglevel", "warn"],

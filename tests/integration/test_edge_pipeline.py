@@ -136,8 +136,8 @@ def test_checked_in_camera_shopper_near_a_promotion_gets_a_nearby_row(
     # loopback port so it does not collide with other workers on this machine
     data_dir = tmp_path / "data"
     (data_dir / "faust").mkdir(parents=True)
-    env = child_env(settings, APP_ID=f"edge-test-{uuid.uuid4().hex[:8]}", DWELL_S="0",
-                    WEB_PORT=str(free_port()), WEB_BIND="127.0.0.1", DATA_DIR=str(data_dir))
+    env = child_env(settings, INSTORE_APP_ID=f"edge-test-{uuid.uuid4().hex[:8]}", DWELL_S="0",
+                    WEB_PORT=str(free_port()), WEB_BIND="127.0.0.1", INSTORE_DATA_DIR=str(data_dir))
     log_path = tmp_path / "worker.log"
     with log_path.open("ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "instore", "worker", "--loglevel", "warn"],

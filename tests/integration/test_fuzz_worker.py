@@ -94,8 +94,8 @@ def test_fuzzed_burst_ends_as_rows_or_dead_letters(broker_factory, redis_url, tm
     # The worker computing positions applies the policy to its own rows; NEARBY_CUSTOMERS
     # written by someone else (ksqlDB, or this fuzzer) is read by a policy-only worker.
     policy_env = child_env(settings, KAFKA_PARTITIONS="1", DWELL_S="0",
-                           DATA_DIR=str(tmp_path / "policy"), WORKER_WEB_PORT=str(free_port()),
-                           WORKER_AGENTS="policy", APP_ID="instore-policy")
+                           INSTORE_DATA_DIR=str(tmp_path / "policy"), WORKER_WEB_PORT=str(free_port()),
+                           WORKER_AGENTS="policy", INSTORE_APP_ID="instore-policy")
     policy_log = tmp_path / "policy-worker.log"
     policy_worker = instore_proc(["worker", "--loglevel", "info"], policy_env, policy_log)
     collector = None

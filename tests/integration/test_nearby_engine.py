@@ -75,8 +75,8 @@ def start_worker(stack: Stack, engine: str) -> tuple[Any, Path]:
     """A Faust worker with NEARBY_ENGINE=engine and every agent named in WORKER_AGENTS."""
     log = stack.tmp / f"worker-{engine}.log"
     env = child_env(stack.settings, NEARBY_ENGINE=engine,
-                    WORKER_AGENTS="proximity,policy,analytics", APP_ID=f"instore-ne-{engine}",
-                    DATA_DIR=str(stack.tmp / f"data-{engine}"), WORKER_WEB_PORT=str(free_port()))
+                    WORKER_AGENTS="proximity,policy,analytics", INSTORE_APP_ID=f"instore-ne-{engine}",
+                    INSTORE_DATA_DIR=str(stack.tmp / f"data-{engine}"), WORKER_WEB_PORT=str(free_port()))
     return instore_proc(["worker", "--loglevel", "info"], env, log), log
 
 

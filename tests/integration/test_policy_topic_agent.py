@@ -65,7 +65,7 @@ def engine(broker_factory, redis_url: str, tmp_path_factory) -> Iterator[tuple]:
     tmp = tmp_path_factory.mktemp("policy-topic")
     log = tmp / "worker.log"
     env = child_env(settings, **{k.upper(): str(v) for k, v in POLICY.items()},
-                    WORKER_AGENTS="policy,analytics", DATA_DIR=str(tmp / "data"),
+                    WORKER_AGENTS="policy,analytics", INSTORE_DATA_DIR=str(tmp / "data"),
                     WORKER_WEB_PORT=str(free_port()))
     worker = instore_proc(["worker", "--loglevel", "info"], env, log)
     try:

@@ -70,7 +70,7 @@ def test_restart_does_not_re_offer(broker_factory, redis_url, tmp_path, how: str
     ensure_topics(settings)
     # A short session timeout, as the embedded stack gives its workers (Tansu answers a
     # JoinGroup after half of it).
-    env = child_env(settings, DWELL_S="2", DATA_DIR=str(tmp_path), WORKER_SESSION_TIMEOUT_S="4")
+    env = child_env(settings, DWELL_S="2", INSTORE_DATA_DIR=str(tmp_path), WORKER_SESSION_TIMEOUT_S="4")
     log = tmp_path / "worker.log"
     worker = instore_proc(["worker", "--loglevel", "info"], env, log)
     try:

@@ -56,7 +56,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
     r.plugin.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip stands in for the plugin
     for name in list(os.environ):
         if name.startswith(("KAFKA_", "KSQLDB_", "ABLY_", "API_KEY_", "INSTORE_", "REDIS_",
-                            "CONFLUENT_", "SHOPPER_", "APP_ID", "FAKE_TF_")):
+                            "CONFLUENT_", "SHOPPER_", "INSTORE_APP_ID", "FAKE_TF_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     # The stand-in runs with this interpreter, whatever the checkout did to its mode.

@@ -28,7 +28,7 @@ def outputs() -> dict:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("KAFKA_", "KSQLDB_", "ABLY_", "API_KEY_", "INSTORE_", "REDIS_",
-                            "CONFLUENT_", "SHOPPER_", "APP_ID")):
+                            "CONFLUENT_", "SHOPPER_", "INSTORE_APP_ID")):
             monkeypatch.delenv(name)
 
 

@@ -286,7 +286,7 @@ def test_acl_locals_evaluate_to_the_workload_access(tmp_path: Path) -> None:
     assert topic_grants == expected
     groups = {(r["workload"], r["resource_name"]) for r in acls.values()
               if r["resource_type"] == "GROUP"}
-    assert ("stream_app", "instore-stream") in groups  # Faust's group = APP_ID
+    assert ("stream_app", "instore-stream") in groups  # Faust's group = INSTORE_APP_ID
     assert all(r["operation"] != "ALL" for r in acls.values())
 
 

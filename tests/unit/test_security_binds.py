@@ -1,4 +1,4 @@
-"""Privacy finding 1: a public HOST (e.g. a LAN address so that phones reach the pages) moves
+"""Privacy finding 1: a public INSTORE_HOST (e.g. a LAN address so that phones reach the pages) moves
 only the API and the push hub; Kafka, Redis, the ksqlDB-compatible endpoint and Faust's web
 server stay on loopback, and the embedded Redis asks for REDIS_PASSWORD when it is set."""
 
@@ -44,7 +44,7 @@ def test_faust_and_ksql_endpoint_bind_loopback() -> None:
 
     # (building the app starts its producers, so this reads the call instead)
     assert "web_bind=LOOPBACK" in inspect.getsource(create_app)
-    # `instore ksql serve` passes no host: the endpoint's default is loopback, not HOST
+    # `instore ksql serve` passes no host: the endpoint's default is loopback, not INSTORE_HOST
     assert "host or LOOPBACK" in inspect.getsource(server.serve)
 
 
