@@ -49,6 +49,14 @@ COLUMNS: dict[str, list[Column]] = {
         ("recovery p99 s", _get("recovery_p99_s")),
         ("broker RSS MB", _get("broker_rss_mb")),
     ],
+    "archive": [
+        ("records", _get("archived")),
+        ("records/s", _get("records_per_s")),
+        ("files", _get("files")),
+        ("bytes/record", _get("bytes_per_record")),
+        ("count query ms", _get("count_query_ms")),
+        ("dwell query ms", _get("dwell_query_ms")),
+    ],
     "restart": [
         ("first start s", _get("first_start_s")),
         ("every partition flowing s", _cases("all_flowing")),
