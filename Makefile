@@ -36,6 +36,7 @@ $(CORE_STAMP): pyproject.toml
 $(DEV_STAMP): pyproject.toml $(CORE_STAMP)
 	@bash scripts/apt-install.sh $(TEST_APT_PACKAGES)
 	@$(PIP) install -q -e '.[dev,peers,edge,cloud]'
+	@bash scripts/install-mermaid.sh
 	@touch $@
 
 $(QUIX_STAMP): bench/peers/requirements-quix.txt
