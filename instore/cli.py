@@ -191,7 +191,7 @@ def _print_status(rows: list[dict[str, object]]) -> None:
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="The data dir `instore up` uses.")] = None,
 ) -> None:
     """Health of the services `instore up` supervises (state, restarts), the broker, Redis,
@@ -357,7 +357,8 @@ def demo(
     seconds: Annotated[float, typer.Option(help="How long shoppers walk.")] = 60.0,
     shoppers: Annotated[int, typer.Option(help="Simulated shoppers (4 in 5 opt in).")] = 40,
     seed: Annotated[int, typer.Option(help="Same seed, same store and walks.")] = 7,
-    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object (the "
+                                          "summary).")] = False,
     camera: Annotated[bool, typer.Option("--camera",
                                          help="Shoppers from the synthetic depth camera.")] = False,
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the stack up "

@@ -31,7 +31,7 @@ def serve(
 def bench(
     requests: Annotated[int, typer.Option(help="Requests per measured path.")] = 300,
     concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
     """API latency and throughput (consent, promotions, Ably tokens, floor map) on a fresh
     embedded broker and Redis."""

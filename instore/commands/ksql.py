@@ -469,7 +469,7 @@ def status_cmd(
         bool, typer.Option("--seed-demo", help="Compare with ksql/seed_demo/.")
     ] = False,
     directory: Annotated[Path | None, typer.Option(help="A migrations directory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
     """Which migrations are applied, pending, or changed since they were applied."""
     client = make_client()
@@ -535,7 +535,9 @@ def query_cmd(
         bool, typer.Option(help="Push queries start from the earliest offset.")
     ] = False,
     limit: Annotated[int | None, typer.Option(help="Stop a push query after N rows.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON lines.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON lines (an object per "
+                                          "row); the last line: one JSON object, {\"query\": "
+                                          "{columns, rows, push}} or {\"entities\": [...]}.")] = False,
 ) -> None:
     """Run a statement (or each of a file's, `-f`); push queries stream rows until Ctrl-C (or
     LIMIT). A file's SET/UNSET apply to its later statements; the first error stops it."""
@@ -682,6 +684,9 @@ def _run_select(
             except json.JSONDecodeError:
                 pass
         raise KsqlCommandError(msg) from None
+    if as_json:  # the last line, as every --json: one JSON object (the rows came before it)
+        sys.stdout.write(json.dumps({"query": {"columns": names, "rows": count,
+                                               "push": push}}) + "\n")
     if push:  # by Ctrl-C, --limit or its LIMIT
         console.print(f"[cyan]query ended[/] after {count} row(s)")
     elif not as_json:
@@ -707,7 +712,7 @@ def _parse_line(line: str) -> dict[str, Any] | None:
 
 def _print_entities(entities: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(entities) + "\n")
+        sys.stdout.write(json.dumps({"entities": entities}) + "\n")
         return
     for e in entities:
         kind = e.get("@type")
@@ -889,7 +894,7 @@ def _shell_run(client: Any, stmt: str, props: dict[str, Any]) -> None:
 
 @app.command("info")
 def info_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
     """The ksqlDB server's version, cluster and health."""
     import httpx  # noqa: PLC0415
@@ -937,7 +942,7 @@ def bench(
     promoted: Annotated[int, typer.Option(help="Promoted products per store.")] = 200,
     stores: Annotated[int, typer.Option(help="Stores.")] = 10,
     events: Annotated[int, typer.Option(help="Positions to process.")] = 20_000,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
     profile: Annotated[
         Path | None,
         typer.Option(help="Write a cProfile of the NEARBY query's thread (pstats) to this file."),

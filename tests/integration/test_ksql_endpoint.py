@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -253,6 +255,28 @@ def test_cli_push_query_ends_on_ctrl_c(endpoint: Endpoint, tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_cli_json_rows_then_one_json_object(endpoint: Endpoint) -> None:
+    """`instore ksql query --json`: a JSON object per row, then (as every --json) a last line
+    that is one JSON object; a statement's answer is one object too."""
+    endpoint.ksql("CREATE STREAM CLI_J (K STRING KEY, V INT) WITH (KAFKA_TOPIC='cli_j', "
+                  "PARTITIONS=1, VALUE_FORMAT='JSON');")
+    endpoint.ksql("INSERT INTO CLI_J (K, V) VALUES ('a', 1); INSERT INTO CLI_J (K, V) VALUES ('b', 2);")
+    env = child_env(endpoint.settings, KSQLDB_URL=endpoint.url)
+    done = subprocess.run(
+        [sys.executable, "-m", "instore", "ksql", "query", "--json", "--earliest",
+         "SELECT K, V FROM CLI_J EMIT CHANGES LIMIT 2;"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[:-1] == [{"K": "a", "V": 1}, {"K": "b", "V": 2}]
+    assert lines[-1] == {"query": {"columns": ["K", "V"], "rows": 2, "push": True}}
+    shown = subprocess.run([sys.executable, "-m", "instore", "ksql", "query", "--json",
+                            "SHOW STREAMS;"], env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=60, check=False)
+    last = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert isinstance(last, dict) and last["entities"][0]["@type"] == "streams"
 
 
 def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
