@@ -122,7 +122,10 @@ def bulk_products(file: UploadFile, services: ServicesDep, _role: Marketer) -> B
     except UnicodeDecodeError:
         unprocessable(["body", "file"], "the file is not UTF-8 text")
     reader = csv.DictReader(io.StringIO(text))
-    header = {h.strip() for h in (reader.fieldnames or [])}
+    try:
+        header = {h.strip() for h in (reader.fieldnames or [])}
+    except csv.Error as exc:  # the header line itself cannot be read
+        unprocessable(["body", "file"], f"unreadable CSV header: {exc}")
     missing = REQUIRED_COLUMNS - header
     if missing:
         unprocessable(["body", "file"], f"CSV header lacks: {', '.join(sorted(missing))}")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from api import redemption
 from api.deps import Cashier, ServicesDep
+from api.errors import unprocessable
 from api.models import Ident, Strict
 from api.routes.offers import load_offer, record_event
 from instore import records as r
@@ -56,9 +57,8 @@ def redeem(body: RedemptionIn, services: ServicesDep, _role: Cashier) -> Redempt
     be a code); an offer of another store: 409."""
     code = redemption.normalize(body.code)
     if code is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"this is not a redemption code: it has {redemption.LENGTH} "
-                            "letters and digits, as printed under the QR code")
+        unprocessable(["body", "code"], f"this is not a redemption code: it has "
+                      f"{redemption.LENGTH} letters and digits, as printed under the QR code")
     key = serving.redeem_code(code)
     held = cast(dict[str, str], services.redis.hgetall(key))
     offer_id = held.get("offer_id")

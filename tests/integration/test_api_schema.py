@@ -29,10 +29,23 @@ EXAMPLES = 15
 
 
 @pytest.fixture(scope="module")
-def server(api_settings: Settings) -> Iterator[str]:
+def ksqldb(api_settings: Settings) -> Iterator[str]:
+    """The local ksqlDB-compatible endpoint on the module's broker: the analyst's /ksql routes
+    reach a real ksqlDB (their 503 when none answers has its own test)."""
+    from tests.integration.test_ksql_endpoint import Endpoint  # noqa: PLC0415
+
+    endpoint = Endpoint(api_settings)
+    yield endpoint.url
+    endpoint.stop()
+
+
+@pytest.fixture(scope="module")
+def server(api_settings: Settings, ksqldb: str) -> Iterator[str]:
     port = free_port()
+    settings_with_ksqldb = api_settings.model_copy(update={"ksqldb_url": ksqldb})
     config = uvicorn.Config(
-        create_app(api_settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        create_app(settings_with_ksqldb), host="127.0.0.1", port=port, log_level="warning",
+        access_log=False,
     )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -63,7 +76,7 @@ def credentials(method: str, path: str, shopper_token: str) -> dict[str, str]:
     allowed = POLICY.get((method, path), {PUBLIC})
     if S in allowed:
         return {"Authorization": f"Bearer {shopper_token}"}
-    for role in ("marketer", "analyst", "ops", "kiosk"):
+    for role in ("marketer", "analyst", "ops", "kiosk", "cashier"):
         if role in allowed:
             return {"X-API-Key": DEV_KEYS[role]}
     return {}
