@@ -171,7 +171,8 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         _drain(offers, 0.5)
         progress(f"throughput: {events:,} positions")
         cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
-        fig.update(_throughput(settings, producer, nearby, offers, state, positions))
+        fig.update(_throughput(settings, producer, nearby, offers, state, positions,
+                               progress=progress))
         # CPU time per position of the workers, the broker and this load generator: what each
         # costs, whatever else runs on the machine at the same time.
         for n in ("worker", "broker"):
@@ -246,9 +247,21 @@ def _latency_uid(i: int) -> str:
     return f"lat-{i % 1000}"
 
 
+PROGRESS_EVERY_S = 5.0
+
+
+def time_left(done: int, total: int, started: float) -> str:
+    """"about N s left" at the rate so far (``started``: a time.perf_counter())."""
+    elapsed = time.perf_counter() - started
+    if done <= 0 or elapsed <= 0:
+        return "time left unknown"
+    return f"about {max(0.0, (total - done) / (done / elapsed)):,.0f} s left"
+
+
 def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer | None,
                 state: ProximityState, positions: list[CustomerLocation],
-                topic: str = t.CUSTOMERS_LOCATIONS.name) -> dict[str, Any]:
+                topic: str = t.CUSTOMERS_LOCATIONS.name,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Produce ``positions`` to ``topic`` as fast as the producer goes and consume the rows back
     on ``nearby`` (and the offers, when ``offers`` is given): positions/s = positions / (last row
     consumed - first produce)."""
@@ -274,6 +287,7 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Con
     t_last = t0
     deadline = time.monotonic() + max(120, len(positions) / 500)
     n_offers = 0
+    told = time.monotonic()
     while got < expected and time.monotonic() < deadline:
         msgs = nearby.consume(10_000, 0.2)
         if msgs:
@@ -281,6 +295,9 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Con
             t_last = time.perf_counter()
         if offers is not None:
             n_offers += sum(1 for m in offers.consume(10_000, 0) if not m.error())
+        if progress is not None and time.monotonic() - told >= PROGRESS_EVERY_S and got:
+            told = time.monotonic()
+            progress(f"  {got / expected:.0%} of the rows, {time_left(got, expected, t0)}")
     seconds = t_last - t0
     if offers is not None:
         n_offers += _drain(offers, 1.0)

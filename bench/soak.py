@@ -470,8 +470,9 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
                 next_at = killed_at + gap * rng.uniform(0.7, 1.3)
             if time.monotonic() - last_report > 15:
                 last_report = time.monotonic()
+                left = max(0.0, end - time.monotonic())
                 progress(f"{sent['positions']:,} positions, {len(tail.produced)} offers produced, "
-                         f"{sum(subs.received.values())} received")
+                         f"{sum(subs.received.values())} received; walking {left:,.0f} s more")
             time.sleep(0.2)
         stop.set()
         sender.join(10)

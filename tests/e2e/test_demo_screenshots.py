@@ -1,0 +1,101 @@
+"""What the demo shows, in Chromium, from the demo's own world (`instore demo`: two stores of
+the benchmark world, 40 walking shoppers): the README's screenshot and the docs' demo
+screenshots are taken here. The first shopper opts in on the phone page and gets an offer, checks
+in at the kiosk with its code and the kiosk shows their offers, and the marketer's dashboard
+shows the store, the promotions and their funnel."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from instore.settings import DEV_KEYS, get_settings
+from instore.stack import child_env_for, isolated_settings
+from tests.conftest import ROOT
+from tests.e2e.test_api_dashboard import CHROMIUM_ARGS
+
+pytestmark = pytest.mark.e2e
+SHOTS = ROOT / "docs" / "screenshots"
+
+
+def wait_for(check: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is missing: run `make setup-dev`")
+    settings = isolated_settings(get_settings())
+    env = {k: v for k, v in (os.environ | child_env_for(settings)).items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    out = (tmp_path / "demo.log").open("ab")
+    demo = subprocess.Popen([sys.executable, "-m", "instore", "demo", "--seconds", "150"],
+                            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    api = f"http://127.0.0.1:{settings.api_port}"
+    hub = f"http://127.0.0.1:{settings.hub_port}"
+
+    def api_up() -> bool:
+        assert demo.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+        try:
+            return httpx.get(f"{api}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(api_up, 240, "the demo's API")
+        wait_for(lambda: "walking" in (tmp_path / "demo.log").read_text()
+                 or "phone page:" in (tmp_path / "demo.log").read_text(), 120, "the walk")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                phone = browser.new_page(viewport={"width": 420, "height": 900})
+                phone.goto(f"{hub}/phone?uid=shopper-00001")
+                phone.click("#opt-in")
+                expect(phone.locator("#offers > *").first).to_be_visible(timeout=120_000)
+                phone.screenshot(path=str(SHOTS / "demo-phone.png"), full_page=True)
+
+                kiosk = browser.new_page(viewport={"width": 1100, "height": 800})
+                kiosk.goto(f"{hub}/kiosk?store=store-001&kiosk=kiosk-1&key={DEV_KEYS['kiosk']}")
+                code = kiosk.locator("#code")
+                expect(code).to_have_text(re.compile(r"\d{4,}"), timeout=30_000)
+                phone.fill("#kiosk-code", code.inner_text().strip())
+                phone.click("#kiosk-checkin")
+                expect(kiosk.locator("#who")).not_to_be_empty(timeout=30_000)
+                expect(kiosk.locator("#offers > *").first).to_be_visible(timeout=30_000)
+                kiosk.screenshot(path=str(SHOTS / "demo-kiosk.png"), full_page=True)
+
+                dash = browser.new_page(viewport={"width": 1400, "height": 1000})
+                dash.goto(f"{api}/dashboard")
+                dash.fill("#api-key", DEV_KEYS["marketer"])
+                dash.click("#key-form button")
+                expect(dash.locator("#promotions tbody tr").first).to_be_visible(timeout=30_000)
+                expect(dash.locator("#floor *").first).to_be_attached(timeout=30_000)
+                dash.wait_for_timeout(3000)  # a few polls: shoppers and heat on the floor
+                dash.screenshot(path=str(SHOTS / "demo-dashboard.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(10)
