@@ -64,9 +64,15 @@ class ServingWriter:
         self._totals.update(totals)
         if offers:
             # Offers are written at once (a few a second): the shopper can open one as soon as
-            # the push reaches the phone, and the API looks it up here.
+            # the push reaches the phone, and the API looks it up here. The offered shoppers'
+            # positions go with them, so "show me where" on a fresh offer knows where they
+            # stand (the other positions wait for the next flush).
             pipe = self.redis.pipeline(transaction=False)
             _queue_offers(pipe, offers)
+            for uid in {o.uid for o in offers}:
+                pending = self._positions.get(uid)
+                if pending is not None:
+                    _queue_position(pipe, uid, *pending)
             await self._execute(pipe)
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
@@ -83,9 +89,7 @@ class ServingWriter:
         dwell, self.pending_dwell = self.pending_dwell, {}
         pipe = self.redis.pipeline(transaction=False)
         for uid, (store_id, lat, lon, ts) in positions.items():
-            pipe.zadd(serving.store_live(store_id), {uid: ts})
-            pipe.hset(serving.store_positions(store_id), uid,
-                      orjson.dumps({"latitude": lat, "longitude": lon, "ts": ts}))
+            _queue_position(pipe, uid, store_id, lat, lon, ts)
         per_store: Counter[str] = Counter()
         for (pid, store_id), n in per_promo.items():
             pipe.hincrby(serving.promo_stats(pid), "nearby", n)
@@ -130,3 +134,10 @@ def _queue_offers(pipe: Any, offers: list[Offer]) -> None:
         pipe.hincrby(serving.store_stats(offer.store_id), "sent", 1)
     if offers:
         pipe.ltrim(serving.offers_feed(), 0, FEED_KEEP - 1)
+
+
+def _queue_position(pipe: Any, uid: str, store_id: str, lat: float, lon: float, ts: int) -> None:
+    """A shopper's last position on the live floor map (and in the store's live set)."""
+    pipe.zadd(serving.store_live(store_id), {uid: ts})
+    pipe.hset(serving.store_positions(store_id), uid,
+              orjson.dumps({"latitude": lat, "longitude": lon, "ts": ts}))

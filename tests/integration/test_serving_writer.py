@@ -38,3 +38,25 @@ def test_offers_are_written_with_their_batch_counters_once_a_second(redis_url: s
         await writer.close()
 
     asyncio.run(batch())
+
+
+def test_an_offered_shoppers_position_goes_with_the_offer(redis_url: str) -> None:
+    """"Show me where" on a fresh offer needs the shopper's position: it is written with the
+    offer, not a second later with the coalesced flush (other shoppers' positions wait)."""
+    uid, other = f"near-{uuid.uuid4().hex[:8]}", f"walker-{uuid.uuid4().hex[:8]}"
+    offer = _offer(uid)
+    rds = redis.Redis.from_url(redis_url)
+    ts = now_ms()
+
+    async def batch() -> None:
+        writer = ServingWriter(redis_url, interval_s=3600)
+        positions = [(uid, "store-001", 40.7, -73.9, ts), (other, "store-001", 40.8, -73.8, ts)]
+        await writer.write_batch(positions, [offer], Counter())
+        here = rds.hget(serving.store_positions("store-001"), uid)
+        assert here is not None and b'"latitude":40.7' in here
+        assert rds.hget(serving.store_positions("store-001"), other) is None  # not yet
+        await writer.flush()
+        assert rds.hget(serving.store_positions("store-001"), other) is not None
+        await writer.close()
+
+    asyncio.run(batch())
