@@ -45,6 +45,7 @@ def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:
     settings = isolated_settings(get_settings())
     env = {k: v for k, v in (os.environ | child_env_for(settings)).items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    env["ARCHIVE_FLUSH_S"] = "3"  # the dashboard's charts read the archive: fill them soon
     out = (tmp_path / "demo.log").open("ab")
     demo = subprocess.Popen([sys.executable, "-m", "instore", "demo", "--seconds", "150"],
                             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
@@ -82,6 +83,15 @@ def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:
                 expect(kiosk.locator("#offers > *").first).to_be_visible(timeout=30_000)
                 kiosk.screenshot(path=str(SHOTS / "demo-kiosk.png"), full_page=True)
 
+                marketer = {"X-API-Key": DEV_KEYS["marketer"]}
+
+                def charted() -> bool:
+                    res = httpx.get(f"{api}/analytics/timeseries?metric=offers&bucket=minute",
+                                    headers=marketer, timeout=10)
+                    return res.status_code == 200 and any(
+                        series["total"] > 0 for series in res.json()["series"])
+
+                wait_for(charted, 90, "the offers in the archive (the dashboard's charts)")
                 dash = browser.new_page(viewport={"width": 1400, "height": 1000})
                 dash.goto(f"{api}/dashboard")
                 dash.fill("#api-key", DEV_KEYS["marketer"])
