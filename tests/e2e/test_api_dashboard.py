@@ -176,6 +176,22 @@ def stack(broker_factory, tmp_path_factory) -> Iterator[dict[str, Any]]:
         stop_proc(redis_proc)
 
 
+def create_promotion(page: Any, title: str, sku: int, discount_pct: int, radius_ft: int) -> Any:
+    """Create a promotion through the dashboard's form; its row in the promotions table."""
+    from playwright.sync_api import expect
+
+    form = page.locator("#promo-form")
+    form.locator("input[name=title]").fill(title)
+    form.locator("input[name=sku]").fill(str(sku))
+    form.locator("input[name=discount_pct]").fill(str(discount_pct))
+    form.locator("input[name=radius_ft]").fill(str(radius_ft))
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#promo-result")).to_contain_text("created", timeout=15_000)
+    row = page.locator("#promotions tbody tr", has_text=title)
+    expect(row).to_be_visible(timeout=10_000)
+    return row
+
+
 def seed_store(base: str, target_sku: int = TARGET_SKU) -> tuple[str, tuple[float, float]]:
     """A 100 m x 60 m store: double-sided shelves every 6 m, 60 products, via the API."""
     store = f"berlin-{uuid.uuid4().hex[:4]}"
@@ -242,15 +258,8 @@ def test_marketer_creates_a_promotion_and_sees_offers(stack):
                 page.select_option("#store-select", store)
                 expect(page.locator("#floor .product").first).to_be_attached(timeout=15_000)
 
+                row = create_promotion(page, "Espresso beans -30%", TARGET_SKU, 30, 15)
                 form = page.locator("#promo-form")
-                form.locator("input[name=title]").fill("Espresso beans -30%")
-                form.locator("input[name=sku]").fill(str(TARGET_SKU))
-                form.locator("input[name=discount_pct]").fill("30")
-                form.locator("input[name=radius_ft]").fill("15")
-                form.locator("button[type=submit]").click()
-                expect(page.locator("#promo-result")).to_contain_text("created", timeout=15_000)
-                row = page.locator("#promotions tbody tr", has_text="Espresso beans -30%")
-                expect(row).to_be_visible(timeout=10_000)
                 expect(row.locator(".status")).to_have_text("active")
                 expect(page.locator("#floor .promoted-product").first).to_be_attached(
                     timeout=10_000
@@ -415,15 +424,8 @@ def test_marketer_edits_withdraws_and_sees_the_charts_move(stack):
                 expect(page.locator("#floor .shelf").first).to_be_attached(timeout=15_000)
                 expect(page.locator("#floor .scale-bar")).to_contain_text(" m")
 
+                row = create_promotion(page, "Croissants -20%", sku, 20, 15)
                 form = page.locator("#promo-form")
-                form.locator("input[name=title]").fill("Croissants -20%")
-                form.locator("input[name=sku]").fill(str(sku))
-                form.locator("input[name=discount_pct]").fill("20")
-                form.locator("input[name=radius_ft]").fill("15")
-                form.locator("button[type=submit]").click()
-                expect(page.locator("#promo-result")).to_contain_text("created", timeout=15_000)
-                row = page.locator("#promotions tbody tr", has_text="Croissants -20%")
-                expect(row).to_be_visible(timeout=10_000)
                 pid = row.get_attribute("data-pid")
                 assert pid
                 expect(row).not_to_contain_text(pid)  # plain words: no ids

@@ -1,8 +1,9 @@
 """What the demo shows, in Chromium, from the demo's own world (`instore demo`: two stores of
 the benchmark world, 40 walking shoppers): the README's screenshot and the docs' demo
 screenshots are taken here. The first shopper opts in on the phone page and gets an offer, checks
-in at the kiosk with its code and the kiosk shows their offers, and the marketer's dashboard
-shows the store, the promotions and their funnel."""
+in at the kiosk with its code and the kiosk shows their offers, the marketer's dashboard shows
+the store, the promotions and their funnel, the analyst runs a push query on the live positions
+in the SQL editor, and the lineage page and the ops view show the running stack."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     env["ARCHIVE_FLUSH_S"] = "3"  # the dashboard's charts read the archive: fill them soon
     out = (tmp_path / "demo.log").open("ab")
-    demo = subprocess.Popen([sys.executable, "-m", "instore", "demo", "--seconds", "150"],
+    demo = subprocess.Popen([sys.executable, "-m", "instore", "demo", "--seconds", "150",
+                             "--keep-running"],
                             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     api = f"http://127.0.0.1:{settings.api_port}"
@@ -100,6 +102,40 @@ def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:
                 expect(dash.locator("#floor *").first).to_be_attached(timeout=30_000)
                 dash.wait_for_timeout(3000)  # a few polls: shoppers and heat on the floor
                 dash.screenshot(path=str(SHOTS / "demo-dashboard.png"), full_page=True)
+
+                # the analyst: the migrations, then a push query on the live positions
+                migrated = subprocess.run([sys.executable, "-m", "instore", "ksql", "migrate"],
+                                          env=env, cwd=ROOT, capture_output=True, text=True,
+                                          timeout=240, check=False)
+                assert migrated.returncode == 0, migrated.stderr[-2000:]
+                sql = browser.new_page(viewport={"width": 1400, "height": 900})
+                sql.goto(f"{api}/ksql/editor")
+                sql.fill("#api-key", DEV_KEYS["analyst"])
+                sql.click("#key-form button")
+                expect(sql.locator('#source-list li[data-name="POSITIONS"]')).to_have_count(
+                    1, timeout=30_000)
+                sql.fill("#editor", "SELECT UID, STORE_ID, LATITUDE, LONGITUDE, TS "
+                                    "FROM POSITIONS EMIT CHANGES LIMIT 12;")
+                sql.click("#run")
+                expect(sql.locator("#results table.grid tbody tr")).to_have_count(
+                    12, timeout=60_000)
+                sql.screenshot(path=str(SHOTS / "demo-sql.png"), full_page=True)
+
+                lineage = browser.new_page(viewport={"width": 2600, "height": 700})
+                lineage.goto(f"{api}/lineage/view")
+                lineage.fill("#api-key", DEV_KEYS["analyst"])
+                lineage.click("#key-form button")
+                expect(lineage.locator('#graph g.node[data-id="topic:customers_locations"]')) \
+                    .to_have_count(1, timeout=30_000)
+                lineage.wait_for_timeout(7000)  # a second sample: rates on the edges
+                lineage.screenshot(path=str(SHOTS / "demo-lineage.png"), full_page=True)
+
+                ops = browser.new_page(viewport={"width": 1200, "height": 800})
+                ops.goto(f"{api}/ops")
+                ops.fill("#api-key", DEV_KEYS["ops"])
+                ops.click("#key-form button")
+                expect(ops.locator("#checks tbody tr").first).to_be_visible(timeout=30_000)
+                ops.screenshot(path=str(SHOTS / "demo-ops.png"), full_page=True)
             finally:
                 browser.close()
     finally:

@@ -170,6 +170,6 @@ def test_bulk_csv_with_an_unreadable_header_is_a_422(client):
     """A header line the csv module cannot read (a bare carriage return inside it) is the
     client's error, said in one sentence, not a 500 (found by the schema fuzzer)."""
     res = client.post("/products/bulk", headers=MARKETER,
-                      files={"file": ("c.csv", "sku,store\rid\x00,name\n1,s,n\n".encode())})
+                      files={"file": ("c.csv", b"sku,store\rid\x00,name\n1,s,n\n")})
     assert res.status_code == 422, res.text
     assert "CSV" in res.json()["detail"][0]["msg"]

@@ -22,20 +22,16 @@ from api.ksql_proxy import (
 )
 from api.main import create_app
 from instore.embedded import free_port
-from instore.kafka import ensure_topics
 from tests.conftest import make_settings
 from tests.integration.api_harness import ANALYST, MARKETER, clear_rate_limits, poll
-from tests.integration.test_ksql_endpoint import Endpoint
+from tests.integration.test_ksql_endpoint import Endpoint, _start
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def endpoint(broker_factory: Callable[[], Any], redis_url: str) -> Iterator[Endpoint]:
-    broker = broker_factory()
-    settings = make_settings(broker.bootstrap, redis_url)
-    ensure_topics(settings)
-    ep = Endpoint(settings)
+    broker, ep = _start(broker_factory, redis_url)
     yield ep
     ep.stop()
     broker.stop()

@@ -19,20 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
-from instore.kafka import ensure_topics
-from tests.conftest import ROOT, child_env, make_settings
+from tests.conftest import ROOT, child_env
 from tests.integration.api_harness import poll
-from tests.integration.test_ksql_endpoint import Endpoint
+from tests.integration.test_ksql_endpoint import Endpoint, _start
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def endpoint(broker_factory: Callable[[], Any], redis_url: str) -> Iterator[Endpoint]:
-    broker = broker_factory()
-    settings = make_settings(broker.bootstrap, redis_url)
-    ensure_topics(settings)
-    ep = Endpoint(settings)
+    broker, ep = _start(broker_factory, redis_url)
     for sql in (
         "CREATE STREAM SH_SALES (STORE STRING KEY, EUR INT) WITH (KAFKA_TOPIC='sh_sales', "
         "PARTITIONS=1, VALUE_FORMAT='JSON');",
