@@ -92,11 +92,12 @@ class DwellTracker:
 
 
 def queue_sums(pipe: Any, sums: MutableMapping[tuple[int, str], float], key_of: Any) -> None:
-    """Add per-bucket sums to a Redis pipeline (each bucket's sorted set expires after a day)."""
-    for bucket in {b for b, _ in sums}:
-        pipe.expire(key_of(bucket), BUCKET_TTL_S)
+    """Add per-bucket sums to a Redis pipeline (each bucket's sorted set expires after a day;
+    EXPIRE goes after the writes: on a key that does not exist yet it does nothing)."""
     for (bucket, member), value in sums.items():
         pipe.zincrby(key_of(bucket), value, member)
+    for bucket in {b for b, _ in sums}:
+        pipe.expire(key_of(bucket), BUCKET_TTL_S)
 
 
 def agents(app: Any, settings: Settings, *, dwell_from_topic: bool = True) -> None:
