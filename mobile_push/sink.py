@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from instore import serving
 from instore import topics as t
+from instore.ably import make_rest, target
 from instore.groups import PUSH_SINK as GROUP_ID
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.records import (
@@ -49,7 +50,6 @@ from instore.records import (
 )
 from instore.settings import Settings
 from mobile_push import routing
-from mobile_push.ably_client import make_rest, target
 
 log = logging.getLogger(__name__)
 

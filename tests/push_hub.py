@@ -18,7 +18,7 @@ NOWHERE_KAFKA, NOWHERE_REDIS = "127.0.0.1:9", "redis://127.0.0.1:9/0"
 def running_hub(tmp_path_factory: Any, name: str, kafka: str = NOWHERE_KAFKA,
                 redis: str = NOWHERE_REDIS) -> Iterator[dict[str, Any]]:
     """Start a hub on a free port (its own data dir); yields base URL, port, API key, child,
-    data dir and the settings pointing at it (``mobile_push.ably_client.make_rest(settings)``
+    data dir and the settings pointing at it (``instore.ably.make_rest(settings)``
     is the SDK client the sink uses); stops it after."""
     port = free_port()
     settings = make_settings(kafka, redis, hub_port=port)

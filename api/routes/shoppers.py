@@ -34,8 +34,8 @@ from api.services import Services
 from instore import records as r
 from instore import serving
 from instore import topics as t
+from instore.ably import RevocationError, revoke_client_tokens
 from instore.settings import is_loopback
-from mobile_push.revocation import RevocationError, revoke_client_tokens
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/shoppers", tags=["shoppers"])

@@ -19,8 +19,7 @@ import pytest
 from ably import AblyRest
 from ably.types.message import Message
 
-from mobile_push.ably_client import make_rest
-from mobile_push.revocation import revoke_client_tokens
+from instore.ably import make_rest, revoke_client_tokens
 from mobile_push.tokens import sign_token_request
 from tests.conftest import ROOT
 from tests.e2e.test_push_pages import CHROMIUM_ARGS

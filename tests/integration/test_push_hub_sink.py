@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from instore import serving
 from instore import topics as t
+from instore.ably import make_rest
 from instore.embedded import free_port
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce
 from instore.records import (
@@ -28,7 +29,6 @@ from instore.records import (
     now_ms,
 )
 from mobile_push import routing
-from mobile_push.ably_client import make_rest
 from mobile_push.local_stack import Child, wait_http
 from mobile_push.sse_client import Subscription, decode_data, request_token
 from mobile_push.tokens import ApiKey, sign_token_request

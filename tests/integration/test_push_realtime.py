@@ -18,8 +18,8 @@ import websockets
 from ably import AblyRealtime, AblyRest
 from ably.types.message import Message
 
+from instore.ably import RevocationError, make_rest, revoke_client_tokens
 from instore.embedded import free_port
-from mobile_push.ably_client import make_rest
 from mobile_push.local_stack import wait_http
 from mobile_push.realtime import (
     ACK,
@@ -37,7 +37,6 @@ from mobile_push.realtime import (
     HEARTBEAT,
     MESSAGE,
 )
-from mobile_push.revocation import RevocationError, revoke_client_tokens
 from mobile_push.sse_client import Subscription, request_token
 from mobile_push.tokens import sign_token_request
 from tests.push_hub import running_hub

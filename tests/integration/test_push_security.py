@@ -14,7 +14,7 @@ from ably import AblyRest
 from ably.types.message import Message
 from ably.util.exceptions import AblyException
 
-from mobile_push.ably_client import make_rest
+from instore.ably import make_rest
 from mobile_push.sse_client import Subscription, request_token
 from mobile_push.tokens import ApiKey, sign_token_request
 from tests.push_hub import running_hub

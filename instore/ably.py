@@ -1,8 +1,11 @@
-"""Revoke a client's push tokens (Ably's revocable tokens), the same call for Ably and the hub.
+"""Ably client factories, shared by every part that talks to Ably or the local push hub (the
+push sink publishes, the API revokes a shopper's tokens): where the `ably` SDK talks to, an
+``AblyRest`` for it, and token revocation. The same calls for Ably and the hub; only host,
+port and TLS differ.
 
-``POST /keys/{keyName}/revokeTokens`` with ``{"targets": ["clientId:<uid>"]}``, authenticated
-with the API key itself (Ably refuses token auth here with 40162). Tokens of that clientId
-issued before now stop working at once: REST requests get 401/40141 and open realtime
+Revocation: ``POST /keys/{keyName}/revokeTokens`` with ``{"targets": ["clientId:<uid>"]}``,
+authenticated with the API key itself (Ably refuses token auth here with 40162). Tokens of that
+clientId issued before now stop working at once: REST requests get 401/40141 and open realtime
 connections are disconnected with 40141. On Ably the key must have "revocable tokens" enabled
 before the tokens were issued. The ``ably`` Python SDK has no revoke call of its own, so with
 TLS (Ably) this goes through its generic ``request()`` (same auth, host and fallback hosts as
@@ -12,11 +15,60 @@ loopback the same request is sent with httpx to the SDK's configured host and po
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from ably.util.exceptions import AblyException
+
+from instore.settings import Settings
+
+
+@dataclass(frozen=True)
+class AblyTarget:
+    mode: str  # "hub" | "ably"
+    rest_host: str | None
+    port: int | None
+    tls: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "rest_host": self.rest_host, "port": self.port, "tls": self.tls}
+
+
+def target(settings: Settings) -> AblyTarget:
+    if settings.push_hub_local:  # the hub serves TLS when TLS_CERT_FILE/TLS_KEY_FILE are set
+        return AblyTarget("hub", settings.host, settings.hub_port, bool(settings.uvicorn_tls()))
+    if settings.ably_rest_host is not None:
+        tls = True if settings.ably_tls is None else settings.ably_tls
+        local = settings.ably_rest_host in ("127.0.0.1", "localhost", settings.host)
+        return AblyTarget(
+            "hub" if local and not tls else "ably", settings.ably_rest_host, settings.ably_port, tls
+        )
+    return AblyTarget("ably", None, None, True)
+
+
+def make_rest(settings: Settings, **overrides: Any) -> Any:
+    """An async ``AblyRest`` for the configured target (token auth against the hub, where the
+    SDK refuses Basic auth without TLS)."""
+    from ably import AblyRest  # noqa: PLC0415
+
+    where = target(settings)
+    if where.rest_host is None:
+        return AblyRest(key=settings.ably_key, **overrides)
+    opts: dict[str, Any] = {
+        "key": settings.ably_key,
+        "endpoint": where.rest_host,
+        "tls": where.tls,
+        "use_binary_protocol": False,
+        "fallback_hosts": [],
+    }
+    if where.port is not None:
+        opts["tls_port" if where.tls else "port"] = where.port
+    if not where.tls:
+        opts["use_token_auth"] = True
+    opts.update(overrides)
+    return AblyRest(**opts)
+
 
 API_VERSION = "3"
 
@@ -33,6 +85,8 @@ async def revoke_client_tokens(rest: Any, client_id: str) -> dict[str, Any]:
         raise RevocationError(msg)
     if not rest.options.tls:
         return await _revoke_plain_http(rest, key_name, client_id)
+    from ably.util.exceptions import AblyException  # noqa: PLC0415
+
     try:
         resp = await rest.request(
             "POST",
