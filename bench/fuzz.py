@@ -34,6 +34,7 @@ from instore.records import (
     StoreProduct,
     decode,
 )
+from instore.results import time_left
 from stream_apps.policy import PolicyConfig, ShopperState, decide
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fuzz.jsonl"
@@ -205,8 +206,10 @@ def run(per_decoder: int = 100_000, seed: int = 1,
                 crashes[f"agent:{model.__name__}:{type(exc).__name__}"] += 1
         per_model[model.__name__] = dict(counts)
         if progress:
+            done = len(per_model)
             progress(f"{model.__name__}: {per_decoder:,} inputs, {counts['records']:,} records, "
-                     f"{counts['errors']:,} dead letters, {counts['crashes']} crashes")
+                     f"{counts['errors']:,} dead letters, {counts['crashes']} crashes; "
+                     f"{time_left(done, len(models), started)}")
     elapsed = time.perf_counter() - started
     total = per_decoder * len(models)
     fig: dict[str, Any] = {

@@ -41,6 +41,7 @@ from instore.embedded import ServiceSpec, Stack, kafka_specs
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.proximity import ProximityState
 from instore.records import CustomerLocation, ShopperConsent, now_ms
+from instore.results import time_left
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings
 from producers.publish import wait_for_worker
@@ -248,14 +249,6 @@ def _latency_uid(i: int) -> str:
 
 
 PROGRESS_EVERY_S = 5.0
-
-
-def time_left(done: int, total: int, started: float) -> str:
-    """"about N s left" at the rate so far (``started``: a time.perf_counter())."""
-    elapsed = time.perf_counter() - started
-    if done <= 0 or elapsed <= 0:
-        return "time left unknown"
-    return f"about {max(0.0, (total - done) / (done / elapsed)):,.0f} s left"
 
 
 def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer | None,

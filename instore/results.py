@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,3 +44,12 @@ def append(name: str, fig: dict[str, Any], broker: str = "kafka",
     with target.open("a") as fh:
         fh.write(json.dumps(line) + "\n")
     return line
+
+
+def time_left(done: float, total: float, started: float) -> str:
+    """"about N s left" at the rate so far (``started``: a ``time.perf_counter()``), for the
+    benchmarks' progress lines."""
+    elapsed = time.perf_counter() - started
+    if done <= 0 or elapsed <= 0:
+        return "time left unknown"
+    return f"about {max(0.0, (total - done) / (done / elapsed)):,.0f} s left"

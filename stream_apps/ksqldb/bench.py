@@ -34,6 +34,7 @@ from instore import topics as t
 from instore.embedded.kafka import EmbeddedKafka
 from instore.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from instore.records import now_ms
+from instore.results import time_left
 from instore.settings import Settings, get_settings
 from stream_apps.ksqldb.engine import Engine
 
@@ -47,6 +48,9 @@ def _pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+PROGRESS_EVERY_S = 5.0  # how often a long wait says how far it is
 
 
 def _say(progress: Progress, msg: str) -> None:
@@ -135,10 +139,15 @@ def run_bench(
         producer.flush(60)
         topic = t.CUSTOMERS_LOCATIONS.name
         deadline = time.monotonic() + 600
-        while sum(q.consumed.get(topic, 0) for q in nearby_q) < before_in + len(payloads):
+        told, started = time.monotonic(), time.perf_counter()
+        while (done := sum(q.consumed.get(topic, 0) for q in nearby_q) - before_in) < len(payloads):
             if time.monotonic() > deadline:
                 msg = "the engine did not catch up with the positions"
                 raise RuntimeError(msg)
+            if time.monotonic() - told >= PROGRESS_EVERY_S:
+                told = time.monotonic()
+                _say(progress, f"  {done / len(payloads):.0%} of the positions, "
+                               f"{time_left(done, len(payloads), started)}")
             time.sleep(0.05)
         engine.wait_idle(120, settle=0.2)
         t_end = max(q.last_active for q in nearby_q)

@@ -24,3 +24,16 @@ def test_only_stamped_runs_make_rows(tmp_path: Path) -> None:
     assert "3,000" not in text
     assert report(tmp_path).startswith("### proximity")
     assert table("soak", tmp_path) == ""
+
+
+def test_time_left_at_the_rate_so_far() -> None:
+    import time
+
+    from instore.results import time_left
+
+    started = time.perf_counter() - 10.0  # 10 s for the first quarter
+    left = time_left(25, 100, started)  # 75 more at 2.5/s: 30 s (give or take the call)
+    assert left.startswith("about ") and left.endswith(" s left")
+    assert 29 <= float(left.split()[1].replace(",", "")) <= 31
+    assert time_left(0, 100, started) == "time left unknown"
+    assert time_left(100, 100, started) == "about 0 s left"
