@@ -12,9 +12,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,20 +20,10 @@ import pytest
 from instore.settings import DEV_KEYS, get_settings
 from instore.stack import child_env_for, isolated_settings
 from tests.conftest import ROOT
-from tests.e2e.test_api_dashboard import CHROMIUM_ARGS
+from tests.e2e.test_api_dashboard import CHROMIUM_ARGS, wait_for
 
 pytestmark = pytest.mark.e2e
 SHOTS = ROOT / "docs" / "screenshots"
-
-
-def wait_for(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:
