@@ -105,6 +105,17 @@ def test_the_stack_broker_keeps_data_across_stop_start_and_kill(tmp_path: Path) 
         stack.stop()
 
 
+def test_a_broker_maps_the_class_archive_setup_recorded(broker_factory) -> None:
+    """`make setup` (`instore broker install`) recorded the JVM class-data archive; a started
+    node has it mapped (so its classes come from the archive, not the jars)."""
+    handle = broker_factory()
+    node = handle.kafka.nodes[0]
+    archive = kafka.class_archive(handle.kafka.libs_dir, handle.kafka.java)
+    assert archive.exists(), "run `instore broker install` (make setup) to record it"
+    pid = handle.kafka.procs[node.node_id].pid
+    assert str(archive) in Path(f"/proc/{pid}/maps").read_text()
+
+
 def test_a_compacted_table_drops_superseded_records_and_tombstones(broker_factory) -> None:
     broker = broker_factory()
     # The contract's config with the bounds shortened (KAFKA.md: compaction a test can see).
