@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from bench.stats import percentile
 from instore import results
 from instore import topics as t
 from instore.embedded import ServiceSpec, Stack, kafka_specs
@@ -55,13 +57,6 @@ Progress = Callable[[str], None]
 @dataclass
 class Figures:
     data: dict[str, Any] = field(default_factory=dict)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
 def _tail_consumer(settings: Settings, topic: t.Topic) -> Consumer:
@@ -366,10 +361,11 @@ def _latency(producer: Any, nearby: Consumer, offers: Consumer,  # noqa: C901
     out: dict[str, Any] = {
         "latency_rate_per_s": rate, "latency_positions": n,
         "positions_with_rows": len(vals),
-        "p50_ms": round(_percentile(vals, 0.50), 2), "p99_ms": round(_percentile(vals, 0.99), 2),
+        "p50_ms": percentile(vals, 0.50, 2, empty=math.nan),
+        "p99_ms": percentile(vals, 0.99, 2, empty=math.nan),
         "latency_offers": len(lat_offer),
-        "offer_p50_ms": round(_percentile(list(lat_offer.values()), 0.50), 2),
-        "offer_p99_ms": round(_percentile(list(lat_offer.values()), 0.99), 2),
+        "offer_p50_ms": percentile(lat_offer.values(), 0.50, 2, empty=math.nan),
+        "offer_p99_ms": percentile(lat_offer.values(), 0.99, 2, empty=math.nan),
     }
     return out
 

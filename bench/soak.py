@@ -41,6 +41,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
 from bench.proximity import rss_mb
+from bench.stats import percentile
 from instore import results as results_log
 from instore import topics as t
 from instore.embedded import Stack, free_port, port_open
@@ -69,13 +70,6 @@ FAULTS = ("worker", "sink", "redis", "api", "broker")
 CLUSTER_FAULTS = ("worker", "sink", "redis", "api", "leader")
 CANARY = "canary-00001"
 Progress = Callable[[str], None]
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return round(s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))], 2)
 
 
 def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> Stack:
@@ -511,7 +505,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         "worker_restart_phases_s": next((f["phases"] for f in fault_log
                                          if f["service"] == "worker" and "phases" in f), None),
         "faults_recovered": sum(1 for f in fault_log if f["recovered"]),
-        "recovery_p99_s": _percentile(recoveries, 0.99),
+        "recovery_p99_s": percentile(recoveries, 0.99, 2),
         "recovery_max_s": max(recoveries) if recoveries else None,
         "services_back": all(s["state"] == "running" for s in status),
         "restarts": {str(s["name"]): s["restarts"] for s in status if s["restarts"]},

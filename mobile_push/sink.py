@@ -49,6 +49,7 @@ from instore.records import (
     now_ms,
 )
 from instore.settings import Settings
+from instore.stats import percentile
 from mobile_push import routing
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,9 @@ class SinkStats:
     def line(self) -> str:
         parts = [f"{k}={v}" for k, v in self.__dict__.items() if isinstance(v, int)]
         for name in ("consumed_ms", "acked_ms"):
-            vals = sorted(getattr(self, name))
+            vals = getattr(self, name)
             if vals:
-                p50 = vals[len(vals) // 2]
-                p99 = vals[min(len(vals) - 1, int(len(vals) * 0.99))]
+                p50, p99 = percentile(vals, 0.50), percentile(vals, 0.99)
                 parts.append(f"{name}_p50={p50} {name}_p99={p99}")
         return " ".join(parts)
 

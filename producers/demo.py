@@ -32,6 +32,7 @@ from instore.qr import reachable_from_a_phone, terminal_qr
 from instore.records import KioskInteraction, now_ms
 from instore.settings import LOOPBACK, Settings
 from instore.stack import start_stack
+from instore.stats import percentile
 from producers.publish import (
     publish_consents,
     publish_positions,
@@ -68,10 +69,7 @@ class DemoStats:
     started: float = field(default_factory=time.monotonic)
 
     def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        s = sorted(self.latencies_ms)
-        return round(s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))], 1)
+        return percentile(self.latencies_ms, q, 1)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from instore.stats import percentile
+
 
 class GcPauses:
     """Counts collections and their pause time per generation (``gc.callbacks``)."""
@@ -79,13 +81,13 @@ class LoopLag:
             await asyncio.sleep(self.tick_s)
             self.observe(time.perf_counter() - t0 - self.tick_s)
 
-    def report(self) -> dict[str, float]:
+    def report(self) -> dict[str, float | None]:
         """Median, p99 and longest lag (ms) since the last report, and how many ticks were
         late by more than 20 ms."""
         lags, self._lags = sorted(self._lags), []
         if not lags:
             return {"ticks": 0}
-        pick = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
-        return {"ticks": len(lags), "lag_p50_ms": round(lags[len(lags) // 2] * 1000, 2),
-                "lag_p99_ms": round(pick * 1000, 2), "lag_max_ms": round(lags[-1] * 1000, 2),
+        ms = [x * 1000 for x in lags]
+        return {"ticks": len(lags), "lag_p50_ms": percentile(ms, 0.50, 2),
+                "lag_p99_ms": percentile(ms, 0.99, 2), "lag_max_ms": round(ms[-1], 2),
                 "late_over_20ms": sum(1 for x in lags if x > 0.02)}

@@ -38,7 +38,7 @@ def bench(
     import json  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from api.bench import run_bench  # noqa: PLC0415
+    from bench.api import run_bench  # noqa: PLC0415
 
     result = run_bench(requests=requests, concurrency=concurrency)
     if as_json:

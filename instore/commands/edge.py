@@ -344,7 +344,7 @@ def bench(
     """Edge box speed (one core) and accuracy on synthetic scenes with ground truth."""
     import os  # noqa: PLC0415
 
-    from edge.evaluation import bench_run, pin_one_core  # noqa: PLC0415
+    from bench.edge import bench_run, pin_one_core  # noqa: PLC0415
 
     cpu = pin_one_core()
     runs = []

@@ -953,7 +953,7 @@ def bench(
     ] = None,
 ) -> None:
     """NEARBY_CUSTOMERS from ksql/migrations/ on the local endpoint: positions/s, rows/s."""
-    from stream_apps.ksqldb.bench import run_bench  # noqa: PLC0415
+    from bench.ksql import run_bench  # noqa: PLC0415
 
     result = run_bench(
         products=products,

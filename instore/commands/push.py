@@ -66,7 +66,7 @@ def bench(
     ] = "websocket",
 ) -> None:
     """Latency position -> offer received on the hub stream, on a fresh embedded stack."""
-    from mobile_push.latency_bench import run_bench  # noqa: PLC0415
+    from bench.push import run_bench  # noqa: PLC0415
 
     result = run_bench(
         rate=rate,

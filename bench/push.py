@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from bench.stats import percentile
 from instore import results
 from instore import topics as t
 from instore.embedded import free_port, redis_argv
@@ -63,13 +64,6 @@ LAT0, LON0 = 51.5072, -0.1276
 M_LAT = 1 / 111_111.0
 SPACING_M = 5.0
 WALK_S = 2.0
-
-
-def _percentile(sorted_vals: list[float], q: float) -> float:
-    if not sorted_vals:
-        return float("nan")
-    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
-    return sorted_vals[k]
 
 
 class World:
@@ -368,9 +362,9 @@ def run_bench(
         "dwell_s": dwell_s,
         "received": len(lat),
         "duplicates": sum(c - 1 for c in collector.ids.values() if c > 1),
-        "p50_ms": round(_percentile(lat, 0.50), 1),
-        "p90_ms": round(_percentile(lat, 0.90), 1),
-        "p99_ms": round(_percentile(lat, 0.99), 1),
+        "p50_ms": percentile(lat, 0.50, 1, empty=math.nan),
+        "p90_ms": percentile(lat, 0.90, 1, empty=math.nan),
+        "p99_ms": percentile(lat, 0.99, 1, empty=math.nan),
         "max_ms": round(lat[-1], 1) if lat else None,
         # where the time goes: offer ts -> consumed by the sink / -> acknowledged by the hub
         "sink": sink_summary,

@@ -14,6 +14,7 @@ style: last frame's pairs are kept while within the gate, the rest by Hungarian 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from bench.stats import percentile
 from edge.calibration import calibrate_synthetic
 from edge.pipeline import EdgeProcessor
 from edge.scene import default_scene, visible_mask
@@ -105,10 +107,9 @@ class MotEvaluator:
                 self.false_tracks += 1
 
     def summary(self) -> dict[str, Any]:
-        e = np.asarray(self.errors) if self.errors else np.asarray([np.nan])
         return {
-            "median_err_m": round(float(np.median(e)), 4),
-            "p95_err_m": round(float(np.percentile(e, 95)), 4),
+            "median_err_m": percentile(self.errors, 0.50, 4, empty=math.nan),
+            "p95_err_m": percentile(self.errors, 0.95, 4, empty=math.nan),
             "id_switches": self.id_switches,
             "crossings": self.crossings,
             "id_switches_per_100_crossings": round(100.0 * self.id_switches / self.crossings, 2)

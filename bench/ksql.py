@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import math
 import os
 import pstats
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, TopicPartition
 
+from bench.stats import percentile
 from instore import results
 from instore import topics as t
 from instore.embedded.kafka import EmbeddedKafka
@@ -38,16 +40,9 @@ from instore.results import time_left
 from instore.settings import Settings, get_settings
 from stream_apps.ksqldb.engine import Engine
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 Progress = Callable[[str], None] | None
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
 PROGRESS_EVERY_S = 5.0  # how often a long wait says how far it is
@@ -237,8 +232,8 @@ def _latency(
     finally:
         consumer.close()
     return {
-        "p50_ms": _pct(lat, 0.5),
-        "p99_ms": _pct(lat, 0.99),
+        "p50_ms": percentile(lat, 0.5, empty=math.nan),
+        "p99_ms": percentile(lat, 0.99, empty=math.nan),
         "latency_rows": len(lat),
         "latency_rate": rate,
     }

@@ -8,7 +8,6 @@ listing, Ably token requests and the floor map of a store with 1,000 products an
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ import orjson
 import redis
 import uvicorn
 
+from bench.stats import percentile
 from instore import serving
 from instore.embedded import free_port, port_open, redis_argv
 from instore.embedded.kafka import EmbeddedKafka
@@ -67,8 +67,8 @@ def _measure(name: str, n: int, concurrency: int, call: Callable[[httpx.Client, 
     lat.sort()
     return {"path": name, "requests": n, "concurrency": concurrency, "errors": errors,
             "req_per_s": round(n / wall, 1),
-            "p50_ms": round(statistics.median(lat), 2),
-            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)}
+            "p50_ms": percentile(lat, 0.50, 2),
+            "p99_ms": percentile(lat, 0.99, 2)}
 
 
 def run_bench(requests: int = 300, concurrency: int = 8) -> dict[str, Any]:
