@@ -16,6 +16,7 @@ from instore import results
 from instore import topics as t
 from instore.kafka import make_producer
 from instore.records import NearbyCustomer, now_ms
+from instore.results import time_left
 from instore.settings import Settings, get_settings
 from instore.stack import isolated_settings, start_stack
 from producers.shoppers import walk_positions
@@ -32,8 +33,10 @@ GROUP BY ALL ORDER BY dwell_s DESC LIMIT 10
 """
 
 
-def _produce(settings: Settings, positions: int, seed: int) -> tuple[int, int]:
+def _produce(settings: Settings, positions: int, seed: int,
+             progress: Callable[[str], None]) -> tuple[int, int]:
     """Positions of shoppers walking the benchmark world, and a NEARBY row for every 4th."""
+    started = time.perf_counter()
     world = build_world(stores=2, products=2000, promoted=50, seed=seed)
     producer = make_producer(settings, **{"linger.ms": 20})
     n = near = 0
@@ -55,6 +58,8 @@ def _produce(settings: Settings, positions: int, seed: int) -> tuple[int, int]:
         n += 1
         if n % 10_000 == 0:
             producer.poll(0)
+        if n % 50_000 == 0:
+            progress(f"{n:,} of {positions:,} positions, {time_left(n, positions, started)}")
     producer.flush(60)
     return n, near
 
@@ -69,7 +74,7 @@ def run(positions: int = 200_000, seed: int = 7,
         stack = start_stack(settings, Path(tmp), only={"broker", "redis"})
         try:
             progress(f"producing {positions:,} positions and their NEARBY rows")
-            n, near = _produce(settings, positions, seed)
+            n, near = _produce(settings, positions, seed, progress)
             progress("archiving")
             archiver = Archiver(settings)
             started = time.perf_counter()

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -231,12 +232,17 @@ def run_bench(
     offers_only: bool = False,
     transport: str = "websocket",
     results_path: Path | None = RESULTS,
+    progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
+    """``progress`` gets a line per phase and, while positions are sent, one every 5 s with
+    the time left."""
     with_worker = not offers_only and (ROOT / "stream_apps" / "app.py").exists()
     with tempfile.TemporaryDirectory(prefix="instore-bench-push-") as tmp:
         work = Path(tmp)
         (work / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
         redis_port, hub_port = free_port(), free_port()
+        progress("starting Kafka, Redis, the push hub, the sink"
+                 + (" and the worker" if with_worker else ""))
         broker = EmbeddedKafka(work / "kafka").start()
         settings = Settings(
             _env_file=None,
@@ -309,10 +315,12 @@ def run_bench(
                 base, [f"shopper:{u}" for u in [*world.uids, "bench-warmup"]], token, transport
             )
             collector.start()
+            progress(f"subscribing {len(collector.channels)} shopper channels ({transport})")
             deadline = time.monotonic() + 30
             while collector.attached < len(collector.channels) and time.monotonic() < deadline:
                 time.sleep(0.1)
 
+            progress("warming up: one offer end to end")
             try:
                 _warm_up(settings, producer, world, collector, with_worker, children)
             except RuntimeError as exc:
@@ -320,7 +328,8 @@ def run_bench(
                 msg = f"{exc}\n{tails}"
                 raise RuntimeError(msg) from None
             collector.measure_from_ms = now_ms()
-            produced, elapsed = _drive(producer, world, rate, seconds, with_worker)
+            produced, elapsed = _drive(producer, world, rate, seconds, with_worker, progress)
+            progress("waiting for the last offers (until 3 s pass without one)")
             # Let the tail arrive: wait until nothing new arrives for 3 s (bounded).
             last, quiet_since, end = -1, time.monotonic(), time.monotonic() + 30
             while time.monotonic() < end and time.monotonic() - quiet_since < 3:
@@ -449,10 +458,13 @@ def _warm_up(
 
 
 def _drive(
-    producer: Any, world: World, rate: float, seconds: float, with_worker: bool
+    producer: Any, world: World, rate: float, seconds: float, with_worker: bool,
+    progress: Callable[[str], None],
 ) -> tuple[int, float]:
     """Produce at ``rate``/s for ``seconds`` in 10 ms ticks; returns (records, elapsed)."""
+    what = "positions" if with_worker else "offers"
     start = time.monotonic()
+    next_report = start + 5
     tick = 0.01
     per_tick = rate * tick
     owed = 0.0
@@ -507,6 +519,9 @@ def _drive(
                 )
             produced += 1
         producer.poll(0)
+        if now >= next_report:
+            next_report = now + 5
+            progress(f"{produced:,} {what} sent, about {max(0.0, seconds - (now - start)):,.0f} s left")
         sleep = start + (math.floor((now - start) / tick) + 1) * tick - time.monotonic()
         if sleep > 0:
             time.sleep(sleep)

@@ -34,6 +34,10 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "security.protocol": settings.kafka_security_protocol,
         # librdkafka's own log lines go through Python logging, not straight to stderr.
         "logger": _RDKAFKA_LOG,
+        # Reconnect attempts back off exponentially up to 1 s, as Java clients do (librdkafka
+        # allows 10 s): a client that lost its broker for a few seconds (a restart) is back
+        # within a second of it, not up to ten seconds later.
+        "reconnect.backoff.max.ms": 1000,
     }
     if settings.kafka_security_protocol.startswith("SASL"):
         cfg["sasl.mechanism"] = settings.kafka_sasl_mechanism

@@ -66,7 +66,11 @@ def bench(
     ] = "websocket",
 ) -> None:
     """Latency position -> offer received on the hub stream, on a fresh embedded stack."""
+    from rich.console import Console  # noqa: PLC0415
+
     from bench.push import run_bench  # noqa: PLC0415
+
+    err = Console(stderr=True)
 
     result = run_bench(
         rate=rate,
@@ -76,10 +80,9 @@ def bench(
         dwell_s=dwell_s,
         offers_only=offers_only,
         transport=transport,
+        progress=lambda m: err.print(f"[cyan]push bench[/] {m}"),
     )
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
-        from rich.console import Console  # noqa: PLC0415
-
         Console().print_json(data=result)
