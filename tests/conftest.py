@@ -14,13 +14,29 @@ from pathlib import Path
 
 import pytest
 
-from instore.embedded import free_port, port_open, redis_argv
+from instore.embedded import DEFAULT_PORT_RANGE, free_port, port_open, redis_argv
 from instore.embedded.kafka import QUICK_START, EmbeddedKafka
 from instore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Brokers that tests start through the stack (instore up's code path) start cheap too.
 os.environ.setdefault("KAFKA_JVM_FLAGS", " ".join(QUICK_START))
+
+
+def _worker_port_range() -> str | None:
+    """Under pytest-xdist (`make test` runs two workers), each worker and the services it starts
+    pick free ports from their own part of the range, so two workers never hand out one port."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count:
+        return None
+    lo, hi = DEFAULT_PORT_RANGE
+    size = (hi - lo + 1) // int(count)
+    first = lo + int(worker.removeprefix("gw")) * size
+    return f"{first}-{first + size - 1}"
+
+
+if (_ports := _worker_port_range()) is not None:
+    os.environ["INSTORE_PORT_RANGE"] = _ports
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:

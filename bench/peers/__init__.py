@@ -38,24 +38,32 @@ class CatalogError(RuntimeError):
     pass
 
 
+# What client_config holds besides the connection (address, security): the log hook (each
+# framework serves its clients' callbacks its own way) and the client tuning, which goes with
+# each client's extra settings (quix-streams' ConnectionConfig takes connection keys only).
+_NOT_CONNECTION = ("logger", "reconnect.backoff.max.ms")
+
+
 def connection(settings: Settings) -> dict[str, Any]:
-    """librdkafka's connection settings (address, security) without the project's log hook:
-    each framework serves its clients' callbacks its own way."""
+    """librdkafka's connection settings (address, security)."""
+    return {k: v for k, v in client_config(settings).items() if k not in _NOT_CONNECTION}
+
+
+def _tuning(settings: Settings) -> dict[str, Any]:
     cfg = client_config(settings)
-    cfg.pop("logger")
-    return cfg
+    return {k: cfg[k] for k in _NOT_CONNECTION if k != "logger" and k in cfg}
 
 
 def output_config(settings: Settings) -> dict[str, Any]:
     """The worker's output producer settings (stream_apps/output.py: idempotent, acks=all,
     murmur2 partitioning, its linger and compression), connection settings left out."""
     cfg = producer_config(settings, **{"linger.ms": settings.worker_output_linger_ms})
-    return {k: v for k, v in cfg.items() if k not in client_config(settings)}
+    return {k: v for k, v in cfg.items() if k not in client_config(settings)} | _tuning(settings)
 
 
 def input_config(settings: Settings) -> dict[str, Any]:
     """The consumer settings every client of the project uses (fetch wait), connection left out."""
-    return {"fetch.wait.max.ms": settings.consumer_fetch_wait_ms}
+    return {"fetch.wait.max.ms": settings.consumer_fetch_wait_ms} | _tuning(settings)
 
 
 def load_catalog(settings: Settings, timeout_s: float = 120.0) -> ProximityState:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,32 +70,60 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     return False
 
 
+# Free ports are picked below the kernel's ephemeral range (32768-60999 on Linux), where no
+# outgoing connection takes a local port: a port handed out here stays free until the service
+# that is given it binds it, even seconds later (a JVM starting). INSTORE_PORT_RANGE narrows
+# the range (the tests give each pytest-xdist worker its own part). Within one process the
+# ports are handed out in turn from a random point, so two calls never return the same port.
+DEFAULT_PORT_RANGE = (20000, 32767)
+_port_lock = threading.Lock()
+_port_cursor: list[int] = []
+
+
+def port_range() -> tuple[int, int]:
+    """(lowest, highest) port ``free_port`` picks from: INSTORE_PORT_RANGE ("lo-hi") or the
+    default."""
+    raw = os.environ.get("INSTORE_PORT_RANGE", "")
+    try:
+        lo, hi = (int(x) for x in raw.split("-", 1))
+    except ValueError:
+        return DEFAULT_PORT_RANGE
+    return (lo, hi) if 1024 <= lo < hi <= 65535 else DEFAULT_PORT_RANGE
+
+
+def _bindable(host: str, ports: range) -> bool:
+    socks = []
+    try:
+        for port in ports:
+            s = socket.socket()
+            socks.append(s)
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> int:
     """The first of ``count`` consecutive free ports (the embedded Kafka's broker and controller
     ports of each node follow each other)."""
-    for _ in range(200):
-        first = free_port(host)
-        if first + count > 65535:
-            continue
-        socks = []
-        try:
-            for port in range(first, first + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    msg = f"no {count} consecutive free ports on {host}"
+    lo, hi = port_range()
+    span = hi - lo + 1 - count
+    with _port_lock:
+        if not _port_cursor:
+            _port_cursor.append(random.randrange(max(span, 1)))
+        for _ in range(max(span, 1)):
+            first = lo + _port_cursor[0] % max(span, 1)
+            _port_cursor[0] += count
+            if _bindable(host, range(first, first + count)):
+                return first
+    msg = f"no {count} consecutive free ports on {host} in {lo}-{hi}"
     raise StackError(msg)
 
 
