@@ -14,7 +14,7 @@ QUIX_STAMP := $(QUIX_VENV)/.installed
 # depth-camera tests (the [edge] extra).
 TEST_APT_PACKAGES := chromium libusb-1.0-0
 
-.PHONY: setup setup-dev demo test test-unit lint bench up clean
+.PHONY: screenshots setup setup-dev demo test test-unit lint bench up clean
 
 # What the demo and `instore up` need: the core package, the pages' JavaScript, Java, Maven
 # and the Kafka jars.
@@ -56,6 +56,11 @@ up: setup
 # time is waiting for brokers, workers and pages, so two at a time take about half as long.
 test: setup-dev
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# The e2e tests again, saving what the pages look like to docs/screenshots/ (`make test` keeps
+# them in a temporary folder and leaves the tree as it found it).
+screenshots: setup-dev
+	INSTORE_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e
 
 test-unit: setup-dev
 	$(PY) -m pytest -q tests/unit

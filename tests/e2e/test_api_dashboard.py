@@ -25,11 +25,12 @@ from instore.embedded import free_port, port_open, redis_argv
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.settings import DEV_KEYS
 from tests.conftest import ROOT, child_env, make_settings
+from tests.e2e import SCREENSHOTS
 from tests.integration.api_harness import faust_web_env, redeem_at_till, stop_proc
 
 pytestmark = pytest.mark.e2e
 
-SHOT = ROOT / "docs" / "screenshots" / "dashboard.png"
+SHOT = SCREENSHOTS / "dashboard.png"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -367,7 +368,7 @@ def test_ops_view_shows_data_quality(stack):
                     .not_to_have_class("degraded")
                 expect(page.locator("#checks")).to_contain_text("degraded")
                 expect(page.locator("#positions-quality")).to_contain_text("late: 3")
-                page.screenshot(path=str(ROOT / "docs" / "screenshots" / "ops.png"),
+                page.screenshot(path=str(SCREENSHOTS / "ops.png"),
                                 full_page=True)
                 page.fill("#api-key", DEV_KEYS["marketer"])  # another role's key: refused
                 page.click("#key-form button")
@@ -479,7 +480,7 @@ def test_marketer_edits_withdraws_and_sees_the_charts_move(stack):
                 expect(strip).to_contain_text("offers sent")
                 expect(strip).not_to_contain_text("dead")
                 page.wait_for_timeout(1000)
-                page.screenshot(path=str(ROOT / "docs" / "screenshots" / "dashboard-marketer.png"),
+                page.screenshot(path=str(SCREENSHOTS / "dashboard-marketer.png"),
                                 full_page=True)
 
                 # a catalog upload with a bad row: the report names the line and the reason

@@ -20,10 +20,11 @@ import pytest
 from instore.settings import DEV_KEYS, get_settings
 from instore.stack import child_env_for, isolated_settings
 from tests.conftest import ROOT
+from tests.e2e import SCREENSHOTS
 from tests.e2e.test_api_dashboard import CHROMIUM_ARGS, wait_for
 
 pytestmark = pytest.mark.e2e
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = SCREENSHOTS
 
 
 def test_the_demo_as_its_users_see_it(tmp_path: Path) -> None:

@@ -20,13 +20,14 @@ from instore import topics as t
 from instore.embedded import free_port
 from instore.kafka import ensure_topics
 from instore.settings import DEV_KEYS
-from tests.conftest import ROOT, child_env, make_settings
+from tests.conftest import child_env, make_settings
+from tests.e2e import SCREENSHOTS
 from tests.e2e.test_api_dashboard import CHROMIUM_ARGS, wait_for
 from tests.integration.api_harness import PositionFeed, stop_proc
 
 pytestmark = pytest.mark.e2e
 
-SHOT = ROOT / "docs" / "screenshots" / "lineage.png"
+SHOT = SCREENSHOTS / "lineage.png"
 
 
 @pytest.fixture(scope="module")

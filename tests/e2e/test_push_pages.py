@@ -31,11 +31,12 @@ from instore.records import CustomerLocation, OfferEvent, Promotion, StoreProduc
 from instore.settings import DEV_KEYS
 from mobile_push.local_stack import Child, wait_http
 from tests.conftest import ROOT, child_env, make_settings
+from tests.e2e import SCREENSHOTS
 from tests.integration.test_tls import make_cert
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = SCREENSHOTS
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

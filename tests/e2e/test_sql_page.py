@@ -21,14 +21,15 @@ from instore.commands.ksql import MIGRATIONS_DIR, make_client, migrate
 from instore.embedded import free_port
 from instore.kafka import ensure_topics
 from instore.settings import DEV_KEYS
-from tests.conftest import ROOT, child_env, make_settings
+from tests.conftest import child_env, make_settings
+from tests.e2e import SCREENSHOTS
 from tests.e2e.test_api_dashboard import CHROMIUM_ARGS, wait_for
 from tests.integration.api_harness import PositionFeed, stop_proc
 from tests.integration.test_ksql_endpoint import Endpoint
 
 pytestmark = pytest.mark.e2e
 
-SHOT = ROOT / "docs" / "screenshots" / "sql.png"
+SHOT = SCREENSHOTS / "sql.png"
 STORE = "store-001"
 KIOSK_EVENTS = [("k1", "checkin"), ("k1", "view"), ("k1", "view"), ("k2", "checkin")]
 
