@@ -50,8 +50,10 @@ def _weak(value: SecretStr | None, dev_value: str) -> bool:
 class Settings(BaseSettings):
     # Fields with a prefixed environment name (INSTORE_ENV, INSTORE_HOST, ...) also validate by
     # their field name, so that ``Settings.model_validate(settings.model_dump())`` round-trips.
+    # Frozen: a part that needs other values makes a copy (``model_copy(update=...)``), so what
+    # one part changed can never leak into another sharing the same settings.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8",
-                                      validate_by_name=True, validate_by_alias=True)
+                                      validate_by_name=True, validate_by_alias=True, frozen=True)
 
     # development (dev keys and secrets allowed) or production (they are refused).
     environment: Literal["development", "production"] = Field(
