@@ -14,14 +14,12 @@ received).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import math
 import subprocess
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from bench.channels import ChannelTasks
 from bench.stats import percentile
 from instore import results
 from instore import topics as t
@@ -122,7 +121,7 @@ class World:
         return self.latlon(x + SPACING_M / 2, y + SPACING_M / 2)  # in the aisle, near nothing
 
 
-class Collector:
+class Collector(ChannelTasks):
     """Async subscribers for many channels in one thread (one token: ``shopper:*``): one hub
     SSE stream per channel, or one Ably realtime WebSocket connection per channel (what the
     pages' ably-js opens: a connection per phone)."""
@@ -134,36 +133,10 @@ class Collector:
         self.ids: Counter[str] = Counter()
         self.attached = 0
         self.measure_from_ms = 0
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-collector")
+        super().__init__(channels, "bench-collector")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=20)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        limits = httpx.Limits(
-            max_connections=len(self.channels) + 10,
-            max_keepalive_connections=len(self.channels) + 10,
-        )
-        async with httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, read=None), limits=limits
-        ) as client:
-            one = self._one_ws if self.transport == "websocket" else self._one
-            tasks = [asyncio.create_task(one(client, ch)) for ch in self.channels]
-            await self._stop.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def subscribe(self, client: httpx.AsyncClient, channel: str) -> None:
+        await (self._one_ws if self.transport == "websocket" else self._one)(client, channel)
 
     async def _one(self, client: httpx.AsyncClient, channel: str) -> None:
         url = f"{self.base}/channels/{channel}/stream"

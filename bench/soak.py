@@ -40,6 +40,7 @@ import httpx
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
+from bench.channels import ChannelTasks
 from bench.proximity import rss_mb
 from bench.stats import percentile
 from instore import results as results_log
@@ -95,7 +96,7 @@ def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> 
     return stack
 
 
-class Subscribers:
+class Subscribers(ChannelTasks):
     """SSE subscribers on every shopper channel of the hub, in one asyncio thread; they
     reconnect if a stream drops. Records every (offer_id, channel uid) received."""
 
@@ -105,34 +106,9 @@ class Subscribers:
         self.canary: dict[str, float] = {}
         self.attached: set[str] = set()
         self.reconnects = 0
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="soak-subscribers")
+        super().__init__(uids, "soak-subscribers")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=20)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        n = len(self.uids) + 10
-        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None),
-                                     limits=limits) as client:
-            tasks = [asyncio.create_task(self._one(client, uid)) for uid in self.uids]
-            await self._stop.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _one(self, client: httpx.AsyncClient, uid: str) -> None:
+    async def subscribe(self, client: httpx.AsyncClient, uid: str) -> None:
         url = f"{self.base}/channels/shopper:{uid}/stream"
         last_id: str | None = None
         while True:
