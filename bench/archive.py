@@ -45,13 +45,14 @@ def _produce(settings: Settings, positions: int, seed: int,
         if n >= positions:
             break
         value = pos.to_json()
+        assert pos.ts is not None  # walk_positions times every position
         producer.produce(t.CUSTOMERS_LOCATIONS.name, key=pos.uid.encode(), value=value,
                          timestamp=pos.ts)
         if n % 4 == 0:
             row = NearbyCustomer(uid=pos.uid, store_id=pos.store_id or "s", pid="p", sku=n % 97,
                                  segment="s", distance_ft=3.0, latitude=pos.latitude,
                                  longitude=pos.longitude, product_latitude=pos.latitude,
-                                 product_longitude=pos.longitude, ts=pos.ts or 0)
+                                 product_longitude=pos.longitude, ts=pos.ts)
             producer.produce(t.NEARBY_CUSTOMERS.name, key=pos.uid.encode(), value=row.to_json(),
                              timestamp=pos.ts)
             near += 1

@@ -63,7 +63,7 @@ def _tail_consumer(settings: Settings, topic: t.Topic) -> Consumer:
     # A fetch answers once 16 KiB (~80 rows) have arrived or after 10 ms: at the rates measured
     # that is a millisecond or two, and it spares the broker and this load generator thousands
     # of fetches a second of a few rows each (which took most of a core at 2,000 positions/s).
-    c = make_consumer(settings, **{"fetch.wait.max.ms": 10, "fetch.min.bytes": 16384})
+    c = make_consumer(settings, None, **{"fetch.wait.max.ms": 10, "fetch.min.bytes": 16384})
     parts = t.partitions_of(topic, settings.kafka_partitions)
     c.assign([TopicPartition(topic.name, p, OFFSET_END) for p in range(parts)])
     return c

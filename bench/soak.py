@@ -163,7 +163,8 @@ class OffersTail:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        consumer = make_consumer(self.settings, **{"topic.metadata.refresh.interval.ms": 2000})
+        consumer = make_consumer(self.settings, None,
+                                 **{"topic.metadata.refresh.interval.ms": 2000})
         parts = t.partitions_of(t.OFFERS, self.settings.kafka_partitions)
         consumer.assign([TopicPartition(t.OFFERS.name, p, OFFSET_BEGINNING) for p in range(parts)])
         next_offset = dict.fromkeys(range(parts), 0)
@@ -173,11 +174,14 @@ class OffersTail:
                 for msg in consumer.consume(2000, 0.2):
                     if msg.error() is not None:
                         continue
-                    next_offset[msg.partition()] = msg.offset() + 1
-                    if not msg.value():
+                    partition, offset = msg.partition(), msg.offset()
+                    assert partition is not None and offset is not None  # a consumed record
+                    next_offset[partition] = offset + 1
+                    value = msg.value()
+                    if not value:
                         continue
                     with contextlib.suppress(ValueError):
-                        offer = orjson.loads(msg.value())
+                        offer = orjson.loads(value)
                         if offer["uid"] != CANARY and offer["offer_id"] not in self.produced:
                             self.produced[offer["offer_id"]] = offer["uid"]
                             self.last_new = time.monotonic()
@@ -329,11 +333,12 @@ class Faults:
         deadline = killed_at + timeout_s
         while not self._service_back(name) and time.monotonic() < deadline:
             time.sleep(0.1)
-        checks: list[Callable[[float], bool]] = {
+        checks_of: dict[str, list[Callable[[float], bool]]] = {
             "worker": [self._worker_ok], "broker": [self._worker_ok, self._push_ok],
             "leader": [self._worker_ok, self._push_ok],
             "sink": [self._push_ok], "redis": [self._push_ok], "api": [self._api_ok],
-        }[name]
+        }
+        checks = checks_of[name]
         ok = all(check(deadline) for check in checks)
         took = round(time.monotonic() - killed_at, 2)
         phases = self.worker_phases() if name == "worker" else {}

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,12 @@ from instore.commands import shopper as shopper_cmds
 from instore.commands import topics as topics_cmds
 from instore.logs import setup_logging
 from instore.settings import get_settings
+
+if TYPE_CHECKING:
+    import threading
+
+    from instore.settings import Settings
+    from producers.demo import CameraFeed
 
 app = typer.Typer(
     help="In-store personalization on Kafka: shoppers near promoted products get offers on "
@@ -392,7 +398,7 @@ def demo(
         sys.stdout.write(json.dumps(summary) + "\n")
 
 
-def _camera_feed(seconds: float) -> object:
+def _camera_feed(seconds: float) -> CameraFeed:
     """`demo --camera`: the synthetic depth camera's check-in scene (one shopper checks in at
     the kiosk, then stops at a shelf) through the edge pipeline, and a catalog on its shelves."""
     from edge.pipeline import run_pipeline  # noqa: PLC0415
@@ -409,8 +415,8 @@ def _camera_feed(seconds: float) -> object:
                             discount_pct=15, radius_ft=6) for p in products[::2]]
     kiosk_id = next(iter(scene.kiosks))
 
-    def run(settings: object, stop: object) -> object:
-        return run_pipeline(settings, SyntheticSource(scene, real_time=True), stop)  # type: ignore[arg-type]
+    def run(settings: Settings, stop: threading.Event) -> object:
+        return run_pipeline(settings, SyntheticSource(scene, real_time=True), stop)
 
     return CameraFeed(products, promotions, scene.store_id, kiosk_id, run)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TypedDict
 
 import orjson
 
@@ -59,6 +60,23 @@ class Geofence:
 _Fragment = tuple[int | None, int | None, bytes, bytes]
 # one match: store_id, pid, sku, distance_ft, the serialized NEARBY_CUSTOMERS value
 Hit = tuple[str, str, int, float, bytes]
+
+
+class NearbyRow(TypedDict):
+    """A NEARBY_CUSTOMERS value as a plain dict (same fields as NearbyCustomer)."""
+
+    uid: str
+    store_id: str
+    pid: str
+    sku: int
+    segment: str
+    distance_ft: float
+    latitude: float
+    longitude: float
+    product_latitude: float
+    product_longitude: float
+    country: str | None
+    ts: int
 
 
 class UnknownStore(LookupError):
@@ -194,7 +212,7 @@ class ProximityState:
             raise UnknownStore(msg)
         return store_id
 
-    def match_rows(self, pos: CustomerLocation, ts: int) -> list[dict[str, object]]:
+    def match_rows(self, pos: CustomerLocation, ts: int) -> list[NearbyRow]:
         """Every NEARBY_CUSTOMERS value for this position, as dicts (raises UnknownStore)."""
         store_id = self.resolve_store(pos)
         promotions = self.promotions
@@ -246,7 +264,7 @@ class ProximityState:
     def match_hits_naive(self, pos: CustomerLocation, ts: int) -> list[Hit]:
         """``match_hits`` through the seed demo's scan (the benchmark's baseline)."""
         return [(row["store_id"], row["pid"], row["sku"], row["distance_ft"], orjson.dumps(row))
-                for row in self.match_rows_naive(pos, ts)]  # type: ignore[misc]
+                for row in self.match_rows_naive(pos, ts)]
 
     def _fragment(self, store_id: str, key: tuple[str, int]) -> _Fragment:
         """The promotion's schedule and the row's (promotion, product) part, serialized once."""
@@ -277,7 +295,7 @@ class ProximityState:
     def _index_version(self) -> tuple[int, int]:
         return (sum(len(v) for v in self.products.values()), len(self.promotions))
 
-    def match_rows_naive(self, pos: CustomerLocation, ts: int) -> list[dict[str, object]]:
+    def match_rows_naive(self, pos: CustomerLocation, ts: int) -> list[NearbyRow]:
         """The seed demo's approach: scan every promoted product in the position's country.
 
         Same rule and same rows as ``match_rows``; only the candidate set differs (baseline).
@@ -312,7 +330,7 @@ class ProximityState:
 
 
 def nearby_row(uid: str, store_id: str, lat: float, lon: float, country: str | None, ts: int,
-               pid: str, product: Product, d_ft: float) -> dict[str, object]:
+               pid: str, product: Product, d_ft: float) -> NearbyRow:
     """A NEARBY_CUSTOMERS value as a plain dict (the hot path; same fields as NearbyCustomer)."""
     return {
         "uid": uid, "store_id": store_id, "pid": pid, "sku": product.sku,

@@ -25,6 +25,7 @@ Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
 EpochMs = Annotated[int, Field(ge=0, le=32_503_680_000_000)]  # up to year 3000
 Uid = Annotated[str, Field(min_length=1, max_length=128)]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
+Channel = Literal["phone", "kiosk"]
 
 
 def now_ms() -> int:
@@ -103,12 +104,16 @@ class KioskInteraction(Record):
     ts: EpochMs
 
 
+def _all_channels() -> list[Channel]:
+    return ["phone", "kiosk"]
+
+
 class ShopperConsent(Record):
     """`shopper_consents`, compacted, key ``uid``; tombstone = erased."""
 
     uid: Uid
     opted_in: bool
-    channels: list[Literal["phone", "kiosk"]] = Field(default_factory=lambda: ["phone", "kiosk"])
+    channels: list[Channel] = Field(default_factory=_all_channels)
     updated_at: EpochMs
 
 
@@ -153,6 +158,13 @@ class OfferEvent(Record):
     ts: EpochMs
 
 
+def _raw_text(raw: bytes | bytearray | str | None) -> str | None:
+    """A dead letter's raw payload as text: bytes decoded (lossily) and capped at 64 KiB."""
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", errors="replace")[:65536]
+    return raw
+
+
 class DeadLetter(Record):
     """`dead_letters`: whatever failed validation, with the reason."""
 
@@ -166,7 +178,7 @@ class DeadLetter(Record):
     @classmethod
     def _bytes_to_text(cls, v: Any) -> Any:
         if isinstance(v, bytes | bytearray):
-            return bytes(v).decode("utf-8", errors="replace")[:65536]
+            return _raw_text(v)
         return v
 
 
@@ -229,7 +241,7 @@ def dead_letter_reason(error: str) -> str:
 def dead_letter(source_topic: str, error: str, raw: bytes | str | None,
                 partition: int | None = None, offset: int | None = None) -> DeadLetter:
     return DeadLetter(source_topic=source_topic, partition=partition, offset=offset,
-                      error=error, raw=raw)
+                      error=error, raw=_raw_text(raw))
 
 
 def is_finite(*values: float) -> bool:

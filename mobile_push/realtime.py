@@ -48,6 +48,8 @@ from mobile_push import capability as cap
 from mobile_push.tokens import AuthError, Grant, TokenAuthority, unauthorized
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mobile_push.hub import Hub, Subscriber
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,7 @@ class RealtimeSession:
         else:
             await self.ws.send_text(data)
 
-    def _decode(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+    def _decode(self, raw: Mapping[str, Any]) -> dict[str, Any] | None:
         try:
             if raw.get("bytes") is not None:
                 frame = msgpack.unpackb(raw["bytes"], raw=False)
@@ -352,7 +354,8 @@ class RealtimeSession:
             )
             self.sub.control({"action": ERROR, "channel": channel, "error": err})
             return
-        params = frame.get("params") if isinstance(frame.get("params"), dict) else {}
+        given = frame.get("params")
+        params: dict[str, Any] = given if isinstance(given, dict) else {}
         ch = self.hub.channel(channel)
         history = list(ch.history)
         backlog: list[dict[str, Any]] = []
@@ -416,7 +419,8 @@ class RealtimeSession:
 
     def _reauth(self, frame: dict[str, Any]) -> bool:
         assert self.sub is not None  # noqa: S101
-        auth = frame.get("auth") if isinstance(frame.get("auth"), dict) else {}
+        given = frame.get("auth")
+        auth: dict[str, Any] = given if isinstance(given, dict) else {}
         token = auth.get("accessToken")
         try:
             if not token:

@@ -304,7 +304,9 @@ class PushSink:
         for m in msgs:
             if self._ok(m):
                 await self._consent(m)
-                self._consent_pos[m.partition()] = m.offset() + 1
+                partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None  # a consumed record
+                self._consent_pos[partition] = offset + 1
         return len(msgs)
 
     async def _catch_up_consents(self, timeout: float) -> bool:

@@ -81,7 +81,7 @@ class DemoStats:
 
 
 def _watch(settings: Settings, stats: DemoStats, stop: threading.Event) -> None:
-    consumer = make_consumer(settings, **{"fetch.wait.max.ms": 10})
+    consumer = make_consumer(settings, None, **{"fetch.wait.max.ms": 10})
     md = consumer.list_topics(timeout=10)
     names = (t.NEARBY_CUSTOMERS.name, t.OFFERS.name, t.DEAD_LETTERS.name)
     consumer.assign([TopicPartition(n, p, OFFSET_END) for n in names
@@ -95,7 +95,10 @@ def _watch(settings: Settings, stats: DemoStats, stop: threading.Event) -> None:
                 if topic == t.NEARBY_CUSTOMERS.name:
                     stats.nearby += 1
                 elif topic == t.OFFERS.name:
-                    offer = orjson.loads(msg.value())
+                    value = msg.value()
+                    if value is None:
+                        continue  # not an offer (a null value would stop this watcher)
+                    offer = orjson.loads(value)
                     stats.offers += 1
                     stats.latencies_ms.append(now_ms() - offer["ts"])
                     stats.latest.appendleft(offer)
@@ -149,9 +152,10 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,  #
     else:
         # The broker keeps its data: a demo on a kept data dir would find the last run's
         # cooldowns and delivered offers, and show none. Each demo gets a fresh store.
-        if data_dir is None:
-            scratch = Path(tempfile.mkdtemp(prefix="instore-demo-"))
-        stack = start_stack(settings, data_dir or scratch, on_event=on_event)
+        store_dir = data_dir
+        if store_dir is None:
+            store_dir = scratch = Path(tempfile.mkdtemp(prefix="instore-demo-"))
+        stack = start_stack(settings, store_dir, on_event=on_event)
     stats = DemoStats()
     stop = threading.Event()
     try:

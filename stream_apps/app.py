@@ -124,11 +124,12 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
     nearby_topic = app.topic(t.NEARBY_CUSTOMERS.name, value_serializer="raw", key_serializer="raw")
     # Keys are the uid (JSON both ways: Faust's changelog recovery decodes keys with the
     # schema's serializer, so a recovered key equals a live one).
-    policy_state = app.tables.add(UidTable(
+    policy_state = UidTable(
         app, name="policy-state", default=None, partitions=settings.kafka_partitions,
         schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
         beacon=app.tables.beacon,
-    ))
+    )
+    app.tables.add(policy_state)
     stats: Counter[str] = Counter()
     writer = ServingWriter(settings.redis_address)
     # One engine writes NEARBY_CUSTOMERS: with NEARBY_ENGINE=ksqldb the proximity agent does
@@ -290,7 +291,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             release(out)
 
     @app.on_before_shutdown.connect
-    async def settle_outputs(sender: Any, **_: Any) -> None:
+    async def settle_outputs(sender: Any, /, *_args: Any, **_: Any) -> None:
         """On stop, after the partitions are paused and before the final commit: wait for
         the outputs in flight, so that a restart does not handle those batches again."""
         for out in outputs:
@@ -398,6 +399,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
 
     async def policy(stream: faust.StreamT) -> None:
         """NEARBY_CUSTOMERS rows computed by another engine -> offers."""
+        assert isinstance(stream, faust.Stream)  # take_events is on Stream, not StreamT
         await views.ready.wait()
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):

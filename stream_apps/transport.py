@@ -78,7 +78,9 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                             await self._deliver(tp, to_message(tp, rec), callback)
                         continue
                     start = read_offset[tp]
-                    msgs = [to_message(tp, r) for r in recs if start is None or r.offset >= start]
+                    msgs: list[Message] = [
+                        to_message(tp, r) for r in recs if start is None or r.offset >= start
+                    ]
                     if not msgs:
                         continue
                     if acks_enabled_for(tp.topic):

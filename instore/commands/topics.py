@@ -108,8 +108,8 @@ def tail(
             raise _fail(_unreachable(settings)) from None
         meta = md.topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            msg = f"no topic {topic!r} on {settings.bootstrap_servers}: see `instore topics list`"
-            raise _fail(msg)
+            reason = f"no topic {topic!r} on {settings.bootstrap_servers}: see `instore topics list`"
+            raise _fail(reason)
         ends: dict[int, int] = {}
         assign = []
         for p in sorted(meta.partitions):
@@ -130,12 +130,14 @@ def tail(
                 continue
             idle_since = time.monotonic()
             _kind, ts = msg.timestamp()
-            view = record_view(topic, msg.partition(), msg.offset(), msg.key(), msg.value(), ts)
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None  # a consumed record has both
+            view = record_view(topic, partition, offset, msg.key(), msg.value(), ts)
             sys.stdout.write(json.dumps(view, ensure_ascii=False) + "\n")
             sys.stdout.flush()
             printed += 1
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                left.discard(msg.partition())
+            if offset + 1 >= ends.get(partition, 0):
+                left.discard(partition)
     except KeyboardInterrupt:
         pass
     finally:

@@ -80,7 +80,6 @@ class QueryCore:
         # row built so far, by a table lookup or a windowed stream-stream join
         self.stages = plan.joins
         self.windowed: dict[int, WindowedJoin] = {}
-        kwargs = {} if clock is None else {"clock": clock}
         for i, j in enumerate(plan.joins):
             if j.stream:
                 self.windowed[j.slot] = WindowedJoin(
@@ -89,7 +88,7 @@ class QueryCore:
                     j.after_ms,
                     j.grace_ms,
                     self._stage_emit(i, j.slot),
-                    **kwargs,
+                    clock=clock,
                 )
         self._stage_of = {j.slot: i for i, j in enumerate(plan.joins)}
         self.key_slot = plan.key_slot

@@ -77,12 +77,12 @@ class WindowedJoin:
         after_ms: int,
         grace_ms: int | None,
         emit: Emit,
-        clock: Callable[[], int] = _wall_ms,
+        clock: Callable[[], int] | None = None,
         emit_interval_ms: int = EMIT_INTERVAL_MS,
     ) -> None:
         self.kind = kind
         self.emit = emit
-        self.clock = clock
+        self.clock = clock if clock is not None else _wall_ms
         self.emit_interval_ms = emit_interval_ms
         self.spurious_fix = grace_ms is not None
         self.grace = grace_ms if grace_ms is not None else max(

@@ -550,9 +550,9 @@ def plan_select(
     clash: set[str] = set()
     seen_names: set[str] = set()
     for _, src in sources:
-        names = set(src.columns)
-        clash |= seen_names & names
-        seen_names |= names
+        src_names = set(src.columns)
+        clash |= seen_names & src_names
+        seen_names |= src_names
     all_names = [n for _, src in sources for n in src.columns]
     synth_name = AliasGenerator(all_names).next("ROWKEY")
     aliasgen = AliasGenerator(all_names)
@@ -683,10 +683,10 @@ def plan_select(
         e = item.expr
         if e[0] == "star":
             if synthetic and e[1] is None and key_slot is not None:
-                ref = ("col", None, synth_name)
-                col = pcompiler.compile(ref, pscope)
+                key_ref = ("col", None, synth_name)
+                col = pcompiler.compile(key_ref, pscope)
                 columns.append(
-                    OutputColumn(synth_name, slots[key_slot].columns[synth_name], col, expr=ref)
+                    OutputColumn(synth_name, slots[key_slot].columns[synth_name], col, expr=key_ref)
                 )
             for si, slot in enumerate(scope.slots):
                 if si >= len(sources):
@@ -813,21 +813,21 @@ def plan_select(
                 if not fk_join and persistent:
                     missing = [n for n, _ in driver.key_columns]
                     many = len(missing) > 1
-                    names = " and ".join(missing) if many else missing[0]
+                    missing_sql = " and ".join(missing) if many else missing[0]
                     msg = (
                         f"Key{'s' if many else ''} missing from projection (ie, SELECT). \n"
                         f"The query used to build {sink_sql} must include the key "
-                        f"column{'s' if many else ''} {names} in its projection "
+                        f"column{'s' if many else ''} {missing_sql} in its projection "
                         f"(eg, SELECT {', '.join(missing)}...)."
                     )
                     raise StatementError(msg)
                 if fk_join:
-                    cols = [n for n, _ in driver.key_columns]
+                    key_cols = [n for n, _ in driver.key_columns]
                     msg = (
-                        f"Primary key column{'s' if len(cols) > 1 else ''} missing from "
+                        f"Primary key column{'s' if len(key_cols) > 1 else ''} missing from "
                         f"projection (ie, SELECT). The query used to build {sink_sql} must "
-                        f"include the primary key column{'s' if len(cols) > 1 else ''} "
-                        f"{', '.join(cols)} of the left table {aliases[0]} in its projection."
+                        f"include the primary key column{'s' if len(key_cols) > 1 else ''} "
+                        f"{', '.join(key_cols)} of the left table {aliases[0]} in its projection."
                     )
                     raise StatementError(msg)
                 continue
