@@ -68,6 +68,7 @@ test-unit: setup-dev
 lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup-dev
 	$(VENV)/bin/instore bench proximity --json

@@ -14,8 +14,9 @@ from typing import Annotated, NoReturn
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api import revocations, tokens
+from api import revocations
 from api.services import Services
+from instore import shopper_tokens as tokens
 from instore.settings import DEV_KEYS, Settings
 
 ROLES: tuple[str, ...] = tuple(DEV_KEYS)

@@ -21,7 +21,7 @@ import re
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from api import tokens
+from instore import shopper_tokens as tokens
 from instore.ratelimit import SharedRateLimiter
 from instore.settings import Settings
 

@@ -15,7 +15,7 @@ import redis
 from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, Field
 
-from api import redemption, revocations, tokens, wayfinding
+from api import redemption, revocations, wayfinding
 from api.catalog import store_meta
 from api.deps import MaybeShopper, ServicesDep, Shopper, ShopperOrOps
 from api.models import (
@@ -33,6 +33,7 @@ from api.routes.offers import load_offer
 from api.services import Services
 from instore import records as r
 from instore import serving
+from instore import shopper_tokens as tokens
 from instore import topics as t
 from instore.ably import RevocationError, revoke_client_tokens
 from instore.settings import is_loopback

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from instore.settings import get_settings
+from instore.shopper_tokens import issue
 
 app = typer.Typer(help="Shopper tools for testers: a phone-page link with a token.",
                   no_args_is_help=True)
@@ -35,8 +36,6 @@ def token(
                                      "for a phone's camera.")] = False,
 ) -> None:
     """Print the phone page's URL for UID with a fresh shopper token in it."""
-    from api.tokens import issue  # noqa: PLC0415
-
     if not uid.strip() or len(uid) > MAX_UID:
         err.print(f"[bold red]error:[/] a uid is 1 to {MAX_UID} characters")
         raise typer.Exit(2)

@@ -337,7 +337,7 @@ def test_simulated_shopper_link_with_token_shows_offers(world):
     (here over the SSE fallback, ``?transport=sse``)."""
     from playwright.sync_api import expect, sync_playwright
 
-    from api import tokens
+    from instore import shopper_tokens as tokens
     from instore.records import ShopperConsent
 
     settings, hub = world["settings"], world["hub"]

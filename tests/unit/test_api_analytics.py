@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api import tokens
 from api.analytics import top_share
+from instore import shopper_tokens as tokens
 from stream_apps.analytics import DwellTracker, bucket_of
 
 T0 = 1_700_000_040_000  # a minute boundary

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from api import tokens
+from instore import shopper_tokens as tokens
 from instore.cli import app
 from instore.settings import get_settings
 

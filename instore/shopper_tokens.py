@@ -4,6 +4,9 @@ A token is valid for exactly one uid until its expiry (epoch seconds), unless it
 before that shopper's tokens were revoked (opt-out, erasure: ``api.revocations``). Tokens are
 short-lived (``SHOPPER_TOKEN_TTL_S``, 12 h) and renewed by ``GET /shoppers/{uid}/consent``,
 which answers with a fresh one. Split from the right, so a uid containing dots round-trips.
+
+Shared by the API (which mints, checks and renews them) and ``instore shopper token`` (which
+mints one for a tester without the API), so it lives in the contract package, not in ``api``.
 """
 
 from __future__ import annotations
