@@ -54,7 +54,7 @@ up: setup
 # Unit, integration (the embedded Kafka, Redis, Faust workers) and e2e (headless Chromium).
 # Two workers, each running whole test files (module fixtures stay shared): most of a test's
 # time is waiting for brokers, workers and pages, so two at a time take about half as long.
-test: setup-dev
+test: setup-dev lint
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # The e2e tests again, saving what the pages look like to docs/screenshots/ (`make test` keeps
