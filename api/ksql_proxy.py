@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import httpx
 
+from instore.errors import InstoreError
 from instore.settings import Settings
 
 MAX_PUSH_QUERIES = 4  # push queries running at once through one API process
@@ -37,7 +38,7 @@ _NOT_CODE = re.compile(r"'(?:[^']|'')*'|`(?:[^`]|``)*`|\"(?:[^\"]|\"\")*\"|--[^\
 _EMIT_CHANGES = re.compile(r"\bEMIT\s+CHANGES\b", re.I)
 
 
-class KsqlProxyError(Exception):
+class KsqlProxyError(InstoreError):
     """Base of what the proxy answers instead of a result."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from instore import topics as t
+from instore.errors import InstoreError
 from instore.kafka import make_producer, produce
 from instore.records import Record
 from instore.settings import Settings
@@ -21,7 +22,7 @@ from instore.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class PublishError(RuntimeError):
+class PublishError(InstoreError, RuntimeError):
     """The broker did not acknowledge a record in time (the API answers 503)."""
 
 

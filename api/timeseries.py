@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from instore import archive as a
+from instore.errors import InstoreError
 
 Metric = Literal["offers", "redemptions"]
 Bucket = Literal["minute", "hour"]
@@ -25,7 +26,7 @@ MAX_SERIES = 10
 _GROUP = {"total": "'all'", "promotion": "pid", "store": "store_id"}
 
 
-class RangeError(ValueError):
+class RangeError(InstoreError, ValueError):
     """A range the chart cannot draw (empty, reversed, too many buckets)."""
 
 

@@ -26,12 +26,13 @@ from edge.geometry import (
     Rigid2D,
     fit_plane_ransac,
 )
+from instore.errors import InstoreError
 
 log = logging.getLogger(__name__)
 FloatArray = np.ndarray
 
 
-class CalibrationError(ValueError):
+class CalibrationError(InstoreError, ValueError):
     """A calibration that cannot be made or loaded; the message says what to do."""
 
 

@@ -23,10 +23,12 @@ import numpy as np
 from geographiclib.geodesic import Geodesic
 from geopy.distance import geodesic
 
+from instore.errors import InstoreError
+
 FloatArray = np.ndarray
 
 
-class GeometryError(ValueError):
+class GeometryError(InstoreError, ValueError):
     """Geometry that cannot be computed (no plane, degenerate reference points, ...)."""
 
 

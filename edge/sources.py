@@ -25,11 +25,12 @@ import numpy as np
 
 from edge.geometry import Intrinsics
 from edge.scene import DEPTH_SCALE, Renderer, Scene, Truth
+from instore.errors import InstoreError
 
 log = logging.getLogger(__name__)
 
 
-class SourceError(RuntimeError):
+class SourceError(InstoreError, RuntimeError):
     """A source that cannot start; the message says what to do."""
 
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from instore.errors import InstoreError
 from instore.settings import Settings
 
 
@@ -73,7 +74,7 @@ def make_rest(settings: Settings, **overrides: Any) -> Any:
 API_VERSION = "3"
 
 
-class RevocationError(RuntimeError):
+class RevocationError(InstoreError, RuntimeError):
     """Revocation was refused or could not be sent; the message holds no personal data."""
 
 

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from instore import topics as t
+from instore.errors import InstoreError
 
 MANIFESTS = "_manifests"
 REPORTS = "reports"
@@ -186,7 +187,7 @@ def identity_of(rds: Any, uid: str) -> tuple[str | None, bytes | None]:
 
 # Reading: DuckDB ----------------------------------------------------------------------------
 
-class ArchiveQueryError(ValueError):
+class ArchiveQueryError(InstoreError, ValueError):
     """A query the archive refuses or DuckDB rejects; the message is DuckDB's, one line."""
 
 

@@ -24,6 +24,7 @@ from instore.commands import ksql as ksql_cmds
 from instore.commands import push as push_cmds
 from instore.commands import shopper as shopper_cmds
 from instore.commands import topics as topics_cmds
+from instore.errors import InstoreError
 from instore.logs import setup_logging
 from instore.settings import get_settings
 
@@ -645,7 +646,13 @@ def _print_figures(fig: dict[str, object]) -> None:
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a project error (``InstoreError``) that no command turned into its own
+    message is printed as one line, exit 1, never as a traceback."""
+    try:
+        app()
+    except InstoreError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

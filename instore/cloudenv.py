@@ -18,6 +18,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from instore.errors import InstoreError
 from instore.settings import DEV_KEYS, DEV_SHOPPER_TOKEN_SECRET
 
 BEGIN = "# >>> instore cloud: written by `instore cloud env`; edit outside this block >>>"
@@ -38,7 +39,7 @@ LOCAL_ONLY_KEYS = ("ABLY_REST_HOST", "ABLY_PORT", "ABLY_TLS", "KAFKA_SSL_CA_LOCA
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:@+=,-]*$")
 
 
-class CloudEnvError(ValueError):
+class CloudEnvError(InstoreError, ValueError):
     """The Terraform outputs lack something `.env` needs."""
 
 

@@ -13,13 +13,15 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from instore.errors import InstoreError
+
 EARTH_RADIUS_KM = 6371.0
 FT_PER_KM = 3280.8399
 M_PER_FT = 0.3048
 _DEG = math.pi / 180.0
 
 
-class GeoError(ValueError):
+class GeoError(InstoreError, ValueError):
     pass
 
 

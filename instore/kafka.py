@@ -16,12 +16,13 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from instore import topics as t
+from instore.errors import InstoreError
 from instore.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(InstoreError, RuntimeError):
     pass
 
 
@@ -80,7 +81,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
 
 
-class NotDelivered(RuntimeError):
+class NotDelivered(InstoreError, RuntimeError):
     pass
 
 

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from instore import groups
 from instore import topics as t
+from instore.errors import InstoreError
 from instore.health import worker_agents
 from instore.settings import Settings
 
@@ -415,7 +416,7 @@ def apply_live(g: Graph, prev: Sample | None, cur: Sample) -> None:
 
 # Reading (I/O) --------------------------------------------------------------------------------
 
-class LineageReadError(Exception):
+class LineageReadError(InstoreError):
     """ksqlDB or the broker could not be read (the message says which and why)."""
 
 

@@ -20,6 +20,7 @@ from typing import TypedDict
 import orjson
 
 from instore import topics as t
+from instore.errors import InstoreError
 from instore.geo import GridIndex, LocalFrame, distance_ft
 from instore.records import (
     CustomerLocation,
@@ -79,7 +80,7 @@ class NearbyRow(TypedDict):
     ts: int
 
 
-class UnknownStore(LookupError):
+class UnknownStore(InstoreError, LookupError):
     pass
 
 

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from instore.errors import InstoreError
+
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
 EpochMs = Annotated[int, Field(ge=0, le=32_503_680_000_000)]  # up to year 3000
@@ -182,7 +184,7 @@ class DeadLetter(Record):
         return v
 
 
-class RecordError(ValueError):
+class RecordError(InstoreError, ValueError):
     """A record that cannot be decoded; ``reason`` is short and safe to log (no values)."""
 
     def __init__(self, reason: str) -> None:

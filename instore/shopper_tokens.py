@@ -17,10 +17,12 @@ import hmac
 import time
 from dataclasses import dataclass
 
+from instore.errors import InstoreError
+
 TOKEN_TTL_S = 12 * 3600
 
 
-class TokenError(ValueError):
+class TokenError(InstoreError, ValueError):
     """A token that is malformed, forged, expired or revoked; the message is safe to return."""
 
 

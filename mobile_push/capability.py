@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from instore.errors import InstoreError
+
 OPERATIONS = frozenset({"publish", "subscribe", "history", "presence", "channel-metadata"})
 ALL_OPS = "*"
 
 Capability = dict[str, frozenset[str]]
 
 
-class CapabilityError(ValueError):
+class CapabilityError(InstoreError, ValueError):
     """A capability that is not a JSON object of resource -> list of operations."""
 
 

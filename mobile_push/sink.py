@@ -36,6 +36,7 @@ from confluent_kafka import (
 from instore import serving
 from instore import topics as t
 from instore.ably import make_rest, target
+from instore.errors import InstoreError
 from instore.groups import PUSH_SINK as GROUP_ID
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.records import (
@@ -102,7 +103,7 @@ class SinkStats:
         return " ".join(parts)
 
 
-class PermanentPublishError(Exception):
+class PermanentPublishError(InstoreError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

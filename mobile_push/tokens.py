@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from instore.errors import InstoreError
 from mobile_push import capability as cap
 
 DEFAULT_TTL_MS = 60 * 60 * 1000
@@ -28,7 +29,7 @@ MAX_TTL_MS = 24 * 60 * 60 * 1000
 TIMESTAMP_SKEW_MS = 10 * 60 * 1000  # how far a TokenRequest's timestamp may be from the hub clock
 
 
-class AuthError(Exception):
+class AuthError(InstoreError):
     """An Ably error: HTTP status, Ably error code and a message safe to return to callers."""
 
     def __init__(self, status: int, code: int, message: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from instore.errors import InstoreError
 from instore.kafka import make_producer
 from instore.settings import Settings
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 120.0
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(InstoreError, RuntimeError):
     pass
 
 

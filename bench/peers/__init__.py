@@ -24,6 +24,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from instore import topics as t
+from instore.errors import InstoreError
 from instore.geo import GeoError
 from instore.kafka import client_config, consumer_config, producer_config
 from instore.proximity import Hit, ProximityState, UnknownStore
@@ -34,7 +35,7 @@ log = logging.getLogger("bench.peers")
 CATALOG = (t.STORES_PRODUCTS, t.PRODUCTS_PROMOTIONS)
 
 
-class CatalogError(RuntimeError):
+class CatalogError(InstoreError, RuntimeError):
     pass
 
 

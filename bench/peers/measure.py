@@ -30,6 +30,7 @@ from bench.proximity import _cpu_s, _drain, _tail_consumer, _throughput
 from instore import records as r
 from instore import topics as t
 from instore.embedded import Stack
+from instore.errors import InstoreError
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.proximity import ProximityState
 from instore.records import CustomerLocation, StoreProduct, now_ms
@@ -43,7 +44,7 @@ READY_TIMEOUT_S = 180.0
 Progress = Callable[[str], None]
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(InstoreError, RuntimeError):
     pass
 
 

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from instore import cloudenv
 from instore import topics as t
+from instore.errors import InstoreError
 from instore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ WORKLOAD_ACCESS: dict[str, dict[str, tuple[t.Topic, ...]]] = {
 PUSH_CONNECTOR = {"source_topic": t.OFFERS, "dead_letter_topic": t.DEAD_LETTERS}
 
 
-class CloudError(Exception):
+class CloudError(InstoreError):
     """Something the user can fix; the message says how, in one sentence."""
 
 

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from instore.errors import InstoreError
 from instore.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -55,14 +56,14 @@ VERSIONS = "MIGRATION_SCHEMA_VERSIONS"
 NONE_VERSION = "<none>"
 
 
-class KsqlCommandError(RuntimeError):
+class KsqlCommandError(InstoreError, RuntimeError):
     pass
 
 
 # -- the client ---------------------------------------------------------------------------------
 
 
-class KsqlUnavailable(ConnectionError):
+class KsqlUnavailable(InstoreError, ConnectionError):
     """No ksqlDB endpoint answers (an OSError: the commands print it as one sentence)."""
 
 

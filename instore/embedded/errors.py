@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from instore.errors import InstoreError
 
-class StackError(RuntimeError):
+
+class StackError(InstoreError, RuntimeError):
     """Something the user must fix (busy port, missing Java or jars); the message says what."""

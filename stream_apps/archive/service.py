@@ -25,6 +25,7 @@ from tenacity import Retrying, before_sleep_log, retry_if_exception_type, wait_e
 
 from instore import archive as a
 from instore import groups, quality, serving
+from instore.errors import InstoreError
 from instore.kafka import ensure_topics, make_consumer, wait_for_broker
 from instore.settings import Settings
 from stream_apps.archive import rows as rw
@@ -57,7 +58,7 @@ return out
 ONCE_STALL_S = 60.0
 
 
-class ArchiveIncomplete(RuntimeError):
+class ArchiveIncomplete(InstoreError, RuntimeError):
     pass
 
 

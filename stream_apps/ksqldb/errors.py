@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from instore.errors import InstoreError
+
 # ksqlDB's error codes (io.confluent.ksql.rest.Errors).
 BAD_STATEMENT = 40001
 QUERY_ENDPOINT = 40002
@@ -17,7 +19,7 @@ def listed(items: list[str], conjunction: str) -> str:
     return ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
 
 
-class KsqlError(Exception):
+class KsqlError(InstoreError):
     """Base of every error the endpoint reports; ``code`` is ksqlDB's ``error_code``."""
 
     code = BAD_STATEMENT
@@ -52,5 +54,5 @@ class GenericError(KsqlError):
     code = BAD_REQUEST
 
 
-class EvalError(Exception):
+class EvalError(InstoreError):
     """A row-level failure while evaluating an expression (goes to the processing log)."""

@@ -14,12 +14,13 @@ from typing import Any
 
 import orjson
 
+from instore.errors import InstoreError
 from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.expressions import caster
 from stream_apps.ksqldb.syntax import SqlType, WindowSpec
 
 
-class DeserializationError(ValueError):
+class DeserializationError(InstoreError, ValueError):
     pass
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from instore.errors import InstoreError
 
-class ReportError(Exception):
+
+class ReportError(InstoreError):
     """A report that cannot be rendered (no archive, unknown store, a day not over yet)."""
 
 
