@@ -54,7 +54,7 @@ def _measure(name: str, n: int, concurrency: int, call: Callable[[httpx.Client, 
         dt = (time.perf_counter() - t0) * 1000
         with lock:
             lat.append(dt)
-            if status >= 400:  # noqa: PLR2004
+            if status >= 400:
                 errors += 1
 
     clients = [httpx.Client(base_url=base, timeout=30) for _ in range(concurrency)]
@@ -110,7 +110,7 @@ def _run(base: str, settings: Settings, n: int, concurrency: int) -> dict[str, A
     store = f"bench-{run}"
     with httpx.Client(base_url=base, headers=MARKETER, timeout=60) as c:
         deadline = time.monotonic() + 60
-        while c.get("/readyz").status_code != 200:  # noqa: PLR2004
+        while c.get("/readyz").status_code != 200:
             if time.monotonic() > deadline:
                 msg = "the API did not become ready"
                 raise RuntimeError(msg)
@@ -132,7 +132,7 @@ def _run(base: str, settings: Settings, n: int, concurrency: int) -> dict[str, A
 
     def consent(c: httpx.Client, i: int) -> int:
         res = c.post(f"/shoppers/b{run}-{i}/consent", json={"opted_in": True})
-        if res.status_code == 200:  # noqa: PLR2004
+        if res.status_code == 200:
             tokens.append(res.json()["shopper_token"])
         return res.status_code
 

@@ -185,7 +185,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
                 fig["ratio_to_ceiling"] = round(
                     fig["events_per_s"] / fig["faust_ceiling_events_per_s"], 3)
         if peers:
-            from bench.peers.measure import run_peers  # imports this module: imported here
+            from bench.peers.measure import run_peers  # noqa: PLC0415 - imports this module: imported here
 
             fig.update(run_peers(settings, stack, tmp, state, probe, positions, progress))
             if fig["best_peer"]:
@@ -299,7 +299,7 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Con
     }
 
 
-def _latency(producer: Any, nearby: Consumer, offers: Consumer,  # noqa: C901
+def _latency(producer: Any, nearby: Consumer, offers: Consumer,
              positions: list[CustomerLocation], rate: float, seconds: float) -> dict[str, Any]:
     n = int(rate * seconds)
     sent_at: dict[tuple[str, int], float] = {}
@@ -415,7 +415,7 @@ def _ceiling(settings: Settings, tmp: Path, events: int) -> dict[str, Any]:
     env = child_env_for(settings)
     import os  # noqa: PLC0415
 
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench.faust_ceiling", "--events", str(events), "--out", str(out)],
         env=os.environ | env, stdout=(tmp / "ceiling.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -120,7 +120,7 @@ class EdgeProcessor:
             self.binder.resolve(tracks, self.now_s)
             st.processed += 1
             st.detections += len(dets)
-            st.tracks_started = self.tracker._next_id - 1
+            st.tracks_started = self.tracker._next_id - 1  # noqa: SLF001 - the tracker's own count of the ids it gave
             return tracks
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             st.errors += 1

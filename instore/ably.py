@@ -123,7 +123,7 @@ async def _revoke_plain_http(rest: Any, key_name: str, client_id: str) -> dict[s
     except httpx.HTTPError as exc:
         msg = f"token revocation request failed: {type(exc).__name__}"
         raise RevocationError(msg) from None
-    if resp.status_code // 100 != 2:  # noqa: PLR2004
+    if resp.status_code // 100 != 2:
         msg = f"token revocation refused: HTTP {resp.status_code}"
         raise RevocationError(msg)
     result = resp.json()

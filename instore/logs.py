@@ -23,4 +23,4 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("aiokafka", "faust", "mode", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    root._instore_configured = True  # type: ignore[attr-defined]
+    root._instore_configured = True  # type: ignore[attr-defined]  # noqa: SLF001 - a marker on the root logger

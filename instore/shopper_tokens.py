@@ -50,7 +50,7 @@ def claims(secret: bytes, token: str, now_s: float | None = None) -> Claims:
     """Who a token was issued for and when, or ``TokenError`` (revocation is checked by the
     caller, which holds the revocation store)."""
     parts = token.rsplit(".", 3)
-    if len(parts) != 4 or not parts[0]:  # noqa: PLR2004
+    if len(parts) != 4 or not parts[0]:
         msg = "malformed shopper token"
         raise TokenError(msg)
     uid, issued_text, expiry_text, sig = parts

@@ -95,7 +95,7 @@ def _start_nearby_writer(stack: Stack, on_event: Callable[[str], None] | None) -
 
     from instore.embedded import StackError  # noqa: PLC0415
 
-    done = subprocess.run(instore_cmd("ksql", "migrate"), env=stack.env, capture_output=True,  # noqa: S603
+    done = subprocess.run(instore_cmd("ksql", "migrate"), env=stack.env, capture_output=True,
                           text=True, timeout=300, check=False)
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["no output"])[-1]

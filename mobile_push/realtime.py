@@ -178,7 +178,7 @@ class RealtimeSession:
         return grant
 
     def _connected(self, error: dict[str, Any] | None = None) -> dict[str, Any]:
-        assert self.grant is not None  # noqa: S101 (set before any CONNECTED)
+        assert self.grant is not None
         frame: dict[str, Any] = {
             "action": CONNECTED,
             "connectionId": self.connection_id,
@@ -236,7 +236,7 @@ class RealtimeSession:
                 await self.ws.close()
 
     async def _write(self) -> None:
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         queue = self.sub.queue
         while True:
             timeout = HEARTBEAT_S
@@ -283,7 +283,7 @@ class RealtimeSession:
         }
 
     async def _read(self) -> None:
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         while True:
             try:
                 raw = await self.ws.receive()
@@ -301,7 +301,7 @@ class RealtimeSession:
 
     def _handle(self, frame: dict[str, Any]) -> bool:
         """Act on one client frame; True ends the session (after the queued reply)."""
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         action = frame.get("action")
         if action == HEARTBEAT:
             reply: dict[str, Any] = {"action": HEARTBEAT}
@@ -329,7 +329,7 @@ class RealtimeSession:
 
     def _current_grant(self) -> Grant:
         """The connection's grant, refused if it expired or was revoked since."""
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         grant = self.sub.grant
         if grant.expires is not None and time.time() * 1000 >= grant.expires:
             msg = "Token expired"
@@ -338,7 +338,7 @@ class RealtimeSession:
         return grant
 
     def _attach(self, frame: dict[str, Any]) -> None:
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         channel = str(frame.get("channel") or "")
         try:
             grant = self._current_grant()
@@ -388,7 +388,7 @@ class RealtimeSession:
         self.hub.subscribe(channel, self.sub)
 
     def _publish(self, frame: dict[str, Any]) -> None:
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         channel = str(frame.get("channel") or "")
         serial = frame.get("msgSerial")
         messages = frame.get("messages") or []
@@ -418,7 +418,7 @@ class RealtimeSession:
         self.sub.control({"action": ACK, "msgSerial": serial, "count": 1})
 
     def _reauth(self, frame: dict[str, Any]) -> bool:
-        assert self.sub is not None  # noqa: S101
+        assert self.sub is not None
         given = frame.get("auth")
         auth: dict[str, Any] = given if isinstance(given, dict) else {}
         token = auth.get("accessToken")

@@ -217,7 +217,7 @@ class PushSink:
         err = msg.error()
         if err is None:
             return True
-        if err.code() != KafkaError._PARTITION_EOF:
+        if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - confluent-kafka's public name for the code
             log.warning("consumer error: %s", err)
         return False
 

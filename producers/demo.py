@@ -141,7 +141,7 @@ def page_urls(settings: Settings, store_id: str = "store-001", kiosk_id: str = "
     ]
 
 
-def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,  # noqa: C901
+def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
              console: Console, live: bool = True, data_dir: Path | None = None,
              on_event: Callable[[str], None] | None = None,
              camera: CameraFeed | None = None, keep_running: bool = False) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stream_apps.ksqldb.testing import qtt_formats, run_qtt_case  # noqa: E402
+from stream_apps.ksqldb.testing import qtt_formats, run_qtt_case
 
 
 def main(

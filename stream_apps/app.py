@@ -89,7 +89,7 @@ class WorkerApp(faust.App):  # type: ignore[misc]
         return transport.Transport(self.conf.broker_consumer, self)
 
 
-def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # noqa: C901, PLR0915
+def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     app = WorkerApp(
@@ -300,7 +300,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
             except DeliveryFailed as exc:
                 log.warning("stopping with unacknowledged outputs: %s", exc)
 
-    async def proximity(stream: Any) -> None:  # noqa: C901, PLR0912, PLR0915
+    async def proximity(stream: Any) -> None:
         """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell), a
         fetched batch of position records at a time (see transport.py). A batch's records are
         acknowledged to Faust (and so committed) only once the broker has acknowledged all its
@@ -532,7 +532,7 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:  # n
                     log.error("liveness: consumer state %s (processed %s, committed %s, ends %s)",
                               consumer_state(app, t.CUSTOMERS_LOCATIONS.name),
                               {p: processed.get(p) for p in assigned}, committed, ends)
-                except Exception:  # noqa: BLE001 - diagnostics must not block the restart
+                except Exception:
                     log.exception("liveness: consumer state unavailable")
                 # A clean stop: a restart after an unclean exit is what stalls.
                 stop_worker("liveness: a partition stopped moving")

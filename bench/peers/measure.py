@@ -109,7 +109,7 @@ def run_peers(settings: Settings, stack: Stack, tmp: Path, state: ProximityState
         progress(f"peer {peer.engine}: the proximity step on {len(positions):,} positions")
         try:
             fig.update(_measure(peer, settings, stack, tmp, state, probe, positions))
-        except Exception as exc:  # one peer's failure is a figure, not the end of the run
+        except Exception as exc:  # noqa: BLE001 - one peer's failure is a figure, not the end of the run
             reason = " ".join(str(exc).split()) or type(exc).__name__
             fig[f"peer_{peer.engine}_error"] = reason[:300]
             progress(f"peer {peer.engine} failed: {reason}")

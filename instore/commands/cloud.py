@@ -192,7 +192,7 @@ class TerraformDriver:
         log.info("terraform apply of the confirmed plan")
         cmd = [self.tf.terraform_bin_path, "apply", "-input=false", "-no-color", str(plan_file)]
         lines: list[str] = []
-        with subprocess.Popen(cmd, cwd=self.workdir, stdout=subprocess.PIPE,  # noqa: S603
+        with subprocess.Popen(cmd, cwd=self.workdir, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
             assert proc.stdout is not None
             for raw in proc.stdout:

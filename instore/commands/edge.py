@@ -230,7 +230,7 @@ def calibrate(
         calibrate_synthetic,
         median_depth,
     )
-    from edge.calibration import (
+    from edge.calibration import (  # noqa: PLC0415
         calibrate as do_calibrate,
     )
     from edge.geometry import GeoAnchor  # noqa: PLC0415

@@ -606,7 +606,7 @@ def classify(text: str) -> tuple[bool, bool]:
         first = stmts[0] if len(stmts) == 1 else None
         is_select = isinstance(first, Query)
         push = isinstance(first, Query) and first.select is not None and first.select.emit_changes
-    except Exception:  # what the local parser cannot read (its errors or its gaps): the
+    except Exception:  # noqa: BLE001 - what the local parser cannot read (its errors or its gaps): the
         # server judges the statement; only its kind is guessed here
         bare = re.sub(r"--[^\n]*|/\*.*?\*/", " ", text, flags=re.S).strip()
         is_select = bare.upper().startswith("SELECT")
@@ -779,7 +779,7 @@ def complete_statements(buffer: str) -> tuple[list[str], str]:
 
     try:
         tokens = tokenize(buffer)
-    except Exception:  # an unterminated quote, or a character ksqlDB will refuse
+    except Exception:  # noqa: BLE001 - an unterminated quote, or a character ksqlDB will refuse
         closed = re.sub(r"'(?:[^']|'')*'|`(?:[^`]|``)*`|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/",
                         "", buffer, flags=re.S)
         if re.search(r"['`\"]|/\*", closed) or not buffer.rstrip().endswith(";"):

@@ -197,7 +197,7 @@ class Stack:
     def _spawn(self, spec: ServiceSpec) -> tuple[subprocess.Popen[bytes], Path]:
         log_path = self.log_dir / f"{spec.name}.log"
         out = log_path.open("ab")
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             spec.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=self.env | spec.env, start_new_session=True,
         )

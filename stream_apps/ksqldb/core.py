@@ -40,7 +40,7 @@ def _new_aggs(plan: Plan) -> list[Agg]:
 
 
 class QueryCore:
-    def __init__(  # noqa: PLR0915
+    def __init__(
         self, plan: Plan, emit: Emit, clock: Callable[[], int] | None = None
     ) -> None:
         """``clock``: milliseconds of the clock that paces the outer-join sweep of

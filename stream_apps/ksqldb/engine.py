@@ -277,7 +277,7 @@ class Engine:
         self,
         stmt: sx.Statement,
         props: dict[str, Any],
-        *,  # noqa: PLR0911
+        *,
         replay: bool = False,
         query_id: str | None = None,
     ) -> dict[str, Any]:
@@ -847,7 +847,7 @@ class Engine:
             raise StatementError(msg)
         return stmt.select
 
-    def pull(self, select: sx.Select) -> PullResult:  # noqa: PLR0912
+    def pull(self, select: sx.Select) -> PullResult:
         if select.joins:
             msg = "Pull queries don't support JOIN clauses."
             raise StatementError(msg)

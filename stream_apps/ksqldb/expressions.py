@@ -142,7 +142,7 @@ class Compiler:
         self.on_error(message)
 
     # -- type inference -----------------------------------------------------------------------
-    def infer(self, e: Expr, scope: Scope | None = None) -> SqlType:  # noqa: PLR0911, PLR0912
+    def infer(self, e: Expr, scope: Scope | None = None) -> SqlType:
         scope = scope or self.scope
         k = e[0]
         if k == "lit":
@@ -198,7 +198,7 @@ class Compiler:
             return self._infer_call(e, scope)
         return UNKNOWN
 
-    def _infer_call(self, e: Expr, scope: Scope) -> SqlType:  # noqa: PLR0911
+    def _infer_call(self, e: Expr, scope: Scope) -> SqlType:
         name, args = e[1], e[2]
         if name in AGGREGATES:
             ret = AGGREGATES[name].return_type
@@ -271,7 +271,7 @@ class Compiler:
             env[name] = value
             return name
 
-        def gen(x: Expr) -> str:  # noqa: PLR0911
+        def gen(x: Expr) -> str:
             k = x[0]
             if scope.params and k not in _LEAVES and _invariant_in(x, scope):
                 return f"{ref(self.compile(x, scope))}(r)"
@@ -325,7 +325,7 @@ class Compiler:
         exec(compile(src, f"<ksql {expr_sql(e)[:60]}>", "exec"), env)  # noqa: S102
         return env["_generated"]
 
-    def _compile(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912, PLR0915
+    def _compile(self, e: Expr, scope: Scope) -> Fn:
         k = e[0]
         if k == "lit":
             v = e[1]
@@ -482,7 +482,7 @@ class Compiler:
         msg = f"Unsupported expression: {expr_sql(e)}"
         raise StatementError(msg)
 
-    def _binary(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912
+    def _binary(self, e: Expr, scope: Scope) -> Fn:
         op = e[1]
         a = self.compile(e[2], scope)
         b = self.compile(e[3], scope)
@@ -635,7 +635,7 @@ class Compiler:
 
         return cast
 
-    def _call(self, e: Expr, scope: Scope) -> Fn:  # noqa: PLR0911, PLR0912
+    def _call(self, e: Expr, scope: Scope) -> Fn:
         name, args, distinct = e[1], e[2], e[3]
         if name in AGGREGATES:
             if not self.allow_aggregates:
@@ -711,7 +711,7 @@ class Compiler:
 
         return call
 
-    def _lambda_call(self, name: str, args: tuple, scope: Scope) -> Fn:  # noqa: PLR0912
+    def _lambda_call(self, name: str, args: tuple, scope: Scope) -> Fn:
         if name in ("TRANSFORM", "FILTER"):
             if len(args) != 2 or args[1][0] != "lambda" or len(args[1][1]) != 1:
                 msg = f"{name} expects (array, x => expression)"
@@ -921,7 +921,7 @@ def _to_integral(v: Any, bounds: tuple[int, int]) -> int:
     return (n - lo) % span + lo
 
 
-def sql_cast(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911
+def sql_cast(ty: SqlType) -> Callable[[Any], Any]:
     """CAST(x AS ty) of a non-null value, as ksqlDB converts it (Java semantics: integer
     narrowing wraps, strings are Java's toString, arrays/maps/structs element by element)."""
     n = ty.name
@@ -977,7 +977,7 @@ def check_cast(from_type: SqlType, to_type: SqlType) -> None:
         raise StatementError(msg)
 
 
-def caster(ty: SqlType) -> Callable[[Any], Any]:  # noqa: PLR0911
+def caster(ty: SqlType) -> Callable[[Any], Any]:
     n = ty.name
     if n in ("INTEGER", "BIGINT"):
 

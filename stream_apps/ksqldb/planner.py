@@ -460,7 +460,7 @@ def plan_select(
     select: Select,
     lookup: Any,
     *,
-    persistent: bool,  # noqa: PLR0912, PLR0915
+    persistent: bool,
     on_error: Any = None,
     sink: str | None = None,
 ) -> Plan:

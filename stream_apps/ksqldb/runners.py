@@ -345,7 +345,7 @@ class QueryRunner:
             if self.profile is not None:
                 self.profile.disable()
 
-    def _loop(self) -> None:  # noqa: PLR0912, PLR0915
+    def _loop(self) -> None:
         consumer = None
         try:
             group = (

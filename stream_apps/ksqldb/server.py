@@ -72,7 +72,7 @@ async def _body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def build_app(engine: Engine) -> Starlette:  # noqa: PLR0915
+def build_app(engine: Engine) -> Starlette:
     def info_body() -> dict[str, Any]:
         return {
             "KsqlServerInfo": {

@@ -204,7 +204,7 @@ class PointIndex:
         return kept, values
 
 
-class _ReadsRow(Exception):  # noqa: N818 - a signal, not an error
+class _ReadsRow(Exception):
     pass
 
 

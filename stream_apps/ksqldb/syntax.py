@@ -1105,7 +1105,7 @@ def split_statements(text: str) -> list[str]:
     return out
 
 
-def expr_sql(e: Expr) -> str:  # noqa: PLR0911, PLR0912
+def expr_sql(e: Expr) -> str:
     """Render an expression back to SQL (for schemas, errors and generated column names)."""
     k = e[0]
     if k == "lit":

@@ -82,7 +82,7 @@ def pull_rows(endpoint: Endpoint, sql: str) -> list[list[Any]]:
     res = httpx.post(f"{endpoint.url}/query-stream", json={"sql": sql, "properties": {}},
                      timeout=30)
     lines = [line for line in res.text.splitlines() if line.strip()]
-    import json  # noqa: PLC0415
+    import json
 
     return [row for row in map(json.loads, lines[1:]) if isinstance(row, list)]
 

@@ -105,7 +105,7 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> None:
 def faust_web_env() -> dict[str, str]:
     """Faust's worker always serves its web view: give it a free loopback port (6066 may be
     taken by another worker running on this machine)."""
-    from instore.embedded import free_port  # noqa: PLC0415
+    from instore.embedded import free_port
 
     return {"FAUST_WEB_PORT": str(free_port()), "FAUST_WEB_BIND": "127.0.0.1"}
 
@@ -134,7 +134,7 @@ class PositionFeed:
 
     def __init__(self, settings: Settings, store_id: str, lat: float, lon: float,
                  every_s: float = 0.2) -> None:
-        from instore.kafka import make_producer  # noqa: PLC0415
+        from instore.kafka import make_producer
 
         self._producer = make_producer(settings)
         self.uids: list[str] = []
@@ -148,9 +148,9 @@ class PositionFeed:
         return self
 
     def _run(self) -> None:
-        from instore import records as r  # noqa: PLC0415
-        from instore import topics as t  # noqa: PLC0415
-        from instore.kafka import produce  # noqa: PLC0415
+        from instore import records as r
+        from instore import topics as t
+        from instore.kafka import produce
 
         store_id, lat, lon = self._where
         while not self._stop.is_set():

@@ -129,13 +129,13 @@ class NearbyFeed:
     a policy-only worker (WORKER_AGENTS without "proximity") can be fed the same scenario."""
 
     def __init__(self, settings: Settings) -> None:
-        from instore.proximity import ProximityState  # noqa: PLC0415
+        from instore.proximity import ProximityState
 
         self.state = ProximityState(settings.geofence_margin_m)
 
     def apply(self, topic: t.Topic, value: dict[str, Any] | None, key: str | None) -> None:
         """A table record the engine would see (products, promotions; tombstones by key)."""
-        from instore.records import Promotion, StoreProduct  # noqa: PLC0415
+        from instore.records import Promotion, StoreProduct
 
         if topic is t.STORES_PRODUCTS and value is not None:
             self.state.upsert_product(StoreProduct.model_validate(value))
@@ -149,8 +149,8 @@ class NearbyFeed:
 
     def rows(self, value: dict[str, Any]) -> list[dict[str, Any]]:
         """The NEARBY rows of one position (none if it is outside every store)."""
-        from instore.proximity import UnknownStore  # noqa: PLC0415
-        from instore.records import CustomerLocation  # noqa: PLC0415
+        from instore.proximity import UnknownStore
+        from instore.records import CustomerLocation
 
         pos = CustomerLocation.model_validate(value)
         try:
@@ -231,7 +231,7 @@ def got_nearby(out: Outputs) -> Counter[tuple[str, str, str]]:
 
 
 def check_distances(out: Outputs) -> None:
-    from instore.geo import distance_ft  # noqa: PLC0415
+    from instore.geo import distance_ft
 
     for r in out.nearby:
         d = distance_ft(r["latitude"], r["longitude"], r["product_latitude"], r["product_longitude"])
@@ -267,9 +267,9 @@ def check_dead_letters(scenario: dict[str, Any], out: Outputs) -> None:
 def wait_for_probe(settings: Settings, timeout_s: float = 120.0) -> bool:
     """Wait until the engine answers: a probe product/promotion in a store of its own, and a
     position on it, until its NEARBY row comes back."""
-    from instore.kafka import produce  # noqa: PLC0415
-    from instore.records import Promotion, StoreProduct  # noqa: PLC0415
-    from producers.publish import wait_for_worker  # noqa: PLC0415
+    from instore.kafka import produce
+    from instore.records import Promotion, StoreProduct
+    from producers.publish import wait_for_worker
 
     producer = make_producer(settings)
     product = StoreProduct(sku=999_999, store_id="probe-store", segment="probe", name="probe",

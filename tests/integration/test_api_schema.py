@@ -32,7 +32,7 @@ EXAMPLES = 15
 def ksqldb(api_settings: Settings) -> Iterator[str]:
     """The local ksqlDB-compatible endpoint on the module's broker: the analyst's /ksql routes
     reach a real ksqlDB (their 503 when none answers has its own test)."""
-    from tests.integration.test_ksql_endpoint import Endpoint  # noqa: PLC0415
+    from tests.integration.test_ksql_endpoint import Endpoint
 
     endpoint = Endpoint(api_settings)
     yield endpoint.url

@@ -244,7 +244,7 @@ def test_dead_letters_over_threshold_mark_the_stack_degraded(settings: Settings,
     assert producer.flush(10) == 0
     Archiver(s, group_id=unique("archiver")).run(once=True)
 
-    from instore import health  # noqa: PLC0415
+    from instore import health
 
     report = health.check(s)
     dq = report["checks"]["data_quality"]

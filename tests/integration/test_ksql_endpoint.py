@@ -302,7 +302,7 @@ def test_errors_are_ksqldb_shaped(endpoint: Endpoint) -> None:
                   "PARTITIONS=1, VALUE_FORMAT='JSON');")
     r = endpoint.ksql("CREATE STREAM BAD2 AS SELECT K,\n  NOPE FROM BAD_SRC;")
     assert r.json()["message"] == "Line: 2, Col: 2: Column 'NOPE' cannot be resolved."
-    from ksql.errors import KSQLError  # noqa: PLC0415
+    from ksql.errors import KSQLError
 
     client = make_client(endpoint.settings, endpoint.url)
     with pytest.raises(KSQLError) as info:
@@ -440,7 +440,7 @@ def test_query_on_worker_processes_and_a_dead_worker(endpoint: Endpoint) -> None
     rows = _wait(lambda: len(r := read_all(endpoint.settings, "WK_OUT")) == 20 and r)
     assert sorted(x["W"] for x in rows) == [i * 10 for i in range(20)]
     assert _wait(lambda: runner.records_out == 20)
-    runner._workers[0].proc.kill()  # noqa: SLF001
+    runner._workers[0].proc.kill()
     state = _wait(lambda: runner.state == "ERROR" and runner.state)
     assert state == "ERROR" and "worker" in (runner.error or "")
 
@@ -456,10 +456,10 @@ def test_migrations_tool_records_history_like_ksql_migrations(
     history = applied_versions(client)
     assert history["CURRENT"]["VERSION"] == "4" and history["CURRENT"]["STATE"] == "MIGRATED"
     assert history["2"]["PREVIOUS"] == "1" and history["1"]["PREVIOUS"] == "<none>"
-    import hashlib  # noqa: PLC0415
+    import hashlib
 
     first = migrations / "V000001__sources.sql"
-    raw_md5 = hashlib.md5(first.read_bytes()).digest()  # noqa: S324
+    raw_md5 = hashlib.md5(first.read_bytes()).digest()
     assert history["1"]["CHECKSUM"] == raw_md5.decode("utf-8", errors="replace")
     assert history["1"]["ERROR_REASON"] == "N/A" and history["1"]["NAME"] == "sources"
     assert migrate(client, migrations) == []  # nothing pending

@@ -146,7 +146,7 @@ def _params() -> list[Any]:
 @pytest.mark.skipif(not SCENARIOS, reason="no scenario files in tests/scenarios/ yet")
 @pytest.mark.parametrize("index", _params())
 def test_scenario(index: int, nearby_rows: list[dict[str, Any]]) -> None:
-    from instore.geo import distance_ft  # noqa: PLC0415
+    from instore.geo import distance_ft
 
     scenario = SCENARIOS[index]
     ns = Namespacer(scenario, index)
@@ -166,7 +166,7 @@ def test_scenario(index: int, nearby_rows: list[dict[str, Any]]) -> None:
 def test_nearby_ran_on_worker_processes(nearby_rows: list[dict[str, Any]]) -> None:
     """NEARBY_CUSTOMERS (a stream-table join) is split over ksql.streams.num.stream.threads
     processes (2 by default on a machine with 2 cores or more); aggregations stay in one."""
-    import os  # noqa: PLC0415
+    import os
 
     nearby = [n for q, n in PROCESSES.items() if SINKS.get(q) == t.NEARBY_CUSTOMERS.name]
     assert nearby

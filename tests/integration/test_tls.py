@@ -125,9 +125,9 @@ def _round_trip(settings: Settings) -> list[bytes]:
 
 def _aiokafka_round_trip(settings: Settings, topic: str) -> list[bytes]:
     """Produce and consume with aiokafka and the connection settings the Faust worker uses."""
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: PLC0415
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     async def run() -> list[bytes]:
         producer = AIOKafkaProducer(**aiokafka_config(settings))

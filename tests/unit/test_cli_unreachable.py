@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    import os  # noqa: PLC0415
+    import os
 
     return subprocess.run([sys.executable, "-m", "instore", *args], env=os.environ | env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)

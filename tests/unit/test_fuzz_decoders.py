@@ -96,7 +96,7 @@ def dumps(obj: object) -> bytes:
     try:
         return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
-        import json  # noqa: PLC0415
+        import json
 
         return json.dumps(obj, allow_nan=True, default=str).encode()
 

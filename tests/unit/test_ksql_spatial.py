@@ -125,15 +125,15 @@ def test_fused_explode_writes_what_orjson_writes_for_the_row() -> None:
 
 def test_fused_explode_rows_without_an_encoder_are_the_same_rows() -> None:
     """A push query's core hands rows over as dicts (no encoder bound): same rows, same order."""
-    from stream_apps.ksqldb.core import QueryCore  # noqa: PLC0415
-    from stream_apps.ksqldb.planner import plan_select  # noqa: PLC0415
+    from stream_apps.ksqldb.core import QueryCore
+    from stream_apps.ksqldb.planner import plan_select
 
     engine = MemoryEngine()
     engine.execute(NEARBY)
     nq = next(q for q in engine.queries if q.sink.name == "N")
     rows: list[tuple] = []
     core = QueryCore(nq.core.plan, lambda k, ws, row, rt: rows.append((k, row, rt)))
-    assert core.plan.explode is not None and core._encoded is None  # noqa: SLF001
+    assert core.plan.explode is not None and core._encoded is None
     (stmt,) = sx.parse(
         "SELECT p.UID AS UID, EXPLODE(TRANSFORM(FILTER(t.PTS, x => GEO_DISTANCE(p.LAT, p.LON, "
         "x->LAT, x->LON, 'km') * 3280.8399 <= x->R), x => x->ID)) AS `id` FROM P p JOIN T t "

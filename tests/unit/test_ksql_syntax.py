@@ -107,7 +107,7 @@ def _filters(sql: str) -> tuple[object, object]:
     expr = parse_expression(sql)
     fast = Compiler(scope).compile(expr)
     plain = Compiler(scope)
-    plain._spatial_filter = lambda *a: None  # type: ignore[method-assign]  # noqa: SLF001
+    plain._spatial_filter = lambda *a: None  # type: ignore[method-assign]
     return fast, plain.compile(expr)
 
 
@@ -129,7 +129,7 @@ def test_grid_filter_equals_plain_filter(pairs: list, at: tuple[float, float]) -
 def test_grid_filter_is_exact_at_the_radius() -> None:
     fast, plain = _filters("FILTER(PAIRS, x => GEO_DISTANCE(LAT, LON, x->LAT, x->LON, 'km') "
                            "* 3280.8399 <= x->R)")
-    from instore.geo import distance_ft  # noqa: PLC0415
+    from instore.geo import distance_ft
 
     d = distance_ft(51.5, -0.12, 51.5002, -0.12)
     arr = [{"LAT": 51.5, "LON": -0.12, "R": d}, {"LAT": 51.5, "LON": -0.12,

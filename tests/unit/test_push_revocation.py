@@ -128,10 +128,10 @@ def test_saved_revocations_reload_without_stale_or_foreign_ones():
 def test_revoking_a_shopper_drops_their_channel_history_at_once():
     """Erasure revokes the shopper's tokens (clientId:<uid>); the local hub then forgets what
     their channel carried, so nothing sent to them can be read back. Others keep theirs."""
-    from fastapi.testclient import TestClient  # noqa: PLC0415
+    from fastapi.testclient import TestClient
 
-    from instore.settings import Settings  # noqa: PLC0415
-    from mobile_push.hub import create_app  # noqa: PLC0415
+    from instore.settings import Settings
+    from mobile_push.hub import create_app
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     key = ApiKey.parse(settings.ably_key)

@@ -32,10 +32,10 @@ def test_bucket_allows_a_burst_then_refills_with_time() -> None:
 
 def test_shared_limiter_lets_requests_through_without_redis() -> None:
     """Redis unreachable: the API keeps serving (fail open, logged), it does not 500."""
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from instore.embedded import free_port  # noqa: PLC0415
-    from instore.ratelimit import SharedRateLimiter  # noqa: PLC0415
+    from instore.embedded import free_port
+    from instore.ratelimit import SharedRateLimiter
 
     limiter = SharedRateLimiter(f"redis://127.0.0.1:{free_port()}/0", 1, "test")
 
