@@ -54,6 +54,7 @@ from mobile_push.realtime import CONNECTED as RT_CONNECTED
 from mobile_push.realtime import DISCONNECTED as RT_DISCONNECTED
 from mobile_push.realtime import ERROR as RT_ERROR
 from mobile_push.realtime import MESSAGE as RT_MESSAGE
+from mobile_push.sse_client import SseParser
 from mobile_push.tokens import ApiKey, TokenAuthority
 
 log = logging.getLogger(__name__)
@@ -142,18 +143,14 @@ class Collector(ChannelTasks):
         url = f"{self.base}/channels/{channel}/stream"
         async with client.stream("GET", url, params={"accessToken": self.token}) as resp:
             resp.raise_for_status()
-            event, data = "message", list[str]()
+            parser = SseParser()
             async for line in resp.aiter_lines():
-                if line == "":
-                    if event == "attached":
-                        self.attached += 1
-                    elif event == "message" and data:
-                        self._message(json.loads("\n".join(data)))
-                    event, data = "message", []
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip())
+                if (ev := parser.feed(line)) is None:
+                    continue
+                if ev.event == "attached":
+                    self.attached += 1
+                elif ev.event == "message":
+                    self._message(json.loads(ev.data))
 
     async def _one_ws(self, _client: httpx.AsyncClient, channel: str) -> None:
         import websockets  # noqa: PLC0415

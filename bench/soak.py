@@ -59,6 +59,7 @@ from instore.logscan import log_files, scan, secrets_of
 from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings, service_specs
+from mobile_push.sse_client import SseParser
 from producers.publish import publish_consents, publish_positions, publish_world, wait_for_worker
 from producers.shoppers import walk_positions
 from producers.world import build_world
@@ -117,21 +118,15 @@ class Subscribers(ChannelTasks):
                 async with client.stream("GET", url, params={"accessToken": self.token},
                                          headers=headers) as resp:
                     resp.raise_for_status()
-                    event, data, ev_id = "message", list[str](), None
+                    parser = SseParser()
                     async for line in resp.aiter_lines():
-                        if line == "":
-                            if event == "attached":
-                                self.attached.add(uid)
-                            elif event == "message" and data:
-                                self._message(uid, json.loads("\n".join(data)))
-                                last_id = ev_id or last_id
-                            event, data, ev_id = "message", [], None
-                        elif line.startswith("event:"):
-                            event = line[6:].strip()
-                        elif line.startswith("data:"):
-                            data.append(line[5:].lstrip())
-                        elif line.startswith("id:"):
-                            ev_id = line[3:].strip()
+                        if (ev := parser.feed(line)) is None:
+                            continue
+                        if ev.event == "attached":
+                            self.attached.add(uid)
+                        elif ev.event == "message":
+                            self._message(uid, json.loads(ev.data))
+                            last_id = ev.id or last_id
             except (httpx.HTTPError, OSError):
                 pass
             self.reconnects += 1

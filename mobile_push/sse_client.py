@@ -1,5 +1,6 @@
 """A small Server-Sent Events subscriber for the hub's channel streams (tests, bench, CLI
-tools), the Python twin of the pages' EventSource."""
+tools), the Python twin of the pages' EventSource, and the SSE parser it and the benchmarks'
+subscribers share."""
 
 from __future__ import annotations
 
@@ -21,6 +22,41 @@ def decode_data(msg: dict[str, Any]) -> Any:
     if msg.get("encoding") == "json" and isinstance(data, str):
         return json.loads(data)
     return data
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    event: str
+    data: str
+    id: str | None
+
+
+class SseParser:
+    """Server-Sent Events, a line at a time (the WHATWG rules the hub's streams follow): fields
+    ``event``, ``data`` (lines joined with newlines) and ``id``; a blank line ends an event;
+    lines starting with ``:`` are comments (the hub's keep-alives). The one parser of the
+    tree: this module's Subscription and the benchmarks' many-channel subscribers use it."""
+
+    def __init__(self) -> None:
+        self._event, self._data, self._id = "message", list[str](), None
+
+    def feed(self, line: str) -> SseEvent | None:
+        """The event this line completes, if it does (a blank line after some data)."""
+        if line == "":
+            done = SseEvent(self._event, "\n".join(self._data), self._id) if self._data else None
+            self._event, self._data, self._id = "message", [], None
+            return done
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            self._id = value
+        return None
 
 
 @dataclass
@@ -80,38 +116,26 @@ class Subscription:
                 time.sleep(0.1)
 
     def _read(self, resp: httpx.Response, last_id: str | None) -> str | None:
-        event, data, ev_id = "message", [], None
+        parser = SseParser()
         lines = resp.iter_lines()
         while not self._stop.is_set():
             try:
                 line = next(lines)
             except StopIteration:
                 return last_id
-            if line == "":
-                if data:
-                    payload = "\n".join(data)
-                    if event == "attached":
-                        self.attached.set()
-                    elif event == "error":
-                        self.error = json.loads(payload)
-                        return last_id
-                    elif event == "message":
-                        received = time.time_ns() // 1_000_000
-                        self.on_message(json.loads(payload), received)
-                        if ev_id:
-                            last_id = ev_id
-                event, data, ev_id = "message", [], None
-            elif line.startswith(":"):
+            ev = parser.feed(line)
+            if ev is None:
                 continue
-            else:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    ev_id = value
+            if ev.event == "attached":
+                self.attached.set()
+            elif ev.event == "error":
+                self.error = json.loads(ev.data)
+                return last_id
+            elif ev.event == "message":
+                received = time.time_ns() // 1_000_000
+                self.on_message(json.loads(ev.data), received)
+                if ev.id:
+                    last_id = ev.id
         return last_id
 
 
