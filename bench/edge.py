@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from edge.calibration import calibrate_synthetic
 from edge.pipeline import EdgeProcessor
 from edge.scene import default_scene, visible_mask
 from edge.sources import SyntheticSource
+from instore.results import time_left
 
 
 @dataclass
@@ -136,8 +138,9 @@ def pin_one_core() -> int | None:
 
 
 def bench_run(resolution: str = "640x480", *, seconds: float = 30.0, people: int = 5,
-              seed: int = 1) -> dict[str, Any]:
-    """One synthetic run: pipeline speed without rendering, and accuracy against the truth."""
+              seed: int = 1, progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """One synthetic run: pipeline speed without rendering, and accuracy against the truth
+    (``progress`` gets a line every 5 s with the frames done and the time left)."""
     scene = default_scene(resolution, people=people, seed=seed, seconds=seconds)
     src = SyntheticSource(scene)
     cal, background = calibrate_synthetic(src)
@@ -159,6 +162,8 @@ def bench_run(resolution: str = "640x480", *, seconds: float = 30.0, people: int
     renderer.render = timed_render  # type: ignore[method-assign]
     frames = src.frames()
     wall0 = time.perf_counter()
+    total = max(1, int(seconds * scene.fps))
+    next_report = wall0 + 5
     n = 0
     try:
         while True:
@@ -173,6 +178,9 @@ def bench_run(resolution: str = "640x480", *, seconds: float = 30.0, people: int
             proc.positions(ts_ms=0)
             work_s += time.perf_counter() - t1
             n += 1
+            if time.perf_counter() >= next_report:
+                next_report += 5
+                progress(f"{resolution}: frame {n:,} of ~{total:,}, {time_left(n, total, wall0)}")
             truth = frame.truth
             assert truth is not None
             clean = renderer.last_depth_m

@@ -38,7 +38,9 @@ class SseParser:
     tree: this module's Subscription and the benchmarks' many-channel subscribers use it."""
 
     def __init__(self) -> None:
-        self._event, self._data, self._id = "message", list[str](), None
+        self._event = "message"
+        self._data: list[str] = []
+        self._id: str | None = None
 
     def feed(self, line: str) -> SseEvent | None:
         """The event this line completes, if it does (a blank line after some data)."""

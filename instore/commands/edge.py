@@ -350,7 +350,8 @@ def bench(
     runs = []
     for res, secs in (("640x480", seconds), ("1024x768", seconds / 4)):
         console.print(f"[cyan]bench edge[/] {res}, {people} people, {secs:.0f} s of scene ...")
-        r = bench_run(res, seconds=secs, people=people, seed=seed)
+        r = bench_run(res, seconds=secs, people=people, seed=seed,
+                      progress=lambda m: console.print(f"  {m}"))
         console.print(f"  fps {r['fps']}  median {r['median_err_m']} m  p95 {r['p95_err_m']} m  "
                       f"id switches {r['id_switches']} / {r['crossings']} crossings  "
                       f"recall {r['recall']}")
