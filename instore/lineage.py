@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from instore import groups
 from instore import topics as t
+from instore.channels import kiosk_channel, shopper_channel
 from instore.errors import InstoreError
 from instore.health import worker_agents
 from instore.settings import Settings
@@ -264,7 +265,7 @@ def _worker(g: Graph, settings: Settings) -> None:
 
 def _sinks(g: Graph) -> None:
     push = g.node("sink:push", "sink", "push sink → Ably channels", group=groups.PUSH_SINK,
-                  channels=["shopper:{uid}", "kiosk:{store_id}:{kiosk_id}"]).id
+                  channels=[shopper_channel("{uid}"), kiosk_channel("{store_id}", "{kiosk_id}")]).id
     g.reads(push, t.OFFERS, groups.PUSH_SINK)
     g.reads(push, t.KIOSK_INTERACTIONS, groups.PUSH_SINK)
     g.reads(push, t.SHOPPER_CONSENTS, None)  # its own consent reader, from the start

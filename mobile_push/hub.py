@@ -40,11 +40,11 @@ from fastapi.staticfiles import StaticFiles
 from sse_starlette.sse import EventSourceResponse
 
 from instore.bodylimit import BodyLimit
+from instore.channels import shopper_channel
 from instore.ratelimit import RateLimiter
 from instore.settings import Settings
 from mobile_push.ably_client import page_config
 from mobile_push.realtime import DISCONNECTED, RealtimeSession, error_info
-from mobile_push.routing import shopper_channel
 from mobile_push.tokens import ApiKey, AuthError, Grant, TokenAuthority, unauthorized
 
 log = logging.getLogger(__name__)

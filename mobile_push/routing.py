@@ -6,20 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from instore.channels import kiosk_channel, shopper_channel
 from instore.records import KioskInteraction, Offer
+
+__all__ = ["kiosk_channel", "shopper_channel"]  # the channel names, defined in instore.channels
 
 MESSAGE_NAME = "offer"
 MAX_MESSAGE_BYTES = 65_536  # Ably's default per-message limit
 MAX_BATCH_BYTES = 60_000  # keep one batched publish under the limit with room for the envelope
 CHECKIN_TTL_S = 3600
-
-
-def shopper_channel(uid: str) -> str:
-    return f"shopper:{uid}"
-
-
-def kiosk_channel(store_id: str, kiosk_id: str) -> str:
-    return f"kiosk:{store_id}:{kiosk_id}"
 
 
 def parse_checkin(value: str | bytes | None) -> tuple[str, str] | None:

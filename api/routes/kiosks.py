@@ -25,6 +25,7 @@ from api.wayfinding import WherePublic
 from instore import records as r
 from instore import serving
 from instore import topics as t
+from instore.channels import kiosk_channel
 
 router = APIRouter(prefix="/kiosks", tags=["kiosks"])
 
@@ -61,8 +62,8 @@ async def kiosk_ably_token(store_id: StorePath, kiosk_id: KioskPath, services: S
                            _role: Kiosk) -> TokenRequestPublic:
     """An Ably TokenRequest for the kiosk's channel ``kiosk:{store_id}:{kiosk_id}``."""
     req = await services.ably.auth.create_token_request(
-        token_params={"capability": {f"kiosk:{store_id}:{kiosk_id}": ["subscribe", "history"]},
-                      "client_id": f"kiosk:{store_id}:{kiosk_id}", "ttl": TOKEN_TTL_MS})
+        token_params={"capability": {kiosk_channel(store_id, kiosk_id): ["subscribe", "history"]},
+                      "client_id": kiosk_channel(store_id, kiosk_id), "ttl": TOKEN_TTL_MS})
     return TokenRequestPublic(**req.to_dict())
 
 

@@ -36,6 +36,7 @@ from instore import serving
 from instore import shopper_tokens as tokens
 from instore import topics as t
 from instore.ably import RevocationError, revoke_client_tokens
+from instore.channels import shopper_channel
 from instore.settings import is_loopback
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ async def shopper_ably_token(uid: UidPath, services: ServicesDep,
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail="no consent recorded for this shopper: no push token")
     req = await services.ably.auth.create_token_request(
-        token_params={"capability": {f"shopper:{uid}": ["subscribe", "history"]},
+        token_params={"capability": {shopper_channel(uid): ["subscribe", "history"]},
                       "client_id": uid, "ttl": TOKEN_TTL_MS})
     return TokenRequestPublic(**req.to_dict())
 

@@ -17,6 +17,7 @@ import hcl2
 import pytest
 
 from instore import topics as t
+from instore.channels import shopper_channel
 from instore.commands import cloud
 
 TF_DIR = Path(__file__).resolve().parents[2] / "terraform"
@@ -157,7 +158,7 @@ def test_ably_connector_reads_offers_into_per_shopper_channels() -> None:
     secret = {unquote(k): v for k, v in connector["config_sensitive"].items()}
     assert plain["topics"] == "${local.push_connector.source_topic}"
     assert local["source_topic"] == t.OFFERS.name
-    assert plain["channel"] == "shopper:#{key}"  # offers are keyed by uid
+    assert plain["channel"] == shopper_channel("#{key}")  # the contract's name; offers are keyed by uid
     assert t.OFFERS.key_fields == ("uid",)
     assert plain["errors.deadletterqueue.topic.name"] == "${local.push_connector.dead_letter_topic}"
     assert local["dead_letter_topic"] == t.DEAD_LETTERS.name
