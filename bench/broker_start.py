@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,13 @@ from instore.embedded.kafka import (
     EmbeddedKafka,
     class_archive,
     default_libs_dir,
+    java_binary,
 )
 
 STEPS = ("first_start_s", "restart_s", "restart_after_kill_s")
 
 
-def _timed(step: Any) -> float:
+def _timed(step: Callable[[], object]) -> float:
     started = time.perf_counter()
     step()
     return round(time.perf_counter() - started, 2)
@@ -59,7 +61,7 @@ def one_round(flags: tuple[str, ...]) -> dict[str, float]:
 
 
 def run(rounds: int = 3, quick: bool = False,
-        progress: Any = lambda _m: None) -> dict[str, Any]:
+        progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     base = QUICK_START if quick else ()
     variants = {"archive": base, "no_archive": (*base, "-Xshare:off")}
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
@@ -82,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     libs = default_libs_dir()
     try:
-        from instore.embedded.kafka import java_binary  # noqa: PLC0415
-
         if not class_archive(libs, java_binary()).exists():
             print("error: no class-data archive: run `instore broker install` (make setup)",
                   file=sys.stderr)

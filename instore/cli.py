@@ -257,8 +257,8 @@ def broker_install() -> None:
         if not kafka.class_archive(libs, java).exists():
             with console.status("starting a broker once to record its class-data archive "
                                 "(later starts take half the time)"):
-                kafka.build_class_archive(libs, settings.java_home)
-            console.print(f"class-data archive in {kafka.class_archive(libs, java)}")
+                archive = kafka.build_class_archive(libs, settings.java_home)
+            console.print(f"class-data archive in {archive}")
     except kafka.BrokerSetupError as exc:
         raise fail(str(exc)) from None
 

@@ -114,12 +114,12 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
     """The first of ``count`` consecutive free ports (the embedded Kafka's broker and controller
     ports of each node follow each other)."""
     lo, hi = port_range()
-    span = hi - lo + 1 - count
+    span = max(hi - lo + 1 - count, 1)  # where a run of ``count`` ports may start
     with _port_lock:
         if not _port_cursor:
-            _port_cursor.append(random.randrange(max(span, 1)))
-        for _ in range(max(span, 1)):
-            first = lo + _port_cursor[0] % max(span, 1)
+            _port_cursor.append(random.randrange(span))
+        for _ in range(span):
+            first = lo + _port_cursor[0] % span
             _port_cursor[0] += count
             if _bindable(host, range(first, first + count)):
                 return first

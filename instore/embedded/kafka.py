@@ -171,8 +171,7 @@ def _exercise(bootstrap: str, timeout_s: float) -> None:
     from confluent_kafka import Consumer, KafkaException, Producer  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
 
-    quiet: dict[str, Any] = {"bootstrap.servers": bootstrap,
-                             "logger": logging.getLogger("librdkafka"), "log_level": 0}
+    quiet = _quiet_client(bootstrap)
     topic = "instore-class-archive"
     admin = AdminClient(quiet)
     try:
@@ -381,15 +380,20 @@ def prepare(nodes: Sequence[KafkaNode], root: Path, java: str, libs_dir: Path) -
 
 # --- readiness and facts -------------------------------------------------------------------
 
+def _quiet_client(bootstrap: str) -> dict[str, Any]:
+    """A librdkafka client of the broker's own checks: its log lines go to Python logging, and
+    none while the broker is still coming up."""
+    return {"bootstrap.servers": bootstrap, "logger": logging.getLogger("librdkafka"),
+            "log_level": 0}
+
+
 def metadata_ready(bootstrap: str, brokers: int = 1, timeout_s: float = 60.0,
                    alive: Callable[[], bool] | None = None, **client: object) -> None:
     """Wait until a metadata request to ``bootstrap`` lists ``brokers`` brokers."""
     from confluent_kafka import KafkaException  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap,
-                            "logger": logging.getLogger("librdkafka"), "log_level": 0, **client}
-    admin = AdminClient(conf)
+    admin = AdminClient(_quiet_client(bootstrap) | client)
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
