@@ -25,24 +25,16 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
 
 from instore import topics as t
-from instore.geo import GeoError
 from instore.health import worker_agents
-from instore.proximity import UnknownStore
-from instore.records import (
-    CustomerLocation,
-    NearbyCustomer,
-    Offer,
-    RecordError,
-    dead_letter,
-    decode,
-)
+from instore.records import DeadLetter, dead_letter, dead_letter_reason
 from instore.settings import LOOPBACK, Settings, get_settings
 from stream_apps import analytics, transport
 from stream_apps.analytics import DwellTracker
 from stream_apps.gc_pauses import GcPauses, LoopLag
 from stream_apps.gc_pauses import freeze as gc_freeze
 from stream_apps.output import DeliveryFailed, Output
-from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
+from stream_apps.policy import PolicyConfig
+from stream_apps.processor import Derived, PolicyProcessor, ProximityProcessor, Shoppers
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
 from stream_apps.watchdog import OffsetProbe, StallWatch, consumer_state
@@ -89,10 +81,10 @@ class WorkerApp(faust.App):  # type: ignore[misc]
         return transport.Transport(self.conf.broker_consumer, self)
 
 
-def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
+def _faust_app(settings: Settings) -> WorkerApp:
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
-    app = WorkerApp(
+    return WorkerApp(
         settings.app_id,
         broker=transport.broker_url(settings),
         broker_credentials=_credentials(settings),
@@ -117,156 +109,101 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
         # Faust's table manager without its fixed 1 s pause at start (see transport.py).
         TableManager=transport.TableManager,
     )
-    policy_cfg = PolicyConfig(settings.dwell_s, settings.dwell_gap_s, settings.cooldown_s,
-                              settings.cap_per_hour, settings.offer_ttl_s)
-    positions_topic = app.topic(t.CUSTOMERS_LOCATIONS.name, value_serializer="raw",
-                                key_serializer="raw")
-    nearby_topic = app.topic(t.NEARBY_CUSTOMERS.name, value_serializer="raw", key_serializer="raw")
-    # Keys are the uid (JSON both ways: Faust's changelog recovery decodes keys with the
-    # schema's serializer, so a recovered key equals a live one).
-    policy_state = UidTable(
-        app, name="policy-state", default=None, partitions=settings.kafka_partitions,
-        schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
-        beacon=app.tables.beacon,
-    )
-    app.tables.add(policy_state)
-    stats: Counter[str] = Counter()
-    writer = ServingWriter(settings.redis_address)
-    # One engine writes NEARBY_CUSTOMERS: with NEARBY_ENGINE=ksqldb the proximity agent does
-    # not run even when WORKER_AGENTS names it (health.worker_agents).
-    enabled = worker_agents(settings)
-    # The worker that computes NEARBY rows also applies the policy and counts dwell to them
-    # in the same pass (the rows are still written to the topic for everyone else): reading
-    # ~20 rows per position back through Faust would cost several times the matching. The
-    # agents that read NEARBY_CUSTOMERS from the topic serve rows computed by another engine
-    # (ksqlDB): NEARBY_ENGINE=ksqldb, or WORKER_AGENTS without "proximity".
-    policy_inline = {"proximity", "policy"} <= enabled
-    dwell = DwellTracker(settings.dwell_gap_s) if {"proximity", "analytics"} <= enabled else None
-    out_nearby = Output(settings, "proximity")
-    # the topic-reading policy agent's own producer (each agent drains only its own sends)
-    out_offers = Output(settings, "policy") if "policy" in enabled and not policy_inline \
-        else out_nearby
-    out_views = Output(settings, "views")
 
-    def send_dead_letter(out: Output, source: str, error: str, raw: bytes | None,
-                         partition: int, offset: int) -> None:
-        reason = error.split(":", 1)[0][:60]
-        for name in ("dead_letters", f"dead:{reason}"):
-            stats[name] += 1
-            writer.count(name)  # the serving totals the API's /totals and metrics read
-        record = dead_letter(source, error, raw, partition, offset)
-        out.send(t.DEAD_LETTERS.name, None, record.to_json(), None)
 
-    async def view_dead_letter(source: str, error: str, raw: bytes | None,
+def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
+    """The worker's Faust app: its agents, tasks and timers (see :class:`Worker`)."""
+    app = _faust_app(settings)
+    Worker(app, settings, loglevel).install()
+    return app
+
+
+class Worker:
+    """The Faust shell around the pure processors (stream_apps/processor.py): feeds them
+    batches, sends what they derive, writes the serving store, and acknowledges a batch's
+    input records once the broker has acknowledged all its outputs."""
+
+    def __init__(self, app: WorkerApp, settings: Settings, loglevel: str) -> None:
+        self.app = app
+        self.settings = settings
+        self.loglevel = loglevel
+        self.stats: Counter[str] = Counter()
+        self.writer = ServingWriter(settings.redis_address)
+        # One engine writes NEARBY_CUSTOMERS: with NEARBY_ENGINE=ksqldb the proximity agent
+        # does not run even when WORKER_AGENTS names it (health.worker_agents).
+        self.enabled = enabled = worker_agents(settings)
+        # The worker that computes NEARBY rows also applies the policy and counts dwell to
+        # them in the same pass (the rows are still written to the topic for everyone else).
+        # The agents that read NEARBY_CUSTOMERS from the topic serve rows computed by another
+        # engine (ksqlDB): NEARBY_ENGINE=ksqldb, or WORKER_AGENTS without "proximity".
+        self.policy_inline = {"proximity", "policy"} <= enabled
+        self.dwell = DwellTracker(settings.dwell_gap_s) \
+            if {"proximity", "analytics"} <= enabled else None
+        self.out_nearby = Output(settings, "proximity")
+        # the topic-reading policy agent's own producer (each agent drains only its own sends)
+        self.out_offers = Output(settings, "policy") \
+            if "policy" in enabled and not self.policy_inline else self.out_nearby
+        self.out_views = Output(settings, "views")
+        self.outputs = [self.out_nearby] if self.out_offers is self.out_nearby \
+            else [self.out_nearby, self.out_offers]
+        self.views = Views(settings, self.view_dead_letter)
+        self.policy_cfg = PolicyConfig(settings.dwell_s, settings.dwell_gap_s,
+                                       settings.cooldown_s, settings.cap_per_hour,
+                                       settings.offer_ttl_s)
+        # Keys are the uid (JSON both ways: Faust's changelog recovery decodes keys with the
+        # schema's serializer, so a recovered key equals a live one).
+        self.policy_table = UidTable(
+            app, name="policy-state", default=None, partitions=settings.kafka_partitions,
+            schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+            beacon=app.tables.beacon,
+        )
+        app.tables.add(self.policy_table)
+        self.shoppers = Shoppers(self.policy_table, self.views.consents, self.policy_cfg)
+        self.processed: dict[int, int] = {}  # positions partition -> last offset handled
+        self.gc_pauses = GcPauses()
+        self.loop_lag = LoopLag()
+        self.stopping: list[str] = []
+
+    # -- dead letters, acknowledgements, stopping ------------------------------------------
+
+    def send_dead_letters(self, out: Output, letters: list[DeadLetter]) -> None:
+        for record in letters:
+            for name in ("dead_letters", f"dead:{dead_letter_reason(record.error)}"):
+                self.stats[name] += 1
+                self.writer.count(name)  # the serving totals the API's /totals and metrics read
+            out.send(t.DEAD_LETTERS.name, None, record.to_json(), None)
+
+    async def view_dead_letter(self, source: str, error: str, raw: bytes | None,
                                partition: int, offset: int) -> None:
-        send_dead_letter(out_views, source, error, raw, partition, offset)
-        await out_views.drain()
+        self.send_dead_letters(self.out_views, [dead_letter(source, error, raw, partition,
+                                                            offset)])
+        await self.out_views.drain()
 
-    views = Views(settings, view_dead_letter)
-    app.views = views  # type: ignore[attr-defined]
-    app.stats = stats  # type: ignore[attr-defined]
-
-    @app.task
-    async def replicate_views() -> None:
-        await views.run()
-
-    gc_pauses = GcPauses()
-    loop_lag = LoopLag()
-
-    @app.task
-    async def watch_loop_lag() -> None:
-        await loop_lag.run()
-
-    @app.task
-    async def gc_after_load() -> None:
-        gc_pauses.install()
-        await views.ready.wait()
-        if settings.worker_gc_freeze:
-            log.info("%d objects loaded at start exempt from garbage collection", gc_freeze())
-
-    # The policy state as the agents run it (dwell episodes included); the table (and its
-    # changelog) gets a shopper's state only when an offer is made: the cooldown and hourly cap
-    # must survive a restart, an episode need not (see ShopperState.offered). Writing every
-    # episode start made the changelog ~5x longer, and a restarted worker replays all of it
-    # (the embedded broker does not compact). Cleared on every rebalance: a shopper whose
-    # partition went elsewhere and came back is read from the table again.
-    live_state: dict[str, ShopperState] = {}
-    live_generation = [app.consumer_generation_id]
-
-    def shopper_of(uid: str, touched: dict[str, ShopperState]) -> ShopperState:
-        shopper = touched.get(uid)
-        if shopper is None:
-            if live_generation[0] != app.consumer_generation_id:
-                live_state.clear()
-                live_generation[0] = app.consumer_generation_id
-            shopper = live_state.get(uid)
-            if shopper is None:
-                shopper = ShopperState.from_dict(policy_state.get(uid))
-            touched[uid] = shopper
-        return shopper
-
-    def save_shoppers(touched: dict[str, ShopperState]) -> None:
-        for uid, shopper in touched.items():
-            if views.consents.get(uid) is None:
-                live_state.pop(uid, None)
-                if policy_state.get(uid) is not None:
-                    policy_state.pop(uid, None)  # erased or never opted in: keep nothing
-                continue
-            if shopper.changed:
-                shopper.prune(shopper.newest(), policy_cfg)
-                shopper.changed = False
-            if shopper.offered:
-                policy_state[uid] = shopper.to_dict()
-                shopper.offered = False
-            if shopper.near or shopper.last_offer:
-                live_state[uid] = shopper
-            else:
-                live_state.pop(uid, None)
-
-    @app.timer(interval=60.0)
-    async def prune_live_state() -> None:
-        """Forget the in-memory state of shoppers not seen for a while (their cooldowns are
-        in the table) and of shoppers whose consent is gone."""
-        newest = {uid: shopper.newest() for uid, shopper in live_state.items()}
-        now = max(newest.values(), default=0)
-        horizon = policy_cfg.gap_ms + 60_000
-        for uid, seen in newest.items():
-            if views.consents.get(uid) is None or now - seen > horizon:  # erased, or gone quiet
-                del live_state[uid]
-
-    def send_offer(offer: Offer, offers: list[Offer]) -> None:
-        offers.append(offer)
-        out_nearby.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
-
-    processed: dict[int, int] = {}  # positions partition -> last offset the agent handled
-
-    def hold(events: Any) -> tuple[int, list[Any]]:
+    def hold(self, events: Any) -> tuple[int, list[Any]]:
         """Keep a batch's events unacknowledged when the agent moves on (take_events acks
-        them; the extra reference makes that ack not the last one) until :func:`release`."""
+        them; the extra reference makes that ack not the last one) until :meth:`release`."""
         messages = [event.message for event in events]
         for message in messages:
             message.incref()
-        return app.consumer_generation_id, messages
+        return self.app.consumer_generation_id, messages
 
-    stopping: list[str] = []
-
-    def stop_worker(reason: str) -> None:
+    def stop_worker(self, reason: str) -> None:
         """A clean stop (leave the group, commit what was acknowledged) as on SIGTERM; the
         supervisor restarts us. Hard exit if that hangs."""
-        if stopping:
+        if self.stopping:
             return
-        stopping.append(reason)
+        self.stopping.append(reason)
         log.error("%s: stopping so that the worker is restarted", reason)
         threading.Timer(20.0, os._exit, args=(75,)).start()
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def acknowledge(held: list[Any]) -> None:
+    def acknowledge(self, held: list[Any]) -> None:
         """Acknowledge the events of batches whose outputs are all in the broker (Faust
         commits their offsets on its next commit). A batch taken before a rebalance is
         dropped instead: Faust seeks every partition back to its committed offset after a
         rebalance, so those events are read and handled again."""
-        generation = app.consumer_generation_id
-        consumer = app.consumer
+        generation = self.app.consumer_generation_id
+        consumer = self.app.consumer
         for item in held:
             if item is None:
                 continue
@@ -276,177 +213,93 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
             for message in messages:
                 message.ack(consumer)
 
-    def release(out: Output) -> None:
+    def release(self, out: Output) -> None:
         try:
-            acknowledge(out.released())
+            self.acknowledge(out.released())
         except DeliveryFailed as exc:
-            stop_worker(f"outputs not accepted by the broker ({exc})")
+            self.stop_worker(f"outputs not accepted by the broker ({exc})")
 
-    outputs = [out_nearby] if out_offers is out_nearby else [out_nearby, out_offers]
-
-    @app.timer(interval=0.02)
-    async def release_acknowledged() -> None:
+    async def release_acknowledged(self) -> None:
         """Acknowledge finished batches when traffic pauses (agents also do it per batch)."""
-        for out in outputs:
-            release(out)
+        for out in self.outputs:
+            self.release(out)
 
-    @app.on_before_shutdown.connect
-    async def settle_outputs(sender: Any, /, *_args: Any, **_: Any) -> None:
+    async def settle_outputs(self, sender: Any, /, *_args: Any, **_: Any) -> None:
         """On stop, after the partitions are paused and before the final commit: wait for
         the outputs in flight, so that a restart does not handle those batches again."""
-        for out in outputs:
+        for out in self.outputs:
             try:
-                acknowledge(await out.drain(timeout_s=10.0))
+                self.acknowledge(await out.drain(timeout_s=10.0))
             except DeliveryFailed as exc:
                 log.warning("stopping with unacknowledged outputs: %s", exc)
 
-    async def proximity(stream: Any) -> None:
+    # -- the agents ------------------------------------------------------------------------
+
+    async def publish(self, out: Output, derived: Derived, held: Any) -> None:
+        """Send a batch's outputs, seal them with the batch's input records (acknowledged
+        once the broker has them all), and write the serving store."""
+        nearby = t.NEARBY_CUSTOMERS.name
+        for key, hits, ts in derived.rows:
+            out.send_rows(nearby, key, hits, ts)
+        for offer in derived.offers:
+            out.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
+        if derived.dead_letters:
+            self.send_dead_letters(out, derived.dead_letters)
+        out.seal(held)
+        self.release(out)
+        self.writer.add_sums(derived.per_promo, derived.dwell)
+        self.stats.update(derived.counts)
+        await self.writer.write_batch(derived.live, derived.offers, derived.counts)
+        # backpressure: at most this many batches ahead of the broker
+        await out.room(self.settings.worker_max_in_flight)
+
+    async def proximity(self, stream: Any) -> None:
         """Positions -> NEARBY_CUSTOMERS rows (and, in the same pass, offers and dwell), a
-        fetched batch of position records at a time (see transport.py). A batch's records are
-        acknowledged to Faust (and so committed) only once the broker has acknowledged all its
-        rows and offers."""
-        await views.ready.wait()
-        state = views.proximity
-        nearby_name = t.NEARBY_CUSTOMERS.name
-        naive = settings.proximity_index == "naive"
-        match = state.match_hits_naive if naive else state.match_hits
-        promotions = state.promotions
-        consents = views.consents
+        fetched batch of position records at a time (see transport.py)."""
+        await self.views.ready.wait()
+        processor = ProximityProcessor(
+            self.views.proximity, self.views.consents,
+            self.shoppers if self.policy_inline else None, self.dwell,
+            naive=self.settings.proximity_index == "naive")
+        app, stats = self.app, self.stats
         async for records in stream:
-            if records[0].generation_id != app.consumer_generation_id:
+            generation = records[0].generation_id
+            if generation != app.consumer_generation_id:
                 continue  # fetched before a rebalance: Faust seeks back and reads them again
             t_batch = time.perf_counter()
-            live: list[tuple[str, str, float, float, int]] = []
-            batch = Counter[str]()
-            # counted straight into the serving writer's pending sums (flushed every second)
-            per_promo = writer.pending_per_promo
-            dwell_sums = writer.pending_dwell
-            offers: list[Offer] = []
-            touched: dict[str, ShopperState] = {}
-            n_rows = positions_ok = newest = 0
-            for msg in records:
-                processed[msg.partition] = msg.offset
-                try:
-                    pos = decode(CustomerLocation, msg.value)
-                    ts = pos.ts if pos.ts is not None else int(msg.timestamp * 1000)
-                    hits = match(pos, ts)
-                except RecordError as exc:
-                    send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name, exc.reason,
-                                     msg.value, msg.partition, msg.offset)
-                    continue
-                except UnknownStore as exc:
-                    if pos.store_id is None:
-                        batch["outside_stores"] += 1
-                    else:
-                        send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name, str(exc),
-                                         msg.value, msg.partition, msg.offset)
-                    continue
-                except GeoError as exc:
-                    send_dead_letter(out_nearby, t.CUSTOMERS_LOCATIONS.name,
-                                     f"invalid position: {exc}", msg.value, msg.partition,
-                                     msg.offset)
-                    continue
-                positions_ok += 1
-                newest = max(newest, ts)
-                uid = pos.uid
-                consent = consents.get(uid)
-                if hits:
-                    out_nearby.send_rows(nearby_name, uid.encode(), hits, ts)
-                    for hit in hits:
-                        pk = (hit[1], hit[0])
-                        per_promo[pk] = per_promo.get(pk, 0) + 1
-                    n_rows += len(hits)
-                    if dwell is not None:
-                        if naive:  # the country scan's rows may name several stores
-                            for h in hits:
-                                dwell.add(uid, h[0], h[2], ts, dwell_sums)
-                        else:
-                            dwell.add_position(uid, hits[0][0], [h[2] for h in hits], ts,
-                                               dwell_sums)
-                    if policy_inline:
-                        if consent is not None and consent.opted_in:
-                            for offer in decide_position(uid, hits, ts, shopper_of(uid, touched),
-                                                         promotions, policy_cfg, batch):
-                                send_offer(offer, offers)
-                        else:
-                            batch["policy:no_consent"] += len(hits)
-                            if consent is None and uid not in touched and (
-                                    uid in live_state or policy_state.get(uid) is not None):
-                                touched[uid] = ShopperState()  # erased: dropped by save_shoppers
-                if consent is not None and consent.opted_in and (pos.store_id or hits):
-                    # Only opted-in shoppers appear on the live floor map (an erased or
-                    # anonymous shopper's uid never lands in the serving store).
-                    store_id = pos.store_id or state.resolve_store(pos)
-                    live.append((uid, store_id, pos.latitude, pos.longitude, ts))
-            if touched:
-                save_shoppers(touched)
-            if dwell is not None and newest:
-                dwell.prune(newest)
-            batch["positions"] += positions_ok
-            batch["nearby"] += n_rows
-            batch["offers"] += len(offers)
-            batch["proximity_batches"] += 1
-            # The batch's records are acknowledged once the broker has all its outputs.
-            out_nearby.seal((records[0].generation_id, records))
-            release(out_nearby)
+            derived = processor.process(records, generation)
+            self.processed.update(derived.last_offsets)
             t_work = time.perf_counter()
-            batch["proximity_work_ms"] += int((t_work - t_batch) * 1000)
-            stats.update(batch)
-            await writer.write_batch(live, offers, batch)
-            # backpressure: at most this many batches ahead of the broker
-            await out_nearby.room(settings.worker_max_in_flight)
+            stats["proximity_work_ms"] += int((t_work - t_batch) * 1000)
+            await self.publish(self.out_nearby, derived, (generation, records))
             stats["proximity_wait_ms"] += int((time.perf_counter() - t_work) * 1000)
 
-    async def policy(stream: faust.StreamT) -> None:
+    async def policy(self, stream: faust.StreamT) -> None:
         """NEARBY_CUSTOMERS rows computed by another engine -> offers."""
         assert isinstance(stream, faust.Stream)  # take_events is on Stream, not StreamT
-        await views.ready.wait()
-        async for events in stream.take_events(settings.worker_batch,
-                                               within=settings.worker_batch_within_s):
-            offers: list[Offer] = []
-            touched: dict[str, ShopperState] = {}
-            batch = Counter[str]()
-            per_promo = writer.pending_per_promo  # flushed every second
-            for event in events:
-                msg = event.message
-                try:
-                    row = decode(NearbyCustomer, msg.value)
-                except RecordError as exc:
-                    send_dead_letter(out_offers, t.NEARBY_CUSTOMERS.name, exc.reason, msg.value,
-                                     msg.partition, msg.offset)
-                    continue
-                pk = (row.pid, row.store_id)
-                per_promo[pk] = per_promo.get(pk, 0) + 1
-                batch["nearby"] += 1
-                verdict, offer = decide(row, shopper_of(row.uid, touched),
-                                        views.consents.get(row.uid),
-                                        views.proximity.promotions.get(row.pid), policy_cfg)
-                batch[f"policy:{verdict}"] += 1
-                if offer is not None:
-                    offers.append(offer)
-                    out_offers.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
-            save_shoppers(touched)
-            out_offers.seal(hold(events))
-            release(out_offers)
-            batch["offers"] += len(offers)
-            stats.update(batch)
-            # the same totals as the inline path (rows, offers, verdicts) in the serving store
-            await writer.write_batch([], offers, batch)
-            await out_offers.room(settings.worker_max_in_flight)
+        await self.views.ready.wait()
+        processor = PolicyProcessor(self.views.proximity, self.shoppers)
+        async for events in stream.take_events(self.settings.worker_batch,
+                                               within=self.settings.worker_batch_within_s):
+            derived = processor.process([event.message for event in events],
+                                        self.app.consumer_generation_id)
+            await self.publish(self.out_offers, derived, self.hold(events))
 
-    if "proximity" in enabled:
-        # Position records arrive a fetched batch at a time on a queue a few batches deep (the
-        # fetcher waits when the proximity loop is behind). A plain asyncio queue, not a Faust
-        # channel: a channel drops what is put on it while its reader is not subscribed, and
-        # clears itself whenever the flow resumes after a rebalance, which lost the batches in
-        # flight across a restart. Batches taken before a rebalance are skipped by generation.
+    def install_proximity(self) -> None:
+        """Position records arrive a fetched batch at a time on a queue a few batches deep
+        (the fetcher waits when the proximity loop is behind). A plain asyncio queue, not a
+        Faust channel: a channel drops what is put on it while its reader is not subscribed,
+        and clears itself whenever the flow resumes after a rebalance, which lost the batches
+        in flight across a restart. Batches taken before a rebalance are skipped by
+        generation."""
+        app = self.app
         position_batches: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=4)
+        step = self.settings.worker_batch
 
         async def hand_over(records: list[Any]) -> None:
             # At most worker_batch positions at a time: a fetch after a pause can hold
             # thousands, and the event loop (timers, acknowledgements, Redis) waits while the
             # loop works through one batch.
-            step = settings.worker_batch
             for i in range(0, len(records), step):
                 await position_batches.put(records[i:i + step])
 
@@ -454,25 +307,51 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
             while True:
                 yield await position_batches.get()
 
+        positions_topic = app.topic(t.CUSTOMERS_LOCATIONS.name, value_serializer="raw",
+                                    key_serializer="raw")
         app.topics.add(positions_topic)  # subscribed, but delivered to hand_over
         app.batch_handlers = {positions_topic.get_topic_name(): hand_over}
 
         @app.task
         async def run_proximity() -> None:
             try:
-                await proximity(batches())
+                await self.proximity(batches())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug: restart from the committed offsets
                 log.exception("proximity loop failed")
-                stop_worker(f"proximity loop failed ({type(exc).__name__})")
-    if "policy" in enabled and not policy_inline:
-        app.agent(nearby_topic, name="policy")(policy)
+                self.stop_worker(f"proximity loop failed ({type(exc).__name__})")
 
-    @app.task
-    async def enable_our_logs() -> None:
-        # Faust configures logging when the worker starts (disabling loggers that existed);
-        # ours say lifecycle and totals even when Faust itself logs warnings only.
+    # -- tasks and timers ------------------------------------------------------------------
+
+    async def replicate_views(self) -> None:
+        await self.views.run()
+
+    async def watch_loop_lag(self) -> None:
+        await self.loop_lag.run()
+
+    async def gc_after_load(self) -> None:
+        self.gc_pauses.install()
+        await self.views.ready.wait()
+        if self.settings.worker_gc_freeze:
+            log.info("%d objects loaded at start exempt from garbage collection", gc_freeze())
+
+    async def prune_live_state(self) -> None:
+        self.shoppers.prune()
+
+    async def flush_serving(self) -> None:
+        if time.monotonic() - self.writer.last_flush >= self.writer.interval_s:
+            await self.writer.flush()
+
+    async def report(self) -> None:
+        if self.stats:
+            log.info("worker totals: %s", dict(sorted(self.stats.items())))
+        log.info("worker event loop: %s; garbage collection: %s", self.loop_lag.report(),
+                 self.gc_pauses.report())
+
+    async def enable_our_logs(self) -> None:
+        """Faust configures logging when the worker starts (disabling loggers that existed);
+        ours say lifecycle and totals even when Faust itself logs warnings only."""
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] "
                                                "%(name)s: %(message)s"))
@@ -486,73 +365,89 @@ def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:
             logging.getLogger(name).disabled = False
         # The worker's root logger ends up at DEBUG whatever `-l` says (the handler filters),
         # so every aiokafka/Faust debug call built a record: ~6 % of the worker's CPU.
-        logging.getLogger().setLevel(logging.getLevelName(loglevel.upper()))
-        log.info("worker started: agents %s", ", ".join(sorted(enabled)))
-        if settings.nearby_engine == "ksqldb":
+        logging.getLogger().setLevel(logging.getLevelName(self.loglevel.upper()))
+        log.info("worker started: agents %s", ", ".join(sorted(self.enabled)))
+        if self.settings.nearby_engine == "ksqldb":
             log.info("NEARBY_ENGINE=ksqldb: ksqlDB writes %s, the proximity agent is off%s; "
                      "policy and analytics read the topic", t.NEARBY_CUSTOMERS.name,
-                     " (WORKER_AGENTS names it)" if "proximity" in settings.worker_agent_set
+                     " (WORKER_AGENTS names it)" if "proximity" in self.settings.worker_agent_set
                      else "")
 
-    def settled() -> bool:
+    def install(self) -> None:
+        """Register the agents, tasks and timers with the Faust app."""
+        app, settings, enabled = self.app, self.settings, self.enabled
+        for task in (self.replicate_views, self.watch_loop_lag, self.gc_after_load,
+                     self.enable_our_logs):
+            app.task(task)
+        app.timer(interval=60.0)(self.prune_live_state)
+        app.timer(interval=0.02)(self.release_acknowledged)
+        app.timer(interval=self.writer.interval_s)(self.flush_serving)
+        app.timer(interval=settings.worker_report_interval_s)(self.report)
+        app.on_before_shutdown.connect(self.settle_outputs)
+        if "proximity" in enabled:
+            self.install_proximity()
+            if settings.worker_stall_s > 0:
+                Liveness(self).install()
+        if "policy" in enabled and not self.policy_inline:
+            nearby_topic = app.topic(t.NEARBY_CUSTOMERS.name, value_serializer="raw",
+                                     key_serializer="raw")
+            app.agent(nearby_topic, name="policy")(self.policy)
+        if "analytics" in enabled:
+            analytics.agents(app, settings, dwell_from_topic=self.dwell is None)
+
+
+class Liveness:
+    """Exit (the supervisor restarts us) when a positions partition stopped moving while
+    events wait on it: see stream_apps/watchdog.py."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self.stall_s = worker.settings.worker_stall_s
+        self.watch = StallWatch(self.stall_s)
+        self.offsets = OffsetProbe(worker.settings, t.CUSTOMERS_LOCATIONS.name)
+
+    def install(self) -> None:
+        self.app.timer(interval=max(1.0, self.stall_s / 6))(self.liveness)
+
+    def settled(self) -> bool:
         """Not rebalancing, not restoring tables, flow running: partitions should move."""
+        app = self.app
         return not (app.rebalancing or app.in_recovery or not app.flow_control.is_active())
 
-    def handled(partitions: Any, committed: dict[int, int]) -> dict[int, int]:
+    def handled(self, partitions: Any, committed: dict[int, int]) -> dict[int, int]:
         """The last positions offset handled per partition: by the agent, or before the
         committed offset (-1: none)."""
+        processed = self.worker.processed
         return {p: max(processed.get(p, -1), committed.get(p, 0) - 1) for p in partitions}
 
-    if "proximity" in enabled and settings.worker_stall_s > 0:
-        watch = StallWatch(settings.worker_stall_s)
-        offsets = OffsetProbe(settings, t.CUSTOMERS_LOCATIONS.name)
-
-        @app.timer(interval=max(1.0, settings.worker_stall_s / 6))
-        async def liveness() -> None:
-            """Exit (the supervisor restarts us) when a partition stopped moving while events
-            wait on it: see stream_apps/watchdog.py."""
-            if not settled():
-                watch.observe(time.monotonic(), set(), {}, {})  # not while it is expected
-                return
-            assigned = {tp.partition for tp in app.consumer.assignment()
-                        if tp.topic == t.CUSTOMERS_LOCATIONS.name}
-            if not assigned:
-                return
-            try:
-                ends, committed = await asyncio.to_thread(offsets.read, assigned)
-            except KafkaException as exc:
-                log.warning("liveness: offsets unavailable (%s)", exc)
-                return
-            stalled = watch.observe(time.monotonic(), assigned, handled(assigned, committed), ends)
-            if stalled:
-                log.error("partition(s) %s of %s have not moved for %.0f s while events wait",
-                          stalled,
-                          t.CUSTOMERS_LOCATIONS.name, settings.worker_stall_s)
-                try:
-                    log.error("liveness: consumer state %s (processed %s, committed %s, ends %s)",
-                              consumer_state(app, t.CUSTOMERS_LOCATIONS.name),
-                              {p: processed.get(p) for p in assigned}, committed, ends)
-                except Exception:
-                    log.exception("liveness: consumer state unavailable")
-                # A clean stop: a restart after an unclean exit is what stalls.
-                stop_worker("liveness: a partition stopped moving")
-
-    @app.timer(interval=writer.interval_s)
-    async def flush_serving() -> None:
-        if time.monotonic() - writer.last_flush >= writer.interval_s:
-            await writer.flush()
-
-    @app.timer(interval=settings.worker_report_interval_s)
-    async def report() -> None:
-        if stats:
-            log.info("worker totals: %s", dict(sorted(stats.items())))
-        log.info("worker event loop: %s; garbage collection: %s", loop_lag.report(),
-                 gc_pauses.report())
-
-    if "analytics" in enabled:
-        analytics.agents(app, settings, dwell_from_topic=dwell is None)
-
-    return app
+    async def liveness(self) -> None:
+        if not self.settled():
+            self.watch.observe(time.monotonic(), set(), {}, {})  # not while it is expected
+            return
+        topic = t.CUSTOMERS_LOCATIONS.name
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+        if not assigned:
+            return
+        try:
+            ends, committed = await asyncio.to_thread(self.offsets.read, assigned)
+        except KafkaException as exc:
+            log.warning("liveness: offsets unavailable (%s)", exc)
+            return
+        stalled = self.watch.observe(time.monotonic(), assigned,
+                                     self.handled(assigned, committed), ends)
+        if not stalled:
+            return
+        log.error("partition(s) %s of %s have not moved for %.0f s while events wait",
+                  stalled, topic, self.stall_s)
+        try:
+            log.error("liveness: consumer state %s (processed %s, committed %s, ends %s)",
+                      consumer_state(self.app, topic),
+                      {p: self.worker.processed.get(p) for p in assigned}, committed, ends)
+        except Exception:
+            log.exception("liveness: consumer state unavailable")
+        # A clean stop: a restart after an unclean exit is what stalls.
+        self.worker.stop_worker("liveness: a partition stopped moving")
 
 
 def run_worker(loglevel: str = "warning") -> None:

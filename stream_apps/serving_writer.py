@@ -52,8 +52,8 @@ class ServingWriter:
         offers: list[Offer],
         totals: Counter[str],
     ) -> None:
-        """Add a batch's live positions, offers and totals; the agents count NEARBY rows per
-        promotion and dwell straight into ``pending_per_promo`` and ``pending_dwell``."""
+        """Add a batch's live positions, offers and totals (its NEARBY counts per promotion and
+        dwell go through :meth:`add_sums`)."""
         for uid, store_id, lat, lon, ts in positions:
             if ts - self._last_pos.get(uid, 0) < POSITION_EVERY_MS:
                 continue
@@ -76,6 +76,17 @@ class ServingWriter:
             await self._execute(pipe)
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
+
+    def add_sums(self, per_promo: dict[tuple[str, str], int],
+                 dwell: dict[tuple[int, str], float]) -> None:
+        """Add a batch's NEARBY counts per (pid, store_id) and dwell seconds per (bucket,
+        ``store:sku``) (written with the next flush)."""
+        pending = self.pending_per_promo
+        for k, n in per_promo.items():
+            pending[k] = pending.get(k, 0) + n
+        sums = self.pending_dwell
+        for member, seconds in dwell.items():
+            sums[member] = sums.get(member, 0.0) + seconds
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a global total (written with the next flush)."""
