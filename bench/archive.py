@@ -14,11 +14,11 @@ from typing import Any
 from instore import archive as a
 from instore import results
 from instore import topics as t
+from instore.embedded.services import isolated_settings, start_stack
 from instore.kafka import make_producer
 from instore.records import NearbyCustomer, now_ms
 from instore.results import time_left
 from instore.settings import Settings, get_settings
-from instore.stack import isolated_settings, start_stack
 from producers.shoppers import walk_positions
 from producers.world import build_world
 from stream_apps.archive.service import Archiver

@@ -40,12 +40,12 @@ from bench.stats import percentile
 from instore import results
 from instore import topics as t
 from instore.embedded import ServiceSpec, Stack, kafka_specs
+from instore.embedded.services import child_env_for, isolated_settings
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.proximity import ProximityState
 from instore.records import CustomerLocation, ShopperConsent, now_ms
 from instore.results import time_left
 from instore.settings import Settings, get_settings
-from instore.stack import child_env_for, isolated_settings
 from producers.publish import wait_for_worker
 from producers.shoppers import walk_positions
 from producers.world import build_world

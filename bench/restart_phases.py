@@ -44,10 +44,10 @@ from confluent_kafka import OFFSET_END, TopicPartition
 from instore import results
 from instore import topics as t
 from instore.embedded import ServiceSpec, Stack, core_specs, free_port, instore_cmd
+from instore.embedded.services import child_env_for, isolated_settings
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
 from instore.records import CustomerLocation, Promotion, ShopperConsent, StoreProduct, now_ms
 from instore.settings import Settings, get_settings
-from instore.stack import child_env_for, isolated_settings
 
 PRODUCT = StoreProduct(sku=1, store_id="s1", segment="coffee", name="Beans", latitude=51.5,
                        longitude=-0.12, country="GB")

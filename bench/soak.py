@@ -46,6 +46,7 @@ from bench.stats import percentile
 from instore import results as results_log
 from instore import topics as t
 from instore.embedded import Stack, free_port, port_open
+from instore.embedded.services import child_env_for, isolated_settings, service_specs
 from instore.health import consumer_lag, worker_topics
 from instore.kafka import (
     ensure_topics,
@@ -58,7 +59,6 @@ from instore.kafka import (
 from instore.logscan import log_files, scan, secrets_of
 from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
-from instore.stack import child_env_for, isolated_settings, service_specs
 from mobile_push.sse_client import SseParser
 from producers.publish import publish_consents, publish_positions, publish_world, wait_for_worker
 from producers.shoppers import walk_positions

@@ -152,9 +152,9 @@ def up(
     endpoint, API) and keep it running until Ctrl-C; a crashed service is restarted. Everything
     is kept under the data dir: stop and start again, and topics, records and offsets are there."""
     from instore.embedded import StackError, resolve_data_dir  # noqa: PLC0415
+    from instore.embedded.services import start_stack  # noqa: PLC0415
     from instore.health import write_stack_status  # noqa: PLC0415
     from instore.kafka import KafkaUnavailable  # noqa: PLC0415
-    from instore.stack import start_stack  # noqa: PLC0415
 
     setup_logging()
     settings = get_settings()

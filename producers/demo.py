@@ -27,11 +27,11 @@ from rich.table import Table
 
 from instore import topics as t
 from instore.embedded import Stack, port_open
+from instore.embedded.services import start_stack
 from instore.kafka import make_consumer, make_producer, produce
 from instore.qr import reachable_from_a_phone, terminal_qr
 from instore.records import KioskInteraction, now_ms
 from instore.settings import LOOPBACK, Settings
-from instore.stack import start_stack
 from instore.stats import percentile
 from producers.publish import (
     publish_consents,

@@ -30,12 +30,12 @@ from bench.proximity import _cpu_s, _drain, _tail_consumer, _throughput
 from instore import records as r
 from instore import topics as t
 from instore.embedded import Stack
+from instore.embedded.services import child_env_for
 from instore.errors import InstoreError
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.proximity import ProximityState
 from instore.records import CustomerLocation, StoreProduct, now_ms
 from instore.settings import Settings
-from instore.stack import child_env_for
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIX_VENV = ROOT / ".venv-quix"

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from instore.embedded.services import child_env_for, isolated_settings
 from instore.settings import DEV_KEYS, get_settings
-from instore.stack import child_env_for, isolated_settings
 from tests.conftest import ROOT
 from tests.e2e import SCREENSHOTS
 from tests.e2e.test_api_dashboard import CHROMIUM_ARGS, wait_for

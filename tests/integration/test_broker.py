@@ -16,11 +16,11 @@ from confluent_kafka.admin import ConfigResource
 
 from instore import topics as t
 from instore.embedded import kafka
+from instore.embedded.services import isolated_settings, start_stack
 from instore.health import check, services_check, write_stack_status
 from instore.kafka import ensure_topics, make_admin, make_consumer, make_producer, produce
 from instore.records import Promotion, ShopperConsent
 from instore.settings import Settings
-from instore.stack import isolated_settings, start_stack
 from tests.conftest import make_settings
 from tests.integration.api_harness import poll
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from instore.embedded.services import child_env_for, isolated_settings
 from instore.settings import get_settings
-from instore.stack import child_env_for, isolated_settings
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from instore.embedded.services import service_specs
 from instore.settings import Settings
-from instore.stack import service_specs
 from tests.conftest import ROOT
 from tests.unit.test_reports import build_archive
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from instore.commands.ksql import make_client, nearby_writers
+from instore.embedded.services import isolated_settings, start_stack
 from instore.settings import Settings
-from instore.stack import isolated_settings, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from instore.embedded import kafka_nodes, redis_argv
+from instore.embedded.services import service_specs
 from instore.settings import DEV_KEYS, LOOPBACK, Settings
-from instore.stack import service_specs
 from stream_apps.ksqldb import server
 
 PUBLIC = "192.0.2.10"  # TEST-NET-1: never routed, only compared here
@@ -39,11 +39,12 @@ def test_internal_services_bind_loopback_whatever_host_says(tmp_path: Path) -> N
     assert settings.ksqldb_address.startswith(f"http://{LOOPBACK}:")
 
 
-def test_faust_and_ksql_endpoint_bind_loopback() -> None:
-    from stream_apps.app import create_app
+def test_faust_and_ksql_endpoint_bind_loopback(tmp_path: Path) -> None:
+    from stream_apps.app import _faust_app
 
-    # (building the app starts its producers, so this reads the call instead)
-    assert "web_bind=LOOPBACK" in inspect.getsource(create_app)
+    # the bare Faust app (the worker's producers start with its agents, not here)
+    app = _faust_app(Settings(data_dir=tmp_path, host=PUBLIC))
+    assert app.conf.web_bind == LOOPBACK and not app.conf.web_enabled
     # `instore ksql serve` passes no host: the endpoint's default is loopback, not INSTORE_HOST
     assert "host or LOOPBACK" in inspect.getsource(server.serve)
 
