@@ -11,6 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from instore.settings import get_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 
@@ -37,9 +39,10 @@ def stamp(fig: dict[str, Any], broker: str = "kafka") -> dict[str, Any]:
 
 def append(name: str, fig: dict[str, Any], broker: str = "kafka",
            path: Path | None = None) -> dict[str, Any]:
-    """Stamp ``fig`` and append it to ``bench/results/<name>.jsonl`` (or ``path``)."""
+    """Stamp ``fig`` and append it to ``<name>.jsonl`` in ``bench/results/`` (or in
+    ``INSTORE_BENCH_RESULTS_DIR``; or to ``path``)."""
     line = stamp(fig, broker)
-    target = path or RESULTS_DIR / f"{name}.jsonl"
+    target = path or (get_settings().bench_results_dir or RESULTS_DIR) / f"{name}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("a") as fh:
         fh.write(json.dumps(line) + "\n")

@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     # Where `instore up` keeps the broker's and Redis's data and the services' logs.
     data_dir: Path = Field(default_factory=lambda: Path(".instore"),
                            validation_alias="INSTORE_DATA_DIR")
+    # Where `instore bench ...` appends its figures (unset: bench/results/ in the repository,
+    # which docs/benchmarks.md is made from).
+    bench_results_dir: Path | None = Field(default=None,
+                                           validation_alias="INSTORE_BENCH_RESULTS_DIR")
 
     # Offer policy (see DESIGN.md "From near to offer").
     dwell_s: float = Field(default=5.0, ge=0)

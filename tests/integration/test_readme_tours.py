@@ -1,11 +1,13 @@
-"""The README's tours run as written: `instore up` on free ports, then each tour's bash block
-verbatim (only the API's port and the data dir substituted), every line succeeding. The
-engineer's lines that need hardware, an account or minutes (a 3-node cluster, Terraform
-against Confluent Cloud, a benchmark) are checked for their flags here and run by their own
-tests (test_cluster.py, tests/unit/test_cloud_cli.py, bench)."""
+"""The README's tours run as written: the engineer's `instore up` line (a 3-node cluster) on
+free ports, then each tour's bash block verbatim (only the API's port and the data dir
+substituted), every line succeeding. Two engineer lines run differently: `instore bench
+proximity --json` runs on a small world (the full run takes minutes), its figures written to a
+temporary directory; `instore cloud up` needs a Confluent Cloud account, so its flags are
+checked here and tests/unit/test_cloud_cli.py runs it against a stand-in terraform."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -32,6 +34,12 @@ def tour(name: str) -> str:
     return section.split("```bash\n", 1)[1].split("```", 1)[0]
 
 
+def tour_lines(name: str) -> list[str]:
+    """The tour's commands, one per line, without their comments."""
+    lines = [re.split(r"\s+#", line)[0].strip() for line in tour(name).splitlines()]
+    return [line for line in lines if line]
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data = tmp_path_factory.mktemp("tour-data")
@@ -45,7 +53,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     "ARCHIVE_FLUSH_S": "1",  # the analyst's tour reads what was just written
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (data / "up.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "instore", "up"], env=env, cwd=data,
+    up = next(line for line in tour_lines("Engineer") if line.startswith("instore up "))
+    argv = up.replace("./instore-data", str(data)).split()
+    proc = subprocess.Popen([sys.executable, "-m", "instore", *argv[1:]], env=env, cwd=data,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = f"http://127.0.0.1:{ports['API_PORT']}"
     try:
@@ -106,16 +116,19 @@ def test_analyst_tour(stack: dict[str, Any]) -> None:
     assert '"nodes"' in out  # the lineage answer
 
 
-def test_engineer_tour(stack: dict[str, Any]) -> None:
-    lines = [re.split(r"\s+#", line)[0].strip() for line in tour("Engineer").splitlines()]
-    lines = [line for line in lines if line]
-    long_or_external = ("instore up ", "instore cloud up", "instore bench proximity")
-    for line in lines:
-        if line.startswith(long_or_external):  # their flags exist; their own tests run them
+def test_engineer_tour(stack: dict[str, Any], tmp_path: Path) -> None:
+    lines = tour_lines("Engineer")
+    assert lines[0].startswith("instore up --brokers 3")  # the stack the tours run on
+    status = ok(run_block(stack, "instore status --json --data-dir ./instore-data"))
+    assert json.loads(status.strip().splitlines()[-1])["checks"]["broker"]["brokers"] == 3
+    for line in lines[1:]:
+        if line.startswith("instore cloud up"):  # an account: tests/unit/test_cloud_cli.py
             flags = [w for w in line.split() if w.startswith("--")]
             helped = ok(run_block(stack, line.split(" --")[0] + " --help"))
             for flag in flags:
                 assert flag in helped, (line, flag)
+        elif line.startswith("instore bench proximity"):
+            bench(stack, line, tmp_path)
         elif line.startswith("instore edge run"):  # runs until Ctrl-C
             proc = subprocess.Popen(["bash", "-c", f"exec {line} --quiet"], env=stack["env"],
                                     cwd=stack["cwd"], stdout=subprocess.PIPE,
@@ -127,3 +140,17 @@ def test_engineer_tour(stack: dict[str, Any]) -> None:
             assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
         else:
             ok(run_block(stack, line))
+
+
+def bench(stack: dict[str, Any], line: str, tmp_path: Path) -> None:
+    """The benchmark as the README gives it, on a small world and a short latency run."""
+    small = " --stores 2 --products 300 --promoted 10 --events 3000 --latency-seconds 2 --no-ceiling"
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", line + small],
+                          env=stack["env"] | {"INSTORE_BENCH_RESULTS_DIR": str(tmp_path)},
+                          cwd=stack["cwd"], capture_output=True, text=True, timeout=600,
+                          check=False)
+    fig = json.loads(ok(done).strip().splitlines()[-1])
+    assert fig["events"] == 3000 and fig["events_per_s"] > 0 and fig["nearby_rows"] > 0
+    assert fig["p99_ms"] > 0 and fig["offer_p99_ms"] > 0
+    recorded = [json.loads(x) for x in (tmp_path / "proximity.jsonl").read_text().splitlines()]
+    assert recorded[-1]["events_per_s"] == fig["events_per_s"] and recorded[-1]["broker"] == "kafka"
