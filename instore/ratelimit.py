@@ -1,76 +1,46 @@
 """Rate limits by key (a client address, or address and route).
 
-- ``RateLimiter``: token buckets in memory, for one process (the local push hub): ``per_min``
-  tokens a minute, bursts up to ``per_min``; the least recently used buckets are dropped first
-  past ``MAX_CLIENTS``.
-- ``SharedRateLimiter``: at most ``per_min`` in any moving 60 s window, counted in Redis with
-  the ``limits`` library, so every API process behind a load balancer spends one budget. Redis
-  unreachable: the request is let through (logged), the API keeps serving.
+Both are the ``limits`` library's moving window: at most ``per_min`` hits in any 60 s.
+
+- ``RateLimiter``: counted in memory, for one process (the local push hub).
+- ``SharedRateLimiter``: counted in Redis, so every API process behind a load balancer spends
+  one budget. Redis unreachable: the request is let through (logged), the API keeps serving.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter as SyncMovingWindow
 
 from instore import serving
 
 log = logging.getLogger(__name__)
 
-MAX_CLIENTS = 100_000  # buckets kept (least recently used dropped first)
-
-
-class TokenBucket:
-    __slots__ = ("level", "updated")
-
-    def __init__(self, capacity: float, now: float) -> None:
-        self.level = capacity
-        self.updated = now
-
-
 class RateLimiter:
-    """Token buckets by key: ``per_min`` tokens a minute, bursts up to ``per_min``."""
+    """At most ``per_min`` hits per key in any moving minute, counted in this process's memory
+    (``limits``' moving window; its storage drops a key once its window is over)."""
 
-    def __init__(self, per_min: int, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
-        self.capacity = float(per_min)
-        self.rate = per_min / 60.0
-        self.clock = clock
-        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+    def __init__(self, per_min: int) -> None:
+        self.item = RateLimitItemPerMinute(per_min)
+        self.limiter = SyncMovingWindow(MemoryStorage())
 
-    def _bucket(self, key: str) -> TokenBucket:
-        now = self.clock()
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(self.capacity, now)
-            self.buckets[key] = bucket
-            if len(self.buckets) > MAX_CLIENTS:
-                self.buckets.popitem(last=False)
-        else:
-            self.buckets.move_to_end(key)
-            bucket.level = min(self.capacity, bucket.level + (now - bucket.updated) * self.rate)
-            bucket.updated = now
-        return bucket
-
-    def allow(self, key: str, cost: float = 1.0) -> bool:
-        """Take ``cost`` from the bucket; False when there is not that much left."""
-        bucket = self._bucket(key)
-        if bucket.level >= cost:
-            bucket.level -= cost
-            return True
-        return False
+    def allow(self, key: str, cost: int = 1) -> bool:
+        """Count ``cost`` hits; False (and nothing counted) when the budget left is smaller."""
+        return bool(self.limiter.hit(self.item, key, cost=cost))
 
     def exhausted(self, key: str) -> bool:
-        return self._bucket(key).level < 1.0
+        return not self.limiter.test(self.item, key)
 
     def retry_after_s(self, key: str) -> int:
-        bucket = self._bucket(key)
-        return max(1, int((1.0 - bucket.level) / self.rate) + 1)
+        stats = self.limiter.get_window_stats(self.item, key)
+        return max(1, int(stats.reset_time - time.time()) + 1)
 
 
 class SharedRateLimiter:

@@ -1,4 +1,4 @@
-"""Pure security rules: the token-bucket rate limiter and the log scanner."""
+"""Pure security rules: the in-memory rate limiter and the log scanner."""
 
 from __future__ import annotations
 
@@ -9,25 +9,15 @@ from instore.ratelimit import RateLimiter
 from instore.settings import Settings
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_bucket_allows_a_burst_then_refills_with_time() -> None:
-    clock = Clock()
-    limiter = RateLimiter(6, clock=clock)  # 6 a minute = one every 10 s
+def test_limiter_allows_the_budget_per_key_then_says_when_to_retry() -> None:
+    limiter = RateLimiter(6)
+    assert not limiter.exhausted("ip")
     assert all(limiter.allow("ip") for _ in range(6))
-    assert not limiter.allow("ip")
+    assert not limiter.allow("ip") and limiter.exhausted("ip")
     assert limiter.allow("other-ip")  # per key
-    assert limiter.retry_after_s("ip") == 11
-    clock.now = 10.0
-    assert limiter.allow("ip") and not limiter.allow("ip")
-    clock.now = 1000.0
-    assert sum(limiter.allow("ip") for _ in range(20)) == 6  # never more than the burst
+    assert 50 <= limiter.retry_after_s("ip") <= 61  # the first hit leaves the window in 60 s
+    assert limiter.allow("costly", cost=4) and not limiter.allow("costly", cost=3)
+    assert limiter.allow("costly", cost=2)  # a refused hit counted nothing
 
 
 def test_shared_limiter_lets_requests_through_without_redis() -> None:
