@@ -59,7 +59,7 @@ from instore.logscan import log_files, scan, secrets_of
 from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
 from instore.stack import child_env_for, isolated_settings, service_specs
-from mobile_push.sse_client import SseParser
+from mobile_push.local_hub.sse_client import SseParser
 from producers.publish import publish_consents, publish_positions, publish_world, wait_for_worker
 from producers.shoppers import walk_positions
 from producers.world import build_world
@@ -380,7 +380,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         if not wait_for_worker(settings, promoted, 180):
             progress("the worker has not answered after 180 s; soaking anyway")
 
-        from mobile_push.tokens import ApiKey, TokenAuthority  # noqa: PLC0415
+        from mobile_push.local_hub.tokens import ApiKey, TokenAuthority  # noqa: PLC0415
 
         key = ApiKey.parse(settings.ably_key)
         token = TokenAuthority([key]).issue(key, {"shopper:*": frozenset({"subscribe"})},

@@ -15,6 +15,7 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from bench.processes import Child, wait_http
 from instore import serving
 from instore import topics as t
 from instore.ably import make_rest
@@ -29,9 +30,8 @@ from instore.records import (
     now_ms,
 )
 from mobile_push import routing
-from mobile_push.local_stack import Child, wait_http
-from mobile_push.sse_client import Subscription, decode_data, request_token
-from mobile_push.tokens import ApiKey, sign_token_request
+from mobile_push.local_hub.sse_client import Subscription, decode_data, request_token
+from mobile_push.local_hub.tokens import ApiKey, sign_token_request
 from tests.conftest import child_env, make_settings
 
 pytestmark = pytest.mark.integration

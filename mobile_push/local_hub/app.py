@@ -5,7 +5,7 @@ Routes (Ably's shapes): ``GET /time``, ``POST /keys/{keyName}/requestToken``,
 ``POST /channels/{name}/messages`` (Basic or Bearer; capability ``publish``; message ``id``
 de-duplicated per channel), ``GET /channels/{name}/messages`` (capability ``history``).
 ``POST /keys/{keyName}/revokeTokens`` (Basic auth with that key; revocable tokens), and Ably's
-realtime protocol over WebSocket at ``/`` (see ``mobile_push.realtime``: what ably-js and the
+realtime protocol over WebSocket at ``/`` (see ``mobile_push.local_hub.realtime``: what ably-js and the
 Python SDK need to subscribe and publish).
 Ours: ``GET /channels/{name}/stream?accessToken=..&rewind=N`` (SSE; capability ``subscribe``;
 the pages' fallback when ably-js cannot load), ``/phone``, ``/kiosk``, ``/config.json``,
@@ -44,12 +44,12 @@ from instore.channels import shopper_channel
 from instore.ratelimit import RateLimiter
 from instore.settings import Settings
 from mobile_push.ably_client import page_config
-from mobile_push.realtime import DISCONNECTED, RealtimeSession, error_info
-from mobile_push.tokens import ApiKey, AuthError, Grant, TokenAuthority, unauthorized
+from mobile_push.local_hub.realtime import DISCONNECTED, RealtimeSession, error_info
+from mobile_push.local_hub.tokens import ApiKey, AuthError, Grant, TokenAuthority, unauthorized
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parents[1] / "static"  # the pages are the product's, served here
 MAX_MESSAGE_BYTES = 65_536  # Ably's default maximum message size
 HISTORY_KEEP = 200
 DEDUPE_KEEP = 20_000

@@ -44,13 +44,13 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mobile_push import capability as cap
-from mobile_push.tokens import AuthError, Grant, TokenAuthority, unauthorized
+from mobile_push.local_hub import capability as cap
+from mobile_push.local_hub.tokens import AuthError, Grant, TokenAuthority, unauthorized
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from mobile_push.hub import Hub, Subscriber
+    from mobile_push.local_hub.app import Hub, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class RealtimeSession:
                 await self._send({"action": ERROR, "error": _ably_error(exc)})
                 await self.ws.close()
             return
-        from mobile_push.hub import Subscriber  # noqa: PLC0415 (hub imports this module)
+        from mobile_push.local_hub.app import Subscriber  # noqa: PLC0415 (hub imports this module)
 
         self.sub = Subscriber(self.grant, kind="websocket")
         self.hub.add_subscriber(self.sub)
