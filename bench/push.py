@@ -48,12 +48,12 @@ from instore.records import (
     now_ms,
 )
 from instore.settings import Settings
-from mobile_push.local_hub.realtime import ATTACH as RT_ATTACH
-from mobile_push.local_hub.realtime import ATTACHED as RT_ATTACHED
-from mobile_push.local_hub.realtime import CONNECTED as RT_CONNECTED
-from mobile_push.local_hub.realtime import DISCONNECTED as RT_DISCONNECTED
-from mobile_push.local_hub.realtime import ERROR as RT_ERROR
-from mobile_push.local_hub.realtime import MESSAGE as RT_MESSAGE
+from mobile_push.local_hub.protocol import ATTACH as RT_ATTACH
+from mobile_push.local_hub.protocol import ATTACHED as RT_ATTACHED
+from mobile_push.local_hub.protocol import CONNECTED as RT_CONNECTED
+from mobile_push.local_hub.protocol import DISCONNECTED as RT_DISCONNECTED
+from mobile_push.local_hub.protocol import ERROR as RT_ERROR
+from mobile_push.local_hub.protocol import MESSAGE as RT_MESSAGE
 from mobile_push.local_hub.sse_client import SseParser
 from mobile_push.local_hub.tokens import ApiKey, TokenAuthority
 

@@ -21,7 +21,7 @@ from ably.types.message import Message
 from bench.processes import wait_http
 from instore.ably import RevocationError, make_rest, revoke_client_tokens
 from instore.embedded import free_port
-from mobile_push.local_hub.realtime import (
+from mobile_push.local_hub.protocol import (
     ACK,
     ATTACH,
     ATTACHED,
