@@ -48,12 +48,6 @@ def checkin_change(event: KioskInteraction) -> CheckinChange | None:
     return CheckinChange(event.uid, "touch", value)  # view/tap/scan keep the session alive
 
 
-def consent_channels_key(uid: str) -> str:
-    """Redis STRING: the channels a shopper consented to ("phone,kiosk"; "" = opted out), kept
-    by the sink from `shopper_consents` and deleted on erasure (the tombstone)."""
-    return f"instore:push:channels:{uid}"
-
-
 def parse_consent_channels(value: str | bytes | None) -> frozenset[str] | None:
     """None = no consent seen by the sink (then nothing is pushed); otherwise the consented
     channels (empty = opted out since the offer was made)."""
