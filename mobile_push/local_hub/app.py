@@ -53,8 +53,6 @@ def create_app(settings: Settings, *, extra_keys: list[str] | None = None) -> Fa
         title="instore push hub", lifespan=_lifespan(ctx, keys), docs_url=None, redoc_url=None
     )
     app.state.ctx = ctx
-    app.state.hub = ctx.hub
-    app.state.authority = authority
     app.add_middleware(BodyLimit, max_bytes=settings.hub_max_body_bytes)  # 413 before auth
     app.add_middleware(
         CORSMiddleware,
