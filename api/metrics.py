@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from api.funnel import hash_of
 from api.services import Services
-from instore import health, quality, serving
+from instore import groups, health, quality, serving
 from instore.records import now_ms
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class PipelineCollector(Collector):
                 self._lag_at = time.monotonic()
                 try:
                     self._lag = health.consumer_lag(
-                        services.settings, services.settings.app_id,
+                        services.settings, groups.worker(services.settings),
                         health.worker_topics(services.settings))
                 except Exception as exc:  # noqa: BLE001 (a scrape must never fail on lag)
                     log.warning("metrics: worker lag unavailable: %s", type(exc).__name__)

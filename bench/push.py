@@ -32,6 +32,7 @@ import httpx
 import orjson
 
 from bench.channels import ChannelTasks
+from bench.processes import Child, wait_http, wait_port
 from bench.stats import percentile
 from instore import results
 from instore import topics as t
@@ -47,15 +48,14 @@ from instore.records import (
     now_ms,
 )
 from instore.settings import Settings
-from mobile_push.local_stack import Child, wait_http, wait_port
-from mobile_push.realtime import ATTACH as RT_ATTACH
-from mobile_push.realtime import ATTACHED as RT_ATTACHED
-from mobile_push.realtime import CONNECTED as RT_CONNECTED
-from mobile_push.realtime import DISCONNECTED as RT_DISCONNECTED
-from mobile_push.realtime import ERROR as RT_ERROR
-from mobile_push.realtime import MESSAGE as RT_MESSAGE
-from mobile_push.sse_client import SseParser
-from mobile_push.tokens import ApiKey, TokenAuthority
+from mobile_push.local_hub.protocol import ATTACH as RT_ATTACH
+from mobile_push.local_hub.protocol import ATTACHED as RT_ATTACHED
+from mobile_push.local_hub.protocol import CONNECTED as RT_CONNECTED
+from mobile_push.local_hub.protocol import DISCONNECTED as RT_DISCONNECTED
+from mobile_push.local_hub.protocol import ERROR as RT_ERROR
+from mobile_push.local_hub.protocol import MESSAGE as RT_MESSAGE
+from mobile_push.local_hub.sse_client import SseParser
+from mobile_push.local_hub.tokens import ApiKey, TokenAuthority
 
 log = logging.getLogger(__name__)
 

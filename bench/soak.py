@@ -43,6 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicP
 from bench.channels import ChannelTasks
 from bench.proximity import rss_mb
 from bench.stats import percentile
+from instore import groups
 from instore import results as results_log
 from instore import topics as t
 from instore.embedded import Stack, free_port, port_open
@@ -59,7 +60,7 @@ from instore.kafka import (
 from instore.logscan import log_files, scan, secrets_of
 from instore.records import CustomerLocation, Offer, ShopperConsent, now_ms
 from instore.settings import Settings, get_settings
-from mobile_push.sse_client import SseParser
+from mobile_push.local_hub.sse_client import SseParser
 from producers.publish import publish_consents, publish_positions, publish_world, wait_for_worker
 from producers.shoppers import walk_positions
 from producers.world import build_world
@@ -380,7 +381,7 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
         if not wait_for_worker(settings, promoted, 180):
             progress("the worker has not answered after 180 s; soaking anyway")
 
-        from mobile_push.tokens import ApiKey, TokenAuthority  # noqa: PLC0415
+        from mobile_push.local_hub.tokens import ApiKey, TokenAuthority  # noqa: PLC0415
 
         key = ApiKey.parse(settings.ably_key)
         token = TokenAuthority([key]).issue(key, {"shopper:*": frozenset({"subscribe"})},
@@ -507,8 +508,6 @@ def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed
 def _drain(settings: Settings, stack: Stack, tail: OffersTail, subs: Subscribers,
            max_s: float = 120.0) -> dict[str, int]:
     """Until the worker's and the sink's lag are zero and nothing new arrives for 5 s."""
-    from mobile_push.sink import GROUP_ID  # noqa: PLC0415
-
     deadline = time.monotonic() + max_s
     lag: dict[str, int] = {}
     last_received = sum(subs.received.values())
@@ -516,8 +515,8 @@ def _drain(settings: Settings, stack: Stack, tail: OffersTail, subs: Subscribers
     while time.monotonic() < deadline:
         stack.supervise_once()
         try:
-            lag = consumer_lag(settings, settings.app_id, worker_topics(settings))
-            lag |= {f"sink:{k}": v for k, v in consumer_lag(settings, GROUP_ID,
+            lag = consumer_lag(settings, groups.worker(settings), worker_topics(settings))
+            lag |= {f"sink:{k}": v for k, v in consumer_lag(settings, groups.PUSH_SINK,
                                                              [t.OFFERS.name]).items()}
         except Exception:  # noqa: BLE001 - a broker that is still coming back
             lag = {"unknown": -1}

@@ -24,3 +24,10 @@ def ksqldb_query(service_id: str, query_id: str) -> str:
     (the service id ends with its own separator, e.g. ``default_``; the local endpoint's is
     ``default_``)."""
     return f"_confluent-ksql-{service_id}query_{query_id}"
+
+
+def ksqldb_transient(service_id: str, query_id: str, instance: int) -> str:
+    """The group of one run of a ksqlDB push (transient) query:
+    ``_confluent-ksql-<service id>transient_<query id>_<instance>``, new for every run (nothing
+    it commits is read again)."""
+    return f"_confluent-ksql-{service_id}transient_{query_id}_{instance}"

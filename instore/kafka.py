@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from instore import topics as t
@@ -218,6 +218,17 @@ def produce(producer: Producer, topic: t.Topic, record: Any, key: str | None = N
         except BufferError:
             producer.poll(0.05)
     producer.poll(0)
+
+
+def is_record(msg: Message) -> bool:
+    """A consumed record, not an event: the end of a partition is dropped quietly, any other
+    consumer error is logged (and dropped: librdkafka retries by itself)."""
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - confluent-kafka's public name for the code
+        log.warning("consumer error: %s", err)
+    return False
 
 
 def aiokafka_config(settings: Settings) -> dict[str, Any]:

@@ -60,6 +60,13 @@ def checkin(uid: str) -> str:
     return f"{PREFIX}:checkin:{uid}"
 
 
+def consent_channels(uid: str) -> str:
+    """STRING: the channels a shopper consented to ("phone,kiosk"; "" = opted out), kept by the
+    push sink from `shopper_consents` (a copy of its view, for operators and tests) and deleted
+    by it on erasure (the tombstone)."""
+    return f"{PREFIX}:push:channels:{uid}"
+
+
 CHECKIN_CODE_TTL_S = 120  # a kiosk's one-time check-in code lives this long
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from instore import topics as t
+from instore.channels import shopper_channel
 from mobile_push import routing
 
 
@@ -25,7 +26,7 @@ def ably_channel_sink(
             "tasks.max": str(tasks_max),
             "topics": t.OFFERS.name,
             # One channel per shopper, from the record key (the uid); same as the sink.
-            "channel": routing.shopper_channel("#{key}"),
+            "channel": shopper_channel("#{key}"),
             "message.name": routing.MESSAGE_NAME,
             "skipOnKeyAbsence": "true",
             "client.key": key_placeholder,

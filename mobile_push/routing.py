@@ -1,5 +1,6 @@
-"""Pure rules of the push sink: channel names, what a kiosk interaction does to a check-in,
-how a batch of offers becomes per-channel publishes, and which Ably errors are worth a retry."""
+"""Pure rules of the push sink: what a kiosk interaction does to a check-in, which channels an
+offer goes to (their names are ``instore.channels``'), how a batch of offers becomes
+per-channel publishes, and which Ably errors are worth a retry."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from dataclasses import dataclass, field
 
 from instore.channels import kiosk_channel, shopper_channel
 from instore.records import KioskInteraction, Offer
-
-__all__ = ["kiosk_channel", "shopper_channel"]  # the channel names, defined in instore.channels
 
 MESSAGE_NAME = "offer"
 MAX_MESSAGE_BYTES = 65_536  # Ably's default per-message limit
@@ -46,12 +45,6 @@ def checkin_change(event: KioskInteraction) -> CheckinChange | None:
     if event.action == "checkin":
         return CheckinChange(event.uid, "set", value)
     return CheckinChange(event.uid, "touch", value)  # view/tap/scan keep the session alive
-
-
-def consent_channels_key(uid: str) -> str:
-    """Redis STRING: the channels a shopper consented to ("phone,kiosk"; "" = opted out), kept
-    by the sink from `shopper_consents` and deleted on erasure (the tombstone)."""
-    return f"instore:push:channels:{uid}"
 
 
 def parse_consent_channels(value: str | bytes | None) -> frozenset[str] | None:

@@ -5,11 +5,14 @@ At-least-once with idempotent effects:
 1. consume a batch (group ``instore-push-sink``, no auto-commit);
 2. skip offers whose ``serving.delivered(offer_id)`` marker exists (already done);
 3. publish per channel in batches, message ``id`` = ``offer_id`` (Ably de-duplicates a
-   redelivery), retrying 5xx/timeouts with backoff; 4xx and over-size -> `dead_letters`;
+   redelivery), retrying 5xx/timeouts with backoff; 4xx and over-size -> `dead_letters`
+   (``mobile_push.publisher``);
 4. produce ``delivered`` to `offer_events` and flush;
 5. set the marker and count ``delivered`` once (one Lua script: SET NX + HINCRBY);
 6. commit the batch's offsets.
-A crash anywhere re-runs the batch; steps 3 and 5 make the re-run harmless.
+A crash anywhere re-runs the batch; steps 3 and 5 make the re-run harmless. Consents are read
+by a reader of their own (``mobile_push.consents``); the channel rules are
+``mobile_push.routing``'s; Redis is retried with ``mobile_push.backoff``.
 """
 
 from __future__ import annotations
@@ -21,30 +24,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import KafkaException, Message, TopicPartition
 
-from instore import serving
+from instore import groups, serving
 from instore import topics as t
 from instore.ably import make_rest, target
-from instore.errors import InstoreError
-from instore.groups import PUSH_SINK as GROUP_ID
-from instore.kafka import ensure_topics, make_consumer, make_producer, produce, wait_for_broker
+from instore.kafka import (
+    ensure_topics,
+    is_record,
+    make_consumer,
+    make_producer,
+    produce,
+    wait_for_broker,
+)
 from instore.records import (
     KioskInteraction,
     Offer,
     OfferEvent,
     RecordError,
-    ShopperConsent,
     dead_letter,
     decode,
     now_ms,
@@ -52,6 +51,9 @@ from instore.records import (
 from instore.settings import Settings
 from instore.stats import percentile
 from mobile_push import routing
+from mobile_push.backoff import Backoff
+from mobile_push.consents import ConsentReader
+from mobile_push.publisher import AblyPublisher
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,14 @@ SUBSCRIBED = (t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS)
 CONSENT_CATCH_UP_S = 5.0  # how long an offer for a shopper whose consent is unknown may wait
 DELIVERED_MARKER_TTL_S = 7 * 24 * 3600
 BATCH_MAX = 500
-BACKOFF_START_S = 0.1
-BACKOFF_MAX_S = 5.0
+CONSUMER_TUNING: dict[str, Any] = {  # the latency path: fetch what is there, notice a dead peer
+    "fetch.wait.max.ms": 10,
+    "fetch.min.bytes": 1,
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 500,
+    "max.poll.interval.ms": 300_000,
+    "topic.metadata.refresh.interval.ms": 5000,
+}
 
 # SET the marker if absent; only then count the delivery (so a re-run never double counts).
 MARK_DELIVERED = """
@@ -103,18 +111,12 @@ class SinkStats:
         return " ".join(parts)
 
 
-class PermanentPublishError(InstoreError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class PushSink:
     def __init__(
         self,
         settings: Settings,
         *,
-        group_id: str = GROUP_ID,
+        group_id: str = groups.PUSH_SINK,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -122,17 +124,18 @@ class PushSink:
         self.consumer_overrides = consumer_overrides or {}
         self.stats = SinkStats()
         self._stop = asyncio.Event()
-        self._consent_pos: dict[int, int] = {}  # next consent offset applied, per partition
-        # uid -> channels consented ("" opted out): read from the compacted table at start and
-        # kept in memory, so a Redis that lost its data does not lose the view (Redis gets a
-        # copy, routing.consent_channels_key, for operators and tests)
-        self.consent_view: dict[str, frozenset[str]] = {}
+        self.backoff = Backoff(self._stop.is_set, self._count_retry)
 
     def stop(self) -> None:
         self._stop.set()
 
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
+
     # -- lifecycle ------------------------------------------------------------------------------
-    async def run(self) -> None:
+    async def _start(self) -> Any:
+        """Topics, clients and the consents read to their end; returns the group's consumer,
+        subscribed."""
         s = self.settings
         await asyncio.to_thread(wait_for_broker, s, 60.0)
         await asyncio.to_thread(
@@ -140,38 +143,27 @@ class PushSink:
             s,
             [t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS, t.OFFER_EVENTS, t.DEAD_LETTERS],
         )
-        consumer = make_consumer(
-            s,
-            self.group_id,
-            **(
-                {
-                    "fetch.wait.max.ms": 10,
-                    "fetch.min.bytes": 1,
-                    "session.timeout.ms": 6000,
-                    "heartbeat.interval.ms": 500,
-                    "max.poll.interval.ms": 300_000,
-                    "topic.metadata.refresh.interval.ms": 5000,
-                }
-                | self.consumer_overrides
-            ),
-        )
+        consumer = make_consumer(s, self.group_id, **(CONSUMER_TUNING | self.consumer_overrides))
         self.producer = make_producer(s)
         self.redis = aioredis.from_url(
             s.redis_address, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         self.mark = self.redis.register_script(MARK_DELIVERED)
         self.rest = make_rest(s)
-        # Consents: one reader, from the start of the compacted table, applied in order; read
-        # to its end before any offer is pushed (no push without a consent the sink has seen).
-        self.consents = make_consumer(s, None, **{"enable.auto.commit": False})
-        await asyncio.to_thread(self._assign_consents)
-        await self._catch_up_consents(60.0)
+        self.publisher = AblyPublisher(self.rest, self.backoff)
+        # No offer is pushed before the consents written so far are applied.
+        self.consents = ConsentReader(s, self.redis, self.backoff, self._dead)
+        await self.consents.start(60.0)
         consumer.subscribe(
             [topic.name for topic in SUBSCRIBED if topic is not t.SHOPPER_CONSENTS],
             on_assign=lambda _c, parts: log.info("assigned %d partitions", len(parts)),
             on_revoke=lambda _c, parts: log.info("revoked %d partitions", len(parts)),
         )
         log.info("push sink started: group=%s target=%s", self.group_id, target(s).mode)
+        return consumer
+
+    async def run(self) -> None:
+        consumer = await self._start()
         # Publishing is the latency path; the follow-up of batch N (offer_events, markers,
         # commit) runs while batch N+1 is consumed and published. At most one follow-up is in
         # flight, so commits stay in order.
@@ -179,9 +171,9 @@ class PushSink:
         try:
             while not self._stop.is_set():
                 msgs = await asyncio.to_thread(self._poll_batch, consumer)
-                good = [m for m in msgs if self._ok(m)]
+                good = [m for m in msgs if is_record(m)]
                 if not good:
-                    await self._apply_consents(0)  # opt-outs and erasures while idle too
+                    await self.consents.apply(0)  # opt-outs and erasures while idle too
                     continue
                 delivered = await self.handle_batch(good)
                 if pending is not None:
@@ -193,16 +185,19 @@ class PushSink:
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
-            with contextlib.suppress(KafkaException, RuntimeError):
-                consumer.close()
-            with contextlib.suppress(KafkaException, RuntimeError, AttributeError):
-                self.consents.close()
-            self.producer.flush(10)
-            with contextlib.suppress(Exception):
-                await self.rest.close()
-            with contextlib.suppress(Exception):
-                await self.redis.aclose()
-            log.info("push sink stopped: %s", self.stats.line())
+            await self._close(consumer)
+
+    async def _close(self, consumer: Any) -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            consumer.close()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consents.close()
+        self.producer.flush(10)
+        with contextlib.suppress(Exception):
+            await self.rest.close()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        log.info("push sink stopped: %s", self.stats.line())
 
     @staticmethod
     def _poll_batch(consumer: Any) -> list[Message]:
@@ -211,15 +206,6 @@ class PushSink:
         if first is None:
             return []
         return [first, *consumer.consume(BATCH_MAX - 1, 0)]
-
-    @staticmethod
-    def _ok(msg: Message) -> bool:
-        err = msg.error()
-        if err is None:
-            return True
-        if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - confluent-kafka's public name for the code
-            log.warning("consumer error: %s", err)
-        return False
 
     def _commit(self, consumer: Any, msgs: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
@@ -238,7 +224,7 @@ class PushSink:
         """Apply check-ins and publish the batch's offers; returns the offers now on their
         shopper's channel (their follow-up is ``_finish``)."""
         self.stats.batches += 1
-        await self._apply_consents(0)  # opt-outs and erasures seen so far, before pushing
+        await self.consents.apply(0)  # opt-outs and erasures seen so far, before pushing
         offers: dict[str, Offer] = {}
         for m in msgs:
             if m.topic() == t.KIOSK_INTERACTIONS.name:
@@ -280,85 +266,9 @@ class PushSink:
             await pipe.execute()
 
         if delivered:
-            await self._retrying("redis mark delivered", mark)
+            await self.backoff.redis("redis mark delivered", mark)
         self.stats.published += len(delivered)
         self._commit(consumer, msgs)
-
-    def _assign_consents(self) -> None:
-        md = self.consents.list_topics(t.SHOPPER_CONSENTS.name, timeout=10)
-        parts = md.topics[t.SHOPPER_CONSENTS.name].partitions
-        self.consents.assign(
-            [TopicPartition(t.SHOPPER_CONSENTS.name, p, OFFSET_BEGINNING) for p in parts]
-        )
-
-    def _consent_ends(self) -> dict[int, int]:
-        """The end of each consent partition now (fresh from the broker)."""
-        ends = {}
-        for tp in self.consents.assignment():
-            _lo, hi = self.consents.get_watermark_offsets(tp, timeout=5, cached=False)
-            ends[tp.partition] = hi
-        return ends
-
-    async def _apply_consents(self, timeout: float) -> int:
-        """Apply the consent records fetched so far (waiting up to ``timeout`` for one)."""
-        msgs = await asyncio.to_thread(self.consents.consume, 1000, timeout)
-        for m in msgs:
-            if self._ok(m):
-                await self._consent(m)
-                partition, offset = m.partition(), m.offset()
-                assert partition is not None and offset is not None  # a consumed record
-                self._consent_pos[partition] = offset + 1
-        return len(msgs)
-
-    async def _catch_up_consents(self, timeout: float) -> bool:
-        """Apply every consent written until now: True once the reader reached the ends."""
-        deadline = time.monotonic() + timeout
-        try:
-            ends = await asyncio.to_thread(self._consent_ends)
-        except KafkaException as exc:
-            log.warning("consent catch-up: no watermarks (%s)", exc)
-            return False
-        while any(self._consent_pos.get(p, 0) < hi for p, hi in ends.items()):
-            if time.monotonic() > deadline:
-                log.warning("consent catch-up: not at the end after %.0f s", timeout)
-                return False
-            await self._apply_consents(0.2)
-        return True
-
-    async def _consent(self, m: Message) -> None:
-        """Keep the channels each shopper allows; a tombstone (erasure) deletes the entry and
-        marks the shopper erased (a keyed hash of the uid, kept for the stream retention):
-        offers still in flight for them are then not pushed."""
-        key = m.key()
-        if m.value() is None:
-            if key:
-                uid = key.decode(errors="replace")
-                erased = serving.erased(serving.pseudonym(self.settings.shopper_secret, uid))
-                keep_s = max(1, self.settings.stream_retention_ms // 1000)
-
-                self.consent_view.pop(uid, None)
-
-                async def forget() -> None:
-                    pipe = self.redis.pipeline(transaction=False)
-                    pipe.delete(routing.consent_channels_key(uid))
-                    pipe.set(erased, 1, ex=keep_s)
-                    await pipe.execute()
-
-                await self._retrying("redis consent", forget)
-            return
-        try:
-            consent = decode(ShopperConsent, m.value())
-        except RecordError as exc:
-            self._dead(str(m.topic()), exc.reason, m.value(), m.partition(), m.offset())
-            return
-        value = ",".join(sorted(consent.channels)) if consent.opted_in else ""
-        self.consent_view[consent.uid] = (
-            frozenset(consent.channels) if consent.opted_in else frozenset()
-        )
-        await self._retrying(
-            "redis consent",
-            lambda: self.redis.set(routing.consent_channels_key(consent.uid), value),
-        )
 
     async def _kiosk(self, m: Message) -> None:
         try:
@@ -374,43 +284,43 @@ class PushSink:
         async def apply() -> None:
             if change.op == "set":
                 await self.redis.set(key, change.value, ex=routing.CHECKIN_TTL_S)
-            elif change.op == "clear":
-                current = await self.redis.get(key)
-                if current is not None and _text(current) == change.value:
-                    await self.redis.delete(key)
+                return
+            current = await self.redis.get(key)
+            if current is None or _text(current) != change.value:
+                return
+            if change.op == "clear":
+                await self.redis.delete(key)
             else:
-                current = await self.redis.get(key)
-                if current is not None and _text(current) == change.value:
-                    await self.redis.expire(key, routing.CHECKIN_TTL_S)
+                await self.redis.expire(key, routing.CHECKIN_TTL_S)
 
-        await self._retrying("redis check-in", apply)
+        await self.backoff.redis("redis check-in", apply)
         self.stats.checkins += 1
+
+    async def _lookup(self, offers: list[Offer]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Per offer: its delivered marker, its shopper's check-in and erased marker."""
+        n = len(offers)
+        secret = self.settings.shopper_secret
+
+        async def lookup() -> tuple[list[Any], list[Any], list[Any]]:
+            found = await self.redis.mget(
+                [serving.delivered(o.offer_id) for o in offers]
+                + [serving.checkin(o.uid) for o in offers]
+                + [serving.erased(serving.pseudonym(secret, o.uid)) for o in offers]
+            )
+            return found[:n], found[n : 2 * n], found[2 * n :]
+
+        return await self.backoff.redis("redis lookup", lookup)
 
     async def _offers(self, offers: list[Offer]) -> list[Offer]:
         self.stats.offers += len(offers)
         start = now_ms()
         for o in offers:
             self.stats.sample(self.stats.consumed_ms, start - o.ts)
-        ids = [o.offer_id for o in offers]
-
-        n = len(ids)
-
-        secret = self.settings.shopper_secret
-
-        async def lookup() -> tuple[list[Any], list[Any], list[Any]]:
-            found = await self.redis.mget(
-                [serving.delivered(i) for i in ids]
-                + [serving.checkin(o.uid) for o in offers]
-                + [serving.erased(serving.pseudonym(secret, o.uid)) for o in offers]
-            )
-            return found[:n], found[n : 2 * n], found[2 * n :]
-
-        done, where, erased = await self._retrying("redis lookup", lookup)
-        if any(o.uid not in self.consent_view for o in offers):
+        done, where, erased = await self._lookup(offers)
+        if any(o.uid not in self.consents.view for o in offers):
             # A consent the sink has not applied yet (the offer was made after it): read the
             # consents up to now. Still none: no consent, no push.
-            await self._catch_up_consents(CONSENT_CATCH_UP_S)
-        consented = [self.consent_view.get(o.uid) for o in offers]
+            await self.consents.catch_up(CONSENT_CATCH_UP_S)
         todo = [o for o, d in zip(offers, done, strict=True) if d is None]
         self.stats.skipped_delivered += len(offers) - len(todo)
         if not todo:
@@ -420,8 +330,8 @@ class PushSink:
         sizes = {i: len(orjson.dumps(p)) for i, p in payloads.items()}
         # An erased shopper has no consent left: nothing is pushed to them, whatever is in flight.
         consents = {
-            o.uid: frozenset() if e is not None else c
-            for o, c, e in zip(offers, consented, erased, strict=True)
+            o.uid: frozenset() if e is not None else self.consents.view.get(o.uid)
+            for o, e in zip(offers, erased, strict=True)
         }
         plan = routing.plan(todo, checkins, sizes, consents)
         self.stats.suppressed += len(plan.suppressed)
@@ -431,11 +341,19 @@ class PushSink:
                 f"offer over Ably's {routing.MAX_MESSAGE_BYTES}-byte message limit",
                 o.to_json(),
             )
-        results = await asyncio.gather(
-            *(self._publish(ch, chunk, payloads) for ch, chunk in plan.chunks)
-        )
+        on_a_channel = await self._publish(plan, payloads)
         acked = now_ms()
-        # An offer is delivered when at least one of its channels took it.
+        done_now = [o for o in todo if o.offer_id in on_a_channel]
+        for o in done_now:
+            self.stats.sample(self.stats.acked_ms, acked - o.ts)
+        return done_now
+
+    async def _publish(self, plan: routing.Plan, payloads: dict[str, Any]) -> set[str]:
+        """Publish every chunk at once; returns the offers that at least one channel took (they
+        are delivered); the chunks refused for good go to `dead_letters`."""
+        results = await asyncio.gather(
+            *(self.publisher.publish(ch, chunk, payloads) for ch, chunk in plan.chunks)
+        )
         on_a_channel: set[str] = set()
         for (ch, chunk), err in zip(plan.chunks, results, strict=True):
             if err is None:
@@ -447,54 +365,7 @@ class PushSink:
                     f"ably publish to {ch.split(':')[0]} channel refused: {err}",
                     o.to_json(),
                 )
-        done_now = [o for o in todo if o.offer_id in on_a_channel]
-        for o in done_now:
-            self.stats.sample(self.stats.acked_ms, acked - o.ts)
-        return done_now
-
-    async def _publish(
-        self, channel: str, chunk: list[Offer], payloads: dict[str, Any]
-    ) -> str | None:
-        """Publish one chunk; None on success, else the reason it was refused for good."""
-        from ably.types.message import Message as AblyMessage  # noqa: PLC0415
-        from ably.util.exceptions import AblyException  # noqa: PLC0415
-
-        ch = self.rest.channels.get(channel)
-        delay = BACKOFF_START_S
-        while True:
-            messages = [
-                AblyMessage(name=routing.MESSAGE_NAME, data=payloads[o.offer_id], id=o.offer_id)
-                for o in chunk
-            ]
-            try:
-                await ch.publish(messages=messages, timeout=10)
-                return None
-            except AblyException as exc:
-                if routing.is_permanent(exc.status_code, exc.code):
-                    return f"{exc.code} {exc.status_code} {exc.message}"[:300]
-                reason = f"{exc.code} {exc.status_code}"
-            except (httpx.HTTPError, OSError, TimeoutError) as exc:
-                reason = type(exc).__name__
-            self.stats.retries += 1
-            log.warning("publish failed (%s); retrying in %.1fs", reason, delay)
-            if self._stop.is_set() and delay >= BACKOFF_MAX_S:
-                msg = "stopping while Ably is unreachable"
-                raise RuntimeError(msg)
-            await asyncio.sleep(delay)
-            delay = min(BACKOFF_MAX_S, delay * 2)
-
-    async def _retrying(self, what: str, fn: Any) -> Any:
-        delay = BACKOFF_START_S
-        while True:
-            try:
-                return await fn()
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-                self.stats.retries += 1
-                log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
-                if self._stop.is_set() and delay >= BACKOFF_MAX_S:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(BACKOFF_MAX_S, delay * 2)
+        return on_a_channel
 
     # -- outputs --------------------------------------------------------------------------------
     def _dead(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from instore import groups
 from instore.settings import Settings
 
 
@@ -73,7 +74,7 @@ class OffsetProbe:
         from instore.kafka import make_consumer  # noqa: PLC0415
 
         if self._consumer is None:
-            self._consumer = make_consumer(self.settings, group_id=self.settings.app_id)
+            self._consumer = make_consumer(self.settings, group_id=groups.worker(self.settings))
         c = self._consumer
         ends = {p: c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=3)[1]
                 for p in partitions}

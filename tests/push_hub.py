@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bench.processes import Child, wait_http
 from instore.embedded import free_port
-from mobile_push.local_stack import Child, wait_http
-from mobile_push.tokens import ApiKey
+from mobile_push.local_hub.tokens import ApiKey
 from tests.conftest import child_env, make_settings
 
 NOWHERE_KAFKA, NOWHERE_REDIS = "127.0.0.1:9", "redis://127.0.0.1:9/0"

@@ -21,7 +21,7 @@ def hub(
     """Run the local push hub (Ably REST subset + SSE streams + phone/kiosk pages)."""
     from instore.logs import setup_logging  # noqa: PLC0415
     from instore.settings import get_settings  # noqa: PLC0415
-    from mobile_push.hub import serve  # noqa: PLC0415
+    from mobile_push.local_hub.app import serve  # noqa: PLC0415
 
     setup_logging()
     serve(get_settings(), port=port)

@@ -27,7 +27,7 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
     for i in range(workers):
         specs.append(ServiceSpec(f"worker-{i + 1}" if workers > 1 else "worker",
                                  instore_cmd("worker"), port=None))
-    if _has("mobile_push.hub") and settings.ably_rest_host is None:
+    if _has("mobile_push.local_hub.app") and settings.ably_rest_host is None:
         specs.append(ServiceSpec("hub", instore_cmd("push", "hub"), port=settings.hub_port, host=h,
                                  url=f"http://{h}:{settings.hub_port}"))
     if _has("mobile_push.sink"):

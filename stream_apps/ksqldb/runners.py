@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, TopicPartition
 
+from instore import groups
 from instore.kafka import make_consumer, make_producer
 from instore.settings import Settings
 from stream_apps.ksqldb.core import QueryCore
@@ -349,9 +350,9 @@ class QueryRunner:
         consumer = None
         try:
             group = (
-                f"_confluent-ksql-default_query_{self.id}"
+                groups.ksqldb_query("default_", self.id)
                 if self.persistent
-                else f"_confluent-ksql-default_transient_{self.id}_{time.time_ns()}"
+                else groups.ksqldb_transient("default_", self.id, time.time_ns())
             )
             consumer = make_consumer(
                 self.settings,

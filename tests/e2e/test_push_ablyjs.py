@@ -20,7 +20,7 @@ from ably import AblyRest
 from ably.types.message import Message
 
 from instore.ably import make_rest, revoke_client_tokens
-from mobile_push.tokens import sign_token_request
+from mobile_push.local_hub.tokens import sign_token_request
 from tests.conftest import ROOT
 from tests.e2e.test_push_pages import CHROMIUM_ARGS
 from tests.push_hub import running_hub

@@ -23,13 +23,13 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from bench.processes import Child, wait_http
 from instore import serving
 from instore import topics as t
 from instore.embedded import free_port
 from instore.kafka import ensure_topics, make_consumer, make_producer, produce
 from instore.records import CustomerLocation, OfferEvent, Promotion, StoreProduct, decode, now_ms
 from instore.settings import DEV_KEYS
-from mobile_push.local_stack import Child, wait_http
 from tests.conftest import ROOT, child_env, make_settings
 from tests.e2e import SCREENSHOTS
 from tests.integration.test_tls import make_cert

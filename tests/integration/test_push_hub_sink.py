@@ -15,6 +15,7 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from bench.processes import Child, wait_http
 from instore import serving
 from instore import topics as t
 from instore.ably import make_rest
@@ -28,10 +29,8 @@ from instore.records import (
     decode,
     now_ms,
 )
-from mobile_push import routing
-from mobile_push.local_stack import Child, wait_http
-from mobile_push.sse_client import Subscription, decode_data, request_token
-from mobile_push.tokens import ApiKey, sign_token_request
+from mobile_push.local_hub.sse_client import Subscription, decode_data, request_token
+from mobile_push.local_hub.tokens import ApiKey, sign_token_request
 from tests.conftest import child_env, make_settings
 
 pytestmark = pytest.mark.integration
@@ -302,8 +301,8 @@ def test_sink_honours_consented_channels_and_opt_out(stack):
         # Consents and offers are different topics: wait until the sink holds the consents.
         wait_for(
             lambda: (
-                r.get(routing.consent_channels_key(opted_out)) is not None
-                and r.get(routing.consent_channels_key(phone_only)) is not None
+                r.get(serving.consent_channels(opted_out)) is not None
+                and r.get(serving.consent_channels(phone_only)) is not None
             ),
             60,
             "consents",
@@ -344,12 +343,12 @@ def test_sink_pushes_nothing_to_an_erased_shopper(stack):
     marker = serving.erased(serving.pseudonym(settings.shopper_secret, erased_uid))
     sink = Child("sink", ["push", "sink"], env, stack["logs"] / "sink-erased.log").start()
     try:
-        wait_for(lambda: r.get(routing.consent_channels_key(erased_uid)) is not None, 60,
+        wait_for(lambda: r.get(serving.consent_channels(erased_uid)) is not None, 60,
                  "the consent")
         produce(p, t.SHOPPER_CONSENTS, None, key=erased_uid)  # erasure
         p.flush(10)
         wait_for(lambda: r.exists(marker) == 1, 60, "the erasure")
-        assert r.get(routing.consent_channels_key(erased_uid)) is None
+        assert r.get(serving.consent_channels(erased_uid)) is None
         produce(p, t.OFFERS, _offer(erased_uid, f"p-{run}", store, 1))
         produce(p, t.OFFERS, _offer(other, f"p-{run}", store, 2))  # the sink is past it after
         p.flush(10)

@@ -18,10 +18,10 @@ import websockets
 from ably import AblyRealtime, AblyRest
 from ably.types.message import Message
 
+from bench.processes import wait_http
 from instore.ably import RevocationError, make_rest, revoke_client_tokens
 from instore.embedded import free_port
-from mobile_push.local_stack import wait_http
-from mobile_push.realtime import (
+from mobile_push.local_hub.protocol import (
     ACK,
     ATTACH,
     ATTACHED,
@@ -37,8 +37,8 @@ from mobile_push.realtime import (
     HEARTBEAT,
     MESSAGE,
 )
-from mobile_push.sse_client import Subscription, request_token
-from mobile_push.tokens import sign_token_request
+from mobile_push.local_hub.sse_client import Subscription, request_token
+from mobile_push.local_hub.tokens import sign_token_request
 from tests.push_hub import running_hub
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,13 @@ from collections import Counter
 
 import pytest
 
+from bench.processes import Child, wait_http, wait_port
 from instore import topics as t
 from instore.embedded import free_port, redis_argv
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.records import Offer, ShopperConsent, now_ms
-from mobile_push.local_stack import Child, wait_http, wait_port
-from mobile_push.sse_client import Subscription, request_token
-from mobile_push.tokens import ApiKey, sign_token_request
+from mobile_push.local_hub.sse_client import Subscription, request_token
+from mobile_push.local_hub.tokens import ApiKey, sign_token_request
 from tests.conftest import child_env, make_settings, stop_process
 
 pytestmark = pytest.mark.integration

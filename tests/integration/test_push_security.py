@@ -15,8 +15,8 @@ from ably.types.message import Message
 from ably.util.exceptions import AblyException
 
 from instore.ably import make_rest
-from mobile_push.sse_client import Subscription, request_token
-from mobile_push.tokens import ApiKey, sign_token_request
+from mobile_push.local_hub.sse_client import Subscription, request_token
+from mobile_push.local_hub.tokens import ApiKey, sign_token_request
 from tests.push_hub import running_hub
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ def api() -> TestClient:
 
 @pytest.fixture
 def hub() -> TestClient:
-    from mobile_push.hub import create_app
+    from mobile_push.local_hub.app import create_app
 
     return TestClient(create_app(_settings()))
 

@@ -20,7 +20,8 @@ CODE = {  # workload -> the code that runs under its credentials
     "stream_app": ["stream_apps/app.py", "stream_apps/views.py", "stream_apps/analytics.py",
                    "stream_apps/basket.py", "stream_apps/output.py",
                    "stream_apps/serving_writer.py"],
-    "push_sink": ["mobile_push/sink.py", "mobile_push/routing.py"],
+    "push_sink": ["mobile_push/sink.py", "mobile_push/routing.py", "mobile_push/consents.py",
+                  "mobile_push/publisher.py", "mobile_push/backoff.py"],
     "edge": ["edge"],
     "api": ["api/routes", "api/tables.py", "api/services.py", "api/main.py"],
 }

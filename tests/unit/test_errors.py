@@ -12,7 +12,7 @@ from instore.geo import GeoError
 from instore.kafka import KafkaUnavailable
 from instore.proximity import UnknownStore
 from instore.records import RecordError
-from mobile_push.capability import CapabilityError
+from mobile_push.local_hub.capability import CapabilityError
 from stream_apps.ksqldb.errors import KsqlError, ParseError
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from instore.settings import Settings
-from mobile_push.hub import create_app
-from mobile_push.tokens import ApiKey, sign_token_request
+from mobile_push.local_hub.app import create_app
+from mobile_push.local_hub.tokens import ApiKey, sign_token_request
 
 
 def _hub(**limits: int) -> tuple[TestClient, ApiKey]:

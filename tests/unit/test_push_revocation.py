@@ -7,8 +7,8 @@ import base64
 
 import pytest
 
-from mobile_push.realtime import after_serial, rewind_backlog, wire_message
-from mobile_push.tokens import (
+from mobile_push.local_hub.realtime import after_serial, rewind_backlog, wire_message
+from mobile_push.local_hub.tokens import (
     REVOKE_REAUTH_MARGIN_MS,
     ApiKey,
     AuthError,
@@ -131,7 +131,7 @@ def test_revoking_a_shopper_drops_their_channel_history_at_once():
     from fastapi.testclient import TestClient
 
     from instore.settings import Settings
-    from mobile_push.hub import create_app
+    from mobile_push.local_hub.app import create_app
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     key = ApiKey.parse(settings.ably_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from instore.channels import kiosk_channel, shopper_channel
 from instore.records import KioskInteraction, Offer
 from mobile_push import routing
 from mobile_push.connect_config import ably_channel_sink
@@ -25,8 +26,8 @@ def offer(n: int, uid: str = "ana", store: str = "s1") -> Offer:
 
 
 def test_channels():
-    assert routing.shopper_channel("ana") == "shopper:ana"
-    assert routing.kiosk_channel("s1", "k1") == "kiosk:s1:k1"
+    assert shopper_channel("ana") == "shopper:ana"
+    assert kiosk_channel("s1", "k1") == "kiosk:s1:k1"
     assert routing.parse_checkin(b"s1:k1") == ("s1", "k1")
     assert routing.parse_checkin("store:with:colons:k9") == ("store:with:colons", "k9")
     assert routing.parse_checkin(None) is None

@@ -11,8 +11,8 @@ from ably import AblyRest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mobile_push import capability as cap
-from mobile_push.tokens import ApiKey, AuthError, TokenAuthority, sign_token_request
+from mobile_push.local_hub import capability as cap
+from mobile_push.local_hub.tokens import ApiKey, AuthError, TokenAuthority, sign_token_request
 
 KEY = ApiKey.parse("app.key:s3cret")
 NOW = 1_800_000_000_000

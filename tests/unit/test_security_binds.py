@@ -100,7 +100,7 @@ def test_production_refuses_a_plaintext_broker_off_this_machine() -> None:
 
 def test_no_page_config_carries_a_secret() -> None:
     """Privacy finding 4: /config.json (CORS *) holds no key of any kind."""
-    from mobile_push.ably_client import page_config
+    from mobile_push.pages import page_config
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     config = page_config(settings)

@@ -1,8 +1,8 @@
-"""The one Server-Sent Events parser (mobile_push.sse_client.SseParser) on plain lines."""
+"""The one Server-Sent Events parser (mobile_push.local_hub.sse_client.SseParser) on plain lines."""
 
 from __future__ import annotations
 
-from mobile_push.sse_client import SseEvent, SseParser
+from mobile_push.local_hub.sse_client import SseEvent, SseParser
 
 
 def _events(lines: list[str]) -> list[SseEvent]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from instore.errors import InstoreError
-from mobile_push import capability as cap
+from mobile_push.local_hub import capability as cap
 
 DEFAULT_TTL_MS = 60 * 60 * 1000
 MAX_TTL_MS = 24 * 60 * 60 * 1000

@@ -1,5 +1,6 @@
-"""Start the push processes (hub, sink, and optionally the Faust worker) as child processes,
-each in its own process group, for the benchmark and the tests. Stopping kills the group."""
+"""`instore` sub-commands (the push hub and sink, the worker, the API) as child processes, each
+in its own process group, for the benchmarks and the tests; stopping kills the group. A harness,
+not a part: it lives with the benchmarks (tests import it from here too)."""
 
 from __future__ import annotations
 

@@ -44,41 +44,43 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mobile_push import capability as cap
-from mobile_push.tokens import AuthError, Grant, TokenAuthority, unauthorized
+from mobile_push.local_hub import capability as cap
+from mobile_push.local_hub.protocol import (
+    ACK,
+    ATTACH,
+    ATTACHED,
+    AUTH,
+    CLOSE,
+    CLOSED,
+    CONNECTED,
+    DETACH,
+    DETACHED,
+    DISCONNECT,
+    DISCONNECTED,
+    ERROR,
+    FLAG_PUBLISH,
+    FLAG_SUBSCRIBE,
+    HAS_BACKLOG,
+    HEARTBEAT,
+    MAX_MESSAGE_BYTES,
+    MESSAGE,
+    NACK,
+    error_info,
+)
+from mobile_push.local_hub.state import Hub, Subscriber
+from mobile_push.local_hub.tokens import AuthError, Grant, TokenAuthority, unauthorized
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from mobile_push.hub import Hub, Subscriber
-
 log = logging.getLogger(__name__)
-
-# TR2 actions
-HEARTBEAT, ACK, NACK, CONNECT, CONNECTED, DISCONNECT, DISCONNECTED = 0, 1, 2, 3, 4, 5, 6
-CLOSE, CLOSED, ERROR, ATTACH, ATTACHED, DETACH, DETACHED = 7, 8, 9, 10, 11, 12, 13
-PRESENCE, MESSAGE, SYNC, AUTH = 14, 15, 16, 17
-# TR3 flags
-HAS_BACKLOG = 1 << 1
-FLAG_PUBLISH = 1 << 17
-FLAG_SUBSCRIBE = 1 << 18
 
 HEARTBEAT_S = 10.0
 MAX_IDLE_INTERVAL_MS = 15_000
 CONNECTION_STATE_TTL_MS = 120_000
-MAX_MESSAGE_BYTES = 65_536
 MAX_FRAME_BYTES = 524_288
 REWIND_MAX = 100
 _REWIND_TIME = re.compile(r"^(\d+)([smh])$")
-
-
-def error_info(code: int, status: int, message: str) -> dict[str, Any]:
-    return {
-        "code": code,
-        "statusCode": status,
-        "message": message,
-        "href": f"https://help.ably.io/error/{code}",
-    }
 
 
 def _ably_error(exc: AuthError) -> dict[str, Any]:
@@ -207,8 +209,6 @@ class RealtimeSession:
                 await self._send({"action": ERROR, "error": _ably_error(exc)})
                 await self.ws.close()
             return
-        from mobile_push.hub import Subscriber  # noqa: PLC0415 (hub imports this module)
-
         self.sub = Subscriber(self.grant, kind="websocket")
         self.hub.add_subscriber(self.sub)
         q = self.ws.query_params
