@@ -7,8 +7,8 @@ marketer dashboard at ``/dashboard``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import redis
@@ -57,6 +57,33 @@ def allowed_origins(settings: Settings) -> list[str]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    app = FastAPI(
+        title="instore API",
+        version="0.1.0",
+        description="Promotions, catalog, consent and erasure, offers and funnel, analytics and "
+        "ops for in-store personalization on Kafka. Roles authenticate with `X-API-Key`; "
+        "shoppers with `Authorization: Bearer <shopper token>`.",
+        lifespan=_lifespan(settings),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(CORSMiddleware, allow_origins=allowed_origins(settings),
+                       allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    ratelimit.install(app, settings)  # token routes and credential guessing (429)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # 413 before auth
+    for module in (promotions, stores, products, funnel, offers, analytics, shoppers, kiosks,
+                   push, ops, lineage, ksql, redemptions):
+        app.include_router(module.router)
+    _count_requests(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _pages(app)
+    return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start: the services every route uses (Redis, the publisher, the table views, Ably) on
+    ``app.state.services``; stop: close them."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,25 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.ably.close()
             log.info("api stopped")
 
-    app = FastAPI(
-        title="instore API",
-        version="0.1.0",
-        description="Promotions, catalog, consent and erasure, offers and funnel, analytics and "
-        "ops for in-store personalization on Kafka. Roles authenticate with `X-API-Key`; "
-        "shoppers with `Authorization: Bearer <shopper token>`.",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-    )
-    app.add_middleware(CORSMiddleware, allow_origins=allowed_origins(settings),
-                       allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    ratelimit.install(app, settings)  # token routes and credential guessing (429)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # 413 before auth
-    for module in (promotions, stores, products, funnel, offers, analytics, shoppers, kiosks,
-                   push, ops, lineage, ksql, redemptions):
-        app.include_router(module.router)
+    return lifespan
 
+
+def _count_requests(app: FastAPI) -> None:
+    """The Prometheus registry (``app.state.metrics_registry``) and a middleware counting
+    requests by method, route template and status."""
     registry, requests = make_registry(lambda: getattr(app.state, "services", None))
     app.state.metrics_registry = registry
 
@@ -113,7 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         requests.labels(request.method, template, str(response.status_code)).inc()
         return response
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+def _pages(app: FastAPI) -> None:
+    """The pages outside the API schema: the docs, the dashboard and the ops view."""
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -140,8 +156,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def ops_view() -> FileResponse:
         """The ops view: checks, data quality, pipeline totals (its data call needs the ops key)."""
         return FileResponse(STATIC / "ops.html", headers={"Cache-Control": "no-cache"})
-
-    return app
 
 
 app = create_app()

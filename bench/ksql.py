@@ -24,6 +24,7 @@ import pstats
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,6 @@ def run_bench(
     profile: Path | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    from producers.shoppers import walk_positions  # noqa: PLC0415
     from producers.world import build_world  # noqa: PLC0415
 
     tmp = tempfile.TemporaryDirectory(prefix="instore-bench-ksql-")
@@ -78,107 +78,36 @@ def run_bench(
         settings = Settings(**{**base.model_dump(), "kafka_bootstrap_servers": broker.bootstrap})
         wait_for_broker(settings)
         ensure_topics(settings)
-        engine = Engine(settings, replay=False)
-        if threads is not None:  # processes per per-record query (workers.py)
-            engine.properties["ksql.streams.num.stream.threads"] = str(threads)
-        for path in sorted((ROOT / "ksql" / "migrations").glob("V00000[123]__*.sql")):
-            engine.execute(path.read_text(), {})
-        engine.execute((ROOT / "ksql" / "nearby_writer" / "nearby_customers.sql").read_text(), {})
+        engine = _start_engine(settings, threads)
         world = build_world(stores=stores, products=products, promoted=promoted, seed=seed)
         _say(
             progress,
             f"loading {len(world.products):,} products, {len(world.promotions)} promotions",
         )
         producer = make_producer(settings)
-        t_load = time.monotonic()
-        for p in world.products:
-            key = (t.STORES_PRODUCTS.key_of(p) or "").encode()
-            producer.produce(t.STORES_PRODUCTS.name, key=key, value=p.to_json())
-            producer.poll(0)
-        for q in world.promotions:
-            producer.produce(t.PRODUCTS_PROMOTIONS.name, key=q.pid.encode(), value=q.to_json())
-        producer.flush(60)
-        if not engine.wait_idle(600):
-            msg = "the engine did not build the promoted-products tables in time"
-            raise RuntimeError(msg)
-        setup_s = time.monotonic() - t_load
+        setup_s = _load_world(engine, producer, world)
         _say(progress, f"tables built in {setup_s:.1f} s; producing {events:,} positions")
-
-        positions = []
-        for pos in walk_positions(world, shoppers=max(50, events // 400), seed=seed, hz=2.0):
-            positions.append(pos)
-            if len(positions) >= events:
-                break
-        payloads = [(p.uid.encode(), p.to_json(), p.ts) for p in positions]
-        nearby_q = [q for q in engine.queries.values()
-                    if q.sink is not None and q.sink.name == t.NEARBY_CUSTOMERS.name]
-        if profile is not None:
-            for runner in nearby_q:
-                runner.profile = cProfile.Profile()
-        busy0 = sum(q.busy_s for q in nearby_q)
-        qcpu0 = sum(q.cpu_s for q in nearby_q)
-        cpu0 = time.process_time()
-        before_out = sum(q.records_out for q in nearby_q)
-        before_in = sum(q.consumed.get(t.CUSTOMERS_LOCATIONS.name, 0) for q in nearby_q)
-        t0 = time.monotonic()
-        for key, value, ts in payloads:
-            while True:
-                try:
-                    producer.produce(
-                        t.CUSTOMERS_LOCATIONS.name, key=key, value=value, timestamp=ts or 0
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            producer.poll(0)
-        producer.flush(60)
-        topic = t.CUSTOMERS_LOCATIONS.name
-        deadline = time.monotonic() + 600
-        told, started = time.monotonic(), time.perf_counter()
-        while (done := sum(q.consumed.get(topic, 0) for q in nearby_q) - before_in) < len(payloads):
-            if time.monotonic() > deadline:
-                msg = "the engine did not catch up with the positions"
-                raise RuntimeError(msg)
-            if time.monotonic() - told >= PROGRESS_EVERY_S:
-                told = time.monotonic()
-                _say(progress, f"  {done / len(payloads):.0%} of the positions, "
-                               f"{time_left(done, len(payloads), started)}")
-            time.sleep(0.05)
-        engine.wait_idle(120, settle=0.2)
-        t_end = max(q.last_active for q in nearby_q)
-        elapsed = max(t_end - t0, 1e-9)
-        rows = sum(q.records_out for q in nearby_q) - before_out
-        busy = sum(q.busy_s for q in nearby_q) - busy0
-        qcpu = sum(q.cpu_s for q in nearby_q) - qcpu0
-        cpu = time.process_time() - cpu0
-        if profile is not None:
-            stats = None
-            for runner in nearby_q:
-                if runner.profile is not None:
-                    runner.profile.disable()
-                    stats = (pstats.Stats(runner.profile) if stats is None
-                             else stats.add(runner.profile))
-            if stats is not None:
-                stats.dump_stats(str(profile))
+        positions = _positions(world, events, seed)
+        run = _throughput(engine, producer, positions, progress, profile)
         fig: dict[str, Any] = {
             "engine": "ksql-local",
             "stores": stores,
             "products": products,
             "promoted": promoted,
-            "events": len(payloads),
-            "events_per_s": round(len(payloads) / elapsed, 1),
-            "rows_per_s": round(rows / elapsed, 1),
-            "matches_per_position": round(rows / len(payloads), 3),
+            "events": run.events,
+            "events_per_s": round(run.events / run.elapsed, 1),
+            "rows_per_s": round(run.rows / run.elapsed, 1),
+            "matches_per_position": round(run.rows / run.events, 3),
             "setup_s": round(setup_s, 2),
-            "processes": max(q.worker_count for q in nearby_q),
+            "processes": run.processes,
             # where the time went: the query's processes busy processing (decode, evaluate,
             # produce; summed) vs the elapsed time, and this process's CPU (its share of the
             # query + client threads + the bench's producer) per position
-            "query_busy_s": round(busy, 3),
-            "elapsed_s": round(elapsed, 3),
+            "query_busy_s": round(run.busy, 3),
+            "elapsed_s": round(run.elapsed, 3),
             # CPU of the query threads alone (all processes): the Python engine's own cost
-            "query_cpu_us_per_position": round(qcpu / len(payloads) * 1e6, 1),
-            "cpu_us_per_position": round(cpu / len(payloads) * 1e6, 1),
+            "query_cpu_us_per_position": round(run.query_cpu / run.events * 1e6, 1),
+            "cpu_us_per_position": round(run.cpu / run.events * 1e6, 1),
             "cores": os.cpu_count(),
             "loadavg_1m": round(os.getloadavg()[0], 2),
         }
@@ -195,6 +124,132 @@ def run_bench(
             engine.close()
         broker.stop()
         tmp.cleanup()
+
+
+def _start_engine(settings: Settings, threads: int | None) -> Engine:
+    """The local engine with V000001-V000003 and the NEARBY_CUSTOMERS writer applied."""
+    engine = Engine(settings, replay=False)
+    if threads is not None:  # processes per per-record query (workers.py)
+        engine.properties["ksql.streams.num.stream.threads"] = str(threads)
+    for path in sorted((ROOT / "ksql" / "migrations").glob("V00000[123]__*.sql")):
+        engine.execute(path.read_text(), {})
+    engine.execute((ROOT / "ksql" / "nearby_writer" / "nearby_customers.sql").read_text(), {})
+    return engine
+
+
+def _load_world(engine: Engine, producer: Any, world: Any) -> float:
+    """Products and promotions in, then wait until the engine built its tables; the seconds
+    it took."""
+    t_load = time.monotonic()
+    for p in world.products:
+        key = (t.STORES_PRODUCTS.key_of(p) or "").encode()
+        producer.produce(t.STORES_PRODUCTS.name, key=key, value=p.to_json())
+        producer.poll(0)
+    for q in world.promotions:
+        producer.produce(t.PRODUCTS_PROMOTIONS.name, key=q.pid.encode(), value=q.to_json())
+    producer.flush(60)
+    if not engine.wait_idle(600):
+        msg = "the engine did not build the promoted-products tables in time"
+        raise RuntimeError(msg)
+    return time.monotonic() - t_load
+
+
+def _positions(world: Any, events: int, seed: int) -> list[Any]:
+    """``events`` positions of shoppers walking at 2 Hz."""
+    from producers.shoppers import walk_positions  # noqa: PLC0415
+
+    positions = []
+    for pos in walk_positions(world, shoppers=max(50, events // 400), seed=seed, hz=2.0):
+        positions.append(pos)
+        if len(positions) >= events:
+            break
+    return positions
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the throughput run measured on the NEARBY_CUSTOMERS queries."""
+
+    events: int
+    elapsed: float  # first produce -> the queries' last record processed
+    rows: int
+    busy: float  # the queries' processes busy, summed
+    query_cpu: float  # the query threads' CPU
+    cpu: float  # this process's CPU
+    processes: int
+
+
+def _throughput(engine: Engine, producer: Any, positions: list[Any], progress: Progress,
+                profile: Path | None) -> _Run:
+    """Every position as fast as the producer goes, until the NEARBY queries consumed all."""
+    payloads = [(p.uid.encode(), p.to_json(), p.ts) for p in positions]
+    nearby_q = [q for q in engine.queries.values()
+                if q.sink is not None and q.sink.name == t.NEARBY_CUSTOMERS.name]
+    if profile is not None:
+        for runner in nearby_q:
+            runner.profile = cProfile.Profile()
+    busy0 = sum(q.busy_s for q in nearby_q)
+    qcpu0 = sum(q.cpu_s for q in nearby_q)
+    cpu0 = time.process_time()
+    before_out = sum(q.records_out for q in nearby_q)
+    before_in = sum(q.consumed.get(t.CUSTOMERS_LOCATIONS.name, 0) for q in nearby_q)
+    t0 = time.monotonic()
+    _produce_all(producer, payloads)
+    _wait_consumed(nearby_q, before_in, len(payloads), progress)
+    engine.wait_idle(120, settle=0.2)
+    t_end = max(q.last_active for q in nearby_q)
+    run = _Run(events=len(payloads), elapsed=max(t_end - t0, 1e-9),
+               rows=sum(q.records_out for q in nearby_q) - before_out,
+               busy=sum(q.busy_s for q in nearby_q) - busy0,
+               query_cpu=sum(q.cpu_s for q in nearby_q) - qcpu0,
+               cpu=time.process_time() - cpu0,
+               processes=max(q.worker_count for q in nearby_q))
+    if profile is not None:
+        _dump_profile(nearby_q, profile)
+    return run
+
+
+def _produce_all(producer: Any, payloads: list[tuple[bytes, bytes, int | None]]) -> None:
+    for key, value, ts in payloads:
+        while True:
+            try:
+                producer.produce(
+                    t.CUSTOMERS_LOCATIONS.name, key=key, value=value, timestamp=ts or 0
+                )
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def _wait_consumed(nearby_q: list[Any], before_in: int, total: int, progress: Progress) -> None:
+    """Until the NEARBY queries consumed ``total`` more positions (saying how far, every few
+    seconds); 600 s at most."""
+    topic = t.CUSTOMERS_LOCATIONS.name
+    deadline = time.monotonic() + 600
+    told, started = time.monotonic(), time.perf_counter()
+    while (done := sum(q.consumed.get(topic, 0) for q in nearby_q) - before_in) < total:
+        if time.monotonic() > deadline:
+            msg = "the engine did not catch up with the positions"
+            raise RuntimeError(msg)
+        if time.monotonic() - told >= PROGRESS_EVERY_S:
+            told = time.monotonic()
+            _say(progress, f"  {done / total:.0%} of the positions, "
+                           f"{time_left(done, total, started)}")
+        time.sleep(0.05)
+
+
+def _dump_profile(nearby_q: list[Any], profile: Path) -> None:
+    """The NEARBY queries' cProfiles, merged, written to ``profile`` (pstats)."""
+    stats = None
+    for runner in nearby_q:
+        if runner.profile is not None:
+            runner.profile.disable()
+            stats = (pstats.Stats(runner.profile) if stats is None
+                     else stats.add(runner.profile))
+    if stats is not None:
+        stats.dump_stats(str(profile))
 
 
 def _latency(

@@ -100,6 +100,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         "output_linger_ms": settings.worker_output_linger_ms,
         "consenting": consenting, "at": now_ms(),
     }
+    tails: list[Consumer] = []
     try:
         for spec in kafka_specs(settings, tmp):
             stack.start(spec)
@@ -107,41 +108,17 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         wait_for_broker(settings)
         ensure_topics(settings)
         producer = make_producer(settings)
-        progress(f"loading {len(world.products):,} products and {len(world.promotions)} promotions")
-        for p in world.products:
-            produce(producer, t.STORES_PRODUCTS, p)
-        for q in world.promotions:
-            produce(producer, t.PRODUCTS_PROMOTIONS, q)
-        positions = _positions(world, events, seed)
-        n_latency = int(rate * latency_seconds)
-        consents = _consenting_uids(positions, consenting) | {
-            _latency_uid(i) for i in range(n_latency)}
-        progress(f"opting in {len(consents):,} shoppers ({consenting:.0%} of the walkers and "
-                 "every latency shopper)")
-        for uid in sorted(consents):
-            produce(producer, t.SHOPPER_CONSENTS, ShopperConsent(uid=uid, opted_in=True,
-                                                                 updated_at=now_ms()))
-        producer.flush(60)
-
+        positions = _load(producer, world, events, seed, int(rate * latency_seconds),
+                          consenting, progress)
         # In-process figures: the rule's cost per position, index vs naive, no Kafka involved.
-        state = ProximityState()
-        for p in world.products:
-            state.upsert_product(p)
-        for q in world.promotions:
-            state.upsert_promotion(q)
+        state = _proximity_state(world)
         fig.update(_micro(state, positions[:5000]))
 
         for i in range(workers):
             stack.start(ServiceSpec(f"worker-{i + 1}", [sys.executable, "-m", "instore", "worker"]))
-        nearby = _tail_consumer(settings, t.NEARBY_CUSTOMERS)
-        offers = _tail_consumer(settings, t.OFFERS)
-        progress("waiting for the worker to join and load the catalog")
-        probe = next(p for p in world.products if p.sku == world.promotions[0].sku)
-        if not wait_for_worker(settings, probe, timeout_s=180):
-            msg = "the worker did not produce NEARBY rows within 180 s (see its log)"
-            raise RuntimeError(msg)
-        _drain(nearby, 1.0)
-        _drain(offers, 0.5)
+        tails.append(nearby := _tail_consumer(settings, t.NEARBY_CUSTOMERS))
+        tails.append(offers := _tail_consumer(settings, t.OFFERS))
+        probe = _wait_for_workers(settings, world, nearby, offers, progress)
         if warmup:
             # Unmeasured: a freshly started broker JIT-compiles its hot paths (a compiler
             # thread took a third of a core for the first minute) and the worker builds its
@@ -153,27 +130,10 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         fig["warmup_positions"] = warmup
 
         progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
-        cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
-        bench0 = time.process_time()
-        fig.update(_latency(producer, nearby, offers, positions, rate, latency_seconds))
-        # what each part cost per position at that rate (the load generator included)
-        n_lat = max(1, fig["latency_positions"])
-        for n in ("worker", "broker"):
-            fig[f"latency_{n}_cpu_us_per_position"] = round(
-                (_cpu_s(stack, n) - cpu0[n]) / n_lat * 1e6, 1)
-        fig["latency_bench_cpu_us_per_position"] = round(
-            (time.process_time() - bench0) / n_lat * 1e6, 1)
-        _drain(nearby, 3.0)  # the latency run's tail must not count as throughput
-        _drain(offers, 0.5)
+        fig.update(_latency_run(stack, producer, nearby, offers, positions, rate, latency_seconds))
         progress(f"throughput: {events:,} positions")
-        cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
-        fig.update(_throughput(settings, producer, nearby, offers, state, positions,
-                               progress=progress))
-        # CPU time per position of the workers, the broker and this load generator: what each
-        # costs, whatever else runs on the machine at the same time.
-        for n in ("worker", "broker"):
-            fig[f"{n}_cpu_us_per_position"] = round(
-                (_cpu_s(stack, n) - cpu0[n]) / len(positions) * 1e6, 1)
+        fig.update(_throughput_run(stack, settings, producer, nearby, offers, state, positions,
+                                   progress))
         fig["worker_max_rss_mb"] = rss_mb(stack)
         for name in [n for n in stack.services if n.startswith("worker")]:
             stack.services[name].spec.restart = False
@@ -192,12 +152,87 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
                 fig["ratio_to_best_peer"] = round(
                     fig["events_per_s"] / fig[f"peer_{fig['best_peer']}_events_per_s"], 3)
     finally:
-        for client in (locals().get("nearby"), locals().get("offers")):
-            if client is not None:
-                with contextlib.suppress(RuntimeError):
-                    client.close()
+        for client in tails:
+            with contextlib.suppress(RuntimeError):
+                client.close()
         stack.stop()
     return results.append("proximity", fig)
+
+
+def _load(producer: Any, world: Any, events: int, seed: int, n_latency: int, consenting: float,
+          progress: Progress) -> list[CustomerLocation]:
+    """The catalog, the walkers' positions (returned) and the consents: a ``consenting`` share
+    of the walkers and every one of the ``n_latency`` latency shoppers."""
+    progress(f"loading {len(world.products):,} products and {len(world.promotions)} promotions")
+    for p in world.products:
+        produce(producer, t.STORES_PRODUCTS, p)
+    for q in world.promotions:
+        produce(producer, t.PRODUCTS_PROMOTIONS, q)
+    positions = _positions(world, events, seed)
+    consents = _consenting_uids(positions, consenting) | {
+        _latency_uid(i) for i in range(n_latency)}
+    progress(f"opting in {len(consents):,} shoppers ({consenting:.0%} of the walkers and "
+             "every latency shopper)")
+    for uid in sorted(consents):
+        produce(producer, t.SHOPPER_CONSENTS, ShopperConsent(uid=uid, opted_in=True,
+                                                             updated_at=now_ms()))
+    producer.flush(60)
+    return positions
+
+
+def _proximity_state(world: Any) -> ProximityState:
+    state = ProximityState()
+    for p in world.products:
+        state.upsert_product(p)
+    for q in world.promotions:
+        state.upsert_promotion(q)
+    return state
+
+
+def _wait_for_workers(settings: Settings, world: Any, nearby: Consumer, offers: Consumer,
+                      progress: Progress) -> Any:
+    """Until a promoted product's position comes back as a NEARBY row (180 s at most), then
+    the rows and offers so far drained; returns that product (the peers' probe)."""
+    progress("waiting for the worker to join and load the catalog")
+    probe = next(p for p in world.products if p.sku == world.promotions[0].sku)
+    if not wait_for_worker(settings, probe, timeout_s=180):
+        msg = "the worker did not produce NEARBY rows within 180 s (see its log)"
+        raise RuntimeError(msg)
+    _drain(nearby, 1.0)
+    _drain(offers, 0.5)
+    return probe
+
+
+def _latency_run(stack: Stack, producer: Any, nearby: Consumer, offers: Consumer,
+                 positions: list[CustomerLocation], rate: float,
+                 seconds: float) -> dict[str, Any]:
+    """The latency figures and what each part cost per position at that rate (the load
+    generator included); its tail is drained, not to count as throughput."""
+    cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
+    bench0 = time.process_time()
+    fig = _latency(producer, nearby, offers, positions, rate, seconds)
+    n_lat = max(1, fig["latency_positions"])
+    for n in ("worker", "broker"):
+        fig[f"latency_{n}_cpu_us_per_position"] = round(
+            (_cpu_s(stack, n) - cpu0[n]) / n_lat * 1e6, 1)
+    fig["latency_bench_cpu_us_per_position"] = round(
+        (time.process_time() - bench0) / n_lat * 1e6, 1)
+    _drain(nearby, 3.0)  # the latency run's tail must not count as throughput
+    _drain(offers, 0.5)
+    return fig
+
+
+def _throughput_run(stack: Stack, settings: Settings, producer: Any, nearby: Consumer,
+                    offers: Consumer, state: ProximityState, positions: list[CustomerLocation],
+                    progress: Progress) -> dict[str, Any]:
+    """The throughput figures and the CPU time per position of the workers and the broker:
+    what each costs, whatever else runs on the machine at the same time."""
+    cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
+    fig = _throughput(settings, producer, nearby, offers, state, positions, progress=progress)
+    for n in ("worker", "broker"):
+        fig[f"{n}_cpu_us_per_position"] = round(
+            (_cpu_s(stack, n) - cpu0[n]) / len(positions) * 1e6, 1)
+    return fig
 
 
 def _redis(settings: Settings, tmp: Path) -> list[str]:

@@ -15,24 +15,21 @@ received).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
+import os
 import subprocess
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-import httpx
 import orjson
 
-from bench.channels import ChannelTasks
 from bench.processes import Child, wait_http, wait_port
+from bench.push_subscribers import Collector
 from bench.stats import percentile
 from instore import results
 from instore import topics as t
@@ -48,13 +45,6 @@ from instore.records import (
     now_ms,
 )
 from instore.settings import Settings
-from mobile_push.local_hub.protocol import ATTACH as RT_ATTACH
-from mobile_push.local_hub.protocol import ATTACHED as RT_ATTACHED
-from mobile_push.local_hub.protocol import CONNECTED as RT_CONNECTED
-from mobile_push.local_hub.protocol import DISCONNECTED as RT_DISCONNECTED
-from mobile_push.local_hub.protocol import ERROR as RT_ERROR
-from mobile_push.local_hub.protocol import MESSAGE as RT_MESSAGE
-from mobile_push.local_hub.sse_client import SseParser
 from mobile_push.local_hub.tokens import ApiKey, TokenAuthority
 
 log = logging.getLogger(__name__)
@@ -122,67 +112,6 @@ class World:
         return self.latlon(x + SPACING_M / 2, y + SPACING_M / 2)  # in the aisle, near nothing
 
 
-class Collector(ChannelTasks):
-    """Async subscribers for many channels in one thread (one token: ``shopper:*``): one hub
-    SSE stream per channel, or one Ably realtime WebSocket connection per channel (what the
-    pages' ably-js opens: a connection per phone)."""
-
-    def __init__(self, base: str, channels: list[str], token: str, transport: str = "sse") -> None:
-        self.base, self.channels, self.token = base, channels, token
-        self.transport = transport
-        self.latencies: list[float] = []
-        self.ids: Counter[str] = Counter()
-        self.attached = 0
-        self.measure_from_ms = 0
-        super().__init__(channels, "bench-collector")
-
-    async def subscribe(self, client: httpx.AsyncClient, channel: str) -> None:
-        await (self._one_ws if self.transport == "websocket" else self._one)(client, channel)
-
-    async def _one(self, client: httpx.AsyncClient, channel: str) -> None:
-        url = f"{self.base}/channels/{channel}/stream"
-        async with client.stream("GET", url, params={"accessToken": self.token}) as resp:
-            resp.raise_for_status()
-            parser = SseParser()
-            async for line in resp.aiter_lines():
-                if (ev := parser.feed(line)) is None:
-                    continue
-                if ev.event == "attached":
-                    self.attached += 1
-                elif ev.event == "message":
-                    self._message(json.loads(ev.data))
-
-    async def _one_ws(self, _client: httpx.AsyncClient, channel: str) -> None:
-        import websockets  # noqa: PLC0415
-
-        url = self.base.replace("http://", "ws://", 1) + "/?" + urlencode(
-            {"access_token": self.token, "format": "json", "heartbeats": "true", "v": "6"}
-        )
-        async with websockets.connect(url, max_queue=None) as ws:
-            async for raw in ws:
-                frame = json.loads(raw)
-                action = frame.get("action")
-                if action == RT_CONNECTED:
-                    await ws.send(json.dumps({"action": RT_ATTACH, "channel": channel}))
-                elif action == RT_ATTACHED:
-                    self.attached += 1
-                elif action == RT_MESSAGE:
-                    for msg in frame.get("messages") or []:
-                        self._message(msg)
-                elif action in (RT_ERROR, RT_DISCONNECTED):
-                    return
-
-    def _message(self, msg: dict[str, Any]) -> None:
-        received = time.time_ns() // 1_000_000
-        payload = msg.get("data")
-        offer: dict[str, Any] = (
-            json.loads(payload) if isinstance(payload, str) else dict(payload or {})
-        )
-        self.ids[msg["id"]] += 1
-        if self.ids[msg["id"]] == 1 and offer["ts"] >= self.measure_from_ms:
-            self.latencies.append(received - offer["ts"])
-
-
 def _proc(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     out = log_path.open("ab")
     proc = subprocess.Popen(
@@ -208,122 +137,34 @@ def run_bench(
     the time left."""
     with_worker = not offers_only and (ROOT / "stream_apps" / "app.py").exists()
     with tempfile.TemporaryDirectory(prefix="instore-bench-push-") as tmp:
-        work = Path(tmp)
-        (work / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
-        redis_port, hub_port = free_port(), free_port()
+        stack = _PrivateStack(Path(tmp), dwell_s=dwell_s, with_worker=with_worker)
         progress("starting Kafka, Redis, the push hub, the sink"
                  + (" and the worker" if with_worker else ""))
-        broker = EmbeddedKafka(work / "kafka").start()
-        settings = Settings(
-            _env_file=None,
-            kafka_bootstrap_servers=broker.bootstrap,  # type: ignore[call-arg]
-            redis_url=f"redis://127.0.0.1:{redis_port}/0",
-            hub_port=hub_port,
-            dwell_s=dwell_s,
-        )
-        env = {
-            k: v
-            for k, v in __import__("os").environ.items()
-            if not k.startswith(("KAFKA_", "REDIS_", "ABLY_", "HUB_", "DWELL_"))
-        }
-        env |= {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "REDIS_URL": settings.redis_address,
-            "HUB_PORT": str(hub_port),
-            "DWELL_S": str(dwell_s),
-            "INSTORE_APP_ID": f"instore-bench-push-{hub_port}",
-            "WEB_PORT": str(free_port()),  # the Faust worker's web server, loopback only
-            "WEB_BIND": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        procs = [
-            _proc(redis_argv(redis_port, work / "redis"), work / "redis.log"),
-        ]
-        children: list[Child] = []
+        stack.start_broker_and_redis()
         collector: Collector | None = None
         try:
-            wait_port("127.0.0.1", redis_port)
-            wait_for_broker(settings, 60)
-            ensure_topics(settings)
-            children.append(Child("hub", ["push", "hub"], env, work / "hub.log", cwd=work).start())
-            children.append(
-                Child("sink", ["push", "sink"], env, work / "sink.log", cwd=work).start()
-            )
-            if with_worker:
-                children.append(
-                    Child(
-                        "worker",
-                        ["worker", "--loglevel", "warn"],
-                        env,
-                        work / "worker.log",
-                        cwd=work,
-                    ).start()
-                )
-            base = f"http://127.0.0.1:{hub_port}"
-            wait_http(f"{base}/time", children[0], 60)
-
+            stack.start_services()
             world = World("bench-s1", products, shoppers, dwell_s)
-            producer = make_producer(settings)
+            producer = make_producer(stack.settings)
             if with_worker:
-                for prod in world.products():
-                    produce(producer, t.STORES_PRODUCTS, prod)
-                for promo in world.promotions():
-                    produce(producer, t.PRODUCTS_PROMOTIONS, promo)
-                for uid in [*world.uids, "bench-warmup"]:
-                    produce(
-                        producer,
-                        t.SHOPPER_CONSENTS,
-                        ShopperConsent(uid=uid, opted_in=True, updated_at=now_ms()),
-                    )
-                producer.flush(30)
-
-            key = ApiKey.parse(settings.ably_key)
-            token = TokenAuthority([key]).issue(
-                key, {"shopper:*": frozenset({"subscribe"})}, "bench", 3_600_000, now_ms()
-            )["token"]
-            collector = Collector(
-                base, [f"shopper:{u}" for u in [*world.uids, "bench-warmup"]], token, transport
-            )
-            collector.start()
-            progress(f"subscribing {len(collector.channels)} shopper channels ({transport})")
-            deadline = time.monotonic() + 30
-            while collector.attached < len(collector.channels) and time.monotonic() < deadline:
-                time.sleep(0.1)
-
+                _seed(producer, world)
+            collector = _subscribe(stack, world, transport, progress)
             progress("warming up: one offer end to end")
             try:
-                _warm_up(settings, producer, world, collector, with_worker, children)
+                _warm_up(stack.settings, producer, world, collector, with_worker, stack.children)
             except RuntimeError as exc:
-                tails = "\n".join(f"--- {c.name} ---\n{c.tail(15)}" for c in children)
+                tails = "\n".join(f"--- {c.name} ---\n{c.tail(15)}" for c in stack.children)
                 msg = f"{exc}\n{tails}"
                 raise RuntimeError(msg) from None
             collector.measure_from_ms = now_ms()
             produced, elapsed = _drive(producer, world, rate, seconds, with_worker, progress)
             progress("waiting for the last offers (until 3 s pass without one)")
-            # Let the tail arrive: wait until nothing new arrives for 3 s (bounded).
-            last, quiet_since, end = -1, time.monotonic(), time.monotonic() + 30
-            while time.monotonic() < end and time.monotonic() - quiet_since < 3:
-                n = sum(collector.ids.values())
-                if n != last:
-                    last, quiet_since = n, time.monotonic()
-                time.sleep(0.2)
+            _wait_for_the_tail(collector)
         finally:
             if collector is not None:
                 collector.stop()
-            for c in reversed(children):
-                c.stop()
-            sink_summary = _sink_summary(work / "sink.log")
-            for p in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    p.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(10)
-                if p.poll() is None:
-                    p.kill()
-            broker.stop()
+            sink_summary = stack.stop()
 
-    assert collector is not None
-    lat = sorted(collector.latencies)
     where = "realtime WebSocket" if transport == "websocket" else "SSE"
     result = {
         "bench": "push",
@@ -339,18 +180,141 @@ def run_bench(
         "shoppers": shoppers,
         "products": products,
         "dwell_s": dwell_s,
-        "received": len(lat),
-        "duplicates": sum(c - 1 for c in collector.ids.values() if c > 1),
-        "p50_ms": percentile(lat, 0.50, 1, empty=math.nan),
-        "p90_ms": percentile(lat, 0.90, 1, empty=math.nan),
-        "p99_ms": percentile(lat, 0.99, 1, empty=math.nan),
-        "max_ms": round(lat[-1], 1) if lat else None,
+        **_latency_figures(collector),
         # where the time goes: offer ts -> consumed by the sink / -> acknowledged by the hub
         "sink": sink_summary,
     }
     if results_path is not None:
         result = results.append("push", result, path=results_path)
     return result
+
+
+class _PrivateStack:
+    """The bench's own stack in ``work``: the embedded broker, redis-server, and the push hub,
+    the sink and (``with_worker``) the worker as `instore` child processes."""
+
+    def __init__(self, work: Path, *, dwell_s: float, with_worker: bool) -> None:
+        self.work, self.dwell_s, self.with_worker = work, dwell_s, with_worker
+        (work / ".instore" / "faust").mkdir(parents=True)  # the worker's relative data dir
+        self.redis_port, self.hub_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.hub_port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.children: list[Child] = []
+
+    def start_broker_and_redis(self) -> None:
+        self.broker = EmbeddedKafka(self.work / "kafka").start()
+        self.settings = Settings(
+            _env_file=None,
+            kafka_bootstrap_servers=self.broker.bootstrap,  # type: ignore[call-arg]
+            redis_url=f"redis://127.0.0.1:{self.redis_port}/0",
+            hub_port=self.hub_port,
+            dwell_s=self.dwell_s,
+        )
+        self.env = self._child_env()
+        self.procs.append(_proc(redis_argv(self.redis_port, self.work / "redis"),
+                                self.work / "redis.log"))
+
+    def _child_env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KAFKA_", "REDIS_", "ABLY_", "HUB_", "DWELL_"))
+        }
+        return env | {
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+            "REDIS_URL": self.settings.redis_address,
+            "HUB_PORT": str(self.hub_port),
+            "DWELL_S": str(self.dwell_s),
+            "INSTORE_APP_ID": f"instore-bench-push-{self.hub_port}",
+            "WEB_PORT": str(free_port()),  # the Faust worker's web server, loopback only
+            "WEB_BIND": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start_services(self) -> None:
+        """Once Redis and the broker answer: the topics, then the hub, the sink, the worker."""
+        wait_port("127.0.0.1", self.redis_port)
+        wait_for_broker(self.settings, 60)
+        ensure_topics(self.settings)
+        self._start_child("hub", ["push", "hub"])
+        self._start_child("sink", ["push", "sink"])
+        if self.with_worker:
+            self._start_child("worker", ["worker", "--loglevel", "warn"])
+        wait_http(f"{self.base}/time", self.children[0], 60)
+
+    def _start_child(self, name: str, argv: list[str]) -> None:
+        child = Child(name, argv, self.env, self.work / f"{name}.log", cwd=self.work)
+        self.children.append(child.start())
+
+    def stop(self) -> dict[str, int]:
+        """Stop everything, the children first; returns the sink's summary from its log."""
+        for c in reversed(self.children):
+            c.stop()
+        sink_summary = _sink_summary(self.work / "sink.log")
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(10)
+            if p.poll() is None:
+                p.kill()
+        self.broker.stop()
+        return sink_summary
+
+
+def _seed(producer: Any, world: World) -> None:
+    """The world's products and promotions, every shopper (and the warm-up one) opted in."""
+    for prod in world.products():
+        produce(producer, t.STORES_PRODUCTS, prod)
+    for promo in world.promotions():
+        produce(producer, t.PRODUCTS_PROMOTIONS, promo)
+    for uid in [*world.uids, "bench-warmup"]:
+        produce(
+            producer,
+            t.SHOPPER_CONSENTS,
+            ShopperConsent(uid=uid, opted_in=True, updated_at=now_ms()),
+        )
+    producer.flush(30)
+
+
+def _subscribe(stack: _PrivateStack, world: World, transport: str,
+               progress: Callable[[str], None]) -> Collector:
+    """A subscriber on every shopper's channel, attached (or 30 s passed)."""
+    key = ApiKey.parse(stack.settings.ably_key)
+    token = TokenAuthority([key]).issue(
+        key, {"shopper:*": frozenset({"subscribe"})}, "bench", 3_600_000, now_ms()
+    )["token"]
+    collector = Collector(
+        stack.base, [f"shopper:{u}" for u in [*world.uids, "bench-warmup"]], token, transport
+    )
+    collector.start()
+    progress(f"subscribing {len(collector.channels)} shopper channels ({transport})")
+    deadline = time.monotonic() + 30
+    while collector.attached < len(collector.channels) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return collector
+
+
+def _wait_for_the_tail(collector: Collector) -> None:
+    """Let the tail arrive: wait until nothing new arrives for 3 s (bounded)."""
+    last, quiet_since, end = -1, time.monotonic(), time.monotonic() + 30
+    while time.monotonic() < end and time.monotonic() - quiet_since < 3:
+        n = sum(collector.ids.values())
+        if n != last:
+            last, quiet_since = n, time.monotonic()
+        time.sleep(0.2)
+
+
+def _latency_figures(collector: Collector) -> dict[str, Any]:
+    lat = sorted(collector.latencies)
+    return {
+        "received": len(lat),
+        "duplicates": sum(c - 1 for c in collector.ids.values() if c > 1),
+        "p50_ms": percentile(lat, 0.50, 1, empty=math.nan),
+        "p90_ms": percentile(lat, 0.90, 1, empty=math.nan),
+        "p99_ms": percentile(lat, 0.99, 1, empty=math.nan),
+        "max_ms": round(lat[-1], 1) if lat else None,
+    }
 
 
 def _sink_summary(log_path: Path) -> dict[str, int]:

@@ -99,53 +99,65 @@ class Tracker:
 
     def step(self, detections: FloatArray, dt: float) -> list[Track]:
         """Advance by ``dt`` seconds with this frame's detections (N, 2); returns live tracks."""
-        pr = self.params
         dets = np.asarray(detections, dtype=np.float64).reshape(-1, 2)
         self._predict(dt)
-        matched_t: set[int] = set()
-        matched_d: set[int] = set()
         for tr in self.tracks:
             tr.merged = False
+        matched_t: set[int] = set()
+        matched_d: set[int] = set()
         if self.tracks and len(dets):
-            pred = np.array([tr.xy for tr in self.tracks])
-            cost = np.linalg.norm(pred[:, None, :] - dets[None, :, :], axis=2)
-            # confirmed tracks win ties against tentative ones
-            bias = np.array([0.0 if tr.confirmed else 0.05 for tr in self.tracks])[:, None]
-            big = 1e6
-            c = np.where(cost <= pr.gate_m, cost + bias, big)
-            rows, cols = linear_sum_assignment(c)
-            pairs = [(int(ti), int(di)) for ti, di in zip(rows, cols, strict=True)
-                     if c[ti, di] < big]
+            pairs = self._assign(dets)
             matched_t = {ti for ti, _ in pairs}
             matched_d = {di for _, di in pairs}
-            for tr in self.tracks:
-                tr.merged = False
             for ti, di in pairs:
-                tr = self.tracks[ti]
-                # a confirmed track left without a detection whose prediction is also on this
-                # one: two people in one blob. The hidden one is not gone, and the blob's
-                # position is neither person's.
-                # (a track that had been coasting on its own before, e.g. someone who left
-                # the view, does not join a blob: only one lost just now or already in it)
-                others = [oj for oj, o in enumerate(self.tracks)
-                          if oj != ti and oj not in matched_t and o.confirmed
-                          and (o.solo_misses <= 2 or o.since_blob <= 3)
-                          and float(np.hypot(*(o.xy - dets[di]))) < pr.merge_m]
-                if others and tr.confirmed:
-                    # the blob is the group: move the group's centre onto it, keeping each
-                    # member's offset within the group (so who is on which side survives)
-                    group = [tr] + [self.tracks[oj] for oj in others]
-                    shift = dets[di] - np.mean([g.xy for g in group], axis=0)
-                    for g in group:
-                        self._update(g, g.xy + shift, pr.merge_meas_std)
-                    for oj in others:
-                        self.tracks[oj].merged = True
-                else:
-                    self._update(tr, dets[di])
-                tr.hits += 1
-                tr.misses = 0
-                if tr.hits >= pr.confirm_hits:
-                    tr.confirmed = True
+                self._follow(ti, dets[di], matched_t)
+        self._age_and_end(matched_t, dt)
+        self._spawn(dets, matched_d)
+        return list(self.tracks)
+
+    def _assign(self, dets: FloatArray) -> list[tuple[int, int]]:
+        """(track, detection) pairs: the nearest predictions within the gate (Hungarian)."""
+        pred = np.array([tr.xy for tr in self.tracks])
+        cost = np.linalg.norm(pred[:, None, :] - dets[None, :, :], axis=2)
+        # confirmed tracks win ties against tentative ones
+        bias = np.array([0.0 if tr.confirmed else 0.05 for tr in self.tracks])[:, None]
+        big = 1e6
+        c = np.where(cost <= self.params.gate_m, cost + bias, big)
+        rows, cols = linear_sum_assignment(c)
+        return [(int(ti), int(di)) for ti, di in zip(rows, cols, strict=True) if c[ti, di] < big]
+
+    def _follow(self, ti: int, det: FloatArray, matched_t: set[int]) -> None:
+        """Track ``ti`` takes its detection, or shares it with the tracks merged into it."""
+        pr = self.params
+        tr = self.tracks[ti]
+        # a confirmed track left without a detection whose prediction is also on this
+        # one: two people in one blob. The hidden one is not gone, and the blob's
+        # position is neither person's.
+        # (a track that had been coasting on its own before, e.g. someone who left
+        # the view, does not join a blob: only one lost just now or already in it)
+        others = [oj for oj, o in enumerate(self.tracks)
+                  if oj != ti and oj not in matched_t and o.confirmed
+                  and (o.solo_misses <= 2 or o.since_blob <= 3)
+                  and float(np.hypot(*(o.xy - det))) < pr.merge_m]
+        if others and tr.confirmed:
+            # the blob is the group: move the group's centre onto it, keeping each
+            # member's offset within the group (so who is on which side survives)
+            group = [tr] + [self.tracks[oj] for oj in others]
+            shift = det - np.mean([g.xy for g in group], axis=0)
+            for g in group:
+                self._update(g, g.xy + shift, pr.merge_meas_std)
+            for oj in others:
+                self.tracks[oj].merged = True
+        else:
+            self._update(tr, det)
+        tr.hits += 1
+        tr.misses = 0
+        if tr.hits >= pr.confirm_hits:
+            tr.confirmed = True
+
+    def _age_and_end(self, matched_t: set[int], dt: float) -> None:
+        """Count a frame on every track, a miss on the unmatched ones; end those gone."""
+        pr = self.params
         max_misses = max(1, int(round(pr.max_misses_s / max(dt, 1e-3))))
         max_merged = max(1, int(round(pr.max_merged_s / max(dt, 1e-3))))
         keep_frames = int(round(pr.coast_keep_s / max(dt, 1e-3)))
@@ -162,19 +174,26 @@ class Tracker:
             else:
                 tr.solo_misses = 0
                 tr.since_blob = 1_000
-            if tr.confirmed:
-                # hidden in a blob it may wait longer than alone
-                gone = tr.solo_misses > max_misses or tr.misses > max_merged
-                if (not tr.merged and tr.misses >= pr.exit_misses and self.in_view is not None
-                        and not self.in_view(tr.xy)):
-                    gone = True  # walked out of the camera's view
-            else:
-                gone = tr.misses > pr.tentative_misses
-            if gone:
+            if self._gone(tr, max_misses, max_merged):
                 self.ended += 1
                 continue
             alive.append(tr)
         self.tracks = alive
+
+    def _gone(self, tr: Track, max_misses: int, max_merged: int) -> bool:
+        pr = self.params
+        if not tr.confirmed:
+            return tr.misses > pr.tentative_misses
+        # hidden in a blob it may wait longer than alone
+        gone = tr.solo_misses > max_misses or tr.misses > max_merged
+        if (not tr.merged and tr.misses >= pr.exit_misses and self.in_view is not None
+                and not self.in_view(tr.xy)):
+            gone = True  # walked out of the camera's view
+        return gone
+
+    def _spawn(self, dets: FloatArray, matched_d: set[int]) -> None:
+        """A tentative track for each unmatched detection not too close to a live track."""
+        pr = self.params
         for di in range(len(dets)):
             if di in matched_d:
                 continue
@@ -186,7 +205,6 @@ class Tracker:
             x0 = np.array([dets[di, 0], dets[di, 1], 0.0, 0.0])
             self.tracks.append(Track(self._next_id, new_anon_id(self.store_id), x0, p0))
             self._next_id += 1
-        return list(self.tracks)
 
     def confirmed(self) -> list[Track]:
         return [tr for tr in self.tracks if tr.confirmed]

@@ -1,6 +1,6 @@
 """Terraform outputs -> the `.env` that points every `instore` command at Confluent Cloud.
 
-Pure functions plus one file writer: `instore cloud env` (instore/commands/cloud.py) calls
+Pure functions plus one file writer: `instore cloud env` (instore/commands/cloud/) calls
 them. Keys are the environment names of `instore.settings.Settings` fields. The values
 `instore cloud` writes live between two marker lines, so the user's own lines survive and
 `instore cloud down` can take ours out again.

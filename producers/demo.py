@@ -145,85 +145,32 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
              console: Console, live: bool = True, data_dir: Path | None = None,
              on_event: Callable[[str], None] | None = None,
              camera: CameraFeed | None = None, keep_running: bool = False) -> dict[str, Any]:
-    stack: Stack | None = None
-    scratch: Path | None = None
-    if settings.embedded_kafka and port_open(LOOPBACK, settings.broker_port):
-        console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
-    else:
-        # The broker keeps its data: a demo on a kept data dir would find the last run's
-        # cooldowns and delivered offers, and show none. Each demo gets a fresh store.
-        store_dir = data_dir
-        if store_dir is None:
-            store_dir = scratch = Path(tempfile.mkdtemp(prefix="instore-demo-"))
-        stack = start_stack(settings, store_dir, on_event=on_event)
+    stack, scratch = _stack_for_demo(settings, console, data_dir, on_event)
     stats = DemoStats()
     stop = threading.Event()
     try:
         producer = make_producer(settings)
         if camera is None:
             world = build_world(stores=2, products=400, promoted=12, seed=seed)
-            products, promotions = world.products, world.promotions
-            store_id, kiosk_id = "store-001", "kiosk-1"
-            uids = [f"shopper-{i + 1:05d}" for i in range(shoppers)]
-            # 4 in 5 opt in; the first shopper is yours: opt in on the phone page to see offers.
-            opted = [u for i, u in enumerate(uids) if i % 5 != 4 and u != DEMO_UID]
+            store = _Store(world.products, world.promotions, "store-001", "kiosk-1",
+                           _opted_in(shoppers))
         else:
-            products, promotions = camera.products, camera.promotions
-            store_id, kiosk_id = camera.store_id, camera.kiosk_id
-            opted = [DEMO_UID]  # the camera's other shoppers are anonymous tracks: no offers
-        publish_world(producer, products, promotions)
-        publish_consents(producer, opted)
-        promoted = next(p for p in products if p.sku == promotions[0].sku)
-        console.print("[cyan]demo[/] waiting for the Faust worker to join and load the catalog")
-        if not wait_for_worker(settings, promoted):
-            console.print("[yellow]demo[/] the worker has not answered yet; walking anyway")
-        produce(producer, t.KIOSK_INTERACTIONS, KioskInteraction(
-            store_id=store_id, kiosk_id=kiosk_id, uid=DEMO_UID, action="checkin", ts=now_ms()))
-        producer.flush(10)
+            # the camera's other shoppers are anonymous tracks: no offers
+            store = _Store(camera.products, camera.promotions, camera.store_id, camera.kiosk_id,
+                           [DEMO_UID])
+        _open_store(settings, producer, console, store)
         watcher = threading.Thread(target=_watch, args=(settings, stats, stop), daemon=True)
         watcher.start()
         time.sleep(0.5)
         deadline = time.monotonic() + seconds
-
-        def sent(_pos: object) -> None:
-            stats.positions += 1
-
         if camera is None:
-            walks = walk_positions(world, shoppers=shoppers, seed=seed, hz=2.0, stagger_s=5.0,
-                                   visits=20, start_anywhere=True)
-            sender = threading.Thread(target=publish_positions, args=(producer, walks), kwargs={
-                "realtime": True, "stop": lambda: stop.is_set() or time.monotonic() > deadline,
-                "on_sent": sent}, daemon=True)
+            sender = _walking_shoppers(producer, world, shoppers, seed, stats,
+                                       lambda: stop.is_set() or time.monotonic() > deadline)
         else:
-            feed_stop = threading.Event()
-
-            def run_camera() -> None:
-                timer = threading.Timer(seconds, feed_stop.set)
-                timer.start()
-                try:
-                    result = camera.run(settings, feed_stop)
-                    stats.positions = int(getattr(result, "positions", 0) or 0)
-                finally:
-                    timer.cancel()
-
-            sender = threading.Thread(target=run_camera, daemon=True)
+            sender = _camera_feed(settings, camera, seconds, stats)
         sender.start()
-        urls = page_urls(settings, store_id, kiosk_id)
-        if reachable_from_a_phone(settings.host):  # a phone on the same network: scan this
-            console.print("phone page (scan with your phone's camera):")
-            console.print(terminal_qr(phone_url(settings)), highlight=False, soft_wrap=True)
-        if not live:  # the live view shows them; without it they are printed once
-            for url in urls:
-                console.print(url, soft_wrap=True)
-        if live:
-            with Live(_view(stats, urls), console=console, refresh_per_second=4) as view:
-                while sender.is_alive():
-                    view.update(_view(stats, urls))
-                    time.sleep(0.25)
-                _settle(stats, view, urls)
-        else:
-            sender.join()
-            _settle(stats, None, urls)
+        urls = page_urls(settings, store.store_id, store.kiosk_id)
+        _show(settings, console, stats, sender, urls, live)
         if keep_running and stack is not None:
             _hold(console, urls)
     finally:
@@ -233,6 +180,105 @@ def run_demo(settings: Settings, *, seconds: float, shoppers: int, seed: int,
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return stats.summary()
+
+
+def _stack_for_demo(settings: Settings, console: Console, data_dir: Path | None,
+                    on_event: Callable[[str], None] | None) -> tuple[Stack | None, Path | None]:
+    """The stack already running on the configured ports (None), or one started for the demo;
+    and the scratch folder to remove afterwards (None when ``data_dir`` was given)."""
+    if settings.embedded_kafka and port_open(LOOPBACK, settings.broker_port):
+        console.print(f"[cyan]demo[/] using the stack already running on port {settings.broker_port}")
+        return None, None
+    # The broker keeps its data: a demo on a kept data dir would find the last run's
+    # cooldowns and delivered offers, and show none. Each demo gets a fresh store.
+    scratch = None
+    store_dir = data_dir
+    if store_dir is None:
+        store_dir = scratch = Path(tempfile.mkdtemp(prefix="instore-demo-"))
+    return start_stack(settings, store_dir, on_event=on_event), scratch
+
+
+@dataclass
+class _Store:
+    """The demo's store: its catalog, the kiosk the demo shopper checks in at, who opted in."""
+
+    products: list[Any]
+    promotions: list[Any]
+    store_id: str
+    kiosk_id: str
+    opted: list[str]
+
+
+def _opted_in(shoppers: int) -> list[str]:
+    """4 in 5 opt in; the first shopper is yours: opt in on the phone page to see offers."""
+    uids = [f"shopper-{i + 1:05d}" for i in range(shoppers)]
+    return [u for i, u in enumerate(uids) if i % 5 != 4 and u != DEMO_UID]
+
+
+def _open_store(settings: Settings, producer: Any, console: Console, store: _Store) -> None:
+    """The catalog and the consents written, the worker ready (or not, said), the demo shopper
+    checked in at the kiosk."""
+    publish_world(producer, store.products, store.promotions)
+    publish_consents(producer, store.opted)
+    promoted = next(p for p in store.products if p.sku == store.promotions[0].sku)
+    console.print("[cyan]demo[/] waiting for the Faust worker to join and load the catalog")
+    if not wait_for_worker(settings, promoted):
+        console.print("[yellow]demo[/] the worker has not answered yet; walking anyway")
+    produce(producer, t.KIOSK_INTERACTIONS, KioskInteraction(
+        store_id=store.store_id, kiosk_id=store.kiosk_id, uid=DEMO_UID, action="checkin",
+        ts=now_ms()))
+    producer.flush(10)
+
+
+def _walking_shoppers(producer: Any, world: Any, shoppers: int, seed: int, stats: DemoStats,
+                      stop: Callable[[], bool]) -> threading.Thread:
+    """Simulated shoppers walking in real time until ``stop()``."""
+
+    def sent(_pos: object) -> None:
+        stats.positions += 1
+
+    walks = walk_positions(world, shoppers=shoppers, seed=seed, hz=2.0, stagger_s=5.0,
+                           visits=20, start_anywhere=True)
+    return threading.Thread(target=publish_positions, args=(producer, walks), kwargs={
+        "realtime": True, "stop": stop, "on_sent": sent}, daemon=True)
+
+
+def _camera_feed(settings: Settings, camera: CameraFeed, seconds: float,
+                 stats: DemoStats) -> threading.Thread:
+    """The camera's feed for ``seconds``; its count of positions when it ends."""
+    feed_stop = threading.Event()
+
+    def run_camera() -> None:
+        timer = threading.Timer(seconds, feed_stop.set)
+        timer.start()
+        try:
+            result = camera.run(settings, feed_stop)
+            stats.positions = int(getattr(result, "positions", 0) or 0)
+        finally:
+            timer.cancel()
+
+    return threading.Thread(target=run_camera, daemon=True)
+
+
+def _show(settings: Settings, console: Console, stats: DemoStats, sender: threading.Thread,
+          urls: list[str], live: bool) -> None:
+    """The pages' addresses (a QR code when a phone can reach them) and, while the shoppers
+    walk, the live view (or, without it, the figures once they are done)."""
+    if reachable_from_a_phone(settings.host):  # a phone on the same network: scan this
+        console.print("phone page (scan with your phone's camera):")
+        console.print(terminal_qr(phone_url(settings)), highlight=False, soft_wrap=True)
+    if not live:  # the live view shows them; without it they are printed once
+        for url in urls:
+            console.print(url, soft_wrap=True)
+    if live:
+        with Live(_view(stats, urls), console=console, refresh_per_second=4) as view:
+            while sender.is_alive():
+                view.update(_view(stats, urls))
+                time.sleep(0.25)
+            _settle(stats, view, urls)
+    else:
+        sender.join()
+        _settle(stats, None, urls)
 
 
 def _hold(console: Console, urls: list[str]) -> None:

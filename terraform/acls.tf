@@ -1,6 +1,6 @@
 # Least privilege, as Kafka ACLs (they work on every cluster type, basic included).
 # Topic access per workload (local.workload_access) is generated with the contract in
-# contract.tf.json from instore/commands/cloud.py, so no topic name is spelled here.
+# contract.tf.json from instore/commands/cloud/contract.py, so no topic name is spelled here.
 
 locals {
   cluster_operations = {

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import RoleGuard, ServicesDep
 from api.funnel import hash_of
 from instore import serving
-from instore.lineage import Lineage
+from instore.lineage.reading import Lineage
 
 router = APIRouter(prefix="/lineage", tags=["lineage"])
 Reader = Annotated[str, Depends(RoleGuard("analyst", "marketer", "ops"))]

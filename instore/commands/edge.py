@@ -225,15 +225,7 @@ def calibrate(
     """Fit the floor plane (RANSAC) and floor -> store -> lat/lon from the empty floor; save it."""
     import numpy as np  # noqa: PLC0415
 
-    from edge.calibration import (  # noqa: PLC0415
-        CalibrationError,
-        calibrate_synthetic,
-        median_depth,
-    )
-    from edge.calibration import (  # noqa: PLC0415
-        calibrate as do_calibrate,
-    )
-    from edge.geometry import GeoAnchor  # noqa: PLC0415
+    from edge.calibration import CalibrationError, calibrate_synthetic  # noqa: PLC0415
     from edge.pipeline import default_calibration_path  # noqa: PLC0415
     from edge.sources import SourceError, SyntheticSource, open_source  # noqa: PLC0415
     from instore.logs import setup_logging  # noqa: PLC0415
@@ -256,30 +248,9 @@ def calibrate(
             if lat is None or lon is None or not store_id:
                 msg = "give --store-id, --lat and --lon (and --bearing) for a real camera"
                 raise _fail(msg)
-            if isinstance(src, SyntheticSource):
-                imgs = src.empty_frames(frames)
-            else:
-                imgs = [f.depth for f in _take(src.frames(), frames)]
-            if not imgs:
-                msg = "the source gave no depth frames"
-                raise _fail(msg)
-            background = median_depth(imgs, src.depth_scale)
-            assert src.intrinsics is not None
-            cal = do_calibrate(background, src.intrinsics, refs, store_id=store_id,
-                               anchor=GeoAnchor(lat, lon, bearing or 0.0), country=country,
-                               kiosks=kiosks, depth_scale=src.depth_scale)
-        updates: dict[str, Any] = {}
-        if store_id:
-            updates["store_id"] = store_id
-        if lat is not None and lon is not None:
-            updates |= {"anchor_lat": lat, "anchor_lon": lon}
-        if bearing is not None:
-            updates["bearing_deg"] = bearing
-        if country:
-            updates["country"] = country
-        if kiosks:
-            updates["kiosks"] = kiosks
-        cal = cal.model_copy(update=updates)
+            cal, background = _calibrate_from_refs(src, frames, refs, store_id, lat, lon,
+                                                   bearing, country, kiosks)
+        cal = cal.model_copy(update=_given(store_id, lat, lon, bearing, country, kiosks))
     except CalibrationError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -288,6 +259,48 @@ def calibrate(
     console.print(f"[cyan]edge[/] calibration saved to {target}: camera {cal.plane_offset:.3f} m "
                   f"above the floor, floor inliers {cal.inlier_fraction:.0%}, reference residual "
                   f"{cal.residual_m:.3f} m, kiosks {sorted(cal.kiosks)}")
+
+
+def _calibrate_from_refs(src: Any, frames: int, refs: list[Any], store_id: str, lat: float,
+                         lon: float, bearing: float | None, country: str | None,
+                         kiosks: dict[str, tuple[float, float]]) -> tuple[Any, Any]:
+    """(calibration, background) from the median of ``frames`` empty-floor depth frames and
+    the reference points (a real camera, or the synthetic one given ``--ref``)."""
+    from edge.calibration import calibrate as do_calibrate  # noqa: PLC0415
+    from edge.calibration import median_depth  # noqa: PLC0415
+    from edge.geometry import GeoAnchor  # noqa: PLC0415
+    from edge.sources import SyntheticSource  # noqa: PLC0415
+
+    if isinstance(src, SyntheticSource):
+        imgs = src.empty_frames(frames)
+    else:
+        imgs = [f.depth for f in _take(src.frames(), frames)]
+    if not imgs:
+        msg = "the source gave no depth frames"
+        raise _fail(msg)
+    background = median_depth(imgs, src.depth_scale)
+    assert src.intrinsics is not None
+    cal = do_calibrate(background, src.intrinsics, refs, store_id=store_id,
+                       anchor=GeoAnchor(lat, lon, bearing or 0.0), country=country,
+                       kiosks=kiosks, depth_scale=src.depth_scale)
+    return cal, background
+
+
+def _given(store_id: str | None, lat: float | None, lon: float | None, bearing: float | None,
+           country: str | None, kiosks: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """What the command line says of the store, over what the calibration found."""
+    updates: dict[str, Any] = {}
+    if store_id:
+        updates["store_id"] = store_id
+    if lat is not None and lon is not None:
+        updates |= {"anchor_lat": lat, "anchor_lon": lon}
+    if bearing is not None:
+        updates["bearing_deg"] = bearing
+    if country:
+        updates["country"] = country
+    if kiosks:
+        updates["kiosks"] = kiosks
+    return updates
 
 
 def _take(frames: Any, n: int) -> list[Any]:

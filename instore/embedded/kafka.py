@@ -16,6 +16,10 @@ own lag bounds, see instore/topics.py), and retention checks every 30 s.
 into a JVM class-data archive (AppCDS) beside the jars; every node started afterwards maps it
 instead of loading and verifying those classes again: a start or restart takes about half the
 time and CPU. Without the archive a node starts the same way, only slower.
+
+This stays one file (just over 500 lines): installing, configuring and running the broker share
+the pinned version, the jars' folder and the class-data archive, and the CLI, the stack and the
+tests use them together as ``instore.embedded.kafka``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from instore.commands.ksql import MIGRATIONS_DIR, make_client, migrate
+from instore.commands.ksql.client import make_client
+from instore.commands.ksql.migrations import MIGRATIONS_DIR, migrate
 from instore.embedded import free_port
 from instore.kafka import ensure_topics
 from instore.settings import DEV_KEYS

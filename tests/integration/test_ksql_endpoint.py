@@ -19,12 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from instore.commands.ksql import (
-    KsqlCommandError,
-    applied_versions,
-    make_client,
-    migrate,
-)
+from instore.commands.ksql.client import KsqlCommandError, make_client
+from instore.commands.ksql.migrations import applied_versions, migrate
 from instore.embedded import free_port, port_open
 from instore.kafka import ensure_topics, make_producer
 from stream_apps.ksqldb.engine import Engine

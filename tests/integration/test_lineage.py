@@ -18,7 +18,7 @@ from instore import groups
 from instore import topics as t
 from instore.embedded import free_port, port_open
 from instore.kafka import ensure_topics
-from instore.lineage import Lineage
+from instore.lineage.reading import Lineage
 from instore.settings import Settings
 from stream_apps.ksqldb.engine import Engine
 from stream_apps.ksqldb.server import EndpointServer

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from instore import topics as t
-from instore.commands.ksql import make_client, nearby_writers
+from instore.commands.ksql.client import make_client
+from instore.commands.ksql.migrations import nearby_writers
 from instore.embedded import free_port
 from instore.kafka import ensure_topics, make_producer, produce
 from instore.records import CustomerLocation, Promotion, StoreProduct, now_ms

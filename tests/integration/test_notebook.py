@@ -35,7 +35,8 @@ def _text(cell: Any) -> str:
 
 def test_analyst_notebook_runs(broker_factory: Any, redis_url: str, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from instore.commands.ksql import MIGRATIONS_DIR, make_client, migrate
+    from instore.commands.ksql.client import make_client
+    from instore.commands.ksql.migrations import MIGRATIONS_DIR, migrate
 
     broker, endpoint = _start(broker_factory, redis_url)
     try:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from instore.commands.ksql import make_client, nearby_writers
+from instore.commands.ksql.client import make_client
+from instore.commands.ksql.migrations import nearby_writers
 from instore.embedded.services import isolated_settings, start_stack
 from instore.settings import Settings
 

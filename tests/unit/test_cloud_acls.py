@@ -1,5 +1,5 @@
 """Privacy finding 8: the cloud ACLs (terraform/contract.tf.json, generated from
-``instore.commands.cloud.WORKLOAD_ACCESS``) grant each workload every topic its code uses.
+``instore.commands.cloud.contract.WORKLOAD_ACCESS``) grant each workload every topic its code uses.
 
 Each workload's code is read (ast): every contract topic it names (``t.OFFERS``, ...) must be
 granted, READ or WRITE; topics it subscribes to must be granted READ. So a service that starts
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from instore import topics as t
-from instore.commands.cloud import WORKLOAD_ACCESS, contract_tf
+from instore.commands.cloud.contract import WORKLOAD_ACCESS, contract_tf
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = {  # workload -> the code that runs under its credentials

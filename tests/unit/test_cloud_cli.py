@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from instore import cloudenv
 from instore.commands import cloud
+from instore.commands.cloud.contract import CONTRACT_FILE
+from instore.commands.cloud.variables import UNUSED_ABLY_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_DIR = REPO / "tests" / "fixtures" / "fake_terraform"
@@ -272,7 +274,7 @@ def test_down_needs_no_ably_key_or_plugin(rig: Rig, monkeypatch: pytest.MonkeyPa
     result = run(["down", "--yes"])
     assert result.exit_code == 0, everything_printed(result)
     (info,) = rig.calls()[1]["var_files"].values()
-    assert info["values"]["ably_api_key"] == cloud.UNUSED_ABLY_KEY
+    assert info["values"]["ably_api_key"] == UNUSED_ABLY_KEY
 
 
 def test_env_writes_the_chosen_workload(rig: Rig) -> None:
@@ -301,7 +303,7 @@ def test_env_before_up_says_run_up(rig: Rig, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_topics_tf_check_and_regenerate(rig: Rig) -> None:
     assert run(["topics-tf", "--check"]).exit_code == 0
-    contract = rig.tf_dir / cloud.CONTRACT_FILE
+    contract = rig.tf_dir / CONTRACT_FILE
     contract.write_text(contract.read_text().replace('"partitions": 1', '"partitions": 2'))
     result = run(["topics-tf", "--check"])
     assert result.exit_code == 1 and "out of date" in everything_printed(result)
@@ -309,7 +311,7 @@ def test_topics_tf_check_and_regenerate(rig: Rig) -> None:
     assert result.exit_code == 1 and rig.calls() == []  # never plan a stale contract
     assert run(["topics-tf"]).exit_code == 0
     assert run(["topics-tf", "--check"]).exit_code == 0
-    assert contract.read_text() == (REPO / "terraform" / cloud.CONTRACT_FILE).read_text()
+    assert contract.read_text() == (REPO / "terraform" / CONTRACT_FILE).read_text()
 
 
 def test_apply_streams_terraforms_progress_lines_masked(

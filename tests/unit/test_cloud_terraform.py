@@ -18,7 +18,7 @@ import pytest
 
 from instore import topics as t
 from instore.channels import shopper_channel
-from instore.commands import cloud
+from instore.commands.cloud.contract import CONTRACT_FILE, WORKLOAD_ACCESS, render_contract
 
 TF_DIR = Path(__file__).resolve().parents[2] / "terraform"
 SECRET_WORDS = ("key", "secret", "password", "token")
@@ -61,7 +61,7 @@ def resources(rtype: str) -> dict[str, Any]:
 
 
 def contract_locals() -> dict[str, Any]:
-    return json.loads((TF_DIR / cloud.CONTRACT_FILE).read_text())["locals"]
+    return json.loads((TF_DIR / CONTRACT_FILE).read_text())["locals"]
 
 
 def test_every_tf_file_parses() -> None:
@@ -74,9 +74,9 @@ def test_every_tf_file_parses() -> None:
 
 
 def test_contract_file_is_generated_from_topics_py() -> None:
-    text = (TF_DIR / cloud.CONTRACT_FILE).read_text()
+    text = (TF_DIR / CONTRACT_FILE).read_text()
     partitions = json.loads(text)["locals"]["default_partitions"]
-    assert text == cloud.render_contract(partitions), "run `instore cloud topics-tf`"
+    assert text == render_contract(partitions), "run `instore cloud topics-tf`"
 
 
 def test_every_contract_topic_has_a_confluent_kafka_topic() -> None:
@@ -259,7 +259,7 @@ def console(tmp_path: Path, expression: str, tfvars: str) -> subprocess.Complete
     work = tmp_path / "eval"
     work.mkdir(exist_ok=True)
     shutil.copy(TF_DIR / "variables.tf", work)
-    shutil.copy(TF_DIR / cloud.CONTRACT_FILE, work)
+    shutil.copy(TF_DIR / CONTRACT_FILE, work)
     found = []
     for name in ("acls.tf", "service_accounts.tf"):
         found += re.findall(r"^locals \{.*?^\}", (TF_DIR / name).read_text(), flags=re.S | re.M)
@@ -282,7 +282,7 @@ def test_acl_locals_evaluate_to_the_workload_access(tmp_path: Path) -> None:
     acls = json.loads(json.loads(done.stdout.strip()))
     topic_grants = {(r["workload"], r["resource_name"], r["operation"]) for r in acls.values()
                     if r["resource_type"] == "TOPIC" and r["pattern_type"] == "LITERAL"}
-    expected = {(w, tp.name, op.upper()) for w, modes in cloud.WORKLOAD_ACCESS.items()
+    expected = {(w, tp.name, op.upper()) for w, modes in WORKLOAD_ACCESS.items()
                 for op, topics in modes.items() for tp in topics}
     assert topic_grants == expected
     groups = {(r["workload"], r["resource_name"]) for r in acls.values()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from instore.commands.ksql import classify, complete_statements, set_property
+from instore.commands.ksql.statements import classify, complete_statements, set_property
 from instore.embedded import free_ports
 from tests.conftest import ROOT
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 
 from instore import groups
-from instore import lineage as lin
 from instore import topics as t
+from instore.lineage.graph import Graph, build_graph, topic_id
+from instore.lineage.live import Sample, apply_live, group_lag, topic_rates
+from instore.lineage.queries import Query, listed_queries, needs_explain, parse_queries, source_topics
 from instore.settings import Settings
 
 NEARBY = t.NEARBY_CUSTOMERS.name
@@ -19,12 +21,12 @@ def settings(**kw: object) -> Settings:
     return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
 
 
-def writers(graph: lin.Graph, topic: str) -> list[str]:
-    return sorted(e.src for e in graph.edges if e.dst == lin.topic_id(topic))
+def writers(graph: Graph, topic: str) -> list[str]:
+    return sorted(e.src for e in graph.edges if e.dst == topic_id(topic))
 
 
-def readers(graph: lin.Graph, topic: str) -> dict[str, str | None]:
-    return {e.dst: e.group for e in graph.edges if e.src == lin.topic_id(topic)}
+def readers(graph: Graph, topic: str) -> dict[str, str | None]:
+    return {e.dst: e.group for e in graph.edges if e.src == topic_id(topic)}
 
 
 # What the local ksqlDB-compatible endpoint answers (stream_apps/ksqldb/engine.py) -----------
@@ -55,13 +57,13 @@ KSQLDB_EXTENDED = [{"@type": "query_descriptions", "queryDescriptions": [
 ]}]
 
 
-def local_queries() -> list[lin.Query]:
-    listed = lin.listed_queries(LOCAL_QUERIES)
-    return lin.parse_queries(listed, lin.source_topics(SHOW_SOURCES), "default_")
+def local_queries() -> list[Query]:
+    listed = listed_queries(LOCAL_QUERIES)
+    return parse_queries(listed, source_topics(SHOW_SOURCES), "default_")
 
 
 def test_faust_engine_the_proximity_agent_writes_nearby():
-    g = lin.build_graph(settings(nearby_engine="faust"), [])
+    g = build_graph(settings(nearby_engine="faust"), [])
     assert writers(g, NEARBY) == ["agent:proximity"]
     assert readers(g, CL)["agent:proximity"] == "instore-stream"
     # the policy and dwell run inline: nobody in the worker reads NEARBY_CUSTOMERS back
@@ -71,7 +73,7 @@ def test_faust_engine_the_proximity_agent_writes_nearby():
 
 
 def test_ksqldb_engine_a_query_writes_nearby_and_the_worker_reads_it():
-    g = lin.build_graph(settings(nearby_engine="ksqldb", app_id="w1"), local_queries())
+    g = build_graph(settings(nearby_engine="ksqldb", app_id="w1"), local_queries())
     assert writers(g, NEARBY) == ["query:INSERTQUERY_7"]
     assert "agent:proximity" not in g.nodes
     assert readers(g, NEARBY) == {"agent:policy": "w1", "agent:analytics": "w1",
@@ -81,16 +83,16 @@ def test_ksqldb_engine_a_query_writes_nearby_and_the_worker_reads_it():
 
 
 def test_ksqldb_engine_without_a_running_query_says_so():
-    unread = lin.build_graph(settings(nearby_engine="ksqldb"), None)
+    unread = build_graph(settings(nearby_engine="ksqldb"), None)
     assert writers(unread, NEARBY) == ["query:nearby-expected"]
     assert unread.nodes["query:nearby-expected"].attrs["state"] == "UNKNOWN"
-    none_running = lin.build_graph(settings(nearby_engine="ksqldb"), [])
+    none_running = build_graph(settings(nearby_engine="ksqldb"), [])
     assert writers(none_running, NEARBY) == ["query:nearby-expected"]
     assert any("no running ksqlDB query writes" in w for w in none_running.warnings)
 
 
 def test_two_writers_of_nearby_are_warned_about():
-    g = lin.build_graph(settings(nearby_engine="faust"), local_queries())
+    g = build_graph(settings(nearby_engine="faust"), local_queries())
     assert writers(g, NEARBY) == ["agent:proximity", "query:INSERTQUERY_7"]
     assert any("2 writers" in w for w in g.warnings)
 
@@ -98,7 +100,7 @@ def test_two_writers_of_nearby_are_warned_about():
 def test_a_listed_query_is_a_node_with_its_source_and_sink_edges():
     queries = local_queries()
     assert [q.id for q in queries] == ["INSERTQUERY_7"]  # the push query is not a flow
-    g = lin.build_graph(settings(nearby_engine="ksqldb"), queries)
+    g = build_graph(settings(nearby_engine="ksqldb"), queries)
     node = g.nodes["query:INSERTQUERY_7"]
     assert node.kind == "query" and node.attrs["state"] == "RUNNING"
     group = "_confluent-ksql-default_query_INSERTQUERY_7"
@@ -109,9 +111,9 @@ def test_a_listed_query_is_a_node_with_its_source_and_sink_edges():
 
 
 def test_ksqldb_query_descriptions_resolve_sources_by_name_or_topology():
-    listed = lin.listed_queries(KSQLDB_EXTENDED)
+    listed = listed_queries(KSQLDB_EXTENDED)
     # PRODUCTS and PROMOTIONS are not in the SHOW answer: the topology names their topics
-    [q] = lin.parse_queries(listed, lin.source_topics(SHOW_SOURCES), "pksqlc-abc12")
+    [q] = parse_queries(listed, source_topics(SHOW_SOURCES), "pksqlc-abc12")
     assert q.source_topics == (t.STORES_PRODUCTS.name, t.PRODUCTS_PROMOTIONS.name)
     assert q.sink_topics == ("PROMOTED_PRODUCTS",)
     assert q.state == "RUNNING"
@@ -121,9 +123,9 @@ def test_ksqldb_query_descriptions_resolve_sources_by_name_or_topology():
 def test_queries_listed_without_sources_are_completed_by_explain():
     listed = [{"id": "CSAS_X_1", "queryString": "CREATE STREAM X AS ...", "sinks": ["X"],
                "sinkKafkaTopics": ["x"], "queryType": "PERSISTENT", "state": "RUNNING"}]
-    assert lin.needs_explain(listed[0])
+    assert needs_explain(listed[0])
     explained = {"CSAS_X_1": {"sources": ["NEARBY_CUSTOMERS"], "sinks": ["X"]}}
-    [q] = lin.parse_queries(listed, lin.source_topics(SHOW_SOURCES), "default_", explained)
+    [q] = parse_queries(listed, source_topics(SHOW_SOURCES), "default_", explained)
     assert q.source_topics == (NEARBY,) and q.sink_topics == ("x",)
 
 
@@ -132,9 +134,9 @@ def test_queries_listed_without_sources_are_completed_by_explain():
                                     "analytics", ""])
 def test_every_contract_topic_is_a_node_and_every_edge_joins_nodes(engine, agents):
     for queries in (None, [], local_queries()):
-        g = lin.build_graph(settings(nearby_engine=engine, worker_agents=agents), queries)
+        g = build_graph(settings(nearby_engine=engine, worker_agents=agents), queries)
         for topic in t.ALL:
-            node = g.nodes[lin.topic_id(topic.name)]
+            node = g.nodes[topic_id(topic.name)]
             assert node.kind == "topic" and node.attrs["contract"] is True
         assert all(e.src in g.nodes and e.dst in g.nodes for e in g.edges)
         doc = g.to_json()
@@ -143,11 +145,11 @@ def test_every_contract_topic_is_a_node_and_every_edge_joins_nodes(engine, agent
 
 
 def test_rates_from_two_offset_samples():
-    first = lin.Sample(at_s=100.0, ends={CL: {0: 100, 1: 50}, NEARBY: {0: 7}})
-    second = lin.Sample(at_s=104.0, ends={CL: {0: 140, 1: 90}, NEARBY: {0: 7},
+    first = Sample(at_s=100.0, ends={CL: {0: 100, 1: 50}, NEARBY: {0: 7}})
+    second = Sample(at_s=104.0, ends={CL: {0: 140, 1: 90}, NEARBY: {0: 7},
                                           t.OFFERS.name: {0: 3}})
-    assert lin.topic_rates(None, first) == {CL: None, NEARBY: None}
-    assert lin.topic_rates(first, second) == {CL: 20.0, NEARBY: 0.0, t.OFFERS.name: None}
+    assert topic_rates(None, first) == {CL: None, NEARBY: None}
+    assert topic_rates(first, second) == {CL: 20.0, NEARBY: 0.0, t.OFFERS.name: None}
 
 
 def test_live_figures_on_the_edges():
@@ -155,16 +157,16 @@ def test_live_figures_on_the_edges():
     ends1 = {topic.name: {0: 0, 1: 0} for topic in t.ALL}
     ends2 = {topic.name: {0: 0, 1: 0} for topic in t.ALL}
     ends1[CL], ends2[CL] = {0: 100, 1: 100}, {0: 130, 1: 110}
-    first = lin.Sample(at_s=10.0, ends=ends1, committed={"w1": {CL: {0: 90, 1: 100}}},
+    first = Sample(at_s=10.0, ends=ends1, committed={"w1": {CL: {0: 90, 1: 100}}},
                        counters={"positions": 1000})
-    second = lin.Sample(at_s=12.0, ends=ends2, committed={"w1": {CL: {0: 120}}},
+    second = Sample(at_s=12.0, ends=ends2, committed={"w1": {CL: {0: 120}}},
                         counters={"positions": 1040},
                         group_states={"w1": {"state": "stable", "members": 1}})
-    g = lin.build_graph(s, [])
-    lin.apply_live(g, None, first)
+    g = build_graph(s, [])
+    apply_live(g, None, first)
     produced = next(e for e in g.edges if e.src == "source:edge" and e.topic == CL)
     assert produced.rate_per_s is None  # one sample: no rate yet
-    lin.apply_live(g, first, second)
+    apply_live(g, first, second)
     assert produced.rate_per_s == 20.0  # (30 + 10) records in 2 s
     consumed = next(e for e in g.edges if e.dst == "agent:proximity" and e.topic == CL)
     # partition 0: 130 - 120; partition 1 has no commit now: all 110 of it
@@ -176,11 +178,11 @@ def test_live_figures_on_the_edges():
     archived = next(e for e in g.edges if e.dst == "sink:archive" and e.topic == CL)
     assert archived.lag == 240 and archived.rate_per_s is None  # its group was never read
     assert g.nodes["agent:proximity"].attrs["group_state"] == {"state": "stable", "members": 1}
-    assert g.nodes[lin.topic_id(CL)].attrs["end_offset"] == 240
+    assert g.nodes[topic_id(CL)].attrs["end_offset"] == 240
     assert g.nodes["sink:redis"].attrs["counter_rates"] == {"positions": 20.0}
 
 
 def test_lag_counts_an_uncommitted_partition_whole():
-    assert lin.group_lag({0: 10, 1: 5}, {0: 4}) == 6 + 5
-    assert lin.group_lag({0: 10}, None) == 10
-    assert lin.group_lag({0: 10}, {0: 12}) == 0
+    assert group_lag({0: 10, 1: 5}, {0: 4}) == 6 + 5
+    assert group_lag({0: 10}, None) == 10
+    assert group_lag({0: 10}, {0: 12}) == 0

@@ -10,7 +10,7 @@ import pytest
 
 from instore import health
 from instore import topics as t
-from instore.commands.ksql import MIGRATIONS_DIR, NEARBY_WRITER_FILE, migration_files
+from instore.commands.ksql.migrations import MIGRATIONS_DIR, NEARBY_WRITER_FILE, migration_files
 from instore.records import NearbyCustomer
 from instore.settings import Settings
 from stream_apps.ksqldb import syntax as sx
