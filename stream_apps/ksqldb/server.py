@@ -25,7 +25,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from instore.settings import LOOPBACK, Settings
-from stream_apps.ksqldb.engine import VERSION, Engine, schema_string
+from stream_apps.ksqldb.engine import Engine
+from stream_apps.ksqldb.entities import VERSION, schema_string
 from stream_apps.ksqldb.errors import (
     BAD_REQUEST,
     NOT_FOUND,
@@ -89,7 +90,7 @@ def build_app(engine: Engine) -> Starlette:
     async def healthcheck(_request: Request) -> Response:
         def check() -> bool:
             try:
-                engine._topics()  # noqa: SLF001
+                engine.list_topics()
                 return True
             except Exception:  # noqa: BLE001 - any broker failure means unhealthy
                 return False
