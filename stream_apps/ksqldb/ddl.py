@@ -26,6 +26,7 @@ from stream_apps.ksqldb.metastore import (
     source_window,
     wrap_single_value,
 )
+from stream_apps.ksqldb.nodes import expr_sql
 from stream_apps.ksqldb.planner import Plan, plan_select
 from stream_apps.ksqldb.runners import QueryRunner, end_offsets
 from stream_apps.ksqldb.state import EngineState
@@ -307,7 +308,7 @@ def insert_values(state: EngineState, stmt: sx.InsertValues) -> dict[str, Any]:
     if len(cols) != len(stmt.values):
         msg = (
             f"Expected number columns and values to match: {cols}, "
-            f"{[sx.expr_sql(v) for v in stmt.values]}"
+            f"{[expr_sql(v) for v in stmt.values]}"
         )
         raise StatementError(msg)
     comp = Compiler(Scope([Slot("", "", {})]))

@@ -24,18 +24,34 @@ from stream_apps.ksqldb.functions import (
     SCALARS,
     TABLE_FUNCTIONS,
 )
-from stream_apps.ksqldb.spatial import SpatialFilter, conjuncts, recognise
-from stream_apps.ksqldb.syntax import (
-    BIGINT,
-    BOOLEAN,
-    DOUBLE,
-    INT,
-    STRING,
-    UNKNOWN,
+from stream_apps.ksqldb.nodes import (
+    NULL,
+    Array,
+    Between,
+    Bin,
+    Call,
+    Case,
+    Cast,
+    Col,
+    Deref,
+    Distinct,
     Expr,
-    SqlType,
+    In,
+    Index,
+    IsNull,
+    Lambda,
+    Like,
+    Lit,
+    Map,
+    Neg,
+    Not,
+    Star,
+    Struct,
+    children,
     expr_sql,
 )
+from stream_apps.ksqldb.spatial import SpatialFilter, conjuncts, recognise
+from stream_apps.ksqldb.sqltypes import BIGINT, BOOLEAN, DOUBLE, INT, STRING, UNKNOWN, SqlType
 
 log = logging.getLogger(__name__)
 
@@ -144,72 +160,71 @@ class Compiler:
     # -- type inference -----------------------------------------------------------------------
     def infer(self, e: Expr, scope: Scope | None = None) -> SqlType:
         scope = scope or self.scope
-        k = e[0]
-        if k == "lit":
-            v = e[1]
-            if isinstance(v, bool):
-                return BOOLEAN
-            if isinstance(v, int):
-                return INT if -(2**31) <= v < 2**31 else BIGINT
-            if isinstance(v, float):
-                return DOUBLE
-            return STRING
-        if k == "col":
-            return scope.resolve(e[1], e[2])[2]
-        if k == "deref":
-            t = self.infer(e[1], scope)
-            return t.field_type(e[2]) or UNKNOWN
-        if k == "index":
-            t = self.infer(e[1], scope)
-            return (
-                t.params[0] if t.name == "ARRAY" else (t.params[1] if t.name == "MAP" else UNKNOWN)
-            )
-        if k == "bin":
-            op = e[1]
-            if op in ("AND", "OR", "=", "<>", "<", "<=", ">", ">="):
-                return BOOLEAN
-            if op == "||":
+        match e:
+            case Lit(value=v):
+                if isinstance(v, bool):
+                    return BOOLEAN
+                if isinstance(v, int):
+                    return INT if -(2**31) <= v < 2**31 else BIGINT
+                if isinstance(v, float):
+                    return DOUBLE
                 return STRING
-            a, b = self.infer(e[2], scope), self.infer(e[3], scope)
-            if STRING in (a, b) and op == "+":
-                return STRING
-            if DOUBLE in (a, b) or op == "/" and DOUBLE in (a, b):
-                return DOUBLE
-            if BIGINT in (a, b):
-                return BIGINT
-            return a
-        if k in ("not", "isnull", "between", "in", "like", "distinct"):
-            return BOOLEAN
-        if k == "neg":
-            return self.infer(e[1], scope)
-        if k == "cast":
-            return e[2]
-        if k == "case":  # the first branch that is not a NULL literal
-            branches = [t for _, t in e[2]] + ([e[3]] if e[3] is not None else [])
-            typed = [t for t in branches if t != ("lit", None)]
-            return self.infer(typed[0] if typed else e[2][0][1], scope)
-        if k == "struct":
-            return SqlType("STRUCT", tuple((n, self.infer(x, scope)) for n, x in e[1]))
-        if k == "array":
-            return SqlType("ARRAY", (self.infer(e[1][0], scope) if e[1] else STRING,))
-        if k == "map":
-            return SqlType("MAP", (STRING, self.infer(e[1][0][1], scope) if e[1] else STRING))
-        if k == "call":
-            return self._infer_call(e, scope)
+            case Col(qualifier=q, name=name):
+                return scope.resolve(q, name)[2]
+            case Deref(expr=x, field=name):
+                return self.infer(x, scope).field_type(name) or UNKNOWN
+            case Index(expr=x):
+                t = self.infer(x, scope)
+                return (
+                    t.params[0] if t.name == "ARRAY" else (t.params[1] if t.name == "MAP" else UNKNOWN)
+                )
+            case Bin(op=op, left=a, right=b):
+                if op in ("AND", "OR", "=", "<>", "<", "<=", ">", ">="):
+                    return BOOLEAN
+                if op == "||":
+                    return STRING
+                ta, tb = self.infer(a, scope), self.infer(b, scope)
+                if STRING in (ta, tb) and op == "+":
+                    return STRING
+                if DOUBLE in (ta, tb) or op == "/" and DOUBLE in (ta, tb):
+                    return DOUBLE
+                if BIGINT in (ta, tb):
+                    return BIGINT
+                return ta
+            case Not() | IsNull() | Between() | In() | Like() | Distinct():
+                return BOOLEAN
+            case Neg(expr=x):
+                return self.infer(x, scope)
+            case Cast(type=ty):
+                return ty
+            case Case(whens=whens, default=default):  # the first branch that is not NULL
+                branches = [t for _, t in whens] + ([default] if default is not None else [])
+                typed = [t for t in branches if t != NULL]
+                return self.infer(typed[0] if typed else whens[0][1], scope)
+            case Struct(fields=fields):
+                return SqlType("STRUCT", tuple((n, self.infer(x, scope)) for n, x in fields))
+            case Array(items=items):
+                return SqlType("ARRAY", (self.infer(items[0], scope) if items else STRING,))
+            case Map(entries=entries):
+                return SqlType(
+                    "MAP", (STRING, self.infer(entries[0][1], scope) if entries else STRING)
+                )
+            case Call():
+                return self._infer_call(e, scope)
         return UNKNOWN
 
-    def _infer_call(self, e: Expr, scope: Scope) -> SqlType:
-        name, args = e[1], e[2]
+    def _infer_call(self, e: Call, scope: Scope) -> SqlType:
+        name, args = e.name, e.args
         if name in AGGREGATES:
             ret = AGGREGATES[name].return_type
             if ret is not None:
                 return ret
-            if not args or args[0][0] == "star":
+            if not args or isinstance(args[0], Star):
                 return BIGINT
             at = self.infer(args[0], scope)
             if name in ARRAY_AGGREGATES or (
                 name in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET")
-                and any(a[0] == "lit" and type(a[1]) is int for a in args[1:])
+                and any(isinstance(a, Lit) and type(a.value) is int for a in args[1:])
             ):
                 return SqlType("ARRAY", (at,))
             if name == "SUM" and at == INT:
@@ -223,9 +238,10 @@ class Compiler:
             if name == "FILTER":
                 return at
             item = at.params[0] if at.name == "ARRAY" and at.params else UNKNOWN
-            lam = args[1]
-            inner = scope.with_params(lam[1], [item])
-            return SqlType("ARRAY", (self.infer(lam[2], inner),))
+            match args:
+                case (_, Lambda(params=params, body=body)):
+                    return SqlType("ARRAY", (self.infer(body, scope.with_params(params, [item])),))
+            return UNKNOWN
         if name == "REDUCE":
             return self.infer(args[1], scope)
         if name in SCALARS:
@@ -241,7 +257,7 @@ class Compiler:
     # -- compilation --------------------------------------------------------------------------
     def compile(self, e: Expr, scope: Scope | None = None) -> Fn:
         scope = scope or self.scope
-        if scope.params and e[0] not in _LEAVES and _invariant_in(e, scope):
+        if scope.params and not isinstance(e, _LEAVES) and _invariant_in(e, scope):
             # Inside a lambda, a subexpression that reads no lambda parameter has one value per
             # row: computed once per row, not once per element (and once for all its copies).
             key = (e, len(scope.slots))
@@ -272,52 +288,51 @@ class Compiler:
             return name
 
         def gen(x: Expr) -> str:
-            k = x[0]
-            if scope.params and k not in _LEAVES and _invariant_in(x, scope):
+            if scope.params and not isinstance(x, _LEAVES) and _invariant_in(x, scope):
                 return f"{ref(self.compile(x, scope))}(r)"
-            if k == "lit":
-                return ref(x[1])
-            if k == "col":
-                slot, col, _ = scope.resolve(x[1], x[2])
-                if not col:
-                    return f"r[{slot}]"
-                t = fresh("_t")
-                return f"(None if ({t} := r[{slot}]) is None else {t}.get({ref(col)}))"
-            if k == "deref" and x[1][0] == "col" and x[1][1] is None and x[1][2] in scope.params:
-                slot = scope.params[x[1][2]]
-                fname, upper = x[2], x[2].upper()
-                t, v = fresh("_t"), fresh("_v")
-                if upper == fname:
-                    return f"(None if ({t} := r[{slot}]) is None else {t}.get({ref(fname)}))"
-                return (
-                    f"(None if ({t} := r[{slot}]) is None else ({v} if ({v} := "
-                    f"{t}.get({ref(fname)})) is not None else {t}.get({ref(upper)})))"
-                )
-            if k == "isnull":
-                return f"(({gen(x[1])}) is {'not ' if x[2] else ''}None)"
-            if k == "not":
-                t = fresh("_t")
-                return f"(None if ({t} := {gen(x[1])}) is None else not {t})"
-            if k == "bin" and x[1] in _GEN_BIN:
-                op = x[1]
-                a, b = fresh("_a"), fresh("_b")
-                left, right = gen(x[2]), gen(x[3])
-                if op == "AND":
+            match x:
+                case Lit(value=v):
+                    return ref(v)
+                case Col(qualifier=q, name=name):
+                    slot, col, _ = scope.resolve(q, name)
+                    if not col:
+                        return f"r[{slot}]"
+                    t = fresh("_t")
+                    return f"(None if ({t} := r[{slot}]) is None else {t}.get({ref(col)}))"
+                case Deref(expr=Col(qualifier=None, name=p), field=fname) if p in scope.params:
+                    slot = scope.params[p]
+                    upper = fname.upper()
+                    t, v = fresh("_t"), fresh("_v")
+                    if upper == fname:
+                        return f"(None if ({t} := r[{slot}]) is None else {t}.get({ref(fname)}))"
                     return (
-                        f"(False if ({a} := {left}) is False else (False if ({b} := {right}) "
-                        f"is False else (None if {a} is None or {b} is None else True)))"
+                        f"(None if ({t} := r[{slot}]) is None else ({v} if ({v} := "
+                        f"{t}.get({ref(fname)})) is not None else {t}.get({ref(upper)})))"
                     )
-                if op == "OR":
+                case IsNull(expr=inner, negated=negated):
+                    return f"(({gen(inner)}) is {'not ' if negated else ''}None)"
+                case Not(expr=inner):
+                    t = fresh("_t")
+                    return f"(None if ({t} := {gen(inner)}) is None else not {t})"
+                case Bin(op=op, left=left_e, right=right_e) if op in _GEN_BIN:
+                    a, b = fresh("_a"), fresh("_b")
+                    left, right = gen(left_e), gen(right_e)
+                    if op == "AND":
+                        return (
+                            f"(False if ({a} := {left}) is False else (False if ({b} := {right}) "
+                            f"is False else (None if {a} is None or {b} is None else True)))"
+                        )
+                    if op == "OR":
+                        return (
+                            f"(True if ({a} := {left}) is True else (True if ({b} := {right}) "
+                            f"is True else (None if {a} is None or {b} is None else False)))"
+                        )
+                    pyop = "!=" if op == "<>" else "==" if op == "=" else op
+                    # both sides evaluated (as the closures do), then the null check
                     return (
-                        f"(True if ({a} := {left}) is True else (True if ({b} := {right}) "
-                        f"is True else (None if {a} is None or {b} is None else False)))"
+                        f"(None if (({a} := {left}) is None) | (({b} := {right}) is None) "
+                        f"else {a} {pyop} {b})"
                     )
-                pyop = "!=" if op == "<>" else "==" if op == "=" else op
-                # both sides evaluated (as the closures do), then the null check
-                return (
-                    f"(None if (({a} := {left}) is None) | (({b} := {right}) is None) "
-                    f"else {a} {pyop} {b})"
-                )
             return f"{ref(self._compile(x, scope))}(r)"
 
         body = gen(e)
@@ -326,20 +341,17 @@ class Compiler:
         return env["_generated"]
 
     def _compile(self, e: Expr, scope: Scope) -> Fn:
-        k = e[0]
-        if k == "lit":
-            v = e[1]
-            return lambda r: v
-        if k == "col":
-            slot, col, _ = scope.resolve(e[1], e[2])
-            if not col:  # a lambda parameter
-                return lambda r: r[slot]
-            return lambda r: r[slot].get(col) if r[slot] is not None else None
-        if k == "deref":
-            fname = e[2]
-            upper = fname.upper()
-            if e[1][0] == "col" and e[1][1] is None and e[1][2] in scope.params:
-                pslot = scope.params[e[1][2]]  # x->FIELD on a lambda parameter: one call
+        match e:
+            case Lit(value=v):
+                return lambda r: v
+            case Col(qualifier=q, name=name):
+                slot, col, _ = scope.resolve(q, name)
+                if not col:  # a lambda parameter
+                    return lambda r: r[slot]
+                return lambda r: r[slot].get(col) if r[slot] is not None else None
+            case Deref(expr=Col(qualifier=None, name=p), field=fname) if p in scope.params:
+                pslot = scope.params[p]  # x->FIELD on a lambda parameter: one call
+                upper = fname.upper()
 
                 def deref_param(r: tuple) -> Any:
                     s = r[pslot]
@@ -351,141 +363,136 @@ class Compiler:
                     return v
 
                 return deref_param
-            inner = self.compile(e[1], scope)
+            case Deref(expr=x, field=fname):
+                inner = self.compile(x, scope)
+                upper = fname.upper()
 
-            def deref(r: tuple) -> Any:
-                s = inner(r)
-                if s is None:
-                    return None
-                v = s.get(fname)
-                if v is None and upper != fname:
-                    v = s.get(upper)
-                return v
+                def deref(r: tuple) -> Any:
+                    s = inner(r)
+                    if s is None:
+                        return None
+                    v = s.get(fname)
+                    if v is None and upper != fname:
+                        v = s.get(upper)
+                    return v
 
-            return deref
-        if k == "index":
-            arr = self.compile(e[1], scope)
-            idx = self.compile(e[2], scope)
+                return deref
+            case Index(expr=x, index=i):
+                arr = self.compile(x, scope)
+                idx = self.compile(i, scope)
 
-            def index(r: tuple) -> Any:
-                a, i = arr(r), idx(r)
-                if a is None or i is None:
-                    return None
-                if isinstance(a, dict):
-                    return a.get(i)
-                n = len(a)
-                j = i - 1 if i > 0 else n + i  # 1-based; negative from the end
-                return a[j] if 0 <= j < n else None
+                def index(r: tuple) -> Any:
+                    a, i = arr(r), idx(r)
+                    if a is None or i is None:
+                        return None
+                    if isinstance(a, dict):
+                        return a.get(i)
+                    n = len(a)
+                    j = i - 1 if i > 0 else n + i  # 1-based; negative from the end
+                    return a[j] if 0 <= j < n else None
 
-            return index
-        if k == "bin":
-            return self._binary(e, scope)
-        if k == "not":
-            inner = self.compile(e[1], scope)
+                return index
+            case Bin():
+                return self._binary(e, scope)
+            case Not(expr=x):
+                inner = self.compile(x, scope)
 
-            def not_(r: tuple) -> Any:
-                v = inner(r)
-                return None if v is None else not v
+                def not_(r: tuple) -> Any:
+                    v = inner(r)
+                    return None if v is None else not v
 
-            return not_
-        if k == "neg":
-            inner = self.compile(e[1], scope)
+                return not_
+            case Neg(expr=x):
+                inner = self.compile(x, scope)
 
-            def neg(r: tuple) -> Any:
-                v = inner(r)
-                return None if v is None else -v
+                def neg(r: tuple) -> Any:
+                    v = inner(r)
+                    return None if v is None else -v
 
-            return neg
-        if k == "isnull":
-            inner = self.compile(e[1], scope)
-            if e[2]:
-                return lambda r: inner(r) is not None
-            return lambda r: inner(r) is None
-        if k == "distinct":
-            a, b = self.compile(e[1], scope), self.compile(e[2], scope)
-            neg_ = e[3]
-            return lambda r: (a(r) == b(r)) if neg_ else (a(r) != b(r))
-        if k == "between":
-            v, lo, hi = (self.compile(x, scope) for x in e[1:4])
-            negate = e[4]
+                return neg
+            case IsNull(expr=x, negated=negated):
+                inner = self.compile(x, scope)
+                if negated:
+                    return lambda r: inner(r) is not None
+                return lambda r: inner(r) is None
+            case Distinct(left=left, right=right, negated=negated):
+                a, b = self.compile(left, scope), self.compile(right, scope)
+                return lambda r: (a(r) == b(r)) if negated else (a(r) != b(r))
+            case Between(expr=x, low=low, high=high, negated=negate):
+                v, lo, hi = (self.compile(y, scope) for y in (x, low, high))
 
-            def between(r: tuple) -> Any:
-                x, a, b = v(r), lo(r), hi(r)
-                if x is None or a is None or b is None:
-                    return None
-                res = a <= x <= b
-                return not res if negate else res
+                def between(r: tuple) -> Any:
+                    x, a, b = v(r), lo(r), hi(r)
+                    if x is None or a is None or b is None:
+                        return None
+                    res = a <= x <= b
+                    return not res if negate else res
 
-            return between
-        if k == "in":
-            v = self.compile(e[1], scope)
-            items = [self.compile(x, scope) for x in e[2]]
-            negate = e[3]
+                return between
+            case In(expr=x, items=items, negated=negate):
+                v = self.compile(x, scope)
+                fns = [self.compile(y, scope) for y in items]
 
-            def in_(r: tuple) -> Any:
-                x = v(r)
-                if x is None:
-                    return None
-                res = any(x == f(r) for f in items)
-                return not res if negate else res
+                def in_(r: tuple) -> Any:
+                    x = v(r)
+                    if x is None:
+                        return None
+                    res = any(x == f(r) for f in fns)
+                    return not res if negate else res
 
-            return in_
-        if k == "like":
-            v = self.compile(e[1], scope)
-            pat = self.compile(e[2], scope)
-            negate = e[3]
-            cache: dict[str, re.Pattern[str]] = {}
+                return in_
+            case Like(expr=x, pattern=pattern, negated=negate):
+                v = self.compile(x, scope)
+                pat = self.compile(pattern, scope)
+                cache: dict[str, re.Pattern[str]] = {}
 
-            def like(r: tuple) -> Any:
-                x, p = v(r), pat(r)
-                if x is None or p is None:
-                    return None
-                rx = cache.get(p)
-                if rx is None:
-                    rx = re.compile(
-                        "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in p),
-                        re.DOTALL,
-                    )
-                    cache[p] = rx
-                res = rx.fullmatch(str(x)) is not None
-                return not res if negate else res
+                def like(r: tuple) -> Any:
+                    x, p = v(r), pat(r)
+                    if x is None or p is None:
+                        return None
+                    rx = cache.get(p)
+                    if rx is None:
+                        rx = re.compile(
+                            "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in p),
+                            re.DOTALL,
+                        )
+                        cache[p] = rx
+                    res = rx.fullmatch(str(x)) is not None
+                    return not res if negate else res
 
-            return like
-        if k == "case":
-            return self._case(e, scope)
-        if k == "cast":
-            from_type = None
-            if e[1][0] in ("col", "lit", "deref", "array", "map", "struct", "cast") and e[1] != (
-                "lit",
-                None,
-            ):
-                from_type = self.infer(e[1], scope)
-                check_cast(from_type, e[2])
-            return self._cast(self.compile(e[1], scope), e[2], from_type)
-        if k == "struct":
-            parts = [(n, self.compile(x, scope)) for n, x in e[1]]
-            return lambda r: {n: f(r) for n, f in parts}
-        if k == "array":
-            items = [self.compile(x, scope) for x in e[1]]
-            return lambda r: [f(r) for f in items]
-        if k == "map":
-            pairs = [(self.compile(a, scope), self.compile(b, scope)) for a, b in e[1]]
-            return lambda r: {ka(r): vb(r) for ka, vb in pairs}
-        if k == "call":
-            return self._call(e, scope)
-        if k == "lambda":
-            msg = "A lambda can only be an argument of TRANSFORM, FILTER or REDUCE."
-            raise StatementError(msg)
-        if k == "star":
-            msg = "'*' is only valid as a select item or in COUNT(*)."
-            raise StatementError(msg)
+                return like
+            case Case():
+                return self._case(e, scope)
+            case Cast(expr=x, type=ty):
+                from_type = None
+                if isinstance(x, Col | Lit | Deref | Array | Map | Struct | Cast) and x != NULL:
+                    from_type = self.infer(x, scope)
+                    check_cast(from_type, ty)
+                return self._cast(self.compile(x, scope), ty, from_type)
+            case Struct(fields=fields):
+                parts = [(n, self.compile(x, scope)) for n, x in fields]
+                return lambda r: {n: f(r) for n, f in parts}
+            case Array(items=items):
+                fns = [self.compile(x, scope) for x in items]
+                return lambda r: [f(r) for f in fns]
+            case Map(entries=entries):
+                pairs = [(self.compile(a, scope), self.compile(b, scope)) for a, b in entries]
+                return lambda r: {ka(r): vb(r) for ka, vb in pairs}
+            case Call():
+                return self._call(e, scope)
+            case Lambda():
+                msg = "A lambda can only be an argument of TRANSFORM, FILTER or REDUCE."
+                raise StatementError(msg)
+            case Star():
+                msg = "'*' is only valid as a select item or in COUNT(*)."
+                raise StatementError(msg)
         msg = f"Unsupported expression: {expr_sql(e)}"
         raise StatementError(msg)
 
-    def _binary(self, e: Expr, scope: Scope) -> Fn:
-        op = e[1]
-        a = self.compile(e[2], scope)
-        b = self.compile(e[3], scope)
+    def _binary(self, e: Bin, scope: Scope) -> Fn:
+        op = e.op
+        a = self.compile(e.left, scope)
+        b = self.compile(e.right, scope)
         if op == "AND":
 
             def and_(r: tuple) -> Any:
@@ -512,12 +519,12 @@ class Compiler:
             return or_
         if op in ("+", "-", "*", "/", "%", "||"):
             is_str = op == "||" or (
-                op == "+" and STRING in (self.infer(e[2], scope), self.infer(e[3], scope))
+                op == "+" and STRING in (self.infer(e.left, scope), self.infer(e.right, scope))
             )
             int_div = (
                 op == "/"
-                and self.infer(e[2], scope) in (INT, BIGINT)
-                and self.infer(e[3], scope) in (INT, BIGINT)
+                and self.infer(e.left, scope) in (INT, BIGINT)
+                and self.infer(e.right, scope) in (INT, BIGINT)
             )
             on_error = self.report
 
@@ -594,14 +601,15 @@ class Compiler:
         msg = f"Unsupported operator {op}"
         raise StatementError(msg)
 
-    def _case(self, e: Expr, scope: Scope) -> Fn:
-        results = [t for _, t in e[2]] + ([e[3]] if e[3] is not None else [])
-        if all(t == ("lit", None) for t in results):
+
+    def _case(self, e: Case, scope: Scope) -> Fn:
+        results = [t for _, t in e.whens] + ([e.default] if e.default is not None else [])
+        if all(t == NULL for t in results):
             msg = "Invalid Case expression. All case branches have NULL type"
             raise StatementError(msg)
-        operand = self.compile(e[1], scope) if e[1] is not None else None
-        whens = [(self.compile(w, scope), self.compile(t, scope)) for w, t in e[2]]
-        default = self.compile(e[3], scope) if e[3] is not None else (lambda r: None)
+        operand = self.compile(e.operand, scope) if e.operand is not None else None
+        whens = [(self.compile(w, scope), self.compile(t, scope)) for w, t in e.whens]
+        default = self.compile(e.default, scope) if e.default is not None else (lambda r: None)
 
         def case(r: tuple) -> Any:
             if operand is not None:
@@ -635,17 +643,18 @@ class Compiler:
 
         return cast
 
-    def _call(self, e: Expr, scope: Scope) -> Fn:
-        name, args, distinct = e[1], e[2], e[3]
+
+    def _call(self, e: Call, scope: Scope) -> Fn:
+        name, args, distinct = e.name, e.args, e.distinct
         if name in AGGREGATES:
             if not self.allow_aggregates:
                 msg = f"Aggregate functions can not be used here: {expr_sql(e)}"
                 raise StatementError(msg)
-            star = not args or args[0][0] == "star"
+            star = not args or isinstance(args[0], Star)
             arg = None if star else self.compile(args[0], scope)
             if name == "COUNT" and distinct:
                 name = "COUNT_DISTINCT"
-            params = tuple(a[1] for a in args[1:] if a[0] == "lit")
+            params = tuple(a.value for a in args[1:] if isinstance(a, Lit))
             if len(params) != len(args[1:]):
                 msg = f"Parameters of {name} after the first must be literals: {expr_sql(e)}"
                 raise StatementError(msg)
@@ -711,18 +720,20 @@ class Compiler:
 
         return call
 
-    def _lambda_call(self, name: str, args: tuple, scope: Scope) -> Fn:
+    def _lambda_call(self, name: str, args: tuple[Expr, ...], scope: Scope) -> Fn:
         if name in ("TRANSFORM", "FILTER"):
-            if len(args) != 2 or args[1][0] != "lambda" or len(args[1][1]) != 1:
-                msg = f"{name} expects (array, x => expression)"
-                raise StatementError(msg)
-            arr = self.compile(args[0], scope)
-            at = self.infer(args[0], scope)
-            lam = args[1]
+            match args:
+                case (array, Lambda(params=(_,)) as lam):
+                    pass
+                case _:
+                    msg = f"{name} expects (array, x => expression)"
+                    raise StatementError(msg)
+            arr = self.compile(array, scope)
+            at = self.infer(array, scope)
             inner = scope.with_params(
-                lam[1], [at.params[0] if at.name == "ARRAY" and at.params else UNKNOWN]
+                lam.params, [at.params[0] if at.name == "ARRAY" and at.params else UNKNOWN]
             )
-            body = self.compile(lam[2], inner)
+            body = self.compile(lam.body, inner)
             if name == "TRANSFORM":
 
                 def transform(r: tuple) -> Any:
@@ -740,12 +751,12 @@ class Compiler:
 
             spec = recognise(lam)
             if spec is not None:
-                others = [c for i, c in enumerate(conjuncts(lam[2])) if i != spec.conjunct]
+                others = [c for i, c in enumerate(conjuncts(lam.body)) if i != spec.conjunct]
                 rest = None
                 if others:  # one generated function: true iff every other conjunct is true
                     folded = others[0]
                     for c in others[1:]:
-                        folded = ("bin", "AND", folded, c)
+                        folded = Bin("AND", folded, c)
                     rest = self.compile(folded, inner)
                 return SpatialFilter(
                     spec,
@@ -757,14 +768,16 @@ class Compiler:
                 )
             return filter_
         # REDUCE(array, initial, (acc, x) => ...)
-        if len(args) != 3 or args[2][0] != "lambda" or len(args[2][1]) != 2:
-            msg = "REDUCE expects (array, initial, (acc, x) => expression)"
-            raise StatementError(msg)
-        arr = self.compile(args[0], scope)
-        init = self.compile(args[1], scope)
-        lam = args[2]
-        inner = scope.with_params(lam[1], [self.infer(args[1], scope), UNKNOWN])
-        body = self.compile(lam[2], inner)
+        match args:
+            case (array, initial, Lambda(params=(_, _)) as lam):
+                pass
+            case _:
+                msg = "REDUCE expects (array, initial, (acc, x) => expression)"
+                raise StatementError(msg)
+        arr = self.compile(array, scope)
+        init = self.compile(initial, scope)
+        inner = scope.with_params(lam.params, [self.infer(initial, scope), UNKNOWN])
+        body = self.compile(lam.body, inner)
 
         def reduce_(r: tuple) -> Any:
             a = arr(r)
@@ -778,24 +791,25 @@ class Compiler:
         return reduce_
 
 
-_LEAVES = ("lit", "col", "lambda", "star")
+_LEAVES = (Lit, Col, Lambda, Star)
 _GEN_BIN = ("AND", "OR", "=", "<>", "<", "<=", ">", ">=")
 
 
 def _generated_kind(e: Expr) -> bool:
-    return e[0] in ("isnull", "not") or (e[0] == "bin" and e[1] in _GEN_BIN)
+    return isinstance(e, IsNull | Not) or (isinstance(e, Bin) and e.op in _GEN_BIN)
 
 
-def _invariant_in(e: Any, scope: Scope) -> bool:
+def _invariant_in(e: Expr, scope: Scope) -> bool:
     """True when ``e`` reads no lambda parameter of ``scope`` (and holds no lambda or
     aggregate, whose values do not follow the source rows alone)."""
-    if isinstance(e, tuple) and e:
-        if e[0] == "col":
-            return not (e[1] is None and e[2] in scope.params)
-        if e[0] == "lambda" or (e[0] == "call" and e[1] in AGGREGATES):
+    match e:
+        case Col(qualifier=q, name=name):
+            return not (q is None and name in scope.params)
+        case Lambda():
             return False
-        return all(_invariant_in(x, scope) for x in e if isinstance(x, tuple))
-    return True
+        case Call(name=name) if name in AGGREGATES:
+            return False
+    return all(_invariant_in(x, scope) for x in children(e))
 
 
 def _per_row_slots(fn: Fn, n: int) -> Fn:
@@ -1010,13 +1024,13 @@ def caster(ty: SqlType) -> Callable[[Any], Any]:
     return lambda v: v
 
 
-def contains_aggregate(e: Any) -> bool:
-    if isinstance(e, tuple) and e:
-        if e[0] == "call" and e[1] in AGGREGATES:
+
+def contains_aggregate(e: Expr) -> bool:
+    match e:
+        case Call(name=name) if name in AGGREGATES:
             return True
-        return any(contains_aggregate(x) for x in e if isinstance(x, tuple))
-    return False
+    return any(contains_aggregate(x) for x in children(e))
 
 
-def find_table_function(e: Expr) -> bool:
-    return e[0] == "call" and e[1] in TABLE_FUNCTIONS
+def is_table_function(e: Expr) -> bool:
+    return isinstance(e, Call) and e.name in TABLE_FUNCTIONS

@@ -17,20 +17,30 @@ from stream_apps.ksqldb.expressions import (
     Scope,
     Slot,
     contains_aggregate,
-    find_table_function,
+    is_table_function,
 )
 from stream_apps.ksqldb.functions import AGGREGATES as AGGREGATE_NAMES
 from stream_apps.ksqldb.functions import SCALARS
 from stream_apps.ksqldb.metastore import Source
-from stream_apps.ksqldb.spatial import SpatialFilter, rename_param
-from stream_apps.ksqldb.syntax import (
-    BIGINT,
+from stream_apps.ksqldb.nodes import (
+    NULL,
+    Bin,
+    Call,
+    Cast,
+    Col,
+    Deref,
     Expr,
-    Select,
-    SqlType,
-    WindowSpec,
+    In,
+    Lambda,
+    Lit,
+    Star,
+    children,
     expr_sql,
+    map_children,
 )
+from stream_apps.ksqldb.spatial import SpatialFilter, rename_param
+from stream_apps.ksqldb.sqltypes import BIGINT, SqlType
+from stream_apps.ksqldb.syntax import Select, WindowSpec
 
 DEFAULT_GRACE_MS = 24 * 3600 * 1000  # ksqlDB's default grace when none is given
 
@@ -145,28 +155,27 @@ class Plan:
 def _same(a: Expr, b: Expr, scope: Scope) -> bool:
     if a == b:
         return True
-    if a[0] == "col" and b[0] == "col":
-        try:
-            return scope.resolve(a[1], a[2])[:2] == scope.resolve(b[1], b[2])[:2]
-        except StatementError:
-            return False
+    match a, b:
+        case Col(qualifier=qa, name=na), Col(qualifier=qb, name=nb):
+            try:
+                return scope.resolve(qa, na)[:2] == scope.resolve(qb, nb)[:2]
+            except StatementError:
+                return False
     return False
 
 
-def _slots_used(e: Any, scope: Scope) -> set[int]:
-    out: set[int] = set()
-    if isinstance(e, tuple) and e:
-        if e[0] == "col":
+def _slots_used(e: Expr, scope: Scope) -> set[int]:
+    match e:
+        case Col(qualifier=q, name=name):
             try:
-                out.add(scope.resolve(e[1], e[2])[0])
+                return {scope.resolve(q, name)[0]}
             except StatementError:
-                pass
-            return out
-        if e[0] == "lambda":
-            return out | _slots_used(e[2], scope.with_params(e[1], [BIGINT] * len(e[1])))
-        for x in e:
-            if isinstance(x, tuple):
-                out |= _slots_used(x, scope)
+                return set()
+        case Lambda(params=params, body=body):
+            return _slots_used(body, scope.with_params(params, [BIGINT] * len(params)))
+    out: set[int] = set()
+    for x in children(e):
+        out |= _slots_used(x, scope)
     return out
 
 
@@ -238,10 +247,7 @@ def _check_join_sources(left: Source, right: Source, a: Expr, b: Expr, scope: Sc
                 "sources can only be joined to other hopping and tumbling windowed sources"
             )
             raise StatementError(msg)
-        keyed = all(
-            e[0] == "col" and _resolves_to_key(e, src, scope)
-            for e, src in ((a, left), (b, right))
-        )
+        keyed = all(_resolves_to_key(e, src, scope) for e, src in ((a, left), (b, right)))
         if not keyed or left.window.size_ms != right.window.size_ms:
             msg = (
                 "Implicit repartitioning of windowed sources is not supported. "
@@ -256,15 +262,15 @@ def _check_join_sources(left: Source, right: Source, a: Expr, b: Expr, scope: Sc
     comp = Compiler(scope, allow_aggregates=False)
     ta, tb = comp.infer(a), comp.infer(b)
     # (inference of function results is approximate: compare what is certain)
-    certain = ("col", "cast", "deref")
-    if a[0] in certain and b[0] in certain and str(ta) != str(tb):
+    certain = Col | Cast | Deref
+    if isinstance(a, certain) and isinstance(b, certain) and str(ta) != str(tb):
         msg = (
             f"Invalid join condition: types don't match. Got {expr_sql(a)}{{{ta}}} = "
             f"{expr_sql(b)}{{{tb}}}."
         )
         raise StatementError(msg)
     if _contains_map(ta):
-        name = f"{a[1]}_{a[2]}" if a[0] == "col" and a[1] else expr_sql(a)
+        name = f"{a.qualifier}_{a.name}" if isinstance(a, Col) and a.qualifier else expr_sql(a)
         msg = (
             "Map keys, including types that contain maps, are not supported as they may lead "
             "to unexpected behavior due to inconsistent serialization. Key column name: "
@@ -275,8 +281,11 @@ def _check_join_sources(left: Source, right: Source, a: Expr, b: Expr, scope: Sc
 
 
 def _resolves_to_key(e: Expr, src: Source, scope: Scope) -> bool:
+    """Whether ``e`` is a key column of ``src``."""
+    if not isinstance(e, Col):
+        return False
     try:
-        _, name, _ = scope.resolve(e[1], e[2])
+        _, name, _ = scope.resolve(e.qualifier, e.name)
     except StatementError:
         return False
     return name in [n for n, _ in src.key_columns]
@@ -290,25 +299,24 @@ def _check_grouped_projection(select: Select, columns: list[OutputColumn], scope
     """Every non-aggregate part of the projection is made of GROUP BY expressions."""
     groups = list(select.group_by)
 
-    def grouped(e: Any) -> bool:
-        if not isinstance(e, tuple) or not e:
-            return True
+    def grouped(e: Expr) -> bool:
         if any(_same(e, g, scope) for g in groups):
             return True
-        if e[0] == "col":
-            return e[2] in ("WINDOWSTART", "WINDOWEND")
-        if e[0] == "call" and contains_aggregate(e) and e[1] in AGGREGATE_NAMES:
-            return True
-        if e[0] == "lambda":
-            return True
-        return all(grouped(x) for x in e[1:] if isinstance(x, tuple))
+        match e:
+            case Col(name=name):
+                return name in ("WINDOWSTART", "WINDOWEND")
+            case Call(name=name) if name in AGGREGATE_NAMES:
+                return True
+            case Lambda():
+                return True
+        return all(grouped(x) for x in children(e))
 
     bad: list[str] = []
     for c in columns:
         e = c.expr
         if e is None or c.is_key or grouped(e):
             continue
-        bad.append(c.name if e[0] == "col" else expr_sql(e))
+        bad.append(c.name if isinstance(e, Col) else expr_sql(e))
     if bad:
         listed = ", ".join(bad)
         msg = (
@@ -327,7 +335,7 @@ def _check_reserved_alias(alias: str | None, name: str, e: Expr, persistent: boo
     for reserved in SYSTEM_COLUMNS:
         if name.upper() != reserved:
             continue
-        if alias is not None and not (e[0] == "col" and e[2].upper() == reserved):
+        if alias is not None and not (isinstance(e, Col) and e.name.upper() == reserved):
             msg = (
                 f"`{reserved}` is a reserved column name. You cannot use it as an alias for a "
                 "column."
@@ -347,7 +355,7 @@ _OP_NAMES = {
     ">": "GREATER_THAN",
     ">=": "GREATER_THAN_OR_EQUAL",
 }
-_CERTAIN = ("col", "lit", "cast", "deref")
+_CERTAIN = Col | Lit | Cast | Deref
 
 
 def _numeric_literal(text: str, ty: SqlType) -> Any:
@@ -361,39 +369,40 @@ def _numeric_literal(text: str, ty: SqlType) -> Any:
     return float(d)
 
 
-def coerce_comparisons(e: Any, comp: Compiler, scope: Scope, clause: str) -> Any:
+def coerce_comparisons(e: Expr, comp: Compiler, scope: Scope, clause: str) -> Expr:
     """ksqlDB's type rules for comparisons, applied before compiling: a string literal compared
     with a number is read as that number (refused when it is not one); other comparisons of
     unlike types are refused in ksqlDB's words."""
-    if not isinstance(e, tuple) or not e:
-        return e
-    k = e[0]
-    if k == "lambda":
-        return e
-    if k == "bin" and e[1] in _OP_NAMES:
-        a = coerce_comparisons(e[2], comp, scope, clause)
-        b = coerce_comparisons(e[3], comp, scope, clause)
-        if a == ("lit", None) or b == ("lit", None):
-            sides = ["NULL" if x == ("lit", None) else expr_sql(x) for x in (a, b)]
-            msg = f"Comparison with NULL not supported: {sides[0]} {e[1]} {sides[1]}"
-            raise StatementError(msg)
-        if a[0] in _CERTAIN and b[0] in _CERTAIN:
-            ta, tb = comp.infer(a, scope), comp.infer(b, scope)
-            a, b = _coerce_pair(a, ta, b, tb, e[1], clause)
-        return ("bin", e[1], a, b)
-    if k == "in":
-        target = coerce_comparisons(e[1], comp, scope, clause)
-        items = [coerce_comparisons(x, comp, scope, clause) for x in e[2]]
-        if target[0] in _CERTAIN:
-            tt = comp.infer(target, scope)
-            out = []
-            for x in items:
-                if x[0] in _CERTAIN and x != ("lit", None):
-                    _, x = _coerce_pair(target, tt, x, comp.infer(x, scope), "=", clause, True)
-                out.append(x)
-            items = out
-        return ("in", target, tuple(items), *e[3:])
-    return tuple(coerce_comparisons(x, comp, scope, clause) if isinstance(x, tuple) else x for x in e)
+
+    def coerce(x: Expr) -> Expr:
+        return coerce_comparisons(x, comp, scope, clause)
+
+    match e:
+        case Lambda():
+            return e
+        case Bin(op=op, left=left, right=right) if op in _OP_NAMES:
+            a, b = coerce(left), coerce(right)
+            if NULL in (a, b):
+                sides = ["NULL" if x == NULL else expr_sql(x) for x in (a, b)]
+                msg = f"Comparison with NULL not supported: {sides[0]} {op} {sides[1]}"
+                raise StatementError(msg)
+            if isinstance(a, _CERTAIN) and isinstance(b, _CERTAIN):
+                ta, tb = comp.infer(a, scope), comp.infer(b, scope)
+                a, b = _coerce_pair(a, ta, b, tb, op, clause)
+            return Bin(op, a, b)
+        case In(expr=x, items=items, negated=negated):
+            target = coerce(x)
+            coerced = [coerce(i) for i in items]
+            if isinstance(target, _CERTAIN):
+                tt = comp.infer(target, scope)
+                out = []
+                for i in coerced:
+                    if isinstance(i, _CERTAIN) and i != NULL:
+                        _, i = _coerce_pair(target, tt, i, comp.infer(i, scope), "=", clause, True)
+                    out.append(i)
+                coerced = out
+            return In(target, tuple(coerced), negated)
+    return map_children(e, coerce)
 
 
 def _coerce_pair(
@@ -404,12 +413,12 @@ def _coerce_pair(
         return a, b
     # a string literal beside a number is read as one
     for num, nty, other, oty, swap in ((a, ta, b, tb, False), (b, tb, a, ta, True)):
-        if nty.name in _NUMERIC and oty.name == "STRING" and other[0] == "lit":
-            v = _numeric_literal(str(other[1]), nty)
+        if nty.name in _NUMERIC and oty.name == "STRING" and isinstance(other, Lit):
+            v = _numeric_literal(str(other.value), nty)
             if v is None:
-                msg = f'invalid input syntax for type {nty}: "{other[1]}".'
+                msg = f'invalid input syntax for type {nty}: "{other.value}".'
                 raise StatementError(("Invalid Predicate: " if in_list else "") + msg)
-            lit = ("lit", v)
+            lit = Lit(v)
             return (lit, num) if swap else (num, lit)
     if in_list:
         msg = (
@@ -422,6 +431,11 @@ def _coerce_pair(
         f"({tb}) with {_OP_NAMES[op]}."
     )
     raise StatementError(msg)
+
+
+def _column_name(e: Expr, scope: Scope) -> str | None:
+    """The column ``e`` reads when it is a column reference."""
+    return scope.resolve(e.qualifier, e.name)[1] if isinstance(e, Col) else None
 
 
 def _slot_reader(slot: int) -> Fn:
@@ -449,7 +463,7 @@ def _join_viable_keys(
         out: list[Expr] = []
         for e in [*viable, a, b]:
             c = canon(e)
-            if e[0] == "col" and c in equiv and c not in seen:
+            if isinstance(e, Col) and c in equiv and c not in seen:
                 seen.append(c)
                 out.append(e)
         viable = out
@@ -488,10 +502,10 @@ def plan_select(
     pairs: list[tuple[str, Expr, Expr]] = []
     for i, j in enumerate(select.joins, start=1):
         on = j.on
-        if on[0] != "bin" or on[1] != "=":
+        if not (isinstance(on, Bin) and on.op == "="):
             msg = f"Unsupported join expression: {expr_sql(on)}. Only equi-joins are supported."
             raise StatementError(msg)
-        a, b = on[2], on[3]
+        a, b = on.left, on.right
         ua, ub = _slots_used(a, base), _slots_used(b, base)
         if ua == {i} and ub <= set(range(i)):
             a, b = b, a
@@ -519,8 +533,6 @@ def plan_select(
         right = sources[i][1]
         fk_like = sources[0][1].kind == "TABLE" and right.kind == "TABLE" and not (
             _resolves_to_key(pairs[i - 1][1], sources[0][1], base)
-            if pairs[i - 1][1][0] == "col"
-            else False
         )
         declared = sources[0][1].typed and right.typed  # (CSAS/CTAS sinks: as many as needed)
         if not fk_like and declared and right.partitions != left_parts:
@@ -534,12 +546,12 @@ def plan_select(
         left_parts, left_name = right.partitions, right.name
 
     def canon(e: Expr) -> Any:
-        if e[0] == "col":
+        if isinstance(e, Col):
             try:
-                si, name, _ = base.resolve(e[1], e[2])
+                si, name, _ = base.resolve(e.qualifier, e.name)
             except StatementError:
                 return e
-            return ("col", si, name)
+            return (si, name)
         return e
 
     # The result of a join is keyed by the join key. ksqlDB names that column after the
@@ -607,7 +619,7 @@ def plan_select(
             raise StatementError(msg)
         # The right side is a table: the join must be on its primary key.
         pk = [n for n, _ in right.key_columns]
-        if not (b[0] == "col" and len(pk) == 1 and scope.resolve(b[1], b[2])[1] == pk[0]):
+        if not (len(pk) == 1 and _column_name(b, scope) == pk[0]):
             what = "stream-table" if driver.kind == "STREAM" else "table-table"
             msg = (
                 f"Invalid join condition: {what} joins require to join on the table's "
@@ -623,7 +635,7 @@ def plan_select(
                 )
                 raise StatementError(msg)
             dpk = [n for n, _ in driver.key_columns]
-            fk = not (a[0] == "col" and len(dpk) == 1 and scope.resolve(a[1], a[2])[1] == dpk[0])
+            fk = not (len(dpk) == 1 and _column_name(a, scope) == dpk[0])
             if fk and i > 1:
                 msg = (
                     "Invalid join condition: foreign-key table-table joins are not supported as "
@@ -678,12 +690,12 @@ def plan_select(
     columns: list[OutputColumn] = []
     is_join = bool(pairs)
     for item in select.items:
-        if item.expr[0] != "star":
+        if not isinstance(item.expr, Star):
             item.expr = coerce_comparisons(item.expr, pcompiler, pscope, "SELECT")
         e = item.expr
-        if e[0] == "star":
-            if synthetic and e[1] is None and key_slot is not None:
-                key_ref = ("col", None, synth_name)
+        if isinstance(e, Star):
+            if synthetic and e.qualifier is None and key_slot is not None:
+                key_ref = Col(None, synth_name)
                 col = pcompiler.compile(key_ref, pscope)
                 columns.append(
                     OutputColumn(synth_name, slots[key_slot].columns[synth_name], col, expr=key_ref)
@@ -691,37 +703,38 @@ def plan_select(
             for si, slot in enumerate(scope.slots):
                 if si >= len(sources):
                     continue
-                if e[1] is not None and e[1] not in (slot.alias, slot.source):
+                if e.qualifier is not None and e.qualifier not in (slot.alias, slot.source):
                     continue
                 src = sources[si][1]
                 for name, ty in src.columns.items():
                     out = f"{slot.alias}_{name}" if is_join else name
-                    col = pcompiler.compile(("col", slot.alias, name), pscope)
-                    columns.append(OutputColumn(out, ty, col, expr=("col", slot.alias, name)))
+                    col_ref = Col(slot.alias, name)
+                    col = pcompiler.compile(col_ref, pscope)
+                    columns.append(OutputColumn(out, ty, col, expr=col_ref))
             continue
-        tf = find_table_function(e)
-        if tf:
+        tf = is_table_function(e)
+        if isinstance(e, Call) and tf:
             if aggregate:
                 msg = "Table functions can not be used with aggregations."
                 raise StatementError(msg)
-            if len(e[2]) != 1:
-                msg = f"Function '{e[1]}' expects one argument."
+            if len(e.args) != 1:
+                msg = f"Function '{e.name}' expects one argument."
                 raise StatementError(msg)
-            fn = pcompiler.compile(e[2][0], pscope)
+            fn = pcompiler.compile(e.args[0], pscope)
             ty = pcompiler.infer(e, pscope)
         else:
             fn = pcompiler.compile(e, pscope)
             ty = pcompiler.infer(e, pscope)
         if item.alias:
             name = item.alias
-        elif e[0] == "col":
+        elif isinstance(e, Col):
             # ksqlDB's AstSanitizer: in a join, a column whose name is in more than one
             # source (and every pseudo column) is named after its source, e.g. L_ID
-            si, name, _ = pscope.resolve(e[1], e[2])
+            si, name, _ = pscope.resolve(e.qualifier, e.name)
             if is_join and si < len(sources) and (name in clash or name in PSEUDO):
                 name = f"{scope.slots[si].alias}_{name}"
-        elif e[0] == "deref":
-            name = aliasgen.for_field(e[2])
+        elif isinstance(e, Deref):
+            name = aliasgen.for_field(e.field)
         else:
             name = aliasgen.next("KSQL_COL")
         _check_reserved_alias(item.alias, name, e, persistent)
@@ -742,7 +755,7 @@ def plan_select(
     elif pairs and not fk_join:
         join_key = True
         if synthetic:
-            key_exprs = [("col", None, synth_name)]
+            key_exprs = [Col(None, synth_name)]
         else:
             chosen = next(
                 (
@@ -757,7 +770,7 @@ def plan_select(
             )
             key_exprs = [chosen]
     else:
-        key_exprs = [("col", aliases[0], n) for n, _ in driver.key_columns]
+        key_exprs = [Col(aliases[0], n) for n, _ in driver.key_columns]
     key_names: list[str] = []
     if persistent or aggregate:
         for ke in key_exprs:
@@ -770,11 +783,13 @@ def plan_select(
                 None,
             )
             if hit is None and select.partition_by and any(
-                it.expr == ("star", None) for it in select.items
+                it.expr == Star(None) for it in select.items
             ):
                 # SELECT * ... PARTITION BY x: the star covers the new key column too
-                kname = scope.resolve(ke[1], ke[2])[1] if ke[0] == "col" else aliasgen.next(
-                    "KSQL_COL"
+                kname = (
+                    scope.resolve(ke.qualifier, ke.name)[1]
+                    if isinstance(ke, Col)
+                    else aliasgen.next("KSQL_COL")
                 )
                 hit = OutputColumn(
                     kname, pcompiler.infer(ke, pscope), pcompiler.compile(ke, pscope), expr=ke
@@ -836,8 +851,8 @@ def plan_select(
                 for c in columns
                 if c.expr is not None and not c.table_function and _same(c.expr, ke, scope)
             ]
-            if len(dups) > 1 and ke[0] == "col":
-                si, kname, _ = scope.resolve(ke[1], ke[2])
+            if len(dups) > 1 and isinstance(ke, Col):
+                si, kname, _ = scope.resolve(ke.qualifier, ke.name)
                 internal = f"{scope.slots[si].alias}_{kname}" if pairs and si < len(sources) else kname
                 msg = (
                     f"The projection contains a key column (`{internal}`) more than once, "
@@ -859,9 +874,9 @@ def plan_select(
         _check_grouped_projection(select, columns, scope)
         if driver.kind == "TABLE":
             unsupported: list[str] = []
-            for a in pcompiler.aggs:
-                if a.name not in TABLE_AGGREGATES and a.name not in unsupported:
-                    unsupported.append(a.name)
+            for agg in pcompiler.aggs:
+                if agg.name not in TABLE_AGGREGATES and agg.name not in unsupported:
+                    unsupported.append(agg.name)
             if unsupported:
                 msg = (
                     f"The aggregation function{'s' if len(unsupported) > 1 else ''} "
@@ -910,18 +925,12 @@ def _explode_plan(columns: list[OutputColumn], comp: Compiler, scope: Scope) -> 
     for i, c in enumerate(columns):
         if not c.table_function:
             continue
-        assert c.expr is not None
-        arg = c.expr[2][0]
-        arr = arg
-        if (
-            arg[0] == "call"
-            and arg[1] == "TRANSFORM"
-            and len(arg[2]) == 2
-            and arg[2][1][0] == "lambda"
-            and len(arg[2][1][1]) == 1
-        ):
-            arr = arg[2][0]
-            bodies[i] = (arg[2][1][1][0], arg[2][1][2])
+        assert isinstance(c.expr, Call)
+        arr = arg = c.expr.args[0]
+        match arg:
+            case Call(name="TRANSFORM", args=(transformed, Lambda(params=(param,), body=body))):
+                arr = transformed
+                bodies[i] = (param, body)
         if array is None:
             array = arr
         elif arr != array:
@@ -953,14 +962,13 @@ def _explode_plan(columns: list[OutputColumn], comp: Compiler, scope: Scope) -> 
     return ExplodePlan(array_fn, out, spatial, width)
 
 
-def _reads_outer(e: Any, param: str) -> bool:
+def _reads_outer(e: Expr, param: str) -> bool:
     """Whether a lambda body reads anything but its parameter (columns, aggregates, ...)."""
-    if isinstance(e, tuple) and e:
-        if e[0] == "col":
-            return e != ("col", None, param)
-        if e[0] == "lambda":
+    match e:
+        case Col():
+            return e != Col(None, param)
+        case Lambda():
             return True  # nested lambdas: not worth the analysis
-        if e[0] == "call" and e[1] not in SCALARS:
+        case Call(name=name) if name not in SCALARS:
             return True
-        return any(_reads_outer(x, param) for x in e if isinstance(x, tuple))
-    return False
+    return any(_reads_outer(x, param) for x in children(e))

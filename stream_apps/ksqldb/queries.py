@@ -18,6 +18,7 @@ from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Fn, Scope, Slot
 from stream_apps.ksqldb.metastore import DeserializationError, Source
+from stream_apps.ksqldb.nodes import Col, Deref, Star
 from stream_apps.ksqldb.planner import plan_select
 from stream_apps.ksqldb.runners import QueryRunner, end_offsets
 from stream_apps.ksqldb.state import EngineState
@@ -84,10 +85,13 @@ def pull_items(
     unnamed = 0
     columns = comp.scope.slots[0].columns
     for it in select.items:
-        if it.expr[0] == "star":
-            items += [(n, columns[n], comp.compile(("col", None, n))) for n in star_columns(src)]
-            continue
-        name = it.alias or (it.expr[2] if it.expr[0] in ("col", "deref") else None)
+        name = it.alias
+        match it.expr:
+            case Star():
+                items += [(n, columns[n], comp.compile(Col(None, n))) for n in star_columns(src)]
+                continue
+            case Col(name=column) | Deref(field=column):
+                name = name or column
         if name is None:
             name = f"KSQL_COL_{unnamed}"
             unnamed += 1

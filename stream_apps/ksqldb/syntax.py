@@ -11,6 +11,30 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from stream_apps.ksqldb.errors import ParseError
+from stream_apps.ksqldb.nodes import (
+    Array,
+    Between,
+    Bin,
+    Call,
+    Case,
+    Cast,
+    Col,
+    Deref,
+    Distinct,
+    Expr,
+    In,
+    Index,
+    IsNull,
+    Lambda,
+    Like,
+    Lit,
+    Map,
+    Neg,
+    Not,
+    Star,
+    Struct,
+)
+from stream_apps.ksqldb.sqltypes import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
 
 # ---------------------------------------------------------------------------------------------
 # Tokens
@@ -86,42 +110,6 @@ def tokenize(text: str) -> list[Token]:
 # ---------------------------------------------------------------------------------------------
 # Types
 
-
-@dataclass(frozen=True)
-class SqlType:
-    name: str  # STRING INT BIGINT DOUBLE BOOLEAN DECIMAL ARRAY MAP STRUCT TIMESTAMP DATE TIME BYTES
-    params: tuple[Any, ...] = ()  # ARRAY: (item,), MAP: (key, value), STRUCT: ((name, type), ...)
-
-    def __str__(self) -> str:
-        if self.name == "ARRAY":
-            return f"ARRAY<{self.params[0]}>"
-        if self.name == "MAP":
-            return f"MAP<{self.params[0]}, {self.params[1]}>"
-        if self.name == "STRUCT":
-            return "STRUCT<" + ", ".join(f"`{n}` {t}" for n, t in self.params) + ">"
-        if self.name == "DECIMAL" and self.params:
-            return f"DECIMAL({self.params[0]}, {self.params[1]})"
-        return self.name
-
-    def field_type(self, name: str) -> SqlType | None:
-        if self.name != "STRUCT":
-            return None
-        for n, t in self.params:
-            if n == name:
-                return t
-        for n, t in self.params:
-            if n.upper() == name.upper():
-                return t
-        return None
-
-
-STRING = SqlType("STRING")
-INT = SqlType("INTEGER")
-BIGINT = SqlType("BIGINT")
-DOUBLE = SqlType("DOUBLE")
-BOOLEAN = SqlType("BOOLEAN")
-UNKNOWN = SqlType("STRING")  # what we say when inference cannot tell
-
 _TYPE_ALIASES = {
     "STRING": STRING,
     "VARCHAR": STRING,
@@ -137,13 +125,7 @@ _TYPE_ALIASES = {
 }
 
 # ---------------------------------------------------------------------------------------------
-# AST: expressions are tuples for speed of matching: (kind, ...)
-#   ("lit", value) ("col", qualifier|None, name) ("deref", expr, field) ("index", expr, expr)
-#   ("bin", op, l, r) ("not", e) ("neg", e) ("isnull", e, negated) ("between", e, lo, hi, neg)
-#   ("in", e, (items...), neg) ("like", e, pattern, neg) ("case", operand|None, ((w, t)...), else)
-#   ("cast", e, SqlType) ("call", NAME, (args...), distinct) ("star", qualifier|None)
-#   ("lambda", (params...), body) ("struct", ((name, e)...)) ("array", (e...)) ("map", ((k, v)...))
-Expr = tuple
+# AST: statements (expressions are the nodes of stream_apps.ksqldb.nodes)
 
 
 @dataclass
@@ -645,7 +627,7 @@ class Parser:
         while True:
             if self.tok.is_op("*"):
                 self.advance()
-                items.append(SelectItem(("star", None), None))
+                items.append(SelectItem(Star(None), None))
             elif (
                 self.tok.kind in ("ID", "QID")
                 and self.peek().is_op(".")
@@ -654,7 +636,7 @@ class Parser:
                 q = self.ident()
                 self.advance()
                 self.advance()
-                items.append(SelectItem(("star", q), None))
+                items.append(SelectItem(Star(q), None))
             else:
                 e = self.expr()
                 alias = None
@@ -784,18 +766,18 @@ class Parser:
     def or_(self) -> Expr:
         e = self.and_()
         while self.accept_kw("OR"):
-            e = ("bin", "OR", e, self.and_())
+            e = Bin("OR", e, self.and_())
         return e
 
     def and_(self) -> Expr:
         e = self.not_()
         while self.accept_kw("AND"):
-            e = ("bin", "AND", e, self.not_())
+            e = Bin("AND", e, self.not_())
         return e
 
     def not_(self) -> Expr:
         if self.accept_kw("NOT"):
-            return ("not", self.not_())
+            return Not(self.not_())
         return self.predicate()
 
     def predicate(self) -> Expr:
@@ -805,17 +787,17 @@ class Parser:
             if t.is_op("=", "<>", "!=", "<", "<=", ">", ">="):
                 self.advance()
                 op = "<>" if t.value == "!=" else t.value
-                e = ("bin", op, e, self.additive())
+                e = Bin(op, e, self.additive())
                 continue
             if t.is_kw("IS"):
                 self.advance()
                 neg = self.accept_kw("NOT")
                 if self.accept_kw("NULL"):
-                    e = ("isnull", e, neg)
+                    e = IsNull(e, neg)
                     continue
                 if self.accept_kw("DISTINCT"):
                     self.expect_kw("FROM")
-                    e = ("distinct", e, self.additive(), neg)
+                    e = Distinct(e, self.additive(), neg)
                     continue
                 self.fail("NULL")
             neg = False
@@ -827,7 +809,7 @@ class Parser:
                 self.advance()
                 lo = self.additive()
                 self.expect_kw("AND")
-                e = ("between", e, lo, self.additive(), neg)
+                e = Between(e, lo, self.additive(), neg)
                 continue
             if t.is_kw("IN"):
                 self.advance()
@@ -836,11 +818,11 @@ class Parser:
                 while self.accept_op(","):
                     items.append(self.expr())
                 self.expect_op(")")
-                e = ("in", e, tuple(items), neg)
+                e = In(e, tuple(items), neg)
                 continue
             if t.is_kw("LIKE"):
                 self.advance()
-                e = ("like", e, self.additive(), neg)
+                e = Like(e, self.additive(), neg)
                 continue
             return e
 
@@ -848,26 +830,23 @@ class Parser:
         e = self.multiplicative()
         while self.tok.is_op("+", "-", "||"):
             op = self.advance().value
-            e = ("bin", op, e, self.multiplicative())
+            e = Bin(op, e, self.multiplicative())
         return e
 
     def multiplicative(self) -> Expr:
         e = self.unary()
         while self.tok.is_op("*", "/", "%"):
             op = self.advance().value
-            e = ("bin", op, e, self.unary())
+            e = Bin(op, e, self.unary())
         return e
 
     def unary(self) -> Expr:
         if self.accept_op("-"):
             inner = self.unary()
-            if (
-                inner[0] == "lit"
-                and isinstance(inner[1], int | float)
-                and not isinstance(inner[1], bool)
-            ):
-                return ("lit", -inner[1])
-            return ("neg", inner)
+            match inner:
+                case Lit(value=int() | float() as v) if not isinstance(v, bool):
+                    return Lit(-v)
+            return Neg(inner)
         if self.accept_op("+"):
             return self.unary()
         return self.postfix()
@@ -876,11 +855,11 @@ class Parser:
         e = self.primary()
         while True:
             if self.accept_op("->"):
-                e = ("deref", e, self.ident("a field name"))
+                e = Deref(e, self.ident("a field name"))
             elif self.accept_op("["):
                 idx = self.expr()
                 self.expect_op("]")
-                e = ("index", e, idx)
+                e = Index(e, idx)
             else:
                 return e
 
@@ -908,7 +887,7 @@ class Parser:
         else:
             params.append(self.ident())
         self.expect_op("=>")
-        return ("lambda", tuple(params), self.expr())
+        return Lambda(tuple(params), self.expr())
 
     def primary(self) -> Expr:
         t = self.tok
@@ -917,11 +896,11 @@ class Parser:
             v = t.value
             if re.fullmatch(r"\d+", v):
                 n = int(v)
-                return ("lit", n)
-            return ("lit", float(v))
+                return Lit(n)
+            return Lit(float(v))
         if t.kind == "STR":
             self.advance()
-            return ("lit", t.value)
+            return Lit(t.value)
         if t.is_op("("):
             if self._lambda_ahead():
                 return self.lambda_()
@@ -941,10 +920,10 @@ class Parser:
             return self.lambda_()
         if word in ("TRUE", "FALSE"):
             self.advance()
-            return ("lit", word == "TRUE")
+            return Lit(word == "TRUE")
         if word == "NULL":
             self.advance()
-            return ("lit", None)
+            return Lit(None)
         if word == "CASE":
             return self.case()
         if word == "CAST" and self.peek().is_op("("):
@@ -954,7 +933,7 @@ class Parser:
             self.expect_kw("AS")
             ty = self.type_()
             self.expect_op(")")
-            return ("cast", e, ty)
+            return Cast(e, ty)
         if word == "STRUCT" and self.peek().is_op("("):
             self.advance()
             self.advance()
@@ -968,7 +947,7 @@ class Parser:
                     if not self.accept_op(","):
                         break
             self.expect_op(")")
-            return ("struct", tuple(fields))
+            return Struct(tuple(fields))
         if word == "ARRAY" and self.peek().is_op("["):
             self.advance()
             self.advance()
@@ -978,7 +957,7 @@ class Parser:
                 while self.accept_op(","):
                     items.append(self.expr())
             self.expect_op("]")
-            return ("array", tuple(items))
+            return Array(tuple(items))
         if word == "MAP" and self.peek().is_op("("):
             self.advance()
             self.advance()
@@ -991,7 +970,7 @@ class Parser:
                     if not self.accept_op(","):
                         break
             self.expect_op(")")
-            return ("map", tuple(pairs))
+            return Map(tuple(pairs))
         if word in ("SELECT", "FROM", "WHERE") or word in _CLAUSE_END - {"LEFT", "RIGHT"}:
             self.fail("an expression")
         self.advance()
@@ -1003,19 +982,19 @@ class Parser:
         if self.tok.is_op(".") and self.peek().kind in ("ID", "QID"):
             self.advance()
             name = self.ident()
-            return ("col", first, name)
-        return ("col", None, first)
+            return Col(first, name)
+        return Col(None, first)
 
     def call(self, name: str) -> Expr:
         self.expect_op("(")
         args: list[Expr] = []
         distinct = False
         if self.accept_op(")"):
-            return ("call", name, (), False)
+            return Call(name, (), False)
         if self.tok.is_op("*") and self.peek().is_op(")"):
             self.advance()
             self.advance()
-            return ("call", name, (("star", None),), False)
+            return Call(name, (Star(None),), False)
         if self.accept_kw("DISTINCT"):
             distinct = True
         while True:
@@ -1024,7 +1003,7 @@ class Parser:
             else:
                 args.append(self.expr())
             if self.accept_op(")"):
-                return ("call", name, tuple(args), distinct)
+                return Call(name, tuple(args), distinct)
             self.expect_op(",")
 
     def case(self) -> Expr:
@@ -1043,7 +1022,7 @@ class Parser:
         if self.accept_kw("ELSE"):
             default = self.expr()
         self.expect_kw("END")
-        return ("case", operand, tuple(whens), default)
+        return Case(operand, tuple(whens), default)
 
 
 def parse(text: str) -> list[Statement]:
@@ -1103,49 +1082,3 @@ def split_statements(text: str) -> list[str]:
     if rest and tokenize(rest)[0].kind != "EOF":
         out.append(rest + ";")
     return out
-
-
-def expr_sql(e: Expr) -> str:
-    """Render an expression back to SQL (for schemas, errors and generated column names)."""
-    k = e[0]
-    if k == "lit":
-        v = e[1]
-        if v is None:
-            return "null"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return "'" + v.replace("'", "''") + "'"
-        return repr(v)
-    if k == "col":
-        return f"{e[1]}.{e[2]}" if e[1] else e[2]
-    if k == "deref":
-        return f"{expr_sql(e[1])}->{e[2]}"
-    if k == "index":
-        return f"{expr_sql(e[1])}[{expr_sql(e[2])}]"
-    if k == "bin":
-        return f"({expr_sql(e[2])} {e[1]} {expr_sql(e[3])})"
-    if k == "not":
-        return f"(NOT {expr_sql(e[1])})"
-    if k == "neg":
-        return f"-{expr_sql(e[1])}"
-    if k == "isnull":
-        return f"({expr_sql(e[1])} IS {'NOT ' if e[2] else ''}NULL)"
-    if k == "call":
-        inner = ", ".join(expr_sql(a) for a in e[2])
-        return f"{e[1]}({'DISTINCT ' if e[3] else ''}{inner})"
-    if k == "star":
-        return f"{e[1]}.*" if e[1] else "*"
-    if k == "cast":
-        return f"CAST({expr_sql(e[1])} AS {e[2]})"
-    if k == "lambda":
-        return f"({', '.join(e[1])}) => {expr_sql(e[2])}"
-    if k == "struct":
-        return "STRUCT(" + ", ".join(f"{n}:={expr_sql(x)}" for n, x in e[1]) + ")"
-    if k == "array":
-        return "ARRAY[" + ", ".join(expr_sql(x) for x in e[1]) + "]"
-    if k == "case":
-        body = " ".join(f"WHEN {expr_sql(w)} THEN {expr_sql(t)}" for w, t in e[2])
-        tail = f" ELSE {expr_sql(e[3])}" if e[3] is not None else ""
-        return f"(CASE {body}{tail} END)"
-    return k.upper()

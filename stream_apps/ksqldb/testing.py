@@ -22,7 +22,6 @@ import orjson
 from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.core import QueryCore
 from stream_apps.ksqldb.errors import KsqlError, StatementError
-from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
 from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
@@ -33,8 +32,10 @@ from stream_apps.ksqldb.metastore import (
     source_window,
     wrap_single_value,
 )
+from stream_apps.ksqldb.nodes import Col, Star
 from stream_apps.ksqldb.planner import plan_select
 from stream_apps.ksqldb.processing_log import ProcessingLog, create_statement, topic_name
+from stream_apps.ksqldb.queries import check_pull, pull_compiler, pull_rows, star_columns
 
 
 @dataclass
@@ -327,41 +328,21 @@ class MemoryEngine:
             msg = "expected one SELECT"
             raise StatementError(msg)
         sel = stmts[0].select
-        if sel.joins:
-            msg = "Pull queries don't support JOIN clauses."
-            raise StatementError(msg)
-        if sel.group_by or sel.window is not None:
-            msg = "Pull queries don't support GROUP BY clauses."
-            raise StatementError(msg)
+        check_pull(sel)
         src = self.lookup(sel.source.name)
         owner = next((q for q in self.queries if q.sink is src), None)
         if src.kind != "TABLE" or owner is None:
             msg = f"The {src.kind.lower()} {src.name} is not materialized."
             raise StatementError(msg)
-        cols = dict(src.columns) | dict(PSEUDO)
-        if src.windowed:
-            cols |= WINDOW_COLS
-        comp = Compiler(Scope([Slot(sel.source.alias, src.name, cols)]))
+        comp = pull_compiler(sel, src)
         where = comp.compile(sel.where) if sel.where is not None else None
         fns = []
         for it in sel.items:
-            if it.expr[0] == "star":
-                names = [n for n, _ in src.key_columns]
-                if src.windowed:
-                    names += ["WINDOWSTART", "WINDOWEND"]
-                names += [n for n, _ in src.value_columns]
-                fns += [comp.compile(("col", None, n)) for n in names]
+            if isinstance(it.expr, Star):
+                fns += [comp.compile(Col(None, n)) for n in star_columns(src)]
             else:
                 fns.append(comp.compile(it.expr))
-        rows = []
-        for row in owner.core.materialized.values():
-            r = (row,)
-            if where is not None and where(r) is not True:
-                continue
-            rows.append([f(r) for f in fns])
-            if sel.limit is not None and len(rows) >= sel.limit:
-                break
-        return rows
+        return pull_rows(owner.core.materialized.values(), where, fns, sel.limit)
 
 
 def _decoded(src: Source, rec: dict[str, Any], keys_by_name: bool = False) -> dict[str, Any]:
