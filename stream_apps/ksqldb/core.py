@@ -19,7 +19,7 @@ import orjson
 
 from stream_apps.ksqldb.functions import AGGREGATES, Agg, Count
 from stream_apps.ksqldb.joins import WindowedJoin, hashable, unhashable
-from stream_apps.ksqldb.planner import Plan
+from stream_apps.ksqldb.plan import Plan
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from instore.kafka import make_producer
 from stream_apps.ksqldb import entities
 from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.errors import StatementError
-from stream_apps.ksqldb.expressions import Compiler, Scope, Slot
+from stream_apps.ksqldb.expressions import Compiler
 from stream_apps.ksqldb.metastore import (
     Source,
     check_column_names,
@@ -27,8 +27,10 @@ from stream_apps.ksqldb.metastore import (
     wrap_single_value,
 )
 from stream_apps.ksqldb.nodes import expr_sql
-from stream_apps.ksqldb.planner import Plan, plan_select
+from stream_apps.ksqldb.plan import Plan
+from stream_apps.ksqldb.planner import plan_select
 from stream_apps.ksqldb.runners import QueryRunner, end_offsets
+from stream_apps.ksqldb.scope import Scope, Slot
 from stream_apps.ksqldb.state import EngineState
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from instore.settings import Settings
 from stream_apps.ksqldb.core import QueryCore
 from stream_apps.ksqldb.joins import TimestampOrder
 from stream_apps.ksqldb.metastore import DeserializationError, Source
-from stream_apps.ksqldb.planner import Plan
+from stream_apps.ksqldb.plan import Plan
 from stream_apps.ksqldb.processing_log import ProcessingLog
 from stream_apps.ksqldb.workers import Worker, eligible
 
