@@ -26,6 +26,26 @@ log = logging.getLogger(__name__)
 REPLAY_TIMEOUT_S = 30
 
 
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """High watermarks of every partition of ``topics``."""
+    consumer = make_consumer(settings)
+    try:
+        md = consumer.list_topics(timeout=10)
+        out: dict[tuple[str, int], int] = {}
+        for t in topics:
+            tmd = md.topics.get(t)
+            if tmd is None or tmd.error is not None:
+                continue
+            for p in tmd.partitions:
+                _lo, hi = consumer.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=10, cached=False
+                )
+                out[(t, p)] = hi
+        return out
+    finally:
+        consumer.close()
+
+
 def command_topic_name(service_id: str) -> str:
     return f"_confluent-ksql-{service_id}_command_topic"
 

@@ -15,6 +15,7 @@ from typing import Any
 from instore.kafka import make_producer
 from stream_apps.ksqldb import entities
 from stream_apps.ksqldb import syntax as sx
+from stream_apps.ksqldb.broker import end_offsets
 from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.expressions import Compiler
 from stream_apps.ksqldb.metastore import (
@@ -29,7 +30,7 @@ from stream_apps.ksqldb.metastore import (
 from stream_apps.ksqldb.nodes import expr_sql
 from stream_apps.ksqldb.plan import Plan
 from stream_apps.ksqldb.planner import plan_select
-from stream_apps.ksqldb.runners import QueryRunner, end_offsets
+from stream_apps.ksqldb.runners import QueryRunner
 from stream_apps.ksqldb.scope import Scope, Slot
 from stream_apps.ksqldb.state import EngineState
 

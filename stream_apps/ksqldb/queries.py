@@ -15,12 +15,13 @@ from confluent_kafka import TopicPartition
 from instore.kafka import make_consumer
 from instore.settings import Settings
 from stream_apps.ksqldb import syntax as sx
+from stream_apps.ksqldb.broker import end_offsets
 from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.expressions import Compiler
 from stream_apps.ksqldb.metastore import DeserializationError, Source
 from stream_apps.ksqldb.nodes import Col, Deref, Star
 from stream_apps.ksqldb.planner import plan_select
-from stream_apps.ksqldb.runners import QueryRunner, end_offsets
+from stream_apps.ksqldb.runners import QueryRunner
 from stream_apps.ksqldb.scope import PSEUDO, WINDOW_COLS, Fn, Scope, Slot
 from stream_apps.ksqldb.state import EngineState
 
