@@ -23,7 +23,7 @@ from stream_apps.ksqldb.nodes import Bin, Cast, Col, Deref, Expr, expr_sql
 from stream_apps.ksqldb.plan import Binding, ErrorRoute, JoinOp
 from stream_apps.ksqldb.scope import PSEUDO, WINDOW_COLS, Fn, Scope, Slot
 from stream_apps.ksqldb.sqltypes import SqlType
-from stream_apps.ksqldb.syntax import JoinClause, Select, SourceRef
+from stream_apps.ksqldb.statements import JoinClause, Select, SourceRef
 
 # (join kind, left expression, right expression): a join's ON, oriented
 Criteria = tuple[str, Expr, Expr]

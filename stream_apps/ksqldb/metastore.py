@@ -18,7 +18,7 @@ from instore.errors import InstoreError
 from stream_apps.ksqldb.casts import caster
 from stream_apps.ksqldb.errors import StatementError
 from stream_apps.ksqldb.sqltypes import SqlType
-from stream_apps.ksqldb.syntax import WindowSpec
+from stream_apps.ksqldb.statements import WindowSpec
 
 
 class DeserializationError(InstoreError, ValueError):

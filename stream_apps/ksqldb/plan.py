@@ -12,7 +12,7 @@ from stream_apps.ksqldb.nodes import Expr
 from stream_apps.ksqldb.scope import Fn
 from stream_apps.ksqldb.spatial import SpatialFilter
 from stream_apps.ksqldb.sqltypes import SqlType
-from stream_apps.ksqldb.syntax import Select, WindowSpec
+from stream_apps.ksqldb.statements import Select, WindowSpec
 
 
 @dataclass

@@ -16,7 +16,7 @@ from stream_apps.ksqldb.metastore import Source
 from stream_apps.ksqldb.plan import ErrorRoute, OutputColumn, Plan
 from stream_apps.ksqldb.projection import Projection, check_grouped_projection
 from stream_apps.ksqldb.scope import WINDOW_COLS, Fn
-from stream_apps.ksqldb.syntax import Select
+from stream_apps.ksqldb.statements import Select
 
 DEFAULT_GRACE_MS = 24 * 3600 * 1000  # ksqlDB's default grace when none is given
 # aggregates ksqlDB can undo (TableUdaf), the only ones it runs over a table source

@@ -13,7 +13,7 @@ from stream_apps.ksqldb.join_planning import JoinedSources, join_key_reader
 from stream_apps.ksqldb.nodes import Call, Col, Deref, Expr, Lambda, Star, children, expr_sql
 from stream_apps.ksqldb.plan import OutputColumn
 from stream_apps.ksqldb.scope import PSEUDO, Scope
-from stream_apps.ksqldb.syntax import Select, SelectItem
+from stream_apps.ksqldb.statements import Select, SelectItem
 
 SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
 

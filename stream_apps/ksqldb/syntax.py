@@ -1,13 +1,20 @@
-"""ksqlDB's SQL: tokens, the statement AST and a recursive-descent parser.
+"""ksqlDB's SQL: tokens and a recursive-descent parser, from text to the statements of
+``statements`` (expressions: the nodes of ``nodes``); and the helpers that read statements as
+text (``split_statements``, ``locate``).
 
 Identifiers are upper-cased unless quoted with backticks (ksqlDB's rule). Errors carry the
 ``line L:C`` position of the offending token, like ksqlDB's ANTLR parser.
+
+One file of about 1,000 lines on purpose: the grammar is one set of mutually recursive rules
+(statement -> select -> expr -> or_ -> ... -> primary -> call -> expr), one method each, that
+reads best top to bottom in one place, as ksqlDB's own grammar file does; split, each rule's
+callers and callees would sit in other files.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from stream_apps.ksqldb.errors import ParseError
@@ -35,6 +42,26 @@ from stream_apps.ksqldb.nodes import (
     Struct,
 )
 from stream_apps.ksqldb.sqltypes import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
+from stream_apps.ksqldb.statements import (
+    ColumnDef,
+    CreateAs,
+    CreateSource,
+    Describe,
+    Drop,
+    Explain,
+    InsertInto,
+    InsertValues,
+    JoinClause,
+    Query,
+    Select,
+    SelectItem,
+    SetProperty,
+    Show,
+    SourceRef,
+    Statement,
+    Terminate,
+    WindowSpec,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Tokens
@@ -125,145 +152,6 @@ _TYPE_ALIASES = {
 }
 
 # ---------------------------------------------------------------------------------------------
-# AST: statements (expressions are the nodes of stream_apps.ksqldb.nodes)
-
-
-@dataclass
-class SelectItem:
-    expr: Expr
-    alias: str | None
-
-
-@dataclass
-class SourceRef:
-    name: str
-    alias: str
-
-
-@dataclass
-class JoinClause:
-    kind: str  # INNER LEFT RIGHT FULL
-    source: SourceRef
-    on: Expr
-    within: tuple[int, int] | None = None  # (before_ms, after_ms)
-    grace_ms: int | None = None
-
-
-@dataclass
-class WindowSpec:
-    kind: str  # TUMBLING HOPPING SESSION
-    size_ms: int
-    advance_ms: int | None = None
-    grace_ms: int | None = None
-    retention_ms: int | None = None
-
-
-@dataclass
-class Select:
-    items: list[SelectItem]
-    source: SourceRef
-    joins: list[JoinClause] = field(default_factory=list)
-    where: Expr | None = None
-    window: WindowSpec | None = None
-    group_by: list[Expr] = field(default_factory=list)
-    partition_by: list[Expr] = field(default_factory=list)
-    having: Expr | None = None
-    emit_changes: bool = False
-    emit_final: bool = False
-    limit: int | None = None
-
-
-@dataclass
-class ColumnDef:
-    name: str
-    type: SqlType
-    key: bool = False  # KEY (stream) or PRIMARY KEY (table)
-    headers: bool = False
-
-
-@dataclass
-class Statement:
-    text: str = ""
-
-
-@dataclass
-class CreateSource(Statement):
-    kind: str = "STREAM"  # STREAM | TABLE
-    name: str = ""
-    columns: list[ColumnDef] = field(default_factory=list)
-    props: dict[str, Any] = field(default_factory=dict)
-    if_not_exists: bool = False
-    or_replace: bool = False
-    source: bool = False  # CREATE SOURCE TABLE/STREAM: read-only, materialized
-
-
-@dataclass
-class CreateAs(Statement):
-    kind: str = "STREAM"
-    name: str = ""
-    props: dict[str, Any] = field(default_factory=dict)
-    select: Select | None = None
-    if_not_exists: bool = False
-    or_replace: bool = False
-
-
-@dataclass
-class InsertInto(Statement):
-    target: str = ""
-    select: Select | None = None
-    query_id: str | None = None
-
-
-@dataclass
-class InsertValues(Statement):
-    target: str = ""
-    columns: list[str] = field(default_factory=list)
-    values: list[Expr] = field(default_factory=list)
-
-
-@dataclass
-class Query(Statement):
-    select: Select | None = None
-
-
-@dataclass
-class Show(Statement):
-    what: str = ""  # STREAMS TABLES QUERIES TOPICS PROPERTIES FUNCTIONS TYPES
-    extended: bool = False
-
-
-@dataclass
-class Describe(Statement):
-    name: str = ""
-    extended: bool = False
-    function: bool = False
-
-
-@dataclass
-class Drop(Statement):
-    kind: str = "STREAM"
-    name: str = ""
-    if_exists: bool = False
-    delete_topic: bool = False
-
-
-@dataclass
-class Terminate(Statement):
-    query_id: str = ""  # "ALL" for every query
-
-
-@dataclass
-class SetProperty(Statement):
-    name: str = ""
-    value: str | None = None  # None = UNSET
-
-
-@dataclass
-class Explain(Statement):
-    query_id: str = ""
-
-
-# ---------------------------------------------------------------------------------------------
 # Parser
 
 _DURATION_MS = {
@@ -298,6 +186,17 @@ _CLAUSE_END = {
     "AS",
 }
 _RESERVED_ALIAS = _CLAUSE_END | {"SELECT", "CROSS"}
+_SHOWN = {
+    "STREAMS",
+    "TABLES",
+    "QUERIES",
+    "TOPICS",
+    "PROPERTIES",
+    "FUNCTIONS",
+    "TYPES",
+    "VARIABLES",
+    "CONNECTORS",
+}
 
 
 class Parser:
@@ -389,74 +288,77 @@ class Parser:
         if t.is_kw("SELECT"):
             return Query(select=self.select())
         if t.is_kw("SHOW", "LIST"):
-            self.advance()
-            what = self.ident("STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS")
-            if what == "ALL" and self.tok.is_kw("TOPICS"):
-                what = self.ident()
-            extended = self.accept_kw("EXTENDED")
-            if what not in {
-                "STREAMS",
-                "TABLES",
-                "QUERIES",
-                "TOPICS",
-                "PROPERTIES",
-                "FUNCTIONS",
-                "TYPES",
-                "VARIABLES",
-                "CONNECTORS",
-            }:
-                self.fail(
-                    "STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS",
-                    self.toks[self.i - 1],
-                )
-            return Show(what=what, extended=extended)
+            return self.show()
         if t.is_kw("DESCRIBE"):
-            self.advance()
-            if self.accept_kw("FUNCTION"):
-                return Describe(name=self.ident(), function=True)
-            if self.tok.is_kw("STREAMS", "TABLES"):
-                what = self.ident()
-                return Show(what=what, extended=self.accept_kw("EXTENDED"))
-            name = self.ident("a source name")
-            return Describe(name=name, extended=self.accept_kw("EXTENDED"))
+            return self.describe()
         if t.is_kw("DROP"):
-            self.advance()
-            kind = self.ident("STREAM or TABLE")
-            if kind not in ("STREAM", "TABLE"):
-                self.fail("STREAM or TABLE", self.toks[self.i - 1])
-            if_exists = False
-            if self.accept_kw("IF"):
-                self.expect_kw("EXISTS")
-                if_exists = True
-            name = self.ident("a source name")
-            delete_topic = False
-            if self.accept_kw("DELETE"):
-                self.expect_kw("TOPIC")
-                delete_topic = True
-            return Drop(kind=kind, name=name, if_exists=if_exists, delete_topic=delete_topic)
+            return self.drop()
         if t.is_kw("TERMINATE"):
             self.advance()
             return Terminate(query_id=self.ident("a query id or ALL"))
-        if t.is_kw("SET", "UNSET", "ALTER") and t.value != "ALTER":
-            self.advance()
-            prop = self.tok
-            if prop.kind != "STR":
-                self.fail("a quoted property name")
-            self.advance()
-            if t.value == "UNSET":
-                return SetProperty(name=prop.value, value=None)
-            self.expect_op("=")
-            val = self.tok
-            if val.kind != "STR":
-                self.fail("a quoted value")
-            self.advance()
-            return SetProperty(name=prop.value, value=val.value)
+        if t.is_kw("SET", "UNSET"):
+            return self.set_property()
         if t.is_kw("EXPLAIN"):
             self.advance()
             return Explain(query_id=self.ident("a query id"))
         self.fail(
             "CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, DROP, TERMINATE, SET, UNSET, EXPLAIN"
         )
+
+    def show(self) -> Statement:
+        self.advance()
+        what = self.ident("STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS")
+        if what == "ALL" and self.tok.is_kw("TOPICS"):
+            what = self.ident()
+        extended = self.accept_kw("EXTENDED")
+        if what not in _SHOWN:
+            self.fail(
+                "STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS",
+                self.toks[self.i - 1],
+            )
+        return Show(what=what, extended=extended)
+
+    def describe(self) -> Statement:
+        self.advance()
+        if self.accept_kw("FUNCTION"):
+            return Describe(name=self.ident(), function=True)
+        if self.tok.is_kw("STREAMS", "TABLES"):
+            what = self.ident()
+            return Show(what=what, extended=self.accept_kw("EXTENDED"))
+        name = self.ident("a source name")
+        return Describe(name=name, extended=self.accept_kw("EXTENDED"))
+
+    def drop(self) -> Statement:
+        self.advance()
+        kind = self.ident("STREAM or TABLE")
+        if kind not in ("STREAM", "TABLE"):
+            self.fail("STREAM or TABLE", self.toks[self.i - 1])
+        if_exists = False
+        if self.accept_kw("IF"):
+            self.expect_kw("EXISTS")
+            if_exists = True
+        name = self.ident("a source name")
+        delete_topic = False
+        if self.accept_kw("DELETE"):
+            self.expect_kw("TOPIC")
+            delete_topic = True
+        return Drop(kind=kind, name=name, if_exists=if_exists, delete_topic=delete_topic)
+
+    def set_property(self) -> Statement:
+        """SET 'name' = 'value' or UNSET 'name'."""
+        unset = self.advance().value == "UNSET"
+        prop = self.tok
+        if prop.kind != "STR":
+            self.fail("a quoted property name")
+        self.advance()
+        if unset:
+            return SetProperty(name=prop.value, value=None)
+        self.expect_op("=")
+        val = self.tok
+        if val.kind != "STR":
+            self.fail("a quoted value")
+        self.advance()
+        return SetProperty(name=prop.value, value=val.value)
 
     def props(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -623,62 +525,13 @@ class Parser:
 
     def select(self) -> Select:
         self.expect_kw("SELECT")
-        items: list[SelectItem] = []
-        while True:
-            if self.tok.is_op("*"):
-                self.advance()
-                items.append(SelectItem(Star(None), None))
-            elif (
-                self.tok.kind in ("ID", "QID")
-                and self.peek().is_op(".")
-                and self.peek(2).is_op("*")
-            ):
-                q = self.ident()
-                self.advance()
-                self.advance()
-                items.append(SelectItem(Star(q), None))
-            else:
-                e = self.expr()
-                alias = None
-                if self.accept_kw("AS"):
-                    alias = self.ident("an alias")
-                elif self.tok.kind == "QID" or (
-                    self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS
-                ):
-                    alias = self.ident()
-                items.append(SelectItem(e, alias))
-            if not self.accept_op(","):
-                break
+        items = [self.select_item()]
+        while self.accept_op(","):
+            items.append(self.select_item())
         self.expect_kw("FROM")
         sel = Select(items=items, source=self.source_ref())
-        while True:
-            kind = None
-            if self.accept_kw("JOIN"):
-                kind = "INNER"
-            elif self.tok.is_kw("INNER", "LEFT", "RIGHT", "FULL"):
-                kind = self.advance().value
-                self.accept_kw("OUTER")
-                self.expect_kw("JOIN")
-            if kind is None:
-                break
-            src = self.source_ref()
-            within = None
-            grace = None
-            if self.accept_kw("WITHIN"):
-                if self.accept_op("("):
-                    before = self.duration()
-                    self.expect_op(",")
-                    after = self.duration()
-                    self.expect_op(")")
-                    within = (before, after)
-                else:
-                    d = self.duration()
-                    within = (d, d)
-                if self.accept_kw("GRACE"):
-                    self.expect_kw("PERIOD")
-                    grace = self.duration()
-            self.expect_kw("ON")
-            sel.joins.append(JoinClause(kind, src, self.expr(), within, grace))
+        while (join := self.join()) is not None:
+            sel.joins.append(join)
         if self.accept_kw("WINDOW"):
             sel.window = self.window()
         if self.accept_kw("WHERE"):
@@ -703,6 +556,56 @@ class Parser:
         if self.accept_kw("LIMIT"):
             sel.limit = self.integer()
         return sel
+
+    def select_item(self) -> SelectItem:
+        if self.tok.is_op("*"):
+            self.advance()
+            return SelectItem(Star(None), None)
+        if self.tok.kind in ("ID", "QID") and self.peek().is_op(".") and self.peek(2).is_op("*"):
+            q = self.ident()
+            self.advance()
+            self.advance()
+            return SelectItem(Star(q), None)
+        e = self.expr()
+        alias = None
+        if self.accept_kw("AS"):
+            alias = self.ident("an alias")
+        elif self.tok.kind == "QID" or (
+            self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS
+        ):
+            alias = self.ident()
+        return SelectItem(e, alias)
+
+    def join(self) -> JoinClause | None:
+        """``[INNER | LEFT | RIGHT | FULL [OUTER]] JOIN source [WITHIN ...] ON expr``, or
+        None when no join follows."""
+        kind = None
+        if self.accept_kw("JOIN"):
+            kind = "INNER"
+        elif self.tok.is_kw("INNER", "LEFT", "RIGHT", "FULL"):
+            kind = self.advance().value
+            self.accept_kw("OUTER")
+            self.expect_kw("JOIN")
+        if kind is None:
+            return None
+        src = self.source_ref()
+        within = None
+        grace = None
+        if self.accept_kw("WITHIN"):
+            if self.accept_op("("):
+                before = self.duration()
+                self.expect_op(",")
+                after = self.duration()
+                self.expect_op(")")
+                within = (before, after)
+            else:
+                d = self.duration()
+                within = (d, d)
+            if self.accept_kw("GRACE"):
+                self.expect_kw("PERIOD")
+                grace = self.duration()
+        self.expect_kw("ON")
+        return JoinClause(kind, src, self.expr(), within, grace)
 
     def window(self) -> WindowSpec:
         kind = self.ident("TUMBLING, HOPPING or SESSION")
@@ -893,11 +796,7 @@ class Parser:
         t = self.tok
         if t.kind == "NUM":
             self.advance()
-            v = t.value
-            if re.fullmatch(r"\d+", v):
-                n = int(v)
-                return Lit(n)
-            return Lit(float(v))
+            return Lit(int(t.value)) if re.fullmatch(r"\d+", t.value) else Lit(float(t.value))
         if t.kind == "STR":
             self.advance()
             return Lit(t.value)
@@ -915,7 +814,12 @@ class Parser:
             return self._column_rest(t.value)
         if t.kind != "ID":
             self.fail("an expression")
-        word = t.value
+        return self.word()
+
+    def word(self) -> Expr:
+        """What starts with a word: a lambda, TRUE/FALSE/NULL, CASE, CAST, a STRUCT, ARRAY or
+        MAP constructor, a function call or a column."""
+        word = self.tok.value
         if self.peek().is_op("=>"):
             return self.lambda_()
         if word in ("TRUE", "FALSE"):
@@ -927,56 +831,68 @@ class Parser:
         if word == "CASE":
             return self.case()
         if word == "CAST" and self.peek().is_op("("):
-            self.advance()
-            self.advance()
-            e = self.expr()
-            self.expect_kw("AS")
-            ty = self.type_()
-            self.expect_op(")")
-            return Cast(e, ty)
+            return self.cast()
         if word == "STRUCT" and self.peek().is_op("("):
-            self.advance()
-            self.advance()
-            fields: list[tuple[str, Expr]] = []
-            if not self.tok.is_op(")"):
-                while True:
-                    fname = self.ident("a field name")
-                    if not self.accept_op(":="):
-                        self.fail("':='")
-                    fields.append((fname, self.expr()))
-                    if not self.accept_op(","):
-                        break
-            self.expect_op(")")
-            return Struct(tuple(fields))
+            return self.struct()
         if word == "ARRAY" and self.peek().is_op("["):
-            self.advance()
-            self.advance()
-            items: list[Expr] = []
-            if not self.tok.is_op("]"):
-                items.append(self.expr())
-                while self.accept_op(","):
-                    items.append(self.expr())
-            self.expect_op("]")
-            return Array(tuple(items))
+            return self.array()
         if word == "MAP" and self.peek().is_op("("):
-            self.advance()
-            self.advance()
-            pairs: list[tuple[Expr, Expr]] = []
-            if not self.tok.is_op(")"):
-                while True:
-                    k = self.expr()
-                    self.expect_op(":=")
-                    pairs.append((k, self.expr()))
-                    if not self.accept_op(","):
-                        break
-            self.expect_op(")")
-            return Map(tuple(pairs))
+            return self.map_()
         if word in ("SELECT", "FROM", "WHERE") or word in _CLAUSE_END - {"LEFT", "RIGHT"}:
             self.fail("an expression")
         self.advance()
         if self.tok.is_op("("):
             return self.call(word)
         return self._column_rest(word)
+
+    def cast(self) -> Expr:
+        self.advance()
+        self.advance()
+        e = self.expr()
+        self.expect_kw("AS")
+        ty = self.type_()
+        self.expect_op(")")
+        return Cast(e, ty)
+
+    def struct(self) -> Expr:
+        self.advance()
+        self.advance()
+        fields: list[tuple[str, Expr]] = []
+        if not self.tok.is_op(")"):
+            while True:
+                fname = self.ident("a field name")
+                if not self.accept_op(":="):
+                    self.fail("':='")
+                fields.append((fname, self.expr()))
+                if not self.accept_op(","):
+                    break
+        self.expect_op(")")
+        return Struct(tuple(fields))
+
+    def array(self) -> Expr:
+        self.advance()
+        self.advance()
+        items: list[Expr] = []
+        if not self.tok.is_op("]"):
+            items.append(self.expr())
+            while self.accept_op(","):
+                items.append(self.expr())
+        self.expect_op("]")
+        return Array(tuple(items))
+
+    def map_(self) -> Expr:
+        self.advance()
+        self.advance()
+        pairs: list[tuple[Expr, Expr]] = []
+        if not self.tok.is_op(")"):
+            while True:
+                k = self.expr()
+                self.expect_op(":=")
+                pairs.append((k, self.expr()))
+                if not self.accept_op(","):
+                    break
+        self.expect_op(")")
+        return Map(tuple(pairs))
 
     def _column_rest(self, first: str) -> Expr:
         if self.tok.is_op(".") and self.peek().kind in ("ID", "QID"):
