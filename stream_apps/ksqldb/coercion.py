@@ -34,7 +34,7 @@ _OP_NAMES = {
     ">": "GREATER_THAN",
     ">=": "GREATER_THAN_OR_EQUAL",
 }
-_CERTAIN = Col | Lit | Cast | Deref
+_CERTAIN = Col | Lit | Cast | Deref  # the expressions whose inferred type is exact
 
 
 def _numeric_literal(text: str, ty: SqlType) -> Any:

@@ -31,6 +31,8 @@ Criteria = tuple[str, Expr, Expr]
 
 @dataclass
 class JoinedSources:
+    """The sources of a SELECT (the FROM source first), their slots and their joins."""
+
     sources: list[tuple[SourceRef, Source]]
     scope: Scope  # a slot per source, then the join key's slot (joins)
     compiler: Compiler  # the compiler of the join keys and WHERE
@@ -111,6 +113,7 @@ def _slot(ref: SourceRef, src: Source) -> Slot:
 
 
 def _clashing_names(sources: list[tuple[SourceRef, Source]]) -> set[str]:
+    """The column names of more than one source (named after their source in a join)."""
     clash: set[str] = set()
     seen: set[str] = set()
     for _, src in sources:
