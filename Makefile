@@ -69,6 +69,7 @@ lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python scripts/long_code.py
 
 bench: setup-dev
 	$(VENV)/bin/instore bench proximity --json

@@ -48,6 +48,7 @@ def main() -> None:
 
     @app.agent(topic)
     async def decode_only(stream: faust.StreamT) -> None:
+        assert isinstance(stream, faust.Stream)  # take_events is on Stream, not StreamT
         async for events in stream.take_events(settings.worker_batch,
                                                within=settings.worker_batch_within_s):
             if not state["n"]:

@@ -127,8 +127,9 @@ class Rows:
         try:
             while not self._stop.is_set():
                 for m in c.consume(1000, 0.05):
-                    if m.error() is None and m.value():
-                        row = orjson.loads(m.value())
+                    value = m.value()
+                    if m.error() is None and value:
+                        row = orjson.loads(value)
                         self.rows.append((time.monotonic(), row["uid"], int(row["ts"])))
         finally:
             c.close()

@@ -2,8 +2,6 @@
 the README's analyst queries use), persistent queries on the embedded broker, and ksqlDB's REST
 API. Real ksqlDB runs in the cloud; this one runs on a laptop with no account.
 
-Modules: ``syntax`` (tokens, AST, parser), ``types`` (SQL types and key/value formats),
-``functions`` (scalar, aggregate and table functions), ``expressions`` (AST -> closures),
-``runners`` (persistent and transient queries on Kafka), ``engine`` (metastore and statements),
-``server`` (REST API).
+``engine.Engine`` is the way in; ``server`` serves it over HTTP. README.md in this directory
+says what SQL it runs, how it maps onto ksqlDB's REST API and which module holds what.
 """

@@ -4,6 +4,10 @@
 (``row`` None = a tombstone) and calls ``emit(key_values, window_start, out_row, rowtime)``
 (``out_row`` None = a tombstone) for every output record. The Kafka runner and the semantic
 case tests both drive it.
+
+One file, just over 500 lines: ``QueryCore`` is one object whose per-record paths (stream,
+table, windowed and session aggregates, joins) share its state; the pieces that stand alone
+(EXPLODE's emitters, the windowed join buffer, the aggregates) are already in their modules.
 """
 
 from __future__ import annotations
@@ -15,18 +19,15 @@ from collections.abc import Callable
 from itertools import zip_longest
 from typing import Any
 
-import orjson
-
+from stream_apps.ksqldb.explode import EmitEncoded, EmitMany, ExplodeEmitter
 from stream_apps.ksqldb.functions import AGGREGATES, Agg, Count
 from stream_apps.ksqldb.joins import WindowedJoin, hashable, unhashable
-from stream_apps.ksqldb.planner import Plan
+from stream_apps.ksqldb.plan import Plan
 
 log = logging.getLogger(__name__)
 
 # (key values, window start (or (start, end) of a session), row or None, rowtime)
 Emit = Callable[[tuple, Any, "dict[str, Any] | None", int], None]
-# (key bytes, value bytes, rowtime): a sink that takes records already encoded
-EmitEncoded = Callable[["bytes | None", bytes, int], None]
 
 
 def _new_aggs(plan: Plan) -> list[Agg]:
@@ -106,9 +107,9 @@ class QueryCore:
             and self.table_join_ops[0].kind in ("RIGHT", "FULL")
         )
         self._stamped = False  # output timestamps from a column (stamp_from)
-        self._encoded: tuple[Callable[..., Any], EmitEncoded] | None = None
-        self._emit_many: Callable[[bytes | None, list[bytes], int], None] | None = None
-        self._layout_explode()
+        self._explode = (
+            None if plan.explode is None else ExplodeEmitter(plan.explode, self._names, self.key_names)
+        )
 
     def stamp_from(self, column: str) -> None:
         """A sink declared WITH (TIMESTAMP='col'): each output record carries that column's
@@ -132,40 +133,19 @@ class QueryCore:
         value_names: list[str],
         encode_key: Callable[..., Any],
         emit: EmitEncoded,
-        emit_many: Callable[[bytes | None, list[bytes], int], None] | None = None,
+        emit_many: EmitMany | None = None,
     ) -> None:
         """Let the fused EXPLODE path hand over encoded records: JSON values with
         ``value_names`` in that order (what ``Source.encode_value`` writes), keys encoded by
         ``encode_key(key_values, window_start)``."""
-        ex = self.plan.explode
-        if ex is None or self._stamped:
-            return
-        kinds = {c.name: c.kind for c in ex.columns}
-        if any(kinds.get(k) != "row" for k in self.key_names):
-            return  # a key taken from the exploded element: the generic path
-        self._encoded = (encode_key, emit)
-        self._emit_many = emit_many
-        self._layout_explode(value_names)
-        self._layout_fragments(value_names)
-        self._compile_fragment_loop()
+        if self._explode is not None and not self._stamped:
+            self._explode.bind_encoded(value_names, encode_key, emit, emit_many)
 
-    def _layout_explode(self, names: list[str] | None = None) -> None:
-        ex = self.plan.explode
-        self._ecache: dict[int, tuple[Any, list[bytes]]] = {}
-        if ex is None:
-            return
-        out = names if names is not None else self._names
-        wanted = set(out)
-        self._ex_names = list(out)
-        self._ex_row = [(c.name, c.fn) for c in ex.columns if c.kind == "row"]
-        self._ex_elem = [
-            (c.name, c.kind, c.fn)
-            for c in ex.columns
-            if c.kind in ("elem", "self") and c.name in wanted
-        ]
-        self._ex_mixed = [(c.name, c.fn) for c in ex.columns if c.kind == "mixed" and c.name in wanted]
-        self._ex_dist = [(c.name, c.fn) for c in ex.columns if c.kind == "distance" and c.name in wanted]
-        self._ex_pad = (None,) * ex.width
+    @property
+    def _encoded(self) -> tuple[Callable[..., Any], EmitEncoded] | None:
+        """The key encoder and sink the fused EXPLODE hands encoded records to (None: rows
+        go out as dicts)."""
+        return None if self._explode is None else self._explode.encoded
 
     # -- entry ---------------------------------------------------------------------------------
     def on_record(
@@ -234,161 +214,9 @@ class QueryCore:
             return
         self._project_emit(r, rowtime)
 
-    def _explode_values(self, r: tuple) -> tuple[list[Any], list[Any] | None] | None:
-        """The array to explode for row ``r`` and, when the spatial FILTER computed them, the
-        distances of its elements."""
-        ex = self.plan.explode
-        assert ex is not None
-        elems = ex.array(r)
-        if not elems or not isinstance(elems, list):
-            return None
-        dist = None
-        if ex.spatial is not None:
-            last = ex.spatial.last
-            if last[0] is r and last[1] is elems:
-                dist = last[2]
-        return elems, dist
-
-    def _explode_emit(self, r: tuple, rowtime: int) -> None:
-        if self._encoded is not None:
-            self._explode_emit_encoded(r, rowtime)
-            return
-        got = self._explode_values(r)
-        if got is None:
-            return
-        elems, dist = got
-        rowvals = {name: fn(r) for name, fn in self._ex_row}  # type: ignore[misc]
-        base = {n: rowvals.get(n) for n in self._ex_names}
-        pad = self._ex_pad
-        emit = self.emit
-        key_names = self.key_names
-        for i, x in enumerate(elems):
-            d = base.copy()
-            for name, kind, fn in self._ex_elem:
-                d[name] = x if kind == "self" else fn((*pad, x))  # type: ignore[misc]
-            rx = (*r, x)
-            for name, fn in self._ex_mixed:
-                d[name] = fn(rx)  # type: ignore[misc]
-            for name, fn in self._ex_dist:
-                d[name] = dist[i] if dist is not None else fn(rx)  # type: ignore[misc]
-            emit(tuple([d[k] for k in key_names]), None, d, rowtime)
-
-    def _layout_fragments(self, names: list[str]) -> None:
-        """The JSON value as fragments: runs of columns with one value per input row, runs of
-        columns with one value per array element (encoded once per element, cached) and the
-        columns computed per output row. Joined, they are the bytes ``orjson.dumps`` writes for
-        the whole object (no whitespace, the same number and string forms)."""
-        ex = self.plan.explode
-        assert ex is not None
-        kinds = {c.name: (c.kind, c.fn) for c in ex.columns}
-        segs: list[tuple[str, list[tuple[bytes, str, Any, str]]]] = []
-        for pos, name in enumerate(names):
-            kind, fn = kinds.get(name, ("row", None))
-            group = "row" if kind == "row" else "elem" if kind in ("elem", "self") else "var"
-            prefix = (b"{" if pos == 0 else b",") + orjson.dumps(name) + b":"
-            item = (prefix, kind, fn, name)
-            if group != "var" and segs and segs[-1][0] == group:
-                segs[-1][1].append(item)
-            else:
-                segs.append((group, [item]))
-        self._frag_segs = segs
-        self._frag_row = [i for i, (g, _) in enumerate(segs) if g == "row"]
-        self._frag_elem = [i for i, (g, _) in enumerate(segs) if g == "elem"]
-        self._frag_var = [(i, items[0]) for i, (g, items) in enumerate(segs) if g == "var"]
-        self._frag_names = names
-
-    def _compile_fragment_loop(self) -> None:
-        """One generated function per output layout that turns the exploded elements of a row
-        into encoded values: no per-row list copies, loops over columns or calls per column."""
-        segs = self._frag_segs
-        env: dict[str, Any] = {"dumps": orjson.dumps, "join": b"".join}
-        with_dist: list[str] = []  # the spatial FILTER's distances are there
-        without: list[str] = []  # they are not: every expression evaluated
-        j = 0
-        for i, (group, items) in enumerate(segs):
-            if group == "row":
-                parts = [f"rp[{i}]"] * 2
-            elif group == "elem":
-                parts = [f"e[{j}]"] * 2
-                j += 1
-            else:
-                prefix, kind, fn, _n = items[0]
-                env[f"P{i}"] = prefix
-                env[f"F{i}"] = fn
-                expr = f"P{i}, dumps(F{i}((*r, x)))"
-                parts = [f"P{i}, dumps(dist[n])" if kind == "distance" else expr, expr]
-            with_dist.append(parts[0])
-            without.append(parts[1])
-        env["END"] = b"}" if segs else b"{}"
-        with_dist.append("END")
-        without.append("END")
-        src = (
-            "def fragment_loop(elems, dist, r, rp, get, make):\n"
-            "    out = []\n"
-            "    append = out.append\n"
-            "    if dist is not None:\n"
-            "        for n, x in enumerate(elems):\n"
-            "            h = get(id(x))\n"
-            "            if h is None or h[0] is not x:\n"
-            "                h = make(x)\n"
-            "            e = h[1]\n"
-            f"            append(join(({', '.join(with_dist)},)))\n"
-            "        return out\n"
-            "    for n, x in enumerate(elems):\n"
-            "        h = get(id(x))\n"
-            "        if h is None or h[0] is not x:\n"
-            "            h = make(x)\n"
-            "        e = h[1]\n"
-            f"        append(join(({', '.join(without)},)))\n"
-            "    return out\n"
-        )
-        exec(compile(src, "<ksql explode layout>", "exec"), env)  # noqa: S102
-        self._frag_loop = env["fragment_loop"]
-
-    def _element_parts(self, x: Any) -> tuple[Any, list[bytes]]:
-        """The encoded per-element runs of an element, cached by identity (the element belongs
-        to a table row's array, which stays the same object until the row changes)."""
-        ecache = self._ecache
-        if len(ecache) > 65536:
-            ecache.clear()
-        dumps = orjson.dumps
-        pad = self._ex_pad
-        segs = self._frag_segs
-        parts = [
-            b"".join([
-                p + dumps(x if kind == "self" else fn((*pad, x)))
-                for p, kind, fn, _n in segs[i][1]
-            ])
-            for i in self._frag_elem
-        ]
-        hit = (x, parts)
-        ecache[id(x)] = hit
-        return hit
-
-    def _explode_emit_encoded(self, r: tuple, rowtime: int) -> None:
-        got = self._explode_values(r)
-        if got is None:
-            return
-        elems, dist = got
-        assert self._encoded is not None
-        encode_key, emit_encoded = self._encoded
-        dumps = orjson.dumps
-        rowvals = {name: fn(r) for name, fn in self._ex_row}  # type: ignore[misc]
-        kbytes = encode_key(tuple([rowvals[k] for k in self.key_names]), None)
-        segs = self._frag_segs
-        rp: list[bytes | None] = [None] * len(segs)
-        for i in self._frag_row:
-            rp[i] = b"".join([p + dumps(rowvals.get(n)) for p, _k, _f, n in segs[i][1]])
-        values = self._frag_loop(elems, dist, r, rp, self._ecache.get, self._element_parts)
-        if self._emit_many is not None:
-            self._emit_many(kbytes, values, rowtime)
-            return
-        for v in values:
-            emit_encoded(kbytes, v, rowtime)
-
     def _project_emit(self, r: tuple, rowtime: int) -> None:
-        if self.plan.explode is not None:
-            self._explode_emit(r, rowtime)
+        if self._explode is not None:
+            self._explode.emit(r, rowtime, self.emit)
             return
         cols = self.columns
         emit = self.emit

@@ -16,7 +16,7 @@ from typing import Any
 
 from instore.geo import EARTH_RADIUS_KM, GeoError, central_angle
 from stream_apps.ksqldb.errors import EvalError, listed
-from stream_apps.ksqldb.syntax import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
+from stream_apps.ksqldb.sqltypes import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
 
 EARTH_RADIUS_MI = 3959.0
 

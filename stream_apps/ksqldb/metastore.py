@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 
 from instore.errors import InstoreError
+from stream_apps.ksqldb.casts import caster
 from stream_apps.ksqldb.errors import StatementError
-from stream_apps.ksqldb.expressions import caster
-from stream_apps.ksqldb.syntax import SqlType, WindowSpec
+from stream_apps.ksqldb.sqltypes import SqlType
+from stream_apps.ksqldb.statements import WindowSpec
 
 
 class DeserializationError(InstoreError, ValueError):

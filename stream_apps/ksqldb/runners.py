@@ -4,7 +4,7 @@ and writes the output topic (persistent) or hands rows to a callback (transient 
 At-least-once: a persistent query commits the offsets of its stream inputs (group
 ``_confluent-ksql-default_query_<ID>``) only after its producer has flushed what they produced.
 Table inputs are always read from the beginning, so a restart rebuilds their state; tables are
-bootstrapped to their end offsets before stream records are processed.
+bootstrapped to their end offsets before stream records are processed (``query_input``).
 """
 
 from __future__ import annotations
@@ -15,41 +15,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from instore import groups
 from instore.kafka import make_consumer, make_producer
 from instore.settings import Settings
 from stream_apps.ksqldb.core import QueryCore
-from stream_apps.ksqldb.joins import TimestampOrder
 from stream_apps.ksqldb.metastore import DeserializationError, Source
-from stream_apps.ksqldb.planner import Plan
+from stream_apps.ksqldb.plan import Plan
 from stream_apps.ksqldb.processing_log import ProcessingLog
+from stream_apps.ksqldb.query_input import QueryInput
 from stream_apps.ksqldb.workers import Worker, eligible
 
 log = logging.getLogger(__name__)
 
 RowSink = Callable[[tuple, "int | None", "dict[str, Any] | None", int], None]
-
-
-def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    """High watermarks of every partition of ``topics``."""
-    consumer = make_consumer(settings)
-    try:
-        md = consumer.list_topics(timeout=10)
-        out: dict[tuple[str, int], int] = {}
-        for t in topics:
-            tmd = md.topics.get(t)
-            if tmd is None or tmd.error is not None:
-                continue
-            for p in tmd.partitions:
-                _lo, hi = consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=10, cached=False
-                )
-                out[(t, p)] = hi
-        return out
-    finally:
-        consumer.close()
 
 
 class QueryRunner:
@@ -99,7 +79,6 @@ class QueryRunner:
         self.records_out = 0
         self.caught_up = False
         self.last_active = time.monotonic()
-        self._last_live_check = 0.0
         self.consumed: dict[str, int] = {}  # records read per input topic
         self.limit_reached = False
         self._stop = threading.Event()
@@ -115,7 +94,6 @@ class QueryRunner:
         self.profile: Any = None
         self._topic = ""
         self._lock = threading.Lock()
-        self._fetched: dict[tuple[str, int], int] = {}  # next offset fetched, per partition
         self.core = QueryCore(plan, self._emit)
         if sink is not None and sink.timestamp:
             self.core.stamp_from(sink.timestamp)
@@ -289,56 +267,6 @@ class QueryRunner:
                 self.processing_log.production(self.id, self.error)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _assignment(
-        self, consumer: Any
-    ) -> tuple[list[TopicPartition], dict[tuple[str, int], int], set[str]]:
-        md = consumer.list_topics(timeout=10)
-        tps: list[TopicPartition] = []
-        table_topics = {
-            b.source.topic
-            for b in self.plan.bindings
-            if b.role == "table" or self.plan.kind.startswith("table")
-        }
-        stream_topics = set(self.by_topic) - table_topics
-        committed: dict[tuple[str, int], int] = {}
-        parts: list[TopicPartition] = []
-        for topic in self.by_topic:
-            tmd = md.topics.get(topic)
-            if tmd is None or tmd.error is not None:
-                msg = f"topic {topic} does not exist"
-                raise RuntimeError(msg)
-            parts.extend(TopicPartition(topic, p) for p in sorted(tmd.partitions))
-        aggregating = self.plan.kind == "stream_agg"
-        if self.persistent and not aggregating:
-            stream_parts = [tp for tp in parts if tp.topic in stream_topics]
-            if stream_parts:
-                try:
-                    for tp in consumer.committed(stream_parts, timeout=10):
-                        if tp.offset >= 0:
-                            committed[(tp.topic, tp.partition)] = tp.offset
-                except KafkaException as exc:
-                    log.warning("query %s could not read committed offsets: %s", self.id, exc)
-        table_ends: dict[tuple[str, int], int] = {}
-        if self.stream_partitions is not None:
-            parts = [tp for tp in parts if tp.topic in table_topics
-                     or (tp.topic, tp.partition) in self.stream_partitions]
-        for tp in parts:
-            key = (tp.topic, tp.partition)
-            if tp.topic in table_topics:
-                tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
-                _lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                if hi > 0:
-                    table_ends[key] = hi
-            elif key in committed:
-                tps.append(TopicPartition(tp.topic, tp.partition, committed[key]))
-            elif self.offset_reset == "earliest":
-                tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
-            elif key in self.start_offsets:
-                tps.append(TopicPartition(tp.topic, tp.partition, self.start_offsets[key]))
-            else:
-                tps.append(TopicPartition(tp.topic, tp.partition, OFFSET_END))
-        return tps, table_ends, stream_topics
-
     def _run(self) -> None:
         try:
             self._loop()
@@ -349,121 +277,31 @@ class QueryRunner:
     def _loop(self) -> None:
         consumer = None
         try:
-            group = (
-                groups.ksqldb_query("default_", self.id)
-                if self.persistent
-                else groups.ksqldb_transient("default_", self.id, time.time_ns())
-            )
-            consumer = make_consumer(
-                self.settings,
-                group_id=group,
-                **{"fetch.wait.max.ms": 20, "enable.auto.offset.store": False},
-            )
-            if self.on_row is None:
-                # Only failed deliveries call back (one Python call per record is the price
-                # otherwise); lz4 batches cost the broker a third of uncompressed ones.
-                self._producer = make_producer(
-                    self.settings,
-                    on_delivery=self._delivery,
-                    **{"delivery.report.only.error": True, "compression.type": "lz4"},
-                )
-                self._produce = self._producer.produce
-                self._topic = self.sink.topic if self.sink is not None else ""
+            consumer = self._consumer()
+            self._open_producer()
             self._start_workers(consumer)
-            tps, table_ends, stream_topics = self._assignment(consumer)
-            consumer.assign(tps)
-            if self.persistent and self.plan.kind != "stream_agg":
-                # Pin where a new query starts (e.g. 'latest' = the end when it was created), so
-                # a restart before it processed anything resumes there, not at the new end.
-                start = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
-                         for tp in tps if tp.topic in stream_topics
-                         and (tp.offset >= 0 or tp.offset == OFFSET_BEGINNING)]
-                if start:
-                    try:
-                        consumer.commit(offsets=start, asynchronous=False)
-                    except KafkaException as exc:
-                        log.debug("query %s: initial commit failed: %s", self.id, exc)
-            bootstrapping = bool(table_ends) and bool(stream_topics)
-            paused: list[TopicPartition] = []
-            if bootstrapping:
-                paused = [
-                    TopicPartition(tp.topic, tp.partition)
-                    for tp in tps
-                    if tp.topic in stream_topics
-                ]
-                consumer.pause(paused)
-            positions: dict[tuple[str, int], int] = {}
-            # a query that joins two streams takes their records in timestamp order
-            order = None
-            if sum(1 for b in self.plan.bindings if b.role in ("driver", "stream2")) > 1 and (
-                self.plan.kind.startswith("stream")
-            ):
-                order = TimestampOrder(
-                    [(tp.topic, tp.partition) for tp in tps if tp.topic in stream_topics]
-                )
-            last_commit = time.monotonic()
-            last_check = 0.0
+            inp = QueryInput(
+                self.plan,
+                self.by_topic,
+                query_id=self.id,
+                persistent=self.persistent,
+                offset_reset=self.offset_reset,
+                start_offsets=self.start_offsets,
+                stream_partitions=self.stream_partitions,
+            )
+            inp.start(consumer)
             profiling = False
-            dirty = False
             while not self._stop.is_set():
                 if self.error is not None:
                     raise RuntimeError(self.error)
                 if self.profile is not None and not profiling:
                     self.profile.enable()  # in this thread: cProfile profiles the caller's
                     profiling = True
-                t_wait = time.perf_counter()
-                msgs = consumer.consume(500, timeout=0.05)
-                if order is not None:
-                    msgs = self._in_timestamp_order(consumer, order, msgs)
-                t_busy = time.perf_counter()
-                c_busy = time.thread_time()
-                self.wait_s += t_busy - t_wait
-                if msgs:  # busy from now on (wait_idle must not see a stale "caught up")
-                    self.caught_up = False
-                    self.records_in += len(msgs)
-                for m in msgs:
-                    err = m.error()
-                    if err is not None:
-                        if err.code() in (KafkaError._PARTITION_EOF,):  # noqa: SLF001
-                            continue
-                        raise KafkaException(err)
-                    self._process(m)
-                    positions[(m.topic(), m.partition())] = m.offset() + 1  # type: ignore[index,operator]
-                    if self._stop.is_set():
-                        break
-                if msgs:
-                    dirty = True
-                    self.last_active = time.monotonic()
-                    self.busy_s += time.perf_counter() - t_busy
-                    self.cpu_s += time.thread_time() - c_busy
-                if self._producer is not None:
-                    self._producer.poll(0)
-                if bootstrapping and all(positions.get(k, 0) >= hi for k, hi in table_ends.items()):
-                    consumer.resume(paused)
-                    bootstrapping = False
-                now = time.monotonic()
-                if dirty and self.persistent and (now - last_commit > 1.0 or not msgs):
-                    self._commit(consumer, positions, stream_topics)
-                    last_commit = now
-                    dirty = False
-                workers_idle = self._drain_workers() if self._workers else True
-                if (
-                    not msgs
-                    and now - last_check > 0.1
-                    and (self.idle_probe.is_set() or self.probe_idle)
-                ):
-                    # only while someone waits for idleness (tests, bench): no broker round
-                    # trips on the serving path otherwise
-                    last_check = now
-                    self.caught_up = (
-                        not bootstrapping
-                        and self._at_end(consumer, tps, positions)
-                        and workers_idle
-                    )
+                self._poll(consumer, inp)
             if self._producer is not None:
                 self._producer.flush(10)
-            if self.persistent and dirty:
-                self._commit(consumer, positions, stream_topics)
+            if self.persistent and inp.dirty:
+                inp.commit(consumer, self._producer)
             self._stop_workers()
         except Exception as exc:  # a failing query is reported, it never takes the others down
             self.error = self.error or f"{type(exc).__name__}: {exc}"
@@ -480,27 +318,76 @@ class QueryRunner:
             if self.state == "RUNNING" and not self.persistent:
                 self.state = "DONE"
 
-    def _in_timestamp_order(
-        self, consumer: Any, order: TimestampOrder, msgs: list[Any]
-    ) -> list[Any]:
-        """Buffer what was fetched; hand back what Kafka Streams would process now."""
-        fetched = self._fetched
-        errors = [m for m in msgs if m.error() is not None]  # handled by the loop as usual
+    def _consumer(self) -> Any:
+        group = (
+            groups.ksqldb_query("default_", self.id)
+            if self.persistent
+            else groups.ksqldb_transient("default_", self.id, time.time_ns())
+        )
+        return make_consumer(
+            self.settings,
+            group_id=group,
+            **{"fetch.wait.max.ms": 20, "enable.auto.offset.store": False},
+        )
+
+    def _open_producer(self) -> None:
+        """A persistent query's producer (a push query hands its rows to ``on_row``)."""
+        if self.on_row is None:
+            # Only failed deliveries call back (one Python call per record is the price
+            # otherwise); lz4 batches cost the broker a third of uncompressed ones.
+            self._producer = make_producer(
+                self.settings,
+                on_delivery=self._delivery,
+                **{"delivery.report.only.error": True, "compression.type": "lz4"},
+            )
+            self._produce = self._producer.produce
+            self._topic = self.sink.topic if self.sink is not None else ""
+
+    def _poll(self, consumer: Any, inp: QueryInput) -> None:
+        """One round: consume and process what came, commit, resume the streams once the
+        tables are read, say whether the query is caught up."""
+        t_wait = time.perf_counter()
+        msgs = inp.fetch(consumer)
+        t_busy = time.perf_counter()
+        c_busy = time.thread_time()
+        self.wait_s += t_busy - t_wait
+        if msgs:  # busy from now on (wait_idle must not see a stale "caught up")
+            self.caught_up = False
+            self.records_in += len(msgs)
+        positions = inp.positions
         for m in msgs:
-            if m.error() is not None:
-                continue
-            key = (m.topic(), m.partition())
-            fetched[key] = m.offset() + 1
-            order.add(key, m.timestamp()[1], m)
-
-        def lagging(key: tuple[str, int]) -> bool:
-            try:
-                _lo, hi = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
-            except KafkaException:
-                return False
-            return hi > fetched.get(key, 0) if hi is not None and hi >= 0 else False
-
-        return errors + order.take(lagging, time.monotonic() * 1000)
+            err = m.error()
+            if err is not None:
+                if err.code() in (KafkaError._PARTITION_EOF,):  # noqa: SLF001
+                    continue
+                raise KafkaException(err)
+            self._process(m)
+            positions[(m.topic(), m.partition())] = m.offset() + 1  # type: ignore[index,operator]
+            if self._stop.is_set():
+                break
+        if msgs:
+            inp.dirty = True
+            self.last_active = time.monotonic()
+            self.busy_s += time.perf_counter() - t_busy
+            self.cpu_s += time.thread_time() - c_busy
+        if self._producer is not None:
+            self._producer.poll(0)
+        inp.resume_when_bootstrapped(consumer)
+        now = time.monotonic()
+        if inp.commit_due(now, idle=not msgs):
+            inp.commit(consumer, self._producer)
+            inp.last_commit = now
+            inp.dirty = False
+        workers_idle = self._drain_workers() if self._workers else True
+        if not msgs and now - inp.last_check > 0.1 and (self.idle_probe.is_set() or self.probe_idle):
+            # only while someone waits for idleness (tests, bench): no broker round
+            # trips on the serving path otherwise
+            inp.last_check = now
+            self.caught_up = (
+                not inp.bootstrapping
+                and inp.at_end(consumer, self._producer, self.caught_up)
+                and workers_idle
+            )
 
     def _process(self, m: Any) -> None:
         topic = m.topic()
@@ -539,57 +426,3 @@ class QueryRunner:
                 self._deserialization_error(topic, "value", str(exc), m.value())
                 continue
             self.core.on_record(slot, key, wstart, row, rowtime)
-
-    def _commit(
-        self, consumer: Any, positions: dict[tuple[str, int], int], stream_topics: set[str]
-    ) -> None:
-        if self._producer is not None:
-            remaining = self._producer.flush(10)
-            if remaining:
-                return
-        offsets = [
-            TopicPartition(t, p, off) for (t, p), off in positions.items() if t in stream_topics
-        ]
-        if not offsets:
-            return
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            log.debug("query %s commit failed: %s", self.id, exc)
-
-    def _at_end(
-        self, consumer: Any, tps: list[TopicPartition], positions: dict[tuple[str, int], int]
-    ) -> bool:
-        if self._producer is not None and len(self._producer) > 0:
-            self._producer.flush(5)
-            return False
-        # Cheap first: the watermarks librdkafka cached from fetch responses (no round trip).
-        for tp in tps:
-            pos = positions.get((tp.topic, tp.partition))
-            if pos is None:
-                continue
-            _lo, hi = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                     cached=True)
-            if hi is not None and hi > pos:
-                return False
-        now = time.monotonic()
-        if now - self._last_live_check < 0.3:
-            return self.caught_up  # nothing new since the last live check said so
-        self._last_live_check = now
-        for tp in tps:
-            try:
-                lo, hi = consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
-                )
-            except KafkaException:
-                return False
-            pos = positions.get((tp.topic, tp.partition))
-            if pos is None:
-                # never read: at end only if empty (or we started at the end)
-                started_before_end = tp.offset == OFFSET_BEGINNING or 0 <= tp.offset < hi
-                if hi > lo and started_before_end:
-                    return False
-                continue
-            if pos < hi:
-                return False
-        return True

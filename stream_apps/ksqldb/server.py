@@ -25,7 +25,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from instore.settings import LOOPBACK, Settings
-from stream_apps.ksqldb.engine import VERSION, Engine, schema_string
+from stream_apps.ksqldb.engine import Engine
+from stream_apps.ksqldb.entities import VERSION, schema_string
 from stream_apps.ksqldb.errors import (
     BAD_REQUEST,
     NOT_FOUND,
@@ -73,23 +74,48 @@ async def _body(request: Request) -> dict[str, Any] | None:
 
 
 def build_app(engine: Engine) -> Starlette:
-    def info_body() -> dict[str, Any]:
-        return {
-            "KsqlServerInfo": {
-                "version": VERSION,
-                "kafkaClusterId": "instore-embedded",
-                "ksqlServiceId": engine.service_id,
-                "serverStatus": "RUNNING",
+    api = KsqlApi(engine)
+    routes = [
+        Route("/info", api.info, methods=["GET"]),
+        Route("/healthcheck", api.healthcheck, methods=["GET"]),
+        Route("/ksql", api.ksql, methods=["POST"]),
+        Route("/query", api.query, methods=["POST"]),
+        Route("/query-stream", api.query_stream, methods=["POST"]),
+        Route("/close-query", api.close_query, methods=["POST"]),
+        Route("/inserts-stream", api.inserts_stream, methods=["POST"]),
+        Route("/status", api.status, methods=["GET"]),
+        Route("/status/{type}/{entity}/{action}", api.status_one, methods=["GET"]),
+        Route("/ksql/terminate", api.terminate, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.engine = engine
+    return app
+
+
+class KsqlApi:
+    """The endpoints of ksqlDB's REST API over one engine; the engine's work runs in the
+    thread pool."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- server -----------------------------------------------------------------------------------
+    async def info(self, _request: Request) -> Response:
+        return _json(
+            {
+                "KsqlServerInfo": {
+                    "version": VERSION,
+                    "kafkaClusterId": "instore-embedded",
+                    "ksqlServiceId": self.engine.service_id,
+                    "serverStatus": "RUNNING",
+                }
             }
-        }
+        )
 
-    async def info(_request: Request) -> Response:
-        return _json(info_body())
-
-    async def healthcheck(_request: Request) -> Response:
+    async def healthcheck(self, _request: Request) -> Response:
         def check() -> bool:
             try:
-                engine._topics()  # noqa: SLF001
+                self.engine.list_topics()
                 return True
             except Exception:  # noqa: BLE001 - any broker failure means unhealthy
                 return False
@@ -98,18 +124,38 @@ def build_app(engine: Engine) -> Starlette:
         body = {
             "isHealthy": kafka_ok,
             "details": {"metastore": {"isHealthy": True}, "kafka": {"isHealthy": kafka_ok}},
-            "ksqlServiceId": engine.service_id,
+            "ksqlServiceId": self.engine.service_id,
         }
         return _json(body, 200 if kafka_ok else 503)
 
-    async def ksql(request: Request) -> Response:
+    async def status(self, _request: Request) -> Response:
+        statuses = self.engine.command_status
+        return _json({"commandStatuses": {k: v["status"] for k, v in statuses.items()}})
+
+    async def status_one(self, request: Request) -> Response:
+        p = request.path_params
+        cid = f"{p['type']}/{p['entity']}/{p['action']}"
+        st = self.engine.command_status.get(cid)
+        if st is None:
+            return _json(
+                {
+                    "@type": "generic_error",
+                    "error_code": NOT_FOUND,
+                    "message": f"Command not found: {cid}",
+                },
+                404,
+            )
+        return _json(st)
+
+    # -- statements -----------------------------------------------------------------------------
+    async def ksql(self, request: Request) -> Response:
         body = await _body(request)
         if body is None or not isinstance(body.get("ksql"), str):
             return _bad_request("Request body must be a JSON object with a 'ksql' string")
         text = body["ksql"]
         props = body.get("streamsProperties") or {}
         try:
-            entities = await run_in_threadpool(engine.execute, text, props)
+            entities = await run_in_threadpool(self.engine.execute, text, props)
         except KsqlError as exc:
             return _error(exc, getattr(exc, "statement", text))
         except Exception as exc:
@@ -124,8 +170,89 @@ def build_app(engine: Engine) -> Starlette:
             )
         return _json(entities, media=KSQL_JSON)
 
-    def _start_query(text: str, props: dict[str, Any], out: queue.Queue[Any]) -> dict[str, Any]:
+    async def terminate(self, request: Request) -> Response:
+        await _body(request)
+        try:
+            await run_in_threadpool(self.engine.execute, "TERMINATE ALL;", {})
+        except KsqlError as exc:
+            return _error(exc)
+        return _json({"status": "SUCCESS"})
+
+    async def inserts_stream(self, request: Request) -> Response:
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        lines = [line for line in raw.splitlines() if line.strip()]
+        try:
+            head = orjson.loads(lines[0]) if lines else None
+            rows = [orjson.loads(line) for line in lines[1:]]
+        except orjson.JSONDecodeError:
+            return _bad_request("Invalid JSON in the request body")
+        if not isinstance(head, dict) or not isinstance(head.get("target"), str) or \
+                not all(isinstance(r, dict) for r in rows):
+            return _bad_request('The first line must be {"target": "<stream>"}, then one JSON '
+                                "object per row")
+        target = head["target"]
+        if target.upper() in self.engine.sources:
+            target = target.upper()
+        try:
+            acks = await run_in_threadpool(self.engine.insert_rows, target, rows)
+        except KsqlError as exc:
+            return _error(exc, "")
+        body = b"".join(orjson.dumps(a) + b"\n" for a in acks)
+        return Response(body, media_type=DELIMITED)
+
+    # -- queries --------------------------------------------------------------------------------
+    async def query(self, request: Request) -> Response:
+        """/query: a JSON array streamed one element per line (header, rows, final message)."""
+        body = await _body(request)
+        if body is None or not isinstance(body.get("ksql"), str):
+            return _bad_request("Request body must be a JSON object with a 'ksql' string")
+        text = body["ksql"]
+        out: queue.Queue[Any] = queue.Queue()
+        try:
+            header = await run_in_threadpool(
+                self._start_query, text, body.get("streamsProperties") or {}, out
+            )
+        except KsqlError as exc:
+            exc.message = locate(exc.message, text)
+            return _error(exc, text)
+        rows = self._rows(out, header)
+        return StreamingResponse(_query_body(header, rows), media_type="application/json")
+
+    async def query_stream(self, request: Request) -> Response:
+        """/query-stream: a header line, then one line per row (a JSON array when asked for
+        ``application/json``)."""
+        body = await _body(request)
+        if body is None or not isinstance(body.get("sql"), str):
+            return _bad_request("Request body must be a JSON object with a 'sql' string")
+        text = body["sql"]
+        accept = request.headers.get("accept", "")
+        as_json = "application/json" in accept and DELIMITED not in accept
+        out: queue.Queue[Any] = queue.Queue()
+        try:
+            header = await run_in_threadpool(
+                self._start_query, text, body.get("properties") or {}, out
+            )
+        except KsqlError as exc:
+            exc.message = locate(exc.message, text)
+            return _error(exc, text)
+        rows = self._rows(out, header)
+        return StreamingResponse(
+            _query_stream_body(header, rows, as_json),
+            media_type="application/json" if as_json else DELIMITED,
+        )
+
+    async def close_query(self, request: Request) -> Response:
+        body = await _body(request)
+        if body is None or not isinstance(body.get("queryId"), str):
+            return _bad_request("Request body must be a JSON object with a 'queryId' string")
+        ok = await run_in_threadpool(self.engine.close_transient, body["queryId"])
+        if not ok:
+            return _bad_request(f"No query with id {body['queryId']}")
+        return _json({})
+
+    def _start_query(self, text: str, props: dict[str, Any], out: queue.Queue[Any]) -> dict[str, Any]:
         """Run a pull query to completion, or start a push query; returns the header."""
+        engine = self.engine
         select = engine.parse_query(text)
         if not select.emit_changes:
             res = engine.pull(select)
@@ -144,8 +271,10 @@ def build_app(engine: Engine) -> Starlette:
         return {"queryId": qid, "columns": columns, "pull": False, "runner": runner}
 
     async def _rows(
-        out: queue.Queue[Any], header: dict[str, Any], request: Request
+        self, out: queue.Queue[Any], header: dict[str, Any]
     ) -> AsyncIterator[tuple[str, Any]]:
+        """("row" | "tombstone", values), ("error", message) or ("end", message) until the
+        query ends; a push query is released when the client goes away."""
         runner = header.get("runner")
         try:
             while True:
@@ -168,164 +297,48 @@ def build_app(engine: Engine) -> Starlette:
         finally:
             # may run in a cancelled task (client gone): nothing here may await
             if runner is not None:
-                engine.release_transient(header["queryId"])
+                self.engine.release_transient(header["queryId"])
 
-    async def query(request: Request) -> Response:
-        body = await _body(request)
-        if body is None or not isinstance(body.get("ksql"), str):
-            return _bad_request("Request body must be a JSON object with a 'ksql' string")
-        text = body["ksql"]
-        props = body.get("streamsProperties") or {}
-        out: queue.Queue[Any] = queue.Queue()
-        try:
-            header = await run_in_threadpool(_start_query, text, props, out)
-        except KsqlError as exc:
-            exc.message = locate(exc.message, text)
-            return _error(exc, text)
 
-        async def gen() -> AsyncIterator[bytes]:
-            head = {
-                "header": {"queryId": header["queryId"], "schema": schema_string(header["columns"])}
-            }
-            # One complete JSON value per line, so a client can act on each line as it comes.
-            yield b"[" + orjson.dumps(head) + b"\n"
-            async for kind, item in _rows(out, header, request):
-                if kind == "row":
-                    yield b"," + orjson.dumps({"row": {"columns": item}}) + b"\n"
-                elif kind == "tombstone":
-                    yield b"," + orjson.dumps({"row": {"columns": item, "tombstone": True}}) + b"\n"
-                elif kind == "error":
-                    yield (
-                        b","
-                        + orjson.dumps(
-                            {
-                                "errorMessage": {
-                                    "@type": "generic_error",
-                                    "error_code": SERVER_ERROR,
-                                    "message": item,
-                                }
-                            }
-                        )
-                        + b"\n"
-                    )
-                elif kind == "end":
-                    yield b"," + orjson.dumps({"finalMessage": item}) + b"\n"
-            yield b"]\n"
+def _error_message(message: Any) -> dict[str, Any]:
+    return {"@type": "generic_error", "error_code": SERVER_ERROR, "message": message}
 
-        return StreamingResponse(gen(), media_type="application/json")
 
-    async def query_stream(request: Request) -> Response:
-        body = await _body(request)
-        if body is None or not isinstance(body.get("sql"), str):
-            return _bad_request("Request body must be a JSON object with a 'sql' string")
-        text = body["sql"]
-        props = body.get("properties") or {}
-        accept = request.headers.get("accept", "")
-        as_json = "application/json" in accept and DELIMITED not in accept
-        out: queue.Queue[Any] = queue.Queue()
-        try:
-            header = await run_in_threadpool(_start_query, text, props, out)
-        except KsqlError as exc:
-            exc.message = locate(exc.message, text)
-            return _error(exc, text)
-        head = {
-            "queryId": header["queryId"],
-            "columnNames": [n for n, _ in header["columns"]],
-            "columnTypes": [str(t) for _, t in header["columns"]],
-        }
+async def _query_body(
+    header: dict[str, Any], rows: AsyncIterator[tuple[str, Any]]
+) -> AsyncIterator[bytes]:
+    head = {"header": {"queryId": header["queryId"], "schema": schema_string(header["columns"])}}
+    # One complete JSON value per line, so a client can act on each line as it comes.
+    yield b"[" + orjson.dumps(head) + b"\n"
+    async for kind, item in rows:
+        if kind == "row":
+            yield b"," + orjson.dumps({"row": {"columns": item}}) + b"\n"
+        elif kind == "tombstone":
+            yield b"," + orjson.dumps({"row": {"columns": item, "tombstone": True}}) + b"\n"
+        elif kind == "error":
+            yield b"," + orjson.dumps({"errorMessage": _error_message(item)}) + b"\n"
+        elif kind == "end":
+            yield b"," + orjson.dumps({"finalMessage": item}) + b"\n"
+    yield b"]\n"
 
-        async def gen() -> AsyncIterator[bytes]:
-            yield (b"[" if as_json else b"") + orjson.dumps(head) + b"\n"
-            sep = b"," if as_json else b""
-            async for kind, item in _rows(out, header, request):
-                if kind in ("row", "tombstone"):
-                    yield sep + orjson.dumps(item) + b"\n"
-                elif kind == "error":
-                    yield (
-                        sep
-                        + orjson.dumps(
-                            {"@type": "generic_error", "error_code": SERVER_ERROR, "message": item}
-                        )
-                        + b"\n"
-                    )
-            if as_json:
-                yield b"]\n"
 
-        return StreamingResponse(gen(), media_type="application/json" if as_json else DELIMITED)
-
-    async def inserts_stream(request: Request) -> Response:
-        raw = (await request.body()).decode("utf-8", errors="replace")
-        lines = [line for line in raw.splitlines() if line.strip()]
-        try:
-            head = orjson.loads(lines[0]) if lines else None
-            rows = [orjson.loads(line) for line in lines[1:]]
-        except orjson.JSONDecodeError:
-            return _bad_request("Invalid JSON in the request body")
-        if not isinstance(head, dict) or not isinstance(head.get("target"), str) or \
-                not all(isinstance(r, dict) for r in rows):
-            return _bad_request('The first line must be {"target": "<stream>"}, then one JSON '
-                                "object per row")
-        try:
-            acks = await run_in_threadpool(engine.insert_rows, head["target"].upper()
-                                           if head["target"].upper() in engine.sources
-                                           else head["target"], rows)
-        except KsqlError as exc:
-            return _error(exc, "")
-        body = b"".join(orjson.dumps(a) + b"\n" for a in acks)
-        return Response(body, media_type=DELIMITED)
-
-    async def close_query(request: Request) -> Response:
-        body = await _body(request)
-        if body is None or not isinstance(body.get("queryId"), str):
-            return _bad_request("Request body must be a JSON object with a 'queryId' string")
-        ok = await run_in_threadpool(engine.close_transient, body["queryId"])
-        if not ok:
-            return _bad_request(f"No query with id {body['queryId']}")
-        return _json({})
-
-    async def status(_request: Request) -> Response:
-        return _json(
-            {"commandStatuses": {k: v["status"] for k, v in engine.command_status.items()}}
-        )
-
-    async def status_one(request: Request) -> Response:
-        p = request.path_params
-        cid = f"{p['type']}/{p['entity']}/{p['action']}"
-        st = engine.command_status.get(cid)
-        if st is None:
-            return _json(
-                {
-                    "@type": "generic_error",
-                    "error_code": NOT_FOUND,
-                    "message": f"Command not found: {cid}",
-                },
-                404,
-            )
-        return _json(st)
-
-    async def terminate(request: Request) -> Response:
-        await _body(request)
-        try:
-            await run_in_threadpool(engine.execute, "TERMINATE ALL;", {})
-        except KsqlError as exc:
-            return _error(exc)
-        return _json({"status": "SUCCESS"})
-
-    routes = [
-        Route("/info", info, methods=["GET"]),
-        Route("/healthcheck", healthcheck, methods=["GET"]),
-        Route("/ksql", ksql, methods=["POST"]),
-        Route("/query", query, methods=["POST"]),
-        Route("/query-stream", query_stream, methods=["POST"]),
-        Route("/close-query", close_query, methods=["POST"]),
-        Route("/inserts-stream", inserts_stream, methods=["POST"]),
-        Route("/status", status, methods=["GET"]),
-        Route("/status/{type}/{entity}/{action}", status_one, methods=["GET"]),
-        Route("/ksql/terminate", terminate, methods=["POST"]),
-    ]
-    app = Starlette(routes=routes)
-    app.state.engine = engine
-    return app
+async def _query_stream_body(
+    header: dict[str, Any], rows: AsyncIterator[tuple[str, Any]], as_json: bool
+) -> AsyncIterator[bytes]:
+    head = {
+        "queryId": header["queryId"],
+        "columnNames": [n for n, _ in header["columns"]],
+        "columnTypes": [str(t) for _, t in header["columns"]],
+    }
+    yield (b"[" if as_json else b"") + orjson.dumps(head) + b"\n"
+    sep = b"," if as_json else b""
+    async for kind, item in rows:
+        if kind in ("row", "tombstone"):
+            yield sep + orjson.dumps(item) + b"\n"
+        elif kind == "error":
+            yield sep + orjson.dumps(_error_message(item)) + b"\n"
+    if as_json:
+        yield b"]\n"
 
 
 def is_query(text: str) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from instore.geo import EARTH_RADIUS_KM
+from stream_apps.ksqldb.nodes import Bin, Call, Col, Deref, Expr, Lambda, Lit, children, map_children
 
 Fn = Callable[[tuple], Any]
 _DEG = math.pi / 180.0
@@ -48,77 +49,73 @@ class SpatialSpec:
     distance_expr: Any = None  # GEO_DISTANCE(...) * k with the parameter renamed to '\0x'
 
 
-def rename_param(e: Any, param: str, to: str = "\0x") -> Any:
+def rename_param(e: Expr, param: str, to: str = "\0x") -> Expr:
     """``e`` with references to the lambda parameter ``param`` renamed (alpha-equivalence)."""
-    if isinstance(e, tuple):
-        if e == ("col", None, param):
-            return ("col", None, to)
-        if e and e[0] == "lambda" and param in e[1]:
+    match e:
+        case Col(qualifier=None, name=name) if name == param:
+            return Col(None, to)
+        case Lambda(params=params) if param in params:
             return e  # shadowed
-        return tuple(rename_param(x, param, to) for x in e)
-    return e
+    return map_children(e, lambda x: rename_param(x, param, to))
 
 
-def conjuncts(e: Any) -> list[Any]:
-    if isinstance(e, tuple) and e and e[0] == "bin" and e[1] == "AND":
-        return conjuncts(e[2]) + conjuncts(e[3])
+def conjuncts(e: Expr) -> list[Expr]:
+    match e:
+        case Bin(op="AND", left=a, right=b):
+            return conjuncts(a) + conjuncts(b)
     return [e]
 
 
-def uses_param(e: Any, param: str) -> bool:
-    if isinstance(e, tuple):
-        if e == ("col", None, param):
+def uses_param(e: Expr, param: str) -> bool:
+    match e:
+        case Col(qualifier=None, name=name) if name == param:
             return True
-        if e and e[0] == "lambda" and param in e[1]:
+        case Lambda(params=params) if param in params:
             return False
-        return any(uses_param(x, param) for x in e)
-    return False
+    return any(uses_param(x, param) for x in children(e))
 
 
-def recognise(lam: Any) -> SpatialSpec | None:
+_KM = ("km", "kilometers", "kilometer")
+
+
+def recognise(lam: Lambda) -> SpatialSpec | None:
     """``GEO_DISTANCE(a, b, x->LAT, x->LON[, 'km']) [* k] <= x->R`` among the lambda's conjuncts
     (k a positive literal, a and b free of the parameter)."""
-    param = lam[1][0]
+    param = lam.params[0]
 
-    def field_of(x: Any) -> str | None:
-        if x[0] == "deref" and x[1] == ("col", None, param):
-            return x[2]
+    def field_of(x: Expr) -> str | None:
+        match x:
+            case Deref(expr=Col(qualifier=None, name=name), field=f) if name == param:
+                return f
         return None
 
-    for idx, c in enumerate(conjuncts(lam[2])):
-        if c[0] != "bin" or c[1] != "<=":
+    for idx, c in enumerate(conjuncts(lam.body)):
+        if not (isinstance(c, Bin) and c.op == "<="):
             continue
-        left, right = c[2], c[3]
-        radius = field_of(right)
+        left = c.left
+        radius = field_of(c.right)
         if radius is None:
             continue
         k: Any = 1
         geo = left
-        if (
-            left[0] == "bin"
-            and left[1] == "*"
-            and left[3][0] == "lit"
-            and isinstance(left[3][1], int | float)
-            and not isinstance(left[3][1], bool)
-            and left[3][1] > 0
-        ):
-            k = left[3][1]
-            geo = left[2]
-        if geo[0] != "call" or geo[1] != "GEO_DISTANCE" or len(geo[2]) not in (4, 5):
+        match left:
+            case Bin(op="*", left=g, right=Lit(value=int() | float() as v)) if (
+                not isinstance(v, bool) and v > 0
+            ):
+                k, geo = v, g
+        match geo:
+            case Call(name="GEO_DISTANCE", args=(a, b, lat, lon)):
+                pass
+            case Call(name="GEO_DISTANCE", args=(a, b, lat, lon, Lit(value=unit))) if (
+                str(unit).lower() in _KM
+            ):
+                pass
+            case _:
+                continue
+        lat_f, lon_f = field_of(lat), field_of(lon)
+        if lat_f is None or lon_f is None or uses_param(a, param) or uses_param(b, param):
             continue
-        gargs = geo[2]
-        if len(gargs) == 5 and not (
-            gargs[4][0] == "lit" and str(gargs[4][1]).lower() in ("km", "kilometers", "kilometer")
-        ):
-            continue
-        lat_f, lon_f = field_of(gargs[2]), field_of(gargs[3])
-        if lat_f is None or lon_f is None or uses_param(gargs[0], param):
-            continue
-        if uses_param(gargs[1], param):
-            continue
-        return SpatialSpec(
-            gargs[0], gargs[1], lat_f, lon_f, radius, k, idx, rename_param(left, param)
-        )
+        return SpatialSpec(a, b, lat_f, lon_f, radius, k, idx, rename_param(left, param))
     return None
 
 

@@ -1,16 +1,67 @@
-"""ksqlDB's SQL: tokens, the statement AST and a recursive-descent parser.
+"""ksqlDB's SQL: tokens and a recursive-descent parser, from text to the statements of
+``statements`` (expressions: the nodes of ``nodes``); and the helpers that read statements as
+text (``split_statements``, ``locate``).
 
 Identifiers are upper-cased unless quoted with backticks (ksqlDB's rule). Errors carry the
 ``line L:C`` position of the offending token, like ksqlDB's ANTLR parser.
+
+One file of about 1,000 lines on purpose: the grammar is one set of mutually recursive rules
+(statement -> select -> expr -> or_ -> ... -> primary -> call -> expr), one method each, that
+reads best top to bottom in one place, as ksqlDB's own grammar file does; split, each rule's
+callers and callees would sit in other files.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from stream_apps.ksqldb.errors import ParseError
+from stream_apps.ksqldb.nodes import (
+    Array,
+    Between,
+    Bin,
+    Call,
+    Case,
+    Cast,
+    Col,
+    Deref,
+    Distinct,
+    Expr,
+    In,
+    Index,
+    IsNull,
+    Lambda,
+    Like,
+    Lit,
+    Map,
+    Neg,
+    Not,
+    Star,
+    Struct,
+)
+from stream_apps.ksqldb.sqltypes import BIGINT, BOOLEAN, DOUBLE, INT, STRING, SqlType
+from stream_apps.ksqldb.statements import (
+    ColumnDef,
+    CreateAs,
+    CreateSource,
+    Describe,
+    Drop,
+    Explain,
+    InsertInto,
+    InsertValues,
+    JoinClause,
+    Query,
+    Select,
+    SelectItem,
+    SetProperty,
+    Show,
+    SourceRef,
+    Statement,
+    Terminate,
+    WindowSpec,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Tokens
@@ -86,42 +137,6 @@ def tokenize(text: str) -> list[Token]:
 # ---------------------------------------------------------------------------------------------
 # Types
 
-
-@dataclass(frozen=True)
-class SqlType:
-    name: str  # STRING INT BIGINT DOUBLE BOOLEAN DECIMAL ARRAY MAP STRUCT TIMESTAMP DATE TIME BYTES
-    params: tuple[Any, ...] = ()  # ARRAY: (item,), MAP: (key, value), STRUCT: ((name, type), ...)
-
-    def __str__(self) -> str:
-        if self.name == "ARRAY":
-            return f"ARRAY<{self.params[0]}>"
-        if self.name == "MAP":
-            return f"MAP<{self.params[0]}, {self.params[1]}>"
-        if self.name == "STRUCT":
-            return "STRUCT<" + ", ".join(f"`{n}` {t}" for n, t in self.params) + ">"
-        if self.name == "DECIMAL" and self.params:
-            return f"DECIMAL({self.params[0]}, {self.params[1]})"
-        return self.name
-
-    def field_type(self, name: str) -> SqlType | None:
-        if self.name != "STRUCT":
-            return None
-        for n, t in self.params:
-            if n == name:
-                return t
-        for n, t in self.params:
-            if n.upper() == name.upper():
-                return t
-        return None
-
-
-STRING = SqlType("STRING")
-INT = SqlType("INTEGER")
-BIGINT = SqlType("BIGINT")
-DOUBLE = SqlType("DOUBLE")
-BOOLEAN = SqlType("BOOLEAN")
-UNKNOWN = SqlType("STRING")  # what we say when inference cannot tell
-
 _TYPE_ALIASES = {
     "STRING": STRING,
     "VARCHAR": STRING,
@@ -135,151 +150,6 @@ _TYPE_ALIASES = {
     "TIME": SqlType("TIME"),
     "BYTES": SqlType("BYTES"),
 }
-
-# ---------------------------------------------------------------------------------------------
-# AST: expressions are tuples for speed of matching: (kind, ...)
-#   ("lit", value) ("col", qualifier|None, name) ("deref", expr, field) ("index", expr, expr)
-#   ("bin", op, l, r) ("not", e) ("neg", e) ("isnull", e, negated) ("between", e, lo, hi, neg)
-#   ("in", e, (items...), neg) ("like", e, pattern, neg) ("case", operand|None, ((w, t)...), else)
-#   ("cast", e, SqlType) ("call", NAME, (args...), distinct) ("star", qualifier|None)
-#   ("lambda", (params...), body) ("struct", ((name, e)...)) ("array", (e...)) ("map", ((k, v)...))
-Expr = tuple
-
-
-@dataclass
-class SelectItem:
-    expr: Expr
-    alias: str | None
-
-
-@dataclass
-class SourceRef:
-    name: str
-    alias: str
-
-
-@dataclass
-class JoinClause:
-    kind: str  # INNER LEFT RIGHT FULL
-    source: SourceRef
-    on: Expr
-    within: tuple[int, int] | None = None  # (before_ms, after_ms)
-    grace_ms: int | None = None
-
-
-@dataclass
-class WindowSpec:
-    kind: str  # TUMBLING HOPPING SESSION
-    size_ms: int
-    advance_ms: int | None = None
-    grace_ms: int | None = None
-    retention_ms: int | None = None
-
-
-@dataclass
-class Select:
-    items: list[SelectItem]
-    source: SourceRef
-    joins: list[JoinClause] = field(default_factory=list)
-    where: Expr | None = None
-    window: WindowSpec | None = None
-    group_by: list[Expr] = field(default_factory=list)
-    partition_by: list[Expr] = field(default_factory=list)
-    having: Expr | None = None
-    emit_changes: bool = False
-    emit_final: bool = False
-    limit: int | None = None
-
-
-@dataclass
-class ColumnDef:
-    name: str
-    type: SqlType
-    key: bool = False  # KEY (stream) or PRIMARY KEY (table)
-    headers: bool = False
-
-
-@dataclass
-class Statement:
-    text: str = ""
-
-
-@dataclass
-class CreateSource(Statement):
-    kind: str = "STREAM"  # STREAM | TABLE
-    name: str = ""
-    columns: list[ColumnDef] = field(default_factory=list)
-    props: dict[str, Any] = field(default_factory=dict)
-    if_not_exists: bool = False
-    or_replace: bool = False
-    source: bool = False  # CREATE SOURCE TABLE/STREAM: read-only, materialized
-
-
-@dataclass
-class CreateAs(Statement):
-    kind: str = "STREAM"
-    name: str = ""
-    props: dict[str, Any] = field(default_factory=dict)
-    select: Select | None = None
-    if_not_exists: bool = False
-    or_replace: bool = False
-
-
-@dataclass
-class InsertInto(Statement):
-    target: str = ""
-    select: Select | None = None
-    query_id: str | None = None
-
-
-@dataclass
-class InsertValues(Statement):
-    target: str = ""
-    columns: list[str] = field(default_factory=list)
-    values: list[Expr] = field(default_factory=list)
-
-
-@dataclass
-class Query(Statement):
-    select: Select | None = None
-
-
-@dataclass
-class Show(Statement):
-    what: str = ""  # STREAMS TABLES QUERIES TOPICS PROPERTIES FUNCTIONS TYPES
-    extended: bool = False
-
-
-@dataclass
-class Describe(Statement):
-    name: str = ""
-    extended: bool = False
-    function: bool = False
-
-
-@dataclass
-class Drop(Statement):
-    kind: str = "STREAM"
-    name: str = ""
-    if_exists: bool = False
-    delete_topic: bool = False
-
-
-@dataclass
-class Terminate(Statement):
-    query_id: str = ""  # "ALL" for every query
-
-
-@dataclass
-class SetProperty(Statement):
-    name: str = ""
-    value: str | None = None  # None = UNSET
-
-
-@dataclass
-class Explain(Statement):
-    query_id: str = ""
-
 
 # ---------------------------------------------------------------------------------------------
 # Parser
@@ -316,6 +186,17 @@ _CLAUSE_END = {
     "AS",
 }
 _RESERVED_ALIAS = _CLAUSE_END | {"SELECT", "CROSS"}
+_SHOWN = {
+    "STREAMS",
+    "TABLES",
+    "QUERIES",
+    "TOPICS",
+    "PROPERTIES",
+    "FUNCTIONS",
+    "TYPES",
+    "VARIABLES",
+    "CONNECTORS",
+}
 
 
 class Parser:
@@ -407,74 +288,77 @@ class Parser:
         if t.is_kw("SELECT"):
             return Query(select=self.select())
         if t.is_kw("SHOW", "LIST"):
-            self.advance()
-            what = self.ident("STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS")
-            if what == "ALL" and self.tok.is_kw("TOPICS"):
-                what = self.ident()
-            extended = self.accept_kw("EXTENDED")
-            if what not in {
-                "STREAMS",
-                "TABLES",
-                "QUERIES",
-                "TOPICS",
-                "PROPERTIES",
-                "FUNCTIONS",
-                "TYPES",
-                "VARIABLES",
-                "CONNECTORS",
-            }:
-                self.fail(
-                    "STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS",
-                    self.toks[self.i - 1],
-                )
-            return Show(what=what, extended=extended)
+            return self.show()
         if t.is_kw("DESCRIBE"):
-            self.advance()
-            if self.accept_kw("FUNCTION"):
-                return Describe(name=self.ident(), function=True)
-            if self.tok.is_kw("STREAMS", "TABLES"):
-                what = self.ident()
-                return Show(what=what, extended=self.accept_kw("EXTENDED"))
-            name = self.ident("a source name")
-            return Describe(name=name, extended=self.accept_kw("EXTENDED"))
+            return self.describe()
         if t.is_kw("DROP"):
-            self.advance()
-            kind = self.ident("STREAM or TABLE")
-            if kind not in ("STREAM", "TABLE"):
-                self.fail("STREAM or TABLE", self.toks[self.i - 1])
-            if_exists = False
-            if self.accept_kw("IF"):
-                self.expect_kw("EXISTS")
-                if_exists = True
-            name = self.ident("a source name")
-            delete_topic = False
-            if self.accept_kw("DELETE"):
-                self.expect_kw("TOPIC")
-                delete_topic = True
-            return Drop(kind=kind, name=name, if_exists=if_exists, delete_topic=delete_topic)
+            return self.drop()
         if t.is_kw("TERMINATE"):
             self.advance()
             return Terminate(query_id=self.ident("a query id or ALL"))
-        if t.is_kw("SET", "UNSET", "ALTER") and t.value != "ALTER":
-            self.advance()
-            prop = self.tok
-            if prop.kind != "STR":
-                self.fail("a quoted property name")
-            self.advance()
-            if t.value == "UNSET":
-                return SetProperty(name=prop.value, value=None)
-            self.expect_op("=")
-            val = self.tok
-            if val.kind != "STR":
-                self.fail("a quoted value")
-            self.advance()
-            return SetProperty(name=prop.value, value=val.value)
+        if t.is_kw("SET", "UNSET"):
+            return self.set_property()
         if t.is_kw("EXPLAIN"):
             self.advance()
             return Explain(query_id=self.ident("a query id"))
         self.fail(
             "CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, DROP, TERMINATE, SET, UNSET, EXPLAIN"
         )
+
+    def show(self) -> Statement:
+        self.advance()
+        what = self.ident("STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS")
+        if what == "ALL" and self.tok.is_kw("TOPICS"):
+            what = self.ident()
+        extended = self.accept_kw("EXTENDED")
+        if what not in _SHOWN:
+            self.fail(
+                "STREAMS, TABLES, QUERIES, TOPICS, PROPERTIES or FUNCTIONS",
+                self.toks[self.i - 1],
+            )
+        return Show(what=what, extended=extended)
+
+    def describe(self) -> Statement:
+        self.advance()
+        if self.accept_kw("FUNCTION"):
+            return Describe(name=self.ident(), function=True)
+        if self.tok.is_kw("STREAMS", "TABLES"):
+            what = self.ident()
+            return Show(what=what, extended=self.accept_kw("EXTENDED"))
+        name = self.ident("a source name")
+        return Describe(name=name, extended=self.accept_kw("EXTENDED"))
+
+    def drop(self) -> Statement:
+        self.advance()
+        kind = self.ident("STREAM or TABLE")
+        if kind not in ("STREAM", "TABLE"):
+            self.fail("STREAM or TABLE", self.toks[self.i - 1])
+        if_exists = False
+        if self.accept_kw("IF"):
+            self.expect_kw("EXISTS")
+            if_exists = True
+        name = self.ident("a source name")
+        delete_topic = False
+        if self.accept_kw("DELETE"):
+            self.expect_kw("TOPIC")
+            delete_topic = True
+        return Drop(kind=kind, name=name, if_exists=if_exists, delete_topic=delete_topic)
+
+    def set_property(self) -> Statement:
+        """SET 'name' = 'value' or UNSET 'name'."""
+        unset = self.advance().value == "UNSET"
+        prop = self.tok
+        if prop.kind != "STR":
+            self.fail("a quoted property name")
+        self.advance()
+        if unset:
+            return SetProperty(name=prop.value, value=None)
+        self.expect_op("=")
+        val = self.tok
+        if val.kind != "STR":
+            self.fail("a quoted value")
+        self.advance()
+        return SetProperty(name=prop.value, value=val.value)
 
     def props(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -641,62 +525,13 @@ class Parser:
 
     def select(self) -> Select:
         self.expect_kw("SELECT")
-        items: list[SelectItem] = []
-        while True:
-            if self.tok.is_op("*"):
-                self.advance()
-                items.append(SelectItem(("star", None), None))
-            elif (
-                self.tok.kind in ("ID", "QID")
-                and self.peek().is_op(".")
-                and self.peek(2).is_op("*")
-            ):
-                q = self.ident()
-                self.advance()
-                self.advance()
-                items.append(SelectItem(("star", q), None))
-            else:
-                e = self.expr()
-                alias = None
-                if self.accept_kw("AS"):
-                    alias = self.ident("an alias")
-                elif self.tok.kind == "QID" or (
-                    self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS
-                ):
-                    alias = self.ident()
-                items.append(SelectItem(e, alias))
-            if not self.accept_op(","):
-                break
+        items = [self.select_item()]
+        while self.accept_op(","):
+            items.append(self.select_item())
         self.expect_kw("FROM")
         sel = Select(items=items, source=self.source_ref())
-        while True:
-            kind = None
-            if self.accept_kw("JOIN"):
-                kind = "INNER"
-            elif self.tok.is_kw("INNER", "LEFT", "RIGHT", "FULL"):
-                kind = self.advance().value
-                self.accept_kw("OUTER")
-                self.expect_kw("JOIN")
-            if kind is None:
-                break
-            src = self.source_ref()
-            within = None
-            grace = None
-            if self.accept_kw("WITHIN"):
-                if self.accept_op("("):
-                    before = self.duration()
-                    self.expect_op(",")
-                    after = self.duration()
-                    self.expect_op(")")
-                    within = (before, after)
-                else:
-                    d = self.duration()
-                    within = (d, d)
-                if self.accept_kw("GRACE"):
-                    self.expect_kw("PERIOD")
-                    grace = self.duration()
-            self.expect_kw("ON")
-            sel.joins.append(JoinClause(kind, src, self.expr(), within, grace))
+        while (join := self.join()) is not None:
+            sel.joins.append(join)
         if self.accept_kw("WINDOW"):
             sel.window = self.window()
         if self.accept_kw("WHERE"):
@@ -721,6 +556,56 @@ class Parser:
         if self.accept_kw("LIMIT"):
             sel.limit = self.integer()
         return sel
+
+    def select_item(self) -> SelectItem:
+        if self.tok.is_op("*"):
+            self.advance()
+            return SelectItem(Star(None), None)
+        if self.tok.kind in ("ID", "QID") and self.peek().is_op(".") and self.peek(2).is_op("*"):
+            q = self.ident()
+            self.advance()
+            self.advance()
+            return SelectItem(Star(q), None)
+        e = self.expr()
+        alias = None
+        if self.accept_kw("AS"):
+            alias = self.ident("an alias")
+        elif self.tok.kind == "QID" or (
+            self.tok.kind == "ID" and self.tok.value not in _RESERVED_ALIAS
+        ):
+            alias = self.ident()
+        return SelectItem(e, alias)
+
+    def join(self) -> JoinClause | None:
+        """``[INNER | LEFT | RIGHT | FULL [OUTER]] JOIN source [WITHIN ...] ON expr``, or
+        None when no join follows."""
+        kind = None
+        if self.accept_kw("JOIN"):
+            kind = "INNER"
+        elif self.tok.is_kw("INNER", "LEFT", "RIGHT", "FULL"):
+            kind = self.advance().value
+            self.accept_kw("OUTER")
+            self.expect_kw("JOIN")
+        if kind is None:
+            return None
+        src = self.source_ref()
+        within = None
+        grace = None
+        if self.accept_kw("WITHIN"):
+            if self.accept_op("("):
+                before = self.duration()
+                self.expect_op(",")
+                after = self.duration()
+                self.expect_op(")")
+                within = (before, after)
+            else:
+                d = self.duration()
+                within = (d, d)
+            if self.accept_kw("GRACE"):
+                self.expect_kw("PERIOD")
+                grace = self.duration()
+        self.expect_kw("ON")
+        return JoinClause(kind, src, self.expr(), within, grace)
 
     def window(self) -> WindowSpec:
         kind = self.ident("TUMBLING, HOPPING or SESSION")
@@ -784,18 +669,18 @@ class Parser:
     def or_(self) -> Expr:
         e = self.and_()
         while self.accept_kw("OR"):
-            e = ("bin", "OR", e, self.and_())
+            e = Bin("OR", e, self.and_())
         return e
 
     def and_(self) -> Expr:
         e = self.not_()
         while self.accept_kw("AND"):
-            e = ("bin", "AND", e, self.not_())
+            e = Bin("AND", e, self.not_())
         return e
 
     def not_(self) -> Expr:
         if self.accept_kw("NOT"):
-            return ("not", self.not_())
+            return Not(self.not_())
         return self.predicate()
 
     def predicate(self) -> Expr:
@@ -805,17 +690,17 @@ class Parser:
             if t.is_op("=", "<>", "!=", "<", "<=", ">", ">="):
                 self.advance()
                 op = "<>" if t.value == "!=" else t.value
-                e = ("bin", op, e, self.additive())
+                e = Bin(op, e, self.additive())
                 continue
             if t.is_kw("IS"):
                 self.advance()
                 neg = self.accept_kw("NOT")
                 if self.accept_kw("NULL"):
-                    e = ("isnull", e, neg)
+                    e = IsNull(e, neg)
                     continue
                 if self.accept_kw("DISTINCT"):
                     self.expect_kw("FROM")
-                    e = ("distinct", e, self.additive(), neg)
+                    e = Distinct(e, self.additive(), neg)
                     continue
                 self.fail("NULL")
             neg = False
@@ -827,7 +712,7 @@ class Parser:
                 self.advance()
                 lo = self.additive()
                 self.expect_kw("AND")
-                e = ("between", e, lo, self.additive(), neg)
+                e = Between(e, lo, self.additive(), neg)
                 continue
             if t.is_kw("IN"):
                 self.advance()
@@ -836,11 +721,11 @@ class Parser:
                 while self.accept_op(","):
                     items.append(self.expr())
                 self.expect_op(")")
-                e = ("in", e, tuple(items), neg)
+                e = In(e, tuple(items), neg)
                 continue
             if t.is_kw("LIKE"):
                 self.advance()
-                e = ("like", e, self.additive(), neg)
+                e = Like(e, self.additive(), neg)
                 continue
             return e
 
@@ -848,26 +733,23 @@ class Parser:
         e = self.multiplicative()
         while self.tok.is_op("+", "-", "||"):
             op = self.advance().value
-            e = ("bin", op, e, self.multiplicative())
+            e = Bin(op, e, self.multiplicative())
         return e
 
     def multiplicative(self) -> Expr:
         e = self.unary()
         while self.tok.is_op("*", "/", "%"):
             op = self.advance().value
-            e = ("bin", op, e, self.unary())
+            e = Bin(op, e, self.unary())
         return e
 
     def unary(self) -> Expr:
         if self.accept_op("-"):
             inner = self.unary()
-            if (
-                inner[0] == "lit"
-                and isinstance(inner[1], int | float)
-                and not isinstance(inner[1], bool)
-            ):
-                return ("lit", -inner[1])
-            return ("neg", inner)
+            match inner:
+                case Lit(value=int() | float() as v) if not isinstance(v, bool):
+                    return Lit(-v)
+            return Neg(inner)
         if self.accept_op("+"):
             return self.unary()
         return self.postfix()
@@ -876,11 +758,11 @@ class Parser:
         e = self.primary()
         while True:
             if self.accept_op("->"):
-                e = ("deref", e, self.ident("a field name"))
+                e = Deref(e, self.ident("a field name"))
             elif self.accept_op("["):
                 idx = self.expr()
                 self.expect_op("]")
-                e = ("index", e, idx)
+                e = Index(e, idx)
             else:
                 return e
 
@@ -908,20 +790,16 @@ class Parser:
         else:
             params.append(self.ident())
         self.expect_op("=>")
-        return ("lambda", tuple(params), self.expr())
+        return Lambda(tuple(params), self.expr())
 
     def primary(self) -> Expr:
         t = self.tok
         if t.kind == "NUM":
             self.advance()
-            v = t.value
-            if re.fullmatch(r"\d+", v):
-                n = int(v)
-                return ("lit", n)
-            return ("lit", float(v))
+            return Lit(int(t.value)) if re.fullmatch(r"\d+", t.value) else Lit(float(t.value))
         if t.kind == "STR":
             self.advance()
-            return ("lit", t.value)
+            return Lit(t.value)
         if t.is_op("("):
             if self._lambda_ahead():
                 return self.lambda_()
@@ -936,62 +814,30 @@ class Parser:
             return self._column_rest(t.value)
         if t.kind != "ID":
             self.fail("an expression")
-        word = t.value
+        return self.word()
+
+    def word(self) -> Expr:
+        """What starts with a word: a lambda, TRUE/FALSE/NULL, CASE, CAST, a STRUCT, ARRAY or
+        MAP constructor, a function call or a column."""
+        word = self.tok.value
         if self.peek().is_op("=>"):
             return self.lambda_()
         if word in ("TRUE", "FALSE"):
             self.advance()
-            return ("lit", word == "TRUE")
+            return Lit(word == "TRUE")
         if word == "NULL":
             self.advance()
-            return ("lit", None)
+            return Lit(None)
         if word == "CASE":
             return self.case()
         if word == "CAST" and self.peek().is_op("("):
-            self.advance()
-            self.advance()
-            e = self.expr()
-            self.expect_kw("AS")
-            ty = self.type_()
-            self.expect_op(")")
-            return ("cast", e, ty)
+            return self.cast()
         if word == "STRUCT" and self.peek().is_op("("):
-            self.advance()
-            self.advance()
-            fields: list[tuple[str, Expr]] = []
-            if not self.tok.is_op(")"):
-                while True:
-                    fname = self.ident("a field name")
-                    if not self.accept_op(":="):
-                        self.fail("':='")
-                    fields.append((fname, self.expr()))
-                    if not self.accept_op(","):
-                        break
-            self.expect_op(")")
-            return ("struct", tuple(fields))
+            return self.struct()
         if word == "ARRAY" and self.peek().is_op("["):
-            self.advance()
-            self.advance()
-            items: list[Expr] = []
-            if not self.tok.is_op("]"):
-                items.append(self.expr())
-                while self.accept_op(","):
-                    items.append(self.expr())
-            self.expect_op("]")
-            return ("array", tuple(items))
+            return self.array()
         if word == "MAP" and self.peek().is_op("("):
-            self.advance()
-            self.advance()
-            pairs: list[tuple[Expr, Expr]] = []
-            if not self.tok.is_op(")"):
-                while True:
-                    k = self.expr()
-                    self.expect_op(":=")
-                    pairs.append((k, self.expr()))
-                    if not self.accept_op(","):
-                        break
-            self.expect_op(")")
-            return ("map", tuple(pairs))
+            return self.map_()
         if word in ("SELECT", "FROM", "WHERE") or word in _CLAUSE_END - {"LEFT", "RIGHT"}:
             self.fail("an expression")
         self.advance()
@@ -999,23 +845,72 @@ class Parser:
             return self.call(word)
         return self._column_rest(word)
 
+    def cast(self) -> Expr:
+        self.advance()
+        self.advance()
+        e = self.expr()
+        self.expect_kw("AS")
+        ty = self.type_()
+        self.expect_op(")")
+        return Cast(e, ty)
+
+    def struct(self) -> Expr:
+        self.advance()
+        self.advance()
+        fields: list[tuple[str, Expr]] = []
+        if not self.tok.is_op(")"):
+            while True:
+                fname = self.ident("a field name")
+                if not self.accept_op(":="):
+                    self.fail("':='")
+                fields.append((fname, self.expr()))
+                if not self.accept_op(","):
+                    break
+        self.expect_op(")")
+        return Struct(tuple(fields))
+
+    def array(self) -> Expr:
+        self.advance()
+        self.advance()
+        items: list[Expr] = []
+        if not self.tok.is_op("]"):
+            items.append(self.expr())
+            while self.accept_op(","):
+                items.append(self.expr())
+        self.expect_op("]")
+        return Array(tuple(items))
+
+    def map_(self) -> Expr:
+        self.advance()
+        self.advance()
+        pairs: list[tuple[Expr, Expr]] = []
+        if not self.tok.is_op(")"):
+            while True:
+                k = self.expr()
+                self.expect_op(":=")
+                pairs.append((k, self.expr()))
+                if not self.accept_op(","):
+                    break
+        self.expect_op(")")
+        return Map(tuple(pairs))
+
     def _column_rest(self, first: str) -> Expr:
         if self.tok.is_op(".") and self.peek().kind in ("ID", "QID"):
             self.advance()
             name = self.ident()
-            return ("col", first, name)
-        return ("col", None, first)
+            return Col(first, name)
+        return Col(None, first)
 
     def call(self, name: str) -> Expr:
         self.expect_op("(")
         args: list[Expr] = []
         distinct = False
         if self.accept_op(")"):
-            return ("call", name, (), False)
+            return Call(name, (), False)
         if self.tok.is_op("*") and self.peek().is_op(")"):
             self.advance()
             self.advance()
-            return ("call", name, (("star", None),), False)
+            return Call(name, (Star(None),), False)
         if self.accept_kw("DISTINCT"):
             distinct = True
         while True:
@@ -1024,7 +919,7 @@ class Parser:
             else:
                 args.append(self.expr())
             if self.accept_op(")"):
-                return ("call", name, tuple(args), distinct)
+                return Call(name, tuple(args), distinct)
             self.expect_op(",")
 
     def case(self) -> Expr:
@@ -1043,7 +938,7 @@ class Parser:
         if self.accept_kw("ELSE"):
             default = self.expr()
         self.expect_kw("END")
-        return ("case", operand, tuple(whens), default)
+        return Case(operand, tuple(whens), default)
 
 
 def parse(text: str) -> list[Statement]:
@@ -1103,49 +998,3 @@ def split_statements(text: str) -> list[str]:
     if rest and tokenize(rest)[0].kind != "EOF":
         out.append(rest + ";")
     return out
-
-
-def expr_sql(e: Expr) -> str:
-    """Render an expression back to SQL (for schemas, errors and generated column names)."""
-    k = e[0]
-    if k == "lit":
-        v = e[1]
-        if v is None:
-            return "null"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return "'" + v.replace("'", "''") + "'"
-        return repr(v)
-    if k == "col":
-        return f"{e[1]}.{e[2]}" if e[1] else e[2]
-    if k == "deref":
-        return f"{expr_sql(e[1])}->{e[2]}"
-    if k == "index":
-        return f"{expr_sql(e[1])}[{expr_sql(e[2])}]"
-    if k == "bin":
-        return f"({expr_sql(e[2])} {e[1]} {expr_sql(e[3])})"
-    if k == "not":
-        return f"(NOT {expr_sql(e[1])})"
-    if k == "neg":
-        return f"-{expr_sql(e[1])}"
-    if k == "isnull":
-        return f"({expr_sql(e[1])} IS {'NOT ' if e[2] else ''}NULL)"
-    if k == "call":
-        inner = ", ".join(expr_sql(a) for a in e[2])
-        return f"{e[1]}({'DISTINCT ' if e[3] else ''}{inner})"
-    if k == "star":
-        return f"{e[1]}.*" if e[1] else "*"
-    if k == "cast":
-        return f"CAST({expr_sql(e[1])} AS {e[2]})"
-    if k == "lambda":
-        return f"({', '.join(e[1])}) => {expr_sql(e[2])}"
-    if k == "struct":
-        return "STRUCT(" + ", ".join(f"{n}:={expr_sql(x)}" for n, x in e[1]) + ")"
-    if k == "array":
-        return "ARRAY[" + ", ".join(expr_sql(x) for x in e[1]) + "]"
-    if k == "case":
-        body = " ".join(f"WHEN {expr_sql(w)} THEN {expr_sql(t)}" for w, t in e[2])
-        tail = f" ELSE {expr_sql(e[3])}" if e[3] is not None else ""
-        return f"(CASE {body}{tail} END)"
-    return k.upper()

@@ -22,7 +22,6 @@ import orjson
 from stream_apps.ksqldb import syntax as sx
 from stream_apps.ksqldb.core import QueryCore
 from stream_apps.ksqldb.errors import KsqlError, StatementError
-from stream_apps.ksqldb.expressions import PSEUDO, WINDOW_COLS, Compiler, Scope, Slot
 from stream_apps.ksqldb.metastore import (
     DeserializationError,
     Source,
@@ -33,8 +32,11 @@ from stream_apps.ksqldb.metastore import (
     source_window,
     wrap_single_value,
 )
+from stream_apps.ksqldb.nodes import Col, Star
+from stream_apps.ksqldb.plan import Plan
 from stream_apps.ksqldb.planner import plan_select
 from stream_apps.ksqldb.processing_log import ProcessingLog, create_statement, topic_name
+from stream_apps.ksqldb.queries import check_pull, pull_compiler, pull_rows, star_columns
 
 
 @dataclass
@@ -82,124 +84,114 @@ class MemoryEngine:
                 raise
 
     def _execute(self, stmt: sx.Statement) -> None:
-        if isinstance(stmt, sx.CreateSource):
-            if stmt.name in self.sources:
-                msg = (
-                    f"Cannot add {stmt.kind.lower()} '{stmt.name}': A "
-                    f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
+        match stmt:
+            case sx.CreateSource():
+                self._create_source(stmt)
+            case sx.CreateAs():
+                self._create_as(stmt)
+            case sx.InsertInto():
+                assert stmt.select is not None
+                target = self.lookup(stmt.target)
+                self._start(
+                    plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.target),
+                    target,
                 )
+            case sx.Drop():
+                self.sources.pop(stmt.name, None)
+                self.queries = [q for q in self.queries if q.sink.name != stmt.name]
+            case _:
+                msg = f"MemoryEngine does not run {type(stmt).__name__} statements"
                 raise StatementError(msg)
-            check_column_names([c.name for c in stmt.columns])
-            keys = [(c.name, c.type) for c in stmt.columns if c.key]
-            values = [(c.name, c.type) for c in stmt.columns if not c.key]
-            if stmt.kind == "TABLE" and not keys:
-                msg = "Tables require a PRIMARY KEY. Please define the PRIMARY KEY."
-                raise StatementError(msg)
-            key_format, _ = formats(stmt.props, "KAFKA", "JSON")
-            check_key_format(key_format, keys)
-            topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
-            ts = stmt.props.get("TIMESTAMP")
-            self.sources[stmt.name] = Source(
-                stmt.name,
-                stmt.kind,
-                topic,
-                keys,
-                values,
-                key_format,
-                timestamp=str(ts).upper() if ts else None,
-                statement=stmt.text,
-                wrap_single=wrap_single_value(stmt.props, values),
-                window=source_window(stmt.props),
-                partitions=int(stmt.props.get("PARTITIONS") or 1),
-            )
-            self.topics.setdefault(topic, [])
-            return
-        if isinstance(stmt, sx.CreateAs):
-            assert stmt.select is not None
-            if stmt.name in self.sources:
-                msg = (
-                    f"Cannot add {stmt.kind.lower()} '{stmt.name}': A "
-                    f"{self.sources[stmt.name].kind.lower()} with the same name already exists"
-                )
-                raise StatementError(msg)
-            plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.name)
-            if plan.output_kind != stmt.kind:
-                msg = (
-                    f"Invalid result type. Your SELECT query produces a {plan.output_kind}. "
-                    f"Please use CREATE {plan.output_kind} AS SELECT statement instead."
-                )
-                raise StatementError(msg)
-            driver = plan.bindings[0].source
-            formats(stmt.props, driver.key_format, "JSON")
-            key_format = sink_key_format(stmt.props, driver.key_format, plan.key_columns)
-            check_key_format(key_format, plan.key_columns)
-            topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
-            sink = Source(
-                stmt.name,
-                stmt.kind,
-                topic,
-                plan.key_columns,
-                plan.value_columns,
-                key_format,
-                window=plan.window,
-                statement=stmt.text,
-                typed=False,
-                timestamp=(
-                    str(stmt.props["TIMESTAMP"]).upper() if stmt.props.get("TIMESTAMP") else None
-                ),
-                wrap_single=wrap_single_value(stmt.props, plan.value_columns),
-                partitions=int(
-                    stmt.props.get("PARTITIONS") or plan.bindings[-1].source.partitions
-                ),
-            )
-            self.topics.setdefault(topic, [])
-            q = MemoryQuery(
-                f"Q{len(self.queries)}",
-                None,
-                sink,  # type: ignore[arg-type]
-                [b.source.name for b in plan.bindings],
-            )
-            self._start(q, plan, sink)
-            self.sources[stmt.name] = sink
-            return
-        if isinstance(stmt, sx.InsertInto):
-            assert stmt.select is not None
-            target = self.lookup(stmt.target)
-            plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.target)
-            q = MemoryQuery(
-                f"Q{len(self.queries)}",
-                None,
-                target,  # type: ignore[arg-type]
-                [b.source.name for b in plan.bindings],
-            )
-            self._start(q, plan, target)
-            return
-        if isinstance(stmt, sx.Drop):
-            self.sources.pop(stmt.name, None)
-            self.queries = [q for q in self.queries if q.sink.name != stmt.name]
-            return
-        msg = f"MemoryEngine does not run {type(stmt).__name__} statements"
-        raise StatementError(msg)
 
-    def _start(self, q: MemoryQuery, plan: Any, sink: Source) -> None:
-        """The query's core, with the encoded output path the Kafka runner binds, and its
-        processing errors routed to the processing log."""
-        q.core = QueryCore(
+    def _refuse_existing(self, kind: str, name: str) -> None:
+        if name in self.sources:
+            msg = (
+                f"Cannot add {kind.lower()} '{name}': A "
+                f"{self.sources[name].kind.lower()} with the same name already exists"
+            )
+            raise StatementError(msg)
+
+    def _create_source(self, stmt: sx.CreateSource) -> None:
+        self._refuse_existing(stmt.kind, stmt.name)
+        check_column_names([c.name for c in stmt.columns])
+        keys = [(c.name, c.type) for c in stmt.columns if c.key]
+        values = [(c.name, c.type) for c in stmt.columns if not c.key]
+        if stmt.kind == "TABLE" and not keys:
+            msg = "Tables require a PRIMARY KEY. Please define the PRIMARY KEY."
+            raise StatementError(msg)
+        key_format, _ = formats(stmt.props, "KAFKA", "JSON")
+        check_key_format(key_format, keys)
+        topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
+        ts = stmt.props.get("TIMESTAMP")
+        self.sources[stmt.name] = Source(
+            stmt.name,
+            stmt.kind,
+            topic,
+            keys,
+            values,
+            key_format,
+            timestamp=str(ts).upper() if ts else None,
+            statement=stmt.text,
+            wrap_single=wrap_single_value(stmt.props, values),
+            window=source_window(stmt.props),
+            partitions=int(stmt.props.get("PARTITIONS") or 1),
+        )
+        self.topics.setdefault(topic, [])
+
+    def _create_as(self, stmt: sx.CreateAs) -> None:
+        assert stmt.select is not None
+        self._refuse_existing(stmt.kind, stmt.name)
+        plan = plan_select(stmt.select, self.lookup, persistent=True, sink=stmt.name)
+        if plan.output_kind != stmt.kind:
+            msg = (
+                f"Invalid result type. Your SELECT query produces a {plan.output_kind}. "
+                f"Please use CREATE {plan.output_kind} AS SELECT statement instead."
+            )
+            raise StatementError(msg)
+        driver = plan.bindings[0].source
+        formats(stmt.props, driver.key_format, "JSON")
+        key_format = sink_key_format(stmt.props, driver.key_format, plan.key_columns)
+        check_key_format(key_format, plan.key_columns)
+        topic = str(stmt.props.get("KAFKA_TOPIC") or stmt.name)
+        ts = stmt.props.get("TIMESTAMP")
+        sink = Source(
+            stmt.name,
+            stmt.kind,
+            topic,
+            plan.key_columns,
+            plan.value_columns,
+            key_format,
+            window=plan.window,
+            statement=stmt.text,
+            typed=False,
+            timestamp=str(ts).upper() if ts else None,
+            wrap_single=wrap_single_value(stmt.props, plan.value_columns),
+            partitions=int(stmt.props.get("PARTITIONS") or plan.bindings[-1].source.partitions),
+        )
+        self.topics.setdefault(topic, [])
+        self._start(plan, sink)
+        self.sources[stmt.name] = sink
+
+    def _start(self, plan: Plan, sink: Source) -> None:
+        """A query writing ``sink``: its core, with the encoded output path the Kafka runner
+        binds, and its processing errors routed to the processing log."""
+        qid = f"Q{len(self.queries)}"
+        core = QueryCore(
             plan,
-            lambda k, ws, row, rt: self._emit(q, k, ws, row, rt),
+            lambda k, ws, row, rt: self._emit(sink, k, ws, row, rt),
             clock=lambda: self.wall_clock_ms,
         )
         if sink.timestamp:
-            q.core.stamp_from(sink.timestamp)
+            core.stamp_from(sink.timestamp)
         if sink.value_format == "JSON" and sink.wrap_single:
-            q.core.bind_encoded(
+            core.bind_encoded(
                 [n for n, _ in sink.value_columns],
                 sink.encode_key,
                 lambda k, v, rt: self._deliver(sink.topic, k, v, rt),
             )
         if plan.errors is not None:
-            plan.errors.target = lambda msg: self._processing_error(q.id, msg)
-        self.queries.append(q)
+            plan.errors.target = lambda msg: self._processing_error(qid, msg)
+        self.queries.append(MemoryQuery(qid, core, sink, [b.source.name for b in plan.bindings]))
 
     # -- records -------------------------------------------------------------------------------
     def insert(
@@ -308,9 +300,8 @@ class MemoryEngine:
                 q.core.on_record(b.slot, key, ws, row, rowtime)
 
     def _emit(
-        self, q: MemoryQuery, key: tuple, ws: int | None, row: dict[str, Any] | None, rowtime: int
+        self, sink: Source, key: tuple, ws: int | None, row: dict[str, Any] | None, rowtime: int
     ) -> None:
-        sink = q.sink
         kbytes = sink.encode_key(key, ws)
         vbytes = None if row is None else sink.encode_value(row)
         self._deliver(sink.topic, kbytes, vbytes, rowtime)
@@ -327,41 +318,21 @@ class MemoryEngine:
             msg = "expected one SELECT"
             raise StatementError(msg)
         sel = stmts[0].select
-        if sel.joins:
-            msg = "Pull queries don't support JOIN clauses."
-            raise StatementError(msg)
-        if sel.group_by or sel.window is not None:
-            msg = "Pull queries don't support GROUP BY clauses."
-            raise StatementError(msg)
+        check_pull(sel)
         src = self.lookup(sel.source.name)
         owner = next((q for q in self.queries if q.sink is src), None)
         if src.kind != "TABLE" or owner is None:
             msg = f"The {src.kind.lower()} {src.name} is not materialized."
             raise StatementError(msg)
-        cols = dict(src.columns) | dict(PSEUDO)
-        if src.windowed:
-            cols |= WINDOW_COLS
-        comp = Compiler(Scope([Slot(sel.source.alias, src.name, cols)]))
+        comp = pull_compiler(sel, src)
         where = comp.compile(sel.where) if sel.where is not None else None
         fns = []
         for it in sel.items:
-            if it.expr[0] == "star":
-                names = [n for n, _ in src.key_columns]
-                if src.windowed:
-                    names += ["WINDOWSTART", "WINDOWEND"]
-                names += [n for n, _ in src.value_columns]
-                fns += [comp.compile(("col", None, n)) for n in names]
+            if isinstance(it.expr, Star):
+                fns += [comp.compile(Col(None, n)) for n in star_columns(src)]
             else:
                 fns.append(comp.compile(it.expr))
-        rows = []
-        for row in owner.core.materialized.values():
-            r = (row,)
-            if where is not None and where(r) is not True:
-                continue
-            rows.append([f(r) for f in fns])
-            if sel.limit is not None and len(rows) >= sel.limit:
-                break
-        return rows
+        return pull_rows(owner.core.materialized.values(), where, fns, sel.limit)
 
 
 def _decoded(src: Source, rec: dict[str, Any], keys_by_name: bool = False) -> dict[str, Any]:

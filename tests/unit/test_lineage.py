@@ -29,7 +29,7 @@ def readers(graph: Graph, topic: str) -> dict[str, str | None]:
     return {e.dst: e.group for e in graph.edges if e.src == topic_id(topic)}
 
 
-# What the local ksqlDB-compatible endpoint answers (stream_apps/ksqldb/engine.py) -----------
+# What the local ksqlDB-compatible endpoint answers (stream_apps/ksqldb/entities.py) ---------
 SHOW_SOURCES = [
     {"@type": "streams", "streams": [
         {"type": "STREAM", "name": "CUSTOMERS_LOCATIONS", "topic": CL},
