@@ -20,13 +20,16 @@ def test_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
 
 
 def test_a_bound_port_is_skipped_and_runs_are_consecutive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSTORE_PORT_RANGE", "24000-24009")
+    # ten ports nothing else of this process will be handed (other test processes have their
+    # own INSTORE_PORT_RANGE), free when they were handed out
+    base = free_ports(10)
+    monkeypatch.setenv("INSTORE_PORT_RANGE", f"{base}-{base + 9}")
     monkeypatch.setattr(embedded, "_port_cursor", [0])
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 24001))
+        taken.bind(("127.0.0.1", base + 1))
         first = free_ports(2)
-        assert first == 24002  # 24000-24001 is not free as a pair
-        assert free_port() == 24004
+        assert first == base + 2  # base and base + 1 are not free as a pair
+        assert free_port() == base + 4
 
 
 def test_the_range_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,9 +42,10 @@ def test_the_range_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_full_range_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSTORE_PORT_RANGE", "24100-24101")
+    base = free_ports(2)
+    monkeypatch.setenv("INSTORE_PORT_RANGE", f"{base}-{base + 1}")
     with socket.socket() as a, socket.socket() as b:
-        a.bind(("127.0.0.1", 24100))
-        b.bind(("127.0.0.1", 24101))
+        a.bind(("127.0.0.1", base))
+        b.bind(("127.0.0.1", base + 1))
         with pytest.raises(embedded.StackError, match="no 1 consecutive free ports"):
             free_port()
