@@ -1,13 +1,14 @@
 """`instore bench proximity`: the real path, measured.
 
 Builds the benchmark world (DESIGN.md) on a private embedded stack (Kafka + Redis on free
-ports), loads the catalog and promotions, starts the Faust worker(s), then:
+ports), loads the catalog and promotions, starts the Faust worker(s), warms the pipeline up
+(``--warmup`` positions, repeated for ``--warmup-seconds``: the broker's JIT), then:
 
-1. throughput: produces ``events`` positions as fast as the producer goes and consumes the
-   NEARBY_CUSTOMERS rows back; positions/s = events / (last row - first produce);
-2. latency: produces positions at ``--rate`` (default 2,000/s) for ``--latency-seconds`` and
+1. latency: produces positions at ``--rate`` (default 2,000/s) for ``--latency-seconds`` and
    measures position ts -> NEARBY row consumed (p50/p99) and -> offer consumed (offer_p50/p99:
    every latency shopper has opted in; dwell is 0 so their first rows may earn offers);
+2. throughput: produces ``events`` positions as fast as the producer goes and consumes the
+   NEARBY_CUSTOMERS rows back; positions/s = events / (last row - first produce);
 3. the Faust ceiling: a Faust agent on the same broker that only consumes and decodes the same
    positions, in its own process, after the worker is stopped (so both had the machine alone);
 4. with ``peers``: the same proximity step written with quix-streams and with bytewax, each in
@@ -83,7 +84,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         naive: bool = False, workers: int = 1, rate: float = 2000.0, latency_seconds: float = 10.0,
         ceiling: bool = True, seed: int = 7, consenting: float = 0.3,
         agents: str = "proximity,policy,analytics", peers: bool = False, warmup: int = 20_000,
-        progress: Progress = lambda m: None) -> dict[str, Any]:
+        warmup_s: float = 60.0, progress: Progress = lambda m: None) -> dict[str, Any]:
     base = get_settings()
     # The whole worker (proximity with the policy and dwell analytics in the same pass). Dwell 0
     # so that a consenting shopper's first NEARBY row may earn an offer (offer latency is then
@@ -120,14 +121,10 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         tails.append(offers := _tail_consumer(settings, t.OFFERS))
         probe = _wait_for_workers(settings, world, nearby, offers, progress)
         if warmup:
-            # Unmeasured: a freshly started broker JIT-compiles its hot paths (a compiler
-            # thread took a third of a core for the first minute) and the worker builds its
-            # per-store caches; neither is what a running store sees.
-            progress(f"warm-up: {warmup:,} positions, not measured")
-            _throughput(settings, producer, nearby, offers, state, positions[:warmup])
-            _drain(nearby, 1.0)
-            _drain(offers, 0.5)
+            _warm_up(settings, producer, nearby, offers, state, positions[:warmup], warmup_s,
+                     progress)
         fig["warmup_positions"] = warmup
+        fig["warmup_seconds"] = warmup_s
 
         progress(f"latency: {rate:,.0f} positions/s for {latency_seconds:.0f} s")
         fig.update(_latency_run(stack, producer, nearby, offers, positions, rate, latency_seconds))
@@ -157,6 +154,24 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
                 client.close()
         stack.stop()
     return results.append("proximity", fig)
+
+
+def _warm_up(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer,
+             state: ProximityState, positions: list[CustomerLocation], seconds: float,
+             progress: Progress) -> None:
+    """Unmeasured: ``positions`` through the pipeline (fresh timestamps each time) until
+    ``seconds`` have passed, at least once. A freshly started broker JIT-compiles its hot paths
+    (its compiler threads took more CPU than its request handlers for the first minute, which
+    tripled its CPU per position in a latency run right after a short warm-up) and the worker
+    builds its per-store caches; neither is what a running store sees."""
+    progress(f"warm-up: {len(positions):,} positions, repeated for {seconds:.0f} s, not measured")
+    end = time.monotonic() + seconds
+    while True:
+        _throughput(settings, producer, nearby, offers, state, positions)
+        _drain(nearby, 1.0)
+        _drain(offers, 0.5)
+        if time.monotonic() >= end:
+            return
 
 
 def _load(producer: Any, world: Any, events: int, seed: int, n_latency: int, consenting: float,

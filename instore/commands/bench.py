@@ -64,6 +64,10 @@ def bench_proximity(
                                         "figures, best_peer, ratio_to_best_peer.")] = False,
     warmup: Annotated[int, typer.Option(min=0, help="Positions run through first, not "
                                         "measured (JIT, caches).")] = 20_000,
+    warmup_seconds: Annotated[float, typer.Option(min=0.0, help="Repeat the warm-up positions "
+                                                  "until this long has passed (a fresh "
+                                                  "broker JIT-compiles for about a minute).")]
+        = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:
     """Positions -> Faust worker -> NEARBY_CUSTOMERS and offers on a private embedded stack:
@@ -74,7 +78,7 @@ def bench_proximity(
     fig = run(stores=stores, products=products, promoted=promoted, events=events, naive=naive,
               workers=workers, rate=rate, latency_seconds=latency_seconds,
               ceiling=ceiling, seed=seed, consenting=consenting, agents=agents, peers=peers,
-              warmup=warmup, progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
+              warmup=warmup, warmup_s=warmup_seconds, progress=lambda m: console.print(f"[cyan]bench[/] {m}"))
     print_figures(fig)
     if as_json:
         sys.stdout.write(json.dumps(fig) + "\n")

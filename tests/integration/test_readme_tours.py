@@ -145,6 +145,7 @@ def test_engineer_tour(stack: dict[str, Any], tmp_path: Path) -> None:
 def bench(stack: dict[str, Any], line: str, tmp_path: Path) -> None:
     """The benchmark as the README gives it, on a small world and a short latency run."""
     small = " --stores 2 --products 300 --promoted 10 --events 3000 --latency-seconds 2 --no-ceiling"
+    small += " --warmup 1000 --warmup-seconds 0"
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", line + small],
                           env=stack["env"] | {"INSTORE_BENCH_RESULTS_DIR": str(tmp_path)},
                           cwd=stack["cwd"], capture_output=True, text=True, timeout=600,
