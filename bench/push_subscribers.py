@@ -19,7 +19,7 @@ from mobile_push.local_hub.protocol import CONNECTED as RT_CONNECTED
 from mobile_push.local_hub.protocol import DISCONNECTED as RT_DISCONNECTED
 from mobile_push.local_hub.protocol import ERROR as RT_ERROR
 from mobile_push.local_hub.protocol import MESSAGE as RT_MESSAGE
-from mobile_push.local_hub.sse_client import SseParser
+from mobile_push.local_hub.sse_client import stream_events
 
 
 class Collector(ChannelTasks):
@@ -41,16 +41,11 @@ class Collector(ChannelTasks):
 
     async def _one(self, client: httpx.AsyncClient, channel: str) -> None:
         url = f"{self.base}/channels/{channel}/stream"
-        async with client.stream("GET", url, params={"accessToken": self.token}) as resp:
-            resp.raise_for_status()
-            parser = SseParser()
-            async for line in resp.aiter_lines():
-                if (ev := parser.feed(line)) is None:
-                    continue
-                if ev.event == "attached":
-                    self.attached += 1
-                elif ev.event == "message":
-                    self._message(json.loads(ev.data))
+        async for ev in stream_events(client, url, self.token):
+            if ev.event == "attached":
+                self.attached += 1
+            elif ev.event == "message":
+                self._message(json.loads(ev.data))
 
     async def _one_ws(self, _client: httpx.AsyncClient, channel: str) -> None:
         import websockets  # noqa: PLC0415

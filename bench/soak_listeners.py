@@ -21,7 +21,7 @@ from bench.channels import ChannelTasks
 from instore import topics as t
 from instore.kafka import make_consumer
 from instore.settings import Settings
-from mobile_push.local_hub.sse_client import SseParser
+from mobile_push.local_hub.sse_client import stream_events
 
 CANARY = "canary-00001"
 
@@ -42,20 +42,13 @@ class Subscribers(ChannelTasks):
         url = f"{self.base}/channels/shopper:{uid}/stream"
         last_id: str | None = None
         while True:
-            headers = {"Last-Event-ID": last_id} if last_id else {}
             try:
-                async with client.stream("GET", url, params={"accessToken": self.token},
-                                         headers=headers) as resp:
-                    resp.raise_for_status()
-                    parser = SseParser()
-                    async for line in resp.aiter_lines():
-                        if (ev := parser.feed(line)) is None:
-                            continue
-                        if ev.event == "attached":
-                            self.attached.add(uid)
-                        elif ev.event == "message":
-                            self._message(uid, json.loads(ev.data))
-                            last_id = ev.id or last_id
+                async for ev in stream_events(client, url, self.token, last_id):
+                    if ev.event == "attached":
+                        self.attached.add(uid)
+                    elif ev.event == "message":
+                        self._message(uid, json.loads(ev.data))
+                        last_id = ev.id or last_id
             except (httpx.HTTPError, OSError):
                 pass
             self.reconnects += 1

@@ -8,7 +8,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -59,6 +59,20 @@ class SseParser:
         elif name == "id":
             self._id = value
         return None
+
+
+async def stream_events(client: httpx.AsyncClient, url: str, token: str,
+                        last_id: str | None = None) -> AsyncIterator[SseEvent]:
+    """The events of one channel stream (``url``), read with ``client`` under ``token``, from
+    after ``last_id`` when given (the benchmarks' many-channel subscribers)."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    async with client.stream("GET", url, params={"accessToken": token},
+                             headers=headers) as resp:
+        resp.raise_for_status()
+        parser = SseParser()
+        async for line in resp.aiter_lines():
+            if (ev := parser.feed(line)) is not None:
+                yield ev
 
 
 @dataclass
