@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
             with contextlib.suppress(RuntimeError):
                 client.close()
         stack.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the private stack's data: gigabytes
     return results.append("proximity", fig)
 
 

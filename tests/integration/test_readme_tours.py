@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,7 @@ def bench(stack: dict[str, Any], line: str, tmp_path: Path) -> None:
     """The benchmark as the README gives it, on a small world and a short latency run."""
     small = " --stores 2 --products 300 --promoted 10 --events 3000 --latency-seconds 2 --no-ceiling"
     small += " --warmup 1000 --warmup-seconds 0"
+    leftovers = set(Path(tempfile.gettempdir()).glob("instore-bench-*"))
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", line + small],
                           env=stack["env"] | {"INSTORE_BENCH_RESULTS_DIR": str(tmp_path)},
                           cwd=stack["cwd"], capture_output=True, text=True, timeout=600,
@@ -155,3 +157,5 @@ def bench(stack: dict[str, Any], line: str, tmp_path: Path) -> None:
     assert fig["p99_ms"] > 0 and fig["offer_p99_ms"] > 0
     recorded = [json.loads(x) for x in (tmp_path / "proximity.jsonl").read_text().splitlines()]
     assert recorded[-1]["events_per_s"] == fig["events_per_s"] and recorded[-1]["broker"] == "kafka"
+    # its private stack's data (gigabytes in a full run) is gone
+    assert set(Path(tempfile.gettempdir()).glob("instore-bench-*")) <= leftovers
