@@ -147,7 +147,7 @@ def bench(stack: dict[str, Any], line: str, tmp_path: Path) -> None:
     """The benchmark as the README gives it, on a small world and a short latency run."""
     small = " --stores 2 --products 300 --promoted 10 --events 3000 --latency-seconds 2 --no-ceiling"
     small += " --warmup 1000 --warmup-seconds 0"
-    leftovers = set(Path(tempfile.gettempdir()).glob("instore-bench-*"))
+    leftovers = proximity_dirs()
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", line + small],
                           env=stack["env"] | {"INSTORE_BENCH_RESULTS_DIR": str(tmp_path)},
                           cwd=stack["cwd"], capture_output=True, text=True, timeout=600,
@@ -158,4 +158,11 @@ def bench(stack: dict[str, Any], line: str, tmp_path: Path) -> None:
     recorded = [json.loads(x) for x in (tmp_path / "proximity.jsonl").read_text().splitlines()]
     assert recorded[-1]["events_per_s"] == fig["events_per_s"] and recorded[-1]["broker"] == "kafka"
     # its private stack's data (gigabytes in a full run) is gone
-    assert set(Path(tempfile.gettempdir()).glob("instore-bench-*")) <= leftovers
+    assert proximity_dirs() <= leftovers
+
+
+def proximity_dirs() -> set[Path]:
+    """The temporary dirs of `instore bench proximity` runs (mkdtemp's 8 characters after the
+    prefix; the other benchmarks' prefixes go on with their name)."""
+    return {p for p in Path(tempfile.gettempdir()).glob("instore-bench-*")
+            if re.fullmatch(r"instore-bench-[a-z0-9_]{8}", p.name)}
