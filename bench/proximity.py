@@ -456,10 +456,7 @@ def _cpu_s(stack: Stack, prefix: str) -> float:
 
 
 def _stop_workers(stack: Stack) -> None:
-    from instore.embedded import _terminate  # noqa: PLC0415
-
-    for name in [n for n in stack.services if n.startswith("worker")]:
-        _terminate(stack.services.pop(name).proc, 10)
+    stack.stop_services([n for n in stack.services if n.startswith("worker")])
 
 
 def _ceiling(settings: Settings, tmp: Path, events: int) -> dict[str, Any]:

@@ -168,6 +168,8 @@ class ServiceSpec:
     url: str | None = None  # what `instore up` prints
     wait_port: bool = True  # False: only check that the port is free before starting
     prepare: Callable[[], None] | None = None  # runs before the first start (e.g. format storage)
+    # What the other services use (the broker nodes, Redis): stopped last, one at a time.
+    infrastructure: bool = False
 
 
 @dataclass
@@ -266,25 +268,40 @@ class Stack:
             for name, r in self.services.items()
         ]
 
+    def stop_services(self, names: Sequence[str], timeout_s: float = 10.0) -> None:
+        """Stop these services (together) and forget them: they are not restarted."""
+        _terminate([self.services.pop(n).proc for n in names if n in self.services], timeout_s)
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        for name in reversed(list(self.services)):
-            running = self.services[name]
-            _terminate(running.proc, timeout_s)
+        """Stop the parts together (SIGTERM; SIGKILL for what still runs after ``timeout_s``),
+        then the infrastructure they used, one at a time in reverse start order: a stop takes
+        at most ``timeout_s`` per infrastructure service plus one, whatever the parts do."""
+        order = list(reversed(self.services))
+        parts = [n for n in order if not self.services[n].spec.infrastructure]
+        _terminate([self.services[n].proc for n in parts], timeout_s)
+        for name in parts:
             self.on_event(f"stopped {name}")
+        for name in order:
+            if self.services[name].spec.infrastructure:
+                _terminate([self.services[name].proc], timeout_s)
+                self.on_event(f"stopped {name}")
         self.services.clear()
 
 
-def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+def _terminate(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """SIGTERM each process group, wait for all of them up to ``timeout_s``, SIGKILL the rest."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
 
 
 def _tail(path: Path | None, lines: int = 5) -> str:
@@ -329,7 +346,7 @@ def kafka_specs(settings: object, data_dir: Path) -> list[ServiceSpec]:
     names = ["broker"] if len(nodes) == 1 else [f"broker-{n.node_id}" for n in nodes]
     return [ServiceSpec(name, node.argv(java, libs), port=node.port, host=node.host,
                         url=f"kafka://{node.bootstrap}", wait_port=False, prepare=prepare,
-                        ready_timeout_s=120)
+                        ready_timeout_s=120, infrastructure=True)
             for name, node in zip(names, nodes, strict=True)]
 
 
@@ -347,5 +364,6 @@ def core_specs(settings: object, data_dir: Path) -> Sequence[ServiceSpec]:
         specs.append(ServiceSpec("redis", redis_argv(settings.redis_port, data_dir / "redis",
                                                      appendonly=True, password=password),
                                  port=settings.redis_port, host=LOOPBACK,
-                                 url=f"redis://{LOOPBACK}:{settings.redis_port}/0"))
+                                 url=f"redis://{LOOPBACK}:{settings.redis_port}/0",
+                                 infrastructure=True))
     return specs

@@ -497,7 +497,7 @@ class EmbeddedKafka:
 
         for nid in [node_id] if node_id else list(self.procs):
             if nid in self.procs:
-                _terminate(self.procs[nid], timeout_s)
+                _terminate([self.procs[nid]], timeout_s)
 
     def kill(self, node_id: int) -> None:
         """kill -9 one node (no clean shutdown)."""
