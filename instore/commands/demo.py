@@ -4,6 +4,7 @@ synthetic depth camera's edge pipeline) and offers arriving, until the walk ends
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,6 +42,8 @@ def demo(
     from producers.demo import run_demo  # noqa: PLC0415
 
     feed = _camera_feed(seconds) if camera else None
+    # SIGTERM stops the demo as Ctrl-C does: its stack is stopped, not left running.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_demo(settings, seconds=seconds, shoppers=shoppers, seed=seed,
                            console=console, live=not as_json and console.is_terminal,
@@ -51,6 +54,10 @@ def demo(
     print_figures(summary)
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _camera_feed(seconds: float) -> CameraFeed:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from instore.embedded.services import child_env_for, isolated_settings
@@ -35,3 +40,41 @@ def test_demo_prints_the_pages_and_shows_offers() -> None:
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["positions"] > 0
     assert summary["offers"] > 0, summary
+    assert not alive(started_pids(res.stderr))  # its stack stopped with it
+
+
+def started_pids(output: str) -> list[int]:
+    """The pids of the services the demo started ("started worker (pid 123) ...")."""
+    return [int(pid) for pid in re.findall(r"started [\w-]+ \(pid (\d+)\)", output)]
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if psutil.pid_exists(pid)
+            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_sigterm_stops_the_demo_and_its_stack(tmp_path: Path) -> None:
+    settings = isolated_settings(get_settings())
+    env = {k: v for k, v in (os.environ | child_env_for(settings)).items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    log = tmp_path / "demo.log"
+    with log.open("ab") as out:
+        demo = subprocess.Popen([sys.executable, "-m", "instore", "demo", "--seconds", "300"],
+                                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while "started api" not in log.read_text():
+            assert demo.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        pids = started_pids(log.read_text())
+        assert len(pids) >= 5 and not set(pids) - set(alive(pids))
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(90)
+        assert not alive(pids), log.read_text()[-3000:]
+        assert "Traceback" not in log.read_text()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for pid in alive(pids):  # whatever a failure left running
+            os.killpg(pid, signal.SIGKILL)
