@@ -42,7 +42,10 @@ def demo(
     from producers.demo import run_demo  # noqa: PLC0415
 
     feed = _camera_feed(seconds) if camera else None
-    # SIGTERM stops the demo as Ctrl-C does: its stack is stopped, not left running.
+    # Ctrl-C and SIGTERM stop the demo and its stack. Python raises KeyboardInterrupt on SIGINT
+    # only when SIGINT was not ignored when it started (a parent such as a pytest-xdist worker
+    # can pass it on ignored): the handler is set here either way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_demo(settings, seconds=seconds, shoppers=shoppers, seed=seed,
