@@ -25,14 +25,21 @@ class GeoError(InstoreError, ValueError):
     pass
 
 
-def _central_angle(lat1: float, lon1: float, lat2: float, lon2: float,
-                   sin: Any = math.sin, cos: Any = math.cos, sqrt: Any = math.sqrt,
-                   asin: Any = math.asin) -> float:
+def _central_angle(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """The great-circle angle in radians (inputs already validated)."""
-    s1 = sin((lat2 - lat1) * _DEG / 2)
-    s2 = sin((lon2 - lon1) * _DEG / 2)
-    a = s1 * s1 + s2 * s2 * cos(lat1 * _DEG) * cos(lat2 * _DEG)
-    return 2 * asin(sqrt(a))
+    return angle_with_cosines(lat1, lon1, lat2, lon2, math.cos(lat1 * _DEG),
+                              math.cos(lat2 * _DEG))
+
+
+def angle_with_cosines(lat1: float, lon1: float, lat2: float, lon2: float, cos1: float,
+                       cos2: float) -> float:
+    """The haversine's great-circle angle in radians, given the cosines of both latitudes (the
+    spatial indexes' loops compute a point's once). The one definition: every distance here
+    (GEO_DISTANCE, the worker's grid index, the ksqlDB FILTER index) is this value times the
+    same factors, so they agree to the bit."""
+    s1 = math.sin((lat2 - lat1) * _DEG / 2)
+    s2 = math.sin((lon2 - lon1) * _DEG / 2)
+    return 2 * math.asin(math.sqrt(s1 * s1 + s2 * s2 * cos1 * cos2))
 
 
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -148,11 +155,9 @@ class GridIndex(Generic[K]):
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             msg = "position outside [-90, 90] x [-180, 180]"
             raise GeoError(msg)
-        # _haversine_km inlined, same operations in the same order (so the same bits), with
-        # the cosines computed once: this loop is the worker's hot path.
-        sin, sqrt, asin = math.sin, math.sqrt, math.asin
+        # the worker's hot path: the cosine of the position's latitude computed once
         c1 = math.cos(lat * _DEG)
-        scale = EARTH_RADIUS_KM * 2  # (2 * angle) * R and angle * (2 * R): the same bits
+        radius_km, ft_per_km = EARTH_RADIUS_KM, FT_PER_KM
         x, y = self.frame.to_xy(lat, lon)
         out: list[tuple[K, float]] = []
         for grid in self._grids.values():
@@ -169,10 +174,9 @@ class GridIndex(Generic[K]):
                         dy = y - py
                         if dx * dx + dy * dy > pre2:
                             continue
-                        s1 = sin((plat - lat) * _DEG / 2)
-                        s2 = sin((plon - lon) * _DEG / 2)
-                        a = s1 * s1 + s2 * s2 * c1 * c2
-                        d_ft = scale * asin(sqrt(a)) * FT_PER_KM
+                        # (angle * R) * ft/km, in that order: GEO_DISTANCE(..., 'km') * ft/km
+                        d_ft = angle_with_cosines(lat, lon, plat, plon, c1, c2) * radius_km \
+                            * ft_per_km
                         if d_ft <= radius_ft:
                             out.append((key, d_ft))
         return out

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from instore.geo import EARTH_RADIUS_KM
+from instore.geo import EARTH_RADIUS_KM, angle_with_cosines
 from stream_apps.ksqldb.nodes import Bin, Call, Col, Deref, Expr, Lambda, Lit, children, map_children
 
 Fn = Callable[[tuple], Any]
@@ -180,7 +180,6 @@ class PointIndex:
         bucket = self.cells.get((math.floor(x / cm), math.floor(y / cm)))
         if not bucket:
             return kept, values
-        sin, sqrt, asin = math.sin, math.sqrt, math.asin
         c1 = math.cos(lat * _DEG)
         keep, keep_v = kept.append, values.append
         for i, px, py, plat, plon, pre2, c2, radius, per_row in bucket:
@@ -188,11 +187,8 @@ class PointIndex:
             dy = y - py
             if dx * dx + dy * dy > pre2:
                 continue
-            # instore.geo._haversine_km(lat, lon, plat, plon), same operations in the same order
-            s1 = sin((plat - lat) * _DEG / 2)
-            s2 = sin((plon - lon) * _DEG / 2)
-            a = s1 * s1 + s2 * s2 * c1 * c2
-            v = EARTH_RADIUS_KM * 2 * asin(sqrt(a)) * k
+            # GEO_DISTANCE(lat, lon, plat, plon, 'km') * k, to the bit
+            v = angle_with_cosines(lat, lon, plat, plon, c1, c2) * EARTH_RADIUS_KM * k
             if v <= radius:
                 e = arr[i]
                 if not per_row or rest((*r, e)) is True:  # type: ignore[misc]
