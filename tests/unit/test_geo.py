@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instore.geo import FT_PER_KM, GeoError, GridIndex, LocalFrame, distance_ft, haversine_km
+from instore.geo import (
+    EARTH_RADIUS_KM,
+    FT_PER_KM,
+    GeoError,
+    GridIndex,
+    LocalFrame,
+    central_angle,
+    distance_ft,
+    haversine_km,
+)
 
 
 def test_haversine_matches_ksqldb_reference_values() -> None:
@@ -73,3 +83,21 @@ def test_boundary_is_inclusive_in_feet() -> None:
     assert [k for k, _ in index.within(qlat, qlon)] == ["p"]
     index = GridIndex.build([("p", plat, plon, d * (1 - 1e-12))])
     assert index.within(qlat, qlon) == []
+
+
+def test_the_grid_index_distance_is_geo_distance_to_the_bit() -> None:
+    """The worker's grid index and ksqlDB's GEO_DISTANCE(..., 'km') * ft/km give the same
+    float for every pair (one haversine: angle_with_cosines), so both engines keep or drop a
+    product at a radius' edge alike."""
+    rnd = random.Random(1)
+    pts = [(i, 51.5 + rnd.uniform(-1e-3, 1e-3), -0.12 + rnd.uniform(-1e-3, 1e-3), 200.0)
+           for i in range(200)]
+    index = GridIndex.build(pts)
+    pairs = 0
+    for _ in range(300):
+        lat, lon = 51.5 + rnd.uniform(-1e-3, 1e-3), -0.12 + rnd.uniform(-1e-3, 1e-3)
+        for key, d_ft in index.within(lat, lon):
+            _, plat, plon, _ = pts[key]
+            assert d_ft == central_angle(lat, lon, plat, plon) * EARTH_RADIUS_KM * FT_PER_KM
+            pairs += 1
+    assert pairs > 10_000
