@@ -24,7 +24,8 @@ from instore.errors import InstoreError
 
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
-EpochMs = Annotated[int, Field(ge=0, le=32_503_680_000_000)]  # up to year 3000
+MAX_EPOCH_MS = 32_503_680_000_000  # the latest time a record or a query may name: year 3000
+EpochMs = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 Uid = Annotated[str, Field(min_length=1, max_length=128)]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 Channel = Literal["phone", "kiosk"]

@@ -12,10 +12,9 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from instore.records import NearbyCustomer, Offer, Promotion, ShopperConsent
+from instore.records import MAX_EPOCH_MS, NearbyCustomer, Offer, Promotion, ShopperConsent
 
 HOUR_MS = 3_600_000
-MAX_EPOCH_MS = 32_503_680_000_000  # records.EpochMs upper bound (year 3000)
 
 
 class Near(NamedTuple):

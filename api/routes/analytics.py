@@ -158,9 +158,10 @@ def offers_timeseries(
         services: ServicesDep, _role: MarketerOrAnalyst,
         metric: Annotated[Literal["offers", "redemptions"], Query()] = "offers",
         bucket: Annotated[Literal["minute", "hour"], Query()] = "minute",
-        start: Annotated[int | None, Query(alias="from", ge=0, description="epoch ms; "
-                                           "default: 'to' minus an hour")] = None,
-        end: Annotated[int | None, Query(alias="to", ge=0,
+        start: Annotated[int | None, Query(alias="from", ge=0, le=r.MAX_EPOCH_MS,
+                                           description="epoch ms; default: 'to' minus an "
+                                           "hour")] = None,
+        end: Annotated[int | None, Query(alias="to", ge=0, le=r.MAX_EPOCH_MS,
                                          description="epoch ms; default: now")] = None,
         by: Annotated[Literal["total", "promotion", "store"], Query()] = "total",
         pid: Annotated[Ident | None, Query()] = None,
