@@ -71,14 +71,16 @@ def set_consent(uid: UidPath, body: ConsentIn, services: ServicesDep,
                             detail="the consent view is catching up: try again in a moment",
                             headers={"Retry-After": "2"})
     secret = services.settings.shopper_secret
+    # Erased first: the erasure marks the uid in Redis before it answers, while the consent
+    # view learns of the tombstone from the topic a moment later (it may still hold the consent).
+    if revocations.was_erased(services.redis, secret, uid):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail="this uid was erased: register with a new one")
     existing = services.tables.consent(uid)
     if existing is not None and caller != uid:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                             detail="this shopper has a consent already: send their bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
-    if existing is None and revocations.was_erased(services.redis, secret, uid):
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            detail="this uid was erased: register with a new one")
     record = r.ShopperConsent(uid=uid, opted_in=body.opted_in,
                               channels=list(dict.fromkeys(body.channels)), updated_at=r.now_ms())
     try:
