@@ -162,7 +162,7 @@ class Worker:
         self.processed: dict[int, int] = {}  # positions partition -> last offset handled
         self.gc_pauses = GcPauses()
         self.loop_lag = LoopLag()
-        self.stopping: list[str] = []
+        self.stopping: str | None = None  # why the worker is stopping itself
 
     # -- dead letters, acknowledgements, stopping ------------------------------------------
 
@@ -190,9 +190,9 @@ class Worker:
     def stop_worker(self, reason: str) -> None:
         """A clean stop (leave the group, commit what was acknowledged) as on SIGTERM; the
         supervisor restarts us. Hard exit if that hangs."""
-        if self.stopping:
+        if self.stopping is not None:
             return
-        self.stopping.append(reason)
+        self.stopping = reason
         log.error("%s: stopping so that the worker is restarted", reason)
         threading.Timer(20.0, os._exit, args=(75,)).start()
         os.kill(os.getpid(), signal.SIGTERM)
