@@ -24,6 +24,7 @@ from instore import serving
 from instore import topics as t
 from instore.records import NearbyCustomer, OfferEvent, RecordError, decode
 from instore.settings import Settings
+from stream_apps.bulk_writes import BulkWrites
 
 log = logging.getLogger(__name__)
 BUCKET_TTL_S = 25 * 3600
@@ -94,9 +95,12 @@ class DwellTracker:
 def queue_sums(pipe: Any, sums: MutableMapping[tuple[int, str], float], key_of: Any) -> None:
     """Add per-bucket sums to a Redis pipeline (each bucket's sorted set expires after a day;
     EXPIRE goes after the writes: on a key that does not exist yet it does nothing)."""
+    writes = BulkWrites()
+    keys = {bucket: key_of(bucket) for bucket, _ in sums}
     for (bucket, member), value in sums.items():
-        pipe.zincrby(key_of(bucket), value, member)
-    for bucket in {b for b, _ in sums}:
+        writes.add("ZINCRBY", keys[bucket], value, member)
+    writes.queue(pipe)
+    for bucket in keys:
         pipe.expire(key_of(bucket), BUCKET_TTL_S)
 
 

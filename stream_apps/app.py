@@ -76,6 +76,7 @@ class WorkerApp(faust.App):  # type: ignore[misc]
     ``batch_handlers`` reach their handler a fetched batch at a time."""
 
     batch_handlers: dict[str, transport.BatchHandler]
+    fetch_wait_ms: int = 1500  # Faust's; the worker sets WORKER_FETCH_WAIT_MS
 
     def _new_transport(self) -> Any:
         return transport.Transport(self.conf.broker_consumer, self)
@@ -84,7 +85,7 @@ class WorkerApp(faust.App):  # type: ignore[misc]
 def _faust_app(settings: Settings) -> WorkerApp:
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
-    return WorkerApp(
+    app = WorkerApp(
         settings.app_id,
         broker=transport.broker_url(settings),
         broker_credentials=_credentials(settings),
@@ -109,6 +110,8 @@ def _faust_app(settings: Settings) -> WorkerApp:
         # Faust's table manager without its fixed 1 s pause at start (see transport.py).
         TableManager=transport.TableManager,
     )
+    app.fetch_wait_ms = settings.worker_fetch_wait_ms
+    return app
 
 
 def create_app(settings: Settings, loglevel: str = "WARNING") -> faust.App:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from instore import serving
 from instore.records import Offer
 from stream_apps.analytics import queue_sums
+from stream_apps.bulk_writes import BulkWrites
 
 log = logging.getLogger(__name__)
 FEED_KEEP = 200
@@ -69,10 +70,12 @@ class ServingWriter:
             # stand (the other positions wait for the next flush).
             pipe = self.redis.pipeline(transaction=False)
             _queue_offers(pipe, offers)
+            writes = BulkWrites()
             for uid in {o.uid for o in offers}:
                 pending = self._positions.get(uid)
                 if pending is not None:
-                    _queue_position(pipe, uid, *pending)
+                    _add_position(writes, uid, *pending)
+            writes.queue(pipe)
             await self._execute(pipe)
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
@@ -98,20 +101,22 @@ class ServingWriter:
         per_promo, self.pending_per_promo = self.pending_per_promo, Counter()
         totals, self._totals = self._totals, Counter()
         dwell, self.pending_dwell = self.pending_dwell, {}
-        pipe = self.redis.pipeline(transaction=False)
+        writes = BulkWrites()
         for uid, (store_id, lat, lon, ts) in positions.items():
-            _queue_position(pipe, uid, store_id, lat, lon, ts)
+            _add_position(writes, uid, store_id, lat, lon, ts)
         per_store: Counter[str] = Counter()
         for (pid, store_id), n in per_promo.items():
-            pipe.hincrby(serving.promo_stats(pid), "nearby", n)
+            writes.add("HINCRBY", serving.promo_stats(pid), "nearby", n)
             per_store[store_id] += n
         for store_id, n in per_store.items():
-            pipe.hincrby(serving.store_stats(store_id), "nearby", n)
-        if dwell:
-            queue_sums(pipe, dwell, serving.analytics_dwell)
+            writes.add("HINCRBY", serving.store_stats(store_id), "nearby", n)
         for name, n in totals.items():
             if n:
-                pipe.hincrby(serving.totals(), name, n)
+                writes.add("HINCRBY", serving.totals(), name, n)
+        pipe = self.redis.pipeline(transaction=False)
+        writes.queue(pipe)
+        if dwell:
+            queue_sums(pipe, dwell, serving.analytics_dwell)
         if pipe:
             await self._execute(pipe)
 
@@ -147,8 +152,9 @@ def _queue_offers(pipe: Any, offers: list[Offer]) -> None:
         pipe.ltrim(serving.offers_feed(), 0, FEED_KEEP - 1)
 
 
-def _queue_position(pipe: Any, uid: str, store_id: str, lat: float, lon: float, ts: int) -> None:
+def _add_position(writes: BulkWrites, uid: str, store_id: str, lat: float, lon: float,
+                  ts: int) -> None:
     """A shopper's last position on the live floor map (and in the store's live set)."""
-    pipe.zadd(serving.store_live(store_id), {uid: ts})
-    pipe.hset(serving.store_positions(store_id), uid,
-              orjson.dumps({"latitude": lat, "longitude": lon, "ts": ts}))
+    writes.add("ZADD", serving.store_live(store_id), ts, uid)
+    writes.add("HSET", serving.store_positions(store_id), uid,
+               orjson.dumps({"latitude": lat, "longitude": lon, "ts": ts}))

@@ -4,6 +4,11 @@
 case tables are added late; ours are all declared before the worker starts), so a restarted
 worker starts recovering its tables at once.
 
+``ConsumerThread`` gives aiokafka ``WORKER_FETCH_WAIT_MS`` as its fetch wait instead of Faust's
+hard-coded 1.5 s: aiokafka keeps one fetch in flight per broker, and while a fetch for partitions
+with nothing new (the quiet topics the worker also reads) waits at the broker, the partitions
+the worker has just emptied cannot be fetched again.
+
 ``Consumer`` hands the records of the topics named in ``app.batch_handlers`` to their handler a
 fetched batch at a time (one call per partition and fetch) instead of one Faust event per
 record: Faust's per-record path (a task per record to race the flow control, the conductor's
@@ -40,8 +45,21 @@ class TableManager(FaustTableManager):  # type: ignore[misc]
             await self.recovery.start()
 
 
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    """Faust's aiokafka consumer thread with the worker's fetch wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads it when it starts its fetcher (Faust passes a fixed 1500)
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)  # noqa: SLF001
+        return consumer
+
+
 class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     """Faust's aiokafka consumer, delivering whole fetched batches for some topics."""
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         handlers: dict[str, BatchHandler] = getattr(self.app, "batch_handlers", {})
