@@ -10,12 +10,12 @@ with nothing new (the quiet topics the worker also reads) waits at the broker, t
 the worker has just emptied cannot be fetched again.
 
 ``Consumer`` hands the records of the topics named in ``app.batch_handlers`` to their handler a
-fetched batch at a time (one call per partition and fetch) instead of one Faust event per
-record: Faust's per-record path (a task per record to race the flow control, the conductor's
-decode and channel queue, the stream iterator) costs more than our whole proximity rule. The
-handler hands the batch to the worker's proximity loop (a Faust task), which acknowledges each
-record to the consumer when it is done with it, so Faust's offset bookkeeping, commits,
-rebalances and seeks stay exactly Faust's. Every other topic (tables, changelogs, the other
+fetched batch at a time (one call per topic and fetch, its partitions together) instead of one
+Faust event per record: Faust's per-record path (a task per record to race the flow control, the
+conductor's decode and channel queue, the stream iterator) costs more than our whole proximity
+rule. The handler hands the batch to the worker's proximity loop (a Faust task), which
+acknowledges each record to the consumer when it is done with it, so Faust's offset
+bookkeeping, commits, rebalances and seeks stay exactly Faust's. Every other topic (tables, changelogs, the other
 agents) goes through the stock per-record path.
 """
 
@@ -83,6 +83,9 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     await self.perform_seek()
                     continue
                 generation = self.app.consumer_generation_id
+                # a topic's partitions of this fetch, handed over together
+                batches: dict[str, list[Message]] = {}
+                ends: dict[TP, int] = {}
                 for tp, recs in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
                         break
@@ -90,8 +93,7 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                             tp not in self._buffered_partitions:
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    handler = handlers.get(tp.topic)
-                    if handler is None:
+                    if tp.topic not in handlers:
                         for rec in recs:
                             await self._deliver(tp, to_message(tp, rec), callback)
                         continue
@@ -103,8 +105,15 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                         continue
                     if acks_enabled_for(tp.topic):
                         await self._add_gaps(tp, start, msgs)
-                    await self.wait_first(handler(msgs), self.suspend_flow.wait())
-                    read_offset[tp] = msgs[-1].offset
+                    batches.setdefault(tp.topic, []).extend(msgs)
+                    ends[tp] = msgs[-1].offset
+                for topic, msgs in batches.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        break
+                    await self.wait_first(handlers[topic](msgs), self.suspend_flow.wait())
+                    for tp, end in ends.items():
+                        if tp.topic == topic:
+                            read_offset[tp] = end
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
