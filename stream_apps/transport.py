@@ -15,8 +15,8 @@ Faust event per record: Faust's per-record path (a task per record to race the f
 conductor's decode and channel queue, the stream iterator) costs more than our whole proximity
 rule. The handler hands the batch to the worker's proximity loop (a Faust task), which
 acknowledges each record to the consumer when it is done with it, so Faust's offset
-bookkeeping, commits, rebalances and seeks stay exactly Faust's. Every other topic (tables, changelogs, the other
-agents) goes through the stock per-record path.
+bookkeeping, commits, rebalances and seeks stay exactly Faust's. Every other topic (tables,
+changelogs, the other agents) goes through the stock per-record path.
 """
 
 from __future__ import annotations
