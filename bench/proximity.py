@@ -2,7 +2,8 @@
 
 Builds the benchmark world (DESIGN.md) on a private embedded stack (Kafka + Redis on free
 ports), loads the catalog and promotions, starts the Faust worker(s), warms the pipeline up
-(``--warmup`` positions, repeated for ``--warmup-seconds``: the broker's JIT), then:
+(``--warmup`` positions once, then positions at ``--rate`` until ``--warmup-seconds`` have
+passed: the broker's JIT), then:
 
 1. latency: produces positions at ``--rate`` (default 2,000/s) for ``--latency-seconds`` and
    measures position ts -> NEARBY row consumed (p50/p99) and -> offer consumed (offer_p50/p99:
@@ -123,7 +124,7 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
         probe = _wait_for_workers(settings, world, nearby, offers, progress)
         if warmup:
             _warm_up(settings, producer, nearby, offers, state, positions[:warmup], warmup_s,
-                     progress)
+                     rate, progress)
         fig["warmup_positions"] = warmup
         fig["warmup_seconds"] = warmup_s
 
@@ -160,20 +161,22 @@ def run(*, stores: int = 10, products: int = 10_000, promoted: int = 200, events
 
 def _warm_up(settings: Settings, producer: Any, nearby: Consumer, offers: Consumer,
              state: ProximityState, positions: list[CustomerLocation], seconds: float,
-             progress: Progress) -> None:
-    """Unmeasured: ``positions`` through the pipeline (fresh timestamps each time) until
-    ``seconds`` have passed, at least once. A freshly started broker JIT-compiles its hot paths
-    (its compiler threads took more CPU than its request handlers for the first minute, which
-    tripled its CPU per position in a latency run right after a short warm-up) and the worker
-    builds its per-store caches; neither is what a running store sees."""
-    progress(f"warm-up: {len(positions):,} positions, repeated for {seconds:.0f} s, not measured")
+             rate: float, progress: Progress) -> None:
+    """Unmeasured: ``positions`` through the pipeline once as fast as it goes (the worker's
+    per-store caches), then positions at ``rate`` until ``seconds`` have passed, as the latency
+    run sends them. A freshly started broker JIT-compiles its hot paths for minutes on two cores
+    (its compiler threads took a quarter of a core during a latency run that followed a minute
+    of bulk warm-up only: the trickle's small requests run other code than the bulk's)."""
+    progress(f"warm-up: {len(positions):,} positions, then {rate:,.0f}/s until "
+             f"{seconds:.0f} s have passed, not measured")
     end = time.monotonic() + seconds
-    while True:
-        _throughput(settings, producer, nearby, offers, state, positions)
+    _throughput(settings, producer, nearby, offers, state, positions)
+    _drain(nearby, 1.0)
+    _drain(offers, 0.5)
+    while (left := end - time.monotonic()) > 1:
+        _latency(producer, nearby, offers, positions, rate, min(left, 20.0), prefix="warm")
         _drain(nearby, 1.0)
         _drain(offers, 0.5)
-        if time.monotonic() >= end:
-            return
 
 
 def _load(producer: Any, world: Any, events: int, seed: int, n_latency: int, consenting: float,
@@ -288,11 +291,12 @@ def _consenting_uids(positions: list[CustomerLocation], share: float) -> set[str
     return {u for u in uids if (zlib.crc32(u.encode()) % 1000) < share * 1000}
 
 
-def _latency_uid(i: int) -> str:
+def _latency_uid(i: int, prefix: str = "lat") -> str:
     # 1,000 latency shoppers, each reporting every 1,000th position (2 Hz at 2,000/s, as the
     # walkers do): no shopper sends two positions in the same millisecond, so every position
-    # is told apart by (uid, ts).
-    return f"lat-{i % 1000}"
+    # is told apart by (uid, ts). The warm-up's shoppers ("warm") have not opted in: the
+    # measured shoppers reach the latency run with no offers yet (not capped).
+    return f"{prefix}-{i % 1000}"
 
 
 PROGRESS_EVERY_S = 5.0
@@ -352,7 +356,8 @@ def _throughput(settings: Settings, producer: Any, nearby: Consumer, offers: Con
 
 
 def _latency(producer: Any, nearby: Consumer, offers: Consumer,
-             positions: list[CustomerLocation], rate: float, seconds: float) -> dict[str, Any]:
+             positions: list[CustomerLocation], rate: float, seconds: float,
+             prefix: str = "lat") -> dict[str, Any]:
     n = int(rate * seconds)
     sent_at: dict[tuple[str, int], float] = {}
     lat_nearby: dict[tuple[str, int], float] = {}
@@ -367,7 +372,7 @@ def _latency(producer: Any, nearby: Consumer, offers: Consumer,
                 continue
             if m.topic() == t.OFFERS.name:
                 offer = orjson.loads(m.value())
-                if offer["uid"].startswith("lat-") and offer["offer_id"] not in lat_offer:
+                if offer["uid"].startswith(f"{prefix}-") and offer["offer_id"] not in lat_offer:
                     lat_offer[offer["offer_id"]] = now - offer["ts"]
                 continue
             # a row's key is the uid and its timestamp the position's ts (no need to parse it)
@@ -391,7 +396,7 @@ def _latency(producer: Any, nearby: Consumer, offers: Consumer,
         while i < due:
             p = positions[i % len(positions)]
             ts = now_ms()
-            uid = _latency_uid(i)
+            uid = _latency_uid(i, prefix)
             sent_at[(uid, ts)] = time.perf_counter()
             value = orjson.dumps(p.model_dump() | {"uid": uid, "ts": ts})
             while True:

@@ -68,13 +68,13 @@ class ServingWriter:
             # the push reaches the phone, and the API looks it up here. The offered shoppers'
             # positions go with them, so "show me where" on a fresh offer knows where they
             # stand (the other positions wait for the next flush).
-            pipe = self.redis.pipeline(transaction=False)
-            _queue_offers(pipe, offers)
             writes = BulkWrites()
+            _add_offers(writes, offers)
             for uid in {o.uid for o in offers}:
                 pending = self._positions.get(uid)
                 if pending is not None:
                     _add_position(writes, uid, *pending)
+            pipe = self.redis.pipeline(transaction=False)
             writes.queue(pipe)
             await self._execute(pipe)
         if time.monotonic() - self.last_flush >= self.interval_s:
@@ -139,17 +139,17 @@ class ServingWriter:
         await self.redis.aclose()
 
 
-def _queue_offers(pipe: Any, offers: list[Offer]) -> None:
+def _add_offers(writes: BulkWrites, offers: list[Offer]) -> None:
     for offer in offers:
         data = offer.to_json()
-        pipe.lpush(serving.offers_of(offer.uid), data)
-        pipe.ltrim(serving.offers_of(offer.uid), 0, serving.LATEST_OFFERS_KEEP - 1)
-        pipe.set(serving.offer(offer.offer_id), data, ex=OFFER_KEEP_S)
-        pipe.lpush(serving.offers_feed(), data)
-        pipe.hincrby(serving.promo_stats(offer.pid), "sent", 1)
-        pipe.hincrby(serving.store_stats(offer.store_id), "sent", 1)
+        writes.add("LPUSH", serving.offers_of(offer.uid), data)
+        writes.add("LTRIM", serving.offers_of(offer.uid), 0, serving.LATEST_OFFERS_KEEP - 1)
+        writes.add("SET", serving.offer(offer.offer_id), data, "EX", OFFER_KEEP_S)
+        writes.add("LPUSH", serving.offers_feed(), data)
+        writes.add("HINCRBY", serving.promo_stats(offer.pid), "sent", 1)
+        writes.add("HINCRBY", serving.store_stats(offer.store_id), "sent", 1)
     if offers:
-        pipe.ltrim(serving.offers_feed(), 0, FEED_KEEP - 1)
+        writes.add("LTRIM", serving.offers_feed(), 0, FEED_KEEP - 1)
 
 
 def _add_position(writes: BulkWrites, uid: str, store_id: str, lat: float, lon: float,

@@ -64,9 +64,10 @@ def bench_proximity(
                                         "figures, best_peer, ratio_to_best_peer.")] = False,
     warmup: Annotated[int, typer.Option(min=0, help="Positions run through first, not "
                                         "measured (JIT, caches).")] = 20_000,
-    warmup_seconds: Annotated[float, typer.Option(min=0.0, help="Repeat the warm-up positions "
-                                                  "until this long has passed (a fresh "
-                                                  "broker JIT-compiles for about a minute).")]
+    warmup_seconds: Annotated[float, typer.Option(min=0.0, help="After the warm-up positions, "
+                                                  "send positions at --rate, not measured, "
+                                                  "until this long has passed (a fresh broker "
+                                                  "JIT-compiles for minutes).")]
         = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
 ) -> None:

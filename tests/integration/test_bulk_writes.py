@@ -21,10 +21,14 @@ def test_writes_across_chunks_land_as_single_commands_would(redis_url: str) -> N
     writes.add("ZADD", f"{p}:live", 1700000000123, "u1")
     writes.add("ZINCRBY", f"{p}:dwell", 2.5, "store-001:42")
     writes.add("ZINCRBY", f"{p}:dwell", 0.25, "store-001:42")
-    assert len(writes) == n + 4
+    for v in (b"a", b"b", b"c"):  # one argument, then two, then three
+        writes.add("LPUSH", f"{p}:list", v)
+    writes.add("LTRIM", f"{p}:list", 0, 1)
+    writes.add("SET", f"{p}:offer", b"{}", "EX", 300)
+    assert len(writes) == n + 9
     pipe = rds.pipeline(transaction=False)
     writes.queue(pipe)
-    assert pipe.execute() == [CHUNK, n + 4 - CHUNK]
+    assert pipe.execute() == [CHUNK, n + 9 - CHUNK]
 
     expected: dict[tuple[str, str], int] = {}
     for i in range(n):
@@ -35,7 +39,11 @@ def test_writes_across_chunks_land_as_single_commands_would(redis_url: str) -> N
     assert rds.hget(f"{p}:pos", "u1") == b'{"latitude":1.5}'
     assert rds.zscore(f"{p}:live", "u1") == 1700000000123
     assert rds.zscore(f"{p}:dwell", "store-001:42") == 2.75
-    rds.delete(*{k for k, _ in expected}, f"{p}:pos", f"{p}:live", f"{p}:dwell")
+    assert rds.lrange(f"{p}:list", 0, -1) == [b"c", b"b"]
+    assert rds.get(f"{p}:offer") == b"{}"
+    assert 0 < rds.ttl(f"{p}:offer") <= 300
+    rds.delete(*{k for k, _ in expected}, f"{p}:pos", f"{p}:live", f"{p}:dwell", f"{p}:list",
+               f"{p}:offer")
 
 
 def test_nothing_queued_sends_nothing(redis_url: str) -> None:
