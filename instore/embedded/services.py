@@ -10,7 +10,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from instore.embedded import ServiceSpec, Stack, core_specs, instore_cmd
+from instore.embedded import ServiceSpec, Stack, core_specs, instore_cmd, kafka_nodes
 from instore.settings import LOOPBACK, Settings
 
 
@@ -105,6 +105,38 @@ def _start_nearby_writer(stack: Stack, on_event: Callable[[str], None] | None) -
         on_event("ksqlDB writes NEARBY_CUSTOMERS (NEARBY_ENGINE=ksqldb): migrations applied")
 
 
+def _wait_for_nodes(settings: Settings, data_dir: Path, stack: Stack) -> None:
+    """Until the embedded broker answers; if it does not, the error says how each node's own
+    logs end (its last error or warning), since the stack's data dir may be temporary."""
+    from instore.kafka import KafkaUnavailable, wait_for_broker  # noqa: PLC0415
+
+    try:
+        wait_for_broker(settings, timeout_s=120)
+    except KafkaUnavailable as exc:
+        if not settings.embedded_kafka:
+            raise
+        nodes = kafka_nodes(settings, data_dir)
+        ends = []
+        for node in nodes:
+            running = stack.services.get("broker" if len(nodes) == 1 else f"broker-{node.node_id}")
+            output = running.log_path if running is not None else None
+            ends.append(f"node {node.node_id}: {_last_problem(node.logs / 'server.log', output)}")
+        msg = f"{exc}; {'; '.join(ends)}"
+        raise KafkaUnavailable(msg) from None
+
+
+def _last_problem(server_log: Path, output: Path | None) -> str:
+    """The last ERROR or WARN line of a node's server.log, else the end of its process output."""
+    for path, wanted in ((server_log, ("] ERROR ", "] WARN ")), (output, ("",))):
+        if path is None or not path.exists():
+            continue
+        lines = [line for line in path.read_text(errors="replace").splitlines()
+                 if line.strip() and any(w in line for w in wanted)]
+        if lines:
+            return lines[-1][:500]
+    return "nothing logged"
+
+
 def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
                 on_event: Callable[[str], None] | None = None,
                 only: set[str] | None = None) -> Stack:
@@ -113,7 +145,7 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
     ``only`` limits the services started (by name; workers match "worker"). On failure the
     services already started are stopped and the StackError propagates.
     """
-    from instore.kafka import ensure_topics, wait_for_broker  # noqa: PLC0415
+    from instore.kafka import ensure_topics  # noqa: PLC0415
 
     env = stack_env(settings) | {
         "ARCHIVE_URL": settings.archive_url or str((data_dir / "archive").resolve()),
@@ -127,7 +159,7 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
             if only is not None and base not in only:
                 continue
             if base not in ("broker", "redis") and not topics_ready:
-                wait_for_broker(settings, timeout_s=120)
+                _wait_for_nodes(settings, data_dir, stack)
                 created = ensure_topics(settings)
                 if created and on_event:
                     on_event(f"created topics: {', '.join(created)}")
@@ -136,7 +168,7 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
             if base == "ksql" and settings.nearby_engine == "ksqldb":
                 _start_nearby_writer(stack, on_event)
         if not topics_ready and any(n.startswith("broker") for n in stack.services):
-            wait_for_broker(settings, timeout_s=120)
+            _wait_for_nodes(settings, data_dir, stack)
             ensure_topics(settings)
     except BaseException:
         stack.stop()
