@@ -41,9 +41,14 @@ from instore import groups
 from instore import results as results_log
 from instore import topics as t
 from instore.embedded import Stack, free_port
-from instore.embedded.services import child_env_for, isolated_settings, service_specs
+from instore.embedded.services import (
+    child_env_for,
+    isolated_settings,
+    service_specs,
+    wait_for_nodes,
+)
 from instore.health import consumer_lag, worker_topics
-from instore.kafka import ensure_topics, make_producer, produce, wait_for_broker
+from instore.kafka import ensure_topics, make_producer, produce
 from instore.logscan import ScanReport, log_files, scan, secrets_of
 from instore.records import ShopperConsent, StoreProduct, now_ms
 from instore.settings import Settings, get_settings
@@ -69,7 +74,7 @@ def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> 
             if spec.name == "worker":  # its log then says when a restarted worker joined
                 spec.argv = [*spec.argv, "--loglevel", "info"]
             if base not in ("broker", "redis") and not topics_ready:
-                wait_for_broker(settings, timeout_s=120)
+                wait_for_nodes(settings, data_dir, stack)
                 ensure_topics(settings)
                 topics_ready = True
             stack.start(spec)

@@ -105,7 +105,7 @@ def _start_nearby_writer(stack: Stack, on_event: Callable[[str], None] | None) -
         on_event("ksqlDB writes NEARBY_CUSTOMERS (NEARBY_ENGINE=ksqldb): migrations applied")
 
 
-def _wait_for_nodes(settings: Settings, data_dir: Path, stack: Stack) -> None:
+def wait_for_nodes(settings: Settings, data_dir: Path, stack: Stack) -> None:
     """Until the embedded broker answers; if it does not, the error says how each node's own
     logs end (its last error or warning), since the stack's data dir may be temporary."""
     from instore.kafka import KafkaUnavailable, wait_for_broker  # noqa: PLC0415
@@ -159,7 +159,7 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
             if only is not None and base not in only:
                 continue
             if base not in ("broker", "redis") and not topics_ready:
-                _wait_for_nodes(settings, data_dir, stack)
+                wait_for_nodes(settings, data_dir, stack)
                 created = ensure_topics(settings)
                 if created and on_event:
                     on_event(f"created topics: {', '.join(created)}")
@@ -168,7 +168,7 @@ def start_stack(settings: Settings, data_dir: Path, *, workers: int = 1,
             if base == "ksql" and settings.nearby_engine == "ksqldb":
                 _start_nearby_writer(stack, on_event)
         if not topics_ready and any(n.startswith("broker") for n in stack.services):
-            _wait_for_nodes(settings, data_dir, stack)
+            wait_for_nodes(settings, data_dir, stack)
             ensure_topics(settings)
     except BaseException:
         stack.stop()
