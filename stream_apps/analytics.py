@@ -100,8 +100,8 @@ def queue_sums(pipe: Any, sums: MutableMapping[tuple[int, str], float], key_of: 
     for (bucket, member), value in sums.items():
         writes.add("ZINCRBY", keys[bucket], value, member)
     writes.queue(pipe)
-    for bucket in keys:
-        pipe.expire(key_of(bucket), BUCKET_TTL_S)
+    for key in keys.values():
+        pipe.expire(key, BUCKET_TTL_S)
 
 
 def agents(app: Any, settings: Settings, *, dwell_from_topic: bool = True) -> None:
