@@ -55,7 +55,7 @@ up: setup
 # Two workers, each running whole test files (module fixtures stay shared): most of a test's
 # time is waiting for brokers, workers and pages, so two at a time take about half as long.
 test: setup-dev lint
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # The e2e tests again, saving what the pages look like to docs/screenshots/ (`make test` keeps
 # them in a temporary folder and leaves the tree as it found it).
