@@ -263,7 +263,8 @@ class Worker:
         processor = ProximityProcessor(
             self.views.proximity, self.views.consents,
             self.shoppers if self.policy_inline else None, self.dwell,
-            naive=self.settings.proximity_index == "naive")
+            naive=self.settings.proximity_index == "naive",
+            per_promo=self.writer.pending_per_promo)
         app, stats = self.app, self.stats
         async for records in stream:
             generation = records[0].generation_id

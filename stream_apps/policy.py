@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from instore.records import MAX_EPOCH_MS, NearbyCustomer, Offer, Promotion, ShopperConsent
@@ -37,15 +38,16 @@ class PolicyConfig:
     cap_per_hour: int = 3
     offer_ttl_s: float = 900.0
 
-    @property
+    # Read for every position (cached: the dataclass is frozen).
+    @cached_property
     def dwell_ms(self) -> int:
         return int(self.dwell_s * 1000)
 
-    @property
+    @cached_property
     def gap_ms(self) -> int:
         return int(self.dwell_gap_s * 1000)
 
-    @property
+    @cached_property
     def cooldown_ms(self) -> int:
         return max(1, int(self.cooldown_s * 1000))
 
@@ -68,7 +70,9 @@ class ShopperState:
     offered: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"near": self.near, "last_offer": self.last_offer, "recent": self.recent}
+        """A snapshot (copies: the table's value must not change with the live state)."""
+        return {"near": dict(self.near), "last_offer": dict(self.last_offer),
+                "recent": list(self.recent)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ShopperState:

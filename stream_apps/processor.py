@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from instore import topics as t
@@ -38,6 +39,8 @@ from stream_apps.analytics import DwellTracker
 from stream_apps.policy import PolicyConfig, ShopperState, decide, decide_position
 
 # A live-map position: (uid, store_id, latitude, longitude, ts)
+# Dwell episodes a shopper's live state holds before it is pruned (see Shoppers.save).
+PRUNE_AT = 64
 LivePosition = tuple[str, str, float, float, int]
 
 
@@ -63,7 +66,7 @@ class Derived:
     offers: list[Offer] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     live: list[LivePosition] = field(default_factory=list)
-    per_promo: dict[tuple[str, str], int] = field(default_factory=dict)  # (pid, store_id) -> rows
+    per_promo: Counter[tuple[str, str]] = field(default_factory=Counter)  # (pid, store_id) -> rows
     dwell: dict[tuple[int, str], float] = field(default_factory=dict)  # (bucket, store:sku) -> s
     counts: Counter[str] = field(default_factory=Counter)
     last_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last offset seen
@@ -104,20 +107,24 @@ class Shoppers:
         return uid in self.live or self.table.get(uid) is not None
 
     def save(self, touched: dict[str, ShopperState]) -> None:
-        """Keep what a batch changed: pruned, in the table when an offer was made, in the
-        live map while it has episodes or cooldowns; nothing for a shopper without consent."""
+        """Keep what a batch changed: pruned, in the table when an offer was made; in the
+        live map while it has episodes or cooldowns; nothing for a shopper without consent.
+        The live state is pruned only once it holds more than ``PRUNE_AT`` episodes (an
+        episode past the gap, or a cooldown past its end, decides nothing: ``decide`` reads
+        them as absent), not at every new episode: that was a twentieth of the worker's loop."""
         for uid, shopper in touched.items():
             if self.consents.get(uid) is None:
                 self.live.pop(uid, None)
                 if self.table.get(uid) is not None:
                     self.table.pop(uid, None)  # erased or never opted in: keep nothing
                 continue
-            if shopper.changed:
+            if shopper.offered:  # what the table keeps is pruned
+                shopper.prune(shopper.newest(), self.cfg)
+                shopper.changed = shopper.offered = False
+                self.table[uid] = shopper.to_dict()
+            elif shopper.changed and len(shopper.near) > PRUNE_AT:
                 shopper.prune(shopper.newest(), self.cfg)
                 shopper.changed = False
-            if shopper.offered:
-                self.table[uid] = shopper.to_dict()
-                shopper.offered = False
             if shopper.near or shopper.last_offer:
                 self.live[uid] = shopper
             else:
@@ -134,6 +141,9 @@ class Shoppers:
                 del self.live[uid]
 
 
+_PID_STORE = itemgetter(1, 0)  # a hit's (pid, store_id)
+
+
 def _dead(out: Derived, source: str, error: str, msg: InputRecord) -> None:
     out.dead_letters.append(dead_letter(source, error, msg.value, msg.partition, msg.offset))
 
@@ -142,12 +152,18 @@ class ProximityProcessor:
     """Positions -> NEARBY rows and, in the same pass, offers (when ``shoppers`` is given:
     the worker that computes the rows also applies the policy, as reading ~20 rows per position
     back through Faust would cost several times the matching) and dwell (when ``dwell`` is
-    given). ``naive`` matches by scanning every promotion instead of the grid index."""
+    given). ``naive`` matches by scanning every promotion instead of the grid index.
+
+    With ``per_promo`` given, the NEARBY counts per (pid, store_id) add up there across batches
+    (each batch's ``Derived.per_promo`` is that counter; the caller takes the counts when it
+    writes them): merging a batch's counts into running ones was a twentieth of the worker's
+    loop."""
 
     def __init__(self, state: ProximityState, consents: Mapping[str, ShopperConsent],
-                 shoppers: Shoppers | None, dwell: DwellTracker | None, naive: bool = False
-                 ) -> None:
+                 shoppers: Shoppers | None, dwell: DwellTracker | None, naive: bool = False,
+                 per_promo: Counter[tuple[str, str]] | None = None) -> None:
         self.state = state
+        self.per_promo = per_promo
         self.consents = consents
         self.shoppers = shoppers
         self.dwell = dwell
@@ -156,6 +172,8 @@ class ProximityProcessor:
 
     def process(self, records: Sequence[InputRecord], generation: int = 0) -> Derived:
         out = Derived()
+        if self.per_promo is not None:
+            out.per_promo = self.per_promo
         if self.shoppers is not None:
             self.shoppers.begin(generation)
         touched: dict[str, ShopperState] = {}
@@ -209,10 +227,7 @@ class ProximityProcessor:
         opted_in = consent is not None and consent.opted_in
         if hits:
             out.rows.append((uid.encode(), hits, ts))
-            per_promo = out.per_promo
-            for hit in hits:
-                pk = (hit[1], hit[0])
-                per_promo[pk] = per_promo.get(pk, 0) + 1
+            out.per_promo.update(map(_PID_STORE, hits))  # counted in C
             if self.dwell is not None:
                 self._add_dwell(uid, hits, ts, out.dwell)
             shoppers = self.shoppers

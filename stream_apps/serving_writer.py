@@ -85,8 +85,9 @@ class ServingWriter:
         """Add a batch's NEARBY counts per (pid, store_id) and dwell seconds per (bucket,
         ``store:sku``) (written with the next flush)."""
         pending = self.pending_per_promo
-        for k, n in per_promo.items():
-            pending[k] = pending.get(k, 0) + n
+        if per_promo is not pending:  # the worker's proximity processor counts into it
+            for k, n in per_promo.items():
+                pending[k] = pending.get(k, 0) + n
         sums = self.pending_dwell
         for member, seconds in dwell.items():
             sums[member] = sums.get(member, 0.0) + seconds
@@ -98,7 +99,9 @@ class ServingWriter:
     async def flush(self) -> None:
         self.last_flush = time.monotonic()
         positions, self._positions = self._positions, {}
-        per_promo, self.pending_per_promo = self.pending_per_promo, Counter()
+        # the same counter stays (the proximity processor holds it), emptied
+        per_promo = self.pending_per_promo.copy()
+        self.pending_per_promo.clear()
         totals, self._totals = self._totals, Counter()
         dwell, self.pending_dwell = self.pending_dwell, {}
         writes = BulkWrites()

@@ -25,10 +25,12 @@ def test_writes_across_chunks_land_as_single_commands_would(redis_url: str) -> N
         writes.add("LPUSH", f"{p}:list", v)
     writes.add("LTRIM", f"{p}:list", 0, 1)
     writes.add("SET", f"{p}:offer", b"{}", "EX", 300)
-    assert len(writes) == n + 9
+    title = '{"title":"Cr\u00e8me br\u00fbl\u00e9e \u2013 20 % off \U0001f36e","q":"\\\""}'
+    writes.add("SET", f"{p}:text", title.encode())
+    assert len(writes) == n + 10
     pipe = rds.pipeline(transaction=False)
     writes.queue(pipe)
-    assert pipe.execute() == [CHUNK, n + 9 - CHUNK]
+    assert pipe.execute() == [CHUNK, n + 10 - CHUNK]
 
     expected: dict[tuple[str, str], int] = {}
     for i in range(n):
@@ -42,8 +44,9 @@ def test_writes_across_chunks_land_as_single_commands_would(redis_url: str) -> N
     assert rds.lrange(f"{p}:list", 0, -1) == [b"c", b"b"]
     assert rds.get(f"{p}:offer") == b"{}"
     assert 0 < rds.ttl(f"{p}:offer") <= 300
+    assert rds.get(f"{p}:text").decode() == title  # UTF-8 and JSON escapes arrive unchanged
     rds.delete(*{k for k, _ in expected}, f"{p}:pos", f"{p}:live", f"{p}:dwell", f"{p}:list",
-               f"{p}:offer")
+               f"{p}:offer", f"{p}:text")
 
 
 def test_nothing_queued_sends_nothing(redis_url: str) -> None:

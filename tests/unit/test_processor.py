@@ -16,7 +16,7 @@ from instore.proximity import ProximityState
 from instore.records import Promotion, ShopperConsent, StoreProduct
 from stream_apps.analytics import DwellTracker
 from stream_apps.policy import PolicyConfig
-from stream_apps.processor import PolicyProcessor, ProximityProcessor, Shoppers
+from stream_apps.processor import PRUNE_AT, PolicyProcessor, ProximityProcessor, Shoppers
 
 T0 = 1_767_225_600_000
 FRAME = LocalFrame(51.5, -0.12)
@@ -201,3 +201,25 @@ def test_how_the_stream_is_cut_into_batches_does_not_matter(cuts: list[int]) -> 
     assert offers == [o.offer_id for o in whole.offers] and len(offers) == 2
     assert rows == [hit[4] for _, hits, _ in whole.rows for hit in hits]
     assert dwell == whole.dwell
+
+
+def test_a_shopper_passing_many_promotions_keeps_a_bounded_state() -> None:
+    """Episodes past the dwell gap are pruned once a shopper holds more than PRUNE_AT (not at
+    every new episode), and what the table keeps after an offer is pruned at once."""
+    state = ProximityState()
+    for sku in range(1, 201):
+        lat, lon = FRAME.to_latlon(sku * 10.0, 0.0)
+        state.upsert_product(StoreProduct(sku=sku, store_id="s1", segment="aisle", name=f"p{sku}",
+                                          latitude=lat, longitude=lon, country="GB"))
+        state.upsert_promotion(Promotion(pid=f"q{sku}", sku=sku, title="5% off",
+                                         discount_pct=5, radius_ft=25))
+    table: dict[str, object] = {}
+    shoppers = Shoppers(table, consents("u1"), CFG)
+    proc = ProximityProcessor(state, shoppers.consents, shoppers, None)
+    # a metre a second along the aisle: a new promotion every 10 s, each left behind
+    walked = [position("u1", i * 1.0, T0 + i * 1000) for i in range(5, 2000)]
+    for lo in range(0, len(walked), 50):
+        proc.process(msgs(walked[lo:lo + 50]))
+        assert len(shoppers.live["u1"].near) <= PRUNE_AT + 50
+    kept = table["u1"]
+    assert isinstance(kept, dict) and len(kept["near"]) <= 2  # pruned before it was kept
