@@ -235,6 +235,7 @@ class Worker:
                 self.acknowledge(await out.drain(timeout_s=10.0))
             except DeliveryFailed as exc:
                 log.warning("stopping with unacknowledged outputs: %s", exc)
+        await self.writer.settle()  # the serving writes in flight (offers the API looks up)
 
     # -- the agents ------------------------------------------------------------------------
 

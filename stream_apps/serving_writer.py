@@ -6,6 +6,7 @@ the stream on Redis); the state catches up with the next batches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -33,7 +34,12 @@ class ServingWriter:
     than the matching. ``flush()`` is also called by a timer, so nothing waits for traffic.
     Offers are the exception: they are written with their batch, because the phone gets an
     offer through the push sink within the second and the API looks it up here when the
-    shopper opens or redeems it (coalesced, the lookup could come first and answer 404)."""
+    shopper opens or redeems it (coalesced, the lookup could come first and answer 404).
+
+    The agent does not wait for Redis to apply a write: each pipeline runs while the agent
+    works on the next batch, and the next write waits for it (in order, one in flight). Redis
+    takes ~4 us per write in the bulk script, ~11 ms for a batch of 500 offers; awaited
+    inline, that held every position behind it. :meth:`settle` waits for what was sent."""
 
     def __init__(self, redis_url: str, interval_s: float = 1.0) -> None:
         self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -46,6 +52,7 @@ class ServingWriter:
         self.pending_per_promo: Counter[tuple[str, str]] = Counter()
         self._totals: Counter[str] = Counter()
         self.pending_dwell: dict[tuple[int, str], float] = {}
+        self._in_flight: asyncio.Future[None] | None = None
 
     async def write_batch(
         self,
@@ -76,7 +83,7 @@ class ServingWriter:
                     _add_position(writes, uid, *pending)
             pipe = self.redis.pipeline(transaction=False)
             writes.queue(pipe)
-            await self._execute(pipe)
+            await self._submit(pipe)
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
@@ -121,7 +128,18 @@ class ServingWriter:
         if dwell:
             queue_sums(pipe, dwell, serving.analytics_dwell)
         if pipe:
-            await self._execute(pipe)
+            await self._submit(pipe)
+
+    async def _submit(self, pipe: Any) -> None:
+        """Run ``pipe`` after the one before it, without waiting for it to finish."""
+        await self.settle()
+        self._in_flight = asyncio.ensure_future(self._execute(pipe))
+
+    async def settle(self) -> None:
+        """Wait until every write sent so far is applied (or has failed and been counted)."""
+        if self._in_flight is not None:
+            await self._in_flight
+            self._in_flight = None
 
     async def _execute(self, pipe: Any) -> None:
         try:
@@ -139,6 +157,7 @@ class ServingWriter:
         self._positions.pop(uid, None)
 
     async def close(self) -> None:
+        await self.settle()
         await self.redis.aclose()
 
 

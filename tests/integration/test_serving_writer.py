@@ -30,10 +30,12 @@ def test_offers_are_written_with_their_batch_counters_once_a_second(redis_url: s
     async def batch() -> None:
         writer = ServingWriter(redis_url, interval_s=3600)  # no coalesced flush in this test
         await writer.write_batch([], [offer], Counter(positions=5))
+        await writer.settle()  # applied while the agent goes on with its next batch
         assert rds.get(serving.offer(offer.offer_id)) == offer.to_json()
         assert rds.lrange(serving.offers_of(uid), 0, -1) == [offer.to_json()]
         assert int(rds.hget(serving.totals(), "positions") or 0) == before  # not yet
         await writer.flush()
+        await writer.settle()
         assert int(rds.hget(serving.totals(), "positions") or 0) == before + 5
         await writer.close()
 
@@ -52,11 +54,29 @@ def test_an_offered_shoppers_position_goes_with_the_offer(redis_url: str) -> Non
         writer = ServingWriter(redis_url, interval_s=3600)
         positions = [(uid, "store-001", 40.7, -73.9, ts), (other, "store-001", 40.8, -73.8, ts)]
         await writer.write_batch(positions, [offer], Counter())
+        await writer.settle()
         here = rds.hget(serving.store_positions("store-001"), uid)
         assert here is not None and b'"latitude":40.7' in here
         assert rds.hget(serving.store_positions("store-001"), other) is None  # not yet
         await writer.flush()
+        await writer.settle()
         assert rds.hget(serving.store_positions("store-001"), other) is not None
         await writer.close()
 
     asyncio.run(batch())
+
+
+def test_writes_apply_in_the_order_sent_without_the_agent_waiting(redis_url: str) -> None:
+    uid = f"order-{uuid.uuid4().hex[:8]}"
+    first, second = _offer(uid), _offer(uid)
+    rds = redis.Redis.from_url(redis_url)
+
+    async def batches() -> None:
+        writer = ServingWriter(redis_url, interval_s=3600)
+        await writer.write_batch([], [first], Counter())
+        await writer.write_batch([], [second], Counter())  # sent while the first may run
+        await writer.settle()
+        assert rds.lrange(serving.offers_of(uid), 0, -1) == [second.to_json(), first.to_json()]
+        await writer.close()
+
+    asyncio.run(batches())
