@@ -1,6 +1,7 @@
 """`instore` sub-commands (the push hub and sink, the worker, the API) as child processes, each
 in its own process group, for the benchmarks and the tests; stopping kills the group. A harness,
-not a part: it lives with the benchmarks (tests import it from here too)."""
+not a part: it lives with the benchmarks (tests import it from here too). Also the CPU time and
+memory of an embedded stack's services, as the benchmarks report them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from instore.embedded import port_open
+
+if TYPE_CHECKING:
+    from instore.embedded import Stack
 
 
 @dataclass
@@ -97,3 +102,38 @@ def wait_port(host: str, port: int, child: Child | None = None, timeout_s: float
         time.sleep(0.1)
     msg = f"nothing listens on {host}:{port} after {timeout_s:.0f}s"
     raise RuntimeError(msg)
+
+
+# --- the embedded stack's services (psutil) ----------------------------------------------
+
+def service_processes(stack: Stack, prefix: str) -> Iterator[Any]:
+    """psutil handles of the stack's running services whose name starts with ``prefix``."""
+    import psutil  # noqa: PLC0415
+
+    for name, r in stack.services.items():
+        if name.startswith(prefix):
+            with contextlib.suppress(psutil.Error):
+                yield psutil.Process(r.proc.pid)
+
+
+def rss_mb(stack: Stack, prefix: str = "worker") -> float:
+    """The largest resident memory of the services named ``prefix*`` (MiB)."""
+    import psutil  # noqa: PLC0415
+
+    rss = 0.0
+    for proc in service_processes(stack, prefix):
+        with contextlib.suppress(psutil.Error):
+            rss = max(rss, proc.memory_info().rss / 2**20)
+    return round(rss, 1)
+
+
+def cpu_s(stack: Stack, prefix: str) -> float:
+    """CPU seconds (user + system) used so far by the services named ``prefix*``."""
+    import psutil  # noqa: PLC0415
+
+    total = 0.0
+    for proc in service_processes(stack, prefix):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from bench.processes import cpu_s, rss_mb
 from bench.stats import percentile
 from instore import results
 from instore import topics as t
@@ -229,13 +230,13 @@ def _latency_run(stack: Stack, producer: Any, nearby: Consumer, offers: Consumer
                  seconds: float) -> dict[str, Any]:
     """The latency figures and what each part cost per position at that rate (the load
     generator included); its tail is drained, not to count as throughput."""
-    cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
+    cpu0 = {n: cpu_s(stack, n) for n in ("worker", "broker")}
     bench0 = time.process_time()
     fig = _latency(producer, nearby, offers, positions, rate, seconds)
     n_lat = max(1, fig["latency_positions"])
     for n in ("worker", "broker"):
         fig[f"latency_{n}_cpu_us_per_position"] = round(
-            (_cpu_s(stack, n) - cpu0[n]) / n_lat * 1e6, 1)
+            (cpu_s(stack, n) - cpu0[n]) / n_lat * 1e6, 1)
     fig["latency_bench_cpu_us_per_position"] = round(
         (time.process_time() - bench0) / n_lat * 1e6, 1)
     _drain(nearby, 3.0)  # the latency run's tail must not count as throughput
@@ -248,11 +249,11 @@ def _throughput_run(stack: Stack, settings: Settings, producer: Any, nearby: Con
                     progress: Progress) -> dict[str, Any]:
     """The throughput figures and the CPU time per position of the workers and the broker:
     what each costs, whatever else runs on the machine at the same time."""
-    cpu0 = {n: _cpu_s(stack, n) for n in ("worker", "broker")}
+    cpu0 = {n: cpu_s(stack, n) for n in ("worker", "broker")}
     fig = _throughput(settings, producer, nearby, offers, state, positions, progress=progress)
     for n in ("worker", "broker"):
         fig[f"{n}_cpu_us_per_position"] = round(
-            (_cpu_s(stack, n) - cpu0[n]) / len(positions) * 1e6, 1)
+            (cpu_s(stack, n) - cpu0[n]) / len(positions) * 1e6, 1)
     return fig
 
 
@@ -451,39 +452,6 @@ def _timed_rows(producer: Any, nearby: Consumer, offers: Consumer,
         "p99_ms_by_second": [percentile(by_second[s], 0.99, 0) for s in sorted(by_second)],
     }
     return out
-
-
-def service_processes(stack: Stack, prefix: str) -> Iterator[Any]:
-    """psutil handles of the stack's running services whose name starts with ``prefix``."""
-    import psutil  # noqa: PLC0415
-
-    for name, r in stack.services.items():
-        if name.startswith(prefix):
-            with contextlib.suppress(psutil.Error):
-                yield psutil.Process(r.proc.pid)
-
-
-def rss_mb(stack: Stack, prefix: str = "worker") -> float:
-    """The largest resident memory of the services named ``prefix*`` (MiB)."""
-    import psutil  # noqa: PLC0415
-
-    rss = 0.0
-    for proc in service_processes(stack, prefix):
-        with contextlib.suppress(psutil.Error):
-            rss = max(rss, proc.memory_info().rss / 2**20)
-    return round(rss, 1)
-
-
-def _cpu_s(stack: Stack, prefix: str) -> float:
-    """CPU seconds (user + system) used so far by the services named ``prefix*``."""
-    import psutil  # noqa: PLC0415
-
-    total = 0.0
-    for proc in service_processes(stack, prefix):
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def _stop_workers(stack: Stack) -> None:

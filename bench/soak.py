@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.proximity import rss_mb
+from bench.processes import rss_mb
 from bench.soak_faults import CLUSTER_FAULTS, FAULTS, Faults
 from bench.soak_listeners import CANARY, OffersTail, Subscribers
 from bench.stats import percentile
