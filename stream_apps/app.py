@@ -34,6 +34,7 @@ from stream_apps.gc_pauses import GcPauses, LoopLag
 from stream_apps.gc_pauses import freeze as gc_freeze
 from stream_apps.output import DeliveryFailed, Output
 from stream_apps.policy import PolicyConfig
+from stream_apps.policy_table import PolicyTable
 from stream_apps.processor import Derived, PolicyProcessor, ProximityProcessor, Shoppers
 from stream_apps.serving_writer import ServingWriter
 from stream_apps.views import Views
@@ -161,7 +162,9 @@ class Worker:
             beacon=app.tables.beacon,
         )
         app.tables.add(self.policy_table)
-        self.shoppers = Shoppers(self.policy_table, self.views.consents, self.policy_cfg)
+        # written straight to the table's store; the changelog goes with each batch (publish)
+        self.policy_writes = PolicyTable(self.policy_table)
+        self.shoppers = Shoppers(self.policy_writes, self.views.consents, self.policy_cfg)
         self.processed: dict[int, int] = {}  # positions partition -> last offset handled
         self.gc_pauses = GcPauses()
         self.loop_lag = LoopLag()
@@ -247,6 +250,9 @@ class Worker:
             out.send_rows(nearby, key, hits, ts)
         for offer in derived.offers:
             out.send(t.OFFERS.name, offer.uid.encode(), offer.to_json(), offer.ts)
+        changelog = self.policy_writes.topic
+        for partition, key, value in self.policy_writes.take():
+            out.send(changelog, key, value, None, partition)
         if derived.dead_letters:
             self.send_dead_letters(out, derived.dead_letters)
         out.seal(held)

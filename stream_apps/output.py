@@ -96,19 +96,21 @@ class Output:
     # Keyword arguments cost about a third more per row.
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int | None,
-                 on_delivery: Any) -> None:
+                 on_delivery: Any, partition: int = -1) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, -1, on_delivery, None, ts_ms or 0)
+                self._producer.produce(topic, value, key, partition, on_delivery, None, ts_ms or 0)
                 return
             except BufferError:  # queue full: let librdkafka catch up
                 self._closed.wait(0.005)
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int | None) -> None:
-        """Send one message, marked: it belongs to the current batch (no ``ts_ms``: now)."""
+    def send(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int | None,
+             partition: int = -1) -> None:
+        """Send one message, marked: it belongs to the current batch (no ``ts_ms``: now;
+        ``partition`` -1: the partitioner's choice, murmur2 of the key)."""
         batch = self._batch
         batch.marked += 1
-        self._produce(topic, key, value, ts_ms, batch.on_delivery)
+        self._produce(topic, key, value, ts_ms, batch.on_delivery, partition)
         self.sent += 1
 
     def send_rows(self, topic: str, key: bytes, hits: list[Any], ts_ms: int) -> None:
