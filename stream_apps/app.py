@@ -257,7 +257,7 @@ class Worker:
             self.send_dead_letters(out, derived.dead_letters)
         out.seal(held)
         self.release(out)
-        self.writer.add_sums(derived.per_promo, derived.dwell)
+        self.writer.add_dwell(derived.dwell)  # derived.per_promo is the writer's own counter
         self.stats.update(derived.counts)
         await self.writer.write_batch(derived.live, derived.offers, derived.counts)
         # backpressure: at most this many batches ahead of the broker
@@ -289,7 +289,8 @@ class Worker:
         """NEARBY_CUSTOMERS rows computed by another engine -> offers."""
         assert isinstance(stream, faust.Stream)  # take_events is on Stream, not StreamT
         await self.views.ready.wait()
-        processor = PolicyProcessor(self.views.proximity, self.shoppers)
+        processor = PolicyProcessor(self.views.proximity, self.shoppers,
+                                    per_promo=self.writer.pending_per_promo)
         async for events in stream.take_events(self.settings.worker_batch,
                                                within=self.settings.worker_batch_within_s):
             derived = processor.process([event.message for event in events],

@@ -118,13 +118,12 @@ class Shoppers:
                 if self.table.get(uid) is not None:
                     self.table.pop(uid, None)  # erased or never opted in: keep nothing
                 continue
-            if shopper.offered:  # what the table keeps is pruned
-                shopper.prune(shopper.newest(), self.cfg)
-                shopper.changed = shopper.offered = False
-                self.table[uid] = shopper.to_dict()
-            elif shopper.changed and len(shopper.near) > PRUNE_AT:
+            if shopper.offered or (shopper.changed and len(shopper.near) > PRUNE_AT):
                 shopper.prune(shopper.newest(), self.cfg)
                 shopper.changed = False
+            if shopper.offered:  # kept pruned (above)
+                shopper.offered = False
+                self.table[uid] = shopper.to_dict()
             if shopper.near or shopper.last_offer:
                 self.live[uid] = shopper
             else:
@@ -256,14 +255,19 @@ class ProximityProcessor:
 
 
 class PolicyProcessor:
-    """NEARBY_CUSTOMERS rows computed by another engine -> offers, the same rule as inline."""
+    """NEARBY_CUSTOMERS rows computed by another engine -> offers, the same rule as inline
+    (``per_promo`` as for :class:`ProximityProcessor`)."""
 
-    def __init__(self, state: ProximityState, shoppers: Shoppers) -> None:
+    def __init__(self, state: ProximityState, shoppers: Shoppers,
+                 per_promo: Counter[tuple[str, str]] | None = None) -> None:
         self.state = state
         self.shoppers = shoppers
+        self.per_promo = per_promo
 
     def process(self, records: Sequence[InputRecord], generation: int = 0) -> Derived:
         out = Derived()
+        if self.per_promo is not None:
+            out.per_promo = self.per_promo
         shoppers = self.shoppers
         shoppers.begin(generation)
         touched: dict[str, ShopperState] = {}
@@ -275,8 +279,7 @@ class PolicyProcessor:
             except RecordError as exc:
                 _dead(out, t.NEARBY_CUSTOMERS.name, exc.reason, msg)
                 continue
-            pk = (row.pid, row.store_id)
-            out.per_promo[pk] = out.per_promo.get(pk, 0) + 1
+            out.per_promo[(row.pid, row.store_id)] += 1
             counts["nearby"] += 1
             verdict, offer = decide(row, shoppers.get(row.uid, touched),
                                     shoppers.consents.get(row.uid),

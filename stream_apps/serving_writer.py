@@ -60,8 +60,8 @@ class ServingWriter:
         offers: list[Offer],
         totals: Counter[str],
     ) -> None:
-        """Add a batch's live positions, offers and totals (its NEARBY counts per promotion and
-        dwell go through :meth:`add_sums`)."""
+        """Add a batch's live positions, offers and totals (its dwell goes through
+        :meth:`add_dwell`, its NEARBY counts per promotion into ``pending_per_promo``)."""
         for uid, store_id, lat, lon, ts in positions:
             if ts - self._last_pos.get(uid, 0) < POSITION_EVERY_MS:
                 continue
@@ -87,14 +87,10 @@ class ServingWriter:
         if time.monotonic() - self.last_flush >= self.interval_s:
             await self.flush()
 
-    def add_sums(self, per_promo: dict[tuple[str, str], int],
-                 dwell: dict[tuple[int, str], float]) -> None:
-        """Add a batch's NEARBY counts per (pid, store_id) and dwell seconds per (bucket,
-        ``store:sku``) (written with the next flush)."""
-        pending = self.pending_per_promo
-        if per_promo is not pending:  # the worker's proximity processor counts into it
-            for k, n in per_promo.items():
-                pending[k] = pending.get(k, 0) + n
+    def add_dwell(self, dwell: dict[tuple[int, str], float]) -> None:
+        """Add a batch's dwell seconds per (bucket, ``store:sku``) (written with the next
+        flush). NEARBY counts per (pid, store_id) the processors add to
+        ``pending_per_promo`` themselves."""
         sums = self.pending_dwell
         for member, seconds in dwell.items():
             sums[member] = sums.get(member, 0.0) + seconds
@@ -106,7 +102,7 @@ class ServingWriter:
     async def flush(self) -> None:
         self.last_flush = time.monotonic()
         positions, self._positions = self._positions, {}
-        # the same counter stays (the proximity processor holds it), emptied
+        # the same counter stays (the processors count into it), emptied
         per_promo = self.pending_per_promo.copy()
         self.pending_per_promo.clear()
         totals, self._totals = self._totals, Counter()

@@ -136,9 +136,9 @@ def _measure(peer: Peer, settings: Settings, stack: Stack, tmp: Path, state: Pro
         _wait_ready(proc, producer, nearby, source, probe, log_path)
         _drain(nearby, 1.0)
         handle = psutil.Process(proc.pid)
-        cpu0 = (_processcpu_s(handle), cpu_s(stack, "broker"))
+        cpu0 = (_process_cpu_s(handle), cpu_s(stack, "broker"))
         got = _throughput(settings, producer, nearby, None, state, positions, topic=source.name)
-        cpu1 = (_processcpu_s(handle), cpu_s(stack, "broker"))
+        cpu1 = (_process_cpu_s(handle), cpu_s(stack, "broker"))
         if proc.poll() is not None:
             reason = f"{peer.engine} exited with {proc.returncode}: {_last_line(log_path)}"
             raise PeerFailed(reason)
@@ -183,7 +183,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], producer: Any, nearby: Consumer, 
     raise PeerFailed(reason)
 
 
-def _processcpu_s(proc: Any) -> float:
+def _process_cpu_s(proc: Any) -> float:
     """CPU seconds (user + system) of a process and its children so far."""
     total = 0.0
     for p in [proc, *proc.children(recursive=True)]:
