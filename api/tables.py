@@ -4,6 +4,9 @@ A background thread reads ``stores_products``, ``products_promotions`` and
 ``shopper_consents`` from the beginning with ``assign()`` (no consumer group to join) and keeps
 the latest value per key; a tombstone removes the key. The API's own writes are applied at
 once as well (``apply``), so a product created through the API can be promoted right away.
+A record another program wrote a moment ago (``instore produce catalog``, a connector) is
+found with ``sync``: it waits until the reader has read everything the topic held when it was
+called, so "not in the catalog" is only answered after looking at the topic's end.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,6 +28,15 @@ from instore.settings import Settings
 log = logging.getLogger(__name__)
 
 VIEWED: tuple[t.Topic, ...] = (t.STORES_PRODUCTS, t.PRODUCTS_PROMOTIONS, t.SHOPPER_CONSENTS)
+
+
+@dataclass
+class _Sync:
+    """A caller waiting until the reader has read ``topic`` up to its end offsets as the
+    reader found them once it took the request."""
+    topic: str
+    done: threading.Event = field(default_factory=threading.Event)
+    ends: dict[int, int] | None = None  # partition -> end offset, set by the reader
 
 
 class TableView:
@@ -42,6 +55,7 @@ class TableView:
         self.connected = threading.Event()
         self.invalid = 0
         self._stop = threading.Event()
+        self._syncs: list[_Sync] = []
         self._thread = threading.Thread(target=self._run, name="api-table-view", daemon=True)
 
     # lifecycle -------------------------------------------------------------------------
@@ -54,6 +68,14 @@ class TableView:
 
     def wait_caught_up(self, timeout_s: float) -> bool:
         return self.caught_up.wait(timeout_s)
+
+    def sync(self, topic: t.Topic, timeout_s: float) -> bool:
+        """Wait until the view holds everything written to ``topic`` before this call (False
+        when that took longer than ``timeout_s``, e.g. with the broker away)."""
+        request = _Sync(topic.name)
+        with self._lock:
+            self._syncs.append(request)
+        return request.done.wait(timeout_s)
 
     # reads -----------------------------------------------------------------------------
     def sku_known(self, sku: int) -> bool:
@@ -175,6 +197,7 @@ class TableView:
             by_name = {topic.name: topic for topic in VIEWED}
             while not self._stop.is_set():
                 msgs = consumer.consume(500, 0.2)
+                self._serve_syncs(consumer, md)
                 if not msgs and pending:
                     for tp in consumer.position([TopicPartition(a, b) for a, b in pending]):
                         if tp.offset >= pending[(tp.topic, tp.partition)]:
@@ -197,6 +220,26 @@ class TableView:
                                      sum(self.store_counts().values()), len(self.promotions))
         finally:
             consumer.close()
+
+    def _serve_syncs(self, consumer: Any, md: Any) -> None:
+        """Give new sync requests the topic's end offsets; release those the reader's position
+        has reached (positions are local, the end offsets one request to the broker)."""
+        with self._lock:
+            waiting = list(self._syncs)
+        for request in waiting:
+            if request.ends is None:
+                request.ends = {}
+                for p in md.topics[request.topic].partitions:
+                    _low, high = consumer.get_watermark_offsets(
+                        TopicPartition(request.topic, p), timeout=5)
+                    request.ends[p] = high
+            behind = [TopicPartition(request.topic, p) for p, end in request.ends.items() if end > 0]
+            if behind and any(tp.offset < request.ends[tp.partition]
+                              for tp in consumer.position(behind)):
+                continue
+            request.done.set()
+            with self._lock:
+                self._syncs.remove(request)
 
     def _ingest(self, topic: t.Topic, raw_key: bytes | None, raw_value: bytes | None) -> None:
         if raw_key is None:

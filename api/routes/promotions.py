@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
@@ -31,17 +32,29 @@ PidPath = Annotated[Ident, Path(description="promotion id")]
 CATALOG_WAIT_S = 10.0
 
 
+def _in_catalog(services: Services, known: Callable[[], bool]) -> bool:
+    """``known()``, asked again after the view has read the catalog topic to its end when it
+    says no: a catalog another program wrote a moment ago is found, not refused."""
+    if known():
+        return True
+    services.tables.sync(t.STORES_PRODUCTS, CATALOG_WAIT_S)
+    return known()
+
+
 def _check_target(services: Services, promo: r.Promotion) -> None:
-    if not services.tables.wait_caught_up(CATALOG_WAIT_S):
+    tables = services.tables
+    if not tables.wait_caught_up(CATALOG_WAIT_S):
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail="the catalog is still loading from stores_products; retry")
     if promo.sku is not None:
-        if not services.tables.sku_known(promo.sku):
-            unprocessable(["body", "sku"],
-                          f"SKU {promo.sku} is not in the catalog (stores_products)")
-    elif promo.segment is not None and not services.tables.segment_known(promo.segment):
-        known = ", ".join(services.tables.segments()[:20]) or "none yet"
-        unprocessable(["body", "segment"], f"unknown segment {promo.segment!r} (known: {known})")
+        sku = promo.sku
+        if not _in_catalog(services, lambda: tables.sku_known(sku)):
+            unprocessable(["body", "sku"], f"SKU {sku} is not in the catalog (stores_products)")
+    elif promo.segment is not None:
+        segment = promo.segment
+        if not _in_catalog(services, lambda: tables.segment_known(segment)):
+            known = ", ".join(tables.segments()[:20]) or "none yet"
+            unprocessable(["body", "segment"], f"unknown segment {segment!r} (known: {known})")
 
 
 def _publish(services: Services, promo: r.Promotion) -> None:
