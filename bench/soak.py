@@ -282,6 +282,7 @@ class SoakRun:
                        for f in fault_log],
             "worker_restart_phases_s": next((f["phases"] for f in fault_log
                                              if f["service"] == "worker" and "phases" in f), None),
+            "recovery_steps_s": {f["service"]: f.get("steps") for f in fault_log},
             "faults_recovered": sum(1 for f in fault_log if f["recovered"]),
             "recovery_p99_s": percentile(recoveries, 0.99, 2),
             "recovery_max_s": max(recoveries) if recoveries else None,

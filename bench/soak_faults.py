@@ -153,19 +153,30 @@ class Faults:
         return False
 
     def recover(self, name: str, killed_at: float, timeout_s: float = 120.0) -> dict[str, Any]:
+        """Wait until the killed service runs again, then until each path it broke works end
+        to end. ``steps``: seconds from the kill until the service was back and until each
+        path worked (``rows``: a probe position came back as a NEARBY row; ``push``: a canary
+        offer reached its subscriber; ``api``: the API answered)."""
         deadline = killed_at + timeout_s
         while not self._service_back(name) and time.monotonic() < deadline:
             time.sleep(0.1)
-        checks_of: dict[str, list[Callable[[float], bool]]] = {
-            "worker": [self._worker_ok], "broker": [self._worker_ok, self._push_ok],
-            "leader": [self._worker_ok, self._push_ok],
-            "sink": [self._push_ok], "redis": [self._push_ok], "api": [self._api_ok],
+        steps = {"back": round(time.monotonic() - killed_at, 2)}
+        checks_of: dict[str, list[tuple[str, Callable[[float], bool]]]] = {
+            "worker": [("rows", self._worker_ok)],
+            "broker": [("rows", self._worker_ok), ("push", self._push_ok)],
+            "leader": [("rows", self._worker_ok), ("push", self._push_ok)],
+            "sink": [("push", self._push_ok)], "redis": [("push", self._push_ok)],
+            "api": [("api", self._api_ok)],
         }
-        checks = checks_of[name]
-        ok = all(check(deadline) for check in checks)
+        ok = True
+        for step, check in checks_of[name]:
+            ok = check(deadline)
+            steps[step] = round(time.monotonic() - killed_at, 2)
+            if not ok:
+                break
         took = round(time.monotonic() - killed_at, 2)
         phases = self.worker_phases() if name == "worker" else {}
-        self.progress(f"fault: {name} {'recovered' if ok else 'NOT recovered'} in {took}s"
-                      + (f" {phases}" if phases else ""))
-        return {"service": name, "recovered": ok, "recovery_s": took} | (
+        self.progress(f"fault: {name} {'recovered' if ok else 'NOT recovered'} in {took}s "
+                      f"{steps}" + (f" {phases}" if phases else ""))
+        return {"service": name, "recovered": ok, "recovery_s": took, "steps": steps} | (
             {"phases": phases} if phases else {})

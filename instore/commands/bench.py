@@ -94,6 +94,8 @@ def bench_soak(
                                          "customers_locations partition 0), each once.")] = False,
     brokers: Annotated[int, typer.Option(min=1, max=5, help="Embedded Kafka nodes (3: "
                                          "replication factor 3, min.insync.replicas 2).")] = 1,
+    only: Annotated[str | None, typer.Option(help="With --faults: only these, comma-separated "
+                                             "(worker, sink, redis, api, broker).")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same walks and fault order.")] = 7,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the data dir and logs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
@@ -102,8 +104,18 @@ def bench_soak(
     reconciles offers produced vs received (lost, duplicates, consent violations), recovery
     times, and scans the logs (figures appended to bench/results/soak.jsonl)."""
     from bench.soak import run as run_soak  # noqa: PLC0415
+    from bench.soak_faults import CLUSTER_FAULTS, FAULTS  # noqa: PLC0415
 
-    fig = run_soak(minutes=minutes, rate=rate, faults=faults, seed=seed, keep_dir=keep, brokers=brokers,
+    only_faults = None
+    if only is not None:
+        only_faults = tuple(name.strip() for name in only.split(",") if name.strip())
+        known = FAULTS if brokers == 1 else CLUSTER_FAULTS
+        unknown = [name for name in only_faults if name not in known]
+        if unknown or not only_faults or not faults:
+            msg = f"--only takes faults of {', '.join(known)} and needs --faults (got {only!r})"
+            raise fail(msg)
+    fig = run_soak(minutes=minutes, rate=rate, faults=faults, seed=seed, keep_dir=keep,
+                   brokers=brokers, only_faults=only_faults,
                    progress=lambda m: console.print(f"[cyan]soak[/] {m}"))
     print_figures({k: v for k, v in fig.items() if not isinstance(v, dict | list)})
     if as_json:

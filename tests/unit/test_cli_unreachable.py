@@ -37,3 +37,12 @@ def test_status_with_nothing_running_says_how_to_start(tmp_path) -> None:
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "nothing is running: start the stack with `instore up`" in " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize("args", [["--faults", "--only", "printer"], ["--only", "broker"]])
+def test_soak_only_takes_known_faults_with_faults(args: list[str]) -> None:
+    """`instore bench soak --only` names faults of the list and needs --faults: anything else is
+    one sentence before a stack starts."""
+    res = _run({}, "bench", "soak", *args)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "--only takes faults of worker, sink, redis, api, broker" in " ".join(res.stderr.split())
