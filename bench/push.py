@@ -50,7 +50,6 @@ from mobile_push.local_hub.tokens import ApiKey, TokenAuthority
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "push.jsonl"
 LAT0, LON0 = 51.5072, -0.1276
 M_LAT = 1 / 111_111.0
 SPACING_M = 5.0
@@ -130,7 +129,7 @@ def run_bench(
     dwell_s: float = 2.0,
     offers_only: bool = False,
     transport: str = "websocket",
-    results_path: Path | None = RESULTS,
+    results_path: Path | None = None,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """``progress`` gets a line per phase and, while positions are sent, one every 5 s with
@@ -184,8 +183,7 @@ def run_bench(
         # where the time goes: offer ts -> consumed by the sink / -> acknowledged by the hub
         "sink": sink_summary,
     }
-    if results_path is not None:
-        result = results.append("push", result, path=results_path)
+    result = results.append("push", result, path=results_path)
     return result
 
 

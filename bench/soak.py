@@ -56,7 +56,6 @@ from producers.publish import publish_consents, publish_positions, publish_world
 from producers.shoppers import walk_positions
 from producers.world import build_world
 
-RESULTS = Path(__file__).resolve().parent / "results" / "soak.jsonl"
 SERVICES = ("broker", "redis", "worker", "hub", "sink", "api")
 Progress = Callable[[str], None]
 
@@ -86,7 +85,7 @@ def start_soak_stack(settings: Settings, data_dir: Path, progress: Progress) -> 
 
 def run(*, minutes: float = 3.0, rate: float = 200.0, faults: bool = False, seed: int = 7,
         progress: Progress = lambda m: None, keep_dir: bool = False,
-        drain_max_s: float = 120.0, results: Path = RESULTS, brokers: int = 1,
+        drain_max_s: float = 120.0, results: Path | None = None, brokers: int = 1,
         only_faults: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``brokers`` embedded Kafka nodes (3: replication factor 3, min.insync.replicas 2);
     ``only_faults`` narrows the faults to inject (of FAULTS, or CLUSTER_FAULTS on a cluster)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -61,6 +62,8 @@ class Faults:
         self.killed_wall[name] = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(running.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            running.proc.wait(10)  # dead before the recovery clock looks for it back
         self.progress(f"fault: SIGKILL {name} = {service} (pid {running.proc.pid})")
 
     def worker_phases(self) -> dict[str, float]:

@@ -222,10 +222,15 @@ def produce(producer: Producer, topic: t.Topic, record: Any, key: str | None = N
 
 def is_record(msg: Message) -> bool:
     """A consumed record, not an event: the end of a partition is dropped quietly, any other
-    consumer error is logged (and dropped: librdkafka retries by itself)."""
+    consumer error is logged (and dropped: librdkafka retries by itself), except a fatal one
+    (the client cannot go on, e.g. a static member fenced by another with its instance id):
+    that is raised as :class:`KafkaException`, so the service stops and is restarted instead
+    of polling a dead client for ever."""
     err = msg.error()
     if err is None:
         return True
+    if err.fatal():
+        raise KafkaException(err)
     if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - confluent-kafka's public name for the code
         log.warning("consumer error: %s", err)
     return False

@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     ably_port: int | None = None
     # Whether it speaks TLS.
     ably_tls: bool | None = None
+    # The push sink's static group membership (Kafka's group.instance.id): a sink restarted
+    # with the same id takes its partitions back at once, without a rebalance and without
+    # waiting for its old session to end. Give every sink its own (two with one id fence each
+    # other); `instore up` gives its sink one. Unset: a dynamic member.
+    push_sink_instance_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # The sink's consumer-group session: how long the group keeps its partitions while it is
+    # silent, longer than a broker takes to restart (a session that ends meanwhile costs a
+    # rebalance). A dynamic sink that died holds its partitions this long.
+    push_sink_session_timeout_s: float = Field(default=15.0, ge=1, le=300)
+    # Ably publishes the sink has in flight at once (one per channel of a batch; more queue).
+    push_publish_concurrency: int = Field(default=16, ge=1, le=256)
 
     # ksqlDB: unset = the local ksqlDB-compatible endpoint.
     ksqldb_url: str | None = None

@@ -1,10 +1,16 @@
 """One batched publish of offers to one Ably channel with the `ably` SDK: message ``id`` =
 ``offer_id`` (Ably de-duplicates a redelivery), 5xx answers, timeouts and network errors retried
 with backoff (``mobile_push.backoff``), and an answer that the same request would get again
-(``routing.is_permanent``: 4xx, too big) returned as the reason, for `dead_letters`."""
+(``routing.is_permanent``: 4xx, too big) returned as the reason, for `dead_letters`.
+
+At most ``concurrency`` requests are in flight at once, whatever the batch: a backlog after a
+broker restart is hundreds of channels in one batch, and hundreds of requests queued in the
+SDK's HTTP connection pool cost the pool time quadratic in their number (the sink spent
+seconds of CPU assigning requests to connections while the offers waited)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -16,9 +22,10 @@ from mobile_push.backoff import Backoff
 
 
 class AblyPublisher:
-    def __init__(self, rest: Any, backoff: Backoff) -> None:
+    def __init__(self, rest: Any, backoff: Backoff, concurrency: int = 16) -> None:
         self.rest = rest
         self.backoff = backoff
+        self.in_flight = asyncio.Semaphore(concurrency)
 
     async def publish(self, channel: str, chunk: list[Offer], payloads: dict[str, Any]) -> str | None:
         """Publish one chunk; None on success, else the reason it was refused for good. Raises
@@ -50,4 +57,5 @@ class AblyPublisher:
             AblyMessage(name=routing.MESSAGE_NAME, data=payloads[o.offer_id], id=o.offer_id)
             for o in chunk
         ]
-        await self.rest.channels.get(channel).publish(messages=messages, timeout=10)
+        async with self.in_flight:
+            await self.rest.channels.get(channel).publish(messages=messages, timeout=10)

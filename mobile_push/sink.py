@@ -66,7 +66,6 @@ BATCH_MAX = 500
 CONSUMER_TUNING: dict[str, Any] = {  # the latency path: fetch what is there, notice a dead peer
     "fetch.wait.max.ms": 10,
     "fetch.min.bytes": 1,
-    "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 500,
     "max.poll.interval.ms": 300_000,
     "topic.metadata.refresh.interval.ms": 5000,
@@ -81,6 +80,15 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
 end
 return 0
 """
+
+
+def membership(settings: Settings) -> dict[str, Any]:
+    """The sink's group session, and its static membership when it has an instance id."""
+    config: dict[str, Any] = {
+        "session.timeout.ms": int(settings.push_sink_session_timeout_s * 1000)}
+    if settings.push_sink_instance_id is not None:
+        config["group.instance.id"] = settings.push_sink_instance_id
+    return config
 
 
 @dataclass
@@ -143,14 +151,15 @@ class PushSink:
             s,
             [t.OFFERS, t.KIOSK_INTERACTIONS, t.SHOPPER_CONSENTS, t.OFFER_EVENTS, t.DEAD_LETTERS],
         )
-        consumer = make_consumer(s, self.group_id, **(CONSUMER_TUNING | self.consumer_overrides))
+        consumer = make_consumer(s, self.group_id, **(CONSUMER_TUNING | membership(s)
+                                                       | self.consumer_overrides))
         self.producer = make_producer(s)
         self.redis = aioredis.from_url(
             s.redis_address, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
         self.mark = self.redis.register_script(MARK_DELIVERED)
         self.rest = make_rest(s)
-        self.publisher = AblyPublisher(self.rest, self.backoff)
+        self.publisher = AblyPublisher(self.rest, self.backoff, s.push_publish_concurrency)
         # No offer is pushed before the consents written so far are applied.
         self.consents = ConsentReader(s, self.redis, self.backoff, self._dead)
         await self.consents.start(60.0)

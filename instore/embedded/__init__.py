@@ -236,8 +236,8 @@ class Stack:
         raise StackError(msg)
 
     def supervise_once(self) -> None:
-        """Restart crashed services with exponential backoff (1 s, 2 s, ... 30 s; 0.25 s after a
-        run of more than a minute)."""
+        """Restart crashed services: 0.25 s after the first crash or after a run of more than a
+        minute, else with exponential backoff (2 s, 4 s, ... 30 s)."""
         now = time.monotonic()
         for name, running in self.services.items():
             code = running.proc.poll()
@@ -245,8 +245,8 @@ class Stack:
                 continue
             if running.next_restart_at is None:
                 delay = min(30.0, 2 ** min(running.restarts, 5))
-                if now - running.started_at > 60:
-                    delay = 0.25  # it ran fine for a minute: a crash, not a crash loop
+                if running.restarts == 0 or now - running.started_at > 60:
+                    delay = 0.25  # a first crash, or it ran fine for a minute: not a crash loop
                 running.next_restart_at = now + delay
                 self.on_event(f"{name} exited with code {code}; restarting in {delay:g}s")
             elif now >= running.next_restart_at:

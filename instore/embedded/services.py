@@ -7,6 +7,7 @@ installed is skipped with a note, so the stack still comes up with what is there
 from __future__ import annotations
 
 import importlib.util
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +32,10 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
         specs.append(ServiceSpec("hub", instore_cmd("push", "hub"), port=settings.hub_port, host=h,
                                  url=f"http://{h}:{settings.hub_port}"))
     if _has("mobile_push.sink"):
-        specs.append(ServiceSpec("sink", instore_cmd("push", "sink")))
+        # One sink per stack, restarted by the supervisor: a static member (see settings).
+        instance = settings.push_sink_instance_id or f"{socket.gethostname()}-{data_dir.name}-sink"
+        specs.append(ServiceSpec("sink", instore_cmd("push", "sink"),
+                                 env={"PUSH_SINK_INSTANCE_ID": instance}))
     if _has("stream_apps.ksqldb") and settings.ksqldb_url is None:
         specs.append(ServiceSpec("ksql", instore_cmd("ksql", "serve"), port=settings.ksql_port,
                                  host=LOOPBACK, url=f"http://{LOOPBACK}:{settings.ksql_port}"))

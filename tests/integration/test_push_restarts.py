@@ -1,5 +1,6 @@
-"""The push sink keeps delivering across a Redis restart and a broker restart (the embedded
-broker loses its memory: topics are recreated, offsets start again)."""
+"""The push sink keeps delivering, each offer once, across a Redis restart, a broker restart
+(on its data: offsets and the group are still there) and its own kill -9 and restart as a static
+group member (it takes its partitions back at once, not after its old session)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,10 @@ def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
         broker.bootstrap, f"redis://127.0.0.1:{redis_port}/0", hub_port=hub_port
     )
     ensure_topics(settings)
-    env = child_env(settings, HUB_PORT=str(hub_port))
+    # Static membership with a session far longer than the waits below: a restarted sink that
+    # had to wait for its old session to end would deliver nothing in time.
+    env = child_env(settings, HUB_PORT=str(hub_port), PUSH_SINK_INSTANCE_ID="sink-under-test",
+                    PUSH_SINK_SESSION_TIMEOUT_S="150")
     hub = Child("hub", ["push", "hub"], env, tmp_path / "hub.log").start()
     sink = Child("sink", ["push", "sink"], env, tmp_path / "sink.log").start()
     base = f"http://127.0.0.1:{hub_port}"
@@ -110,6 +114,12 @@ def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
         ensure_topics(settings)
         want |= send("after-broker")
         wait_for(lambda: want <= set(got), 120, "offers after the broker restart")
+        assert sink.alive, sink.tail()
+
+        sink.kill()  # kill -9: it does not leave the group
+        sink.start()
+        want |= send("after-sink-kill")
+        wait_for(lambda: want <= set(got), 75, "offers after the sink's kill -9 and restart")
         assert sink.alive, sink.tail()
     finally:
         if sub is not None:

@@ -128,3 +128,25 @@ async def test_a_stopping_sink_gives_up_on_an_unreachable_ably(slept):
     with pytest.raises(RuntimeError, match="stopping while Ably is unreachable"):
         await AblyPublisher(Rest(fn), backoff).publish("kiosk:s1:k1", [OFFER], {"o1": {}})
     assert fn.calls == 7
+
+
+async def test_publishes_in_flight_are_bounded(slept):
+    """A backlog batch is hundreds of channels: they are published at most ``concurrency`` at
+    a time (hundreds queued in the SDK's connection pool cost it quadratic time), all of them."""
+    import asyncio
+
+    backoff, _ = _backoff()
+    in_flight, most, done = 0, 0, []
+
+    async def publish() -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0)
+        in_flight -= 1
+        done.append(1)
+
+    publisher = AblyPublisher(Rest(publish), backoff, concurrency=4)
+    reasons = await asyncio.gather(*(publisher.publish(f"shopper:u{i}", [OFFER], {"o1": {}})
+                                     for i in range(50)))
+    assert reasons == [None] * 50 and len(done) == 50 and most == 4
