@@ -85,6 +85,10 @@ class NotDelivered(InstoreError, RuntimeError):
     pass
 
 
+class KafkaFatal(InstoreError, RuntimeError):
+    """A fatal error of a librdkafka client: it will not consume or produce again."""
+
+
 class CheckedProducer(Producer):  # type: ignore[misc]
     """A producer for commands that write records and then say so: it counts the records the
     broker did not take, and :meth:`finish` raises :class:`NotDelivered` (one sentence) unless
@@ -224,13 +228,14 @@ def is_record(msg: Message) -> bool:
     """A consumed record, not an event: the end of a partition is dropped quietly, any other
     consumer error is logged (and dropped: librdkafka retries by itself), except a fatal one
     (the client cannot go on, e.g. a static member fenced by another with its instance id):
-    that is raised as :class:`KafkaException`, so the service stops and is restarted instead
-    of polling a dead client for ever."""
+    that is raised as :class:`KafkaFatal`, so the service stops (one line, exit 1) and is
+    restarted instead of polling a dead client for ever."""
     err = msg.error()
     if err is None:
         return True
-    if err.fatal():
-        raise KafkaException(err)
+    if err.fatal() or err.code() == KafkaError._FATAL:  # noqa: SLF001 - the consumer's event for it
+        msg = f"the Kafka client cannot go on: {err.str()}"
+        raise KafkaFatal(msg)
     if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - confluent-kafka's public name for the code
         log.warning("consumer error: %s", err)
     return False

@@ -130,3 +130,43 @@ def test_sink_survives_redis_and_broker_restarts(broker_factory, tmp_path):
     counts = Counter(got)
     assert set(counts) == want
     assert max(counts.values()) == 1
+
+
+def test_a_fenced_sink_stops_instead_of_hanging(broker_factory, tmp_path):
+    """Another consumer joins the sink's group with the sink's instance id: the broker fences
+    the sink (a fatal error for its client, which will never consume again). The sink exits
+    non-zero, so its supervisor restarts it, rather than polling a dead client for ever."""
+    from confluent_kafka import Consumer
+
+    from instore import groups
+
+    broker = broker_factory()
+    redis_port, hub_port = free_port(), free_port()
+    redis_proc = start_redis(redis_port, tmp_path / "redis")
+    settings = make_settings(broker.bootstrap, f"redis://127.0.0.1:{redis_port}/0",
+                             hub_port=hub_port)
+    ensure_topics(settings)
+    env = child_env(settings, HUB_PORT=str(hub_port), PUSH_SINK_INSTANCE_ID="the-only-sink")
+    hub = Child("hub", ["push", "hub"], env, tmp_path / "hub.log").start()
+    sink = Child("sink", ["push", "sink"], env, tmp_path / "sink.log").start()
+    impostor = None
+    try:
+        wait_http(f"http://127.0.0.1:{hub_port}/time", hub)
+        wait_for(lambda: "assigned" in sink.tail(50), 60, "the sink to join its group")
+        impostor = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": groups.PUSH_SINK,
+                             "group.instance.id": "the-only-sink", "session.timeout.ms": 15000})
+        impostor.subscribe([t.OFFERS.name])
+
+        def sink_exited() -> bool:
+            impostor.poll(0.1)
+            return not sink.alive
+
+        wait_for(sink_exited, 90, "the fenced sink to exit")
+        assert sink.proc is not None and sink.proc.returncode != 0
+        assert "Traceback" not in sink.tail(80) and "FENCED" in sink.tail(80).upper(), sink.tail()
+    finally:
+        if impostor is not None:
+            impostor.close()
+        sink.stop()
+        hub.stop()
+        stop_process(redis_proc)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 
-from instore.kafka import is_record
+from instore.kafka import KafkaFatal, is_record
 
 
 class _Event:
@@ -26,5 +26,8 @@ def test_a_fatal_error_stops_the_loop() -> None:
     """A fenced static member (or any fatal error) cannot consume again: raised, so the
     service exits and its supervisor starts it afresh, rather than polling for ever."""
     fenced = KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced", fatal=True)
-    with pytest.raises(KafkaException):
+    with pytest.raises(KafkaFatal, match="cannot go on: fenced"):
         is_record(_Event(fenced))
+    # what a consumer's poll hands over: the generic _FATAL code, without the fatal flag
+    with pytest.raises(KafkaFatal, match="Static consumer fenced"):
+        is_record(_Event(KafkaError(KafkaError._FATAL, "Fatal error: Static consumer fenced")))
