@@ -234,8 +234,8 @@ def is_record(msg: Message) -> bool:
     if err is None:
         return True
     if err.fatal() or err.code() == KafkaError._FATAL:  # noqa: SLF001 - the consumer's event for it
-        msg = f"the Kafka client cannot go on: {err.str()}"
-        raise KafkaFatal(msg)
+        why = f"the Kafka client cannot go on: {err.str()}"
+        raise KafkaFatal(why)
     if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - confluent-kafka's public name for the code
         log.warning("consumer error: %s", err)
     return False
