@@ -197,7 +197,6 @@ class TableView:
             by_name = {topic.name: topic for topic in VIEWED}
             while not self._stop.is_set():
                 msgs = consumer.consume(500, 0.2)
-                self._serve_syncs(consumer, md)
                 if not msgs and pending:
                     for tp in consumer.position([TopicPartition(a, b) for a, b in pending]):
                         if tp.offset >= pending[(tp.topic, tp.partition)]:
@@ -218,6 +217,8 @@ class TableView:
                             self.caught_up.set()
                             log.info("table view: caught up (%d products, %d promotions)",
                                      sum(self.store_counts().values()), len(self.promotions))
+                # after ingesting: the position already counts what this consume returned
+                self._serve_syncs(consumer, md)
         finally:
             consumer.close()
 

@@ -9,8 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from instore.errors import InstoreError
 
 LOOPBACK = "127.0.0.1"  # where every internal service listens, whatever INSTORE_HOST says
 
@@ -100,7 +102,8 @@ class Settings(BaseSettings):
     # with the same id takes its partitions back at once, without a rebalance and without
     # waiting for its old session to end. Give every sink its own (two with one id fence each
     # other); `instore up` gives its sink one. Unset: a dynamic member.
-    push_sink_instance_id: str | None = Field(default=None, min_length=1, max_length=200)
+    push_sink_instance_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                              pattern=r"^[A-Za-z0-9._-]+$")
     # The sink's consumer-group session: how long the group keeps its partitions while it is
     # silent, longer than a broker takes to restart (a session that ends meanwhile costs a
     # rebalance). A dynamic sink that died holds its partitions this long.
@@ -391,6 +394,24 @@ class Settings(BaseSettings):
         return DEV_KEYS[role] if self.environment == "development" else None
 
 
+class SettingsError(InstoreError, ValueError):
+    """A setting in the environment (or .env) that is not valid: one line naming each."""
+
+
+def describe(exc: ValidationError) -> str:
+    """``exc`` as one line: each bad variable and what is wrong with it, never its value (it may
+    be a secret)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = str(error["loc"][0]).upper() if error["loc"] else "the settings"
+        parts.append(f"{where}: {error['msg']}")
+    return "bad setting " + "; ".join(parts) + " (see docs/configuration.md)"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment (and .env); :class:`SettingsError` when one is bad."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None

@@ -6,7 +6,9 @@ installed is skipped with a note, so the stack still comes up with what is there
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +35,7 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
                                  url=f"http://{h}:{settings.hub_port}"))
     if _has("mobile_push.sink"):
         # One sink per stack, restarted by the supervisor: a static member (see settings).
-        instance = settings.push_sink_instance_id or f"{socket.gethostname()}-{data_dir.name}-sink"
+        instance = settings.push_sink_instance_id or sink_instance_id(data_dir)
         specs.append(ServiceSpec("sink", instore_cmd("push", "sink"),
                                  env={"PUSH_SINK_INSTANCE_ID": instance}))
     if _has("stream_apps.ksqldb") and settings.ksqldb_url is None:
@@ -47,6 +49,14 @@ def service_specs(settings: Settings, data_dir: Path, *, workers: int = 1) -> li
         specs.append(ServiceSpec("api", instore_cmd("api", "serve"), port=settings.api_port, host=h,
                                  url=f"http://{h}:{settings.api_port}/docs"))
     return specs
+
+
+def sink_instance_id(data_dir: Path) -> str:
+    """The stack's sink's static group member id: this host and this data dir (two stacks on
+    one cluster must not share one, or each fences the other)."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100] or "host"
+    where = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"{host}-{where}-sink"
 
 
 def stack_env(settings: Settings) -> dict[str, str]:
