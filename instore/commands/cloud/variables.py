@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from instore import cloudenv
 from instore.commands.cloud.errors import CloudError
 from instore.commands.cloud.terraform import INSTALL_HINT, TerraformDriver
-from instore.settings import Settings
+from instore.settings import Settings, describe
 
 # The ably_api_key variable is required, but only the connector uses it: with the connector
 # off, or to destroy, this stand-in value lets Terraform run without a real key.
@@ -49,7 +49,7 @@ def load_settings(env_file: Path) -> Settings:
     try:
         return Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
-        msg = f"the settings (environment or {env_file}) are invalid: {exc.errors()[0]['msg']}"
+        msg = f"in the environment or {env_file}: {describe(exc)}"
         raise CloudError(msg) from None
 
 
